@@ -15,7 +15,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 /// Decodes hex of either case (the reference's `bytes.fromhex` also accepts upper case).
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| match c {

@@ -1,0 +1,48 @@
+//! Content-addressed artifacts (code snapshots, training configs). The key is the SHA-256 of
+//! the bytes, checked on every write; lookups take only well-formed cids, so no request can
+//! name anything but an artifact (the reference's path traversal, §l.1, cannot happen).
+
+use redb::{ReadableTable, ReadableTableMetadata};
+use spore_spec::crypto::{is_lower_hex, sha256_hex};
+
+use super::tables::ARTIFACTS;
+use super::{Reader, StoreError, Writer};
+
+/// Largest artifact accepted: what fits in one 10 MiB frame after base64.
+pub const MAX_ARTIFACT_BYTES: usize = 7 * 1024 * 1024;
+
+impl Writer<'_> {
+    /// Stores `bytes` under `claimed_cid` if they hash to it. Returns false when already stored.
+    pub fn put_artifact(&mut self, claimed_cid: &str, bytes: &[u8]) -> Result<bool, StoreError> {
+        if bytes.len() > MAX_ARTIFACT_BYTES {
+            return Err(StoreError::ArtifactTooLarge(bytes.len()));
+        }
+        let computed = sha256_hex(bytes);
+        if computed != claimed_cid {
+            return Err(StoreError::ArtifactMismatch {
+                claimed: claimed_cid.to_string(),
+                computed,
+            });
+        }
+        let mut table = self.txn.open_table(ARTIFACTS)?;
+        if table.get(claimed_cid)?.is_some() {
+            return Ok(false);
+        }
+        table.insert(claimed_cid, bytes)?;
+        Ok(true)
+    }
+}
+
+impl Reader {
+    pub fn artifact(&self, cid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if !is_lower_hex(cid, 64) {
+            return Err(StoreError::BadCid(cid.to_string()));
+        }
+        let table = self.txn.open_table(ARTIFACTS)?;
+        Ok(table.get(cid)?.map(|b| b.value().to_vec()))
+    }
+
+    pub fn artifact_count(&self) -> Result<u64, StoreError> {
+        Ok(self.txn.open_table(ARTIFACTS)?.len()?)
+    }
+}

@@ -1,0 +1,181 @@
+//! Byte layouts of index values and composite keys.
+
+use spore_spec::{Goal, Status};
+
+use super::StoreError;
+
+/// Order-preserving bytes of an i64 (big-endian with the sign bit flipped).
+pub fn sortable_i64(x: i64) -> [u8; 8] {
+    ((x as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Order-preserving bytes of a finite f64, ascending for `Minimize` and descending for
+/// `Maximize`, so the best entry of either goal comes first in a forward scan.
+pub fn sortable_metric(x: f64, goal: Goal) -> [u8; 8] {
+    let bits = x.to_bits();
+    let ascending = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    };
+    match goal {
+        Goal::Minimize => ascending.to_be_bytes(),
+        Goal::Maximize => (!ascending).to_be_bytes(),
+    }
+}
+
+pub fn goal_byte(goal: Goal) -> u8 {
+    match goal {
+        Goal::Minimize => 0,
+        Goal::Maximize => 1,
+    }
+}
+
+/// Concatenates key parts.
+pub fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// The smallest key greater than every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    end.push(0xff);
+    end
+}
+
+/// What the store derives about one accepted record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexEntry {
+    pub task_id: String,
+    pub parent: Option<String>,
+    pub status: Status,
+    pub metric: f64,
+    pub timestamp: i64,
+    pub depth: i64,
+    /// A keep child in the task beats it when lower is better.
+    pub displaced_min: bool,
+    /// A keep child in the task beats it when higher is better.
+    pub displaced_max: bool,
+    /// A verification or upheld dispute confirmed it (local state, not signed).
+    pub verified: bool,
+}
+
+impl IndexEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160);
+        push_str(&mut out, &self.task_id);
+        push_str(&mut out, self.parent.as_deref().unwrap_or(""));
+        out.push(match self.status {
+            Status::Keep => 0,
+            Status::Discard => 1,
+            Status::Crash => 2,
+        });
+        out.extend_from_slice(&self.metric.to_le_bytes());
+        out.extend_from_slice(&self.timestamp.to_le_bytes());
+        out.extend_from_slice(&self.depth.to_le_bytes());
+        out.push(
+            self.displaced_min as u8 | (self.displaced_max as u8) << 1 | (self.verified as u8) << 2,
+        );
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<IndexEntry, StoreError> {
+        let corrupt = || StoreError::Corrupt {
+            table: "experiment_index_v1",
+            what: "short or malformed entry".into(),
+        };
+        let mut r = ByteReader { bytes, pos: 0 };
+        let task_id = r.string().ok_or_else(corrupt)?;
+        let parent = r.string().ok_or_else(corrupt)?;
+        let status = match r.u8().ok_or_else(corrupt)? {
+            0 => Status::Keep,
+            1 => Status::Discard,
+            2 => Status::Crash,
+            _ => return Err(corrupt()),
+        };
+        let metric = f64::from_le_bytes(r.array().ok_or_else(corrupt)?);
+        let timestamp = i64::from_le_bytes(r.array().ok_or_else(corrupt)?);
+        let depth = i64::from_le_bytes(r.array().ok_or_else(corrupt)?);
+        let flags = r.u8().ok_or_else(corrupt)?;
+        Ok(IndexEntry {
+            task_id,
+            parent: (!parent.is_empty()).then_some(parent),
+            status,
+            metric,
+            timestamp,
+            depth,
+            displaced_min: flags & 1 != 0,
+            displaced_max: flags & 2 != 0,
+            verified: flags & 4 != 0,
+        })
+    }
+}
+
+pub fn push_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+pub struct ByteReader<'a> {
+    pub bytes: &'a [u8],
+    pub pos: usize,
+}
+
+impl ByteReader<'_> {
+    pub fn u8(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    pub fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let a = self.bytes.get(self.pos..self.pos + N)?.try_into().ok()?;
+        self.pos += N;
+        Some(a)
+    }
+
+    pub fn string(&mut self) -> Option<String> {
+        let len = u32::from_le_bytes(self.array()?) as usize;
+        let s = std::str::from_utf8(self.bytes.get(self.pos..self.pos + len)?).ok()?;
+        self.pos += len;
+        Some(s.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_keys_sort_best_first_for_both_goals() {
+        let values = [-3.5, -0.0, 0.0, 0.25, 1.0, 1e300];
+        for pair in values.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            assert!(sortable_metric(a, Goal::Minimize) <= sortable_metric(b, Goal::Minimize));
+            assert!(sortable_metric(a, Goal::Maximize) >= sortable_metric(b, Goal::Maximize));
+        }
+        assert!(sortable_i64(-5) < sortable_i64(3));
+    }
+
+    #[test]
+    fn index_entry_round_trips_and_short_input_is_an_error() {
+        let e = IndexEntry {
+            task_id: "t".repeat(64),
+            parent: Some("p".repeat(64)),
+            status: Status::Discard,
+            metric: 0.97,
+            timestamp: 1767225600,
+            depth: 3,
+            displaced_min: true,
+            displaced_max: false,
+            verified: true,
+        };
+        let bytes = e.encode();
+        assert_eq!(IndexEntry::decode(&bytes).unwrap(), e);
+        assert!(IndexEntry::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+}

@@ -1,0 +1,84 @@
+//! Signed control events, stored durably and replayable in (timestamp, id) order.
+
+use redb::{ReadableTable, ReadableTableMetadata};
+use spore_spec::json;
+use spore_spec::ControlEvent;
+
+use super::codec::{key, sortable_i64};
+use super::tables::{CONTROL_BY_TIME, CONTROL_DEDUPE, CONTROL_EVENTS};
+use super::{Reader, StoreError, Writer};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlOutcome {
+    Accepted,
+    /// The same event (same id) is stored.
+    Duplicate,
+    /// Another event already used this `<type>:<event_id>` (the reference keeps the first).
+    DuplicateEventId {
+        stored_id: String,
+    },
+}
+
+impl Writer<'_> {
+    /// Stores a verified control event.
+    pub fn insert_control_event(
+        &mut self,
+        event: &ControlEvent,
+    ) -> Result<ControlOutcome, StoreError> {
+        let mut events = self.txn.open_table(CONTROL_EVENTS)?;
+        if events.get(event.id.as_str())?.is_some() {
+            return Ok(ControlOutcome::Duplicate);
+        }
+        let mut dedupe = self.txn.open_table(CONTROL_DEDUPE)?;
+        let dedupe_key = event.dedupe_key();
+        if let Some(stored) = dedupe.get(dedupe_key.as_str())? {
+            return Ok(ControlOutcome::DuplicateEventId {
+                stored_id: stored.value().to_string(),
+            });
+        }
+        dedupe.insert(dedupe_key.as_str(), event.id.as_str())?;
+        let bytes = json::to_wire(&event.to_value()).into_bytes();
+        events.insert(event.id.as_str(), bytes.as_slice())?;
+        self.txn.open_table(CONTROL_BY_TIME)?.insert(
+            key(&[&sortable_i64(event.timestamp), event.id.as_bytes()]).as_slice(),
+            (),
+        )?;
+        Ok(ControlOutcome::Accepted)
+    }
+}
+
+impl Reader {
+    pub fn control_event(&self, id: &str) -> Result<Option<ControlEvent>, StoreError> {
+        let table = self.txn.open_table(CONTROL_EVENTS)?;
+        let bytes = table.get(id)?;
+        bytes.map(|b| parse_event(b.value())).transpose()
+    }
+
+    pub fn control_event_count(&self) -> Result<u64, StoreError> {
+        Ok(self.txn.open_table(CONTROL_EVENTS)?.len()?)
+    }
+
+    /// Every stored event, oldest first.
+    pub fn control_events(&self) -> Result<Vec<ControlEvent>, StoreError> {
+        let by_time = self.txn.open_table(CONTROL_BY_TIME)?;
+        let events = self.txn.open_table(CONTROL_EVENTS)?;
+        let mut out = Vec::new();
+        for item in by_time.iter()? {
+            let (k, _) = item?;
+            let id = String::from_utf8_lossy(&k.value()[8..]).into_owned();
+            if let Some(bytes) = events.get(id.as_str())? {
+                out.push(parse_event(bytes.value())?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse_event(bytes: &[u8]) -> Result<ControlEvent, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt {
+        table: "control_events_v1",
+        what,
+    };
+    let value = json::parse(bytes).map_err(|e| corrupt(e.to_string()))?;
+    ControlEvent::from_value(&value).map_err(|e| corrupt(e.to_string()))
+}

@@ -1,0 +1,489 @@
+//! Experiment records: lineage on insert, held children, and the per-task indexes that keep
+//! frontier, best, recent and counts cheap at any size.
+
+use std::collections::VecDeque;
+
+use redb::{ReadableTable, ReadableTableMetadata};
+use spore_spec::json::to_wire;
+use spore_spec::{ExperimentRecord, Goal, Status};
+
+use super::codec::{goal_byte, key, prefix_end, sortable_i64, sortable_metric, ByteReader};
+use super::codec::{push_str, IndexEntry};
+use super::tables::TASK_STATS;
+use super::tables::{CHILDREN, EXPERIMENTS, EXPERIMENT_INDEX, FRONTIER, HELD, TASK_RECORDS};
+use super::{Reader, StoreError, Writer};
+use crate::lineage::{decide, Decision, LineageReject, ParentState};
+
+/// Most records held at once while they wait for a parent; more are refused, not dropped
+/// silently, so a flood of orphans cannot grow the store without bound.
+pub const MAX_HELD: u64 = 100_000;
+
+/// What happened to one record offered to the store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExperimentOutcome {
+    /// Stored in task `task_id`.
+    Accepted { task_id: String },
+    /// Already stored.
+    Duplicate,
+    /// Waiting for its parent; decided when the parent arrives.
+    Held { parent: String },
+    /// Can never join the graph.
+    Rejected(LineageReject),
+}
+
+/// Counters of one task, kept up to date on every insert.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskStats {
+    pub count: u64,
+    pub keep: u64,
+    pub discard: u64,
+    pub crash: u64,
+    pub first_timestamp: i64,
+    pub latest_timestamp: i64,
+    pub root: Option<String>,
+}
+
+impl TaskStats {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(120);
+        for n in [self.count, self.keep, self.discard, self.crash] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out.extend_from_slice(&self.first_timestamp.to_le_bytes());
+        out.extend_from_slice(&self.latest_timestamp.to_le_bytes());
+        push_str(&mut out, self.root.as_deref().unwrap_or(""));
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<TaskStats, StoreError> {
+        let corrupt = || StoreError::Corrupt {
+            table: "task_stats_v1",
+            what: "short or malformed entry".into(),
+        };
+        let mut r = ByteReader { bytes, pos: 0 };
+        let mut n = [0u64; 4];
+        for slot in &mut n {
+            *slot = u64::from_le_bytes(r.array().ok_or_else(corrupt)?);
+        }
+        let first_timestamp = i64::from_le_bytes(r.array().ok_or_else(corrupt)?);
+        let latest_timestamp = i64::from_le_bytes(r.array().ok_or_else(corrupt)?);
+        let root = r.string().ok_or_else(corrupt)?;
+        Ok(TaskStats {
+            count: n[0],
+            keep: n[1],
+            discard: n[2],
+            crash: n[3],
+            first_timestamp,
+            latest_timestamp,
+            root: (!root.is_empty()).then_some(root),
+        })
+    }
+}
+
+fn frontier_key(goal: Goal, task_id: &str, metric: f64, id: &str) -> Vec<u8> {
+    key(&[
+        &[goal_byte(goal)],
+        task_id.as_bytes(),
+        &sortable_metric(metric, goal),
+        id.as_bytes(),
+    ])
+}
+
+fn frontier_prefix(goal: Goal, task_id: &str) -> Vec<u8> {
+    key(&[&[goal_byte(goal)], task_id.as_bytes()])
+}
+
+/// The bytes stored for a record: its wire JSON; a v1 record carries its derived task id
+/// (unsigned, so the id and signature still verify), as the reference re-serves it.
+fn stored_bytes(record: &ExperimentRecord, task_id: &str) -> Vec<u8> {
+    if record.signs_task_id() || record.task_id == task_id {
+        return to_wire(&record.to_value()).into_bytes();
+    }
+    let mut copy = record.clone();
+    copy.task_id = task_id.to_string();
+    to_wire(&copy.to_value()).into_bytes()
+}
+
+fn parse_record(bytes: &[u8]) -> Result<ExperimentRecord, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt {
+        table: "experiments_v1",
+        what,
+    };
+    let value = spore_spec::json::parse(bytes).map_err(|e| corrupt(e.to_string()))?;
+    ExperimentRecord::from_value(&value).map_err(|e| corrupt(e.to_string()))
+}
+
+impl Writer<'_> {
+    /// Offers a record whose id, signature and rules were already checked
+    /// ([`spore_spec::Signed::verify`]). Returns its outcome first, then the outcome of every
+    /// held descendant that its arrival decided.
+    pub fn insert_experiment(
+        &mut self,
+        record: ExperimentRecord,
+    ) -> Result<Vec<(ExperimentRecord, ExperimentOutcome)>, StoreError> {
+        let mut decided = Vec::new();
+        let mut queue = VecDeque::from([record]);
+        while let Some(record) = queue.pop_front() {
+            let outcome = self.place(&record)?;
+            if matches!(outcome, ExperimentOutcome::Accepted { .. }) {
+                queue.extend(self.take_held_children(&record.id)?);
+            }
+            decided.push((record, outcome));
+        }
+        Ok(decided)
+    }
+
+    fn place(&mut self, record: &ExperimentRecord) -> Result<ExperimentOutcome, StoreError> {
+        let mut index = self.txn.open_table(EXPERIMENT_INDEX)?;
+        if index.get(record.id.as_str())?.is_some() {
+            return Ok(ExperimentOutcome::Duplicate);
+        }
+        let parent_entry = match &record.parent {
+            None => None,
+            Some(parent) => {
+                let stored = index.get(parent.as_str())?;
+                match stored {
+                    Some(bytes) => Some(IndexEntry::decode(bytes.value())?),
+                    None => None,
+                }
+            }
+        };
+        if let (Some(parent), None) = (&record.parent, &parent_entry) {
+            drop(index);
+            return self.hold(record, parent);
+        }
+        let parent_state = match &parent_entry {
+            None => ParentState::None,
+            Some(entry) => ParentState::Known {
+                task_id: &entry.task_id,
+            },
+        };
+        let mut stats_lookup_error = None;
+        let decision = decide(record, parent_state, |task_id| {
+            match self.stats_for(task_id) {
+                Ok(stats) => stats.root.clone(),
+                Err(e) => {
+                    stats_lookup_error = Some(e);
+                    None
+                }
+            }
+        });
+        if let Some(e) = stats_lookup_error {
+            return Err(e);
+        }
+        let (task_id, is_root) = match decision {
+            Decision::Accept { task_id, is_root } => (task_id, is_root),
+            Decision::Hold { parent } => {
+                drop(index);
+                return self.hold(record, &parent);
+            }
+            Decision::Reject(reason) => return Ok(ExperimentOutcome::Rejected(reason)),
+        };
+
+        let metric = record.val_bpb.value();
+        let entry = IndexEntry {
+            task_id: task_id.clone(),
+            parent: record.parent.clone(),
+            status: record.status,
+            metric,
+            timestamp: record.timestamp,
+            depth: record.depth,
+            displaced_min: false,
+            displaced_max: false,
+            verified: false,
+        };
+        index.insert(record.id.as_str(), entry.encode().as_slice())?;
+        self.txn.open_table(EXPERIMENTS)?.insert(
+            record.id.as_str(),
+            stored_bytes(record, &task_id).as_slice(),
+        )?;
+        self.txn.open_table(TASK_RECORDS)?.insert(
+            key(&[
+                task_id.as_bytes(),
+                &sortable_i64(record.timestamp),
+                record.id.as_bytes(),
+            ])
+            .as_slice(),
+            (),
+        )?;
+        if let Some(parent) = &record.parent {
+            self.txn.open_table(CHILDREN)?.insert(
+                key(&[parent.as_bytes(), record.id.as_bytes()]).as_slice(),
+                (),
+            )?;
+        }
+
+        if record.status == Status::Keep {
+            let mut frontier = self.txn.open_table(FRONTIER)?;
+            for goal in [Goal::Minimize, Goal::Maximize] {
+                frontier.insert(
+                    frontier_key(goal, &task_id, metric, &record.id).as_slice(),
+                    (),
+                )?;
+            }
+            if let (Some(parent_id), Some(mut parent)) = (&record.parent, parent_entry) {
+                if parent.status == Status::Keep {
+                    let mut changed = false;
+                    for goal in [Goal::Minimize, Goal::Maximize] {
+                        let displaced = match goal {
+                            Goal::Minimize => &mut parent.displaced_min,
+                            Goal::Maximize => &mut parent.displaced_max,
+                        };
+                        if !*displaced && goal.better(metric, parent.metric) {
+                            *displaced = true;
+                            changed = true;
+                            frontier.remove(
+                                frontier_key(goal, &parent.task_id, parent.metric, parent_id)
+                                    .as_slice(),
+                            )?;
+                        }
+                    }
+                    if changed {
+                        index.insert(parent_id.as_str(), parent.encode().as_slice())?;
+                    }
+                }
+            }
+        }
+
+        let stats = self.stats_for(&task_id)?;
+        if stats.count == 0 || record.timestamp < stats.first_timestamp {
+            stats.first_timestamp = record.timestamp;
+        }
+        stats.count += 1;
+        match record.status {
+            Status::Keep => stats.keep += 1,
+            Status::Discard => stats.discard += 1,
+            Status::Crash => stats.crash += 1,
+        }
+        stats.latest_timestamp = stats.latest_timestamp.max(record.timestamp);
+        if is_root {
+            stats.root = Some(record.id.clone());
+            drop(index);
+            self.ensure_legacy_task(&task_id, record)?;
+        }
+        Ok(ExperimentOutcome::Accepted { task_id })
+    }
+
+    fn hold(
+        &mut self,
+        record: &ExperimentRecord,
+        parent: &str,
+    ) -> Result<ExperimentOutcome, StoreError> {
+        let mut held = self.txn.open_table(HELD)?;
+        let held_key = key(&[parent.as_bytes(), record.id.as_bytes()]);
+        if held.get(held_key.as_slice())?.is_none() {
+            let count = match self.held_count {
+                Some(n) => n,
+                None => held.len()?,
+            };
+            if count >= MAX_HELD {
+                return Err(StoreError::HeldPoolFull(count));
+            }
+            let bytes = to_wire(&record.to_value()).into_bytes();
+            held.insert(held_key.as_slice(), bytes.as_slice())?;
+            self.held_count = Some(count + 1);
+        }
+        Ok(ExperimentOutcome::Held {
+            parent: parent.to_string(),
+        })
+    }
+
+    fn take_held_children(&mut self, parent: &str) -> Result<Vec<ExperimentRecord>, StoreError> {
+        let mut held = self.txn.open_table(HELD)?;
+        let prefix = parent.as_bytes();
+        let end = prefix_end(prefix);
+        let mut released = Vec::new();
+        let mut keys = Vec::new();
+        for item in held.range(prefix..end.as_slice())? {
+            let (k, v) = item?;
+            keys.push(k.value().to_vec());
+            released.push(parse_record(v.value())?);
+        }
+        for k in &keys {
+            held.remove(k.as_slice())?;
+        }
+        if let Some(n) = self.held_count.as_mut() {
+            *n -= keys.len() as u64;
+        }
+        Ok(released)
+    }
+
+    /// The cached counters of `task_id`, loaded on first use in this transaction.
+    fn stats_for(&mut self, task_id: &str) -> Result<&mut TaskStats, StoreError> {
+        if !self.stats.contains_key(task_id) {
+            let table = self.txn.open_table(TASK_STATS)?;
+            let stats = match table.get(task_id)? {
+                Some(bytes) => TaskStats::decode(bytes.value())?,
+                None => TaskStats::default(),
+            };
+            self.stats.insert(task_id.to_string(), stats);
+        }
+        Ok(self.stats.get_mut(task_id).expect("just inserted"))
+    }
+
+    pub(super) fn flush_stats(&mut self) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(TASK_STATS)?;
+        for (task_id, stats) in self.stats.drain() {
+            table.insert(task_id.as_str(), stats.encode().as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Marks a stored record verified (local state, not part of the record).
+    pub fn mark_verified(&mut self, id: &str) -> Result<bool, StoreError> {
+        let mut index = self.txn.open_table(EXPERIMENT_INDEX)?;
+        let Some(bytes) = index.get(id)? else {
+            return Ok(false);
+        };
+        let mut entry = IndexEntry::decode(bytes.value())?;
+        drop(bytes);
+        if entry.verified {
+            return Ok(false);
+        }
+        entry.verified = true;
+        index.insert(id, entry.encode().as_slice())?;
+        Ok(true)
+    }
+}
+
+impl Reader {
+    /// The stored record `id`.
+    pub fn experiment(&self, id: &str) -> Result<Option<ExperimentRecord>, StoreError> {
+        let table = self.txn.open_table(EXPERIMENTS)?;
+        let bytes = table.get(id)?;
+        bytes.map(|b| parse_record(b.value())).transpose()
+    }
+
+    /// The stored wire JSON of record `id`, exactly as it is re-served.
+    pub fn experiment_wire(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let table = self.txn.open_table(EXPERIMENTS)?;
+        Ok(table.get(id)?.map(|b| b.value().to_vec()))
+    }
+
+    pub fn index_entry(&self, id: &str) -> Result<Option<IndexEntry>, StoreError> {
+        let table = self.txn.open_table(EXPERIMENT_INDEX)?;
+        let bytes = table.get(id)?;
+        bytes.map(|b| IndexEntry::decode(b.value())).transpose()
+    }
+
+    pub fn experiment_count(&self) -> Result<u64, StoreError> {
+        Ok(self.txn.open_table(EXPERIMENTS)?.len()?)
+    }
+
+    pub fn held_count(&self) -> Result<u64, StoreError> {
+        Ok(self.txn.open_table(HELD)?.len()?)
+    }
+
+    /// The parents that held records are waiting for, with how many wait for each.
+    pub fn missing_parents(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let table = self.txn.open_table(HELD)?;
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for item in table.iter()? {
+            let (k, _) = item?;
+            let parent =
+                String::from_utf8_lossy(&k.value()[..64.min(k.value().len())]).into_owned();
+            match out.last_mut() {
+                Some((p, n)) if *p == parent => *n += 1,
+                _ => out.push((parent, 1)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of the children of `id`.
+    pub fn children(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let table = self.txn.open_table(CHILDREN)?;
+        let end = prefix_end(id.as_bytes());
+        let mut out = Vec::new();
+        for item in table.range(id.as_bytes()..end.as_slice())? {
+            let (k, _) = item?;
+            out.push(String::from_utf8_lossy(&k.value()[id.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    pub fn task_stats(&self, task_id: &str) -> Result<Option<TaskStats>, StoreError> {
+        let table = self.txn.open_table(TASK_STATS)?;
+        let bytes = table.get(task_id)?;
+        bytes.map(|b| TaskStats::decode(b.value())).transpose()
+    }
+
+    /// Counters of every task that holds records.
+    pub fn all_task_stats(&self) -> Result<Vec<(String, TaskStats)>, StoreError> {
+        let table = self.txn.open_table(TASK_STATS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            out.push((k.value().to_string(), TaskStats::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Frontier of `task_id` for `goal`, best first (ties by id): keep records that no keep
+    /// child in the task beats.
+    pub fn frontier_ids(&self, task_id: &str, goal: Goal) -> Result<Vec<String>, StoreError> {
+        self.frontier_ids_limited(task_id, goal, usize::MAX)
+    }
+
+    /// The first `limit` entries of [`Self::frontier_ids`].
+    pub fn frontier_ids_limited(
+        &self,
+        task_id: &str,
+        goal: Goal,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let table = self.txn.open_table(FRONTIER)?;
+        let prefix = frontier_prefix(goal, task_id);
+        let end = prefix_end(&prefix);
+        let skip = prefix.len() + 8;
+        let mut out = Vec::new();
+        for item in table.range(prefix.as_slice()..end.as_slice())?.take(limit) {
+            let (k, _) = item?;
+            out.push(String::from_utf8_lossy(&k.value()[skip..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Number of frontier entries of `task_id` for `goal`.
+    pub fn frontier_size(&self, task_id: &str, goal: Goal) -> Result<u64, StoreError> {
+        let table = self.txn.open_table(FRONTIER)?;
+        let prefix = frontier_prefix(goal, task_id);
+        let end = prefix_end(&prefix);
+        let mut n = 0;
+        for item in table.range(prefix.as_slice()..end.as_slice())? {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Ids of the newest `limit` records of `task_id`, newest first (ties by id, descending).
+    pub fn recent_ids(&self, task_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let table = self.txn.open_table(TASK_RECORDS)?;
+        let end = prefix_end(task_id.as_bytes());
+        let skip = task_id.len() + 8;
+        let mut out = Vec::new();
+        for item in table
+            .range(task_id.as_bytes()..end.as_slice())?
+            .rev()
+            .take(limit)
+        {
+            let (k, _) = item?;
+            out.push(String::from_utf8_lossy(&k.value()[skip..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Every record id of `task_id`, oldest first.
+    pub fn task_record_ids(&self, task_id: &str) -> Result<Vec<String>, StoreError> {
+        let table = self.txn.open_table(TASK_RECORDS)?;
+        let end = prefix_end(task_id.as_bytes());
+        let skip = task_id.len() + 8;
+        let mut out = Vec::new();
+        for item in table.range(task_id.as_bytes()..end.as_slice())? {
+            let (k, _) = item?;
+            out.push(String::from_utf8_lossy(&k.value()[skip..]).into_owned());
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,158 @@
+//! The node's store: one redb file in the data dir, versioned table names, one writer.
+//!
+//! Records are kept exactly as signed (their wire JSON), so re-serving them never changes a
+//! byte of what was hashed (the reference's SQLite round trip did, see reference §e.1). Derived
+//! state (task of each record, frontier, per-task counters) is maintained on write, so reads
+//! stay fast at any size.
+
+mod artifacts;
+mod codec;
+mod control;
+mod experiments;
+mod peers;
+mod profiles;
+mod tables;
+mod tasks;
+
+use std::path::Path;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+
+pub use artifacts::MAX_ARTIFACT_BYTES;
+pub use codec::IndexEntry;
+pub use control::ControlOutcome;
+pub use experiments::{ExperimentOutcome, TaskStats};
+pub use profiles::ProfileOutcome;
+pub use tasks::{TaskOutcome, TaskRow, TaskSource};
+
+/// The store's file name inside `<data_dir>/db/`.
+pub const STORE_FILE: &str = "spored.redb";
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store at {path} is in use by another spored process")]
+    InUse { path: String },
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+    #[error("corrupt store entry in {table}: {what}")]
+    Corrupt { table: &'static str, what: String },
+    #[error("artifact bytes hash to {computed}, not to the claimed cid {claimed}")]
+    ArtifactMismatch { claimed: String, computed: String },
+    #[error("artifact of {0} bytes exceeds the 10 MiB limit")]
+    ArtifactTooLarge(usize),
+    #[error("not a cid (64 lowercase hex characters): {0:?}")]
+    BadCid(String),
+    #[error("held-record pool is full ({0} records waiting for parents)")]
+    HeldPoolFull(u64),
+    #[error("{0}")]
+    Aborted(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError
+);
+
+/// The node's database.
+pub struct Store {
+    db: Database,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store file at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
+        }
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::InUse {
+                    path: path.display().to_string(),
+                })
+            }
+            Err(e) => return Err(StoreError::Db(e.into())),
+        };
+        let store = Store { db };
+        store.write(|w| w.create_tables())?;
+        Ok(store)
+    }
+
+    /// Runs `f` in one write transaction: everything it wrote is committed together when it
+    /// returns `Ok`, and nothing is when it returns `Err`.
+    pub fn write<R>(
+        &self,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let mut writer = Writer::new(&txn);
+            f(&mut writer).and_then(|r| writer.flush().map(|()| r))
+        };
+        match result {
+            Ok(r) => {
+                txn.commit()?;
+                Ok(r)
+            }
+            Err(e) => {
+                txn.abort()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// A consistent snapshot for reading; readers never block the writer.
+    pub fn read(&self) -> Result<Reader, StoreError> {
+        Ok(Reader {
+            txn: self.db.begin_read()?,
+        })
+    }
+}
+
+/// Writes inside one transaction (see [`Store::write`]).
+pub struct Writer<'t> {
+    txn: &'t WriteTransaction,
+    stats: std::collections::HashMap<String, TaskStats>,
+    held_count: Option<u64>,
+}
+
+impl<'t> Writer<'t> {
+    fn new(txn: &'t WriteTransaction) -> Self {
+        Writer {
+            txn,
+            stats: Default::default(),
+            held_count: None,
+        }
+    }
+
+    fn create_tables(&mut self) -> Result<(), StoreError> {
+        tables::create_all(self.txn)
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.flush_stats()
+    }
+}
+
+/// Reads from one snapshot (see [`Store::read`]).
+pub struct Reader {
+    txn: ReadTransaction,
+}

@@ -1,0 +1,438 @@
+//! The store on a real redb file: lineage, held children, frontier for both goals, counters,
+//! persistence, and the reference's lineage, frontier and negative vectors.
+
+mod common;
+
+use common::{identity, record, TASK};
+use serde_json::Value as J;
+use spore_actors::lineage::{backfill_task_ids, BackfillRow, LineageReject};
+use spore_actors::store::{ExperimentOutcome, Store, StoreError, TaskOutcome};
+use spore_spec::json;
+use spore_spec::wire::{split_frame, Message};
+use spore_spec::{ExperimentRecord, Goal, Signed, Status, TaskManifest};
+
+fn vectors(name: &str) -> J {
+    let path = format!("{}/../spec/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db/spored.redb")).unwrap();
+    (dir, store)
+}
+
+fn offer(store: &Store, record: &ExperimentRecord) -> Vec<(ExperimentRecord, ExperimentOutcome)> {
+    record.verify().unwrap();
+    store
+        .write(|w| w.insert_experiment(record.clone()))
+        .unwrap()
+}
+
+fn first_outcome(store: &Store, record: &ExperimentRecord) -> ExperimentOutcome {
+    offer(store, record).remove(0).1
+}
+
+fn record_from(v: &J) -> ExperimentRecord {
+    let text = serde_json::to_string(v).unwrap();
+    ExperimentRecord::from_value(&json::parse(text.as_bytes()).unwrap()).unwrap()
+}
+
+#[test]
+fn lineage_vector_steps_give_the_reference_outcomes() {
+    let (_dir, store) = open();
+    for step in vectors("lineage.json")["steps"].as_array().unwrap() {
+        let r = record_from(&step["object"]);
+        let outcome = first_outcome(&store, &r);
+        let name = step["step"].as_str().unwrap();
+        match outcome {
+            ExperimentOutcome::Accepted { task_id } => {
+                assert!(step["accepted"].as_bool().unwrap(), "{name}");
+                assert_eq!(task_id, step["stored_task_id"].as_str().unwrap(), "{name}");
+            }
+            ExperimentOutcome::Duplicate => assert!(name.contains("duplicate"), "{name}"),
+            other => assert!(!step["accepted"].as_bool().unwrap(), "{name}: {other:?}"),
+        }
+    }
+    let read = store.read().unwrap();
+    assert_eq!(read.experiment_count().unwrap(), 6);
+}
+
+#[test]
+fn frontier_vector_matches_for_task_gpu_best_and_global() {
+    let (_dir, store) = open();
+    let v = vectors("frontier.json");
+    for r in v["records"].as_array().unwrap() {
+        let outcome = first_outcome(&store, &record_from(r));
+        assert!(
+            matches!(outcome, ExperimentOutcome::Accepted { .. }),
+            "{outcome:?}"
+        );
+    }
+    let read = store.read().unwrap();
+    let task = v["task_id"].as_str().unwrap();
+    let ids = |list: &J| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let frontier = read.frontier_ids(task, Goal::Minimize).unwrap();
+    assert_eq!(frontier, ids(&v["frontier_by_task"]));
+    let on_rtx: Vec<String> = frontier
+        .iter()
+        .filter(|id| read.experiment(id).unwrap().unwrap().gpu_model == "RTX_3060")
+        .cloned()
+        .collect();
+    assert_eq!(on_rtx, ids(&v["frontier_by_task_gpu_RTX_3060"]));
+    assert_eq!(frontier[0], v["best_by_task"]["id"].as_str().unwrap());
+
+    let mut global: Vec<(f64, String)> = Vec::new();
+    for (task_id, _) in read.all_task_stats().unwrap() {
+        for id in read.frontier_ids(&task_id, Goal::Minimize).unwrap() {
+            global.push((read.index_entry(&id).unwrap().unwrap().metric, id));
+        }
+    }
+    global.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    let global: Vec<String> = global.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(global, ids(&v["global_frontier_all_tasks"]));
+}
+
+#[test]
+fn backfill_vector() {
+    let v = vectors("backfill.json");
+    let rows: Vec<BackfillRow> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| BackfillRow {
+            id: r["id"].as_str().unwrap().into(),
+            parent: r["parent"].as_str().map(str::to_string),
+            task_id: r["stored_task_id"].as_str().unwrap().into(),
+        })
+        .collect();
+    let expected: Vec<String> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["task_id_after_backfill"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(backfill_task_ids(&rows), expected);
+}
+
+/// Our outcome for each reference negative case: the reference's own outcome where it is
+/// sound, a typed refusal or a hold where the reference loses data or order-independence.
+fn expected_negative_outcome(name: &str) -> &'static str {
+    match name {
+        "record_tampered_field_id_unchanged" | "record_wrong_cid" => "reject:id mismatch",
+        "record_tampered_field_id_recomputed"
+        | "record_signature_from_other_key"
+        | "record_signature_not_hex" => "reject:invalid signature",
+        "record_signature_uppercase_hex_ACCEPTED" => "accepted",
+        "v1_claims_task_id_of_other_task_parent_known"
+        | "v1_root_claims_task_with_existing_root" => "lineage:unsigned v1 task id",
+        "v1_orphan_claims_task_id_ACCEPTED"
+        | "v1_orphan_without_task_id"
+        | "v2_orphan_unknown_parent_ACCEPTED"
+        | "v2_child_before_root_child_ACCEPTED"
+        | "v2_empty_task_id_unknown_parent" => "held",
+        "v2_parent_in_another_task" => "lineage:parent",
+        "v2_second_root_in_task" => "lineage:second root",
+        // held orphans are not records of the task yet, so its root is still welcome
+        "v2_root_after_its_task_has_records_REJECTED" => "accepted",
+        "int_in_float_field_accepted_but_reserve_breaks_cid" => "accepted",
+        "bool_in_int_field" => "schema:field `depth` must be an integer, found bool",
+        "nan_val_bpb_silently_dropped" => "reject:field `val_bpb` is not a finite number",
+        "negative_infinity_val_bpb_ACCEPTED" => "reject:field `val_bpb` is not a finite number",
+        "int_over_int64_kills_connection" => "schema:integer outside the 64-bit range",
+        "unknown_field_kills_connection" => "schema:unknown field `future_field`",
+        "missing_required_field_kills_connection" => "schema:missing field `hypothesis`",
+        "invalid_status_kills_connection" => "schema:invalid status `KEEP`",
+        "task_tampered" | "control_tampered_payload" | "profile_tampered" => "reject:id mismatch",
+        "task_bad_signature" => "reject:invalid signature",
+        "control_actor_mismatch" => "reject:is signed by",
+        "control_type_mismatch" => "schema:does not match message type",
+        "control_valid_reference" => "accepted",
+        "frame_length_over_10MiB" => "frame:exceeds the 10 MiB limit",
+        "frame_non_json_body" => "frame:invalid json",
+        "frame_json_array_body" => "frame:not an object",
+        "frame_unknown_type_ignored" => "ignored",
+        "sync_request_since_not_int" => "schema:field `since` must be an integer",
+        "code_response_unsolicited_bad_base64" => "schema:standard base64",
+        other => panic!("no expectation for negative case {other}"),
+    }
+}
+
+/// Runs one frame through decode → verify → store, as the node will, and says what happened.
+fn run_frame(store: &Store, frame: &[u8]) -> String {
+    let body = match split_frame(frame) {
+        Err(e) => return format!("frame:{e}"),
+        Ok(None) => return "frame:incomplete".into(),
+        Ok(Some((body, _))) => body,
+    };
+    let message = match Message::decode_body(body) {
+        Err(spore_spec::WireError::BadPayload { reason, .. }) => return format!("schema:{reason}"),
+        Err(e) => return format!("frame:{e}"),
+        Ok(None) => return "ignored".into(),
+        Ok(Some(m)) => m,
+    };
+    let verified = match &message {
+        Message::Experiment(r) => r.verify(),
+        Message::Task(t) => t.verify(),
+        Message::Control(c) => c.verify(),
+        Message::Profile(p) => p.verify(),
+        _ => return "protocol message".into(),
+    };
+    if let Err(reason) = verified {
+        return format!("reject:{reason}");
+    }
+    store
+        .write(|w| {
+            Ok(match message {
+                Message::Experiment(r) => match w.insert_experiment(r)?.remove(0).1 {
+                    ExperimentOutcome::Accepted { .. } => "accepted".to_string(),
+                    ExperimentOutcome::Held { .. } => "held".to_string(),
+                    ExperimentOutcome::Duplicate => "duplicate".to_string(),
+                    ExperimentOutcome::Rejected(reason) => format!("lineage:{reason}"),
+                },
+                Message::Task(t) => format!("{:?}", w.insert_manifest(&t)?).to_lowercase(),
+                Message::Control(c) => format!("{:?}", w.insert_control_event(&c)?).to_lowercase(),
+                Message::Profile(p) => format!("{:?}", w.insert_profile(&p)?).to_lowercase(),
+                _ => unreachable!(),
+            })
+        })
+        .unwrap()
+}
+
+#[test]
+fn negative_vectors_get_typed_outcomes_and_lose_nothing() {
+    let (_dir, store) = open();
+    let v = vectors("negative.json");
+    for setup in v["setup_records"].as_array().unwrap() {
+        let r = record_from(&setup["object"]);
+        r.verify().unwrap();
+        let outcome = first_outcome(&store, &r);
+        assert_eq!(
+            outcome,
+            ExperimentOutcome::Accepted {
+                task_id: setup["task_id_after_insert"].as_str().unwrap().into()
+            }
+        );
+    }
+    let mut failures = Vec::new();
+    for case in v["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let frame_hex = case["frame_hex"].as_str().unwrap().trim_matches('"');
+        let frame = spore_spec::crypto::from_hex(frame_hex).unwrap();
+        let before = store.read().unwrap().experiment_count().unwrap();
+        let got = run_frame(&store, &frame);
+        let want = expected_negative_outcome(name);
+        if !(got == want
+            || (want.contains(':')
+                && got.starts_with(want.split(':').next().unwrap())
+                && got.contains(want.split_once(':').unwrap().1)))
+        {
+            failures.push(format!("{name}: got {got:?}, want {want:?}"));
+        }
+        let after = store.read().unwrap().experiment_count().unwrap();
+        if !got.starts_with("accepted") {
+            // nothing refused or held may change the graph (a released child may, see below)
+            if name != "v2_root_after_its_task_has_records_REJECTED" {
+                assert_eq!(before, after, "{name}: graph changed on {got}");
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The int-in-float record is re-served byte for byte and still verifies (the reference's
+    // copy does not).
+    let reserved = &v["reserved_int_in_float_record"];
+    let id = reserved["id"].as_str().unwrap();
+    let read = store.read().unwrap();
+    let wire = read.experiment_wire(id).unwrap().expect("stored");
+    let back = ExperimentRecord::from_value(&json::parse(&wire).unwrap()).unwrap();
+    back.verify().unwrap();
+    assert!(String::from_utf8(wire).unwrap().contains("\"val_bpb\":1,"));
+}
+
+#[test]
+fn children_before_parents_give_the_same_graph_in_any_order() {
+    let a = identity(1);
+    let b = identity(2);
+    let root = record(&a, None, TASK, Status::Keep, 1.0, 100);
+    let c1 = record(&b, Some(&root.id), TASK, Status::Keep, 0.9, 101);
+    let c2 = record(&a, Some(&root.id), TASK, Status::Discard, 1.2, 102);
+    let g1 = record(&b, Some(&c1.id), TASK, Status::Keep, 0.8, 103);
+    let g2 = record(&a, Some(&c1.id), TASK, Status::Crash, 0.0, 104);
+    let gg = record(&b, Some(&g1.id), TASK, Status::Keep, 0.85, 105);
+    let all = [root, c1, c2, g1, g2, gg];
+    let orders: [[usize; 6]; 4] = [
+        [0, 1, 2, 3, 4, 5],
+        [5, 4, 3, 2, 1, 0],
+        [3, 5, 1, 4, 0, 2],
+        [2, 4, 5, 3, 1, 0],
+    ];
+    let mut results = Vec::new();
+    for order in orders {
+        let (_dir, store) = open();
+        for i in order {
+            offer(&store, &all[i]);
+        }
+        let read = store.read().unwrap();
+        let stats = read.task_stats(TASK).unwrap().unwrap();
+        assert_eq!(read.held_count().unwrap(), 0);
+        results.push((
+            read.experiment_count().unwrap(),
+            stats.count,
+            stats.keep,
+            stats.root.clone(),
+            read.frontier_ids(TASK, Goal::Minimize).unwrap(),
+            read.frontier_ids(TASK, Goal::Maximize).unwrap(),
+        ));
+    }
+    for r in &results[1..] {
+        assert_eq!(r, &results[0]);
+    }
+    let (count, _, keep, root, min_frontier, max_frontier) = &results[0];
+    assert_eq!(*count, 6);
+    assert_eq!(*keep, 4);
+    assert_eq!(root.as_deref(), Some(all[0].id.as_str()));
+    // minimise: g1 (0.8) displaced c1 (0.9) which displaced root; gg (0.85) does not beat g1
+    assert_eq!(min_frontier, &vec![all[3].id.clone(), all[5].id.clone()]);
+    // maximise: nothing beats root upward except... c1 is lower, so root stays; g1 < c1 too;
+    // gg (0.85) > g1 (0.8) displaces g1
+    assert_eq!(
+        max_frontier,
+        &vec![all[0].id.clone(), all[1].id.clone(), all[5].id.clone()]
+    );
+}
+
+#[test]
+fn a_held_child_whose_parent_turns_out_to_be_elsewhere_is_rejected_on_release() {
+    let (_dir, store) = open();
+    let a = identity(1);
+    let other_task = "a".repeat(64);
+    let root_other = record(&a, None, &other_task, Status::Keep, 1.0, 100);
+    let child_claims_task = record(&a, Some(&root_other.id), TASK, Status::Keep, 0.9, 101);
+    assert!(matches!(
+        first_outcome(&store, &child_claims_task),
+        ExperimentOutcome::Held { .. }
+    ));
+    let decided = offer(&store, &root_other);
+    assert_eq!(decided.len(), 2);
+    assert!(matches!(
+        decided[1].1,
+        ExperimentOutcome::Rejected(LineageReject::ParentInOtherTask { .. })
+    ));
+    let read = store.read().unwrap();
+    assert_eq!(read.held_count().unwrap(), 0);
+    assert_eq!(read.experiment_count().unwrap(), 1);
+}
+
+#[test]
+fn a_failed_write_leaves_the_store_unchanged_and_data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db/spored.redb");
+    let a = identity(3);
+    let root = record(&a, None, TASK, Status::Keep, 1.0, 100);
+    let child = record(&a, Some(&root.id), TASK, Status::Keep, 0.5, 101);
+    {
+        let store = Store::open(&path).unwrap();
+        offer(&store, &root);
+        // the second open in the same process is refused with a clear error
+        assert!(matches!(Store::open(&path), Err(StoreError::InUse { .. })));
+        let err = store
+            .write(|w| {
+                w.insert_experiment(child.clone())?;
+                Err::<(), _>(StoreError::Aborted("import refused".into()))
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("import refused"));
+        assert_eq!(store.read().unwrap().experiment_count().unwrap(), 1);
+    }
+    let store = Store::open(&path).unwrap();
+    let read = store.read().unwrap();
+    assert_eq!(read.experiment_count().unwrap(), 1);
+    assert_eq!(read.experiment(&root.id).unwrap().unwrap(), root);
+    assert_eq!(
+        read.frontier_ids(TASK, Goal::Minimize).unwrap(),
+        vec![root.id.clone()]
+    );
+    assert_eq!(
+        read.task(TASK).unwrap().unwrap().manifest.task_type,
+        "legacy"
+    );
+}
+
+#[test]
+fn manifests_replace_legacy_rows_and_set_the_goal() {
+    let (_dir, store) = open();
+    let a = identity(4);
+    let mut manifest = TaskManifest {
+        name: "maximise".into(),
+        task_type: "ml_train".into(),
+        metric: "accuracy".into(),
+        goal: "maximize".into(),
+        created_by: a.node_id(),
+        timestamp: 50,
+        version: 1,
+        ..Default::default()
+    };
+    manifest.sign_with(&a);
+    let task = manifest.task_id.clone();
+    let root = record(&a, None, &task, Status::Keep, 0.5, 100);
+    let better = record(&a, Some(&root.id), &task, Status::Keep, 0.7, 101);
+    offer(&store, &root);
+    offer(&store, &better);
+    assert_eq!(
+        store
+            .read()
+            .unwrap()
+            .task(&task)
+            .unwrap()
+            .unwrap()
+            .manifest
+            .task_type,
+        "legacy"
+    );
+    manifest.verify().unwrap();
+    assert_eq!(
+        store.write(|w| w.insert_manifest(&manifest)).unwrap(),
+        TaskOutcome::Accepted
+    );
+    assert_eq!(
+        store.write(|w| w.insert_manifest(&manifest)).unwrap(),
+        TaskOutcome::Duplicate
+    );
+    let read = store.read().unwrap();
+    let goal = read.task_goal(&task).unwrap();
+    assert_eq!(goal, Goal::Maximize);
+    assert_eq!(
+        read.frontier_ids(&task, goal).unwrap(),
+        vec![better.id.clone()]
+    );
+    assert_eq!(read.resolve_task(&task[..8]).unwrap(), Some(task.clone()));
+    assert_eq!(read.active_task(None).unwrap(), Some(task));
+}
+
+#[test]
+fn artifacts_are_checked_against_their_cid() {
+    let (_dir, store) = open();
+    let bytes = b"print('hello')\n";
+    let cid = spore_spec::crypto::sha256_hex(bytes);
+    assert!(store.write(|w| w.put_artifact(&cid, bytes)).unwrap());
+    assert!(!store.write(|w| w.put_artifact(&cid, bytes)).unwrap());
+    let wrong = "0".repeat(64);
+    assert!(matches!(
+        store.write(|w| w.put_artifact(&wrong, bytes)),
+        Err(StoreError::ArtifactMismatch { .. })
+    ));
+    let read = store.read().unwrap();
+    assert_eq!(read.artifact(&cid).unwrap().unwrap(), bytes);
+    assert_eq!(read.artifact(&wrong).unwrap(), None);
+    assert!(matches!(
+        read.artifact("../../../../identity/private_key"),
+        Err(StoreError::BadCid(_))
+    ));
+}

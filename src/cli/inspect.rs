@@ -1,0 +1,312 @@
+//! Read-only views of the store: status, frontier, graph, info.
+
+use anyhow::Result;
+use spore_actors::Reader;
+use spore_spec::json::{object, Value};
+use spore_spec::{ExperimentRecord, Goal, Status};
+
+use super::Context;
+use crate::output::{human_count, print_json, short, Table};
+
+#[derive(clap::Args, Debug)]
+pub struct TaskArg {
+    /// Task id or unique prefix (default: the active task)
+    #[arg(long)]
+    pub task: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FrontierArgs {
+    #[command(flatten)]
+    pub task: TaskArg,
+    /// Only records whose gpu_model is exactly this
+    #[arg(long, short = 'g')]
+    pub gpu: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub task: TaskArg,
+    /// Deepest level printed below the root
+    #[arg(long, default_value_t = 50)]
+    pub depth: usize,
+}
+
+/// A record as JSON output shows it: its signed fields plus local facts.
+fn record_json(record: &ExperimentRecord, task_id: &str, verified: bool) -> Value {
+    let mut value = record.to_value();
+    if let Value::Object(members) = &mut value {
+        members.push(("stored_task_id".into(), Value::Str(task_id.into())));
+        members.push(("verified".into(), Value::Bool(verified)));
+    }
+    value
+}
+
+fn load(read: &Reader, ids: &[String]) -> Result<Vec<ExperimentRecord>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(r) = read.experiment(id)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// Six decimals where that reads well, Python's repr for very large or very small values.
+pub fn metric(x: f64) -> String {
+    if x == 0.0 || (1e-4..1e7).contains(&x.abs()) {
+        format!("{x:.6}")
+    } else {
+        spore_spec::json::float_repr(x)
+    }
+}
+
+pub fn status(ctx: &Context, args: TaskArg) -> Result<()> {
+    let store = ctx.data_dir.open_store()?;
+    let read = store.read()?;
+    let task_id = ctx.resolve_task(&read, args.task.as_deref())?;
+    let row = read.task(&task_id)?;
+    let goal = read.task_goal(&task_id)?;
+    let stats = read.task_stats(&task_id)?.unwrap_or_default();
+    let frontier_size = read.frontier_size(&task_id, goal)?;
+    let best = read.frontier_ids_limited(&task_id, goal, 1)?;
+    let best = load(&read, &best)?.pop();
+    let recent = load(&read, &read.recent_ids(&task_id, 10)?)?;
+    let name = row
+        .as_ref()
+        .map_or("", |r| r.manifest.name.as_str())
+        .to_string();
+    if ctx.json {
+        print_json(&object([
+            ("task_id", Value::Str(task_id.clone())),
+            ("name", Value::Str(name)),
+            ("goal", Value::Str(goal.as_str().into())),
+            ("experiment_count", Value::Int(stats.count as i64)),
+            ("keep_count", Value::Int(stats.keep as i64)),
+            ("discard_count", Value::Int(stats.discard as i64)),
+            ("crash_count", Value::Int(stats.crash as i64)),
+            ("frontier_size", Value::Int(frontier_size as i64)),
+            (
+                "best_val_bpb",
+                best.as_ref().map_or(Value::Null, |b| b.val_bpb.to_value()),
+            ),
+            (
+                "best_id",
+                best.as_ref()
+                    .map_or(Value::Null, |b| Value::Str(b.id.clone())),
+            ),
+            (
+                "recent",
+                Value::Array(
+                    recent
+                        .iter()
+                        .map(|r| record_json(r, &task_id, false))
+                        .collect(),
+                ),
+            ),
+        ]));
+        return Ok(());
+    }
+    println!("Task:        {} {}", task_id, name);
+    println!(
+        "Goal:        {} {}",
+        goal.as_str(),
+        row.as_ref()
+            .map_or("val_bpb", |r| r.manifest.metric.as_str())
+    );
+    println!(
+        "Experiments: {} (keep {}, discard {}, crash {})",
+        stats.count, stats.keep, stats.discard, stats.crash
+    );
+    println!("Frontier:    {frontier_size}");
+    match &best {
+        Some(b) => println!(
+            "Best:        {} ({})",
+            metric(b.val_bpb.value()),
+            short(&b.id, 12)
+        ),
+        None => println!("Best:        -"),
+    }
+    if !recent.is_empty() {
+        println!();
+        let mut table = Table::new(&[
+            ("CID", 12),
+            ("val_bpb", 12),
+            ("Status", 8),
+            ("Node", 8),
+            ("Description", 50),
+        ]);
+        for r in &recent {
+            table.row(vec![
+                short(&r.id, 12).into(),
+                metric(r.val_bpb.value()),
+                r.status.as_str().into(),
+                short(&r.node_id, 8).into(),
+                r.description.clone(),
+            ]);
+        }
+        table.print();
+    }
+    Ok(())
+}
+
+pub fn frontier(ctx: &Context, args: FrontierArgs) -> Result<()> {
+    let store = ctx.data_dir.open_store()?;
+    let read = store.read()?;
+    let task_id = ctx.resolve_task(&read, args.task.task.as_deref())?;
+    let goal = read.task_goal(&task_id)?;
+    let mut records = load(&read, &read.frontier_ids(&task_id, goal)?)?;
+    if let Some(gpu) = &args.gpu {
+        records.retain(|r| &r.gpu_model == gpu);
+    }
+    if ctx.json {
+        let list = records
+            .iter()
+            .map(|r| record_json(r, &task_id, false))
+            .collect();
+        print_json(&Value::Array(list));
+        return Ok(());
+    }
+    if records.is_empty() {
+        println!("No frontier yet for task {}.", short(&task_id, 16));
+        return Ok(());
+    }
+    let mut table = Table::new(&[
+        ("CID", 12),
+        ("val_bpb", 12),
+        ("Depth", 6),
+        ("GPU", 12),
+        ("Steps", 8),
+        ("Params", 8),
+        ("Description", 50),
+    ]);
+    for r in &records {
+        table.row(vec![
+            short(&r.id, 12).into(),
+            metric(r.val_bpb.value()),
+            r.depth.to_string(),
+            r.gpu_model.clone(),
+            r.num_steps.to_string(),
+            human_count(r.num_params),
+            r.description.clone(),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+pub fn graph(ctx: &Context, args: GraphArgs) -> Result<()> {
+    let store = ctx.data_dir.open_store()?;
+    let read = store.read()?;
+    let task_id = ctx.resolve_task(&read, args.task.task.as_deref())?;
+    let stats = read.task_stats(&task_id)?.unwrap_or_default();
+    let Some(root) = stats.root else {
+        println!("Task {} has no records yet.", short(&task_id, 16));
+        return Ok(());
+    };
+    // Depth-first with an explicit stack: deep trees cannot overflow the call stack.
+    let mut stack = vec![(root, 0usize)];
+    let mut out = String::new();
+    while let Some((id, level)) = stack.pop() {
+        let Some(r) = read.experiment(&id)? else {
+            continue;
+        };
+        let mark = match r.status {
+            Status::Keep => "[+]",
+            Status::Discard => "[x]",
+            Status::Crash => "[!]",
+        };
+        let description: String = r.description.replace('\n', " ").chars().take(40).collect();
+        out.push_str(&format!(
+            "{}{} {} task={} val_bpb={} | {}\n",
+            "  ".repeat(level),
+            mark,
+            short(&r.id, 8),
+            short(&task_id, 8),
+            metric(r.val_bpb.value()),
+            description
+        ));
+        if level < args.depth {
+            let mut children = read.children(&id)?;
+            children.reverse();
+            stack.extend(children.into_iter().map(|c| (c, level + 1)));
+        }
+    }
+    print!("{out}");
+    Ok(())
+}
+
+pub fn info(ctx: &Context) -> Result<()> {
+    let node_id = if ctx.data_dir.has_identity() {
+        Some(ctx.data_dir.load_identity()?.node_id())
+    } else {
+        None
+    };
+    let store = ctx.data_dir.open_store()?;
+    let read = store.read()?;
+    let active = read.active_task(Some(ctx.config.task_id.as_str()))?;
+    let best = match &active {
+        Some(task) => {
+            let goal: Goal = read.task_goal(task)?;
+            load(&read, &read.frontier_ids_limited(task, goal, 1)?)?.pop()
+        }
+        None => None,
+    };
+    let c = &ctx.config;
+    let count = read.experiment_count()?;
+    let held = read.held_count()?;
+    let peers = read.peers()?.len();
+    if ctx.json {
+        print_json(&object([
+            ("node_id", node_id.clone().map_or(Value::Null, Value::Str)),
+            ("listen", Value::Str(format!("{}:{}", c.host, c.port))),
+            (
+                "explorer",
+                Value::Str(format!("http://{}:{}", c.web_host, c.web_port)),
+            ),
+            ("mode", Value::Str(c.mode.as_str().into())),
+            (
+                "data_dir",
+                Value::Str(ctx.data_dir.root.display().to_string()),
+            ),
+            ("configured_peers", Value::Int(c.peer.len() as i64)),
+            ("known_peers", Value::Int(peers as i64)),
+            (
+                "active_task",
+                active.clone().map_or(Value::Null, Value::Str),
+            ),
+            ("experiment_count", Value::Int(count as i64)),
+            ("held_count", Value::Int(held as i64)),
+            ("task_count", Value::Int(read.task_count()? as i64)),
+            (
+                "best_val_bpb",
+                best.as_ref().map_or(Value::Null, |b| b.val_bpb.to_value()),
+            ),
+        ]));
+        return Ok(());
+    }
+    println!(
+        "Node:        {}",
+        node_id
+            .as_deref()
+            .unwrap_or("- (no identity yet: `spored init`)")
+    );
+    println!("Listen:      {}:{}", c.host, c.port);
+    println!("Explorer:    http://{}:{}", c.web_host, c.web_port);
+    println!("Mode:        {}", c.mode.as_str());
+    println!("Data dir:    {}", ctx.data_dir.root.display());
+    println!("Peers:       {} configured, {} known", c.peer.len(), peers);
+    println!("Active task: {}", active.as_deref().unwrap_or("-"));
+    println!("Experiments: {count} ({held} waiting for a parent)");
+    println!("Tasks:       {}", read.task_count()?);
+    match best {
+        Some(b) => println!(
+            "Best:        {} ({})",
+            metric(b.val_bpb.value()),
+            short(&b.id, 12)
+        ),
+        None => println!("Best:        -"),
+    }
+    Ok(())
+}

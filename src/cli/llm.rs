@@ -1,0 +1,137 @@
+//! `spored set <provider> <key>`: the LLM used to propose experiments, in `llm.toml` (mode 0600,
+//! unlike the reference's world-readable file).
+
+use anyhow::{bail, Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use super::Context;
+use crate::data_dir::write_atomically;
+use crate::output::Table;
+
+/// Known providers: (name, base URL, default model).
+const PROVIDERS: [(&str, &str, &str); 5] = [
+    (
+        "anthropic",
+        "https://api.anthropic.com/v1",
+        "claude-sonnet-4-5-20250929",
+    ),
+    ("openai", "https://api.openai.com/v1", "gpt-4o"),
+    (
+        "groq",
+        "https://api.groq.com/openai/v1",
+        "moonshotai/kimi-k2-instruct-0905",
+    ),
+    ("xai", "https://api.x.ai/v1", "grok-3"),
+    ("custom", "", ""),
+];
+
+#[derive(clap::Args, Debug)]
+pub struct SetArgs {
+    /// anthropic, openai, groq, xai or custom (omit both to show the current setting)
+    pub provider: Option<String>,
+    pub api_key: Option<String>,
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    pub provider: String,
+    pub api_key: String,
+    pub model: String,
+    pub base_url: String,
+    #[serde(default = "default_max_token")]
+    pub max_token: u32,
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+}
+
+fn default_max_token() -> u32 {
+    16384
+}
+
+fn default_temperature() -> f64 {
+    0.7
+}
+
+/// `first8...last4`, so a key can be recognised without being shown.
+pub fn mask(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() <= 12 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..8].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}...{tail}")
+}
+
+pub fn set(ctx: &Context, args: SetArgs) -> Result<()> {
+    let path = ctx.data_dir.llm();
+    let (Some(provider), Some(api_key)) = (args.provider.as_deref(), args.api_key.as_deref())
+    else {
+        if args.provider.is_some() {
+            bail!("missing API key: spored set <provider> <api-key>");
+        }
+        return show(&path);
+    };
+    let Some((_, base, model)) = PROVIDERS.iter().find(|p| p.0 == provider) else {
+        bail!("unknown provider {provider:?} (one of anthropic, openai, groq, xai, custom)");
+    };
+    let base_url = args.base_url.clone().unwrap_or_else(|| base.to_string());
+    let model = args.model.clone().unwrap_or_else(|| model.to_string());
+    if provider == "custom" && (base_url.is_empty() || model.is_empty()) {
+        bail!("the custom provider needs --base-url and --model");
+    }
+    let config = LlmConfig {
+        provider: provider.into(),
+        api_key: api_key.into(),
+        model,
+        base_url,
+        max_token: default_max_token(),
+        temperature: default_temperature(),
+    };
+    let text = toml::to_string(&config).context("serialising llm.toml")?;
+    write_atomically(&path, text.as_bytes(), 0o600)?;
+    println!(
+        "LLM set: {} model {} key {} ({})",
+        config.provider,
+        config.model,
+        mask(&config.api_key),
+        path.display()
+    );
+    Ok(())
+}
+
+fn show(path: &std::path::Path) -> Result<()> {
+    let mut table = Table::new(&[("Provider", 10), ("Base URL", 40), ("Default model", 36)]);
+    for (name, base, model) in PROVIDERS {
+        table.row(vec![name.into(), base.into(), model.into()]);
+    }
+    table.print();
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let c: LlmConfig =
+                toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+            println!(
+                "\nCurrent: {} model {} key {}",
+                c.provider,
+                c.model,
+                mask(&c.api_key)
+            );
+        }
+        Err(_) => println!("\nNo LLM configured: `spored set <provider> <api-key>`."),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mask_shows_only_the_ends() {
+        assert_eq!(super::mask("sk-abcdefghijklmnop1234"), "sk-abcde...1234");
+        assert_eq!(super::mask("short"), "*****");
+    }
+}

@@ -1,0 +1,156 @@
+//! The `spored` command line: one file per command group.
+
+mod inspect;
+mod llm;
+mod profile;
+mod run;
+mod task;
+mod transfer;
+mod verify;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+
+use crate::config::NodeConfig;
+use crate::data_dir::DataDir;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "spored",
+    version,
+    about = "A Spore Mesh node: signed ML experiments, synced peer to peer"
+)]
+pub struct Cli {
+    /// Data directory (default: $SPORE_HOME, else ~/.spore)
+    #[arg(long, short = 'd', global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Config file (default: <data dir>/config.toml)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the identity, config and store (idempotent)
+    Init,
+    /// Run the node
+    Run(run::RunArgs),
+    /// Manage tasks
+    #[command(subcommand)]
+    Task(task::TaskCommand),
+    /// List tasks (same as `task list`)
+    Tasks,
+    /// Summary of a task: counts, frontier size, best, recent records
+    Status(inspect::TaskArg),
+    /// The frontier of a task, best first
+    Frontier(inspect::FrontierArgs),
+    /// The experiment tree of a task
+    Graph(inspect::GraphArgs),
+    /// This node's signed profile
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
+    /// Configure the LLM provider used to propose experiments
+    Set(llm::SetArgs),
+    /// Node id, addresses, data dir, active task
+    Info,
+    /// Print the version
+    Version,
+    /// Check signed objects in a JSON or JSONL file ('-' for stdin)
+    Verify(verify::VerifyArgs),
+    /// Write a task's manifest, records, control events and profiles as JSONL
+    Export(transfer::ExportArgs),
+    /// Verify and store every object of a JSONL file, all or nothing
+    Import(transfer::ImportArgs),
+}
+
+/// What every command needs: where the data is, the effective config, output style.
+pub struct Context {
+    pub data_dir: DataDir,
+    pub config_path: PathBuf,
+    pub config: NodeConfig,
+    pub json: bool,
+}
+
+impl Context {
+    fn new(cli: &Cli) -> Result<Context> {
+        let data_dir = DataDir::locate(cli.data_dir.as_deref())?;
+        let config_path = cli.config.clone().unwrap_or_else(|| data_dir.config());
+        if cli.config.is_some() && !config_path.exists() {
+            anyhow::bail!("config file {} does not exist", config_path.display());
+        }
+        let config = NodeConfig::load(&config_path)?;
+        Ok(Context {
+            data_dir,
+            config_path,
+            config,
+            json: cli.json,
+        })
+    }
+
+    /// The task named by `flag` (an id or unique prefix), else the active one.
+    pub fn resolve_task(&self, read: &spore_actors::Reader, flag: Option<&str>) -> Result<String> {
+        if let Some(given) = flag {
+            return read
+                .resolve_task(given)?
+                .with_context(|| format!("unknown task id {given:?} (see `spored tasks`)"));
+        }
+        let pinned = Some(self.config.task_id.as_str());
+        read.active_task(pinned)?.context(
+            "no task yet: create one with `spored task create --name NAME` or import records",
+        )
+    }
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let ctx = Context::new(&cli)?;
+    match cli.command {
+        Command::Init => init(&ctx),
+        Command::Run(args) => run::run(ctx, args),
+        Command::Task(cmd) => task::run(&ctx, cmd),
+        Command::Tasks => task::run(&ctx, task::TaskCommand::List),
+        Command::Status(args) => inspect::status(&ctx, args),
+        Command::Frontier(args) => inspect::frontier(&ctx, args),
+        Command::Graph(args) => inspect::graph(&ctx, args),
+        Command::Profile(cmd) => profile::run(&ctx, cmd),
+        Command::Set(args) => llm::set(&ctx, args),
+        Command::Info => inspect::info(&ctx),
+        Command::Version => {
+            println!(
+                "spored {} (Spore Mesh protocol 0.6)",
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(())
+        }
+        Command::Verify(args) => verify::run(&ctx, args),
+        Command::Export(args) => transfer::export(&ctx, args),
+        Command::Import(args) => transfer::import(&ctx, args),
+    }
+}
+
+fn init(ctx: &Context) -> Result<()> {
+    let (identity, created) = ctx.data_dir.ensure_identity()?;
+    if !ctx.config_path.exists() {
+        let mut config = ctx.config.clone();
+        config.data_dir = ctx.data_dir.root.display().to_string();
+        config.save(&ctx.config_path)?;
+    }
+    ctx.data_dir.open_store()?;
+    let node_id = identity.node_id();
+    if created {
+        println!("Node initialized. ID: {}...", &node_id[..16]);
+    }
+    println!("Node ready. ID: {}...", &node_id[..16]);
+    println!("Data dir: {}", ctx.data_dir.root.display());
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! `spored profile set|show`: this node's signed profile.
+
+use anyhow::Result;
+use clap::Subcommand;
+use spore_spec::{NodeProfile, Signed};
+
+use super::Context;
+use crate::output::print_json;
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCommand {
+    /// Sign and store a new profile (it spreads when the node runs)
+    Set(SetArgs),
+    /// Show this node's profile
+    Show,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SetArgs {
+    #[arg(long)]
+    pub display_name: String,
+    #[arg(long, default_value = "")]
+    pub bio: String,
+    #[arg(long, default_value = "")]
+    pub website: String,
+    #[arg(long, default_value = "")]
+    pub avatar_url: String,
+    #[arg(long, default_value = "")]
+    pub donation_address: String,
+}
+
+pub fn run(ctx: &Context, cmd: ProfileCommand) -> Result<()> {
+    match cmd {
+        ProfileCommand::Set(args) => set(ctx, args),
+        ProfileCommand::Show => show(ctx),
+    }
+}
+
+fn set(ctx: &Context, args: SetArgs) -> Result<()> {
+    let (identity, _) = ctx.data_dir.ensure_identity()?;
+    let store = ctx.data_dir.open_store()?;
+    let previous = store.read()?.profile(&identity.node_id())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut profile = NodeProfile {
+        node_id: identity.node_id(),
+        display_name: args.display_name.trim().into(),
+        bio: args.bio.trim().into(),
+        website: args.website.trim().into(),
+        avatar_url: args.avatar_url.trim().into(),
+        donation_address: args.donation_address.trim().into(),
+        // strictly newer than the stored one, so it always replaces it
+        timestamp: previous.map_or(now, |p| now.max(p.timestamp + 1)),
+        schema_version: 1,
+        ..NodeProfile::default()
+    };
+    profile.sign_with(&identity);
+    store.write(|w| w.insert_profile(&profile))?;
+    if ctx.json {
+        print_json(&profile.to_value());
+    } else {
+        println!(
+            "Profile saved for {} ({}).",
+            profile.display_name,
+            &profile.node_id[..16]
+        );
+    }
+    Ok(())
+}
+
+fn show(ctx: &Context) -> Result<()> {
+    let identity = ctx.data_dir.load_identity()?;
+    let store = ctx.data_dir.open_store()?;
+    let Some(profile) = store.read()?.profile(&identity.node_id())? else {
+        anyhow::bail!("no profile yet: set one with `spored profile set --display-name NAME`");
+    };
+    if ctx.json {
+        print_json(&profile.to_value());
+        return Ok(());
+    }
+    for (k, v) in [
+        ("node_id", &profile.node_id),
+        ("display_name", &profile.display_name),
+        ("bio", &profile.bio),
+        ("website", &profile.website),
+        ("avatar_url", &profile.avatar_url),
+        ("donation_address", &profile.donation_address),
+    ] {
+        println!("{k}: {v}");
+    }
+    println!("timestamp: {}", profile.timestamp);
+    Ok(())
+}

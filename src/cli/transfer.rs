@@ -1,0 +1,378 @@
+//! `spored export` and `spored import`: a task as JSONL, one message envelope per line (the
+//! same bytes a peer would send), so an export is also a replay of the task.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read};
+use std::path::PathBuf;
+use std::sync::{mpsc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use spore_actors::store::{
+    ControlOutcome, ExperimentOutcome, ProfileOutcome, StoreError, TaskOutcome,
+};
+use spore_actors::Writer;
+use spore_spec::json::{object, Value};
+use spore_spec::object::SignedObject;
+use spore_spec::wire::Message;
+
+use super::Context;
+use crate::data_dir::write_atomically;
+use crate::output::print_json;
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Task id or unique prefix
+    #[arg(long)]
+    pub task: String,
+    /// Write here instead of stdout
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// JSONL file ('-' reads stdin)
+    pub file: PathBuf,
+    /// Also print time, rate and peak memory
+    #[arg(long)]
+    pub stats: bool,
+}
+
+pub fn export(ctx: &Context, args: ExportArgs) -> Result<()> {
+    let store = ctx.data_dir.open_store()?;
+    let read = store.read()?;
+    let task_id = read
+        .resolve_task(&args.task)?
+        .with_context(|| format!("unknown task id {:?} (see `spored tasks`)", args.task))?;
+    let mut lines: Vec<String> = Vec::new();
+    let mut push = |m: Message| lines.push(m.encode_body());
+    if let Some(row) = read.task(&task_id)? {
+        if row.source == spore_actors::store::TaskSource::Manifest {
+            push(Message::Task(row.manifest));
+        }
+    }
+    // Parents first: breadth-first from the root, so an importer never has to hold anything.
+    let mut records = Vec::new();
+    if let Some(root) = read.task_stats(&task_id)?.and_then(|s| s.root) {
+        let mut queue = std::collections::VecDeque::from([root]);
+        while let Some(id) = queue.pop_front() {
+            let Some(record) = read.experiment(&id)? else {
+                continue;
+            };
+            queue.extend(read.children(&id)?);
+            records.push(record);
+        }
+    }
+    let mut nodes: Vec<&str> = records.iter().map(|r| r.node_id.as_str()).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    for node in nodes {
+        if let Some(profile) = read.profile(node)? {
+            push(Message::Profile(profile));
+        }
+    }
+    let mut code_cids = Vec::new();
+    for record in &records {
+        code_cids.push(record.code_cid.clone());
+        push(Message::Experiment(record.clone()));
+    }
+    for event in read.control_events()? {
+        if event.payload_str("task_id") == task_id {
+            push(Message::Control(event));
+        }
+    }
+    code_cids.sort();
+    code_cids.dedup();
+    for cid in code_cids {
+        if let Ok(Some(code)) = read.artifact(&cid) {
+            push(Message::CodeResponse {
+                code_cid: cid,
+                code,
+            });
+        }
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    match &args.output {
+        Some(path) => {
+            write_atomically(path, text.as_bytes(), 0o644)?;
+            eprintln!(
+                "Exported {} lines of task {} to {}",
+                lines.len(),
+                task_id,
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// One line of an import, decoded and checked off the writer's thread.
+enum Checked {
+    Object(Box<SignedObject>),
+    Artifact { cid: String, code: Vec<u8> },
+}
+
+type Batch = Vec<(usize, Vec<u8>)>;
+type CheckedBatch = Vec<(usize, Result<Checked, String>)>;
+
+fn check_line(bytes: &[u8]) -> Result<Checked, String> {
+    let message = Message::decode_body(bytes).map_err(|e| e.to_string());
+    let object = match message {
+        Ok(Some(Message::CodeResponse { code_cid, code })) => {
+            return Ok(Checked::Artifact {
+                cid: code_cid,
+                code,
+            });
+        }
+        Ok(Some(Message::Experiment(o))) => SignedObject::Experiment(o),
+        Ok(Some(Message::Task(o))) => SignedObject::Task(o),
+        Ok(Some(Message::Control(o))) => SignedObject::Control(o),
+        Ok(Some(Message::Profile(o))) => SignedObject::Profile(o),
+        Ok(Some(other)) => {
+            return Err(format!(
+                "`{}` carries no signed object",
+                other.message_type()
+            ))
+        }
+        // not an envelope: a bare signed object
+        Ok(None) | Err(_) => SignedObject::parse(bytes).map_err(|e| e.to_string())?,
+    };
+    object
+        .verify()
+        .map_err(|e| format!("{}: {e}", object.kind()))?;
+    Ok(Checked::Object(Box::new(object)))
+}
+
+#[derive(Default)]
+struct ImportReport {
+    experiments: u64,
+    held: u64,
+    tasks: u64,
+    control_events: u64,
+    profiles: u64,
+    artifacts: u64,
+    already_present: u64,
+    lines: u64,
+    problems: Vec<String>,
+}
+
+impl ImportReport {
+    fn apply(
+        &mut self,
+        w: &mut Writer<'_>,
+        line: usize,
+        checked: Checked,
+    ) -> Result<(), StoreError> {
+        self.lines += 1;
+        let object = match checked {
+            Checked::Object(object) => *object,
+            Checked::Artifact { cid, code } => {
+                match w.put_artifact(&cid, &code) {
+                    Ok(true) => self.artifacts += 1,
+                    Ok(false) => self.already_present += 1,
+                    Err(
+                        e @ (StoreError::ArtifactMismatch { .. } | StoreError::ArtifactTooLarge(_)),
+                    ) => self.problems.push(format!("line {line}: artifact: {e}")),
+                    Err(e) => return Err(e),
+                }
+                return Ok(());
+            }
+        };
+        match object {
+            SignedObject::Experiment(record) => {
+                for (record, outcome) in w.insert_experiment(record)? {
+                    match outcome {
+                        ExperimentOutcome::Accepted { .. } => self.experiments += 1,
+                        ExperimentOutcome::Held { .. } => self.held += 1,
+                        ExperimentOutcome::Duplicate => self.already_present += 1,
+                        ExperimentOutcome::Rejected(reason) => self
+                            .problems
+                            .push(format!("line {line}: experiment {}: {reason}", record.id)),
+                    }
+                }
+            }
+            SignedObject::Task(manifest) => match w.insert_manifest(&manifest)? {
+                TaskOutcome::Accepted => self.tasks += 1,
+                TaskOutcome::Duplicate => self.already_present += 1,
+            },
+            SignedObject::Control(event) => match w.insert_control_event(&event)? {
+                ControlOutcome::Accepted => self.control_events += 1,
+                ControlOutcome::Duplicate | ControlOutcome::DuplicateEventId { .. } => {
+                    self.already_present += 1
+                }
+            },
+            SignedObject::Profile(profile) => match w.insert_profile(&profile)? {
+                ProfileOutcome::Accepted => self.profiles += 1,
+                ProfileOutcome::Duplicate | ProfileOutcome::Stale => self.already_present += 1,
+            },
+        }
+        Ok(())
+    }
+}
+
+const BATCH_LINES: usize = 512;
+
+/// Reads lines into batches (reader thread), decodes and verifies them on every core (worker
+/// threads), and applies them in file order inside one write transaction (this thread): the
+/// import is stored whole or not at all.
+pub fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
+    let started = Instant::now();
+    let store = ctx.data_dir.open_store()?;
+    let input: Box<dyn Read + Send> = if args.file.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(
+            std::fs::File::open(&args.file)
+                .with_context(|| format!("reading {}", args.file.display()))?,
+        )
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    let (batch_tx, batch_rx) = mpsc::sync_channel::<(usize, Batch)>(workers * 2);
+    let batch_rx = Mutex::new(batch_rx);
+    let (done_tx, done_rx) = mpsc::sync_channel::<(usize, CheckedBatch)>(workers * 2);
+    let mut report = ImportReport::default();
+
+    let outcome: Result<(), StoreError> = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> std::io::Result<()> {
+            let mut input = BufReader::with_capacity(1 << 20, input);
+            let mut batch = Vec::with_capacity(BATCH_LINES);
+            let mut index = 0;
+            for line_no in 1.. {
+                let mut line = Vec::new();
+                if input.read_until(b'\n', &mut line)? == 0 {
+                    break;
+                }
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                batch.push((line_no, line));
+                if batch.len() == BATCH_LINES {
+                    if batch_tx.send((index, std::mem::take(&mut batch))).is_err() {
+                        return Ok(());
+                    }
+                    index += 1;
+                }
+            }
+            if !batch.is_empty() {
+                let _ = batch_tx.send((index, batch));
+            }
+            Ok(())
+        });
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let batch_rx = &batch_rx;
+            scope.spawn(move || loop {
+                let next = batch_rx.lock().expect("no worker panics holding it").recv();
+                let Ok((index, batch)) = next else { return };
+                let checked = batch
+                    .into_iter()
+                    .map(|(line, bytes)| (line, check_line(&bytes)))
+                    .collect();
+                if done_tx.send((index, checked)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+        let result = store.write(|w| {
+            let mut pending: BTreeMap<usize, CheckedBatch> = BTreeMap::new();
+            let mut next = 0;
+            for (index, batch) in done_rx.iter() {
+                pending.insert(index, batch);
+                while let Some(batch) = pending.remove(&next) {
+                    next += 1;
+                    for (line, checked) in batch {
+                        match checked {
+                            Ok(c) => report.apply(w, line, c)?,
+                            Err(reason) => report.problems.push(format!("line {line}: {reason}")),
+                        }
+                    }
+                }
+            }
+            if report.problems.is_empty() {
+                Ok(())
+            } else {
+                Err(StoreError::Aborted("import refused".into()))
+            }
+        });
+        match reader.join().expect("the reader thread does not panic") {
+            Ok(()) => result,
+            Err(e) => Err(StoreError::Aborted(format!(
+                "reading {}: {e}",
+                args.file.display()
+            ))),
+        }
+    });
+
+    let elapsed = started.elapsed().as_secs_f64();
+    if !report.problems.is_empty() {
+        for problem in report.problems.iter().take(20) {
+            eprintln!("rejected: {problem}");
+        }
+        if report.problems.len() > 20 {
+            eprintln!("… and {} more", report.problems.len() - 20);
+        }
+        anyhow::bail!(
+            "import of {} refused: {} bad object(s); nothing was stored",
+            args.file.display(),
+            report.problems.len()
+        );
+    }
+    outcome?;
+    let objects = report.experiments
+        + report.held
+        + report.tasks
+        + report.control_events
+        + report.profiles
+        + report.artifacts;
+    if ctx.json {
+        print_json(&object([
+            ("lines", Value::Int(report.lines as i64)),
+            ("experiments", Value::Int(report.experiments as i64)),
+            ("held", Value::Int(report.held as i64)),
+            ("tasks", Value::Int(report.tasks as i64)),
+            ("control_events", Value::Int(report.control_events as i64)),
+            ("profiles", Value::Int(report.profiles as i64)),
+            ("artifacts", Value::Int(report.artifacts as i64)),
+            ("already_present", Value::Int(report.already_present as i64)),
+            ("seconds", Value::Float(elapsed)),
+            (
+                "peak_rss_kib",
+                peak_rss_kib().map_or(Value::Null, |k| Value::Int(k as i64)),
+            ),
+        ]));
+        return Ok(());
+    }
+    println!(
+        "Imported {objects} objects: {} experiments ({} held for a missing parent), {} tasks, {} control events, {} profiles, {} artifacts; {} already present.",
+        report.experiments + report.held,
+        report.held,
+        report.tasks,
+        report.control_events,
+        report.profiles,
+        report.artifacts,
+        report.already_present
+    );
+    if args.stats {
+        println!(
+            "{} lines in {:.2} s ({:.0} lines/s), peak RSS {} MiB",
+            report.lines,
+            elapsed,
+            report.lines as f64 / elapsed.max(1e-9),
+            peak_rss_kib().map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+        );
+    }
+    Ok(())
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

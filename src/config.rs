@@ -1,0 +1,158 @@
+//! The node's configuration: `<data_dir>/config.toml` with the reference's keys (§a.3) plus
+//! ours, then command-line flags on top. Unknown keys and wrong types are errors that name the
+//! key, so a typo never silently falls back to a default.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+/// What a node spends its time on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeMode {
+    /// Runs experiments on the active task, verifies others, relays.
+    #[default]
+    Research,
+    /// Re-runs other nodes' claims and relays; proposes nothing.
+    VerifyOnly,
+    /// Syncs, stores and relays; runs nothing.
+    Relay,
+}
+
+impl NodeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeMode::Research => "research",
+            NodeMode::VerifyOnly => "verify-only",
+            NodeMode::Relay => "relay",
+        }
+    }
+}
+
+/// Every setting of a node. Field names of the reference's `NodeConfig` are kept, so a
+/// reference `config.toml` loads as is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Address the mesh listener binds.
+    pub host: String,
+    /// Mesh (gossip) port.
+    pub port: u16,
+    /// Peers dialled at start: `host:port` (reference) or libp2p multiaddrs.
+    pub peer: Vec<String>,
+    /// Pinned task; empty means the most active one.
+    pub task_id: String,
+    /// Signed self-update (off until the auto-operator exists; the reference's unsigned
+    /// update is never used).
+    pub auto_update: bool,
+    pub update_interval_sec: u64,
+    pub update_manifest_url: String,
+    /// Informational: the data dir is chosen by `--data-dir`, `SPORE_HOME` or `~/.spore`.
+    pub data_dir: String,
+    /// research, verify-only or relay.
+    pub mode: NodeMode,
+    /// Address the explorer binds (loopback unless changed on purpose).
+    pub web_host: String,
+    pub web_port: u16,
+    /// Local-network discovery (multicast); off by default.
+    pub mdns: bool,
+    /// Share of the machine an experiment may use, 1..=100 (percent).
+    pub resource: u8,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            host: "0.0.0.0".into(),
+            port: 7470,
+            peer: Vec::new(),
+            task_id: String::new(),
+            auto_update: false,
+            update_interval_sec: 21600,
+            update_manifest_url: String::new(),
+            data_dir: String::new(),
+            mode: NodeMode::Research,
+            web_host: "127.0.0.1".into(),
+            web_port: 8470,
+            mdns: false,
+            resource: 100,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads `path`; a missing file is the default config.
+    pub fn load(path: &Path) -> Result<NodeConfig> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let config =
+            Self::parse(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<NodeConfig> {
+        let config: NodeConfig =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Rules serde cannot express.
+    pub fn check(&self) -> Result<()> {
+        if !(1..=100).contains(&self.resource) {
+            anyhow::bail!("resource must be between 1 and 100, got {}", self.resource);
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("the config always serialises")
+    }
+
+    /// Writes `path` atomically (temp file, then rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::data_dir::write_atomically(path, self.to_toml().as_bytes(), 0o644)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_config_loads() {
+        let text = "host = \"0.0.0.0\"\nport = 7470\npeer = ['10.0.0.1:7470']\ntask_id = \"\"\n\
+                    auto_update = true\nupdate_interval_sec = 21600\n\
+                    update_manifest_url = \"https://example.invalid/m.json\"\ndata_dir = \"/root/.spore\"\n";
+        let c = NodeConfig::parse(text).unwrap();
+        assert_eq!(c.peer, vec!["10.0.0.1:7470"]);
+        assert_eq!(c.mode, NodeMode::Research);
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_key() {
+        let e = NodeConfig::parse("prot = 1\n").unwrap_err().to_string();
+        assert!(e.contains("prot"), "{e}");
+        let e = NodeConfig::parse("port = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("port"), "{e}");
+        let e = NodeConfig::parse("mode = \"fast\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mode") || e.contains("fast"), "{e}");
+        assert!(NodeConfig::parse("resource = 0\n").is_err());
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = NodeConfig {
+            peer: vec!["/ip4/127.0.0.1/tcp/1".into()],
+            mode: NodeMode::VerifyOnly,
+            ..Default::default()
+        };
+        assert_eq!(NodeConfig::parse(&c.to_toml()).unwrap(), c);
+    }
+}

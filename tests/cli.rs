@@ -1,0 +1,524 @@
+//! End-to-end tests of the `spored` binary: real processes, real data dirs, real redb files.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value as J;
+
+struct Node {
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn new() -> Node {
+        Node {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("spore")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_spored"));
+        cmd.arg("--data-dir").arg(self.path()).args(args);
+        cmd.env_remove("SPORE_HOME").env("HOME", self.dir.path());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "spored {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and expects failure (never a panic); returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(!out.status.success(), "spored {args:?} should fail");
+        // 1: the command failed; 2: clap refused the arguments; never 101 (a panic)
+        assert!(
+            matches!(out.status.code(), Some(1 | 2)),
+            "spored {args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    }
+
+    fn json(&self, args: &[&str]) -> J {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(self.ok(&all).trim()).unwrap()
+    }
+
+    fn experiment_count(&self) -> i64 {
+        self.json(&["info"])["experiment_count"].as_i64().unwrap()
+    }
+}
+
+fn vectors(name: &str) -> J {
+    let path = format!("{}/spec/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The reference's signed vectors as one JSONL file of message envelopes.
+fn vector_jsonl(dir: &Path) -> PathBuf {
+    let mut lines = Vec::new();
+    for file in [
+        "tasks.json",
+        "experiments_v2.json",
+        "control_events.json",
+        "profiles.json",
+    ] {
+        for v in vectors(file)["vectors"].as_array().unwrap() {
+            lines.push(format!(
+                "{{\"type\":{},\"payload\":{}}}",
+                v["wire"]["msg_type"],
+                v["wire"]["payload_json"].as_str().unwrap()
+            ));
+        }
+    }
+    let path = dir.join("vectors.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+const TASK: &str = "3094a2dfd2296bef1d10bad5bd5636e6b84fe0b57c823b043cb6c98cf3fbb371";
+
+#[test]
+fn init_makes_a_private_key_config_and_store() {
+    let node = Node::new();
+    let out = node.ok(&["init"]);
+    assert!(out.contains("Node ready. ID: "), "{out}");
+    let key = node.path().join("identity/private_key");
+    let seed = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(seed.len(), 64);
+    assert!(seed.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(node.path().join("config.toml").exists());
+    assert!(node.path().join("db/spored.redb").exists());
+    // idempotent: same identity the second time
+    let node_id = std::fs::read_to_string(node.path().join("identity/node_id")).unwrap();
+    node.ok(&["init"]);
+    assert_eq!(node.json(&["info"])["node_id"], node_id.as_str());
+}
+
+#[test]
+fn a_reference_seed_file_gives_the_reference_node_id() {
+    let node = Node::new();
+    let keys = vectors("keys.json");
+    let a = &keys["keys"]["A"];
+    std::fs::create_dir_all(node.path().join("identity")).unwrap();
+    std::fs::write(
+        node.path().join("identity/private_key"),
+        a["private_key_file_contents"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(node.json(&["info"])["node_id"], a["node_id"]);
+    // a world-readable key left by the reference is tightened
+    let mode = std::fs::metadata(node.path().join("identity/private_key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn data_dir_precedence_flag_then_spore_home_then_home() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let spore_home = tmp.path().join("sporehome");
+    let flag = tmp.path().join("flag");
+    let run = |extra: &[&str], spore_home_env: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_spored"));
+        cmd.args(extra)
+            .arg("init")
+            .env("HOME", &home)
+            .env_remove("SPORE_HOME");
+        if let Some(p) = spore_home_env {
+            cmd.env("SPORE_HOME", p);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(run(&[], None).contains(&home.join(".spore").display().to_string()));
+    assert!(run(&[], Some(&spore_home)).contains(&spore_home.display().to_string()));
+    let out = run(&["--data-dir", flag.to_str().unwrap()], Some(&spore_home));
+    assert!(out.contains(&flag.display().to_string()), "{out}");
+    assert!(flag.join("identity/private_key").exists());
+}
+
+#[test]
+fn every_run_flag_lands_in_the_dumped_config() {
+    let node = Node::new();
+    let dump = node.ok(&[
+        "run",
+        "--dump-config",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "7999",
+        "--peer",
+        "127.0.0.1:7470",
+        "--peer",
+        "/ip4/127.0.0.1/tcp/4001",
+        "--task",
+        "abcd",
+        "--web-host",
+        "127.0.0.2",
+        "--web-port",
+        "8999",
+        "--resource",
+        "40",
+        "--mdns",
+        "--auto-update",
+        "--verify-only",
+    ]);
+    let c: toml::Table = toml::from_str(&dump).unwrap();
+    assert_eq!(c["host"].as_str(), Some("127.0.0.1"));
+    assert_eq!(c["port"].as_integer(), Some(7999));
+    assert_eq!(
+        c["peer"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["127.0.0.1:7470", "/ip4/127.0.0.1/tcp/4001"]
+    );
+    assert_eq!(c["task_id"].as_str(), Some("abcd"));
+    assert_eq!(c["web_host"].as_str(), Some("127.0.0.2"));
+    assert_eq!(c["web_port"].as_integer(), Some(8999));
+    assert_eq!(c["resource"].as_integer(), Some(40));
+    assert_eq!(c["mdns"].as_bool(), Some(true));
+    assert_eq!(c["auto_update"].as_bool(), Some(true));
+    assert_eq!(c["mode"].as_str(), Some("verify-only"));
+
+    let relay: toml::Table =
+        toml::from_str(&node.ok(&["run", "--dump-config", "--no-train"])).unwrap();
+    assert_eq!(relay["mode"].as_str(), Some("relay"));
+    let by_mode: toml::Table = toml::from_str(&node.ok(&[
+        "run",
+        "--dump-config",
+        "--mode",
+        "relay",
+        "--no-auto-update",
+    ]))
+    .unwrap();
+    assert_eq!(by_mode["mode"].as_str(), Some("relay"));
+    assert_eq!(by_mode["auto_update"].as_bool(), Some(false));
+    // flags beat the file, the file beats the defaults
+    std::fs::create_dir_all(node.path()).unwrap();
+    std::fs::write(
+        node.path().join("config.toml"),
+        "port = 7001\nmode = \"verify-only\"\n",
+    )
+    .unwrap();
+    let c: toml::Table =
+        toml::from_str(&node.ok(&["run", "--dump-config", "--port", "7002"])).unwrap();
+    assert_eq!(c["port"].as_integer(), Some(7002));
+    assert_eq!(c["mode"].as_str(), Some("verify-only"));
+    assert!(node
+        .fails(&["run", "--dump-config", "--resource", "0"])
+        .contains("resource"));
+}
+
+#[test]
+fn example_configs_load_with_the_mode_they_name() {
+    let node = Node::new();
+    for (file, mode) in [
+        ("research.toml", "research"),
+        ("verify-only.toml", "verify-only"),
+        ("relay.toml", "relay"),
+    ] {
+        let path = format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR"));
+        let c: toml::Table =
+            toml::from_str(&node.ok(&["--config", &path, "run", "--dump-config"])).unwrap();
+        assert_eq!(c["mode"].as_str(), Some(mode), "{file}");
+    }
+}
+
+#[test]
+fn a_broken_config_is_a_clear_error() {
+    let node = Node::new();
+    node.ok(&["init"]);
+    let config = node.path().join("config.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{good}prot = 7470\n")).unwrap();
+    let err = node.fails(&["info"]);
+    assert!(err.contains("prot") && err.contains("config.toml"), "{err}");
+    std::fs::write(&config, "port = \"seventy\"\n").unwrap();
+    assert!(node.fails(&["info"]).contains("port"));
+    std::fs::write(&config, "port = [\n").unwrap();
+    node.fails(&["info"]);
+    let missing = node.fails(&["--config", "/nonexistent/spored.toml", "info"]);
+    assert!(missing.contains("does not exist"), "{missing}");
+    // the reference's own config format loads
+    std::fs::write(
+        &config,
+        "host = \"0.0.0.0\"\nport = 7470\npeer = ['127.0.0.1:7471']\ntask_id = \"\"\nauto_update = true\n\
+         update_interval_sec = 21600\nupdate_manifest_url = \"https://example.invalid/m.json\"\ndata_dir = \"/x\"\n",
+    )
+    .unwrap();
+    node.ok(&["info"]);
+}
+
+#[test]
+fn tasks_are_created_listed_shown_and_pinned() {
+    let node = Node::new();
+    let out = node.ok(&[
+        "task",
+        "create",
+        "--name",
+        "tiny-gpt",
+        "--metric",
+        "val_bpb",
+        "--time-budget",
+        "60",
+    ]);
+    let task_id = out
+        .trim()
+        .strip_prefix("Created task ")
+        .unwrap()
+        .to_string();
+    assert_eq!(task_id.len(), 64);
+    let list = node.json(&["tasks"]);
+    assert_eq!(list[0]["task_id"], task_id.as_str());
+    assert_eq!(list[0]["is_active"], true);
+    let shown = node.json(&["task", "show", &task_id[..10]]);
+    assert_eq!(shown["name"], "tiny-gpt");
+    assert_eq!(shown["time_budget"], 60);
+    // the stored manifest is signed by this node and verifies
+    let exported = node.dir.path().join("task.jsonl");
+    node.ok(&[
+        "export",
+        "--task",
+        &task_id,
+        "-o",
+        exported.to_str().unwrap(),
+    ]);
+    let verified = node.ok(&["verify", exported.to_str().unwrap()]);
+    assert_eq!(
+        verified.trim(),
+        format!("line 1: task_manifest {task_id} valid")
+    );
+    let err = node.fails(&["task", "show", "ffffffff"]);
+    assert!(err.contains("unknown task id \"ffffffff\""), "{err}");
+    assert!(node
+        .fails(&["task", "use", "nope"])
+        .contains("unknown task id"));
+    assert!(node
+        .fails(&["status", "--task", "nope"])
+        .contains("unknown task id"));
+    assert!(node
+        .fails(&["frontier", "--task", "0000"])
+        .contains("unknown task id"));
+}
+
+#[test]
+fn import_then_status_frontier_graph_and_export_round_trip() {
+    let node = Node::new();
+    let file = vector_jsonl(node.dir.path());
+    let out = node.ok(&["import", file.to_str().unwrap()]);
+    assert!(out.contains("32 experiments (0 held"), "{out}");
+    assert!(out.contains("4 tasks"), "{out}");
+    let status = node.json(&["status", "--task", TASK]);
+    assert_eq!(status["experiment_count"], 32);
+    assert_eq!(status["best_val_bpb"], -2.5);
+    let frontier = node.json(&["frontier", "--task", TASK]);
+    assert_eq!(
+        frontier.as_array().unwrap().len(),
+        status["frontier_size"].as_u64().unwrap() as usize
+    );
+    let graph = node.ok(&["graph", "--task", TASK]);
+    assert!(graph.starts_with("[+] e2536954"), "{graph}");
+    assert_eq!(graph.lines().count(), 32);
+
+    // export, import into a fresh node: the same frontier, the same bytes
+    let exported = node.dir.path().join("export.jsonl");
+    node.ok(&[
+        "export",
+        "--task",
+        &TASK[..8],
+        "--output",
+        exported.to_str().unwrap(),
+    ]);
+    let other = Node::new();
+    other.ok(&["import", exported.to_str().unwrap()]);
+    assert_eq!(other.json(&["frontier", "--task", TASK]), frontier);
+    other.ok(&[
+        "export",
+        "--task",
+        TASK,
+        "--output",
+        other.dir.path().join("again.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(&exported).unwrap(),
+        std::fs::read(other.dir.path().join("again.jsonl")).unwrap()
+    );
+    // importing the same file again changes nothing
+    let again = node.ok(&["import", file.to_str().unwrap()]);
+    assert!(again.contains("already present"), "{again}");
+    assert_eq!(node.experiment_count(), 32);
+}
+
+#[test]
+fn a_forged_line_refuses_the_whole_import_and_changes_nothing() {
+    let node = Node::new();
+    let file = vector_jsonl(node.dir.path());
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    // tamper with one record's metric, keep its id and signature
+    let victim = lines
+        .iter()
+        .position(|l| l.contains("\"description\":\"long diff\""))
+        .unwrap();
+    lines[victim] = lines[victim].replace("\"val_bpb\":0.997", "\"val_bpb\":0.5");
+    let forged = node.dir.path().join("forged.jsonl");
+    std::fs::write(&forged, lines.join("\n")).unwrap();
+    let err = node.fails(&["import", forged.to_str().unwrap()]);
+    assert!(err.contains(&format!("line {}", victim + 1)), "{err}");
+    assert!(err.contains("id mismatch"), "{err}");
+    assert!(err.contains("nothing was stored"), "{err}");
+    assert_eq!(node.experiment_count(), 0);
+
+    // a record whose parent lives in another task: refused, store unchanged
+    node.ok(&["import", file.to_str().unwrap()]);
+    let lineage = vectors("lineage.json");
+    let cross: Vec<String> = lineage["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(7)
+        .map(|s| format!("{{\"type\":\"experiment\",\"payload\":{}}}", s["object"]))
+        .collect();
+    let cross_file = node.dir.path().join("cross.jsonl");
+    std::fs::write(&cross_file, cross.join("\n")).unwrap();
+    let err = node.fails(&["import", cross_file.to_str().unwrap()]);
+    assert!(
+        err.contains("second root") || err.contains("is in task"),
+        "{err}"
+    );
+    assert_eq!(node.experiment_count(), 32);
+
+    // garbage, binary junk, an empty file: errors, never panics, nothing stored
+    for junk in [
+        &b"not json at all\n"[..],
+        &[0xff, 0x00, 0x13, 0x37][..],
+        &b"{\"type\":\"experiment\",\"payload\":{}}\n"[..],
+    ] {
+        let path = node.dir.path().join("junk.jsonl");
+        std::fs::write(&path, junk).unwrap();
+        node.fails(&["import", path.to_str().unwrap()]);
+    }
+    assert_eq!(node.experiment_count(), 32);
+    node.fails(&["import", "/nonexistent/file.jsonl"]);
+}
+
+#[test]
+fn verify_names_kind_id_and_the_exact_reason() {
+    let node = Node::new();
+    let file = vector_jsonl(node.dir.path());
+    let out = node.ok(&["verify", file.to_str().unwrap()]);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(" valid")).count(),
+        46,
+        "{out}"
+    );
+    assert!(
+        out.contains("experiment e25369544ad6667b270de0dc05d0f3a"),
+        "{out}"
+    );
+    // a bare object (not an envelope) works too
+    let v = vectors("profiles.json");
+    let bare = node.dir.path().join("profile.json");
+    std::fs::write(
+        &bare,
+        v["vectors"][0]["wire"]["payload_json"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert!(node
+        .ok(&["verify", bare.to_str().unwrap()])
+        .contains("profile f0d45b6a"));
+    // signature from another key
+    let neg = vectors("negative.json");
+    let case = neg["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "record_signature_from_other_key")
+        .unwrap();
+    let path = node.dir.path().join("bad.json");
+    std::fs::write(&path, serde_json::to_string(&case["payload"]).unwrap()).unwrap();
+    let out = node.run(&["verify", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("INVALID: invalid signature for signer 8a88e3dd"),
+        "{stdout}"
+    );
+    let json = node.run(&["--json", "verify", path.to_str().unwrap()]);
+    let line: J = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(line["valid"], false);
+    assert_eq!(line["kind"], "experiment");
+}
+
+#[test]
+fn profile_and_llm_settings() {
+    let node = Node::new();
+    node.ok(&[
+        "profile",
+        "set",
+        "--display-name",
+        "  Ada  ",
+        "--bio",
+        "trains tiny GPTs",
+    ]);
+    let p = node.json(&["profile", "show"]);
+    assert_eq!(p["display_name"], "Ada");
+    node.ok(&["profile", "set", "--display-name", "Ada L."]);
+    assert_eq!(node.json(&["profile", "show"])["display_name"], "Ada L.");
+
+    let out = node.ok(&["set", "groq", "gsk-1234567890abcdefWXYZ"]);
+    assert!(out.contains("gsk-1234...WXYZ"), "{out}");
+    assert!(!out.contains("567890abcdef"), "{out}");
+    let llm = node.path().join("llm.toml");
+    assert_eq!(
+        std::fs::metadata(&llm).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let shown = node.ok(&["set"]);
+    assert!(
+        shown.contains("Current: groq model moonshotai/kimi-k2-instruct-0905 key gsk-1234...WXYZ"),
+        "{shown}"
+    );
+    assert!(node
+        .fails(&["set", "nosuch", "k"])
+        .contains("unknown provider"));
+    assert!(node.fails(&["set", "custom", "k"]).contains("--base-url"));
+}
+
+#[test]
+fn version_and_run_say_plainly_what_they_are() {
+    let node = Node::new();
+    assert!(node.ok(&["version"]).starts_with("spored "));
+    let err = node.fails(&["run"]);
+    assert!(err.contains("not built yet"), "{err}");
+}

@@ -68,8 +68,14 @@ const CONTROL_FIELDS: [&str; 7] = [
 ];
 
 impl ControlEvent {
+    /// Reads it from a parsed payload (copying it; see [`Self::from_json`] to move it).
     pub fn from_value(value: &Value) -> Result<Self, Reject> {
-        let f = Fields::new(value, &CONTROL_FIELDS)?;
+        Self::from_json(value.clone())
+    }
+
+    /// Reads it from a parsed payload, taking the payload apart.
+    pub fn from_json(value: Value) -> Result<Self, Reject> {
+        let mut f = Fields::new(value, &CONTROL_FIELDS)?;
         Ok(ControlEvent {
             event_type: f.string("type")?,
             payload: f.object("payload")?,

@@ -2,7 +2,9 @@
 
 use crate::error::Reject;
 use crate::fields::{Fields, Number};
-use crate::json::{object, Value};
+use std::fmt::Write as _;
+
+use crate::json::{object, write_float, write_str, Value};
 use crate::signed::Signed;
 
 /// The outcome of one experiment as its publisher decided it.
@@ -94,34 +96,65 @@ pub const EXPERIMENT_FIELDS: [&str; 24] = [
 impl ExperimentRecord {
     /// Reads a record from its wire payload. Refuses unknown or missing fields and wrong types;
     /// `task_id` defaults to "" and `version` to 1, as in the reference.
+    /// Reads it from a parsed payload (copying it; see [`Self::from_json`] to move it).
     pub fn from_value(value: &Value) -> Result<Self, Reject> {
-        let f = Fields::new(value, &EXPERIMENT_FIELDS)?;
+        Self::from_json(value.clone())
+    }
+
+    /// Reads it from a parsed payload, taking the payload apart.
+    pub fn from_json(value: Value) -> Result<Self, Reject> {
+        let mut f = Fields::new(value, &EXPERIMENT_FIELDS)?;
+        // read in alphabetical (= wire) order, so each lookup finds its key next in line
+        let agent_model = f.string("agent_model")?;
+        let code_cid = f.string("code_cid")?;
+        let cuda_version = f.string("cuda_version")?;
+        let dataset_cid = f.string("dataset_cid")?;
+        let depth = f.int("depth")?;
+        let description = f.string("description")?;
+        let diff = f.string("diff")?;
+        let gpu_model = f.string("gpu_model")?;
+        let hypothesis = f.string("hypothesis")?;
+        let id = f.string("id")?;
+        let node_id = f.string("node_id")?;
+        let num_params = f.int("num_params")?;
+        let num_steps = f.int("num_steps")?;
+        let parent = f.nullable_string("parent")?;
+        let peak_vram_mb = f.number("peak_vram_mb")?;
+        let prepare_cid = f.string("prepare_cid")?;
+        let signature = f.string("signature")?;
         let status_text = f.string("status")?;
+        let status = Status::parse(&status_text).ok_or(Reject::InvalidStatus(status_text))?;
+        let task_id = f.string_or("task_id", "")?;
+        let time_budget = f.int("time_budget")?;
+        let timestamp = f.int("timestamp")?;
+        let torch_version = f.string("torch_version")?;
+        let val_bpb = f.number("val_bpb")?;
+        let version = f.int_or("version", 1)?;
         Ok(ExperimentRecord {
-            parent: f.nullable_string("parent")?,
-            depth: f.int("depth")?,
-            code_cid: f.string("code_cid")?,
-            diff: f.string("diff")?,
-            dataset_cid: f.string("dataset_cid")?,
-            prepare_cid: f.string("prepare_cid")?,
-            time_budget: f.int("time_budget")?,
-            val_bpb: f.number("val_bpb")?,
-            peak_vram_mb: f.number("peak_vram_mb")?,
-            num_steps: f.int("num_steps")?,
-            num_params: f.int("num_params")?,
-            status: Status::parse(&status_text).ok_or(Reject::InvalidStatus(status_text))?,
-            description: f.string("description")?,
-            hypothesis: f.string("hypothesis")?,
-            agent_model: f.string("agent_model")?,
-            gpu_model: f.string("gpu_model")?,
-            cuda_version: f.string("cuda_version")?,
-            torch_version: f.string("torch_version")?,
-            node_id: f.string("node_id")?,
-            task_id: f.string_or("task_id", "")?,
-            timestamp: f.int("timestamp")?,
-            signature: f.string("signature")?,
-            id: f.string("id")?,
-            version: f.int_or("version", 1)?,
+            parent,
+            depth,
+            code_cid,
+            diff,
+            dataset_cid,
+            prepare_cid,
+            time_budget,
+            val_bpb,
+            peak_vram_mb,
+            num_steps,
+            num_params,
+            status,
+            description,
+            hypothesis,
+            agent_model,
+            gpu_model,
+            cuda_version,
+            torch_version,
+            node_id,
+            task_id,
+            timestamp,
+            signature,
+            id,
+            version,
         })
     }
 
@@ -133,6 +166,94 @@ impl ExperimentRecord {
     /// All 24 fields, sorted: the payload of an `experiment` message.
     pub fn to_value(&self) -> Value {
         self.fields(true)
+    }
+
+    /// The wire JSON of the record (all 24 fields, sorted, compact, ASCII). Same bytes as
+    /// `json::to_wire(&self.to_value())`, written directly because every stored, synced and
+    /// imported record goes through it.
+    pub fn to_wire_json(&self) -> String {
+        let mut out = String::with_capacity(1024 + self.diff.len());
+        self.write_json(&mut out, true);
+        out
+    }
+
+    /// Writes the record's fields, sorted, straight into `out`: all of them (`all`) or the
+    /// canonical payload (no id, no signature, and no task id below version 2).
+    fn write_json(&self, out: &mut String, all: bool) {
+        let mut first = true;
+        let mut key = |out: &mut String, name: &str| {
+            out.push_str(if first { "{\"" } else { ",\"" });
+            first = false;
+            out.push_str(name);
+            out.push_str("\":");
+        };
+        let int = |out: &mut String, i: i64| {
+            let _ = write!(out, "{i}");
+        };
+        let number = |out: &mut String, n: Number| match n {
+            Number::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Number::Float(x) => write_float(out, x),
+        };
+        key(out, "agent_model");
+        write_str(out, &self.agent_model);
+        key(out, "code_cid");
+        write_str(out, &self.code_cid);
+        key(out, "cuda_version");
+        write_str(out, &self.cuda_version);
+        key(out, "dataset_cid");
+        write_str(out, &self.dataset_cid);
+        key(out, "depth");
+        int(out, self.depth);
+        key(out, "description");
+        write_str(out, &self.description);
+        key(out, "diff");
+        write_str(out, &self.diff);
+        key(out, "gpu_model");
+        write_str(out, &self.gpu_model);
+        key(out, "hypothesis");
+        write_str(out, &self.hypothesis);
+        if all {
+            key(out, "id");
+            write_str(out, &self.id);
+        }
+        key(out, "node_id");
+        write_str(out, &self.node_id);
+        key(out, "num_params");
+        int(out, self.num_params);
+        key(out, "num_steps");
+        int(out, self.num_steps);
+        key(out, "parent");
+        match &self.parent {
+            Some(p) => write_str(out, p),
+            None => out.push_str("null"),
+        }
+        key(out, "peak_vram_mb");
+        number(out, self.peak_vram_mb);
+        key(out, "prepare_cid");
+        write_str(out, &self.prepare_cid);
+        if all {
+            key(out, "signature");
+            write_str(out, &self.signature);
+        }
+        key(out, "status");
+        write_str(out, self.status.as_str());
+        if all || self.signs_task_id() {
+            key(out, "task_id");
+            write_str(out, &self.task_id);
+        }
+        key(out, "time_budget");
+        int(out, self.time_budget);
+        key(out, "timestamp");
+        int(out, self.timestamp);
+        key(out, "torch_version");
+        write_str(out, &self.torch_version);
+        key(out, "val_bpb");
+        number(out, self.val_bpb);
+        key(out, "version");
+        int(out, self.version);
+        out.push('}');
     }
 
     fn fields(&self, all: bool) -> Value {
@@ -182,6 +303,12 @@ impl Signed for ExperimentRecord {
 
     fn canonical_value(&self) -> Value {
         self.fields(false)
+    }
+
+    fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(1024 + self.diff.len());
+        self.write_json(&mut out, false);
+        out.into_bytes()
     }
 
     fn claimed_id(&self) -> &str {

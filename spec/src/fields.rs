@@ -39,27 +39,41 @@ impl From<f64> for Number {
     }
 }
 
-/// The members of an object being read as one kind of signed object.
-pub(crate) struct Fields<'a> {
-    members: &'a [(String, Value)],
+/// The members of an object being read as one kind of signed object; each field is moved
+/// out as it is read, so reading allocates nothing new.
+pub(crate) struct Fields {
+    members: Vec<(String, Value)>,
+    /// Where the next field is expected: payloads arrive with sorted keys and the readers
+    /// ask in that order, so most lookups hit here at once.
+    cursor: usize,
 }
 
-impl<'a> Fields<'a> {
+impl Fields {
     /// Refuses non-objects and any key outside `known` (the reference's dataclasses do too).
-    pub fn new(value: &'a Value, known: &[&str]) -> Result<Self, Reject> {
-        let members = value.as_object().ok_or(Reject::NotAnObject)?;
+    pub fn new(value: Value, known: &[&str]) -> Result<Self, Reject> {
+        let Value::Object(members) = value else {
+            return Err(Reject::NotAnObject);
+        };
         if let Some((key, _)) = members.iter().find(|(k, _)| !known.contains(&k.as_str())) {
             return Err(Reject::UnknownField(key.clone()));
         }
-        Ok(Fields { members })
+        Ok(Fields { members, cursor: 0 })
     }
 
-    pub fn get(&self, name: &str) -> Option<&'a Value> {
-        self.members.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    fn take(&mut self, name: &str) -> Option<Value> {
+        let i = match self.members.get(self.cursor) {
+            Some((k, _)) if k == name => self.cursor,
+            _ => self.members.iter().position(|(k, _)| k == name)?,
+        };
+        self.cursor = i + 1;
+        // A taken field becomes an empty key, so it is neither found nor read twice.
+        let (key, value) = &mut self.members[i];
+        key.clear();
+        Some(std::mem::replace(value, Value::Null))
     }
 
-    fn required(&self, name: &'static str) -> Result<&'a Value, Reject> {
-        self.get(name).ok_or(Reject::MissingField(name))
+    fn required(&mut self, name: &'static str) -> Result<Value, Reject> {
+        self.take(name).ok_or(Reject::MissingField(name))
     }
 
     fn wrong(name: &'static str, expected: &'static str, found: &Value) -> Reject {
@@ -70,59 +84,63 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn string(&self, name: &'static str) -> Result<String, Reject> {
-        let v = self.required(name)?;
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| Self::wrong(name, "a string", v))
+    pub fn string(&mut self, name: &'static str) -> Result<String, Reject> {
+        match self.required(name)? {
+            Value::Str(s) => Ok(s),
+            other => Err(Self::wrong(name, "a string", &other)),
+        }
     }
 
-    pub fn string_or(&self, name: &'static str, default: &str) -> Result<String, Reject> {
-        match self.get(name) {
+    pub fn string_or(&mut self, name: &'static str, default: &str) -> Result<String, Reject> {
+        match self.take(name) {
             None => Ok(default.to_string()),
-            Some(_) => self.string(name),
+            Some(Value::Str(s)) => Ok(s),
+            Some(other) => Err(Self::wrong(name, "a string", &other)),
         }
     }
 
     /// A field that is a string or `null`, and must be present.
-    pub fn nullable_string(&self, name: &'static str) -> Result<Option<String>, Reject> {
+    pub fn nullable_string(&mut self, name: &'static str) -> Result<Option<String>, Reject> {
         match self.required(name)? {
             Value::Null => Ok(None),
-            Value::Str(s) => Ok(Some(s.clone())),
-            other => Err(Self::wrong(name, "a string or null", other)),
+            Value::Str(s) => Ok(Some(s)),
+            other => Err(Self::wrong(name, "a string or null", &other)),
         }
     }
 
-    pub fn int(&self, name: &'static str) -> Result<i64, Reject> {
-        match self.required(name)? {
-            Value::Int(i) => Ok(*i),
+    fn int_value(name: &'static str, value: Value) -> Result<i64, Reject> {
+        match value {
+            Value::Int(i) => Ok(i),
             Value::BigInt(_) => Err(Reject::IntOutOfRange(name)),
-            other => Err(Self::wrong(name, "an integer", other)),
+            other => Err(Self::wrong(name, "an integer", &other)),
         }
     }
 
-    pub fn int_or(&self, name: &'static str, default: i64) -> Result<i64, Reject> {
-        match self.get(name) {
+    pub fn int(&mut self, name: &'static str) -> Result<i64, Reject> {
+        Self::int_value(name, self.required(name)?)
+    }
+
+    pub fn int_or(&mut self, name: &'static str, default: i64) -> Result<i64, Reject> {
+        match self.take(name) {
             None => Ok(default),
-            Some(_) => self.int(name),
+            Some(value) => Self::int_value(name, value),
         }
     }
 
     /// An int or a float, keeping which one it was.
-    pub fn number(&self, name: &'static str) -> Result<Number, Reject> {
+    pub fn number(&mut self, name: &'static str) -> Result<Number, Reject> {
         match self.required(name)? {
-            Value::Int(i) => Ok(Number::Int(*i)),
-            Value::Float(x) => Ok(Number::Float(*x)),
+            Value::Int(i) => Ok(Number::Int(i)),
+            Value::Float(x) => Ok(Number::Float(x)),
             Value::BigInt(_) => Err(Reject::IntOutOfRange(name)),
-            other => Err(Self::wrong(name, "a number", other)),
+            other => Err(Self::wrong(name, "a number", &other)),
         }
     }
 
-    pub fn object(&self, name: &'static str) -> Result<Value, Reject> {
-        let v = self.required(name)?;
-        match v {
-            Value::Object(_) => Ok(v.clone()),
-            other => Err(Self::wrong(name, "an object", other)),
+    pub fn object(&mut self, name: &'static str) -> Result<Value, Reject> {
+        match self.required(name)? {
+            v @ Value::Object(_) => Ok(v),
+            other => Err(Self::wrong(name, "an object", &other)),
         }
     }
 }

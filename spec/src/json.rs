@@ -448,24 +448,42 @@ fn normalise_int_literal(text: &str) -> String {
 /// printable ASCII as is, everything else `\uXXXX` (lowercase hex, surrogate pairs above U+FFFF).
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(ch),
+    let bytes = s.as_bytes();
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        // Printable ASCII other than `"` and `\` is copied as is, a run at a time.
+        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+            continue;
+        }
+        if (0x80..0xc0).contains(&b) {
+            // continuation byte of a character escaped at its first byte
+            run_start = i + 1;
+            continue;
+        }
+        out.push_str(&s[run_start..i]);
+        run_start = i + 1;
+        if b >= 0xc0 {
+            let ch = s[i..].chars().next().expect("char boundary");
+            let mut units = [0u16; 2];
+            for unit in ch.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+            continue;
+        }
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
             _ => {
-                let mut units = [0u16; 2];
-                for unit in ch.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
+                let _ = write!(out, "\\u{b:04x}");
             }
         }
     }
+    out.push_str(&s[run_start..]);
     out.push('"');
 }
 

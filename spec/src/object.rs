@@ -33,19 +33,35 @@ impl SignedObject {
     /// Reads either a message envelope `{"type":…,"payload":…}` or a bare object, telling the
     /// kind from the envelope type or from the object's distinctive keys.
     pub fn parse(bytes: &[u8]) -> Result<SignedObject, ObjectError> {
-        Self::from_value(&json::parse(bytes)?)
+        Self::from_json(json::parse(bytes)?)
     }
 
+    /// Like [`Self::parse`], from a parsed document (copied).
     pub fn from_value(value: &Value) -> Result<SignedObject, ObjectError> {
+        Self::from_json(value.clone())
+    }
+
+    /// Like [`Self::parse`], from a parsed document (taken apart).
+    pub fn from_json(value: Value) -> Result<SignedObject, ObjectError> {
         let members = value.as_object().ok_or(ObjectError::UnknownKind(
             "the document is not a json object",
         ))?;
         let has = |key: &str| members.iter().any(|(k, _)| k == key);
         let is_envelope = members.len() == 2 && has("type") && has("payload") && !has("node_id");
         if is_envelope {
-            let msg_type = value.get("type").and_then(Value::as_str).unwrap_or("");
-            let payload = value.get("payload").cloned().unwrap_or(Value::Null);
-            let kind = match msg_type {
+            let msg_type = value
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let payload = match value {
+                Value::Object(members) => members
+                    .into_iter()
+                    .find(|(k, _)| k == "payload")
+                    .map_or(Value::Null, |(_, v)| v),
+                _ => Value::Null,
+            };
+            let kind = match msg_type.as_str() {
                 "experiment" => "experiment",
                 "task" => "task_manifest",
                 "profile" => "profile",
@@ -56,7 +72,7 @@ impl SignedObject {
                     ))
                 }
             };
-            let object = Self::read_kind(kind, &payload)?;
+            let object = Self::read_kind(kind, payload)?;
             if let SignedObject::Control(event) = &object {
                 if event.event_type != msg_type {
                     return Err(ObjectError::Schema {
@@ -86,17 +102,17 @@ impl SignedObject {
         Self::read_kind(kind, value)
     }
 
-    fn read_kind(kind: &'static str, value: &Value) -> Result<SignedObject, ObjectError> {
+    fn read_kind(kind: &'static str, value: Value) -> Result<SignedObject, ObjectError> {
         let schema = |reason| ObjectError::Schema { kind, reason };
         Ok(match kind {
             "experiment" => {
-                SignedObject::Experiment(ExperimentRecord::from_value(value).map_err(schema)?)
+                SignedObject::Experiment(ExperimentRecord::from_json(value).map_err(schema)?)
             }
-            "task_manifest" => SignedObject::Task(TaskManifest::from_value(value).map_err(schema)?),
+            "task_manifest" => SignedObject::Task(TaskManifest::from_json(value).map_err(schema)?),
             "control_event" => {
-                SignedObject::Control(ControlEvent::from_value(value).map_err(schema)?)
+                SignedObject::Control(ControlEvent::from_json(value).map_err(schema)?)
             }
-            _ => SignedObject::Profile(NodeProfile::from_value(value).map_err(schema)?),
+            _ => SignedObject::Profile(NodeProfile::from_json(value).map_err(schema)?),
         })
     }
 

@@ -33,8 +33,14 @@ const PROFILE_FIELDS: [&str; 10] = [
 ];
 
 impl NodeProfile {
+    /// Reads it from a parsed payload (copying it; see [`Self::from_json`] to move it).
     pub fn from_value(value: &Value) -> Result<Self, Reject> {
-        let f = Fields::new(value, &PROFILE_FIELDS)?;
+        Self::from_json(value.clone())
+    }
+
+    /// Reads it from a parsed payload, taking the payload apart.
+    pub fn from_json(value: Value) -> Result<Self, Reject> {
+        let mut f = Fields::new(value, &PROFILE_FIELDS)?;
         Ok(NodeProfile {
             node_id: f.string("node_id")?,
             display_name: f.string_or("display_name", "")?,

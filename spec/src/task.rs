@@ -79,8 +79,14 @@ const TASK_FIELDS: [&str; 15] = [
 ];
 
 impl TaskManifest {
+    /// Reads it from a parsed payload (copying it; see [`Self::from_json`] to move it).
     pub fn from_value(value: &Value) -> Result<Self, Reject> {
-        let f = Fields::new(value, &TASK_FIELDS)?;
+        Self::from_json(value.clone())
+    }
+
+    /// Reads it from a parsed payload, taking the payload apart.
+    pub fn from_json(value: Value) -> Result<Self, Reject> {
+        let mut f = Fields::new(value, &TASK_FIELDS)?;
         Ok(TaskManifest {
             name: f.string("name")?,
             description: f.string("description")?,

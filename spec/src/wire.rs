@@ -180,6 +180,12 @@ impl Message {
 
     /// The frame body: `{"type":…,"payload":…}`, compact and ASCII.
     pub fn encode_body(&self) -> String {
+        if let Message::Experiment(record) = self {
+            return format!(
+                "{{\"type\":\"experiment\",\"payload\":{}}}",
+                record.to_wire_json()
+            );
+        }
         let envelope = object([
             ("type", Value::Str(self.message_type().to_string())),
             ("payload", self.payload()),
@@ -217,6 +223,35 @@ impl Message {
             msg_type: msg_type.clone(),
             reason,
         };
+        if payload.as_object().is_none() {
+            return Err(bad(Reject::NotAnObject));
+        }
+        // Signed objects first: they take the payload apart instead of copying it.
+        match msg_type.as_str() {
+            "experiment" => {
+                let record = ExperimentRecord::from_json(payload).map_err(bad)?;
+                return Ok(Some(Message::Experiment(record)));
+            }
+            "task" => {
+                let manifest = TaskManifest::from_json(payload).map_err(bad)?;
+                return Ok(Some(Message::Task(manifest)));
+            }
+            "profile" => {
+                let profile = NodeProfile::from_json(payload).map_err(bad)?;
+                return Ok(Some(Message::Profile(profile)));
+            }
+            t if ControlKind::parse(t).is_some() => {
+                let event = ControlEvent::from_json(payload).map_err(bad)?;
+                if event.event_type != msg_type {
+                    return Err(bad(Reject::TypeMismatch {
+                        envelope: msg_type.clone(),
+                        event: event.event_type,
+                    }));
+                }
+                return Ok(Some(Message::Control(event)));
+            }
+            _ => {}
+        }
         let int_field = |name: &'static str| -> Result<i64, WireError> {
             match payload.get(name) {
                 Some(Value::Int(i)) => Ok(*i),
@@ -240,25 +275,7 @@ impl Message {
                 None => Err(bad(Reject::MissingField(name))),
             }
         };
-        if payload.as_object().is_none() {
-            return Err(bad(Reject::NotAnObject));
-        }
         let message = match msg_type.as_str() {
-            "experiment" => {
-                Message::Experiment(ExperimentRecord::from_value(&payload).map_err(bad)?)
-            }
-            "task" => Message::Task(TaskManifest::from_value(&payload).map_err(bad)?),
-            "profile" => Message::Profile(NodeProfile::from_value(&payload).map_err(bad)?),
-            t if ControlKind::parse(t).is_some() => {
-                let event = ControlEvent::from_value(&payload).map_err(bad)?;
-                if event.event_type != msg_type {
-                    return Err(bad(Reject::TypeMismatch {
-                        envelope: msg_type.clone(),
-                        event: event.event_type,
-                    }));
-                }
-                Message::Control(event)
-            }
             "sync_request" => Message::SyncRequest {
                 since: int_field("since")?,
             },

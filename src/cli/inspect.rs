@@ -22,6 +22,9 @@ pub struct FrontierArgs {
     /// Only records whose gpu_model is exactly this
     #[arg(long, short = 'g')]
     pub gpu: Option<String>,
+    /// Show at most this many records, best first (0 = all)
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -156,10 +159,35 @@ pub fn frontier(ctx: &Context, args: FrontierArgs) -> Result<()> {
     let read = store.read()?;
     let task_id = ctx.resolve_task(&read, args.task.task.as_deref())?;
     let goal = read.task_goal(&task_id)?;
-    let mut records = load(&read, &read.frontier_ids(&task_id, goal)?)?;
-    if let Some(gpu) = &args.gpu {
-        records.retain(|r| &r.gpu_model == gpu);
+    let limit = if args.limit == 0 {
+        usize::MAX
+    } else {
+        args.limit
+    };
+    let ids = read.frontier_ids(&task_id, goal)?;
+    // Load records best first until `limit` of them pass the GPU filter.
+    let mut records = Vec::new();
+    let mut matching = 0;
+    for id in &ids {
+        if matching >= limit && args.gpu.is_none() {
+            break;
+        }
+        let Some(r) = read.experiment(id)? else {
+            continue;
+        };
+        if args.gpu.as_ref().is_some_and(|gpu| &r.gpu_model != gpu) {
+            continue;
+        }
+        matching += 1;
+        if records.len() < limit {
+            records.push(r);
+        }
     }
+    let total = if args.gpu.is_some() {
+        matching
+    } else {
+        ids.len()
+    };
     if ctx.json {
         let list = records
             .iter()
@@ -193,6 +221,12 @@ pub fn frontier(ctx: &Context, args: FrontierArgs) -> Result<()> {
         ]);
     }
     table.print();
+    if total > records.len() {
+        println!(
+            "… {} more on the frontier (--limit 0 shows all)",
+            total - records.len()
+        );
+    }
     Ok(())
 }
 

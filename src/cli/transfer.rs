@@ -213,7 +213,7 @@ impl ImportReport {
     }
 }
 
-const BATCH_LINES: usize = 512;
+const BATCH_LINES: usize = 256;
 
 /// Reads lines into batches (reader thread), decodes and verifies them on every core (worker
 /// threads), and applies them in file order inside one write transaction (this thread): the
@@ -232,9 +232,9 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8);
-    let (batch_tx, batch_rx) = mpsc::sync_channel::<(usize, Batch)>(workers * 2);
+    let (batch_tx, batch_rx) = mpsc::sync_channel::<(usize, Batch)>(workers * 8);
     let batch_rx = Mutex::new(batch_rx);
-    let (done_tx, done_rx) = mpsc::sync_channel::<(usize, CheckedBatch)>(workers * 2);
+    let (done_tx, done_rx) = mpsc::sync_channel::<(usize, CheckedBatch)>(workers * 8);
     let mut report = ImportReport::default();
 
     let outcome: Result<(), StoreError> = std::thread::scope(|scope| {

@@ -5,7 +5,6 @@
 use redb::{ReadableTable, ReadableTableMetadata};
 use spore_spec::crypto::{is_lower_hex, sha256_hex};
 
-use super::tables::ARTIFACTS;
 use super::{Reader, StoreError, Writer};
 
 /// Largest artifact accepted: what fits in one 10 MiB frame after base64.
@@ -24,7 +23,7 @@ impl Writer<'_> {
                 computed,
             });
         }
-        let mut table = self.txn.open_table(ARTIFACTS)?;
+        let table = &mut self.t.artifacts;
         if table.get(claimed_cid)?.is_some() {
             return Ok(false);
         }
@@ -38,11 +37,11 @@ impl Reader {
         if !is_lower_hex(cid, 64) {
             return Err(StoreError::BadCid(cid.to_string()));
         }
-        let table = self.txn.open_table(ARTIFACTS)?;
+        let table = &self.t.artifacts;
         Ok(table.get(cid)?.map(|b| b.value().to_vec()))
     }
 
     pub fn artifact_count(&self) -> Result<u64, StoreError> {
-        Ok(self.txn.open_table(ARTIFACTS)?.len()?)
+        Ok(self.t.artifacts.len()?)
     }
 }

@@ -5,7 +5,6 @@ use spore_spec::json;
 use spore_spec::ControlEvent;
 
 use super::codec::{key, sortable_i64};
-use super::tables::{CONTROL_BY_TIME, CONTROL_DEDUPE, CONTROL_EVENTS};
 use super::{Reader, StoreError, Writer};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,11 +24,11 @@ impl Writer<'_> {
         &mut self,
         event: &ControlEvent,
     ) -> Result<ControlOutcome, StoreError> {
-        let mut events = self.txn.open_table(CONTROL_EVENTS)?;
+        let events = &mut self.t.control_events;
         if events.get(event.id.as_str())?.is_some() {
             return Ok(ControlOutcome::Duplicate);
         }
-        let mut dedupe = self.txn.open_table(CONTROL_DEDUPE)?;
+        let dedupe = &mut self.t.control_dedupe;
         let dedupe_key = event.dedupe_key();
         if let Some(stored) = dedupe.get(dedupe_key.as_str())? {
             return Ok(ControlOutcome::DuplicateEventId {
@@ -39,7 +38,7 @@ impl Writer<'_> {
         dedupe.insert(dedupe_key.as_str(), event.id.as_str())?;
         let bytes = json::to_wire(&event.to_value()).into_bytes();
         events.insert(event.id.as_str(), bytes.as_slice())?;
-        self.txn.open_table(CONTROL_BY_TIME)?.insert(
+        self.t.control_by_time.insert(
             key(&[&sortable_i64(event.timestamp), event.id.as_bytes()]).as_slice(),
             (),
         )?;
@@ -49,19 +48,19 @@ impl Writer<'_> {
 
 impl Reader {
     pub fn control_event(&self, id: &str) -> Result<Option<ControlEvent>, StoreError> {
-        let table = self.txn.open_table(CONTROL_EVENTS)?;
+        let table = &self.t.control_events;
         let bytes = table.get(id)?;
         bytes.map(|b| parse_event(b.value())).transpose()
     }
 
     pub fn control_event_count(&self) -> Result<u64, StoreError> {
-        Ok(self.txn.open_table(CONTROL_EVENTS)?.len()?)
+        Ok(self.t.control_events.len()?)
     }
 
     /// Every stored event, oldest first.
     pub fn control_events(&self) -> Result<Vec<ControlEvent>, StoreError> {
-        let by_time = self.txn.open_table(CONTROL_BY_TIME)?;
-        let events = self.txn.open_table(CONTROL_EVENTS)?;
+        let by_time = &self.t.control_by_time;
+        let events = &self.t.control_events;
         let mut out = Vec::new();
         for item in by_time.iter()? {
             let (k, _) = item?;

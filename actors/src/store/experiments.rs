@@ -4,13 +4,10 @@
 use std::collections::VecDeque;
 
 use redb::{ReadableTable, ReadableTableMetadata};
-use spore_spec::json::to_wire;
 use spore_spec::{ExperimentRecord, Goal, Status};
 
 use super::codec::{goal_byte, key, prefix_end, sortable_i64, sortable_metric, ByteReader};
 use super::codec::{push_str, IndexEntry};
-use super::tables::TASK_STATS;
-use super::tables::{CHILDREN, EXPERIMENTS, EXPERIMENT_INDEX, FRONTIER, HELD, TASK_RECORDS};
 use super::{Reader, StoreError, Writer};
 use crate::lineage::{decide, Decision, LineageReject, ParentState};
 
@@ -97,11 +94,11 @@ fn frontier_prefix(goal: Goal, task_id: &str) -> Vec<u8> {
 /// (unsigned, so the id and signature still verify), as the reference re-serves it.
 fn stored_bytes(record: &ExperimentRecord, task_id: &str) -> Vec<u8> {
     if record.signs_task_id() || record.task_id == task_id {
-        return to_wire(&record.to_value()).into_bytes();
+        return record.to_wire_json().into_bytes();
     }
     let mut copy = record.clone();
     copy.task_id = task_id.to_string();
-    to_wire(&copy.to_value()).into_bytes()
+    copy.to_wire_json().into_bytes()
 }
 
 fn parse_record(bytes: &[u8]) -> Result<ExperimentRecord, StoreError> {
@@ -134,24 +131,20 @@ impl Writer<'_> {
     }
 
     fn place(&mut self, record: &ExperimentRecord) -> Result<ExperimentOutcome, StoreError> {
-        let mut index = self.txn.open_table(EXPERIMENT_INDEX)?;
-        if index.get(record.id.as_str())?.is_some() {
+        if self.t.index.get(record.id.as_str())?.is_some() {
             return Ok(ExperimentOutcome::Duplicate);
         }
         let parent_entry = match &record.parent {
             None => None,
             Some(parent) => {
-                let stored = index.get(parent.as_str())?;
-                match stored {
-                    Some(bytes) => Some(IndexEntry::decode(bytes.value())?),
-                    None => None,
+                let stored = self.t.index.get(parent.as_str())?;
+                let entry = stored.map(|b| IndexEntry::decode(b.value())).transpose()?;
+                match entry {
+                    Some(entry) => Some(entry),
+                    None => return self.hold(record, parent),
                 }
             }
         };
-        if let (Some(parent), None) = (&record.parent, &parent_entry) {
-            drop(index);
-            return self.hold(record, parent);
-        }
         let parent_state = match &parent_entry {
             None => ParentState::None,
             Some(entry) => ParentState::Known {
@@ -173,10 +166,7 @@ impl Writer<'_> {
         }
         let (task_id, is_root) = match decision {
             Decision::Accept { task_id, is_root } => (task_id, is_root),
-            Decision::Hold { parent } => {
-                drop(index);
-                return self.hold(record, &parent);
-            }
+            Decision::Hold { parent } => return self.hold(record, &parent),
             Decision::Reject(reason) => return Ok(ExperimentOutcome::Rejected(reason)),
         };
 
@@ -192,34 +182,28 @@ impl Writer<'_> {
             displaced_max: false,
             verified: false,
         };
-        index.insert(record.id.as_str(), entry.encode().as_slice())?;
-        self.txn.open_table(EXPERIMENTS)?.insert(
+        let t = &mut self.t;
+        t.index
+            .insert(record.id.as_str(), entry.encode().as_slice())?;
+        t.experiments.insert(
             record.id.as_str(),
             stored_bytes(record, &task_id).as_slice(),
         )?;
-        self.txn.open_table(TASK_RECORDS)?.insert(
-            key(&[
-                task_id.as_bytes(),
-                &sortable_i64(record.timestamp),
-                record.id.as_bytes(),
-            ])
-            .as_slice(),
-            (),
-        )?;
+        let time_key = key(&[
+            task_id.as_bytes(),
+            &sortable_i64(record.timestamp),
+            record.id.as_bytes(),
+        ]);
+        t.task_records.insert(time_key.as_slice(), ())?;
         if let Some(parent) = &record.parent {
-            self.txn.open_table(CHILDREN)?.insert(
-                key(&[parent.as_bytes(), record.id.as_bytes()]).as_slice(),
-                (),
-            )?;
+            let child_key = key(&[parent.as_bytes(), record.id.as_bytes()]);
+            t.children.insert(child_key.as_slice(), ())?;
         }
 
         if record.status == Status::Keep {
-            let mut frontier = self.txn.open_table(FRONTIER)?;
             for goal in [Goal::Minimize, Goal::Maximize] {
-                frontier.insert(
-                    frontier_key(goal, &task_id, metric, &record.id).as_slice(),
-                    (),
-                )?;
+                let k = frontier_key(goal, &task_id, metric, &record.id);
+                t.frontier.insert(k.as_slice(), ())?;
             }
             if let (Some(parent_id), Some(mut parent)) = (&record.parent, parent_entry) {
                 if parent.status == Status::Keep {
@@ -232,14 +216,13 @@ impl Writer<'_> {
                         if !*displaced && goal.better(metric, parent.metric) {
                             *displaced = true;
                             changed = true;
-                            frontier.remove(
-                                frontier_key(goal, &parent.task_id, parent.metric, parent_id)
-                                    .as_slice(),
-                            )?;
+                            let k = frontier_key(goal, &parent.task_id, parent.metric, parent_id);
+                            t.frontier.remove(k.as_slice())?;
                         }
                     }
                     if changed {
-                        index.insert(parent_id.as_str(), parent.encode().as_slice())?;
+                        t.index
+                            .insert(parent_id.as_str(), parent.encode().as_slice())?;
                     }
                 }
             }
@@ -258,7 +241,6 @@ impl Writer<'_> {
         stats.latest_timestamp = stats.latest_timestamp.max(record.timestamp);
         if is_root {
             stats.root = Some(record.id.clone());
-            drop(index);
             self.ensure_legacy_task(&task_id, record)?;
         }
         Ok(ExperimentOutcome::Accepted { task_id })
@@ -269,7 +251,7 @@ impl Writer<'_> {
         record: &ExperimentRecord,
         parent: &str,
     ) -> Result<ExperimentOutcome, StoreError> {
-        let mut held = self.txn.open_table(HELD)?;
+        let held = &mut self.t.held;
         let held_key = key(&[parent.as_bytes(), record.id.as_bytes()]);
         if held.get(held_key.as_slice())?.is_none() {
             let count = match self.held_count {
@@ -279,7 +261,7 @@ impl Writer<'_> {
             if count >= MAX_HELD {
                 return Err(StoreError::HeldPoolFull(count));
             }
-            let bytes = to_wire(&record.to_value()).into_bytes();
+            let bytes = record.to_wire_json().into_bytes();
             held.insert(held_key.as_slice(), bytes.as_slice())?;
             self.held_count = Some(count + 1);
         }
@@ -289,7 +271,7 @@ impl Writer<'_> {
     }
 
     fn take_held_children(&mut self, parent: &str) -> Result<Vec<ExperimentRecord>, StoreError> {
-        let mut held = self.txn.open_table(HELD)?;
+        let held = &mut self.t.held;
         let prefix = parent.as_bytes();
         let end = prefix_end(prefix);
         let mut released = Vec::new();
@@ -311,7 +293,7 @@ impl Writer<'_> {
     /// The cached counters of `task_id`, loaded on first use in this transaction.
     fn stats_for(&mut self, task_id: &str) -> Result<&mut TaskStats, StoreError> {
         if !self.stats.contains_key(task_id) {
-            let table = self.txn.open_table(TASK_STATS)?;
+            let table = &self.t.task_stats;
             let stats = match table.get(task_id)? {
                 Some(bytes) => TaskStats::decode(bytes.value())?,
                 None => TaskStats::default(),
@@ -322,7 +304,7 @@ impl Writer<'_> {
     }
 
     pub(super) fn flush_stats(&mut self) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(TASK_STATS)?;
+        let table = &mut self.t.task_stats;
         for (task_id, stats) in self.stats.drain() {
             table.insert(task_id.as_str(), stats.encode().as_slice())?;
         }
@@ -331,7 +313,7 @@ impl Writer<'_> {
 
     /// Marks a stored record verified (local state, not part of the record).
     pub fn mark_verified(&mut self, id: &str) -> Result<bool, StoreError> {
-        let mut index = self.txn.open_table(EXPERIMENT_INDEX)?;
+        let index = &mut self.t.index;
         let Some(bytes) = index.get(id)? else {
             return Ok(false);
         };
@@ -349,34 +331,34 @@ impl Writer<'_> {
 impl Reader {
     /// The stored record `id`.
     pub fn experiment(&self, id: &str) -> Result<Option<ExperimentRecord>, StoreError> {
-        let table = self.txn.open_table(EXPERIMENTS)?;
+        let table = &self.t.experiments;
         let bytes = table.get(id)?;
         bytes.map(|b| parse_record(b.value())).transpose()
     }
 
     /// The stored wire JSON of record `id`, exactly as it is re-served.
     pub fn experiment_wire(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let table = self.txn.open_table(EXPERIMENTS)?;
+        let table = &self.t.experiments;
         Ok(table.get(id)?.map(|b| b.value().to_vec()))
     }
 
     pub fn index_entry(&self, id: &str) -> Result<Option<IndexEntry>, StoreError> {
-        let table = self.txn.open_table(EXPERIMENT_INDEX)?;
+        let table = &self.t.index;
         let bytes = table.get(id)?;
         bytes.map(|b| IndexEntry::decode(b.value())).transpose()
     }
 
     pub fn experiment_count(&self) -> Result<u64, StoreError> {
-        Ok(self.txn.open_table(EXPERIMENTS)?.len()?)
+        Ok(self.t.experiments.len()?)
     }
 
     pub fn held_count(&self) -> Result<u64, StoreError> {
-        Ok(self.txn.open_table(HELD)?.len()?)
+        Ok(self.t.held.len()?)
     }
 
     /// The parents that held records are waiting for, with how many wait for each.
     pub fn missing_parents(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let table = self.txn.open_table(HELD)?;
+        let table = &self.t.held;
         let mut out: Vec<(String, u64)> = Vec::new();
         for item in table.iter()? {
             let (k, _) = item?;
@@ -392,7 +374,7 @@ impl Reader {
 
     /// Ids of the children of `id`.
     pub fn children(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        let table = self.txn.open_table(CHILDREN)?;
+        let table = &self.t.children;
         let end = prefix_end(id.as_bytes());
         let mut out = Vec::new();
         for item in table.range(id.as_bytes()..end.as_slice())? {
@@ -403,14 +385,14 @@ impl Reader {
     }
 
     pub fn task_stats(&self, task_id: &str) -> Result<Option<TaskStats>, StoreError> {
-        let table = self.txn.open_table(TASK_STATS)?;
+        let table = &self.t.task_stats;
         let bytes = table.get(task_id)?;
         bytes.map(|b| TaskStats::decode(b.value())).transpose()
     }
 
     /// Counters of every task that holds records.
     pub fn all_task_stats(&self) -> Result<Vec<(String, TaskStats)>, StoreError> {
-        let table = self.txn.open_table(TASK_STATS)?;
+        let table = &self.t.task_stats;
         let mut out = Vec::new();
         for item in table.iter()? {
             let (k, v) = item?;
@@ -432,7 +414,7 @@ impl Reader {
         goal: Goal,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let table = self.txn.open_table(FRONTIER)?;
+        let table = &self.t.frontier;
         let prefix = frontier_prefix(goal, task_id);
         let end = prefix_end(&prefix);
         let skip = prefix.len() + 8;
@@ -446,7 +428,7 @@ impl Reader {
 
     /// Number of frontier entries of `task_id` for `goal`.
     pub fn frontier_size(&self, task_id: &str, goal: Goal) -> Result<u64, StoreError> {
-        let table = self.txn.open_table(FRONTIER)?;
+        let table = &self.t.frontier;
         let prefix = frontier_prefix(goal, task_id);
         let end = prefix_end(&prefix);
         let mut n = 0;
@@ -459,7 +441,7 @@ impl Reader {
 
     /// Ids of the newest `limit` records of `task_id`, newest first (ties by id, descending).
     pub fn recent_ids(&self, task_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        let table = self.txn.open_table(TASK_RECORDS)?;
+        let table = &self.t.task_records;
         let end = prefix_end(task_id.as_bytes());
         let skip = task_id.len() + 8;
         let mut out = Vec::new();
@@ -476,7 +458,7 @@ impl Reader {
 
     /// Every record id of `task_id`, oldest first.
     pub fn task_record_ids(&self, task_id: &str) -> Result<Vec<String>, StoreError> {
-        let table = self.txn.open_table(TASK_RECORDS)?;
+        let table = &self.t.task_records;
         let end = prefix_end(task_id.as_bytes());
         let skip = task_id.len() + 8;
         let mut out = Vec::new();

@@ -16,7 +16,7 @@ mod tasks;
 
 use std::path::Path;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+use redb::{Database, ReadableDatabase, WriteTransaction};
 
 pub use artifacts::MAX_ARTIFACT_BYTES;
 pub use codec::IndexEntry;
@@ -92,7 +92,8 @@ impl Store {
             Err(e) => return Err(StoreError::Db(e.into())),
         };
         let store = Store { db };
-        store.write(|w| w.create_tables())?;
+        // Opening every table once creates the missing ones, so readers never find one absent.
+        store.write(|_| Ok(()))?;
         Ok(store)
     }
 
@@ -103,10 +104,11 @@ impl Store {
         f: impl FnOnce(&mut Writer<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let txn = self.db.begin_write()?;
-        let result = {
-            let mut writer = Writer::new(&txn);
-            f(&mut writer).and_then(|r| writer.flush().map(|()| r))
-        };
+        let result = Writer::new(&txn).and_then(|mut writer| {
+            let r = f(&mut writer)?;
+            writer.flush()?;
+            Ok(r)
+        });
         match result {
             Ok(r) => {
                 txn.commit()?;
@@ -121,30 +123,27 @@ impl Store {
 
     /// A consistent snapshot for reading; readers never block the writer.
     pub fn read(&self) -> Result<Reader, StoreError> {
+        let txn = self.db.begin_read()?;
         Ok(Reader {
-            txn: self.db.begin_read()?,
+            t: tables::ReadTables::open(&txn)?,
         })
     }
 }
 
 /// Writes inside one transaction (see [`Store::write`]).
 pub struct Writer<'t> {
-    txn: &'t WriteTransaction,
+    t: tables::WriteTables<'t>,
     stats: std::collections::HashMap<String, TaskStats>,
     held_count: Option<u64>,
 }
 
 impl<'t> Writer<'t> {
-    fn new(txn: &'t WriteTransaction) -> Self {
-        Writer {
-            txn,
+    fn new(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Writer {
+            t: tables::WriteTables::open(txn)?,
             stats: Default::default(),
             held_count: None,
-        }
-    }
-
-    fn create_tables(&mut self) -> Result<(), StoreError> {
-        tables::create_all(self.txn)
+        })
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
@@ -154,5 +153,5 @@ impl<'t> Writer<'t> {
 
 /// Reads from one snapshot (see [`Store::read`]).
 pub struct Reader {
-    txn: ReadTransaction,
+    t: tables::ReadTables,
 }

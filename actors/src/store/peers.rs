@@ -2,24 +2,23 @@
 
 use redb::ReadableTable;
 
-use super::tables::PEERS;
 use super::{Reader, StoreError, Writer};
 
 impl Writer<'_> {
     pub fn record_peer(&mut self, address: &str, seen_at: i64) -> Result<(), StoreError> {
-        self.txn.open_table(PEERS)?.insert(address, seen_at)?;
+        self.t.peers.insert(address, seen_at)?;
         Ok(())
     }
 
     pub fn forget_peer(&mut self, address: &str) -> Result<bool, StoreError> {
-        Ok(self.txn.open_table(PEERS)?.remove(address)?.is_some())
+        Ok(self.t.peers.remove(address)?.is_some())
     }
 }
 
 impl Reader {
     /// Known peers, most recently seen first.
     pub fn peers(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let table = self.txn.open_table(PEERS)?;
+        let table = &self.t.peers;
         let mut out = Vec::new();
         for item in table.iter()? {
             let (k, v) = item?;

@@ -4,7 +4,6 @@ use redb::ReadableTable;
 use spore_spec::json;
 use spore_spec::NodeProfile;
 
-use super::tables::PROFILES;
 use super::{Reader, StoreError, Writer};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,7 +18,7 @@ impl Writer<'_> {
     /// Stores a verified profile unless the stored one is newer or the same (reference §c.3:
     /// a tie on timestamp with a different id replaces).
     pub fn insert_profile(&mut self, profile: &NodeProfile) -> Result<ProfileOutcome, StoreError> {
-        let mut table = self.txn.open_table(PROFILES)?;
+        let table = &mut self.t.profiles;
         if let Some(bytes) = table.get(profile.node_id.as_str())? {
             let stored = parse_profile(bytes.value())?;
             if stored.id == profile.id {
@@ -37,13 +36,13 @@ impl Writer<'_> {
 
 impl Reader {
     pub fn profile(&self, node_id: &str) -> Result<Option<NodeProfile>, StoreError> {
-        let table = self.txn.open_table(PROFILES)?;
+        let table = &self.t.profiles;
         let bytes = table.get(node_id)?;
         bytes.map(|b| parse_profile(b.value())).transpose()
     }
 
     pub fn profiles(&self) -> Result<Vec<NodeProfile>, StoreError> {
-        let table = self.txn.open_table(PROFILES)?;
+        let table = &self.t.profiles;
         let mut out = Vec::new();
         for item in table.iter()? {
             let (_, v) = item?;

@@ -1,7 +1,7 @@
 //! Table definitions. Names carry a version so a future layout can live beside this one and be
 //! migrated explicitly.
 
-use redb::{TableDefinition, WriteTransaction};
+use redb::{ReadOnlyTable, ReadTransaction, Table, TableDefinition, WriteTransaction};
 
 use super::StoreError;
 
@@ -35,20 +35,49 @@ pub const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifa
 /// "host:port" or multiaddr → unix seconds last seen.
 pub const PEERS: TableDefinition<&str, i64> = TableDefinition::new("peers_v1");
 
-pub fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(EXPERIMENTS)?;
-    txn.open_table(EXPERIMENT_INDEX)?;
-    txn.open_table(CHILDREN)?;
-    txn.open_table(TASK_RECORDS)?;
-    txn.open_table(FRONTIER)?;
-    txn.open_table(TASK_STATS)?;
-    txn.open_table(HELD)?;
-    txn.open_table(TASKS)?;
-    txn.open_table(CONTROL_EVENTS)?;
-    txn.open_table(CONTROL_BY_TIME)?;
-    txn.open_table(CONTROL_DEDUPE)?;
-    txn.open_table(PROFILES)?;
-    txn.open_table(ARTIFACTS)?;
-    txn.open_table(PEERS)?;
-    Ok(())
+/// Declares the open tables of one transaction, write and read side, from the definitions.
+macro_rules! table_set {
+    ($($field:ident: $def:ident<$k:ty, $v:ty>),* $(,)?) => {
+        /// Every table, opened once per write transaction (opening and closing a redb table
+        /// per operation costs more than the operation).
+        pub struct WriteTables<'t> {
+            $(pub $field: Table<'t, $k, $v>,)*
+        }
+
+        impl<'t> WriteTables<'t> {
+            /// Opens (creating where missing) every table.
+            pub fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+                Ok(WriteTables { $($field: txn.open_table($def)?,)* })
+            }
+        }
+
+        /// Every table of one read snapshot.
+        #[allow(dead_code)] // the dedupe table is only consulted by writers so far
+        pub struct ReadTables {
+            $(pub $field: ReadOnlyTable<$k, $v>,)*
+        }
+
+        impl ReadTables {
+            pub fn open(txn: &ReadTransaction) -> Result<Self, StoreError> {
+                Ok(ReadTables { $($field: txn.open_table($def)?,)* })
+            }
+        }
+    };
+}
+
+table_set! {
+    experiments: EXPERIMENTS<&'static str, &'static [u8]>,
+    index: EXPERIMENT_INDEX<&'static str, &'static [u8]>,
+    children: CHILDREN<&'static [u8], ()>,
+    task_records: TASK_RECORDS<&'static [u8], ()>,
+    frontier: FRONTIER<&'static [u8], ()>,
+    task_stats: TASK_STATS<&'static str, &'static [u8]>,
+    held: HELD<&'static [u8], &'static [u8]>,
+    tasks: TASKS<&'static str, &'static [u8]>,
+    control_events: CONTROL_EVENTS<&'static str, &'static [u8]>,
+    control_by_time: CONTROL_BY_TIME<&'static [u8], ()>,
+    control_dedupe: CONTROL_DEDUPE<&'static str, &'static str>,
+    profiles: PROFILES<&'static str, &'static [u8]>,
+    artifacts: ARTIFACTS<&'static str, &'static [u8]>,
+    peers: PEERS<&'static str, i64>,
 }

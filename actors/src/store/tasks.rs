@@ -4,7 +4,6 @@ use redb::{ReadableTable, ReadableTableMetadata};
 use spore_spec::json::{self, object, Value};
 use spore_spec::{ExperimentRecord, Goal, TaskManifest};
 
-use super::tables::TASKS;
 use super::{Reader, StoreError, Writer};
 
 /// Where a task row came from.
@@ -105,7 +104,7 @@ pub enum TaskOutcome {
 impl Writer<'_> {
     /// Stores a verified manifest; it replaces a legacy row with the same task id.
     pub fn insert_manifest(&mut self, manifest: &TaskManifest) -> Result<TaskOutcome, StoreError> {
-        let mut table = self.txn.open_table(TASKS)?;
+        let table = &mut self.t.tasks;
         if let Some(bytes) = table.get(manifest.task_id.as_str())? {
             if TaskRow::decode(bytes.value())?.source == TaskSource::Manifest {
                 return Ok(TaskOutcome::Duplicate);
@@ -124,7 +123,7 @@ impl Writer<'_> {
         task_id: &str,
         root: &ExperimentRecord,
     ) -> Result<(), StoreError> {
-        let mut table = self.txn.open_table(TASKS)?;
+        let table = &mut self.t.tasks;
         if table.get(task_id)?.is_none() {
             table.insert(task_id, TaskRow::legacy(task_id, root).encode().as_slice())?;
         }
@@ -134,13 +133,13 @@ impl Writer<'_> {
 
 impl Reader {
     pub fn task(&self, task_id: &str) -> Result<Option<TaskRow>, StoreError> {
-        let table = self.txn.open_table(TASKS)?;
+        let table = &self.t.tasks;
         let bytes = table.get(task_id)?;
         bytes.map(|b| TaskRow::decode(b.value())).transpose()
     }
 
     pub fn tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
-        let table = self.txn.open_table(TASKS)?;
+        let table = &self.t.tasks;
         let mut out = Vec::new();
         for item in table.iter()? {
             let (_, v) = item?;
@@ -150,7 +149,7 @@ impl Reader {
     }
 
     pub fn task_count(&self) -> Result<u64, StoreError> {
-        Ok(self.txn.open_table(TASKS)?.len()?)
+        Ok(self.t.tasks.len()?)
     }
 
     /// The goal of `task_id` (minimise when the task is unknown or legacy).

@@ -1,0 +1,162 @@
+//! Shared by the benches: a deterministic task of signed records shaped like a research run.
+
+use spore_spec::json::to_wire;
+use spore_spec::wire::Message;
+use spore_spec::{ExperimentRecord, Identity, Number, Signed, Status, TaskManifest};
+
+const T0: i64 = 1_767_225_600;
+
+/// xorshift64*: deterministic, no dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[allow(dead_code)] // used by some benches only
+pub fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The task manifest and `n` records as JSONL lines, parents before children.
+pub fn generate(n: usize) -> (String, Vec<String>) {
+    let identities: Vec<Identity> = (1..=8).map(|i| Identity::from_seed([i; 32])).collect();
+    let mut manifest = TaskManifest {
+        name: "tiny-gpt-bench".into(),
+        description: "benchmark task".into(),
+        task_type: "ml_train".into(),
+        artifact_type: "burn_train_config".into(),
+        metric: "val_bpb".into(),
+        goal: "minimize".into(),
+        time_budget: 60,
+        created_by: identities[0].node_id(),
+        timestamp: T0,
+        version: 1,
+        ..Default::default()
+    };
+    manifest.sign_with(&identities[0]);
+    let task_id = manifest.task_id.clone();
+
+    // Shape the tree the way the reference's research loop grows one (§g.3): each experiment
+    // starts from a frontier record (the best one 70 % of the time, a random one otherwise), as
+    // seen by a node whose view lags a few records behind (concurrent researchers); a keep
+    // beats its parent, a discard does not, a crash scores 0.
+    let mut rng = Rng(0x5eed);
+    let mut values: Vec<f64> = vec![1.10];
+    let mut frontier: Vec<usize> = vec![0];
+    let mut plan: Vec<(Option<usize>, Status, f64, usize)> = vec![(None, Status::Keep, 1.10, 0)];
+    for i in 1..n {
+        let roll = rng.unit();
+        let status = if roll < 0.3 {
+            Status::Keep
+        } else if roll < 0.9 {
+            Status::Discard
+        } else {
+            Status::Crash
+        };
+        let mut parent = if rng.unit() < 0.7 {
+            *frontier
+                .iter()
+                .min_by(|a, b| values[**a].total_cmp(&values[**b]))
+                .unwrap()
+        } else {
+            frontier[rng.next() as usize % frontier.len()]
+        };
+        // a stale view: sometimes the parent was already displaced by a record not yet seen
+        if rng.unit() < 0.05 {
+            let back = 1 + rng.next() as usize % 8;
+            parent = plan[..i]
+                .iter()
+                .enumerate()
+                .rev()
+                .filter(|(_, p)| p.1 == Status::Keep)
+                .nth(back)
+                .map_or(parent, |(j, _)| j);
+        }
+        let parent_val = values[parent];
+        let val = match status {
+            Status::Keep => parent_val - 0.0005 * rng.unit() - 1e-6,
+            Status::Discard => parent_val + 0.002 * rng.unit(),
+            Status::Crash => 0.0,
+        };
+        values.push(val);
+        if status == Status::Keep {
+            frontier.retain(|f| *f != parent || val >= values[*f]);
+            frontier.push(i);
+        }
+        plan.push((Some(parent), status, val, (rng.next() % 8) as usize));
+    }
+
+    let mut ids: Vec<String> = vec![String::new(); n];
+    let mut lines: Vec<String> = vec![String::new(); n];
+    // Parents precede children in `plan`, so sign in order of depth-free chunks: each record
+    // needs its parent's id, so ids are computed in order but signatures (the cost) in parallel.
+    let mut records: Vec<ExperimentRecord> = Vec::with_capacity(n);
+    for (i, (parent, status, val, who)) in plan.iter().enumerate() {
+        let mut r = ExperimentRecord {
+            parent: parent.map(|p| ids[p].clone()),
+            depth: 0,
+            code_cid: spore_spec::crypto::sha256_hex(format!("config {i}").as_bytes()),
+            diff: format!("--- config\n+++ config\n@@ -1 +1 @@\n-lr = 0.003\n+lr = 0.00{i}"),
+            dataset_cid: "tiny-shakespeare".into(),
+            prepare_cid: String::new(),
+            time_budget: 60,
+            val_bpb: Number::Float(*val),
+            peak_vram_mb: Number::Float(0.0),
+            num_steps: 200 + (i % 100) as i64,
+            num_params: 110_000,
+            status: *status,
+            description: format!("experiment {i}: adjust the learning rate schedule"),
+            hypothesis: "a shorter warmup lets the model fit the budget".into(),
+            agent_model: "baseline".into(),
+            gpu_model: "CPU".into(),
+            cuda_version: "cpu".into(),
+            torch_version: "burn-0.21".into(),
+            node_id: identities[*who].node_id(),
+            task_id: task_id.clone(),
+            timestamp: T0 + i as i64,
+            signature: String::new(),
+            id: String::new(),
+            version: 2,
+        };
+        r.id = r.computed_id();
+        ids[i] = r.id.clone();
+        records.push(r);
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        for (records, lines) in records.chunks_mut(chunk).zip(lines.chunks_mut(chunk)) {
+            let identities = &identities;
+            s.spawn(move || {
+                for (r, line) in records.iter_mut().zip(lines.iter_mut()) {
+                    let who = identities
+                        .iter()
+                        .find(|id| id.node_id() == r.node_id)
+                        .unwrap();
+                    r.sign_with(who);
+                    *line = Message::Experiment(r.clone()).encode_body();
+                }
+            });
+        }
+    });
+    let manifest_line = to_wire(&spore_spec::json::object([
+        ("type", spore_spec::Value::Str("task".into())),
+        ("payload", manifest.to_value()),
+    ]));
+    (manifest_line, lines)
+}

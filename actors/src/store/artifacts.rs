@@ -32,6 +32,12 @@ impl Writer<'_> {
     }
 }
 
+impl Writer<'_> {
+    pub fn has_artifact(&self, cid: &str) -> Result<bool, StoreError> {
+        Ok(self.t.artifacts.get(cid)?.is_some())
+    }
+}
+
 impl Reader {
     pub fn artifact(&self, cid: &str) -> Result<Option<Vec<u8>>, StoreError> {
         if !is_lower_hex(cid, 64) {

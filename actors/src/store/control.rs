@@ -42,6 +42,7 @@ impl Writer<'_> {
             key(&[&sortable_i64(event.timestamp), event.id.as_bytes()]).as_slice(),
             (),
         )?;
+        self.append_log(super::LogKind::Control, &event.id)?;
         Ok(ControlOutcome::Accepted)
     }
 }

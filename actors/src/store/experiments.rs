@@ -243,6 +243,7 @@ impl Writer<'_> {
             stats.root = Some(record.id.clone());
             self.ensure_legacy_task(&task_id, record)?;
         }
+        self.append_log(super::LogKind::Experiment, &record.id)?;
         Ok(ExperimentOutcome::Accepted { task_id })
     }
 

@@ -9,6 +9,7 @@ mod artifacts;
 mod codec;
 mod control;
 mod experiments;
+mod log;
 mod peers;
 mod profiles;
 mod tables;
@@ -22,6 +23,7 @@ pub use artifacts::MAX_ARTIFACT_BYTES;
 pub use codec::IndexEntry;
 pub use control::ControlOutcome;
 pub use experiments::{ExperimentOutcome, TaskStats};
+pub use log::{LogEntry, LogKind};
 pub use profiles::ProfileOutcome;
 pub use tasks::{TaskOutcome, TaskRow, TaskSource};
 
@@ -135,6 +137,7 @@ pub struct Writer<'t> {
     t: tables::WriteTables<'t>,
     stats: std::collections::HashMap<String, TaskStats>,
     held_count: Option<u64>,
+    next_seq: Option<u64>,
 }
 
 impl<'t> Writer<'t> {
@@ -143,6 +146,7 @@ impl<'t> Writer<'t> {
             t: tables::WriteTables::open(txn)?,
             stats: Default::default(),
             held_count: None,
+            next_seq: None,
         })
     }
 

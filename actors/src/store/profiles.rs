@@ -30,6 +30,7 @@ impl Writer<'_> {
         }
         let bytes = json::to_wire(&profile.to_value()).into_bytes();
         table.insert(profile.node_id.as_str(), bytes.as_slice())?;
+        self.append_log(super::LogKind::Profile, &profile.node_id)?;
         Ok(ProfileOutcome::Accepted)
     }
 }

@@ -32,6 +32,11 @@ pub const CONTROL_DEDUPE: TableDefinition<&str, &str> = TableDefinition::new("co
 pub const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles_v1");
 /// cid → artifact bytes.
 pub const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts_v1");
+/// Local arrival sequence number → kind byte ‖ key: every accepted object in the order it was
+/// stored (parents before children), the order sync serves them in.
+pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log_v1");
+/// Peer id → the highest sequence number of that peer's log we have stored (sync resumes there).
+pub const SYNC_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("sync_cursors_v1");
 /// "host:port" or multiaddr → unix seconds last seen.
 pub const PEERS: TableDefinition<&str, i64> = TableDefinition::new("peers_v1");
 
@@ -80,4 +85,6 @@ table_set! {
     profiles: PROFILES<&'static str, &'static [u8]>,
     artifacts: ARTIFACTS<&'static str, &'static [u8]>,
     peers: PEERS<&'static str, i64>,
+    log: LOG<u64, &'static [u8]>,
+    sync_cursors: SYNC_CURSORS<&'static str, u64>,
 }

@@ -115,6 +115,7 @@ impl Writer<'_> {
             manifest: manifest.clone(),
         };
         table.insert(manifest.task_id.as_str(), row.encode().as_slice())?;
+        self.append_log(super::LogKind::Task, &manifest.task_id)?;
         Ok(TaskOutcome::Accepted)
     }
 

@@ -1,0 +1,66 @@
+//! FrontierTracker: follows the experiment DAG. The store maintains frontier, best and counters
+//! on every insert; this actor announces changes (for the explorer's live updates and the
+//! research loop) and answers frontier queries from a read snapshot.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use spore_spec::Goal;
+use tracing::info;
+
+use crate::messages::Stored;
+use crate::Store;
+
+pub struct FrontierTracker {
+    store: Arc<Store>,
+    stored_records: u64,
+}
+
+impl FrontierTracker {
+    pub fn new(store: Arc<Store>) -> Self {
+        FrontierTracker {
+            store,
+            stored_records: 0,
+        }
+    }
+}
+
+impl Actor for FrontierTracker {
+    type Context = Context<Self>;
+}
+
+impl Supervised for FrontierTracker {}
+
+impl Handler<Stored> for FrontierTracker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Stored, _: &mut Context<Self>) {
+        self.stored_records += msg.experiments.len() as u64;
+        if !msg.experiments.is_empty() {
+            info!(
+                new = msg.experiments.len(),
+                total_this_run = self.stored_records,
+                "records stored"
+            );
+        }
+    }
+}
+
+/// The best `limit` record ids of a task.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<String>, String>")]
+pub struct GetFrontier {
+    pub task_id: String,
+    pub limit: usize,
+}
+
+impl Handler<GetFrontier> for FrontierTracker {
+    type Result = Result<Vec<String>, String>;
+
+    fn handle(&mut self, msg: GetFrontier, _: &mut Context<Self>) -> Self::Result {
+        let read = self.store.read().map_err(|e| e.to_string())?;
+        let goal: Goal = read.task_goal(&msg.task_id).map_err(|e| e.to_string())?;
+        read.frontier_ids_limited(&msg.task_id, goal, msg.limit)
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,142 @@
+//! GossipRouter: validate, then forward. Every inbound object (gossip, sync page, local publish)
+//! is decoded, checked and stored on a blocking thread ([`crate::ingest`]); then gossipsub is told
+//! to forward or drop it, offenders are penalised, new objects are announced to the actors that
+//! follow them, and missing artifacts are fetched.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tracing::{debug, warn};
+
+use crate::frontier_tracker::FrontierTracker;
+use crate::ingest::{ingest, IngestOutcome};
+use crate::messages::*;
+use crate::peer_manager::PeerManager;
+use crate::task_registry::TaskRegistry;
+use crate::Store;
+
+pub struct GossipRouter {
+    store: Arc<Store>,
+    peers: Addr<PeerManager>,
+    frontier: Addr<FrontierTracker>,
+    tasks: Addr<TaskRegistry>,
+}
+
+impl GossipRouter {
+    pub fn new(
+        store: Arc<Store>,
+        peers: Addr<PeerManager>,
+        frontier: Addr<FrontierTracker>,
+        tasks: Addr<TaskRegistry>,
+    ) -> Self {
+        GossipRouter {
+            store,
+            peers,
+            frontier,
+            tasks,
+        }
+    }
+
+    /// Acts on what storing decided.
+    fn dispatch(&self, origin: &Origin, outcome: IngestOutcome) -> IngestSummary {
+        let summary = outcome.summary;
+        match origin {
+            Origin::Gossip { source, message_id } => {
+                let rejected = summary.rejected > 0;
+                self.peers.do_send(Validated {
+                    source: *source,
+                    message_id: message_id.clone(),
+                    acceptance: acceptance(summary.accepted + summary.held > 0, rejected),
+                });
+                if rejected {
+                    self.peers.do_send(Penalize {
+                        peer: *source,
+                        reason: summary.problems.join("; "),
+                    });
+                }
+            }
+            Origin::Local => {
+                for (message_type, body) in outcome.stored_bodies {
+                    self.peers.do_send(Publish { message_type, body });
+                }
+            }
+            Origin::Sync { .. } => {}
+        }
+        let prefer = match origin {
+            Origin::Gossip { source, .. } | Origin::Sync { source } => Some(*source),
+            Origin::Local => None,
+        };
+        for cid in outcome.missing_artifacts {
+            self.peers.do_send(FetchArtifact { cid, prefer });
+        }
+        if !outcome.stored.experiments.is_empty() || !outcome.stored.control_events.is_empty() {
+            self.frontier.do_send(outcome.stored.clone());
+        }
+        if !outcome.stored.tasks.is_empty() || !outcome.stored.profiles.is_empty() {
+            self.tasks.do_send(outcome.stored);
+        }
+        summary
+    }
+}
+
+impl Actor for GossipRouter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // bounds the queue of objects waiting for validation; PeerManager drops beyond it
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Supervised for GossipRouter {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        warn!("gossip router restarting");
+    }
+}
+
+impl Handler<Ingest> for GossipRouter {
+    type Result = ResponseActFuture<Self, IngestSummary>;
+
+    fn handle(&mut self, msg: Ingest, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let cursor = match (&msg.origin, msg.sync_last) {
+            (Origin::Sync { source }, Some(last)) => Some((source.to_string(), last)),
+            _ => None,
+        };
+        let bodies = msg.bodies;
+        let work = tokio::task::spawn_blocking(move || {
+            ingest(
+                &store,
+                &bodies,
+                cursor.as_ref().map(|(p, s)| (p.as_str(), *s)),
+            )
+        });
+        let origin = msg.origin;
+        Box::pin(
+            actix::fut::wrap_future::<_, Self>(work).map(move |result, act, _| match result {
+                Ok(Ok(outcome)) => {
+                    debug!(
+                        accepted = outcome.summary.accepted,
+                        rejected = outcome.summary.rejected,
+                        "ingested"
+                    );
+                    act.dispatch(&origin, outcome)
+                }
+                Ok(Err(e)) => {
+                    warn!(error = %e, "store refused a batch");
+                    IngestSummary {
+                        problems: vec![format!("store: {e}")],
+                        ..Default::default()
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "ingest task failed");
+                    IngestSummary {
+                        problems: vec![format!("ingest: {e}")],
+                        ..Default::default()
+                    }
+                }
+            }),
+        )
+    }
+}

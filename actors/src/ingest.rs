@@ -1,0 +1,176 @@
+//! Checking and storing inbound objects, without any actor machinery: decode, id, signature and
+//! rules on every core, then lineage and storage in one transaction. The GossipRouter runs this
+//! on a blocking thread; tests call it directly.
+
+use spore_spec::object::SignedObject;
+use spore_spec::wire::Message;
+
+use crate::messages::{IngestSummary, Stored};
+use crate::store::{ControlOutcome, ExperimentOutcome, ProfileOutcome, StoreError, TaskOutcome};
+use crate::Store;
+
+/// The outcome of one batch.
+#[derive(Debug, Default)]
+pub struct IngestOutcome {
+    pub summary: IngestSummary,
+    /// Newly stored objects, for the actors that follow them.
+    pub stored: Stored,
+    /// Frame bodies of newly stored objects (to publish when they were local).
+    pub stored_bodies: Vec<(String, String)>,
+    /// Code artifacts that newly stored records name and this node lacks.
+    pub missing_artifacts: Vec<String>,
+}
+
+/// A checked frame body: a verified signed object, or artifact bytes (checked against their
+/// cid when stored).
+pub enum Checked {
+    Object(Box<SignedObject>),
+    Artifact { cid: String, bytes: Vec<u8> },
+}
+
+/// Decodes and verifies one frame body.
+pub fn check_body(body: &str) -> Result<Checked, String> {
+    let object = match Message::decode_body(body.as_bytes()).map_err(|e| e.to_string())? {
+        Some(Message::CodeResponse { code_cid, code }) => {
+            return Ok(Checked::Artifact {
+                cid: code_cid,
+                bytes: code,
+            })
+        }
+        Some(Message::Experiment(o)) => SignedObject::Experiment(o),
+        Some(Message::Task(o)) => SignedObject::Task(o),
+        Some(Message::Control(o)) => SignedObject::Control(o),
+        Some(Message::Profile(o)) => SignedObject::Profile(o),
+        Some(other) => {
+            return Err(format!(
+                "`{}` carries no signed object",
+                other.message_type()
+            ))
+        }
+        None => return Err("unknown message type".into()),
+    };
+    object
+        .verify()
+        .map_err(|e| format!("{}: {e}", object.kind()))?;
+    Ok(Checked::Object(Box::new(object)))
+}
+
+/// Checks every body (in parallel for large batches), then stores the valid ones in one
+/// transaction; with `sync_cursor`, also records how far the peer's log has been read.
+pub fn ingest(
+    store: &Store,
+    bodies: &[String],
+    sync_cursor: Option<(&str, u64)>,
+) -> Result<IngestOutcome, StoreError> {
+    let checked: Vec<Result<Checked, String>> = if bodies.len() < 64 {
+        bodies.iter().map(|b| check_body(b)).collect()
+    } else {
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(8);
+        let chunk = bodies.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = bodies
+                .chunks(chunk)
+                .map(|part| s.spawn(move || part.iter().map(|b| check_body(b)).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("checking a body does not panic"))
+                .collect()
+        })
+    };
+    let mut out = IngestOutcome::default();
+    store.write(|w| {
+        for (body, object) in bodies.iter().zip(checked) {
+            let object = match object {
+                Ok(Checked::Object(o)) => *o,
+                Ok(Checked::Artifact { cid, bytes }) => {
+                    match w.put_artifact(&cid, &bytes) {
+                        Ok(true) => out.summary.accepted += 1,
+                        Ok(false) => out.summary.duplicates += 1,
+                        Err(
+                            e @ (StoreError::ArtifactMismatch { .. }
+                            | StoreError::ArtifactTooLarge(_)),
+                        ) => {
+                            out.summary.rejected += 1;
+                            out.summary.problems.push(format!("artifact: {e}"));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    continue;
+                }
+                Err(reason) => {
+                    out.summary.rejected += 1;
+                    out.summary.problems.push(reason);
+                    continue;
+                }
+            };
+            match object {
+                SignedObject::Experiment(record) => {
+                    for (record, outcome) in w.insert_experiment(record)? {
+                        match outcome {
+                            ExperimentOutcome::Accepted { .. } => {
+                                out.summary.accepted += 1;
+                                if spore_spec::crypto::is_lower_hex(&record.code_cid, 64)
+                                    && !w.has_artifact(&record.code_cid)?
+                                {
+                                    out.missing_artifacts.push(record.code_cid.clone());
+                                }
+                                out.stored_bodies.push((
+                                    "experiment".into(),
+                                    Message::Experiment(record.clone()).encode_body(),
+                                ));
+                                out.stored.experiments.push(record.id);
+                            }
+                            ExperimentOutcome::Held { .. } => out.summary.held += 1,
+                            ExperimentOutcome::Duplicate => out.summary.duplicates += 1,
+                            ExperimentOutcome::Rejected(reason) => {
+                                out.summary.rejected += 1;
+                                out.summary
+                                    .problems
+                                    .push(format!("experiment {}: {reason}", record.id));
+                            }
+                        }
+                    }
+                }
+                SignedObject::Task(manifest) => match w.insert_manifest(&manifest)? {
+                    TaskOutcome::Accepted => {
+                        out.summary.accepted += 1;
+                        out.stored_bodies.push(("task".into(), body.clone()));
+                        out.stored.tasks.push(manifest.task_id);
+                    }
+                    TaskOutcome::Duplicate => out.summary.duplicates += 1,
+                },
+                SignedObject::Control(event) => match w.insert_control_event(&event)? {
+                    ControlOutcome::Accepted => {
+                        out.summary.accepted += 1;
+                        out.stored_bodies
+                            .push((event.event_type.clone(), body.clone()));
+                        out.stored.control_events.push(event.id);
+                    }
+                    ControlOutcome::Duplicate | ControlOutcome::DuplicateEventId { .. } => {
+                        out.summary.duplicates += 1
+                    }
+                },
+                SignedObject::Profile(profile) => match w.insert_profile(&profile)? {
+                    ProfileOutcome::Accepted => {
+                        out.summary.accepted += 1;
+                        out.stored_bodies.push(("profile".into(), body.clone()));
+                        out.stored.profiles.push(profile.node_id);
+                    }
+                    ProfileOutcome::Duplicate | ProfileOutcome::Stale => {
+                        out.summary.duplicates += 1
+                    }
+                },
+            }
+        }
+        if let Some((peer, seq)) = sync_cursor {
+            w.set_sync_cursor(peer, seq)?;
+        }
+        Ok(())
+    })?;
+    out.missing_artifacts.sort();
+    out.missing_artifacts.dedup();
+    Ok(out)
+}

@@ -1,0 +1,124 @@
+//! Typed messages between the actors. Each has its reply type beside it.
+
+use actix::Message;
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::PeerId;
+
+/// Where an inbound object came from.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// Live gossip, held by gossipsub until validated.
+    Gossip {
+        source: PeerId,
+        message_id: MessageId,
+    },
+    /// A page of a sync response (never re-gossiped: peers sync themselves).
+    Sync { source: PeerId },
+    /// This node (CLI, research loop): stored, then published.
+    Local,
+}
+
+/// Frame bodies (`{"type":…,"payload":…}`) to check, store and, if new, pass on.
+#[derive(Message)]
+#[rtype(result = "IngestSummary")]
+pub struct Ingest {
+    pub origin: Origin,
+    pub bodies: Vec<String>,
+    /// For sync pages: the responder's sequence number of the last body.
+    pub sync_last: Option<u64>,
+}
+
+/// What happened to the bodies of one [`Ingest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    pub accepted: u64,
+    pub held: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// One line per rejected body, with its reason.
+    pub problems: Vec<String>,
+}
+
+/// PeerManager: publish a frame body on its topic.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish {
+    pub message_type: String,
+    pub body: String,
+}
+
+/// PeerManager: tell gossipsub what validation decided.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Validated {
+    pub source: PeerId,
+    pub message_id: MessageId,
+    pub acceptance: MessageAcceptance,
+}
+
+/// PeerManager: a peer sent something invalid.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Penalize {
+    pub peer: PeerId,
+    pub reason: String,
+}
+
+/// PeerManager: get the artifact `cid`, preferably from `prefer`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FetchArtifact {
+    pub cid: String,
+    pub prefer: Option<PeerId>,
+}
+
+/// PeerManager: what the node knows about its peers.
+#[derive(Message)]
+#[rtype(result = "Vec<PeerInfo>")]
+pub struct GetPeers;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerInfo {
+    pub peer_id: PeerId,
+    pub connected: bool,
+    /// gossipsub's score of the peer (negative after invalid messages).
+    pub gossip_score: Option<f64>,
+    pub offences: u32,
+    pub banned: bool,
+}
+
+/// PeerManager: the addresses this node listens on.
+#[derive(Message)]
+#[rtype(result = "Vec<libp2p::Multiaddr>")]
+pub struct GetListenAddrs;
+
+/// PeerManager: dial an address.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Dial(pub libp2p::Multiaddr);
+
+/// FrontierTracker / TaskRegistry: objects were stored (ids by kind).
+#[derive(Message, Clone, Debug, Default)]
+#[rtype(result = "()")]
+pub struct Stored {
+    pub experiments: Vec<String>,
+    pub tasks: Vec<String>,
+    pub control_events: Vec<String>,
+    pub profiles: Vec<String>,
+}
+
+/// Any actor: stop cleanly.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Tell the acceptance gossipsub needs from an ingest outcome.
+pub fn acceptance(accepted_or_held: bool, rejected: bool) -> MessageAcceptance {
+    if rejected {
+        MessageAcceptance::Reject
+    } else if accepted_or_held {
+        MessageAcceptance::Accept
+    } else {
+        MessageAcceptance::Ignore
+    }
+}

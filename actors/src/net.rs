@@ -1,0 +1,201 @@
+//! The libp2p side of the node: transport (TCP + Noise + Yamux), the behaviours, the topics and
+//! the request-response protocol used for sync and artifacts.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    connection_limits, identify, kad, mdns, noise, ping, tcp, yamux, StreamProtocol, Swarm,
+};
+use serde::{Deserialize, Serialize};
+
+/// Gossip topics, one per object kind.
+pub const TOPIC_EXPERIMENTS: &str = "spore/experiments/1";
+pub const TOPIC_TASKS: &str = "spore/tasks/1";
+pub const TOPIC_CONTROL: &str = "spore/control/1";
+pub const TOPIC_PROFILES: &str = "spore/profiles/1";
+pub const TOPICS: [&str; 4] = [
+    TOPIC_EXPERIMENTS,
+    TOPIC_TASKS,
+    TOPIC_CONTROL,
+    TOPIC_PROFILES,
+];
+
+/// The topic a message type travels on.
+pub fn topic_for(message_type: &str) -> &'static str {
+    match message_type {
+        "experiment" => TOPIC_EXPERIMENTS,
+        "task" => TOPIC_TASKS,
+        "profile" => TOPIC_PROFILES,
+        _ => TOPIC_CONTROL,
+    }
+}
+
+/// Largest gossip message and sync page (a frame of the reference protocol is at most 10 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
+/// Objects per sync page and bytes per page; a page is one response.
+pub const SYNC_PAGE_ITEMS: usize = 2_000;
+pub const SYNC_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A request on `/spore/sync/1`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Request {
+    /// Objects of the responder's log after `after`, at most `limit`.
+    Log { after: u64, limit: u32 },
+    /// The artifact whose SHA-256 is `cid`.
+    Artifact { cid: String },
+}
+
+/// A response on `/spore/sync/1`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Response {
+    /// Frame bodies in log order; `last` is the sequence number of the last one, `end` says
+    /// the responder had nothing more.
+    Log {
+        bodies: Vec<String>,
+        last: u64,
+        end: bool,
+    },
+    /// The artifact's bytes, or `None` when the responder does not have it.
+    Artifact { cid: String, bytes: Option<Vec<u8>> },
+    /// The request was refused (malformed, or too many from this peer).
+    Refused { reason: String },
+}
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub gossipsub: gossipsub::Behaviour,
+    pub sync: request_response::cbor::Behaviour<Request, Response>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// Settings of the transport and behaviours.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    pub mdns: bool,
+    pub max_connections: u32,
+    pub max_connections_per_peer: u32,
+    pub request_timeout: Duration,
+    /// How often each connected peer's log is checked for anything gossip missed.
+    pub resync_interval: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            mdns: false,
+            max_connections: 256,
+            max_connections_per_peer: 2,
+            request_timeout: Duration::from_secs(60),
+            resync_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Builds the behaviour for `key` (also used by tests that play a hostile peer).
+pub fn behaviour(key: &Keypair, config: &NetConfig) -> Result<Behaviour, String> {
+    let peer_id = key.public().to_peer_id();
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(500))
+        .validation_mode(ValidationMode::Strict)
+        // Hold every message until the router has checked it (validate, then forward).
+        .validate_messages()
+        .max_transmit_size(MAX_MESSAGE_BYTES)
+        // Same bytes, same message, whoever publishes them.
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(spore_spec::crypto::sha256_hex(&m.data))
+        })
+        .build()
+        .map_err(|e| format!("gossipsub config: {e}"))?;
+    let mut gossipsub =
+        gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
+            .map_err(|e| format!("gossipsub: {e}"))?;
+    let mut params = gossipsub::PeerScoreParams::default();
+    for topic in TOPICS {
+        let topic_params = gossipsub::TopicScoreParams {
+            invalid_message_deliveries_weight: -100.0,
+            invalid_message_deliveries_decay: 0.9,
+            ..Default::default()
+        };
+        params
+            .topics
+            .insert(IdentTopic::new(topic).hash(), topic_params);
+    }
+    let thresholds = gossipsub::PeerScoreThresholds::default();
+    gossipsub
+        .with_peer_score(params, thresholds)
+        .map_err(|e| format!("gossipsub scoring: {e}"))?;
+    for topic in TOPICS {
+        gossipsub
+            .subscribe(&IdentTopic::new(topic))
+            .map_err(|e| format!("subscribe {topic}: {e}"))?;
+    }
+
+    let codec = request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(64 * 1024)
+        .set_response_size_maximum(MAX_MESSAGE_BYTES as u64 + 1024 * 1024);
+    let sync = request_response::Behaviour::with_codec(
+        codec,
+        [(StreamProtocol::new("/spore/sync/1"), ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(config.request_timeout)
+            .with_max_concurrent_streams(64),
+    );
+    let mut kad = kad::Behaviour::with_config(
+        peer_id,
+        kad::store::MemoryStore::new(peer_id),
+        kad::Config::new(StreamProtocol::new("/spore/kad/1")),
+    );
+    kad.set_mode(Some(kad::Mode::Server));
+    let mdns = if config.mdns {
+        Some(
+            mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                .map_err(|e| format!("mdns: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.max_connections))
+        .with_max_established_per_peer(Some(config.max_connections_per_peer))
+        .with_max_pending_incoming(Some(64));
+    Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
+        gossipsub,
+        sync,
+        identify: identify::Behaviour::new(identify::Config::new("/spore/1".into(), key.public())),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        kad,
+        mdns: Toggle::from(mdns),
+    })
+}
+
+/// The node's swarm, with the libp2p identity made from the node's Ed25519 seed. Must be called
+/// inside a tokio runtime (the actix System is one).
+pub fn build_swarm(seed: [u8; 32], config: &NetConfig) -> Result<Swarm<Behaviour>, String> {
+    let key = Keypair::ed25519_from_bytes(seed).map_err(|e| format!("identity: {e}"))?;
+    let config = config.clone();
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| format!("transport: {e}"))?
+        .with_behaviour(move |key| {
+            behaviour(key, &config)
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
+        })
+        .map_err(|e| format!("behaviour: {e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build())
+}

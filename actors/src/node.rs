@@ -1,0 +1,111 @@
+//! Starting a node: the supervisor's start order and the registry of actor addresses.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use libp2p::Multiaddr;
+use tracing::info;
+
+use crate::frontier_tracker::FrontierTracker;
+use crate::gossip_router::GossipRouter;
+use crate::messages::{Ingest, IngestSummary, Origin, Shutdown};
+use crate::net::{self, NetConfig};
+use crate::peer_manager::PeerManager;
+use crate::task_registry::TaskRegistry;
+use crate::Store;
+
+/// What a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The Ed25519 seed of the node's identity (also its libp2p identity).
+    pub seed: [u8; 32],
+    pub listen: Vec<Multiaddr>,
+    pub peers: Vec<Multiaddr>,
+    pub pinned_task: Option<String>,
+    pub net: NetConfig,
+}
+
+/// The addresses of a running node's actors (the explorer serves off this).
+#[derive(Clone)]
+pub struct Registry {
+    pub peers: Addr<PeerManager>,
+    pub router: Addr<GossipRouter>,
+    pub frontier: Addr<FrontierTracker>,
+    pub tasks: Addr<TaskRegistry>,
+    pub store: Arc<Store>,
+    pub peer_id: libp2p::PeerId,
+}
+
+impl Registry {
+    /// Checks, stores and publishes frame bodies made on this node.
+    pub async fn publish_local(&self, bodies: Vec<String>) -> Result<IngestSummary, MailboxError> {
+        self.router
+            .send(Ingest {
+                origin: Origin::Local,
+                bodies,
+                sync_last: None,
+            })
+            .await
+    }
+
+    /// Stops the network first (peers see the connections close), then the rest.
+    pub async fn shutdown(&self) {
+        let _ = self.peers.send(Shutdown).await;
+    }
+}
+
+/// Starts the actors in dependency order. Must run inside an actix System.
+///
+/// The stateless actors run under actix's supervisor, which restarts them if they stop; the
+/// PeerManager owns the swarm and is not restarted: if it stops, the node stops.
+pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
+    let swarm = net::build_swarm(options.seed, &options.net)?;
+    let peer_id = *swarm.local_peer_id();
+    let frontier = {
+        let store = store.clone();
+        Supervisor::start(move |_| FrontierTracker::new(store.clone()))
+    };
+    let tasks = {
+        let store = store.clone();
+        let pinned = options.pinned_task.clone();
+        Supervisor::start(move |_| TaskRegistry::new(store.clone(), pinned.clone()))
+    };
+    // PeerManager and GossipRouter need each other's address: create the PeerManager's context
+    // first, hand its address to the router, then run the PeerManager in it.
+    let peers_ctx: Context<PeerManager> = Context::new();
+    let peers_addr = peers_ctx.address();
+    let router = {
+        let (store, peers, frontier, tasks) = (
+            store.clone(),
+            peers_addr.clone(),
+            frontier.clone(),
+            tasks.clone(),
+        );
+        Supervisor::start(move |_| {
+            GossipRouter::new(
+                store.clone(),
+                peers.clone(),
+                frontier.clone(),
+                tasks.clone(),
+            )
+        })
+    };
+    let peer_manager = PeerManager::new(
+        swarm,
+        store.clone(),
+        router.clone(),
+        options.listen,
+        options.peers,
+        options.net.resync_interval,
+    );
+    let peers = peers_ctx.run(peer_manager);
+    info!(%peer_id, "node started");
+    Ok(Registry {
+        peers,
+        router,
+        frontier,
+        tasks,
+        store,
+        peer_id,
+    })
+}

@@ -1,0 +1,602 @@
+//! PeerManager: owns the libp2p Swarm. Turns network events into messages for the GossipRouter,
+//! serves sync and artifact requests from the store, runs sync with each new peer, fetches
+//! artifacts, keeps scores and bans, and re-dials configured peers that dropped.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::StreamExt as _;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, Multiaddr, PeerId, Swarm};
+use tracing::{debug, info, warn};
+
+use crate::gossip_router::GossipRouter;
+use crate::messages::*;
+use crate::net::{self, Behaviour, BehaviourEvent, Request, Response};
+use crate::peer_table::{ArtifactFetches, PeerTable};
+use crate::Store;
+
+/// What an outbound request was for.
+enum Pending {
+    Log,
+    Artifact { cid: String },
+}
+
+pub struct PeerManager {
+    swarm: Swarm<Behaviour>,
+    store: Arc<Store>,
+    router: Addr<GossipRouter>,
+    listen: Vec<Multiaddr>,
+    /// Configured peers, re-dialled while not connected.
+    bootstrap: Vec<Multiaddr>,
+    table: PeerTable,
+    fetches: ArtifactFetches,
+    pending: HashMap<OutboundRequestId, Pending>,
+    /// The address each dialled peer answered on.
+    dialled: HashMap<PeerId, Multiaddr>,
+    resync_interval: Duration,
+}
+
+impl PeerManager {
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        store: Arc<Store>,
+        router: Addr<GossipRouter>,
+        listen: Vec<Multiaddr>,
+        bootstrap: Vec<Multiaddr>,
+        resync_interval: Duration,
+    ) -> Self {
+        PeerManager {
+            swarm,
+            store,
+            router,
+            listen,
+            bootstrap,
+            table: PeerTable::default(),
+            fetches: ArtifactFetches::default(),
+            pending: HashMap::new(),
+            dialled: HashMap::new(),
+            resync_interval,
+        }
+    }
+
+    /// Dials every configured peer that is not connected (so a dropped peer is re-dialled).
+    fn dial_bootstrap(&mut self) {
+        for addr in self.bootstrap.clone() {
+            let connected = self
+                .dialled
+                .iter()
+                .any(|(peer, a)| a == &addr && self.swarm.is_connected(peer));
+            if connected {
+                continue;
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                debug!(%addr, error = %e, "dial failed");
+            }
+        }
+    }
+
+    /// Asks `peer` for the next page of its log after what we already hold from it.
+    fn request_log(&mut self, peer: PeerId) {
+        let after = match self
+            .store
+            .read()
+            .and_then(|r| r.sync_cursor(&peer.to_string()))
+        {
+            Ok(seq) => seq,
+            Err(e) => {
+                warn!(%peer, error = %e, "cannot read sync cursor");
+                return;
+            }
+        };
+        let id = self.swarm.behaviour_mut().sync.send_request(
+            &peer,
+            Request::Log {
+                after,
+                limit: net::SYNC_PAGE_ITEMS as u32,
+            },
+        );
+        self.pending.insert(id, Pending::Log);
+    }
+
+    fn start_sync(&mut self, peer: PeerId) {
+        if self.table.start_sync(&peer.to_string()) {
+            debug!(%peer, "sync started");
+            self.request_log(peer);
+        }
+    }
+
+    fn penalize(&mut self, peer: PeerId, reason: &str) {
+        warn!(%peer, reason, "peer misbehaved");
+        if self.table.offend(&peer.to_string()) {
+            warn!(%peer, "peer banned");
+            self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    fn try_fetch(&mut self, cid: &str, prefer: Option<PeerId>) {
+        let mut candidates: Vec<String> = prefer.iter().map(|p| p.to_string()).collect();
+        candidates.extend(self.swarm.connected_peers().map(|p| p.to_string()));
+        let Some(peer) = self.fetches.next_peer(cid, &candidates) else {
+            debug!(cid, "no peer left to fetch the artifact from");
+            self.fetches.finish(cid);
+            return;
+        };
+        let Ok(peer) = peer.parse::<PeerId>() else {
+            self.fetches.finish(cid);
+            return;
+        };
+        let id = self.swarm.behaviour_mut().sync.send_request(
+            &peer,
+            Request::Artifact {
+                cid: cid.to_string(),
+            },
+        );
+        self.pending.insert(
+            id,
+            Pending::Artifact {
+                cid: cid.to_string(),
+            },
+        );
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>, ctx: &mut Context<Self>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let peer = *self.swarm.local_peer_id();
+                info!(%address, %peer, "listening");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if self.table.is_banned(&peer_id.to_string()) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                if endpoint.is_dialer() {
+                    self.dialled
+                        .insert(peer_id, endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 {
+                    info!(peer = %peer_id, address = %endpoint.get_remote_address(), "peer connected");
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+                    self.start_sync(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                info!(peer = %peer_id, "peer disconnected");
+                self.table.end_sync(&peer_id.to_string());
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, message.data),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event, ctx),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                debug!(error = %error, "incoming connection failed");
+            }
+            other => debug!(event = ?other, "swarm event"),
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, message_id: gossipsub::MessageId, data: Vec<u8>) {
+        let verdict = |me: &mut Self, acceptance| {
+            let _ = me
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&message_id, &source, acceptance);
+        };
+        let Ok(body) = String::from_utf8(data) else {
+            verdict(self, MessageAcceptance::Reject);
+            self.penalize(source, "gossip message is not utf-8");
+            return;
+        };
+        let ingest = Ingest {
+            origin: Origin::Gossip {
+                source,
+                message_id: message_id.clone(),
+            },
+            bodies: vec![body],
+            sync_last: None,
+        };
+        if self.router.try_send(ingest).is_err() {
+            // the router is saturated: drop it unforwarded rather than queue without bound
+            verdict(self, MessageAcceptance::Ignore);
+        }
+    }
+
+    fn on_sync(
+        &mut self,
+        event: request_response::Event<Request, Response>,
+        ctx: &mut Context<Self>,
+    ) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => self.serve(peer, request, channel, ctx),
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => match (self.pending.remove(&request_id), response) {
+                (Some(Pending::Log), Response::Log { bodies, last, end }) => {
+                    self.on_log_page(peer, bodies, last, end, ctx)
+                }
+                (Some(Pending::Artifact { cid }), Response::Artifact { bytes, .. }) => {
+                    self.on_artifact(peer, cid, bytes, ctx)
+                }
+                (Some(Pending::Log), Response::Refused { reason }) => {
+                    debug!(%peer, reason, "sync refused");
+                    self.table.end_sync(&peer.to_string());
+                }
+                (Some(Pending::Artifact { cid }), _) => self.try_fetch(&cid, None),
+                (_, _) => self.penalize(peer, "unexpected sync response"),
+            },
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => match self.pending.remove(&request_id) {
+                Some(Pending::Log) => {
+                    debug!(%peer, error = %error, "sync request failed");
+                    self.table.end_sync(&peer.to_string());
+                }
+                Some(Pending::Artifact { cid }) => self.try_fetch(&cid, None),
+                None => {}
+            },
+            Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, error = %error, "inbound request failed");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn serve(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        channel: request_response::ResponseChannel<Response>,
+        ctx: &mut Context<Self>,
+    ) {
+        let key = peer.to_string();
+        if self.table.is_banned(&key) {
+            return;
+        }
+        if !self.table.begin_inbound(&key) {
+            let refused = Response::Refused {
+                reason: "too many requests at once".into(),
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_response(channel, refused);
+            self.penalize(peer, "sync request flood");
+            return;
+        }
+        let store = self.store.clone();
+        let work = tokio::task::spawn_blocking(move || -> Response {
+            let read = match store.read() {
+                Ok(r) => r,
+                Err(e) => {
+                    return Response::Refused {
+                        reason: e.to_string(),
+                    }
+                }
+            };
+            match request {
+                Request::Log { after, limit } => {
+                    let limit = (limit as usize).clamp(1, net::SYNC_PAGE_ITEMS);
+                    match read.log_after(after, limit, net::SYNC_PAGE_BYTES) {
+                        Ok(entries) => {
+                            let last = entries.last().map_or(after, |e| e.seq);
+                            let end = read.last_seq().map_or(true, |top| last >= top);
+                            let bodies = entries.into_iter().map(|e| e.body).collect();
+                            Response::Log { bodies, last, end }
+                        }
+                        Err(e) => Response::Refused {
+                            reason: e.to_string(),
+                        },
+                    }
+                }
+                Request::Artifact { cid } => match read.artifact(&cid) {
+                    Ok(bytes) => Response::Artifact { cid, bytes },
+                    Err(e) => Response::Refused {
+                        reason: e.to_string(),
+                    },
+                },
+            }
+        });
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(work).map(move |result, act, _| {
+                act.table.end_inbound(&key);
+                let response = result.unwrap_or_else(|e| Response::Refused {
+                    reason: e.to_string(),
+                });
+                let _ = act
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
+            }),
+        );
+    }
+
+    fn on_log_page(
+        &mut self,
+        peer: PeerId,
+        bodies: Vec<String>,
+        last: u64,
+        end: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        if bodies.is_empty() {
+            self.table.end_sync(&peer.to_string());
+            debug!(%peer, "in sync");
+            return;
+        }
+        let count = bodies.len();
+        let ingest = Ingest {
+            origin: Origin::Sync { source: peer },
+            bodies,
+            sync_last: Some(last),
+        };
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(self.router.send(ingest)).map(
+            move |result, act, _| match result {
+                Ok(summary) => {
+                    info!(%peer, received = count, accepted = summary.accepted, held = summary.held, rejected = summary.rejected, "sync page");
+                    if summary.rejected > 0 {
+                        act.penalize(peer, "invalid objects in a sync page");
+                    }
+                    if end {
+                        act.table.end_sync(&peer.to_string());
+                        info!(%peer, "sync done");
+                    } else {
+                        act.request_log(peer);
+                    }
+                }
+                Err(e) => {
+                    warn!(%peer, error = %e, "router unavailable, sync paused");
+                    act.table.end_sync(&peer.to_string());
+                }
+            },
+        ));
+    }
+
+    fn on_artifact(
+        &mut self,
+        peer: PeerId,
+        cid: String,
+        bytes: Option<Vec<u8>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(bytes) = bytes else {
+            self.try_fetch(&cid, None);
+            return;
+        };
+        if spore_spec::crypto::sha256_hex(&bytes) != cid {
+            self.penalize(peer, "artifact bytes do not match their cid");
+            self.try_fetch(&cid, None);
+            return;
+        }
+        let store = self.store.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            store.write(|w| w.put_artifact(&cid, &bytes)).map(|_| cid)
+        });
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(work).map(|result, act, _| match result {
+                Ok(Ok(cid)) => {
+                    debug!(cid, "artifact stored");
+                    act.fetches.finish(&cid);
+                }
+                Ok(Err(e)) => warn!(error = %e, "storing an artifact failed"),
+                Err(e) => warn!(error = %e, "storing an artifact failed"),
+            }),
+        );
+    }
+}
+
+/// Drives the swarm from inside the actor, so handlers can use it directly.
+struct SwarmDriver;
+
+impl ActorFuture<PeerManager> for SwarmDriver {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut PeerManager,
+        ctx: &mut Context<PeerManager>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        // A bounded number of events per poll keeps the actor's mailbox served.
+        for _ in 0..64 {
+            match act.swarm.poll_next_unpin(task) {
+                Poll::Ready(Some(event)) => act.on_event(event, ctx),
+                Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        task.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Actor for PeerManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+        for addr in self.listen.clone() {
+            if let Err(e) = self.swarm.listen_on(addr.clone()) {
+                warn!(%addr, error = %e, "cannot listen");
+            }
+        }
+        self.dial_bootstrap();
+        ctx.spawn(SwarmDriver);
+        ctx.run_interval(Duration::from_secs(5), |act, _| act.dial_bootstrap());
+        // Anti-entropy: gossip can miss a peer (published before it subscribed, dropped under
+        // load); asking each peer for its log after our cursor now and then closes any gap.
+        ctx.run_interval(self.resync_interval, |act, _| {
+            let peers: Vec<PeerId> = act.swarm.connected_peers().copied().collect();
+            for peer in peers {
+                act.start_sync(peer);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        info!("peer manager stopped");
+    }
+}
+
+impl Handler<Publish> for PeerManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) {
+        let topic = IdentTopic::new(net::topic_for(&msg.message_type));
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, msg.body.into_bytes())
+        {
+            Ok(_) => {}
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                debug!("published with no peer yet; peers will sync it")
+            }
+            Err(gossipsub::PublishError::Duplicate) => {}
+            Err(e) => warn!(error = %e, "publish failed"),
+        }
+    }
+}
+
+impl Handler<Validated> for PeerManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Validated, _: &mut Context<Self>) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&msg.message_id, &msg.source, msg.acceptance);
+    }
+}
+
+impl Handler<Penalize> for PeerManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Penalize, _: &mut Context<Self>) {
+        self.penalize(msg.peer, &msg.reason);
+    }
+}
+
+impl Handler<FetchArtifact> for PeerManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: FetchArtifact, _: &mut Context<Self>) {
+        if self.fetches.begin(&msg.cid) {
+            self.try_fetch(&msg.cid, msg.prefer);
+        }
+    }
+}
+
+impl Handler<GetPeers> for PeerManager {
+    type Result = MessageResult<GetPeers>;
+
+    fn handle(&mut self, _: GetPeers, _: &mut Context<Self>) -> Self::Result {
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let known: Vec<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .map(|(p, _)| *p)
+            .chain(connected.iter().copied())
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for peer in known {
+            if !seen.insert(peer) {
+                continue;
+            }
+            let key = peer.to_string();
+            out.push(PeerInfo {
+                peer_id: peer,
+                connected: connected.contains(&peer),
+                gossip_score: self.swarm.behaviour().gossipsub.peer_score(&peer),
+                offences: self.table.offences(&key),
+                banned: self.table.is_banned(&key),
+            });
+        }
+        MessageResult(out)
+    }
+}
+
+impl Handler<GetListenAddrs> for PeerManager {
+    type Result = MessageResult<GetListenAddrs>;
+
+    fn handle(&mut self, _: GetListenAddrs, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.swarm.listeners().cloned().collect())
+    }
+}
+
+impl Handler<Dial> for PeerManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Dial, _: &mut Context<Self>) {
+        if let Err(e) = self.swarm.dial(msg.0.clone()) {
+            warn!(address = %msg.0, error = %e, "dial failed");
+        }
+    }
+}
+
+impl Handler<Shutdown> for PeerManager {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        ctx.stop();
+    }
+}

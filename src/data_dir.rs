@@ -54,6 +54,11 @@ impl DataDir {
         self.root.join("llm.toml")
     }
 
+    /// The running node's control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.root.join("spored.sock")
+    }
+
     pub fn store(&self) -> PathBuf {
         self.root.join("db").join(STORE_FILE)
     }

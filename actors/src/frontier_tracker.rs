@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use spore_spec::Goal;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::messages::Stored;
 use crate::Store;
@@ -36,12 +36,16 @@ impl Handler<Stored> for FrontierTracker {
 
     fn handle(&mut self, msg: Stored, _: &mut Context<Self>) {
         self.stored_records += msg.experiments.len() as u64;
-        if !msg.experiments.is_empty() {
-            info!(
-                new = msg.experiments.len(),
+        match msg.experiments.len() {
+            0 => {}
+            1 => {
+                debug!(id = %msg.experiments[0], total_this_run = self.stored_records, "record stored")
+            }
+            n => info!(
+                new = n,
                 total_this_run = self.stored_records,
                 "records stored"
-            );
+            ),
         }
     }
 }

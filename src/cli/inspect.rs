@@ -272,6 +272,11 @@ pub fn graph(ctx: &Context, args: GraphArgs) -> Result<()> {
 }
 
 pub fn info(ctx: &Context) -> Result<()> {
+    if ctx.data_dir.socket().exists() && ctx.data_dir.has_identity() {
+        if let Ok(reply) = crate::control::request(&ctx.data_dir.socket(), "info", &[]) {
+            return print_running_info(ctx, &reply);
+        }
+    }
     let node_id = if ctx.data_dir.has_identity() {
         Some(ctx.data_dir.load_identity()?.node_id())
     } else {
@@ -342,5 +347,47 @@ pub fn info(ctx: &Context) -> Result<()> {
         ),
         None => println!("Best:        -"),
     }
+    Ok(())
+}
+
+/// `info` of a running node, asked over its control socket.
+fn print_running_info(ctx: &Context, reply: &Value) -> Result<()> {
+    if ctx.json {
+        let mut reply = reply.clone();
+        if let Value::Object(members) = &mut reply {
+            members.push(("running".into(), Value::Bool(true)));
+            members.push((
+                "data_dir".into(),
+                Value::Str(ctx.data_dir.root.display().to_string()),
+            ));
+        }
+        print_json(&reply);
+        return Ok(());
+    }
+    let s = |k: &str| {
+        reply
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("-")
+            .to_string()
+    };
+    let n = |k: &str| reply.get(k).and_then(Value::as_i64).unwrap_or(0);
+    println!("Node:        {} (running)", s("node_id"));
+    println!("Peer id:     {}", s("peer_id"));
+    if let Some(Value::Array(listen)) = reply.get("listen") {
+        for addr in listen.iter().filter_map(Value::as_str) {
+            println!("Listen:      {addr}");
+        }
+    }
+    println!("Mode:        {}", s("mode"));
+    println!("Data dir:    {}", ctx.data_dir.root.display());
+    println!("Peers:       {} connected", n("connected_peers"));
+    println!(
+        "Experiments: {} ({} waiting for a parent)",
+        n("experiment_count"),
+        n("held_count")
+    );
+    println!("Tasks:       {}", n("task_count"));
+    println!("Artifacts:   {}", n("artifact_count"));
     Ok(())
 }

@@ -1,9 +1,21 @@
 //! `spored run`: the node. Flags override the config file; `--dump-config` prints the result.
 
-use anyhow::Result;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use libp2p::Multiaddr;
+use spore_actors::messages::GetListenAddrs;
+use spore_actors::net::NetConfig;
+use spore_actors::node::{self, NodeOptions};
+use spore_actors::store::StoreError;
+use spore_actors::Store;
+use spore_spec::json::{object, Value};
+use tracing::{info, warn};
 
 use super::Context;
 use crate::config::NodeMode;
+use crate::control;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -98,14 +110,116 @@ pub fn effective_config(ctx: &Context, args: &RunArgs) -> Result<crate::config::
     Ok(c)
 }
 
+/// `host:port` (the reference's form) or a multiaddr.
+pub fn peer_multiaddr(peer: &str) -> Result<Multiaddr> {
+    if peer.starts_with('/') {
+        return peer
+            .parse()
+            .with_context(|| format!("peer {peer:?} is not a valid multiaddr"));
+    }
+    let (host, port) = peer
+        .rsplit_once(':')
+        .with_context(|| format!("peer {peer:?} is neither host:port nor a multiaddr"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("peer {peer:?} has a bad port"))?;
+    let ip: std::net::IpAddr = host
+        .trim_matches(['[', ']'])
+        .parse()
+        .with_context(|| format!("peer {peer:?}: give an IP address (names are not resolved)"))?;
+    let proto = if ip.is_ipv4() { "ip4" } else { "ip6" };
+    Ok(format!("/{proto}/{ip}/tcp/{port}").parse()?)
+}
+
 pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
     let config = effective_config(&ctx, &args)?;
     if args.dump_config {
         print!("{}", config.to_toml());
         return Ok(());
     }
-    anyhow::bail!(
-        "the node itself (mesh, research loop, explorer) is not built yet; this build has the \
-         protocol, the store and the offline commands (see `spored --help`)"
-    )
+    let listen = peer_multiaddr(&format!("{}:{}", config.host, config.port))
+        .context("invalid host/port to listen on")?;
+    let peers = config
+        .peer
+        .iter()
+        .map(|p| peer_multiaddr(p))
+        .collect::<Result<Vec<_>>>()?;
+    let (identity, _) = ctx.data_dir.ensure_identity()?;
+    if !ctx.config_path.exists() {
+        config.save(&ctx.config_path)?;
+    }
+    let store = match Store::open(&ctx.data_dir.store()) {
+        Ok(store) => Arc::new(store),
+        Err(StoreError::InUse { .. }) => bail!(
+            "another spored is already running on {} (stop it first)",
+            ctx.data_dir.root.display()
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    if config.mode != NodeMode::Relay {
+        warn!(
+            mode = config.mode.as_str(),
+            "this build has no experiment runner yet: the node syncs, stores, verifies signatures and relays, but runs no experiments"
+        );
+    }
+    let options = NodeOptions {
+        seed: identity.seed(),
+        listen: vec![listen],
+        peers,
+        pinned_task: (!config.task_id.is_empty()).then(|| config.task_id.clone()),
+        net: NetConfig {
+            mdns: config.mdns,
+            ..NetConfig::default()
+        },
+    };
+    let socket = ctx.data_dir.socket();
+    let node_id = identity.node_id();
+    actix_rt::System::new().block_on(async move {
+        let registry = node::start(store, options).map_err(|e| anyhow::anyhow!(e))?;
+        let peer_id = registry.peer_id;
+        let mut addrs = Vec::new();
+        for _ in 0..100 {
+            addrs = registry
+                .peers
+                .send(GetListenAddrs)
+                .await
+                .unwrap_or_default();
+            if !addrs.is_empty() {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!("spored {} node {node_id}", env!("CARGO_PKG_VERSION"));
+        println!("peer id {peer_id}");
+        for addr in &addrs {
+            println!("listening on {addr}/p2p/{peer_id}");
+        }
+        println!("mode {}", config.mode.as_str());
+        let info = object([
+            ("node_id", Value::Str(node_id.clone())),
+            ("peer_id", Value::Str(peer_id.to_string())),
+            ("mode", Value::Str(config.mode.as_str().into())),
+            (
+                "listen",
+                Value::Array(addrs.iter().map(|a| Value::Str(a.to_string())).collect()),
+            ),
+        ]);
+        let control = socket.clone();
+        let control_registry = registry.clone();
+        actix_rt::spawn(async move {
+            if let Err(e) = control::serve(&control, control_registry, info).await {
+                warn!(error = %e, "control socket stopped");
+            }
+        });
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("interrupted: stopping"),
+            _ = terminate.recv() => info!("terminated: stopping"),
+        }
+        registry.shutdown().await;
+        let _ = std::fs::remove_file(&socket);
+        println!("stopped");
+        Ok(())
+    })
 }

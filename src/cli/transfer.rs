@@ -220,7 +220,11 @@ const BATCH_LINES: usize = 256;
 /// import is stored whole or not at all.
 pub fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
     let started = Instant::now();
-    let store = ctx.data_dir.open_store()?;
+    let store = match spore_actors::Store::open(&ctx.data_dir.store()) {
+        Ok(store) => store,
+        Err(StoreError::InUse { .. }) => return import_into_running_node(ctx, &args),
+        Err(e) => return Err(e).context("opening the store"),
+    };
     let input: Box<dyn Read + Send> = if args.file.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {
@@ -366,6 +370,69 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
             report.lines as f64 / elapsed.max(1e-9),
             peak_rss_kib().map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0))
         );
+    }
+    Ok(())
+}
+
+/// With a node running on the data dir, its store is its own: check every line here, then hand
+/// the file to the node, which checks again, stores and publishes.
+fn import_into_running_node(ctx: &Context, args: &ImportArgs) -> Result<()> {
+    let bytes = super::verify::read_input(&args.file)?;
+    let lines: Vec<(usize, &[u8])> = bytes
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| l.iter().any(|b| !b.is_ascii_whitespace()))
+        .map(|(i, l)| (i + 1, l))
+        .collect();
+    let problems: Vec<String> = std::thread::scope(|s| {
+        let chunk = lines.len().div_ceil(2).max(1);
+        let handles: Vec<_> = lines
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .filter_map(|(n, l)| check_line(l).err().map(|e| format!("line {n}: {e}")))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("no panic"))
+            .collect()
+    });
+    if !problems.is_empty() {
+        for problem in problems.iter().take(20) {
+            eprintln!("rejected: {problem}");
+        }
+        anyhow::bail!(
+            "import of {} refused: {} bad object(s); nothing was sent to the node",
+            args.file.display(),
+            problems.len()
+        );
+    }
+    let payload: Vec<&[u8]> = lines.iter().map(|(_, l)| *l).collect();
+    let reply = crate::control::request(&ctx.data_dir.socket(), "publish", &payload)?;
+    let n = |k: &str| reply.get(k).and_then(Value::as_i64).unwrap_or(0);
+    if ctx.json {
+        print_json(&reply);
+    } else {
+        println!(
+            "Sent {} objects to the running node: {} stored ({} held for a missing parent), {} already present, {} rejected.",
+            payload.len(),
+            n("accepted") + n("held"),
+            n("held"),
+            n("already_present"),
+            n("rejected")
+        );
+    }
+    if n("rejected") > 0 {
+        if let Some(Value::Array(problems)) = reply.get("problems") {
+            for p in problems.iter().filter_map(Value::as_str) {
+                eprintln!("rejected: {p}");
+            }
+        }
+        anyhow::bail!("the node refused {} object(s)", n("rejected"));
     }
     Ok(())
 }

@@ -517,8 +517,46 @@ fn profile_and_llm_settings() {
 
 #[test]
 fn version_and_run_say_plainly_what_they_are() {
+    use std::io::{BufRead as _, BufReader};
     let node = Node::new();
     assert!(node.ok(&["version"]).starts_with("spored "));
-    let err = node.fails(&["run"]);
-    assert!(err.contains("not built yet"), "{err}");
+    // research mode without an experiment runner says so instead of pretending
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(
+        node.cmd(&["run", "--host", "127.0.0.1", "--port", "0"])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let warning = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
+    assert!(warning.contains("no experiment runner yet"), "{warning}");
+    // a second node on the same data dir is refused
+    while !node.path().join("spored.sock").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let err = node.fails(&["run", "--host", "127.0.0.1", "--port", "0"]);
+    assert!(err.contains("already running"), "{err}");
+    // SIGTERM stops it cleanly
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!node.path().join("spored.sock").exists());
 }

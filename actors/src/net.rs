@@ -95,7 +95,7 @@ impl Default for NetConfig {
             max_connections: 256,
             max_connections_per_peer: 2,
             request_timeout: Duration::from_secs(60),
-            resync_interval: Duration::from_secs(30),
+            resync_interval: Duration::from_secs(10),
         }
     }
 }
@@ -120,7 +120,17 @@ pub fn behaviour(key: &Keypair, config: &NetConfig) -> Result<Behaviour, String>
             .map_err(|e| format!("gossipsub: {e}"))?;
     let mut params = gossipsub::PeerScoreParams::default();
     for topic in TOPICS {
+        // Score what we can judge: invalid messages cost a lot, first deliveries earn a little.
+        // Mesh-delivery quotas (P3) are off: on a quiet research network honest peers deliver
+        // few messages, and the default quota would push them below the gossip threshold.
         let topic_params = gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            time_in_mesh_weight: 0.01,
+            time_in_mesh_quantum: Duration::from_secs(1),
+            time_in_mesh_cap: 100.0,
+            first_message_deliveries_weight: 1.0,
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
             invalid_message_deliveries_weight: -100.0,
             invalid_message_deliveries_decay: 0.9,
             ..Default::default()

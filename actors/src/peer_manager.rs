@@ -95,6 +95,10 @@ impl PeerManager {
                 return;
             }
         };
+        self.request_log_after(peer, after);
+    }
+
+    fn request_log_after(&mut self, peer: PeerId, after: u64) {
         let id = self.swarm.behaviour_mut().sync.send_request(
             &peer,
             Request::Log {
@@ -121,17 +125,29 @@ impl PeerManager {
         }
     }
 
-    fn try_fetch(&mut self, cid: &str, prefer: Option<PeerId>) {
+    /// Starts queued artifact requests while request slots are free.
+    fn pump_fetches(&mut self) {
+        while let Some((cid, prefer)) = self.fetches.next_to_request() {
+            let prefer = prefer.and_then(|p| p.parse::<PeerId>().ok());
+            if !self.request_artifact(&cid, prefer) {
+                self.fetches.request_done();
+            }
+        }
+    }
+
+    /// Sends one artifact request to the next untried peer; false when none is left (the fetch
+    /// is then given up; a later record or explorer request names the cid again).
+    fn request_artifact(&mut self, cid: &str, prefer: Option<PeerId>) -> bool {
         let mut candidates: Vec<String> = prefer.iter().map(|p| p.to_string()).collect();
         candidates.extend(self.swarm.connected_peers().map(|p| p.to_string()));
         let Some(peer) = self.fetches.next_peer(cid, &candidates) else {
             debug!(cid, "no peer left to fetch the artifact from");
             self.fetches.finish(cid);
-            return;
+            return false;
         };
         let Ok(peer) = peer.parse::<PeerId>() else {
             self.fetches.finish(cid);
-            return;
+            return false;
         };
         let id = self.swarm.behaviour_mut().sync.send_request(
             &peer,
@@ -145,6 +161,15 @@ impl PeerManager {
                 cid: cid.to_string(),
             },
         );
+        true
+    }
+
+    /// An artifact request failed or came back empty: try the next peer in the same slot.
+    fn retry_fetch(&mut self, cid: &str) {
+        if !self.request_artifact(cid, None) {
+            self.fetches.request_done();
+            self.pump_fetches();
+        }
     }
 
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>, ctx: &mut Context<Self>) {
@@ -267,7 +292,7 @@ impl PeerManager {
                     debug!(%peer, reason, "sync refused");
                     self.table.end_sync(&peer.to_string());
                 }
-                (Some(Pending::Artifact { cid }), _) => self.try_fetch(&cid, None),
+                (Some(Pending::Artifact { cid }), _) => self.retry_fetch(&cid),
                 (_, _) => self.penalize(peer, "unexpected sync response"),
             },
             Event::OutboundFailure {
@@ -280,7 +305,7 @@ impl PeerManager {
                     debug!(%peer, error = %error, "sync request failed");
                     self.table.end_sync(&peer.to_string());
                 }
-                Some(Pending::Artifact { cid }) => self.try_fetch(&cid, None),
+                Some(Pending::Artifact { cid }) => self.retry_fetch(&cid),
                 None => {}
             },
             Event::InboundFailure { peer, error, .. } => {
@@ -410,14 +435,16 @@ impl PeerManager {
         ctx: &mut Context<Self>,
     ) {
         let Some(bytes) = bytes else {
-            self.try_fetch(&cid, None);
+            self.retry_fetch(&cid);
             return;
         };
         if spore_spec::crypto::sha256_hex(&bytes) != cid {
             self.penalize(peer, "artifact bytes do not match their cid");
-            self.try_fetch(&cid, None);
+            self.retry_fetch(&cid);
             return;
         }
+        self.fetches.request_done();
+        self.pump_fetches();
         let store = self.store.clone();
         let work = tokio::task::spawn_blocking(move || {
             store.write(|w| w.put_artifact(&cid, &bytes)).map(|_| cid)
@@ -534,7 +561,9 @@ impl Handler<FetchArtifact> for PeerManager {
 
     fn handle(&mut self, msg: FetchArtifact, _: &mut Context<Self>) {
         if self.fetches.begin(&msg.cid) {
-            self.try_fetch(&msg.cid, msg.prefer);
+            self.fetches
+                .enqueue(&msg.cid, msg.prefer.map(|p| p.to_string()));
+            self.pump_fetches();
         }
     }
 }

@@ -5,8 +5,9 @@ use std::collections::{HashMap, HashSet};
 
 /// Offences after which a peer is banned for the rest of the process.
 pub const BAN_AFTER_OFFENCES: u32 = 3;
-/// Inbound sync requests served at once per peer; more count as a flood.
-pub const MAX_INBOUND_PER_PEER: u32 = 2;
+/// Inbound requests served at once per peer; more count as a flood. A well-behaved node keeps
+/// at most [`MAX_ARTIFACT_REQUESTS`] artifact requests and one log request in flight.
+pub const MAX_INBOUND_PER_PEER: u32 = 8;
 
 #[derive(Debug, Default)]
 pub struct PeerTable {
@@ -58,23 +59,49 @@ impl PeerTable {
     }
 }
 
-/// Artifact fetches: one in flight per cid, each peer tried once.
+/// Artifact fetches: one per cid, each peer tried once, at most [`MAX_ARTIFACT_REQUESTS`] requests
+/// on the wire at once (the rest wait in a bounded queue), so a node that learns many records at
+/// once never floods the peer that sent them.
 #[derive(Debug, Default)]
 pub struct ArtifactFetches {
     tried: HashMap<String, HashSet<String>>,
+    waiting: std::collections::VecDeque<(String, Option<String>)>,
+    requests: usize,
 }
 
-/// Most artifact fetches in flight at once.
-pub const MAX_ARTIFACT_FETCHES: usize = 256;
+/// Artifact requests on the wire at once.
+pub const MAX_ARTIFACT_REQUESTS: usize = 4;
+/// Artifacts tracked (fetching or waiting) at once; more are dropped and fetched on demand.
+pub const MAX_ARTIFACT_FETCHES: usize = 100_000;
 
 impl ArtifactFetches {
-    /// Starts tracking `cid`; false when it is already being fetched or too many are.
+    /// Starts tracking `cid`; false when it is already tracked or too many are.
     pub fn begin(&mut self, cid: &str) -> bool {
         if self.tried.contains_key(cid) || self.tried.len() >= MAX_ARTIFACT_FETCHES {
             return false;
         }
         self.tried.insert(cid.to_string(), HashSet::new());
         true
+    }
+
+    /// Queues a tracked cid to be requested when a request slot frees up.
+    pub fn enqueue(&mut self, cid: &str, prefer: Option<String>) {
+        self.waiting.push_back((cid.to_string(), prefer));
+    }
+
+    /// The next queued cid, if a request slot is free (the slot is taken).
+    pub fn next_to_request(&mut self) -> Option<(String, Option<String>)> {
+        if self.requests >= MAX_ARTIFACT_REQUESTS {
+            return None;
+        }
+        let next = self.waiting.pop_front()?;
+        self.requests += 1;
+        Some(next)
+    }
+
+    /// A request finished (answered or failed): its slot is free again.
+    pub fn request_done(&mut self) {
+        self.requests = self.requests.saturating_sub(1);
     }
 
     /// The first of `candidates` not tried yet for `cid`, marked as tried.
@@ -119,13 +146,30 @@ mod tests {
     #[test]
     fn inbound_budget_and_sync_flags() {
         let mut t = PeerTable::default();
-        assert!(t.begin_inbound("p") && t.begin_inbound("p"));
+        for _ in 0..MAX_INBOUND_PER_PEER {
+            assert!(t.begin_inbound("p"));
+        }
         assert!(!t.begin_inbound("p"));
         t.end_inbound("p");
         assert!(t.begin_inbound("p"));
         assert!(t.start_sync("p") && !t.start_sync("p"));
         t.end_sync("p");
         assert!(t.start_sync("p"));
+    }
+
+    #[test]
+    fn artifact_requests_are_capped_and_queued() {
+        let mut f = ArtifactFetches::default();
+        for i in 0..10 {
+            let cid = format!("c{i}");
+            assert!(f.begin(&cid));
+            f.enqueue(&cid, None);
+        }
+        let started: Vec<_> = std::iter::from_fn(|| f.next_to_request()).collect();
+        assert_eq!(started.len(), MAX_ARTIFACT_REQUESTS);
+        f.request_done();
+        assert_eq!(f.next_to_request().map(|c| c.0).as_deref(), Some("c4"));
+        assert!(f.next_to_request().is_none());
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub use log::{LogEntry, LogKind};
 pub use profiles::ProfileOutcome;
 pub use tasks::{TaskOutcome, TaskRow, TaskSource};
 
+/// redb page cache of one store.
+pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// The store's file name inside `<data_dir>/db/`.
 pub const STORE_FILE: &str = "spored.redb";
 
@@ -84,7 +87,9 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
         }
-        let db = match Database::create(path) {
+        // redb's default page cache (1 GiB) would hold most of a large store in memory; a node
+        // should stay small, and reads of recent data hit the OS page cache anyway.
+        let db = match Database::builder().set_cache_size(CACHE_BYTES).create(path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StoreError::InUse {

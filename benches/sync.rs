@@ -1,0 +1,109 @@
+//! Cold sync between two `spored run` processes on 127.0.0.1 (issue #3): node A holds N records,
+//! node B starts empty with A as its peer; records/s until B holds them all, and the peak RSS of
+//! both (A is a relay holding N records).
+//!
+//!     cargo bench --bench sync -- [--records 100000]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn spored(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spored"));
+    cmd.arg("--data-dir").arg(dir);
+    cmd
+}
+
+fn start(dir: &Path, peer: Option<&str>) -> (Running, String) {
+    let mut cmd = spored(dir);
+    cmd.args(["run", "--host", "127.0.0.1", "--port", "0", "--no-train"]);
+    if let Some(p) = peer {
+        cmd.args(["--peer", p]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut addr = String::new();
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        if let Some(a) = line.strip_prefix("listening on ") {
+            addr = a.to_string();
+            break;
+        }
+    }
+    (Running(child), addr)
+}
+
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn count(dir: &Path) -> u64 {
+    let out = spored(dir).args(["--json", "info"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["experiment_count"].as_u64().unwrap_or(0)
+}
+
+fn main() {
+    let n = common::arg("--records", 100_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (manifest, lines) = common::generate(n);
+    let file = tmp.path().join("records.jsonl");
+    std::fs::write(&file, format!("{manifest}\n{}\n", lines.join("\n"))).unwrap();
+    drop(lines);
+    let out = spored(&da).arg("import").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (a, addr) = start(&da, None);
+    let started = Instant::now();
+    let (b, _) = start(&db, Some(&addr));
+    let mut last = 0;
+    while last < n as u64 {
+        std::thread::sleep(Duration::from_millis(250));
+        last = count(&db);
+        assert!(
+            started.elapsed() < Duration::from_secs(1200),
+            "sync stalled at {last}"
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (pa, pb) = (a.0.id(), b.0.id());
+    println!(
+        "cold sync of {n} records: {secs:.1} s = {:.0} records/s (includes B's start-up)",
+        n as f64 / secs
+    );
+    println!(
+        "peak RSS: A (relay serving {n} records) {:.1} MiB, now {:.1} MiB; B (syncing) {:.1} MiB, now {:.1} MiB",
+        proc_kib(pa, "VmHWM:") as f64 / 1024.0,
+        proc_kib(pa, "VmRSS:") as f64 / 1024.0,
+        proc_kib(pb, "VmHWM:") as f64 / 1024.0,
+        proc_kib(pb, "VmRSS:") as f64 / 1024.0,
+    );
+}

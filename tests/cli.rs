@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value as J;
+use support::vectors;
+
+mod support;
 
 struct Node {
     dir: tempfile::TempDir,
@@ -68,30 +71,10 @@ impl Node {
     }
 }
 
-fn vectors(name: &str) -> J {
-    let path = format!("{}/spec/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 /// The reference's signed vectors as one JSONL file of message envelopes.
 fn vector_jsonl(dir: &Path) -> PathBuf {
-    let mut lines = Vec::new();
-    for file in [
-        "tasks.json",
-        "experiments_v2.json",
-        "control_events.json",
-        "profiles.json",
-    ] {
-        for v in vectors(file)["vectors"].as_array().unwrap() {
-            lines.push(format!(
-                "{{\"type\":{},\"payload\":{}}}",
-                v["wire"]["msg_type"],
-                v["wire"]["payload_json"].as_str().unwrap()
-            ));
-        }
-    }
     let path = dir.join("vectors.jsonl");
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    std::fs::write(&path, support::vector_lines().join("\n") + "\n").unwrap();
     path
 }
 

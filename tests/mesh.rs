@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as J;
 
+mod support;
+
 /// A running node; killed when dropped, so a failing test leaves no process behind.
 struct Running {
     child: Child,
@@ -84,23 +86,7 @@ fn holds(dir: &Path, experiments: i64, tasks: i64, events: i64) -> bool {
 
 /// The reference's vectors as JSONL, split in two parts.
 fn vector_parts(dir: &Path) -> (PathBuf, PathBuf) {
-    let mut lines = Vec::new();
-    for file in [
-        "tasks.json",
-        "experiments_v2.json",
-        "control_events.json",
-        "profiles.json",
-    ] {
-        let path = format!("{}/spec/vectors/{file}", env!("CARGO_MANIFEST_DIR"));
-        let v: J = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        for v in v["vectors"].as_array().unwrap() {
-            lines.push(format!(
-                "{{\"type\":{},\"payload\":{}}}",
-                v["wire"]["msg_type"],
-                v["wire"]["payload_json"].as_str().unwrap()
-            ));
-        }
-    }
+    let lines = support::vector_lines();
     let (first, second) = lines.split_at(20);
     let (a, b) = (dir.join("part1.jsonl"), dir.join("part2.jsonl"));
     std::fs::write(&a, first.join("\n")).unwrap();

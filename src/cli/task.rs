@@ -1,6 +1,6 @@
 //! `spored task create|list|show|use` and `spored tasks`.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use spore_spec::json::{object, Value};
 use spore_spec::{Signed, TaskManifest};
@@ -180,9 +180,7 @@ fn list(ctx: &Context) -> Result<()> {
 fn show(ctx: &Context, given: &str) -> Result<()> {
     let store = ctx.data_dir.open_store()?;
     let read = store.read()?;
-    let task_id = read
-        .resolve_task(given)?
-        .with_context(|| format!("unknown task id {given:?} (see `spored tasks`)"))?;
+    let task_id = ctx.resolve_task(&read, Some(given))?;
     let row = read.task(&task_id)?;
     let stats = read.task_stats(&task_id)?.unwrap_or_default();
     if ctx.json {
@@ -236,9 +234,7 @@ fn show(ctx: &Context, given: &str) -> Result<()> {
 fn use_task(ctx: &Context, given: &str) -> Result<()> {
     let store = ctx.data_dir.open_store()?;
     let read = store.read()?;
-    let task_id = read
-        .resolve_task(given)?
-        .with_context(|| format!("unknown task id {given:?} (see `spored tasks`)"))?;
+    let task_id = ctx.resolve_task(&read, Some(given))?;
     let mut config = ctx.config.clone();
     config.task_id = task_id.clone();
     config.save(&ctx.config_path)?;

@@ -42,9 +42,7 @@ pub struct ImportArgs {
 pub fn export(ctx: &Context, args: ExportArgs) -> Result<()> {
     let store = ctx.data_dir.open_store()?;
     let read = store.read()?;
-    let task_id = read
-        .resolve_task(&args.task)?
-        .with_context(|| format!("unknown task id {:?} (see `spored tasks`)", args.task))?;
+    let task_id = ctx.resolve_task(&read, Some(&args.task))?;
     let mut lines: Vec<String> = Vec::new();
     let mut push = |m: Message| lines.push(m.encode_body());
     if let Some(row) = read.task(&task_id)? {

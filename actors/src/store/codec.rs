@@ -4,6 +4,18 @@ use spore_spec::{Goal, Status};
 
 use super::StoreError;
 
+/// Reads a signed object stored as its wire JSON; anything unreadable is a corrupt entry of
+/// `table` (the bytes were checked when they were written).
+pub fn parse_stored<T>(
+    bytes: &[u8],
+    table: &'static str,
+    read: impl FnOnce(spore_spec::Value) -> Result<T, spore_spec::Reject>,
+) -> Result<T, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt { table, what };
+    let value = spore_spec::json::parse(bytes).map_err(|e| corrupt(e.to_string()))?;
+    read(value).map_err(|e| corrupt(e.to_string()))
+}
+
 /// Order-preserving bytes of an i64 (big-endian with the sign bit flipped).
 pub fn sortable_i64(x: i64) -> [u8; 8] {
     ((x as u64) ^ (1 << 63)).to_be_bytes()

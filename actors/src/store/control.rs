@@ -75,10 +75,5 @@ impl Reader {
 }
 
 fn parse_event(bytes: &[u8]) -> Result<ControlEvent, StoreError> {
-    let corrupt = |what: String| StoreError::Corrupt {
-        table: "control_events_v1",
-        what,
-    };
-    let value = json::parse(bytes).map_err(|e| corrupt(e.to_string()))?;
-    ControlEvent::from_value(&value).map_err(|e| corrupt(e.to_string()))
+    super::codec::parse_stored(bytes, "control_events_v1", ControlEvent::from_json)
 }

@@ -102,12 +102,7 @@ fn stored_bytes(record: &ExperimentRecord, task_id: &str) -> Vec<u8> {
 }
 
 fn parse_record(bytes: &[u8]) -> Result<ExperimentRecord, StoreError> {
-    let corrupt = |what: String| StoreError::Corrupt {
-        table: "experiments_v1",
-        what,
-    };
-    let value = spore_spec::json::parse(bytes).map_err(|e| corrupt(e.to_string()))?;
-    ExperimentRecord::from_value(&value).map_err(|e| corrupt(e.to_string()))
+    super::codec::parse_stored(bytes, "experiments_v1", ExperimentRecord::from_json)
 }
 
 impl Writer<'_> {

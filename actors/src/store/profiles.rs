@@ -54,10 +54,5 @@ impl Reader {
 }
 
 fn parse_profile(bytes: &[u8]) -> Result<NodeProfile, StoreError> {
-    let corrupt = |what: String| StoreError::Corrupt {
-        table: "profiles_v1",
-        what,
-    };
-    let value = json::parse(bytes).map_err(|e| corrupt(e.to_string()))?;
-    NodeProfile::from_value(&value).map_err(|e| corrupt(e.to_string()))
+    super::codec::parse_stored(bytes, "profiles_v1", NodeProfile::from_json)
 }

@@ -326,7 +326,7 @@ impl PeerManager {
         if self.table.is_banned(&key) {
             return;
         }
-        if !self.table.begin_inbound(&key) {
+        if !self.table.begin_inbound(&key, std::time::Instant::now()) {
             let refused = Response::Refused {
                 reason: "too many requests at once".into(),
             };

@@ -8,6 +8,9 @@ pub const BAN_AFTER_OFFENCES: u32 = 3;
 /// Inbound requests served at once per peer; more count as a flood. A well-behaved node keeps
 /// at most [`MAX_ARTIFACT_REQUESTS`] artifact requests and one log request in flight.
 pub const MAX_INBOUND_PER_PEER: u32 = 8;
+/// Requests accepted from one peer per second; a syncing peer needs far fewer (one log page at
+/// a time, four artifact requests at a time).
+pub const MAX_REQUESTS_PER_SECOND: u32 = 500;
 
 #[derive(Debug, Default)]
 pub struct PeerTable {
@@ -15,6 +18,8 @@ pub struct PeerTable {
     banned: HashSet<String>,
     syncing: HashSet<String>,
     inbound: HashMap<String, u32>,
+    /// Per peer: the start of the current one-second window and the requests in it.
+    rate: HashMap<String, (std::time::Instant, u32)>,
 }
 
 impl PeerTable {
@@ -42,8 +47,18 @@ impl PeerTable {
         self.syncing.remove(peer);
     }
 
-    /// Takes one inbound request slot; false when the peer is over its budget.
-    pub fn begin_inbound(&mut self, peer: &str) -> bool {
+    /// Takes one inbound request slot; false when the peer is over its budget (too many at
+    /// once, or too many this second).
+    pub fn begin_inbound(&mut self, peer: &str, now: std::time::Instant) -> bool {
+        let (start, count) = self.rate.entry(peer.to_string()).or_insert((now, 0));
+        if now.duration_since(*start) >= std::time::Duration::from_secs(1) {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        if *count > MAX_REQUESTS_PER_SECOND {
+            return false;
+        }
         let n = self.inbound.entry(peer.to_string()).or_default();
         if *n >= MAX_INBOUND_PER_PEER {
             return false;
@@ -146,12 +161,25 @@ mod tests {
     #[test]
     fn inbound_budget_and_sync_flags() {
         let mut t = PeerTable::default();
+        let now = std::time::Instant::now();
         for _ in 0..MAX_INBOUND_PER_PEER {
-            assert!(t.begin_inbound("p"));
+            assert!(t.begin_inbound("p", now));
         }
-        assert!(!t.begin_inbound("p"));
+        assert!(!t.begin_inbound("p", now));
         t.end_inbound("p");
-        assert!(t.begin_inbound("p"));
+        assert!(t.begin_inbound("p", now));
+        // a burst beyond the per-second rate is refused even when each is answered at once
+        let mut q = PeerTable::default();
+        let refused = (0..MAX_REQUESTS_PER_SECOND + 10)
+            .filter(|_| {
+                let ok = q.begin_inbound("q", now);
+                q.end_inbound("q");
+                !ok
+            })
+            .count();
+        assert_eq!(refused, 10);
+        let later = now + std::time::Duration::from_secs(1);
+        assert!(q.begin_inbound("q", later));
         assert!(t.start_sync("p") && !t.start_sync("p"));
         t.end_sync("p");
         assert!(t.start_sync("p"));

@@ -253,3 +253,43 @@ fn a_forged_record_is_refused_not_forwarded_and_costs_the_sender() {
         bystander.registry.shutdown().await;
     });
 }
+
+#[test]
+fn garbage_on_the_port_is_dropped_and_the_node_keeps_serving() {
+    actix_rt::System::new().block_on(async {
+        let victim = start_node(30, vec![]).await;
+        let honest = start_node(31, vec![victim.addr.clone()]).await;
+
+        // raw garbage and an absurd length prefix on the TCP port: the Noise handshake fails
+        let tcp_port = victim
+            .addr
+            .iter()
+            .find_map(|p| match p {
+                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+                _ => None,
+            })
+            .unwrap();
+        for junk in [vec![0xffu8; 64 * 1024], u32::MAX.to_be_bytes().to_vec()] {
+            use tokio::io::AsyncWriteExt as _;
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", tcp_port))
+                .await
+                .unwrap();
+            let _ = stream.write_all(&junk).await;
+            drop(stream);
+        }
+
+        // honest peers are still served
+        let records = chain(3, 20_000);
+        victim
+            .registry
+            .publish_local(bodies(&records))
+            .await
+            .unwrap();
+        wait_for("honest peer to get the records", || async {
+            (count(&honest) == 3).then_some(())
+        })
+        .await;
+        victim.registry.shutdown().await;
+        honest.registry.shutdown().await;
+    });
+}

@@ -29,26 +29,38 @@ pub enum Checked {
 }
 
 /// Decodes and verifies one frame body.
-pub fn check_body(body: &str) -> Result<Checked, String> {
-    let object = match Message::decode_body(body.as_bytes()).map_err(|e| e.to_string())? {
-        Some(Message::CodeResponse { code_cid, code }) => {
+pub fn check_body(body: &[u8]) -> Result<Checked, String> {
+    match Message::decode_body(body).map_err(|e| e.to_string())? {
+        Some(message) => check_message(message),
+        None => Err("unknown message type".into()),
+    }
+}
+
+/// Verifies the object a decoded message carries (artifacts are checked when stored).
+pub fn check_message(message: Message) -> Result<Checked, String> {
+    let object = match message {
+        Message::CodeResponse { code_cid, code } => {
             return Ok(Checked::Artifact {
                 cid: code_cid,
                 bytes: code,
             })
         }
-        Some(Message::Experiment(o)) => SignedObject::Experiment(o),
-        Some(Message::Task(o)) => SignedObject::Task(o),
-        Some(Message::Control(o)) => SignedObject::Control(o),
-        Some(Message::Profile(o)) => SignedObject::Profile(o),
-        Some(other) => {
+        Message::Experiment(o) => SignedObject::Experiment(o),
+        Message::Task(o) => SignedObject::Task(o),
+        Message::Control(o) => SignedObject::Control(o),
+        Message::Profile(o) => SignedObject::Profile(o),
+        other => {
             return Err(format!(
                 "`{}` carries no signed object",
                 other.message_type()
             ))
         }
-        None => return Err("unknown message type".into()),
     };
+    check_object(object)
+}
+
+/// Verifies id, signature and rules of a signed object.
+pub fn check_object(object: SignedObject) -> Result<Checked, String> {
     object
         .verify()
         .map_err(|e| format!("{}: {e}", object.kind()))?;
@@ -63,7 +75,7 @@ pub fn ingest(
     sync_cursor: Option<(&str, u64)>,
 ) -> Result<IngestOutcome, StoreError> {
     let checked: Vec<Result<Checked, String>> = if bodies.len() < 64 {
-        bodies.iter().map(|b| check_body(b)).collect()
+        bodies.iter().map(|b| check_body(b.as_bytes())).collect()
     } else {
         let threads = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
@@ -72,7 +84,13 @@ pub fn ingest(
         std::thread::scope(|s| {
             let handles: Vec<_> = bodies
                 .chunks(chunk)
-                .map(|part| s.spawn(move || part.iter().map(|b| check_body(b)).collect::<Vec<_>>()))
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|b| check_body(b.as_bytes()))
+                            .collect::<Vec<_>>()
+                    })
+                })
                 .collect();
             handles
                 .into_iter()

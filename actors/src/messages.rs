@@ -92,11 +92,6 @@ pub struct PeerInfo {
 #[rtype(result = "Vec<libp2p::Multiaddr>")]
 pub struct GetListenAddrs;
 
-/// PeerManager: dial an address.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Dial(pub libp2p::Multiaddr);
-
 /// FrontierTracker / TaskRegistry: objects were stored (ids by kind).
 #[derive(Message, Clone, Debug, Default)]
 #[rtype(result = "()")]

@@ -608,16 +608,6 @@ impl Handler<GetListenAddrs> for PeerManager {
     }
 }
 
-impl Handler<Dial> for PeerManager {
-    type Result = ();
-
-    fn handle(&mut self, msg: Dial, _: &mut Context<Self>) {
-        if let Err(e) = self.swarm.dial(msg.0.clone()) {
-            warn!(address = %msg.0, error = %e, "dial failed");
-        }
-    }
-}
-
 impl Handler<Shutdown> for PeerManager {
     type Result = ();
 

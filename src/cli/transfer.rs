@@ -8,6 +8,7 @@ use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
+use spore_actors::ingest::{check_message, check_object, Checked};
 use spore_actors::store::{
     ControlOutcome, ExperimentOutcome, ProfileOutcome, StoreError, TaskOutcome,
 };
@@ -107,41 +108,16 @@ pub fn export(ctx: &Context, args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-/// One line of an import, decoded and checked off the writer's thread.
-enum Checked {
-    Object(Box<SignedObject>),
-    Artifact { cid: String, code: Vec<u8> },
-}
-
 type Batch = Vec<(usize, Vec<u8>)>;
 type CheckedBatch = Vec<(usize, Result<Checked, String>)>;
 
+/// One line of an import: a message envelope (the bytes a peer sends) or a bare signed object.
 fn check_line(bytes: &[u8]) -> Result<Checked, String> {
-    let message = Message::decode_body(bytes).map_err(|e| e.to_string());
-    let object = match message {
-        Ok(Some(Message::CodeResponse { code_cid, code })) => {
-            return Ok(Checked::Artifact {
-                cid: code_cid,
-                code,
-            });
-        }
-        Ok(Some(Message::Experiment(o))) => SignedObject::Experiment(o),
-        Ok(Some(Message::Task(o))) => SignedObject::Task(o),
-        Ok(Some(Message::Control(o))) => SignedObject::Control(o),
-        Ok(Some(Message::Profile(o))) => SignedObject::Profile(o),
-        Ok(Some(other)) => {
-            return Err(format!(
-                "`{}` carries no signed object",
-                other.message_type()
-            ))
-        }
+    match Message::decode_body(bytes) {
+        Ok(Some(message)) => check_message(message),
         // not an envelope: a bare signed object
-        Ok(None) | Err(_) => SignedObject::parse(bytes).map_err(|e| e.to_string())?,
-    };
-    object
-        .verify()
-        .map_err(|e| format!("{}: {e}", object.kind()))?;
-    Ok(Checked::Object(Box::new(object)))
+        Ok(None) | Err(_) => check_object(SignedObject::parse(bytes).map_err(|e| e.to_string())?),
+    }
 }
 
 #[derive(Default)]
@@ -167,7 +143,7 @@ impl ImportReport {
         self.lines += 1;
         let object = match checked {
             Checked::Object(object) => *object,
-            Checked::Artifact { cid, code } => {
+            Checked::Artifact { cid, bytes: code } => {
                 match w.put_artifact(&cid, &code) {
                     Ok(true) => self.artifacts += 1,
                     Ok(false) => self.already_present += 1,

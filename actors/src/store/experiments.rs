@@ -352,22 +352,6 @@ impl Reader {
         Ok(self.t.held.len()?)
     }
 
-    /// The parents that held records are waiting for, with how many wait for each.
-    pub fn missing_parents(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let table = &self.t.held;
-        let mut out: Vec<(String, u64)> = Vec::new();
-        for item in table.iter()? {
-            let (k, _) = item?;
-            let parent =
-                String::from_utf8_lossy(&k.value()[..64.min(k.value().len())]).into_owned();
-            match out.last_mut() {
-                Some((p, n)) if *p == parent => *n += 1,
-                _ => out.push((parent, 1)),
-            }
-        }
-        Ok(out)
-    }
-
     /// Ids of the children of `id`.
     pub fn children(&self, id: &str) -> Result<Vec<String>, StoreError> {
         let table = &self.t.children;

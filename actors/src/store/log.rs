@@ -25,16 +25,6 @@ impl LogKind {
             _ => return None,
         })
     }
-
-    /// The message type an entry of this kind travels as (control events use their own type).
-    pub fn message_type(self) -> &'static str {
-        match self {
-            LogKind::Experiment => "experiment",
-            LogKind::Task => "task",
-            LogKind::Control => "control",
-            LogKind::Profile => "profile",
-        }
-    }
 }
 
 /// One object of the log, as the frame body a peer would send.

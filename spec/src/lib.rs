@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod error;
 pub mod experiment;
 mod fields;
+pub mod hardware;
 pub mod json;
 pub mod object;
 pub mod profile;

@@ -172,3 +172,25 @@ fn random_doubles_print_like_cpython() {
         assert_eq!(float_repr(f64::from_bits(bits)), row[1].as_str().unwrap());
     }
 }
+
+#[test]
+fn gpu_classes_match_the_reference_and_ours_fix_real_device_names() {
+    use spore_spec::hardware::{gpu_model, reference_gpu_model, tolerance, verification_class};
+    let v = load("gpu_classes.json");
+    for row in v["rows"].as_array().unwrap() {
+        let input = row["input"].as_str().unwrap_or("");
+        let want = row["normalize_gpu_model"].as_str().unwrap();
+        assert_eq!(reference_gpu_model(input), want, "input {input:?}");
+        let class = verification_class(input);
+        assert_eq!(class, row["gpu_verification_class"].as_str().unwrap());
+        assert_eq!(tolerance(&class), row["tolerance"].as_f64().unwrap());
+        let ours = gpu_model(input);
+        if want.contains("H100") {
+            assert_eq!(ours, "H100", "{input}");
+        } else if want.contains("A100") {
+            assert_eq!(ours, "A100", "{input}");
+        } else {
+            assert_eq!(ours, want);
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The body of `spored train`: one training run in its own process.
+
+use crate::config::RunConfig;
+use crate::data::{Dataset, EVAL_TOKENS};
+use crate::report;
+use crate::train::{self, TrainOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct ChildArgs {
+    /// The config artifact to run.
+    pub config: PathBuf,
+    /// Training budget in seconds.
+    pub budget_s: f64,
+    /// Exact optimiser steps (a verification rerun).
+    pub steps: Option<usize>,
+    /// Validation tokens to score (the default task uses [`EVAL_TOKENS`]).
+    pub eval_tokens: Option<usize>,
+    /// A corpus file instead of the built-in one.
+    pub corpus: Option<PathBuf>,
+    /// Refuse configs whose estimated training memory exceeds this.
+    pub memory_limit_mb: u64,
+    /// `cpu`, `cuda` or `auto`.
+    pub device: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChildError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Train(#[from] train::TrainError),
+    #[error("{0}")]
+    Device(String),
+}
+
+/// Which hardware ran (or will run) a training child.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hardware {
+    /// The record's `gpu_model` class.
+    pub class: String,
+    /// The record's `cuda_version` field.
+    pub cuda_version: String,
+    pub backend: &'static str,
+}
+
+/// The hardware a child started with `device` would use.
+pub fn detect(device: &str) -> Hardware {
+    let cpu = Hardware {
+        class: spore_spec::hardware::cpu_class(),
+        cuda_version: "cpu".into(),
+        backend: "flex",
+    };
+    if device == "cpu" || !cfg!(feature = "cuda") {
+        return cpu;
+    }
+    match gpu_name() {
+        Some(name) => Hardware {
+            class: spore_spec::hardware::gpu_model(&name),
+            cuda_version: cuda_driver_version().unwrap_or_else(|| "unknown".into()),
+            backend: "cuda",
+        },
+        None => cpu,
+    }
+}
+
+/// The first GPU's name from `nvidia-smi`, if a driver and a GPU are present.
+fn gpu_name() -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .next()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+}
+
+fn cuda_driver_version() -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pos = text.find("CUDA Version:")?;
+    Some(text[pos + 13..].split_whitespace().next()?.to_string())
+}
+
+/// Peak resident memory of this process in MiB (Linux; 0 elsewhere).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Run one training child: progress lines, then the summary block, on `out`.
+pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
+    let started = Instant::now();
+    let bytes = std::fs::read(&args.config).map_err(|source| ChildError::Io {
+        path: args.config.display().to_string(),
+        source,
+    })?;
+    let config = RunConfig::from_bytes(&bytes)?;
+    let data = match &args.corpus {
+        Some(p) => Dataset::from_bytes(&std::fs::read(p).map_err(|source| ChildError::Io {
+            path: p.display().to_string(),
+            source,
+        })?),
+        None => Dataset::builtin(),
+    };
+    config.check_runnable(data.vocab_size(), args.memory_limit_mb << 20)?;
+    let options = TrainOptions {
+        budget: Duration::from_secs_f64(args.budget_s.max(0.0)),
+        steps: args.steps,
+        eval_tokens: args.eval_tokens.unwrap_or(EVAL_TOKENS),
+    };
+    let hardware = detect(&args.device);
+    let _ = writeln!(
+        out,
+        "run config={config} params={} backend={} hardware={}",
+        config.num_params(),
+        hardware.backend,
+        hardware.class
+    );
+    let mut last_line = Instant::now() - Duration::from_secs(10);
+    let mut progress = |p: &train::Progress| {
+        if last_line.elapsed() >= Duration::from_millis(500) {
+            last_line = Instant::now();
+            let _ = writeln!(out, "{}", report::progress_line(p));
+            let _ = out.flush();
+        }
+    };
+    let outcome = match hardware.backend {
+        #[cfg(feature = "cuda")]
+        "cuda" => {
+            type B = burn::backend::Autodiff<burn_cuda::Cuda>;
+            let device = burn_cuda::CudaDevice::default();
+            train::train::<B>(&config, &data, &options, &device, &mut progress)?
+        }
+        _ => {
+            type B = burn::backend::Autodiff<burn::backend::Flex>;
+            let device = Default::default();
+            train::train::<B>(&config, &data, &options, &device, &mut progress)?
+        }
+    };
+    let _ = write!(
+        out,
+        "{}",
+        report::summary(
+            &outcome,
+            started.elapsed().as_secs_f64(),
+            peak_rss_mb(),
+            config.model.n_layer
+        )
+    );
+    let _ = out.flush();
+    Ok(())
+}

@@ -59,6 +59,10 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Share of the machine an experiment may use, 1..=100 (percent).
     pub resource: u8,
+    /// Training budget per experiment in seconds; 0 uses the task's `time_budget`.
+    pub time_budget: u64,
+    /// Stop researching after this many experiments (the node keeps serving); 0 = never.
+    pub max_experiments: u64,
 }
 
 impl Default for NodeConfig {
@@ -77,6 +81,8 @@ impl Default for NodeConfig {
             web_port: 8470,
             mdns: false,
             resource: 100,
+            time_budget: 0,
+            max_experiments: 0,
         }
     }
 }

@@ -1,10 +1,12 @@
-//! spore-actors: the spored node. For now the store (redb) and the lineage rules it applies;
-//! the actors that own it arrive with the mesh.
+//! spore-actors: the spored node: the store (redb), the lineage rules, the actors of the mesh,
+//! the experiment runner and the research loop.
 
 pub mod lineage;
 pub mod store;
 
 pub use store::{Reader, Store, StoreError, Writer};
+pub mod default_task;
+pub mod experiment_runner;
 pub mod frontier_tracker;
 pub mod gossip_router;
 pub mod ingest;
@@ -13,4 +15,5 @@ pub mod net;
 pub mod node;
 pub mod peer_manager;
 pub mod peer_table;
+pub mod research;
 pub mod task_registry;

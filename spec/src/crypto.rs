@@ -35,6 +35,13 @@ pub fn is_lower_hex(text: &str, len: usize) -> bool {
     text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    out
+}
+
 /// Lowercase hex SHA-256 of `bytes`: the id (CID) of a canonical payload or an artifact.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     to_hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())

@@ -3,8 +3,10 @@
 mod inspect;
 mod llm;
 mod profile;
+mod research;
 mod run;
 mod task;
+mod train;
 mod transfer;
 mod verify;
 
@@ -71,6 +73,8 @@ pub enum Command {
     Export(transfer::ExportArgs),
     /// Verify and store every object of a JSONL file, all or nothing
     Import(transfer::ImportArgs),
+    /// Train one config artifact in this process and print its metrics (what the runner starts)
+    Train(train::TrainArgs),
 }
 
 /// What every command needs: where the data is, the effective config, output style.
@@ -113,6 +117,10 @@ impl Context {
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    // A training child needs no data dir, config or store.
+    if let Command::Train(args) = cli.command {
+        return train::run(args);
+    }
     let ctx = Context::new(&cli)?;
     match cli.command {
         Command::Init => init(&ctx),
@@ -135,6 +143,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Export(args) => transfer::export(&ctx, args),
         Command::Import(args) => transfer::import(&ctx, args),
+        Command::Train(_) => unreachable!("handled before the context is built"),
     }
 }
 

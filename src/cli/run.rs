@@ -13,7 +13,7 @@ use spore_actors::Store;
 use spore_spec::json::{object, Value};
 use tracing::{info, warn};
 
-use super::Context;
+use super::{research, Context};
 use crate::config::NodeMode;
 use crate::control;
 
@@ -58,6 +58,12 @@ pub struct RunArgs {
     /// Disable signed self-update
     #[arg(long, overrides_with = "auto_update")]
     pub no_auto_update: bool,
+    /// Training budget per experiment in seconds (default: the task's)
+    #[arg(long, value_name = "SECS")]
+    pub time_budget: Option<u64>,
+    /// Stop researching after N experiments and keep serving
+    #[arg(long, value_name = "N")]
+    pub max_experiments: Option<u64>,
     /// Print the effective config (file + flags) as TOML and exit
     #[arg(long)]
     pub dump_config: bool,
@@ -98,6 +104,12 @@ pub fn effective_config(ctx: &Context, args: &RunArgs) -> Result<crate::config::
     }
     if args.mdns {
         c.mdns = true;
+    }
+    if let Some(secs) = args.time_budget {
+        c.time_budget = secs;
+    }
+    if let Some(n) = args.max_experiments {
+        c.max_experiments = n;
     }
     if args.auto_update {
         c.auto_update = true;
@@ -156,11 +168,8 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         ),
         Err(e) => return Err(e.into()),
     };
-    if config.mode != NodeMode::Relay {
-        warn!(
-            mode = config.mode.as_str(),
-            "this build has no experiment runner yet: the node syncs, stores, verifies signatures and relays, but runs no experiments"
-        );
+    if config.mode == NodeMode::VerifyOnly {
+        warn!("verify-only mode: this build does not re-run others' claims yet; the node syncs, checks signatures and relays");
     }
     let options = NodeOptions {
         seed: identity.seed(),
@@ -204,6 +213,9 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
                 Value::Array(addrs.iter().map(|a| Value::Str(a.to_string())).collect()),
             ),
         ]);
+        if config.mode == NodeMode::Research {
+            research::start(&registry, &config, &ctx.data_dir, identity.seed())?;
+        }
         let control = socket.clone();
         let control_registry = registry.clone();
         actix_rt::spawn(async move {

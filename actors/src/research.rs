@@ -1,0 +1,604 @@
+//! The research loop: choose a parent, get a proposal, run it, keep or discard, sign, publish.
+//!
+//! Parent policy (docs/research.md): on the task's frontier, exploit (the best record) or explore
+//! (a frontier record drawn with weight 1 / (1 + its children)). The exploit share follows the
+//! reference: 0.5 under 10 records in the task, 0.6 under 50, then 0.7 while at least 2 of the 20
+//! newest records are keeps within 1 % of the best, else 0.3 (stuck: explore more).
+//!
+//! Proposals come from the built-in search ([`spore_train::proposer`]); a root (the task's
+//! baseline) is run first when the task has no records.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use spore_spec::wire::Message;
+use spore_spec::{ExperimentRecord, Goal, Identity, Number, Signed, Status, TaskManifest};
+use spore_train::config::ARTIFACT_TYPE;
+use spore_train::proposer::{self, Proposal};
+use spore_train::report;
+use spore_train::rng::SplitMix64;
+use spore_train::RunConfig;
+use tracing::{info, warn};
+
+use crate::default_task;
+use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest, RunResult};
+use crate::messages::FetchArtifact;
+use crate::node::Registry;
+use crate::Store;
+
+/// The `agent_model` of records made by the built-in proposer.
+pub const AGENT_BUILTIN: &str = "spored-search/1";
+/// The record's `torch_version` field names the framework that trained it.
+pub const FRAMEWORK: &str = "burn-0.21.0";
+
+#[derive(Clone, Debug)]
+pub struct ResearchOptions {
+    pub seed: [u8; 32],
+    pub pinned_task: Option<String>,
+    /// Overrides the task's time budget (tests, quick looks).
+    pub time_budget: Option<Duration>,
+    /// Stop researching after this many experiments (the node keeps serving).
+    pub max_experiments: Option<u64>,
+    /// The record's `gpu_model` and `cuda_version`.
+    pub gpu_model: String,
+    pub cuda_version: String,
+    /// Configs estimated above this training memory are never proposed (bytes).
+    pub memory_limit: u64,
+    /// Wait this long for peers to sync before the first experiment.
+    pub initial_sync_wait: Duration,
+}
+
+/// Exploit share for the parent choice (see the module docs).
+pub fn exploit_share(task_records: u64, recent_keeps_near_best: usize) -> f64 {
+    if task_records < 10 {
+        0.5
+    } else if task_records < 50 {
+        0.6
+    } else if recent_keeps_near_best >= 2 {
+        0.7
+    } else {
+        0.3
+    }
+}
+
+/// One frontier candidate for the parent choice.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub id: String,
+    pub metric: f64,
+    pub children: usize,
+}
+
+/// Pick a parent from `frontier` (best first).
+pub fn choose_parent<'a>(
+    frontier: &'a [Candidate],
+    exploit: f64,
+    rng: &mut SplitMix64,
+) -> Option<&'a Candidate> {
+    let first = frontier.first()?;
+    if rng.next_f64() < exploit {
+        return Some(first);
+    }
+    let weights: Vec<f64> = frontier
+        .iter()
+        .map(|c| 1.0 / (1.0 + c.children as f64))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut x = rng.next_f64() * total;
+    for (c, w) in frontier.iter().zip(&weights) {
+        if x < *w {
+            return Some(c);
+        }
+        x -= w;
+    }
+    frontier.last()
+}
+
+/// What the loop needs from a running node.
+#[derive(Clone)]
+pub struct ResearchLoop {
+    registry: Registry,
+    runner: Addr<ExperimentRunner>,
+    options: ResearchOptions,
+}
+
+impl ResearchLoop {
+    pub fn new(
+        registry: Registry,
+        runner: Addr<ExperimentRunner>,
+        options: ResearchOptions,
+    ) -> ResearchLoop {
+        ResearchLoop {
+            registry,
+            runner,
+            options,
+        }
+    }
+
+    fn store(&self) -> &Arc<Store> {
+        &self.registry.store
+    }
+
+    /// Runs until stopped (or `max_experiments`). Errors in one iteration are logged and the
+    /// loop goes on after a pause.
+    pub async fn run(self) {
+        let identity = Identity::from_seed(self.options.seed);
+        let mut rng = SplitMix64::new(
+            u64::from_le_bytes(self.options.seed[..8].try_into().unwrap_or([0; 8])) ^ now() as u64,
+        );
+        if !self.options.initial_sync_wait.is_zero() {
+            info!(
+                "research: waiting {:?} for peers to sync first",
+                self.options.initial_sync_wait
+            );
+            actix_rt::time::sleep(self.options.initial_sync_wait).await;
+        }
+        let mut done = 0u64;
+        let mut discard_streak = 0usize;
+        loop {
+            if self.options.max_experiments.is_some_and(|m| done >= m) {
+                info!("research: {done} experiments done (max reached); still serving the mesh");
+                return;
+            }
+            match self.iteration(&identity, &mut rng, discard_streak).await {
+                Ok(Some(status)) => {
+                    done += 1;
+                    discard_streak = if status == Status::Keep {
+                        0
+                    } else {
+                        discard_streak + 1
+                    };
+                }
+                Ok(None) => actix_rt::time::sleep(Duration::from_secs(5)).await,
+                Err(e) => {
+                    warn!("research: {e}; retrying in 10 s");
+                    actix_rt::time::sleep(Duration::from_secs(10)).await;
+                }
+            }
+        }
+    }
+
+    /// The task to research: the pinned one, else the most active one this node can run, else
+    /// the built-in default task (stored and announced on first use).
+    async fn task(&self) -> Result<TaskManifest, String> {
+        let read = self.store().read().map_err(|e| e.to_string())?;
+        if let Some(pinned) = &self.options.pinned_task {
+            let id = read
+                .resolve_task(pinned)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("the pinned task {pinned} is not known yet"))?;
+            let row = read.task(&id).map_err(|e| e.to_string())?;
+            let row = row.ok_or_else(|| format!("task {id} has no manifest yet"))?;
+            if row.manifest.artifact_type != ARTIFACT_TYPE {
+                return Err(format!(
+                    "the pinned task {id} uses artifact type {:?}; this node runs {ARTIFACT_TYPE} only",
+                    row.manifest.artifact_type
+                ));
+            }
+            return Ok(row.manifest);
+        }
+        if let Some(id) = read.active_task(None).map_err(|e| e.to_string())? {
+            if let Some(row) = read.task(&id).map_err(|e| e.to_string())? {
+                if row.manifest.artifact_type == ARTIFACT_TYPE {
+                    return Ok(row.manifest);
+                }
+            }
+        }
+        let manifest = default_task::manifest();
+        if read
+            .task(&manifest.task_id)
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            drop(read);
+            let body = Message::Task(manifest.clone()).encode_body();
+            let summary = self
+                .registry
+                .publish_local(vec![body])
+                .await
+                .map_err(|e| e.to_string())?;
+            if summary.rejected > 0 {
+                return Err(format!(
+                    "the default task was refused: {:?}",
+                    summary.problems
+                ));
+            }
+            info!(task_id = %manifest.task_id, "research: using the built-in default task");
+        }
+        Ok(manifest)
+    }
+
+    /// One experiment. `Ok(None)`: nothing to do yet (e.g. waiting for an artifact).
+    async fn iteration(
+        &self,
+        identity: &Identity,
+        rng: &mut SplitMix64,
+        discard_streak: usize,
+    ) -> Result<Option<Status>, String> {
+        let task = self.task().await?;
+        let goal = task.goal();
+        let budget = self
+            .options
+            .time_budget
+            .unwrap_or(Duration::from_secs(task.time_budget.max(1) as u64));
+        let read = self.store().read().map_err(|e| e.to_string())?;
+        let frontier_ids = read
+            .frontier_ids(&task.task_id, goal)
+            .map_err(|e| e.to_string())?;
+        let stats = read
+            .task_stats(&task.task_id)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+
+        if frontier_ids.is_empty() {
+            // A root exists but nothing is on the frontier (the root crashed): run the baseline
+            // again only if the task has no root at all.
+            if stats.root.is_some() {
+                return Err("the task's root is not on the frontier (it crashed?)".into());
+            }
+            drop(read);
+            return self.run_baseline(identity, &task, budget).await.map(Some);
+        }
+
+        let mut candidates = Vec::new();
+        for id in &frontier_ids {
+            let Some(entry) = read.index_entry(id).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let children = read.children(id).map_err(|e| e.to_string())?.len();
+            candidates.push(Candidate {
+                id: id.clone(),
+                metric: entry.metric,
+                children,
+            });
+        }
+        let best = candidates.first().map_or(f64::NAN, |c| c.metric);
+        let recent = read
+            .recent_ids(&task.task_id, 20)
+            .map_err(|e| e.to_string())?;
+        let near_best = recent
+            .iter()
+            .filter_map(|id| read.index_entry(id).ok().flatten())
+            .filter(|e| e.status == Status::Keep && (e.metric - best).abs() <= 0.01 * best.abs())
+            .count();
+        let exploit = exploit_share(stats.count, near_best);
+        let parent = choose_parent(&candidates, exploit, rng)
+            .ok_or("empty frontier")?
+            .clone();
+        let parent_record = read
+            .experiment(&parent.id)
+            .map_err(|e| e.to_string())?
+            .ok_or("frontier record missing from the store")?;
+        let Some(parent_bytes) = read
+            .artifact(&parent_record.code_cid)
+            .map_err(|e| e.to_string())?
+        else {
+            info!(cid = %parent_record.code_cid, "research: fetching the parent's config first");
+            self.registry.peers.do_send(FetchArtifact {
+                cid: parent_record.code_cid.clone(),
+                prefer: None,
+            });
+            return Ok(None);
+        };
+        let parent_config = match RunConfig::from_bytes(&parent_bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(format!(
+                    "the parent {}'s config cannot be used: {e}",
+                    &parent.id[..8]
+                ))
+            }
+        };
+        let tried: HashSet<String> = read
+            .task_record_ids(&task.task_id)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter_map(|id| read.experiment(id).ok().flatten())
+            .map(|r| r.code_cid)
+            .collect();
+        drop(read);
+        let Some(proposal) = proposer::propose(
+            &parent_config,
+            rng,
+            discard_streak,
+            self.options.memory_limit,
+            &|cid| tried.contains(cid),
+        ) else {
+            return Err("the search found no untried config near this parent".into());
+        };
+        let result = self
+            .run_experiment(&proposal, budget, &format!("{}", proposal.config))
+            .await;
+        let status = decide(&result, Some(parent.metric), goal);
+        let diff = spore_train::diff::unified(
+            &String::from_utf8_lossy(&parent_bytes),
+            &String::from_utf8_lossy(&proposal.bytes),
+            "config.toml",
+        );
+        let record = self.record(
+            identity,
+            &task,
+            Some(&parent_record),
+            &proposal,
+            diff,
+            &result,
+            status,
+            budget,
+            AGENT_BUILTIN,
+        );
+        self.publish(record, &proposal, &result, Some(parent.metric))
+            .await
+            .map(Some)
+    }
+
+    async fn run_baseline(
+        &self,
+        identity: &Identity,
+        task: &TaskManifest,
+        budget: Duration,
+    ) -> Result<Status, String> {
+        let read = self.store().read().map_err(|e| e.to_string())?;
+        let bytes = match read
+            .artifact(&task.base_code_cid)
+            .map_err(|e| e.to_string())?
+        {
+            Some(bytes) => bytes,
+            None => {
+                let builtin = default_task::baseline().to_bytes();
+                if spore_spec::crypto::sha256_hex(&builtin) != task.base_code_cid {
+                    self.registry.peers.do_send(FetchArtifact {
+                        cid: task.base_code_cid.clone(),
+                        prefer: None,
+                    });
+                    return Err("fetching the task's base config from peers".into());
+                }
+                builtin
+            }
+        };
+        drop(read);
+        let config = RunConfig::from_bytes(&bytes)
+            .map_err(|e| format!("the task's base config cannot be used: {e}"))?;
+        let proposal = Proposal::of(
+            config,
+            "baseline: the task's base config".into(),
+            String::new(),
+        );
+        if proposal.bytes != bytes {
+            return Err("the task's base config is not in canonical form".into());
+        }
+        info!(task_id = %task.task_id, "research: running the baseline (task root)");
+        let result = self.run_experiment(&proposal, budget, "baseline").await;
+        let status = decide(&result, None, task.goal());
+        let record = self.record(
+            identity,
+            task,
+            None,
+            &proposal,
+            String::new(),
+            &result,
+            status,
+            budget,
+            "baseline",
+        );
+        self.publish(record, &proposal, &result, None).await
+    }
+
+    async fn run_experiment(
+        &self,
+        proposal: &Proposal,
+        budget: Duration,
+        label: &str,
+    ) -> RunResult {
+        info!(config = %proposal.config, "research: {}", proposal.description);
+        let request = RunRequest {
+            config_bytes: proposal.bytes.clone(),
+            budget,
+            steps: None,
+            label: label.to_string(),
+        };
+        match self.runner.send(RunExperiment(request)).await {
+            Ok(result) => result,
+            Err(e) => RunResult {
+                error: format!("the experiment runner is gone: {e}"),
+                ..RunResult::default()
+            },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        identity: &Identity,
+        task: &TaskManifest,
+        parent: Option<&ExperimentRecord>,
+        proposal: &Proposal,
+        diff: String,
+        result: &RunResult,
+        status: Status,
+        budget: Duration,
+        agent_model: &str,
+    ) -> ExperimentRecord {
+        let p = &result.parsed;
+        let (val_bpb, steps, params) = if result.success {
+            (p.val_bpb, p.num_steps as i64, p.num_params as i64)
+        } else {
+            (0.0, p.num_steps as i64, p.num_params as i64)
+        };
+        let mut description = proposal.description.clone();
+        if !result.error.is_empty() {
+            description = format!("{description} [failed: {}]", result.error);
+        }
+        let mut record = ExperimentRecord {
+            parent: parent.map(|p| p.id.clone()),
+            depth: parent.map_or(0, |p| p.depth + 1),
+            code_cid: proposal.cid.clone(),
+            diff,
+            dataset_cid: task.dataset_cid.clone(),
+            prepare_cid: task.prepare_cid.clone(),
+            time_budget: budget.as_secs().max(1) as i64,
+            val_bpb: Number::Float(round6(val_bpb)),
+            peak_vram_mb: Number::Float(round1(result.peak_rss_mb)),
+            num_steps: steps,
+            num_params: params,
+            status,
+            description: truncate(&description, 500),
+            hypothesis: truncate(&proposal.hypothesis, 500),
+            agent_model: agent_model.into(),
+            gpu_model: self.options.gpu_model.clone(),
+            cuda_version: self.options.cuda_version.clone(),
+            torch_version: FRAMEWORK.into(),
+            node_id: identity.node_id(),
+            task_id: task.task_id.clone(),
+            timestamp: now(),
+            version: 2,
+            ..ExperimentRecord::default()
+        };
+        record.sign_with(identity);
+        record
+    }
+
+    /// Store the artifact, then publish the record (peers that see it can fetch the config).
+    async fn publish(
+        &self,
+        record: ExperimentRecord,
+        proposal: &Proposal,
+        result: &RunResult,
+        parent_metric: Option<f64>,
+    ) -> Result<Status, String> {
+        self.store()
+            .write(|w| w.put_artifact(&proposal.cid, &proposal.bytes))
+            .map_err(|e| e.to_string())?;
+        let summary = self
+            .registry
+            .publish_local(vec![Message::Experiment(record.clone()).encode_body()])
+            .await
+            .map_err(|e| e.to_string())?;
+        if summary.rejected > 0 {
+            return Err(format!(
+                "our own record was refused: {:?}",
+                summary.problems
+            ));
+        }
+        let versus = parent_metric.map_or(String::new(), |m| format!(" (parent {m:.6})"));
+        let outcome = if result.success {
+            format!("val_bpb={:.6}{versus}", result.parsed.val_bpb)
+        } else {
+            format!("failed: {}", result.error)
+        };
+        println!(
+            "experiment {} {} {outcome} steps={} {:.0}s \"{}\"",
+            &record.id[..12],
+            record.status.as_str(),
+            result.parsed.num_steps,
+            result.wall.as_secs_f64(),
+            record.description
+        );
+        Ok(record.status)
+    }
+}
+
+/// keep / discard / crash, as the reference decides (strictly better than the parent keeps).
+pub fn decide(result: &RunResult, parent_metric: Option<f64>, goal: Goal) -> Status {
+    let text = match goal {
+        Goal::Minimize => report::decide(
+            result.success,
+            &result.error,
+            result.parsed.val_bpb,
+            parent_metric,
+        ),
+        Goal::Maximize => report::decide(
+            result.success,
+            &result.error,
+            -result.parsed.val_bpb,
+            parent_metric.map(|m| -m),
+        ),
+    };
+    Status::parse(text).unwrap_or(Status::Discard)
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exploit_share_follows_the_reference() {
+        assert_eq!(exploit_share(3, 0), 0.5);
+        assert_eq!(exploit_share(20, 0), 0.6);
+        assert_eq!(exploit_share(80, 2), 0.7);
+        assert_eq!(exploit_share(80, 1), 0.3);
+    }
+
+    #[test]
+    fn explore_prefers_records_with_few_children() {
+        let frontier = vec![
+            Candidate {
+                id: "best".into(),
+                metric: 1.0,
+                children: 50,
+            },
+            Candidate {
+                id: "fresh".into(),
+                metric: 1.1,
+                children: 0,
+            },
+        ];
+        let mut rng = SplitMix64::new(9);
+        let mut fresh = 0;
+        for _ in 0..1000 {
+            if choose_parent(&frontier, 0.0, &mut rng).unwrap().id == "fresh" {
+                fresh += 1;
+            }
+        }
+        assert!(fresh > 900, "{fresh}");
+        assert_eq!(choose_parent(&frontier, 1.0, &mut rng).unwrap().id, "best");
+        assert!(choose_parent(&[], 0.5, &mut rng).is_none());
+    }
+
+    #[test]
+    fn decisions_match_the_reference_vectors() {
+        let ok = |v: f64| RunResult {
+            parsed: report::Parsed {
+                val_bpb: v,
+                ..Default::default()
+            },
+            success: true,
+            ..RunResult::default()
+        };
+        assert_eq!(decide(&ok(0.99), Some(1.0), Goal::Minimize), Status::Keep);
+        assert_eq!(decide(&ok(1.0), Some(1.0), Goal::Minimize), Status::Discard);
+        assert_eq!(
+            decide(&ok(1.01), Some(1.0), Goal::Minimize),
+            Status::Discard
+        );
+        assert_eq!(decide(&ok(1.5), None, Goal::Minimize), Status::Keep);
+        let crash = RunResult {
+            error: "boom".into(),
+            ..RunResult::default()
+        };
+        assert_eq!(decide(&crash, Some(1.0), Goal::Minimize), Status::Crash);
+        assert_eq!(
+            decide(&RunResult::default(), Some(1.0), Goal::Minimize),
+            Status::Discard
+        );
+    }
+}

@@ -1,0 +1,69 @@
+//! Starting the research side of `spored run`: the ExperimentRunner and the research loop.
+
+use std::time::Duration;
+
+use actix::Actor as _;
+use anyhow::{Context as _, Result};
+use spore_actors::experiment_runner::{ExperimentRunner, RunnerConfig};
+use spore_actors::node::Registry;
+use spore_actors::research::{ResearchLoop, ResearchOptions};
+use tracing::info;
+
+use crate::config::NodeConfig;
+use crate::data_dir::DataDir;
+
+/// Total memory in bytes (Linux `/proc/meminfo`), or 8 GiB when unknown.
+fn total_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(8 << 30, |kb| kb * 1024)
+}
+
+pub fn start(
+    registry: &Registry,
+    config: &NodeConfig,
+    data_dir: &DataDir,
+    seed: [u8; 32],
+) -> Result<()> {
+    let program = std::env::current_exe().context("cannot find the spored executable")?;
+    // Half of this node's share of memory: the estimate is rough and the node needs room too.
+    let memory_limit = total_memory() / 100 * config.resource as u64 / 2;
+    let runner_config = RunnerConfig {
+        program,
+        work_dir: data_dir.root.join("runs"),
+        resource: config.resource,
+        memory_limit_mb: memory_limit >> 20,
+        device: "auto".into(),
+        eval_tokens: None,
+        show_progress: true,
+    };
+    let hardware = spore_train::child::detect(&runner_config.device);
+    info!(
+        hardware = %hardware.class,
+        backend = hardware.backend,
+        threads = runner_config.threads(),
+        "research mode: built-in config search (no LLM needed)"
+    );
+    let runner = ExperimentRunner::new(runner_config).start();
+    let options = ResearchOptions {
+        seed,
+        pinned_task: (!config.task_id.is_empty()).then(|| config.task_id.clone()),
+        time_budget: (config.time_budget > 0).then(|| Duration::from_secs(config.time_budget)),
+        max_experiments: (config.max_experiments > 0).then_some(config.max_experiments),
+        gpu_model: hardware.class,
+        cuda_version: hardware.cuda_version,
+        memory_limit,
+        initial_sync_wait: if config.peer.is_empty() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(15)
+        },
+    };
+    actix_rt::spawn(ResearchLoop::new(registry.clone(), runner, options).run());
+    Ok(())
+}

@@ -172,6 +172,10 @@ fn every_run_flag_lands_in_the_dumped_config() {
         "--mdns",
         "--auto-update",
         "--verify-only",
+        "--time-budget",
+        "7",
+        "--max-experiments",
+        "3",
     ]);
     let c: toml::Table = toml::from_str(&dump).unwrap();
     assert_eq!(c["host"].as_str(), Some("127.0.0.1"));
@@ -192,6 +196,8 @@ fn every_run_flag_lands_in_the_dumped_config() {
     assert_eq!(c["mdns"].as_bool(), Some(true));
     assert_eq!(c["auto_update"].as_bool(), Some(true));
     assert_eq!(c["mode"].as_str(), Some("verify-only"));
+    assert_eq!(c["time_budget"].as_integer(), Some(7));
+    assert_eq!(c["max_experiments"].as_integer(), Some(3));
 
     let relay: toml::Table =
         toml::from_str(&node.ok(&["run", "--dump-config", "--no-train"])).unwrap();
@@ -503,7 +509,7 @@ fn version_and_run_say_plainly_what_they_are() {
     use std::io::{BufRead as _, BufReader};
     let node = Node::new();
     assert!(node.ok(&["version"]).starts_with("spored "));
-    // research mode without an experiment runner says so instead of pretending
+    // verify-only mode without a verifier yet says so instead of pretending
     struct KillOnDrop(std::process::Child);
     impl Drop for KillOnDrop {
         fn drop(&mut self) {
@@ -512,7 +518,7 @@ fn version_and_run_say_plainly_what_they_are() {
         }
     }
     let mut child = KillOnDrop(
-        node.cmd(&["run", "--host", "127.0.0.1", "--port", "0"])
+        node.cmd(&["run", "--host", "127.0.0.1", "--port", "0", "--verify-only"])
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -527,7 +533,10 @@ fn version_and_run_say_plainly_what_they_are() {
         }
     });
     let warning = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
-    assert!(warning.contains("no experiment runner yet"), "{warning}");
+    assert!(
+        warning.contains("does not re-run others' claims yet"),
+        "{warning}"
+    );
     // a second node on the same data dir is refused
     while !node.path().join("spored.sock").exists() {
         std::thread::sleep(std::time::Duration::from_millis(50));

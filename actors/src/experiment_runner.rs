@@ -32,6 +32,8 @@ pub struct RunnerConfig {
     pub eval_tokens: Option<usize>,
     /// Show progress on the terminal.
     pub show_progress: bool,
+    /// Time after the budget before the child is killed (None: [`grace`]'s rule).
+    pub grace: Option<Duration>,
 }
 
 impl RunnerConfig {
@@ -168,7 +170,7 @@ impl Runner {
             })
         });
 
-        let deadline = req.budget + grace(req.budget);
+        let deadline = req.budget + c.grace.unwrap_or_else(|| grace(req.budget));
         let mut output = String::new();
         let mut lines = BufReader::new(stdout).lines();
         let read_all = async {

@@ -41,6 +41,7 @@ pub fn start(
         device: "auto".into(),
         eval_tokens: None,
         show_progress: true,
+        grace: None,
     };
     let hardware = spore_train::child::detect(&runner_config.device);
     info!(

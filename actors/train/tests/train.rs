@@ -1,0 +1,106 @@
+//! Training behaviour: a tiny config learns, reruns reproduce, the reference's parse rules hold.
+
+use spore_train::report::parse_output;
+use spore_train::train::{train, TrainOptions};
+use spore_train::{Dataset, RunConfig};
+use std::time::Duration;
+
+type B = burn::backend::Autodiff<burn::backend::Flex>;
+
+fn tiny() -> RunConfig {
+    let mut c = RunConfig::baseline();
+    c.model.n_layer = 1;
+    c.model.d_model = 32;
+    c.model.n_head = 2;
+    c.model.context = 32;
+    c.train.batch_size = 8;
+    c.train.warmup_steps = 5;
+    c
+}
+
+fn run(config: &RunConfig, data: &Dataset, steps: usize) -> f64 {
+    let options = TrainOptions {
+        budget: Duration::from_secs(600),
+        steps: Some(steps),
+        eval_tokens: 4096,
+    };
+    train::<B>(config, data, &options, &Default::default(), |_| {})
+        .expect("training runs")
+        .val_bpb
+}
+
+#[test]
+fn a_tiny_config_learns_and_a_rerun_reproduces_it() {
+    let data = Dataset::builtin();
+    let config = tiny();
+    let untrained = run(&config, &data, 0);
+    // Uniform over 256 byte values is 8 bits per byte; an untrained model is close to that.
+    assert!(
+        (untrained - 8.0).abs() < 0.5,
+        "untrained val_bpb {untrained}"
+    );
+    let trained = run(&config, &data, 60);
+    assert!(
+        trained < untrained - 2.0,
+        "60 steps should lower val_bpb well below {untrained}, got {trained}"
+    );
+    let again = run(&config, &data, 60);
+    assert!(
+        (trained - again).abs() < 1e-4,
+        "same config, seed, steps and backend: {trained} vs {again}"
+    );
+    let mut other_seed = config.clone();
+    other_seed.train.seed += 1;
+    assert_ne!(run(&other_seed, &data, 60), trained);
+}
+
+#[test]
+fn a_budgeted_run_plans_its_steps_and_reports_them() {
+    let data = Dataset::builtin();
+    let options = TrainOptions {
+        budget: Duration::from_secs(2),
+        steps: None,
+        eval_tokens: 2048,
+    };
+    let outcome = train::<B>(&tiny(), &data, &options, &Default::default(), |_| {}).unwrap();
+    assert!(outcome.steps > 5, "{} steps in 2 s", outcome.steps);
+    assert!(outcome.train_seconds < 4.0, "{} s", outcome.train_seconds);
+    assert!(outcome.val_bpb > 0.0 && outcome.val_bpb < 8.5);
+}
+
+#[test]
+fn runner_output_parses_as_the_reference_vectors_say() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../spec/vectors/parsing.json"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = v["runner_parse_output"].as_object().unwrap();
+    assert!(cases.len() >= 4);
+    for (name, case) in cases {
+        let p = parse_output(case["output"].as_str().unwrap());
+        assert_eq!(p.val_bpb, case["val_bpb"].as_f64().unwrap(), "{name}");
+        assert_eq!(
+            p.peak_vram_mb,
+            case["peak_vram_mb"].as_f64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(p.num_steps, case["num_steps"].as_u64().unwrap(), "{name}");
+        assert_eq!(p.num_params, case["num_params"].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            p.success(true),
+            case["success_if_exit_0"].as_bool().unwrap(),
+            "{name}"
+        );
+    }
+    for case in v["runner_status_decision"].as_array().unwrap() {
+        let status = spore_train::report::decide(
+            case["success"].as_bool().unwrap(),
+            case["error"].as_str().unwrap(),
+            case["result_val_bpb"].as_f64().unwrap(),
+            case["parent_val_bpb"].as_f64(),
+        );
+        assert_eq!(status, case["status"].as_str().unwrap(), "{}", case["case"]);
+    }
+}

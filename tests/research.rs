@@ -1,0 +1,236 @@
+//! The research side, end to end: the ExperimentRunner with real `spored train` children, and a
+//! research-mode `spored run` that publishes a root and children in the built-in default task.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as J;
+use spore_actors::default_task;
+use spore_actors::experiment_runner::{RunRequest, RunResult, Runner, RunnerConfig};
+use spore_train::RunConfig;
+
+fn runner(dir: &Path, program: &Path, grace: Option<Duration>) -> Runner {
+    Runner::new(RunnerConfig {
+        program: program.to_path_buf(),
+        work_dir: dir.join("runs"),
+        resource: 100,
+        memory_limit_mb: 2048,
+        device: "cpu".into(),
+        eval_tokens: Some(2048),
+        show_progress: false,
+        grace,
+    })
+}
+
+fn run(runner: &Runner, config_bytes: Vec<u8>, budget: Duration) -> (RunResult, usize) {
+    actix_rt::System::new().block_on(async {
+        let mut progress = 0;
+        let req = RunRequest {
+            config_bytes,
+            budget,
+            steps: None,
+            label: "test".into(),
+        };
+        let result = runner.run(&req, |_| progress += 1).await;
+        (result, progress)
+    })
+}
+
+fn tiny() -> RunConfig {
+    let mut c = RunConfig::baseline();
+    c.model.n_layer = 1;
+    c.model.d_model = 32;
+    c.model.n_head = 2;
+    c.model.context = 32;
+    c
+}
+
+#[test]
+fn a_training_child_reports_metrics_and_progress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = runner(tmp.path(), Path::new(env!("CARGO_BIN_EXE_spored")), None);
+    let (result, progress) = run(&r, tiny().to_bytes(), Duration::from_secs(2));
+    assert!(result.success, "{}\n{}", result.error, result.output);
+    assert!(result.error.is_empty());
+    assert!(result.parsed.val_bpb > 0.5 && result.parsed.val_bpb < 8.5);
+    assert!(result.parsed.num_steps > 5);
+    assert_eq!(result.parsed.num_params, tiny().num_params());
+    assert!(result.peak_rss_mb > 1.0, "{}", result.peak_rss_mb);
+    assert!(progress >= 1, "no progress line was seen");
+    // the config file written for the child is cleaned up
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("runs")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn bad_configs_and_crashes_become_failures_with_a_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = runner(tmp.path(), Path::new(env!("CARGO_BIN_EXE_spored")), None);
+
+    let (garbage, _) = run(
+        &r,
+        b"import os\nos.system('rm -rf /')\n".to_vec(),
+        Duration::from_secs(2),
+    );
+    assert!(!garbage.success);
+    assert!(
+        garbage.error.contains("not valid TOML"),
+        "{}",
+        garbage.error
+    );
+
+    let mut negative = tiny();
+    negative.train.lr = -1.0;
+    let (neg, _) = run(&r, negative.to_bytes(), Duration::from_secs(2));
+    assert!(neg.error.contains("train.lr"), "{}", neg.error);
+
+    let mut huge = tiny();
+    huge.model.d_model = 4096;
+    huge.model.n_layer = 48;
+    huge.model.n_head = 32;
+    let (big, _) = run(&r, huge.to_bytes(), Duration::from_secs(2));
+    assert!(big.error.starts_with("model cannot fit"), "{}", big.error);
+
+    let decided = spore_actors::research::decide(&big, Some(3.0), spore_spec::Goal::Minimize);
+    assert_eq!(decided, spore_spec::Status::Crash);
+}
+
+#[test]
+fn a_hung_child_is_killed_after_budget_and_grace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("hang.sh");
+    std::fs::write(&script, "#!/bin/sh\necho 'progress step=1 planned=9 loss=5.0 tok_s=1 elapsed=0.1 budget=1'\nexec sleep 60\n").unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let r = runner(tmp.path(), &script, Some(Duration::from_secs(1)));
+    let started = Instant::now();
+    let (result, progress) = run(&r, tiny().to_bytes(), Duration::from_secs(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!result.success);
+    assert!(
+        result.error.starts_with("killed: ran past"),
+        "{}",
+        result.error
+    );
+    assert_eq!(progress, 1);
+}
+
+/// Runs the node until it printed `n` experiment lines (bounded), then stops it.
+fn research(dir: &Path, n: usize) -> Vec<String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spored"))
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("SPORE_HOME")
+        .env("HOME", dir)
+        .args([
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--time-budget",
+            "2",
+        ])
+        .args(["--max-experiments", &n.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("experiment ") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut lines = Vec::new();
+    while lines.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    assert_eq!(lines.len(), n, "experiments seen: {lines:?}");
+    lines
+}
+
+#[test]
+fn a_research_node_publishes_a_root_and_children_in_the_default_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = research(tmp.path(), 3);
+    assert!(lines[0].contains("baseline"), "{lines:?}");
+
+    let task_id = default_task::manifest().task_id;
+    let out = Command::new(env!("CARGO_BIN_EXE_spored"))
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .args(["export", "--task", &task_id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let objects: Vec<J> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let records: Vec<&J> = objects
+        .iter()
+        .filter(|o| o["type"] == "experiment")
+        .map(|o| &o["payload"])
+        .collect();
+    assert!(
+        objects.iter().any(|o| o["type"] == "task"),
+        "the default task is exported"
+    );
+    assert_eq!(records.len(), 3);
+    let roots: Vec<&&J> = records.iter().filter(|r| r["parent"].is_null()).collect();
+    assert_eq!(roots.len(), 1, "exactly one root");
+    assert_eq!(roots[0]["agent_model"], "baseline");
+    assert_eq!(roots[0]["status"], "keep");
+    let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    for r in &records {
+        assert_eq!(r["task_id"], task_id.as_str());
+        assert_eq!(r["version"], 2);
+        assert_eq!(r["torch_version"], "burn-0.21.0");
+        assert!(r["gpu_model"].as_str().unwrap().starts_with("CPU_"));
+        assert_eq!(r["dataset_cid"], spore_train::data::KJV_SHA256);
+        if r["status"] != "crash" {
+            assert!(r["val_bpb"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        if !r["parent"].is_null() {
+            assert!(ids.contains(&r["parent"].as_str().unwrap()));
+            assert!(r["diff"]
+                .as_str()
+                .unwrap()
+                .starts_with("--- config.toml\n+++ config.toml\n@@"));
+            assert!(!r["hypothesis"].as_str().unwrap().is_empty());
+            assert_eq!(r["agent_model"], "spored-search/1");
+        }
+    }
+    let codes: std::collections::HashSet<&str> = records
+        .iter()
+        .map(|r| r["code_cid"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes.len(), 3, "no config was run twice");
+}

@@ -2,6 +2,7 @@
 //! the experiment runner and the research loop.
 
 pub mod lineage;
+pub mod llm;
 pub mod store;
 
 pub use store::{Reader, Store, StoreError, Writer};

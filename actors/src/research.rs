@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::default_task;
 use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest, RunResult};
+use crate::llm::{self, LlmSettings, PromptContext};
 use crate::messages::FetchArtifact;
 use crate::node::Registry;
 use crate::Store;
@@ -48,6 +49,8 @@ pub struct ResearchOptions {
     pub memory_limit: u64,
     /// Wait this long for peers to sync before the first experiment.
     pub initial_sync_wait: Duration,
+    /// Ask this LLM for proposals (the built-in search stands in when it fails).
+    pub llm: Option<LlmSettings>,
 }
 
 /// Exploit share for the parent choice (see the module docs).
@@ -298,15 +301,60 @@ impl ResearchLoop {
             .filter_map(|id| read.experiment(id).ok().flatten())
             .map(|r| r.code_cid)
             .collect();
+        let tried_from_parent: Vec<(String, f64, String)> = read
+            .children(&parent.id)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter_map(|id| read.experiment(id).ok().flatten())
+            .map(|r| {
+                (
+                    r.status.as_str().to_string(),
+                    r.val_bpb.value(),
+                    r.description,
+                )
+            })
+            .collect();
         drop(read);
-        let Some(proposal) = proposer::propose(
-            &parent_config,
-            rng,
-            discard_streak,
-            self.options.memory_limit,
-            &|cid| tried.contains(cid),
-        ) else {
-            return Err("the search found no untried config near this parent".into());
+        let mut agent = AGENT_BUILTIN.to_string();
+        let mut proposal = None;
+        if let Some(settings) = self.options.llm.clone() {
+            let ctx = PromptContext {
+                parent_val_bpb: parent.metric,
+                best_val_bpb: best,
+                task_records: stats.count,
+                tried_from_parent,
+            };
+            let parent_text = String::from_utf8_lossy(&parent_bytes).into_owned();
+            let limit = self.options.memory_limit;
+            let tried = tried.clone();
+            let model = settings.model.clone();
+            let asked = actix_rt::task::spawn_blocking(move || {
+                llm::propose(&settings, &parent_text, &ctx, limit, &|cid| {
+                    tried.contains(cid)
+                })
+            })
+            .await;
+            match asked {
+                Ok(Ok(p)) => {
+                    agent = model;
+                    proposal = Some(p);
+                }
+                Ok(Err(why)) => {
+                    warn!("research: LLM proposal skipped ({why}); using the built-in search")
+                }
+                Err(e) => warn!("research: LLM call failed ({e}); using the built-in search"),
+            }
+        }
+        let proposal = match proposal {
+            Some(p) => p,
+            None => proposer::propose(
+                &parent_config,
+                rng,
+                discard_streak,
+                self.options.memory_limit,
+                &|cid| tried.contains(cid),
+            )
+            .ok_or("the search found no untried config near this parent")?,
         };
         let result = self
             .run_experiment(&proposal, budget, &format!("{}", proposal.config))
@@ -326,7 +374,7 @@ impl ResearchLoop {
             &result,
             status,
             budget,
-            AGENT_BUILTIN,
+            &agent,
         );
         self.publish(record, &proposal, &result, Some(parent.metric))
             .await

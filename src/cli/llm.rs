@@ -105,6 +105,22 @@ pub fn set(ctx: &Context, args: SetArgs) -> Result<()> {
     Ok(())
 }
 
+/// The configured LLM, if `llm.toml` exists; a broken file is an error naming it.
+pub fn load(path: &std::path::Path) -> Result<Option<LlmConfig>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let c: LlmConfig =
+                toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+            if c.base_url.is_empty() || c.model.is_empty() {
+                bail!("{}: base_url and model must be set", path.display());
+            }
+            Ok(Some(c))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 fn show(path: &std::path::Path) -> Result<()> {
     let mut table = Table::new(&[("Provider", 10), ("Base URL", 40), ("Default model", 36)]);
     for (name, base, model) in PROVIDERS {

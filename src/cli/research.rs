@@ -5,6 +5,7 @@ use std::time::Duration;
 use actix::Actor as _;
 use anyhow::{Context as _, Result};
 use spore_actors::experiment_runner::{ExperimentRunner, RunnerConfig};
+use spore_actors::llm::LlmSettings;
 use spore_actors::node::Registry;
 use spore_actors::research::{ResearchLoop, ResearchOptions};
 use tracing::info;
@@ -48,8 +49,25 @@ pub fn start(
         hardware = %hardware.class,
         backend = hardware.backend,
         threads = runner_config.threads(),
-        "research mode: built-in config search (no LLM needed)"
+        "research mode"
     );
+    let llm = super::llm::load(&data_dir.llm())?.map(|c| LlmSettings {
+        provider: c.provider,
+        api_key: c.api_key,
+        model: c.model,
+        base_url: c.base_url,
+        max_tokens: c.max_token,
+        temperature: c.temperature,
+        timeout: Duration::from_secs(180),
+    });
+    match &llm {
+        Some(l) => {
+            info!(provider = %l.provider, model = %l.model, "research: proposals from the LLM, the built-in search when it fails")
+        }
+        None => {
+            info!("research: no LLM configured (`spored set`); proposals from the built-in search")
+        }
+    }
     let runner = ExperimentRunner::new(runner_config).start();
     let options = ResearchOptions {
         seed,
@@ -64,6 +82,7 @@ pub fn start(
         } else {
             Duration::from_secs(15)
         },
+        llm,
     };
     actix_rt::spawn(ResearchLoop::new(registry.clone(), runner, options).run());
     Ok(())

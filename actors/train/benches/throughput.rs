@@ -37,6 +37,7 @@ fn main() {
         budget: Duration::from_secs(3600),
         steps: Some(steps),
         eval_tokens: 4096,
+        shards: spore_train::child::CPU_SHARDS,
     };
     type B = burn::backend::Autodiff<burn::backend::Flex>;
     let device = Default::default();

@@ -8,6 +8,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Parallel shards per micro-batch on CPU backends: fixed, so results do not depend on the
+/// machine's core count (a one-core machine runs the two shards one after the other).
+pub const CPU_SHARDS: usize = 2;
+
 #[derive(Clone, Debug)]
 pub struct ChildArgs {
     /// The config artifact to run.
@@ -128,8 +132,17 @@ pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
         budget: Duration::from_secs_f64(args.budget_s.max(0.0)),
         steps: args.steps,
         eval_tokens: args.eval_tokens.unwrap_or(EVAL_TOKENS),
+        shards: 1,
     };
     let hardware = detect(&args.device);
+    let options = TrainOptions {
+        shards: if hardware.backend == "cuda" {
+            1
+        } else {
+            CPU_SHARDS
+        },
+        ..options
+    };
     let _ = writeln!(
         out,
         "run config={config} params={} backend={} hardware={}",

@@ -291,6 +291,12 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_baseline_file_is_the_baseline() {
+        let file = include_bytes!("../configs/baseline.toml");
+        assert_eq!(RunConfig::baseline().to_bytes(), file.to_vec());
+    }
+
+    #[test]
     fn out_of_range_values_are_refused_with_the_field_named() {
         let mut c = RunConfig::baseline();
         c.train.lr = -0.1;

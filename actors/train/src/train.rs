@@ -1,7 +1,11 @@
 //! The training loop and the val_bpb evaluation, generic over the autodiff backend.
 //!
-//! Reproducibility: the run first times a few steps, then fixes the number of optimiser steps
-//! that fit the budget; the learning-rate schedule depends on `step / planned_steps` only. A rerun
+//! Budget: the clock starts after the first optimiser step (warm-up: allocation, and on GPUs
+//! kernel compilation and autotuning); `training_seconds` and tokens/s cover the steps after it.
+//!
+//! Reproducibility: the run times steps 6 to 10, then fixes the number of optimiser steps that
+//! fit the budget; the learning-rate schedule depends on the step alone before step 10 and on
+//! `step / planned_steps` after it. A rerun
 //! given that step count (`--steps N`, what the record's `num_steps` holds) replays the same
 //! batches, the same schedule and, on the same backend, the same val_bpb.
 
@@ -9,14 +13,16 @@ use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::model::Gpt;
 use crate::rng::SplitMix64;
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use std::time::{Duration, Instant};
 
-/// Steps timed before the run plans how many fit in the budget.
-const CALIBRATION_STEPS: usize = 4;
+/// The run plans its step count after this many steps...
+const PLAN_AT: usize = 10;
+/// ...from the time of the last few of them (the first ones compile kernels on GPUs).
+const CALIBRATION_STEPS: usize = 5;
 /// A loss above this (or not finite) stops the run as diverged.
 const DIVERGED_LOSS: f64 = 100.0;
 
@@ -28,6 +34,9 @@ pub struct TrainOptions {
     pub steps: Option<usize>,
     /// Validation tokens to score.
     pub eval_tokens: usize,
+    /// Parallel shards per micro-batch (CPU: one per core you want busy; GPU: 1). Part of the
+    /// numerics: a rerun must use the same value.
+    pub shards: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -85,9 +94,12 @@ pub fn train<B: AutodiffBackend>(
     let context = config.model.context;
     let tokens_per_step = config.tokens_per_step() as u64;
 
-    let start = Instant::now();
+    // The budget clock starts after the first step: that one includes allocation, kernel
+    // compilation and autotuning on GPUs (minutes for a cold cache), none of which is training.
+    let mut clock: Option<Instant> = None;
+    let elapsed = |clock: &Option<Instant>| clock.map_or(Duration::ZERO, |c| c.elapsed());
     let mut planned = options.steps;
-    let mut calibration_start = None;
+    let mut window: Option<Instant> = None;
     let mut step = 0usize;
     let mut loss_value = f64::NAN;
     loop {
@@ -95,21 +107,25 @@ pub fn train<B: AutodiffBackend>(
             if step >= n {
                 break;
             }
-        } else if start.elapsed() >= options.budget {
+        } else if elapsed(&clock) >= options.budget {
             // The budget ran out while calibrating: the steps taken are the step count.
             break;
         }
-        let progress = planned.map_or(0.0, |n| step as f64 / n as f64);
+        // Until the plan exists the schedule sees progress 0 (warmup depends on the step alone);
+        // a rerun with a given step count does the same, so both follow one schedule.
+        let progress = match planned {
+            Some(n) if step >= PLAN_AT => step as f64 / n as f64,
+            _ => 0.0,
+        };
         let lr = config.lr_at(step, progress);
         let mut accumulator = GradientsAccumulator::<Gpt<B>>::new();
         let mut loss_sum = 0.0;
         for _ in 0..t.grad_accum {
             let batch = data.train_batch(&mut rng, t.batch_size, context);
-            let (inputs, targets) = split_batch::<B>(&batch, t.batch_size, context, device);
-            let loss = model.token_nll(inputs, targets).mean() / t.grad_accum as f64;
-            loss_sum += loss.clone().into_scalar().elem::<f64>();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            accumulator.accumulate(&model, grads);
+            for (loss, grads) in shard_grads(&model, &batch, t, context, options.shards, device) {
+                loss_sum += loss;
+                accumulator.accumulate(&model, grads);
+            }
         }
         loss_value = loss_sum;
         if !loss_value.is_finite() || loss_value > DIVERGED_LOSS {
@@ -121,29 +137,32 @@ pub fn train<B: AutodiffBackend>(
         model = optim.step(lr, model, accumulator.grads());
         step += 1;
 
-        if planned.is_none() {
-            if step == 1 {
-                calibration_start = Some(Instant::now());
-            } else if step == 1 + CALIBRATION_STEPS {
-                let per_step = calibration_start
-                    .map(|c| c.elapsed().as_secs_f64() / CALIBRATION_STEPS as f64)
-                    .unwrap_or(1.0);
-                let left = options.budget.as_secs_f64() - start.elapsed().as_secs_f64();
-                planned = Some(step + (left.max(0.0) / per_step).floor() as usize);
-            }
+        if step == 1 {
+            clock = Some(Instant::now());
         }
-        let elapsed = start.elapsed();
+        if step == PLAN_AT - CALIBRATION_STEPS {
+            window = Some(Instant::now());
+        } else if planned.is_none() && step == PLAN_AT {
+            let per_step =
+                window.map_or(1.0, |w| w.elapsed().as_secs_f64()) / CALIBRATION_STEPS as f64;
+            let left = options.budget.as_secs_f64() - elapsed(&clock).as_secs_f64();
+            planned = Some(step + (left.max(0.0) / per_step.max(1e-9)).floor() as usize);
+        }
+        let timed = elapsed(&clock);
         on_progress(&Progress {
             step,
             planned,
             loss: loss_value,
-            tokens_per_s: (step as u64 * tokens_per_step) as f64 / elapsed.as_secs_f64(),
-            elapsed,
+            tokens_per_s: (step.saturating_sub(1) as u64 * tokens_per_step) as f64
+                / timed.as_secs_f64().max(1e-9),
+            elapsed: timed,
             budget: options.budget,
         });
     }
-    let train_seconds = start.elapsed().as_secs_f64();
+    // Throughput over the timed steps (all but the first).
+    let train_seconds = elapsed(&clock).as_secs_f64();
     let tokens = step as u64 * tokens_per_step;
+    let timed_tokens = step.saturating_sub(1) as u64 * tokens_per_step;
     let val_bpb = evaluate(&model.valid(), data, context, options.eval_tokens, device)?;
     Ok(Outcome {
         val_bpb,
@@ -151,9 +170,69 @@ pub fn train<B: AutodiffBackend>(
         num_params: config.num_params(),
         tokens,
         train_seconds,
-        tokens_per_s: tokens as f64 / train_seconds.max(1e-9),
+        tokens_per_s: timed_tokens as f64 / train_seconds.max(1e-9),
         final_loss: loss_value,
     })
+}
+
+/// Loss and gradients of one micro-batch, split in `shards` fixed row ranges computed on parallel
+/// threads. The split depends only on the config and `shards`, never on the machine's cores, so
+/// results do not change with the thread count. Each shard's mean loss is weighted by its share
+/// of the batch, so the sum is the whole micro-batch's mean loss.
+fn shard_grads<B: AutodiffBackend>(
+    model: &Gpt<B>,
+    batch: &[u32],
+    t: &crate::config::TrainConfig,
+    context: usize,
+    shards: usize,
+    device: &B::Device,
+) -> Vec<(f64, GradientsParams)> {
+    let span = context + 1;
+    let shards = shards.clamp(1, t.batch_size);
+    let rows_per = t.batch_size.div_ceil(shards);
+    let one = |model: &Gpt<B>, rows: &[u32]| {
+        let n = rows.len() / span;
+        let (inputs, targets) = split_batch::<B>(rows, n, context, device);
+        let weight = n as f64 / (t.batch_size * t.grad_accum) as f64;
+        let loss = model.token_nll(inputs, targets).mean() * weight;
+        let value = loss.clone().into_scalar().elem::<f64>();
+        (value, GradientsParams::from_grads(loss.backward(), model))
+    };
+    let parts: Vec<&[u32]> = batch.chunks(rows_per * span).collect();
+    if parts.len() == 1 {
+        return vec![one(model, parts[0])];
+    }
+    // Each extra shard works on its own leaves (same ParamIds, fresh autodiff nodes), so the
+    // threads build disjoint graphs; their gradients still land on the same parameters.
+    let copies: Vec<Gpt<B>> = parts[1..]
+        .iter()
+        .map(|_| model.clone().map(&mut FreshLeaves))
+        .collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts[1..]
+            .iter()
+            .zip(&copies)
+            .map(|(rows, copy)| scope.spawn(move || one(copy, rows)))
+            .collect();
+        let mut out = vec![one(model, parts[0])];
+        for h in handles {
+            match h.join() {
+                Ok(r) => out.push(r),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
+/// Maps every parameter to a new autodiff leaf with the same id and value.
+struct FreshLeaves;
+
+impl<B: AutodiffBackend> ModuleMapper<B> for FreshLeaves {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        Param::from_mapped_value(id, tensor.detach().require_grad(), mapper)
+    }
 }
 
 /// val_bpb as the reference computes it: summed cross-entropy in nats over the target tokens,

@@ -23,6 +23,7 @@ fn run(config: &RunConfig, data: &Dataset, steps: usize) -> f64 {
         budget: Duration::from_secs(600),
         steps: Some(steps),
         eval_tokens: 4096,
+        shards: spore_train::child::CPU_SHARDS,
     };
     train::<B>(config, data, &options, &Default::default(), |_| {})
         .expect("training runs")
@@ -61,6 +62,7 @@ fn a_budgeted_run_plans_its_steps_and_reports_them() {
         budget: Duration::from_secs(2),
         steps: None,
         eval_tokens: 2048,
+        shards: spore_train::child::CPU_SHARDS,
     };
     let outcome = train::<B>(&tiny(), &data, &options, &Default::default(), |_| {}).unwrap();
     assert!(outcome.steps > 5, "{} steps in 2 s", outcome.steps);

@@ -59,6 +59,11 @@ impl DataDir {
         self.root.join("spored.sock")
     }
 
+    /// Corpora made by `spored prepare`, named by their SHA-256.
+    pub fn datasets(&self) -> PathBuf {
+        self.root.join("datasets")
+    }
+
     pub fn store(&self) -> PathBuf {
         self.root.join("db").join(STORE_FILE)
     }

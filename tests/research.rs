@@ -32,6 +32,7 @@ fn run(runner: &Runner, config_bytes: Vec<u8>, budget: Duration) -> (RunResult, 
             budget,
             steps: None,
             label: "test".into(),
+            corpus: None,
         };
         let result = runner.run(&req, |_| progress += 1).await;
         (result, progress)
@@ -128,6 +129,10 @@ fn a_hung_child_is_killed_after_budget_and_grace() {
 
 /// Runs the node until it printed `n` experiment lines (bounded), then stops it.
 fn research(dir: &Path, n: usize) -> Vec<String> {
+    research_with(dir, n, &[])
+}
+
+fn research_with(dir: &Path, n: usize, extra: &[&str]) -> Vec<String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_spored"))
         .arg("--data-dir")
         .arg(dir)
@@ -143,6 +148,7 @@ fn research(dir: &Path, n: usize) -> Vec<String> {
             "2",
         ])
         .args(["--max-experiments", &n.to_string()])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -233,4 +239,89 @@ fn a_research_node_publishes_a_root_and_children_in_the_default_task() {
         .map(|r| r["code_cid"].as_str().unwrap())
         .collect();
     assert_eq!(codes.len(), 3, "no config was run twice");
+}
+
+fn spored(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_spored"))
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("SPORE_HOME")
+        .env("HOME", dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_task_on_a_prepared_corpus_trains_on_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let small = dir.join("small.txt");
+    std::fs::write(&small, "too short").unwrap();
+    let out = spored(dir, &["prepare", "--text", small.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 10,000"));
+
+    let corpus = dir.join("corpus.txt");
+    let text: String = (0..3000)
+        .map(|i| format!("line {i}: the quick brown fox jumps over the lazy dog.\n"))
+        .collect();
+    std::fs::write(&corpus, &text).unwrap();
+    let out = spored(
+        dir,
+        &["--json", "prepare", "--text", corpus.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prepared: J = serde_json::from_slice(&out.stdout).unwrap();
+    let dataset = prepared["dataset_cid"].as_str().unwrap().to_string();
+    let mut bytes = text.into_bytes();
+    bytes.push(b'\n');
+    assert_eq!(dataset, spore_spec::crypto::sha256_hex(&bytes));
+
+    let base = spore_spec::crypto::sha256_hex(&RunConfig::baseline().to_bytes());
+    let out = spored(
+        dir,
+        &[
+            "--json",
+            "task",
+            "create",
+            "--name",
+            "fox",
+            "--artifact-type",
+            "spore_gpt_config",
+            "--dataset-cid",
+            &dataset,
+            "--prepare-cid",
+            prepared["prepare_cid"].as_str().unwrap(),
+            "--base-code-cid",
+            &base,
+            "--time-budget",
+            "60",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let task: J = serde_json::from_slice(&out.stdout).unwrap();
+    let task_id = task["task_id"].as_str().unwrap().to_string();
+
+    let lines = research_with(dir, 1, &["--task", &task_id]);
+    assert!(lines[0].contains(" keep val_bpb="), "{lines:?}");
+    let out = spored(dir, &["export", "--task", &task_id]);
+    let root = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<J>(l).unwrap())
+        .find(|o| o["type"] == "experiment")
+        .unwrap();
+    assert_eq!(root["payload"]["dataset_cid"], dataset.as_str());
+    assert_eq!(root["payload"]["task_id"], task_id.as_str());
+    // it learned something: below the ~8 bits of an untrained model, even in a 2 s budget
+    assert!(root["payload"]["val_bpb"].as_f64().unwrap() < 6.0, "{root}");
 }

@@ -52,6 +52,8 @@ pub struct RunRequest {
     pub steps: Option<u64>,
     /// What the terminal shows while it runs.
     pub label: String,
+    /// The corpus file (None: the built-in one).
+    pub corpus: Option<PathBuf>,
 }
 
 /// What came of one run.
@@ -135,6 +137,9 @@ impl Runner {
             .kill_on_drop(true);
         if let Some(steps) = req.steps {
             cmd.arg("--steps").arg(steps.to_string());
+        }
+        if let Some(corpus) = &req.corpus {
+            cmd.arg("--corpus").arg(corpus);
         }
         if let Some(tokens) = c.eval_tokens {
             cmd.arg("--eval-tokens").arg(tokens.to_string());

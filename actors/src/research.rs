@@ -16,6 +16,7 @@ use actix::prelude::*;
 use spore_spec::wire::Message;
 use spore_spec::{ExperimentRecord, Goal, Identity, Number, Signed, Status, TaskManifest};
 use spore_train::config::ARTIFACT_TYPE;
+use spore_train::data::{KJV_SHA256, PREPARE_SPEC};
 use spore_train::proposer::{self, Proposal};
 use spore_train::report;
 use spore_train::rng::SplitMix64;
@@ -51,6 +52,8 @@ pub struct ResearchOptions {
     pub initial_sync_wait: Duration,
     /// Ask this LLM for proposals (the built-in search stands in when it fails).
     pub llm: Option<LlmSettings>,
+    /// Where `spored prepare` stores corpora (`<dataset_cid>.txt`).
+    pub datasets_dir: std::path::PathBuf,
 }
 
 /// Exploit share for the parent choice (see the module docs).
@@ -357,8 +360,8 @@ impl ResearchLoop {
             .ok_or("the search found no untried config near this parent")?,
         };
         let result = self
-            .run_experiment(&proposal, budget, &format!("{}", proposal.config))
-            .await;
+            .run_experiment(&task, &proposal, budget, &format!("{}", proposal.config))
+            .await?;
         let status = decide(&result, Some(parent.metric), goal);
         let diff = spore_train::diff::unified(
             &String::from_utf8_lossy(&parent_bytes),
@@ -417,7 +420,9 @@ impl ResearchLoop {
             return Err("the task's base config is not in canonical form".into());
         }
         info!(task_id = %task.task_id, "research: running the baseline (task root)");
-        let result = self.run_experiment(&proposal, budget, "baseline").await;
+        let result = self
+            .run_experiment(task, &proposal, budget, "baseline")
+            .await?;
         let status = decide(&result, None, task.goal());
         let record = self.record(
             identity,
@@ -433,26 +438,54 @@ impl ResearchLoop {
         self.publish(record, &proposal, &result, None).await
     }
 
+    /// The corpus a task trains on: the built-in one, or one `spored prepare` stored here.
+    fn corpus(&self, task: &TaskManifest) -> Result<Option<std::path::PathBuf>, String> {
+        if task.prepare_cid != spore_spec::crypto::sha256_hex(PREPARE_SPEC.as_bytes()) {
+            return Err(format!(
+                "task {} uses a data preparation this node does not know (prepare_cid {})",
+                task.task_id, task.prepare_cid
+            ));
+        }
+        if task.dataset_cid == KJV_SHA256 {
+            return Ok(None);
+        }
+        let path = self
+            .options
+            .datasets_dir
+            .join(format!("{}.txt", task.dataset_cid));
+        if path.exists() {
+            Ok(Some(path))
+        } else {
+            Err(format!(
+                "task {} trains on dataset {}, which is not on this node (spored prepare --text …)",
+                task.task_id, task.dataset_cid
+            ))
+        }
+    }
+
     async fn run_experiment(
         &self,
+        task: &TaskManifest,
         proposal: &Proposal,
         budget: Duration,
         label: &str,
-    ) -> RunResult {
+    ) -> Result<RunResult, String> {
+        let corpus = self.corpus(task)?;
         info!(config = %proposal.config, "research: {}", proposal.description);
         let request = RunRequest {
             config_bytes: proposal.bytes.clone(),
             budget,
             steps: None,
             label: label.to_string(),
+            corpus,
         };
-        match self.runner.send(RunExperiment(request)).await {
+        Ok(match self.runner.send(RunExperiment(request)).await {
             Ok(result) => result,
             Err(e) => RunResult {
                 error: format!("the experiment runner is gone: {e}"),
                 ..RunResult::default()
             },
-        }
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

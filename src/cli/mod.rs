@@ -2,6 +2,7 @@
 
 mod inspect;
 mod llm;
+mod prepare;
 mod profile;
 mod research;
 mod run;
@@ -73,6 +74,8 @@ pub enum Command {
     Export(transfer::ExportArgs),
     /// Verify and store every object of a JSONL file, all or nothing
     Import(transfer::ImportArgs),
+    /// Make a dataset from your own text files for a task of your own
+    Prepare(prepare::PrepareArgs),
     /// Train one config artifact in this process and print its metrics (what the runner starts)
     Train(train::TrainArgs),
 }
@@ -143,6 +146,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Export(args) => transfer::export(&ctx, args),
         Command::Import(args) => transfer::import(&ctx, args),
+        Command::Prepare(args) => prepare::run(&ctx, args),
         Command::Train(_) => unreachable!("handled before the context is built"),
     }
 }

@@ -83,6 +83,7 @@ pub fn start(
             Duration::from_secs(15)
         },
         llm,
+        datasets_dir: data_dir.datasets(),
     };
     actix_rt::spawn(ResearchLoop::new(registry.clone(), runner, options).run());
     Ok(())

@@ -46,7 +46,10 @@ impl GossipRouter {
                 self.peers.do_send(Validated {
                     source: *source,
                     message_id: message_id.clone(),
-                    acceptance: acceptance(summary.accepted + summary.held > 0, rejected),
+                    acceptance: acceptance(
+                        summary.accepted + summary.held + summary.duplicates > 0,
+                        rejected,
+                    ),
                 });
                 if rejected {
                     self.peers.do_send(Penalize {

@@ -107,11 +107,15 @@ pub struct Stored {
 #[rtype(result = "()")]
 pub struct Shutdown;
 
-/// Tell the acceptance gossipsub needs from an ingest outcome.
-pub fn acceptance(accepted_or_held: bool, rejected: bool) -> MessageAcceptance {
+/// Tell the acceptance gossipsub needs from an ingest outcome. A valid object this node already
+/// had (it came by sync, or by another gossip message) is still accepted, so gossipsub forwards
+/// it: ignoring it would cut the gossip path for every peer behind this node, which would then
+/// wait for their next re-sync (the propagation tail seen in issue #3's benchmark). Gossipsub's
+/// own duplicate cache stops loops.
+pub fn acceptance(valid: bool, rejected: bool) -> MessageAcceptance {
     if rejected {
         MessageAcceptance::Reject
-    } else if accepted_or_held {
+    } else if valid {
         MessageAcceptance::Accept
     } else {
         MessageAcceptance::Ignore

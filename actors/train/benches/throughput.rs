@@ -38,6 +38,7 @@ fn main() {
         steps: Some(steps),
         eval_tokens: 4096,
         shards: spore_train::child::CPU_SHARDS,
+        parallel: true,
     };
     type B = burn::backend::Autodiff<burn::backend::Flex>;
     let device = Default::default();

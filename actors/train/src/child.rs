@@ -98,6 +98,15 @@ fn cuda_driver_version() -> Option<String> {
     Some(text[pos + 13..].split_whitespace().next()?.to_string())
 }
 
+/// Threads this run may use: `RAYON_NUM_THREADS` (the runner sets it from `--resource`), else
+/// the machine's cores.
+fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Peak resident memory of this process in MiB (Linux; 0 elsewhere).
 pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -128,20 +137,17 @@ pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
         None => Dataset::builtin(),
     };
     config.check_runnable(data.vocab_size(), args.memory_limit_mb << 20)?;
+    let hardware = detect(&args.device);
     let options = TrainOptions {
         budget: Duration::from_secs_f64(args.budget_s.max(0.0)),
         steps: args.steps,
         eval_tokens: args.eval_tokens.unwrap_or(EVAL_TOKENS),
-        shards: 1,
-    };
-    let hardware = detect(&args.device);
-    let options = TrainOptions {
         shards: if hardware.backend == "cuda" {
             1
         } else {
             CPU_SHARDS
         },
-        ..options
+        parallel: threads() > 1,
     };
     let _ = writeln!(
         out,

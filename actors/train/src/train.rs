@@ -34,9 +34,11 @@ pub struct TrainOptions {
     pub steps: Option<usize>,
     /// Validation tokens to score.
     pub eval_tokens: usize,
-    /// Parallel shards per micro-batch (CPU: one per core you want busy; GPU: 1). Part of the
-    /// numerics: a rerun must use the same value.
+    /// Shards per micro-batch (CPU: 2; GPU: 1). Part of the numerics: a rerun must use the
+    /// same value.
     pub shards: usize,
+    /// Run the shards on parallel threads (false: one after the other, same numbers).
+    pub parallel: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -122,7 +124,8 @@ pub fn train<B: AutodiffBackend>(
         let mut loss_sum = 0.0;
         for _ in 0..t.grad_accum {
             let batch = data.train_batch(&mut rng, t.batch_size, context);
-            for (loss, grads) in shard_grads(&model, &batch, t, context, options.shards, device) {
+            let shards = shard_grads(&model, &batch, t, context, options, device);
+            for (loss, grads) in shards {
                 loss_sum += loss;
                 accumulator.accumulate(&model, grads);
             }
@@ -184,11 +187,11 @@ fn shard_grads<B: AutodiffBackend>(
     batch: &[u32],
     t: &crate::config::TrainConfig,
     context: usize,
-    shards: usize,
+    options: &TrainOptions,
     device: &B::Device,
 ) -> Vec<(f64, GradientsParams)> {
     let span = context + 1;
-    let shards = shards.clamp(1, t.batch_size);
+    let shards = options.shards.clamp(1, t.batch_size);
     let rows_per = t.batch_size.div_ceil(shards);
     let one = |model: &Gpt<B>, rows: &[u32]| {
         let n = rows.len() / span;
@@ -199,8 +202,8 @@ fn shard_grads<B: AutodiffBackend>(
         (value, GradientsParams::from_grads(loss.backward(), model))
     };
     let parts: Vec<&[u32]> = batch.chunks(rows_per * span).collect();
-    if parts.len() == 1 {
-        return vec![one(model, parts[0])];
+    if parts.len() == 1 || !options.parallel {
+        return parts.iter().map(|rows| one(model, rows)).collect();
     }
     // Each extra shard works on its own leaves (same ParamIds, fresh autodiff nodes), so the
     // threads build disjoint graphs; their gradients still land on the same parameters.

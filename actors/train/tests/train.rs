@@ -19,11 +19,16 @@ fn tiny() -> RunConfig {
 }
 
 fn run(config: &RunConfig, data: &Dataset, steps: usize) -> f64 {
+    run_on(config, data, steps, true)
+}
+
+fn run_on(config: &RunConfig, data: &Dataset, steps: usize, parallel: bool) -> f64 {
     let options = TrainOptions {
         budget: Duration::from_secs(600),
         steps: Some(steps),
         eval_tokens: 4096,
         shards: spore_train::child::CPU_SHARDS,
+        parallel,
     };
     train::<B>(config, data, &options, &Default::default(), |_| {})
         .expect("training runs")
@@ -50,6 +55,8 @@ fn a_tiny_config_learns_and_a_rerun_reproduces_it() {
         (trained - again).abs() < 1e-4,
         "same config, seed, steps and backend: {trained} vs {again}"
     );
+    // one thread or two: the same shards, the same numbers
+    assert_eq!(run_on(&config, &data, 60, false), trained);
     let mut other_seed = config.clone();
     other_seed.train.seed += 1;
     assert_ne!(run(&other_seed, &data, 60), trained);
@@ -63,6 +70,7 @@ fn a_budgeted_run_plans_its_steps_and_reports_them() {
         steps: None,
         eval_tokens: 2048,
         shards: spore_train::child::CPU_SHARDS,
+        parallel: true,
     };
     let outcome = train::<B>(&tiny(), &data, &options, &Default::default(), |_| {}).unwrap();
     assert!(outcome.steps > 5, "{} steps in 2 s", outcome.steps);

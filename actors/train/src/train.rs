@@ -202,22 +202,28 @@ fn shard_grads<B: AutodiffBackend>(
         (value, GradientsParams::from_grads(loss.backward(), model))
     };
     let parts: Vec<&[u32]> = batch.chunks(rows_per * span).collect();
-    if parts.len() == 1 || !options.parallel {
-        return parts.iter().map(|rows| one(model, rows)).collect();
-    }
-    // Each extra shard works on its own leaves (same ParamIds, fresh autodiff nodes), so the
-    // threads build disjoint graphs; their gradients still land on the same parameters.
-    let copies: Vec<Gpt<B>> = parts[1..]
+    // Every shard works on its own leaves (same ParamIds, fresh autodiff nodes): the graphs are
+    // disjoint, so threads cannot contend, and a second backward never meets the first one's
+    // state (reusing leaves across backward passes changed the gradients: a test checks that
+    // sequential and parallel shards now agree exactly). Gradients land on the same parameters.
+    let copies: Vec<Gpt<B>> = parts
         .iter()
         .map(|_| model.clone().map(&mut FreshLeaves))
         .collect();
+    if parts.len() == 1 || !options.parallel {
+        return parts
+            .iter()
+            .zip(&copies)
+            .map(|(rows, copy)| one(copy, rows))
+            .collect();
+    }
     std::thread::scope(|scope| {
         let handles: Vec<_> = parts[1..]
             .iter()
-            .zip(&copies)
+            .zip(&copies[1..])
             .map(|(rows, copy)| scope.spawn(move || one(copy, rows)))
             .collect();
-        let mut out = vec![one(model, parts[0])];
+        let mut out = vec![one(&copies[0], parts[0])];
         for h in handles {
             match h.join() {
                 Ok(r) => out.push(r),

@@ -168,7 +168,7 @@ impl Runner {
             let peak = peak.clone();
             actix_rt::spawn(async move {
                 loop {
-                    if let Some(kb) = vm_hwm_kb(pid) {
+                    if let Some(kb) = spore_train::child::peak_rss_kib(&pid.to_string()) {
                         peak.fetch_max(kb, std::sync::atomic::Ordering::Relaxed);
                     }
                     actix_rt::time::sleep(Duration::from_millis(250)).await;
@@ -251,17 +251,6 @@ fn failure_reason(status: Option<std::process::ExitStatus>, stderr_tail: &[Strin
         }
         None => "training child vanished".into(),
     }
-}
-
-fn vm_hwm_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// A progress display: a bar on a terminal, a plain line every 10 s otherwise.

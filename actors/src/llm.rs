@@ -194,11 +194,7 @@ pub fn parse_answer(text: &str) -> Result<(RunConfig, String, String), String> {
     };
     let description = label("description:");
     let hypothesis = label("hypothesis:");
-    Ok((
-        config,
-        truncate(&description, 500),
-        truncate(&hypothesis, 500),
-    ))
+    Ok((config, description, hypothesis))
 }
 
 /// The first ```toml block, else the first ``` block.
@@ -211,10 +207,6 @@ fn code_block(text: &str) -> Option<String> {
         Some(rest[..end].to_string())
     };
     find("```toml").or_else(|| find("```"))
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
 }
 
 /// Ask for a proposal; one repair request if the first answer is unusable. `Err` carries why

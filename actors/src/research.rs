@@ -502,11 +502,7 @@ impl ResearchLoop {
         agent_model: &str,
     ) -> ExperimentRecord {
         let p = &result.parsed;
-        let (val_bpb, steps, params) = if result.success {
-            (p.val_bpb, p.num_steps as i64, p.num_params as i64)
-        } else {
-            (0.0, p.num_steps as i64, p.num_params as i64)
-        };
+        let val_bpb = if result.success { p.val_bpb } else { 0.0 };
         let mut description = proposal.description.clone();
         if !result.error.is_empty() {
             description = format!("{description} [failed: {}]", result.error);
@@ -521,8 +517,8 @@ impl ResearchLoop {
             time_budget: budget.as_secs().max(1) as i64,
             val_bpb: Number::Float(round6(val_bpb)),
             peak_vram_mb: Number::Float(round1(result.peak_rss_mb)),
-            num_steps: steps,
-            num_params: params,
+            num_steps: p.num_steps as i64,
+            num_params: p.num_params as i64,
             status,
             description: truncate(&description, 500),
             hypothesis: truncate(&proposal.hypothesis, 500),

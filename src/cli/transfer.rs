@@ -321,7 +321,8 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
             ("seconds", Value::Float(elapsed)),
             (
                 "peak_rss_kib",
-                peak_rss_kib().map_or(Value::Null, |k| Value::Int(k as i64)),
+                spore_train::child::peak_rss_kib("self")
+                    .map_or(Value::Null, |k| Value::Int(k as i64)),
             ),
         ]));
         return Ok(());
@@ -342,7 +343,8 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
             report.lines,
             elapsed,
             report.lines as f64 / elapsed.max(1e-9),
-            peak_rss_kib().map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+            spore_train::child::peak_rss_kib("self")
+                .map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0))
         );
     }
     Ok(())
@@ -409,11 +411,4 @@ fn import_into_running_node(ctx: &Context, args: &ImportArgs) -> Result<()> {
         anyhow::bail!("the node refused {} object(s)", n("rejected"));
     }
     Ok(())
-}
-
-/// Peak resident memory of this process (Linux `VmHWM`), in KiB.
-pub fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -107,18 +107,11 @@ fn threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Peak resident memory of this process in MiB (Linux; 0 elsewhere).
-pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+/// Peak resident memory (Linux `VmHWM`) in KiB of `process`: a pid, or `self`.
+pub fn peak_rss_kib(process: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Run one training child: progress lines, then the summary block, on `out`.
@@ -183,7 +176,7 @@ pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
         report::summary(
             &outcome,
             started.elapsed().as_secs_f64(),
-            peak_rss_mb(),
+            peak_rss_kib("self").map_or(0.0, |kib| kib as f64 / 1024.0),
             config.model.n_layer
         )
     );

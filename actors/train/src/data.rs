@@ -6,7 +6,6 @@
 
 use crate::rng::SplitMix64;
 use spore_spec::crypto::sha256_hex;
-use std::path::Path;
 
 /// SHA-256 of the built-in corpus bytes. A test rebuilds the corpus and checks it.
 pub const KJV_SHA256: &str = "41f2c2c2f33dfab34912305781ef73d1bbf6a47ada94068b0743996b54c4d6fe";
@@ -61,16 +60,6 @@ impl Dataset {
     /// The built-in corpus.
     pub fn builtin() -> Dataset {
         Dataset::from_bytes(&builtin_corpus())
-    }
-
-    /// A user's corpus: the concatenation of text files (each followed by a newline).
-    pub fn from_text_files(paths: &[&Path]) -> std::io::Result<Dataset> {
-        let mut bytes = Vec::new();
-        for p in paths {
-            bytes.extend_from_slice(&std::fs::read(p)?);
-            bytes.push(b'\n');
-        }
-        Ok(Dataset::from_bytes(&bytes))
     }
 
     /// One batch of `batch` windows of `context + 1` tokens from the training split.

@@ -28,7 +28,8 @@ fn spored(dir: &Path) -> Command {
     cmd
 }
 
-fn start(dir: &Path, peer: Option<&str>) -> (Running, String) {
+/// Starts a relay; its log goes to `$BENCH_LOG_DIR/<name>.log` when that is set.
+fn start(dir: &Path, name: &str, peer: Option<&str>) -> (Running, String) {
     let mut cmd = spored(dir);
     cmd.args(["run", "--host", "127.0.0.1", "--port", "0", "--no-train"]);
     if let Some(p) = peer {
@@ -36,17 +37,24 @@ fn start(dir: &Path, peer: Option<&str>) -> (Running, String) {
     }
     let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(match std::env::var_os("BENCH_LOG_DIR") {
+            Some(d) => Stdio::from(
+                std::fs::File::create(Path::new(&d).join(format!("{name}.log"))).unwrap(),
+            ),
+            None => Stdio::null(),
+        })
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let mut addr = String::new();
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        if let Some(a) = line.strip_prefix("listening on ") {
-            addr = a.to_string();
-            break;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("listening on ") {
+                let _ = tx.send(a.to_string());
+            }
         }
-    }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap();
     (Running(child), addr)
 }
 
@@ -81,16 +89,19 @@ fn main() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (a, addr) = start(&da, None);
+    let (a, addr) = start(&da, "a", None);
     let started = Instant::now();
-    let (b, _) = start(&db, Some(&addr));
-    let mut last = 0;
+    let (b, _) = start(&db, "b", Some(&addr));
+    let (mut last, mut progress) = (0, Instant::now());
     while last < n as u64 {
         std::thread::sleep(Duration::from_millis(250));
-        last = count(&db);
+        let now = count(&db);
+        if now > last {
+            (last, progress) = (now, Instant::now());
+        }
         assert!(
-            started.elapsed() < Duration::from_secs(1200),
-            "sync stalled at {last}"
+            progress.elapsed() < Duration::from_secs(60),
+            "sync stalled at {last} of {n} records for 60 s"
         );
     }
     let secs = started.elapsed().as_secs_f64();

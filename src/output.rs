@@ -22,7 +22,7 @@ impl Table {
     }
 
     pub fn print(&self) {
-        print!("{}", self.render());
+        spore_actors::console::say_raw(format_args!("{}", self.render()));
     }
 
     pub fn render(&self) -> String {
@@ -101,5 +101,5 @@ pub fn human_count(n: i64) -> String {
 
 /// Prints one JSON value on one line.
 pub fn print_json(value: &spore_spec::Value) {
-    println!("{}", spore_spec::json::to_wire(value));
+    spore_actors::say!("{}", spore_spec::json::to_wire(value));
 }

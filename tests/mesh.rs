@@ -161,3 +161,41 @@ fn three_nodes_share_records_and_a_killed_node_catches_up() {
     assert_eq!(frontier(&da), frontier(&db));
     assert!(!da.join("spored.sock").exists(), "socket left behind");
 }
+
+#[test]
+fn a_node_whose_stdout_reader_went_away_keeps_serving_and_stops_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = spored(tmp.path())
+        .args(["run", "--host", "127.0.0.1", "--port", "0", "--no-train"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // read the first line, then close the pipe: later lines go to a reader that is gone
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    drop(stdout);
+    let node = Running {
+        child,
+        addr: String::new(),
+    };
+    wait_until("the control socket", || {
+        tmp.path().join("spored.sock").exists()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(info(tmp.path())["experiment_count"], 0);
+    let mut node = node;
+    assert!(node.child.try_wait().unwrap().is_none(), "node died");
+    let pid = node.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = node.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "node {pid} ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+}

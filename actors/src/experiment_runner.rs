@@ -268,7 +268,6 @@ impl ProgressView {
     }
 
     pub fn show(&mut self, label: &str, p: &ProgressLine) {
-        use std::io::Write;
         let left = (p.budget - p.elapsed).max(0.0);
         let fraction = if p.planned > 0 {
             p.step as f64 / p.planned as f64
@@ -291,21 +290,20 @@ impl ProgressView {
         if self.tty {
             let filled = (fraction * 24.0).round() as usize;
             let bar: String = "#".repeat(filled) + &".".repeat(24 - filled);
-            eprint!("\r\x1b[2K{label} [{bar}] {text}");
-            let _ = std::io::stderr().flush();
+            crate::note!("\r\x1b[2K{label} [{bar}] {text}");
         } else if self
             .last
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
         {
             self.last = Some(Instant::now());
-            eprintln!("{label}: {text}");
+            crate::note!("{label}: {text}\n");
         }
     }
 
     /// Ends the bar's line.
     pub fn finish(&mut self) {
         if self.tty {
-            eprint!("\r\x1b[2K");
+            crate::note!("\r\x1b[2K");
         }
         self.last = None;
     }

@@ -564,7 +564,7 @@ impl ResearchLoop {
         } else {
             format!("failed: {}", result.error)
         };
-        println!(
+        crate::say!(
             "experiment {} {} {outcome} steps={} {:.0}s \"{}\"",
             &record.id[..12],
             record.status.as_str(),

@@ -146,7 +146,7 @@ pub fn peer_multiaddr(peer: &str) -> Result<Multiaddr> {
 pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
     let config = effective_config(&ctx, &args)?;
     if args.dump_config {
-        print!("{}", config.to_toml());
+        spore_actors::console::say_raw(format_args!("{}", config.to_toml()));
         return Ok(());
     }
     let listen = peer_multiaddr(&format!("{}:{}", config.host, config.port))
@@ -198,12 +198,12 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             }
             actix_rt::time::sleep(Duration::from_millis(50)).await;
         }
-        println!("spored {} node {node_id}", env!("CARGO_PKG_VERSION"));
-        println!("peer id {peer_id}");
+        spore_actors::say!("spored {} node {node_id}", env!("CARGO_PKG_VERSION"));
+        spore_actors::say!("peer id {peer_id}");
         for addr in &addrs {
-            println!("listening on {addr}/p2p/{peer_id}");
+            spore_actors::say!("listening on {addr}/p2p/{peer_id}");
         }
-        println!("mode {}", config.mode.as_str());
+        spore_actors::say!("mode {}", config.mode.as_str());
         let info = object([
             ("node_id", Value::Str(node_id.clone())),
             ("peer_id", Value::Str(peer_id.to_string())),
@@ -231,7 +231,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         }
         registry.shutdown().await;
         let _ = std::fs::remove_file(&socket);
-        println!("stopped");
+        spore_actors::say!("stopped");
         Ok(())
     })
 }

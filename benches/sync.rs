@@ -68,6 +68,21 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) the process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn count(dir: &Path) -> u64 {
     let out = spored(dir).args(["--json", "info"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -106,6 +121,13 @@ fn main() {
     }
     let secs = started.elapsed().as_secs_f64();
     let (pa, pb) = (a.0.id(), b.0.id());
+    println!(
+        "CPU used: A {:.1} s, B {:.1} s (of {:.1} s available on {} cores)",
+        cpu_secs(pa),
+        cpu_secs(pb),
+        secs * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     println!(
         "cold sync of {n} records: {secs:.1} s = {:.0} records/s (includes B's start-up)",
         n as f64 / secs

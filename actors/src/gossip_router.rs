@@ -102,16 +102,18 @@ impl Handler<Ingest> for GossipRouter {
 
     fn handle(&mut self, msg: Ingest, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
-        let cursor = match (&msg.origin, msg.sync_last) {
-            (Origin::Sync { source }, Some(last)) => Some((source.to_string(), last)),
+        let cursor = match (&msg.origin, msg.sync_range) {
+            (Origin::Sync { source }, Some(range)) => Some((source.to_string(), range)),
             _ => None,
         };
         let bodies = msg.bodies;
+        let local = matches!(msg.origin, Origin::Local);
         let work = tokio::task::spawn_blocking(move || {
             ingest(
                 &store,
                 &bodies,
-                cursor.as_ref().map(|(p, s)| (p.as_str(), *s)),
+                cursor.as_ref().map(|(p, range)| (p.as_str(), *range)),
+                local,
             )
         });
         let origin = msg.origin;

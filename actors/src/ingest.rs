@@ -15,7 +15,7 @@ pub struct IngestOutcome {
     pub summary: IngestSummary,
     /// Newly stored objects, for the actors that follow them.
     pub stored: Stored,
-    /// Frame bodies of newly stored objects (to publish when they were local).
+    /// Frame bodies of newly stored objects, kept only when asked (to publish local objects).
     pub stored_bodies: Vec<(String, String)>,
     /// Code artifacts that newly stored records name and this node lacks.
     pub missing_artifacts: Vec<String>,
@@ -67,37 +67,69 @@ pub fn check_object(object: SignedObject) -> Result<Checked, String> {
     Ok(Checked::Object(Box::new(object)))
 }
 
-/// Checks every body (in parallel for large batches), then stores the valid ones in one
-/// transaction; with `sync_cursor`, also records how far the peer's log has been read.
+/// Bodies checked per unit of work on a checking thread.
+const CHECK_CHUNK: usize = 128;
+
+/// Checks every body and stores the valid ones in one transaction; with `sync_cursor`
+/// (peer, (after, last)), also records how far the peer's log has been read. Large batches are checked on every core while
+/// this thread stores the chunks already checked, in order, so checking and storing overlap.
 pub fn ingest(
     store: &Store,
     bodies: &[String],
-    sync_cursor: Option<(&str, u64)>,
+    sync_cursor: Option<(&str, (u64, u64))>,
+    keep_bodies: bool,
 ) -> Result<IngestOutcome, StoreError> {
-    let checked: Vec<Result<Checked, String>> = if bodies.len() < 64 {
-        bodies.iter().map(|b| check_body(b.as_bytes())).collect()
-    } else {
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .min(8);
-        let chunk = bodies.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = bodies
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|b| check_body(b.as_bytes()))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("checking a body does not panic"))
-                .collect()
+    if bodies.len() <= CHECK_CHUNK {
+        let checked = bodies.iter().map(|b| check_body(b.as_bytes()));
+        return store_checked(store, bodies, checked, sync_cursor, keep_bodies);
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    let chunks = bodies.len().div_ceil(CHECK_CHUNK);
+    let next_chunk = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<(usize, Vec<Result<Checked, String>>)>(threads * 2);
+        for _ in 0..threads {
+            let (tx, next_chunk) = (tx.clone(), &next_chunk);
+            s.spawn(move || loop {
+                let i = next_chunk.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= chunks {
+                    break;
+                }
+                let part = &bodies[i * CHECK_CHUNK..((i + 1) * CHECK_CHUNK).min(bodies.len())];
+                let checked = part.iter().map(|b| check_body(b.as_bytes())).collect();
+                if tx.send((i, checked)).is_err() {
+                    break; // the writer stopped (a store error): nothing more to check
+                }
+            });
+        }
+        drop(tx);
+        // chunks arrive in any order; hand them to the writer in order
+        let mut early = std::collections::BTreeMap::new();
+        let mut want = 0;
+        let in_order = std::iter::from_fn(move || {
+            while !early.contains_key(&want) {
+                let (i, checked) = rx.recv().ok()?;
+                early.insert(i, checked);
+            }
+            want += 1;
+            early.remove(&(want - 1))
         })
-    };
+        .flatten();
+        store_checked(store, bodies, in_order, sync_cursor, keep_bodies)
+    })
+}
+
+/// Stores checked bodies (`checked` yields one result per body, in order) in one transaction.
+fn store_checked(
+    store: &Store,
+    bodies: &[String],
+    checked: impl Iterator<Item = Result<Checked, String>>,
+    sync_cursor: Option<(&str, (u64, u64))>,
+    keep_bodies: bool,
+) -> Result<IngestOutcome, StoreError> {
     let mut out = IngestOutcome::default();
     store.write(|w| {
         for (body, object) in bodies.iter().zip(checked) {
@@ -135,10 +167,12 @@ pub fn ingest(
                                 {
                                     out.missing_artifacts.push(record.code_cid.clone());
                                 }
-                                out.stored_bodies.push((
-                                    "experiment".into(),
-                                    Message::Experiment(record.clone()).encode_body(),
-                                ));
+                                if keep_bodies {
+                                    out.stored_bodies.push((
+                                        "experiment".into(),
+                                        Message::Experiment(record.clone()).encode_body(),
+                                    ));
+                                }
                                 out.stored.experiments.push(record.id);
                             }
                             ExperimentOutcome::Held { .. } => out.summary.held += 1,
@@ -155,7 +189,9 @@ pub fn ingest(
                 SignedObject::Task(manifest) => match w.insert_manifest(&manifest)? {
                     TaskOutcome::Accepted => {
                         out.summary.accepted += 1;
-                        out.stored_bodies.push(("task".into(), body.clone()));
+                        if keep_bodies {
+                            out.stored_bodies.push(("task".into(), body.clone()));
+                        }
                         out.stored.tasks.push(manifest.task_id);
                     }
                     TaskOutcome::Duplicate => out.summary.duplicates += 1,
@@ -163,8 +199,10 @@ pub fn ingest(
                 SignedObject::Control(event) => match w.insert_control_event(&event)? {
                     ControlOutcome::Accepted => {
                         out.summary.accepted += 1;
-                        out.stored_bodies
-                            .push((event.event_type.clone(), body.clone()));
+                        if keep_bodies {
+                            out.stored_bodies
+                                .push((event.event_type.clone(), body.clone()));
+                        }
                         out.stored.control_events.push(event.id);
                     }
                     ControlOutcome::Duplicate | ControlOutcome::DuplicateEventId { .. } => {
@@ -174,7 +212,9 @@ pub fn ingest(
                 SignedObject::Profile(profile) => match w.insert_profile(&profile)? {
                     ProfileOutcome::Accepted => {
                         out.summary.accepted += 1;
-                        out.stored_bodies.push(("profile".into(), body.clone()));
+                        if keep_bodies {
+                            out.stored_bodies.push(("profile".into(), body.clone()));
+                        }
                         out.stored.profiles.push(profile.node_id);
                     }
                     ProfileOutcome::Duplicate | ProfileOutcome::Stale => {
@@ -183,8 +223,8 @@ pub fn ingest(
                 },
             }
         }
-        if let Some((peer, seq)) = sync_cursor {
-            w.set_sync_cursor(peer, seq)?;
+        if let Some((peer, (after, last))) = sync_cursor {
+            out.summary.cursor_advanced = w.advance_sync_cursor(peer, after, last)?;
         }
         Ok(())
     })?;

@@ -24,8 +24,8 @@ pub enum Origin {
 pub struct Ingest {
     pub origin: Origin,
     pub bodies: Vec<String>,
-    /// For sync pages: the responder's sequence number of the last body.
-    pub sync_last: Option<u64>,
+    /// For sync pages: the responder's log range the page covers, `(after, last)`.
+    pub sync_range: Option<(u64, u64)>,
 }
 
 /// What happened to the bodies of one [`Ingest`].
@@ -37,6 +37,9 @@ pub struct IngestSummary {
     pub rejected: u64,
     /// One line per rejected body, with its reason.
     pub problems: Vec<String>,
+    /// For a sync page: whether the peer's cursor moved to the page's end (false when the
+    /// cursor was not where the page started, e.g. an earlier page failed).
+    pub cursor_advanced: bool,
 }
 
 /// PeerManager: publish a frame body on its topic.

@@ -43,7 +43,7 @@ impl Registry {
             .send(Ingest {
                 origin: Origin::Local,
                 bodies,
-                sync_last: None,
+                sync_range: None,
             })
             .await
     }

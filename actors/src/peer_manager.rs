@@ -19,13 +19,29 @@ use tracing::{debug, info, warn};
 use crate::gossip_router::GossipRouter;
 use crate::messages::*;
 use crate::net::{self, Behaviour, BehaviourEvent, Request, Response};
-use crate::peer_table::{ArtifactFetches, PeerTable};
+use crate::peer_table::{ArtifactFetches, PeerTable, Redial, Refusal};
 use crate::Store;
+
+/// One page of a peer's log, as received.
+struct Page {
+    bodies: Vec<String>,
+    /// The cursor the page was asked for, and the responder's sequence number of its last body.
+    after: u64,
+    last: u64,
+    /// The responder had nothing after it.
+    end: bool,
+    fetch_ms: u64,
+}
 
 /// What an outbound request was for.
 enum Pending {
-    Log,
-    Artifact { cid: String },
+    Log {
+        after: u64,
+        sent: std::time::Instant,
+    },
+    Artifact {
+        cid: String,
+    },
 }
 
 pub struct PeerManager {
@@ -35,9 +51,12 @@ pub struct PeerManager {
     listen: Vec<Multiaddr>,
     /// Configured peers, re-dialled while not connected.
     bootstrap: Vec<Multiaddr>,
+    redial: Redial,
     table: PeerTable,
     fetches: ArtifactFetches,
     pending: HashMap<OutboundRequestId, Pending>,
+    /// Peers whose log page is being stored, with the next page if it arrived meanwhile.
+    storing: HashMap<PeerId, Option<Page>>,
     /// The address each dialled peer answered on.
     dialled: HashMap<PeerId, Multiaddr>,
     resync_interval: Duration,
@@ -58,22 +77,26 @@ impl PeerManager {
             router,
             listen,
             bootstrap,
+            redial: Redial::default(),
             table: PeerTable::default(),
             fetches: ArtifactFetches::default(),
             pending: HashMap::new(),
+            storing: HashMap::new(),
             dialled: HashMap::new(),
             resync_interval,
         }
     }
 
-    /// Dials every configured peer that is not connected (so a dropped peer is re-dialled).
+    /// Dials every configured peer that is not connected (so a dropped peer is re-dialled),
+    /// with backoff while it keeps failing.
     fn dial_bootstrap(&mut self) {
+        let now = std::time::Instant::now();
         for addr in self.bootstrap.clone() {
             let connected = self
                 .dialled
                 .iter()
                 .any(|(peer, a)| a == &addr && self.swarm.is_connected(peer));
-            if connected {
+            if connected || !self.redial.attempt(&addr.to_string(), now) {
                 continue;
             }
             if let Err(e) = self.swarm.dial(addr.clone()) {
@@ -82,8 +105,13 @@ impl PeerManager {
         }
     }
 
-    /// Asks `peer` for the next page of its log after what we already hold from it.
+    /// Asks `peer` for the next page of its log after what we already hold from it (only while
+    /// connected: a request to a gone peer would dial it).
     fn request_log(&mut self, peer: PeerId) {
+        if !self.swarm.is_connected(&peer) {
+            self.table.end_sync(&peer.to_string());
+            return;
+        }
         let after = match self
             .store
             .read()
@@ -106,7 +134,13 @@ impl PeerManager {
                 limit: net::SYNC_PAGE_ITEMS as u32,
             },
         );
-        self.pending.insert(id, Pending::Log);
+        self.pending.insert(
+            id,
+            Pending::Log {
+                after,
+                sent: std::time::Instant::now(),
+            },
+        );
     }
 
     fn start_sync(&mut self, peer: PeerId) {
@@ -127,7 +161,7 @@ impl PeerManager {
 
     /// Starts queued artifact requests while request slots are free.
     fn pump_fetches(&mut self) {
-        while let Some((cid, prefer)) = self.fetches.next_to_request() {
+        while let Some((cid, prefer)) = self.fetches.next_to_request(std::time::Instant::now()) {
             let prefer = prefer.and_then(|p| p.parse::<PeerId>().ok());
             if !self.request_artifact(&cid, prefer) {
                 self.fetches.request_done();
@@ -135,9 +169,10 @@ impl PeerManager {
         }
     }
 
-    /// Sends one artifact request to the next untried peer; false when none is left (the fetch
-    /// is then given up; a later record or explorer request names the cid again).
+    /// Sends one artifact request to the next untried connected peer; false when none is left
+    /// (the fetch is then given up; a later record or explorer request names the cid again).
     fn request_artifact(&mut self, cid: &str, prefer: Option<PeerId>) -> bool {
+        let prefer = prefer.filter(|p| self.swarm.is_connected(p));
         let mut candidates: Vec<String> = prefer.iter().map(|p| p.to_string()).collect();
         candidates.extend(self.swarm.connected_peers().map(|p| p.to_string()));
         let Some(peer) = self.fetches.next_peer(cid, &candidates) else {
@@ -189,8 +224,10 @@ impl PeerManager {
                     return;
                 }
                 if endpoint.is_dialer() {
-                    self.dialled
-                        .insert(peer_id, endpoint.get_remote_address().clone());
+                    let addr = endpoint.get_remote_address();
+                    self.redial
+                        .connected(&addr.to_string(), std::time::Instant::now());
+                    self.dialled.insert(peer_id, addr.clone());
                 }
                 if num_established.get() == 1 {
                     info!(peer = %peer_id, address = %endpoint.get_remote_address(), "peer connected");
@@ -208,6 +245,10 @@ impl PeerManager {
             } => {
                 info!(peer = %peer_id, "peer disconnected");
                 self.table.end_sync(&peer_id.to_string());
+                if let Some(addr) = self.dialled.get(&peer_id) {
+                    self.redial
+                        .closed(&addr.to_string(), std::time::Instant::now());
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -250,7 +291,7 @@ impl PeerManager {
                 message_id: message_id.clone(),
             },
             bodies: vec![body],
-            sync_last: None,
+            sync_range: None,
         };
         if self.router.try_send(ingest).is_err() {
             // the router is saturated: drop it unforwarded rather than queue without bound
@@ -282,13 +323,20 @@ impl PeerManager {
                     },
                 ..
             } => match (self.pending.remove(&request_id), response) {
-                (Some(Pending::Log), Response::Log { bodies, last, end }) => {
-                    self.on_log_page(peer, bodies, last, end, ctx)
+                (Some(Pending::Log { after, sent }), Response::Log { bodies, last, end }) => {
+                    let page = Page {
+                        bodies,
+                        after,
+                        last,
+                        end,
+                        fetch_ms: sent.elapsed().as_millis() as u64,
+                    };
+                    self.on_log_page(peer, page, ctx)
                 }
                 (Some(Pending::Artifact { cid }), Response::Artifact { bytes, .. }) => {
                     self.on_artifact(peer, cid, bytes, ctx)
                 }
-                (Some(Pending::Log), Response::Refused { reason }) => {
+                (Some(Pending::Log { .. }), Response::Refused { reason }) => {
                     debug!(%peer, reason, "sync refused");
                     self.table.end_sync(&peer.to_string());
                 }
@@ -301,7 +349,7 @@ impl PeerManager {
                 error,
                 ..
             } => match self.pending.remove(&request_id) {
-                Some(Pending::Log) => {
+                Some(Pending::Log { .. }) => {
                     debug!(%peer, error = %error, "sync request failed");
                     self.table.end_sync(&peer.to_string());
                 }
@@ -326,16 +374,22 @@ impl PeerManager {
         if self.table.is_banned(&key) {
             return;
         }
-        if !self.table.begin_inbound(&key, std::time::Instant::now()) {
+        if let Err(refusal) = self.table.begin_inbound(&key, std::time::Instant::now()) {
+            let (reason, offence) = match refusal {
+                Refusal::Rate { offence } => ("busy: too many requests this second", offence),
+                Refusal::InFlight => ("too many requests at once", true),
+            };
             let refused = Response::Refused {
-                reason: "too many requests at once".into(),
+                reason: reason.into(),
             };
             let _ = self
                 .swarm
                 .behaviour_mut()
                 .sync
                 .send_response(channel, refused);
-            self.penalize(peer, "sync request flood");
+            if offence {
+                self.penalize(peer, "sync request flood");
+            }
             return;
         }
         let store = self.store.clone();
@@ -386,42 +440,67 @@ impl PeerManager {
         );
     }
 
-    fn on_log_page(
-        &mut self,
-        peer: PeerId,
-        bodies: Vec<String>,
-        last: u64,
-        end: bool,
-        ctx: &mut Context<Self>,
-    ) {
-        if bodies.is_empty() {
+    /// A page of `peer`'s log arrived. Pages are stored one at a time per peer; the next page
+    /// is requested while this one is checked and stored, and a page that arrives before the
+    /// previous one is stored waits (at most one), so memory stays at two pages per peer.
+    fn on_log_page(&mut self, peer: PeerId, page: Page, ctx: &mut Context<Self>) {
+        if !self.table.is_syncing(&peer.to_string()) {
+            return; // the sync it belonged to was ended; the cursor says where to start again
+        }
+        if page.bodies.is_empty() {
             self.table.end_sync(&peer.to_string());
             debug!(%peer, "in sync");
             return;
         }
+        match self.storing.get_mut(&peer) {
+            Some(waiting) => *waiting = Some(page),
+            None => self.store_page(peer, page, ctx),
+        }
+    }
+
+    fn store_page(&mut self, peer: PeerId, page: Page, ctx: &mut Context<Self>) {
+        self.storing.insert(peer, None);
+        if !page.end {
+            self.request_log_after(peer, page.last);
+        }
+        let Page {
+            bodies,
+            after,
+            last,
+            end,
+            fetch_ms,
+        } = page;
         let count = bodies.len();
+        let started = std::time::Instant::now();
         let ingest = Ingest {
             origin: Origin::Sync { source: peer },
             bodies,
-            sync_last: Some(last),
+            sync_range: Some((after, last)),
         };
         ctx.spawn(actix::fut::wrap_future::<_, Self>(self.router.send(ingest)).map(
-            move |result, act, _| match result {
-                Ok(summary) => {
-                    info!(%peer, received = count, accepted = summary.accepted, held = summary.held, rejected = summary.rejected, "sync page");
-                    if summary.rejected > 0 {
-                        act.penalize(peer, "invalid objects in a sync page");
+            move |result, act, ctx| {
+                let waiting = act.storing.remove(&peer).flatten();
+                match result {
+                    Ok(summary) => {
+                        let store_ms = started.elapsed().as_millis() as u64;
+                        info!(%peer, received = count, accepted = summary.accepted, held = summary.held, rejected = summary.rejected, fetch_ms, store_ms, "sync page");
+                        if summary.rejected > 0 {
+                            act.penalize(peer, "invalid objects in a sync page");
+                        }
+                        if !summary.cursor_advanced {
+                            // an earlier page was not stored: start again from the cursor
+                            act.table.end_sync(&peer.to_string());
+                        } else if end {
+                            act.table.end_sync(&peer.to_string());
+                            info!(%peer, "sync done");
+                        } else if let Some(next) = waiting {
+                            act.store_page(peer, next, ctx);
+                        }
                     }
-                    if end {
+                    Err(e) => {
+                        warn!(%peer, error = %e, "router unavailable, sync paused");
                         act.table.end_sync(&peer.to_string());
-                        info!(%peer, "sync done");
-                    } else {
-                        act.request_log(peer);
                     }
-                }
-                Err(e) => {
-                    warn!(%peer, error = %e, "router unavailable, sync paused");
-                    act.table.end_sync(&peer.to_string());
                 }
             },
         ));
@@ -499,7 +578,9 @@ impl Actor for PeerManager {
         }
         self.dial_bootstrap();
         ctx.spawn(SwarmDriver);
-        ctx.run_interval(Duration::from_secs(5), |act, _| act.dial_bootstrap());
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.dial_bootstrap());
+        // artifact requests are paced per second: start the ones that waited for the next window
+        ctx.run_interval(Duration::from_millis(200), |act, _| act.pump_fetches());
         // Anti-entropy: gossip can miss a peer (published before it subscribed, dropped under
         // load); asking each peer for its log after our cursor now and then closes any gap.
         ctx.run_interval(self.resync_interval, |act, _| {

@@ -9,8 +9,19 @@ pub const BAN_AFTER_OFFENCES: u32 = 3;
 /// at most [`MAX_ARTIFACT_REQUESTS`] artifact requests and one log request in flight.
 pub const MAX_INBOUND_PER_PEER: u32 = 8;
 /// Requests accepted from one peer per second; a syncing peer needs far fewer (one log page at
-/// a time, four artifact requests at a time).
+/// a time, at most [`ARTIFACT_REQUESTS_PER_SECOND`] artifact requests).
 pub const MAX_REQUESTS_PER_SECOND: u32 = 500;
+
+/// Why an inbound request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Over the per-second rate: answered "busy"; only the first refusal of a window counts as
+    /// an offence, so a peer that keeps flooding is banned after a few seconds and one that
+    /// briefly asked too fast is not.
+    Rate { offence: bool },
+    /// More requests in flight at once than any honest node keeps: an offence every time.
+    InFlight,
+}
 
 #[derive(Debug, Default)]
 pub struct PeerTable {
@@ -43,13 +54,17 @@ impl PeerTable {
         self.syncing.insert(peer.to_string())
     }
 
+    pub fn is_syncing(&self, peer: &str) -> bool {
+        self.syncing.contains(peer)
+    }
+
     pub fn end_sync(&mut self, peer: &str) {
         self.syncing.remove(peer);
     }
 
-    /// Takes one inbound request slot; false when the peer is over its budget (too many at
+    /// Takes one inbound request slot, or says why the peer is over its budget (too many at
     /// once, or too many this second).
-    pub fn begin_inbound(&mut self, peer: &str, now: std::time::Instant) -> bool {
+    pub fn begin_inbound(&mut self, peer: &str, now: std::time::Instant) -> Result<(), Refusal> {
         let (start, count) = self.rate.entry(peer.to_string()).or_insert((now, 0));
         if now.duration_since(*start) >= std::time::Duration::from_secs(1) {
             *start = now;
@@ -57,14 +72,16 @@ impl PeerTable {
         }
         *count += 1;
         if *count > MAX_REQUESTS_PER_SECOND {
-            return false;
+            return Err(Refusal::Rate {
+                offence: *count == MAX_REQUESTS_PER_SECOND + 1,
+            });
         }
         let n = self.inbound.entry(peer.to_string()).or_default();
         if *n >= MAX_INBOUND_PER_PEER {
-            return false;
+            return Err(Refusal::InFlight);
         }
         *n += 1;
-        true
+        Ok(())
     }
 
     pub fn end_inbound(&mut self, peer: &str) {
@@ -82,10 +99,14 @@ pub struct ArtifactFetches {
     tried: HashMap<String, HashSet<String>>,
     waiting: std::collections::VecDeque<(String, Option<String>)>,
     requests: usize,
+    /// The start of the current one-second window and the requests started in it.
+    window: Option<(std::time::Instant, u32)>,
 }
 
 /// Artifact requests on the wire at once.
 pub const MAX_ARTIFACT_REQUESTS: usize = 4;
+/// Artifact requests started per second, well under a server's [`MAX_REQUESTS_PER_SECOND`].
+pub const ARTIFACT_REQUESTS_PER_SECOND: u32 = 200;
 /// Artifacts tracked (fetching or waiting) at once; more are dropped and fetched on demand.
 pub const MAX_ARTIFACT_FETCHES: usize = 100_000;
 
@@ -104,14 +125,28 @@ impl ArtifactFetches {
         self.waiting.push_back((cid.to_string(), prefer));
     }
 
-    /// The next queued cid, if a request slot is free (the slot is taken).
-    pub fn next_to_request(&mut self) -> Option<(String, Option<String>)> {
-        if self.requests >= MAX_ARTIFACT_REQUESTS {
+    /// The next queued cid, if a request slot is free and this second's starts are not used up
+    /// (the slot is taken).
+    pub fn next_to_request(&mut self, now: std::time::Instant) -> Option<(String, Option<String>)> {
+        if self.requests >= MAX_ARTIFACT_REQUESTS || self.waiting.is_empty() {
             return None;
         }
+        let (start, started) = self.window.get_or_insert((now, 0));
+        if now.duration_since(*start) >= std::time::Duration::from_secs(1) {
+            (*start, *started) = (now, 0);
+        }
+        if *started >= ARTIFACT_REQUESTS_PER_SECOND {
+            return None;
+        }
+        *started += 1;
         let next = self.waiting.pop_front()?;
         self.requests += 1;
         Some(next)
+    }
+
+    /// Cids waiting for a request slot.
+    pub fn queued(&self) -> usize {
+        self.waiting.len()
     }
 
     /// A request finished (answered or failed): its slot is free again.
@@ -143,6 +178,57 @@ impl ArtifactFetches {
     }
 }
 
+/// Re-dialling configured peers with backoff: the first dial is immediate; while dials fail
+/// or connections drop soon after they open (a peer that refuses or bans us), the wait doubles
+/// from [`REDIAL_FIRST`] up to [`REDIAL_MAX`]; a connection that lasted [`REDIAL_STABLE`] resets it.
+#[derive(Debug, Default)]
+pub struct Redial {
+    state: HashMap<String, RedialState>,
+}
+
+#[derive(Debug, Default)]
+struct RedialState {
+    attempts: u32,
+    next: Option<std::time::Instant>,
+    connected_at: Option<std::time::Instant>,
+}
+
+pub const REDIAL_FIRST: std::time::Duration = std::time::Duration::from_secs(5);
+pub const REDIAL_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+pub const REDIAL_STABLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Redial {
+    /// True when `addr` may be dialled now (the attempt is counted).
+    pub fn attempt(&mut self, addr: &str, now: std::time::Instant) -> bool {
+        let s = self.state.entry(addr.to_string()).or_default();
+        if s.next.is_some_and(|next| now < next) {
+            return false;
+        }
+        let wait = REDIAL_FIRST
+            .saturating_mul(1 << s.attempts.min(16))
+            .min(REDIAL_MAX);
+        s.next = Some(now + wait);
+        s.attempts += 1;
+        true
+    }
+
+    pub fn connected(&mut self, addr: &str, now: std::time::Instant) {
+        self.state.entry(addr.to_string()).or_default().connected_at = Some(now);
+    }
+
+    /// The connection to `addr` closed: after a stable connection, re-dial at once.
+    pub fn closed(&mut self, addr: &str, now: std::time::Instant) {
+        let s = self.state.entry(addr.to_string()).or_default();
+        if s.connected_at
+            .take()
+            .is_some_and(|at| now.duration_since(at) >= REDIAL_STABLE)
+        {
+            s.attempts = 0;
+            s.next = None;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,23 +249,28 @@ mod tests {
         let mut t = PeerTable::default();
         let now = std::time::Instant::now();
         for _ in 0..MAX_INBOUND_PER_PEER {
-            assert!(t.begin_inbound("p", now));
+            assert!(t.begin_inbound("p", now).is_ok());
         }
-        assert!(!t.begin_inbound("p", now));
+        assert_eq!(t.begin_inbound("p", now), Err(Refusal::InFlight));
         t.end_inbound("p");
-        assert!(t.begin_inbound("p", now));
-        // a burst beyond the per-second rate is refused even when each is answered at once
+        assert!(t.begin_inbound("p", now).is_ok());
+        // a burst beyond the per-second rate is refused even when each is answered at once;
+        // only the first refusal of the window is an offence
         let mut q = PeerTable::default();
-        let refused = (0..MAX_REQUESTS_PER_SECOND + 10)
-            .filter(|_| {
-                let ok = q.begin_inbound("q", now);
+        let refusals: Vec<Refusal> = (0..MAX_REQUESTS_PER_SECOND + 10)
+            .filter_map(|_| {
+                let r = q.begin_inbound("q", now);
                 q.end_inbound("q");
-                !ok
+                r.err()
             })
-            .count();
-        assert_eq!(refused, 10);
+            .collect();
+        assert_eq!(refusals.len(), 10);
+        assert_eq!(refusals[0], Refusal::Rate { offence: true });
+        assert!(refusals[1..]
+            .iter()
+            .all(|r| *r == Refusal::Rate { offence: false }));
         let later = now + std::time::Duration::from_secs(1);
-        assert!(q.begin_inbound("q", later));
+        assert!(q.begin_inbound("q", later).is_ok());
         assert!(t.start_sync("p") && !t.start_sync("p"));
         t.end_sync("p");
         assert!(t.start_sync("p"));
@@ -193,11 +284,64 @@ mod tests {
             assert!(f.begin(&cid));
             f.enqueue(&cid, None);
         }
-        let started: Vec<_> = std::iter::from_fn(|| f.next_to_request()).collect();
+        let now = std::time::Instant::now();
+        let started: Vec<_> = std::iter::from_fn(|| f.next_to_request(now)).collect();
         assert_eq!(started.len(), MAX_ARTIFACT_REQUESTS);
         f.request_done();
-        assert_eq!(f.next_to_request().map(|c| c.0).as_deref(), Some("c4"));
-        assert!(f.next_to_request().is_none());
+        assert_eq!(f.next_to_request(now).map(|c| c.0).as_deref(), Some("c4"));
+        assert!(f.next_to_request(now).is_none());
+    }
+
+    #[test]
+    fn artifact_requests_are_paced_under_a_servers_rate() {
+        let mut f = ArtifactFetches::default();
+        for i in 0..1000 {
+            let cid = format!("c{i}");
+            f.begin(&cid);
+            f.enqueue(&cid, None);
+        }
+        let now = std::time::Instant::now();
+        let mut started = 0;
+        while f.next_to_request(now).is_some() {
+            started += 1;
+            f.request_done(); // answered at once: only the rate holds it back
+        }
+        assert_eq!(started, ARTIFACT_REQUESTS_PER_SECOND);
+        assert!(ARTIFACT_REQUESTS_PER_SECOND < MAX_REQUESTS_PER_SECOND);
+        let later = now + std::time::Duration::from_secs(1);
+        assert!(f.next_to_request(later).is_some());
+        assert_eq!(f.queued(), 1000 - ARTIFACT_REQUESTS_PER_SECOND as usize - 1);
+    }
+
+    #[test]
+    fn redial_backs_off_until_a_connection_holds() {
+        let mut r = Redial::default();
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + std::time::Duration::from_secs(s);
+        assert!(r.attempt("a", t0), "first dial is immediate");
+        assert!(!r.attempt("a", at(4)));
+        assert!(r.attempt("a", at(5)));
+        // connected, dropped after 1 s (banned): the wait keeps growing
+        r.connected("a", at(5));
+        r.closed("a", at(6));
+        assert!(!r.attempt("a", at(14)));
+        assert!(r.attempt("a", at(15)), "10 s after the second attempt");
+        assert!(!r.attempt("a", at(15 + 19)));
+        assert!(r.attempt("a", at(15 + 20)));
+        // a connection that held for a minute resets it: re-dial at once after it drops
+        r.connected("a", at(40));
+        r.closed("a", at(100));
+        assert!(r.attempt("a", at(100)));
+        // the wait is capped
+        let mut c = Redial::default();
+        let mut now = t0;
+        for _ in 0..40 {
+            while !c.attempt("b", now) {
+                now += std::time::Duration::from_secs(1);
+            }
+        }
+        assert!(!c.attempt("b", now + REDIAL_MAX - std::time::Duration::from_secs(1)));
+        assert!(c.attempt("b", now + REDIAL_MAX));
     }
 
     #[test]

@@ -436,3 +436,42 @@ fn artifacts_are_checked_against_their_cid() {
         Err(StoreError::BadCid(_))
     ));
 }
+
+#[test]
+fn a_large_sync_page_is_stored_in_order_and_the_cursor_only_moves_from_where_the_page_started() {
+    use spore_actors::ingest::ingest;
+    let (_dir, store) = open();
+    let who = identity(1);
+    let task_id = TASK;
+    let root = record(&who, None, task_id, Status::Keep, 2.0, 1_700_000_000);
+    let mut bodies = vec![Message::Experiment(root.clone()).encode_body()];
+    for i in 0..299 {
+        let child = record(
+            &who,
+            Some(&root.id),
+            task_id,
+            Status::Discard,
+            2.5 + i as f64 / 1000.0,
+            1_700_000_001 + i,
+        );
+        bodies.push(Message::Experiment(child).encode_body());
+    }
+    // checked on several threads, stored in page order: no child waits for its parent
+    let out = ingest(&store, &bodies, Some(("peer-a", (0, 300))), false).unwrap();
+    assert_eq!(
+        (out.summary.accepted, out.summary.held, out.summary.rejected),
+        (300, 0, 0)
+    );
+    assert!(out.summary.cursor_advanced);
+    assert!(out.stored_bodies.is_empty(), "bodies kept only when asked");
+    assert_eq!(store.read().unwrap().sync_cursor("peer-a").unwrap(), 300);
+
+    // a page asked for after 120 arrives late: stored (duplicates here), cursor untouched
+    let late = ingest(&store, &bodies[120..140], Some(("peer-a", (120, 140))), false).unwrap();
+    assert_eq!(late.summary.duplicates, 20);
+    assert!(!late.summary.cursor_advanced);
+    assert_eq!(store.read().unwrap().sync_cursor("peer-a").unwrap(), 300);
+    let next = ingest(&store, &bodies[..1], Some(("peer-a", (300, 301))), false).unwrap();
+    assert!(next.summary.cursor_advanced);
+    assert_eq!(store.read().unwrap().sync_cursor("peer-a").unwrap(), 301);
+}

@@ -51,10 +51,21 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Remembers that everything up to `seq` of `peer`'s log is stored here.
-    pub fn set_sync_cursor(&mut self, peer: &str, seq: u64) -> Result<(), StoreError> {
-        self.t.sync_cursors.insert(peer, seq)?;
-        Ok(())
+    /// Remembers that everything up to `to` of `peer`'s log is stored here, if the cursor is
+    /// still at `from` (the page read after `from` is the one just stored); false otherwise, so
+    /// a page that arrives after an earlier one failed never moves the cursor past the gap.
+    pub fn advance_sync_cursor(
+        &mut self,
+        peer: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<bool, StoreError> {
+        let now = self.t.sync_cursors.get(peer)?.map_or(0, |v| v.value());
+        if now != from {
+            return Ok(false);
+        }
+        self.t.sync_cursors.insert(peer, to)?;
+        Ok(true)
     }
 }
 

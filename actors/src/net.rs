@@ -1,7 +1,10 @@
 //! The libp2p side of the node: transport (TCP + Noise + Yamux), the behaviours, the topics and
 //! the request-response protocol used for sync and artifacts.
 
+use std::io;
 use std::time::Duration;
+
+use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::identity::Keypair;
@@ -48,6 +51,97 @@ pub enum Request {
     Log { after: u64, limit: u32 },
     /// The artifact whose SHA-256 is `cid`.
     Artifact { cid: String },
+    /// Never sent: what [`SyncCodec`] makes of a request it cannot read (over the size cap, or
+    /// not a request), so PeerManager learns who sent it.
+    #[serde(skip)]
+    Unreadable(String),
+}
+
+/// Largest request on `/spore/sync/1`.
+pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+
+/// The codec of `/spore/sync/1`: CBOR with size caps. libp2p drops a request it cannot read
+/// without telling anyone; this codec hands it on as [`Request::Unreadable`] instead, so the
+/// sender can be counted an offence.
+#[derive(Clone)]
+pub struct SyncCodec {
+    inner: request_response::cbor::codec::Codec<Request, Response>,
+}
+
+impl Default for SyncCodec {
+    fn default() -> Self {
+        SyncCodec {
+            inner: request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_REQUEST_BYTES)
+                .set_response_size_maximum(MAX_MESSAGE_BYTES as u64 + 1024 * 1024),
+        }
+    }
+}
+
+impl request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(
+        &mut self,
+        protocol: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut bytes = Vec::new();
+        io.take(MAX_REQUEST_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .await?;
+        if bytes.len() as u64 > MAX_REQUEST_BYTES {
+            return Ok(Request::Unreadable(format!(
+                "over the {MAX_REQUEST_BYTES}-byte cap"
+            )));
+        }
+        let mut cursor = futures::io::Cursor::new(bytes);
+        Ok(self
+            .inner
+            .read_request(protocol, &mut cursor)
+            .await
+            .unwrap_or_else(|e| Request::Unreadable(format!("not a request: {e}"))))
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        protocol: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        self.inner.read_response(protocol, io).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        protocol: &StreamProtocol,
+        io: &mut T,
+        request: Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        self.inner.write_request(protocol, io, request).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        protocol: &StreamProtocol,
+        io: &mut T,
+        response: Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        self.inner.write_response(protocol, io, response).await
+    }
 }
 
 /// A response on `/spore/sync/1`.
@@ -70,7 +164,7 @@ pub enum Response {
 pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
-    pub sync: request_response::cbor::Behaviour<Request, Response>,
+    pub sync: request_response::Behaviour<SyncCodec>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -149,11 +243,8 @@ pub fn behaviour(key: &Keypair, config: &NetConfig) -> Result<Behaviour, String>
             .map_err(|e| format!("subscribe {topic}: {e}"))?;
     }
 
-    let codec = request_response::cbor::codec::Codec::default()
-        .set_request_size_maximum(64 * 1024)
-        .set_response_size_maximum(MAX_MESSAGE_BYTES as u64 + 1024 * 1024);
     let sync = request_response::Behaviour::with_codec(
-        codec,
+        SyncCodec::default(),
         [(StreamProtocol::new("/spore/sync/1"), ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(config.request_timeout)

@@ -374,6 +374,18 @@ impl PeerManager {
         if self.table.is_banned(&key) {
             return;
         }
+        if let Request::Unreadable(reason) = &request {
+            let refused = Response::Refused {
+                reason: format!("unreadable request: {reason}"),
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_response(channel, refused);
+            self.penalize(peer, &format!("unreadable request: {reason}"));
+            return;
+        }
         if let Err(refusal) = self.table.begin_inbound(&key, std::time::Instant::now()) {
             let (reason, offence) = match refusal {
                 Refusal::Rate { offence } => ("busy: too many requests this second", offence),
@@ -423,6 +435,7 @@ impl PeerManager {
                         reason: e.to_string(),
                     },
                 },
+                Request::Unreadable(reason) => Response::Refused { reason },
             }
         });
         ctx.spawn(
@@ -661,6 +674,7 @@ impl Handler<GetPeers> for PeerManager {
             .all_peers()
             .map(|(p, _)| *p)
             .chain(connected.iter().copied())
+            .chain(self.table.banned().filter_map(|p| p.parse().ok()))
             .collect();
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();

@@ -49,6 +49,10 @@ impl PeerTable {
         self.banned.contains(peer)
     }
 
+    pub fn banned(&self) -> impl Iterator<Item = &String> {
+        self.banned.iter()
+    }
+
     /// Marks a sync with `peer` as started; false if one is already running.
     pub fn start_sync(&mut self, peer: &str) -> bool {
         self.syncing.insert(peer.to_string())
@@ -307,7 +311,7 @@ mod tests {
             f.request_done(); // answered at once: only the rate holds it back
         }
         assert_eq!(started, ARTIFACT_REQUESTS_PER_SECOND);
-        assert!(ARTIFACT_REQUESTS_PER_SECOND < MAX_REQUESTS_PER_SECOND);
+        const { assert!(ARTIFACT_REQUESTS_PER_SECOND < MAX_REQUESTS_PER_SECOND) };
         let later = now + std::time::Duration::from_secs(1);
         assert!(f.next_to_request(later).is_some());
         assert_eq!(f.queued(), 1000 - ARTIFACT_REQUESTS_PER_SECOND as usize - 1);

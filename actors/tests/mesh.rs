@@ -1,5 +1,6 @@
 //! In-process meshes on 127.0.0.1: nodes converge through sync and gossip; a forged record from
-//! a rogue peer is refused, not stored, not forwarded, and costs the rogue its score.
+//! a rogue peer is refused, not stored, not forwarded, and costs the rogue its score; oversized
+//! requests, unknown protocols and request floods cost the sender a ban, not the node its service.
 
 mod common;
 
@@ -289,6 +290,176 @@ fn garbage_on_the_port_is_dropped_and_the_node_keeps_serving() {
             (count(&honest) == 3).then_some(())
         })
         .await;
+        victim.registry.shutdown().await;
+        honest.registry.shutdown().await;
+    });
+}
+
+/// A bare swarm speaking only `protocol` on request-response (for hostile peers).
+fn rogue_swarm(
+    seed: u8,
+    protocol: &'static str,
+) -> libp2p::Swarm<libp2p::request_response::cbor::Behaviour<net::Request, net::Response>> {
+    use libp2p::request_response::{self, ProtocolSupport};
+    let key = libp2p::identity::Keypair::ed25519_from_bytes([seed; 32]).unwrap();
+    libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::cbor::Behaviour::new(
+                [(libp2p::StreamProtocol::new(protocol), ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(10))
+                    .with_max_concurrent_streams(1024),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+        .build()
+}
+
+/// Drives `rogue` until `done` says so (checked every 100 ms), for at most 30 s.
+async fn drive_until<B, F, Fut>(rogue: &mut libp2p::Swarm<B>, what: &str, mut done: F)
+where
+    B: libp2p::swarm::NetworkBehaviour,
+    B::ToSwarm: std::fmt::Debug,
+    F: FnMut(&mut libp2p::Swarm<B>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::select! {
+            _ = rogue.select_next_some() => {}
+            _ = actix_rt::time::sleep(Duration::from_millis(100)) => {
+                if done(rogue).await {
+                    return;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+    }
+}
+
+async fn standing(
+    node: &TestNode,
+    peer: libp2p::PeerId,
+) -> Option<spore_actors::messages::PeerInfo> {
+    node.registry
+        .peers
+        .send(GetPeers)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.peer_id == peer)
+}
+
+#[test]
+fn oversized_requests_unknown_protocols_and_request_floods_cost_the_sender_not_the_node() {
+    use libp2p::request_response::{Event, OutboundFailure};
+    use spore_actors::net::Request;
+    actix_rt::System::new().block_on(async {
+        let victim = start_node(40, vec![]).await;
+        let honest = start_node(41, vec![victim.addr.clone()]).await;
+        let records = chain(51, 30_000);
+        victim
+            .registry
+            .publish_local(bodies(&records[..50]))
+            .await
+            .unwrap();
+
+        // an unknown protocol: negotiation fails on the rogue's side, nothing else happens
+        let mut stranger = rogue_swarm(70, "/spore/unknown/1");
+        stranger.dial(victim.addr.clone()).unwrap();
+        let victim_id = victim.registry.peer_id;
+        let refused = std::rc::Rc::new(std::cell::Cell::new(false));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut asked = false;
+        while !refused.get() {
+            tokio::select! {
+                event = stranger.select_next_some() => match event {
+                    libp2p::swarm::SwarmEvent::ConnectionEstablished { .. } if !asked => {
+                        asked = true;
+                        stranger.behaviour_mut().send_request(&victim_id, Request::Log { after: 0, limit: 10 });
+                    }
+                    libp2p::swarm::SwarmEvent::Behaviour(Event::OutboundFailure { error: OutboundFailure::UnsupportedProtocols, .. }) => refused.set(true),
+                    _ => {}
+                },
+                _ = actix_rt::time::sleep(Duration::from_millis(100)) => {}
+            }
+            assert!(Instant::now() < deadline, "unknown protocol was not refused");
+        }
+        drop(stranger);
+
+        // oversized requests (1 MB, the cap is 64 KiB): unreadable, each an offence, then a ban
+        let mut big = rogue_swarm(71, "/spore/sync/1");
+        big.dial(victim.addr.clone()).unwrap();
+        let big_id = *big.local_peer_id();
+        let mut sent = 0;
+        drive_until(&mut big, "a ban for oversized requests", |big| {
+            if sent < 10 && big.is_connected(&victim_id) {
+                big.behaviour_mut().send_request(
+                    &victim_id,
+                    Request::Artifact { cid: "a".repeat(1_000_000) },
+                );
+                sent += 1;
+            }
+            let victim = &victim;
+            async move { standing(victim, big_id).await.is_some_and(|p| p.banned) }
+        })
+        .await;
+        drive_until(&mut big, "the oversized sender disconnected", |big| {
+            let gone = !big.is_connected(&victim_id);
+            async move { gone }
+        })
+        .await;
+        drop(big);
+
+        // a flood: 300 log requests at once; an honest node keeps at most 5 in flight
+        let mut flood = rogue_swarm(72, "/spore/sync/1");
+        flood.dial(victim.addr.clone()).unwrap();
+        let flood_id = *flood.local_peer_id();
+        let mut flooded = false;
+        drive_until(&mut flood, "a ban for the flood", |flood| {
+            if !flooded && flood.is_connected(&victim_id) {
+                for _ in 0..300 {
+                    flood.behaviour_mut().send_request(&victim_id, Request::Log { after: 0, limit: 2000 });
+                }
+                flooded = true;
+            }
+            let victim = &victim;
+            async move { standing(victim, flood_id).await.is_some_and(|p| p.banned && p.offences >= 3) }
+        })
+        .await;
+        drive_until(&mut flood, "the flooder disconnected", |flood| {
+            let gone = !flood.is_connected(&victim_id);
+            async move { gone }
+        })
+        .await;
+        // a banned peer that dials again is dropped at once
+        flood.dial(victim.addr.clone()).unwrap();
+        actix_rt::time::sleep(Duration::from_millis(500)).await;
+        drive_until(&mut flood, "the banned peer kept out", |flood| {
+            let gone = !flood.is_connected(&victim_id);
+            async move { gone }
+        })
+        .await;
+
+        // the honest peer was served all along and still is
+        wait_for("the first 50 at the honest peer", || async { (count(&honest) == 50).then_some(()) }).await;
+        let new = victim
+            .registry
+            .publish_local(bodies(&records[50..]))
+            .await
+            .unwrap();
+        assert_eq!(new.accepted, 1);
+        wait_for("a new record at the honest peer", || async { (count(&honest) == 51).then_some(()) }).await;
+        let honest_standing = standing(&victim, honest.registry.peer_id).await.unwrap();
+        assert_eq!((honest_standing.offences, honest_standing.banned), (0, false));
         victim.registry.shutdown().await;
         honest.registry.shutdown().await;
     });

@@ -467,7 +467,13 @@ fn a_large_sync_page_is_stored_in_order_and_the_cursor_only_moves_from_where_the
     assert_eq!(store.read().unwrap().sync_cursor("peer-a").unwrap(), 300);
 
     // a page asked for after 120 arrives late: stored (duplicates here), cursor untouched
-    let late = ingest(&store, &bodies[120..140], Some(("peer-a", (120, 140))), false).unwrap();
+    let late = ingest(
+        &store,
+        &bodies[120..140],
+        Some(("peer-a", (120, 140))),
+        false,
+    )
+    .unwrap();
     assert_eq!(late.summary.duplicates, 20);
     assert!(!late.summary.cursor_advanced);
     assert_eq!(store.read().unwrap().sync_cursor("peer-a").unwrap(), 300);

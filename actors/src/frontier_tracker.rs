@@ -9,27 +9,38 @@ use spore_spec::Goal;
 use tracing::{debug, info};
 
 use crate::messages::Stored;
+use crate::supervision::Restarts;
 use crate::Store;
 
 pub struct FrontierTracker {
     store: Arc<Store>,
     stored_records: u64,
+    restarts: Restarts,
 }
 
 impl FrontierTracker {
-    pub fn new(store: Arc<Store>) -> Self {
+    pub fn new(store: Arc<Store>, restarts: Restarts) -> Self {
         FrontierTracker {
             store,
             stored_records: 0,
+            restarts,
         }
     }
 }
 
 impl Actor for FrontierTracker {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.restarts.started(ctx);
+    }
 }
 
-impl Supervised for FrontierTracker {}
+impl Supervised for FrontierTracker {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.restarts.restarting();
+    }
+}
 
 impl Handler<Stored> for FrontierTracker {
     type Result = ();

@@ -12,14 +12,16 @@ use crate::frontier_tracker::FrontierTracker;
 use crate::ingest::{ingest, IngestOutcome};
 use crate::messages::*;
 use crate::peer_manager::PeerManager;
+use crate::supervision::Restarts;
 use crate::task_registry::TaskRegistry;
-use crate::Store;
+use crate::{Store, StoreError};
 
 pub struct GossipRouter {
     store: Arc<Store>,
     peers: Addr<PeerManager>,
     frontier: Addr<FrontierTracker>,
     tasks: Addr<TaskRegistry>,
+    restarts: Restarts,
 }
 
 impl GossipRouter {
@@ -28,12 +30,14 @@ impl GossipRouter {
         peers: Addr<PeerManager>,
         frontier: Addr<FrontierTracker>,
         tasks: Addr<TaskRegistry>,
+        restarts: Restarts,
     ) -> Self {
         GossipRouter {
             store,
             peers,
             frontier,
             tasks,
+            restarts,
         }
     }
 
@@ -88,12 +92,13 @@ impl Actor for GossipRouter {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // bounds the queue of objects waiting for validation; PeerManager drops beyond it
         ctx.set_mailbox_capacity(1024);
+        self.restarts.started(ctx);
     }
 }
 
 impl Supervised for GossipRouter {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        warn!("gossip router restarting");
+        self.restarts.restarting();
     }
 }
 
@@ -117,8 +122,8 @@ impl Handler<Ingest> for GossipRouter {
             )
         });
         let origin = msg.origin;
-        Box::pin(
-            actix::fut::wrap_future::<_, Self>(work).map(move |result, act, _| match result {
+        Box::pin(actix::fut::wrap_future::<_, Self>(work).map(
+            move |result, act, ctx| match result {
                 Ok(Ok(outcome)) => {
                     debug!(
                         accepted = outcome.summary.accepted,
@@ -129,6 +134,11 @@ impl Handler<Ingest> for GossipRouter {
                 }
                 Ok(Err(e)) => {
                     warn!(error = %e, "store refused a batch");
+                    if matches!(e, StoreError::Db(_)) {
+                        // the storage itself failed: stop; the supervisor restarts the router
+                        // after a backoff, and stops the node if it keeps failing
+                        ctx.stop();
+                    }
                     IngestSummary {
                         problems: vec![format!("store: {e}")],
                         ..Default::default()
@@ -141,7 +151,7 @@ impl Handler<Ingest> for GossipRouter {
                         ..Default::default()
                     }
                 }
-            }),
-        )
+            },
+        ))
     }
 }

@@ -18,4 +18,5 @@ pub mod node;
 pub mod peer_manager;
 pub mod peer_table;
 pub mod research;
+pub mod supervision;
 pub mod task_registry;

@@ -11,6 +11,7 @@ use crate::gossip_router::GossipRouter;
 use crate::messages::{Ingest, IngestSummary, Origin, Shutdown};
 use crate::net::{self, NetConfig};
 use crate::peer_manager::PeerManager;
+use crate::supervision::{Failure, RestartPolicy, Restarts};
 use crate::task_registry::TaskRegistry;
 use crate::Store;
 
@@ -34,6 +35,8 @@ pub struct Registry {
     pub tasks: Addr<TaskRegistry>,
     pub store: Arc<Store>,
     pub peer_id: libp2p::PeerId,
+    /// Reported when a supervised actor keeps failing; the node should then stop.
+    pub failure: Failure,
 }
 
 impl Registry {
@@ -56,19 +59,24 @@ impl Registry {
 
 /// Starts the actors in dependency order. Must run inside an actix System.
 ///
-/// The stateless actors run under actix's supervisor, which restarts them if they stop; the
-/// PeerManager owns the swarm and is not restarted: if it stops, the node stops.
+/// The stateless actors run under actix's supervisor with [`RestartPolicy::default`]: a failed
+/// actor is restarted after a growing backoff, and one that keeps failing is reported in
+/// [`Registry::failure`]. The PeerManager owns the swarm and is not restarted: if it stops, the
+/// node stops.
 pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
     let swarm = net::build_swarm(options.seed, &options.net)?;
     let peer_id = *swarm.local_peer_id();
+    let failure = Failure::default();
+    let restarts = |name| Restarts::new(name, RestartPolicy::default(), failure.clone());
     let frontier = {
-        let store = store.clone();
-        Supervisor::start(move |_| FrontierTracker::new(store.clone()))
+        let (store, restarts) = (store.clone(), restarts("frontier tracker"));
+        Supervisor::start(move |_| FrontierTracker::new(store.clone(), restarts))
     };
     let tasks = {
         let store = store.clone();
         let pinned = options.pinned_task.clone();
-        Supervisor::start(move |_| TaskRegistry::new(store.clone(), pinned.clone()))
+        let restarts = restarts("task registry");
+        Supervisor::start(move |_| TaskRegistry::new(store.clone(), pinned.clone(), restarts))
     };
     // PeerManager and GossipRouter need each other's address: create the PeerManager's context
     // first, hand its address to the router, then run the PeerManager in it.
@@ -81,12 +89,14 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
             frontier.clone(),
             tasks.clone(),
         );
+        let restarts = restarts("gossip router");
         Supervisor::start(move |_| {
             GossipRouter::new(
                 store.clone(),
                 peers.clone(),
                 frontier.clone(),
                 tasks.clone(),
+                restarts,
             )
         })
     };
@@ -107,5 +117,6 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
         tasks,
         store,
         peer_id,
+        failure,
     })
 }

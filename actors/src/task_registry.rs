@@ -6,24 +6,38 @@ use actix::prelude::*;
 use tracing::info;
 
 use crate::messages::Stored;
+use crate::supervision::Restarts;
 use crate::Store;
 
 pub struct TaskRegistry {
     store: Arc<Store>,
     pinned: Option<String>,
+    restarts: Restarts,
 }
 
 impl TaskRegistry {
-    pub fn new(store: Arc<Store>, pinned: Option<String>) -> Self {
-        TaskRegistry { store, pinned }
+    pub fn new(store: Arc<Store>, pinned: Option<String>, restarts: Restarts) -> Self {
+        TaskRegistry {
+            store,
+            pinned,
+            restarts,
+        }
     }
 }
 
 impl Actor for TaskRegistry {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.restarts.started(ctx);
+    }
 }
 
-impl Supervised for TaskRegistry {}
+impl Supervised for TaskRegistry {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.restarts.restarting();
+    }
+}
 
 impl Handler<Stored> for TaskRegistry {
     type Result = ();

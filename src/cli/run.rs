@@ -225,12 +225,16 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         });
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => info!("interrupted: stopping"),
-            _ = terminate.recv() => info!("terminated: stopping"),
-        }
+        let failed = tokio::select! {
+            _ = tokio::signal::ctrl_c() => { info!("interrupted: stopping"); None }
+            _ = terminate.recv() => { info!("terminated: stopping"); None }
+            reason = registry.failure.wait() => Some(reason),
+        };
         registry.shutdown().await;
         let _ = std::fs::remove_file(&socket);
+        if let Some(reason) = failed {
+            bail!("the node stopped: {reason} (see the log above)");
+        }
         spore_actors::say!("stopped");
         Ok(())
     })

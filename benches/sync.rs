@@ -31,7 +31,16 @@ fn spored(dir: &Path) -> Command {
 /// Starts a relay; its log goes to `$BENCH_LOG_DIR/<name>.log` when that is set.
 fn start(dir: &Path, name: &str, peer: Option<&str>) -> (Running, String) {
     let mut cmd = spored(dir);
-    cmd.args(["run", "--host", "127.0.0.1", "--port", "0", "--no-train"]);
+    cmd.args([
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--web-port",
+        "0",
+        "--no-train",
+    ]);
     if let Some(p) = peer {
         cmd.args(["--peer", p]);
     }

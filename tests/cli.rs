@@ -518,12 +518,21 @@ fn version_and_run_say_plainly_what_they_are() {
         }
     }
     let mut child = KillOnDrop(
-        node.cmd(&["run", "--host", "127.0.0.1", "--port", "0", "--verify-only"])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+        node.cmd(&[
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--web-port",
+            "0",
+            "--verify-only",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap(),
     );
     let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -541,7 +550,15 @@ fn version_and_run_say_plainly_what_they_are() {
     while !node.path().join("spored.sock").exists() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let err = node.fails(&["run", "--host", "127.0.0.1", "--port", "0"]);
+    let err = node.fails(&[
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--web-port",
+        "0",
+    ]);
     assert!(err.contains("already running"), "{err}");
     // SIGTERM stops it cleanly
     Command::new("kill")

@@ -296,6 +296,8 @@ fn a_research_node_publishes_what_the_llm_proposed() {
         "127.0.0.1",
         "--port",
         "0",
+        "--web-port",
+        "0",
         "--time-budget",
         "2",
     ])

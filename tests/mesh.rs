@@ -35,7 +35,16 @@ fn spored(dir: &Path) -> Command {
 /// Starts a relay node on an OS-chosen port and waits for its listen address.
 fn start(dir: &Path, peers: &[&str]) -> Running {
     let mut cmd = spored(dir);
-    cmd.args(["run", "--host", "127.0.0.1", "--port", "0", "--no-train"]);
+    cmd.args([
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--web-port",
+        "0",
+        "--no-train",
+    ]);
     for p in peers {
         cmd.args(["--peer", p]);
     }
@@ -166,7 +175,16 @@ fn three_nodes_share_records_and_a_killed_node_catches_up() {
 fn a_node_whose_stdout_reader_went_away_keeps_serving_and_stops_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = spored(tmp.path())
-        .args(["run", "--host", "127.0.0.1", "--port", "0", "--no-train"])
+        .args([
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--web-port",
+            "0",
+            "--no-train",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

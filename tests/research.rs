@@ -144,6 +144,8 @@ fn research_with(dir: &Path, n: usize, extra: &[&str]) -> Vec<String> {
             "127.0.0.1",
             "--port",
             "0",
+            "--web-port",
+            "0",
             "--time-budget",
             "2",
         ])

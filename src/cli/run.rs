@@ -204,6 +204,21 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             spore_actors::say!("listening on {addr}/p2p/{peer_id}");
         }
         spore_actors::say!("mode {}", config.mode.as_str());
+        let explorer = spore_web::Explorer {
+            store: registry.store.clone(),
+            node_id: node_id.clone(),
+            pinned_task: (!config.task_id.is_empty()).then(|| config.task_id.clone()),
+            peers: Some(registry.peers.clone()),
+        };
+        let web = explorer_addr(&config.web_host, config.web_port)?;
+        let (server, bound) = spore_web::serve(web, explorer).with_context(|| {
+            format!(
+                "cannot serve the explorer on {web} (another program has the port? use --web-port)"
+            )
+        })?;
+        let web_handle = server.handle();
+        actix_rt::spawn(server);
+        spore_actors::say!("explorer on http://{bound}");
         let info = object([
             ("node_id", Value::Str(node_id.clone())),
             ("peer_id", Value::Str(peer_id.to_string())),
@@ -230,6 +245,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             _ = terminate.recv() => { info!("terminated: stopping"); None }
             reason = registry.failure.wait() => Some(reason),
         };
+        web_handle.stop(true).await;
         registry.shutdown().await;
         let _ = std::fs::remove_file(&socket);
         if let Some(reason) = failed {
@@ -238,4 +254,14 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         spore_actors::say!("stopped");
         Ok(())
     })
+}
+
+/// The explorer's socket address from config (a host name is resolved; port 0 lets the OS pick).
+pub fn explorer_addr(host: &str, port: u16) -> Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs as _;
+    (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("invalid explorer address {host}:{port}"))?
+        .next()
+        .with_context(|| format!("explorer host {host} resolves to no address"))
 }

@@ -77,6 +77,15 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
+    /// On the task's frontier for `goal`: a keep no keep child has beaten.
+    pub fn is_frontier(&self, goal: spore_spec::Goal) -> bool {
+        self.status == spore_spec::Status::Keep
+            && match goal {
+                spore_spec::Goal::Minimize => !self.displaced_min,
+                spore_spec::Goal::Maximize => !self.displaced_max,
+            }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(160);
         push_str(&mut out, &self.task_id);

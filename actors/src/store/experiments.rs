@@ -77,6 +77,22 @@ impl TaskStats {
     }
 }
 
+/// Adds a stored record to the per-node indexes (participants of its task, the node's records).
+pub(super) fn index_node(
+    t: &mut super::tables::WriteTables<'_>,
+    task_id: &str,
+    node_id: &str,
+    timestamp: i64,
+    id: &str,
+) -> Result<(), StoreError> {
+    let pair = key(&[task_id.as_bytes(), node_id.as_bytes()]);
+    let n = t.task_nodes.get(pair.as_slice())?.map_or(0, |v| v.value());
+    t.task_nodes.insert(pair.as_slice(), n + 1)?;
+    let by_node = key(&[node_id.as_bytes(), &sortable_i64(timestamp), id.as_bytes()]);
+    t.node_records.insert(by_node.as_slice(), ())?;
+    Ok(())
+}
+
 fn frontier_key(goal: Goal, task_id: &str, metric: f64, id: &str) -> Vec<u8> {
     key(&[
         &[goal_byte(goal)],
@@ -190,6 +206,7 @@ impl Writer<'_> {
             record.id.as_bytes(),
         ]);
         t.task_records.insert(time_key.as_slice(), ())?;
+        index_node(t, &task_id, &record.node_id, record.timestamp, &record.id)?;
         if let Some(parent) = &record.parent {
             let child_key = key(&[parent.as_bytes(), record.id.as_bytes()]);
             t.children.insert(child_key.as_slice(), ())?;
@@ -307,6 +324,35 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Builds the per-node indexes of a store written before they existed (once: they are empty
+    /// only then, since every stored record adds to them).
+    pub fn backfill_node_indexes(&mut self) -> Result<u64, StoreError> {
+        if !self.t.task_nodes.is_empty()? || self.t.index.is_empty()? {
+            return Ok(0);
+        }
+        let mut rows = Vec::new();
+        for item in self.t.index.iter()? {
+            let (id, entry) = item?;
+            let entry = IndexEntry::decode(entry.value())?;
+            let id = id.value().to_string();
+            let node = match self.t.experiments.get(id.as_str())? {
+                Some(wire) => spore_spec::json::parse(wire.value()).ok().and_then(|v| {
+                    v.get("node_id")
+                        .and_then(|n| n.as_str())
+                        .map(str::to_string)
+                }),
+                None => None,
+            };
+            if let Some(node) = node {
+                rows.push((entry.task_id, node, entry.timestamp, id));
+            }
+        }
+        for (task, node, timestamp, id) in &rows {
+            index_node(&mut self.t, task, node, *timestamp, id)?;
+        }
+        Ok(rows.len() as u64)
+    }
+
     /// Marks a stored record verified (local state, not part of the record).
     pub fn mark_verified(&mut self, id: &str) -> Result<bool, StoreError> {
         let index = &mut self.t.index;
@@ -320,6 +366,7 @@ impl Writer<'_> {
         }
         entry.verified = true;
         index.insert(id, entry.encode().as_slice())?;
+        self.t.verified.insert(id, ())?;
         Ok(true)
     }
 }
@@ -427,6 +474,59 @@ impl Reader {
         let mut out = Vec::new();
         for item in table
             .range(task_id.as_bytes()..end.as_slice())?
+            .rev()
+            .take(limit)
+        {
+            let (k, _) = item?;
+            out.push(String::from_utf8_lossy(&k.value()[skip..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Records marked verified, all tasks.
+    pub fn verified_count(&self) -> Result<u64, StoreError> {
+        Ok(self.t.verified.len()?)
+    }
+
+    /// Every node that published a record, with how many (all tasks).
+    pub fn all_participants(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        let mut out = std::collections::BTreeMap::new();
+        for item in self.t.task_nodes.iter()? {
+            let (k, v) = item?;
+            let k = k.value();
+            let node = String::from_utf8_lossy(&k[k.len().saturating_sub(64)..]).into_owned();
+            *out.entry(node).or_insert(0) += v.value();
+        }
+        Ok(out)
+    }
+
+    /// The nodes that published records in `task_id`, with how many each (node id order).
+    pub fn participants(&self, task_id: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let end = prefix_end(task_id.as_bytes());
+        let mut out = Vec::new();
+        for item in self
+            .t
+            .task_nodes
+            .range(task_id.as_bytes()..end.as_slice())?
+        {
+            let (k, v) = item?;
+            out.push((
+                String::from_utf8_lossy(&k.value()[task_id.len()..]).into_owned(),
+                v.value(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` record ids of `node_id`, newest first.
+    pub fn node_recent_ids(&self, node_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let end = prefix_end(node_id.as_bytes());
+        let skip = node_id.len() + 8;
+        let mut out = Vec::new();
+        for item in self
+            .t
+            .node_records
+            .range(node_id.as_bytes()..end.as_slice())?
             .rev()
             .take(limit)
         {

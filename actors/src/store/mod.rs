@@ -99,8 +99,12 @@ impl Store {
             Err(e) => return Err(StoreError::Db(e.into())),
         };
         let store = Store { db };
-        // Opening every table once creates the missing ones, so readers never find one absent.
-        store.write(|_| Ok(()))?;
+        // Opening every table once creates the missing ones, so readers never find one absent;
+        // indexes added after a store was written are built here, once.
+        let built = store.write(|w| w.backfill_node_indexes())?;
+        if built > 0 {
+            tracing::info!(records = built, "built the per-node indexes");
+        }
         Ok(store)
     }
 

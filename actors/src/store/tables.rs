@@ -35,6 +35,12 @@ pub const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifa
 /// Local arrival sequence number → kind byte ‖ key: every accepted object in the order it was
 /// stored (parents before children), the order sync serves them in.
 pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log_v1");
+/// task id ‖ node id → number of that node's records in the task (participants, per task).
+pub const TASK_NODES: TableDefinition<&[u8], u64> = TableDefinition::new("task_nodes_v1");
+/// node id ‖ sortable timestamp ‖ record id → () (a node's records, oldest first).
+pub const NODE_RECORDS: TableDefinition<&[u8], ()> = TableDefinition::new("node_records_v1");
+/// Record id → (): records a verification or upheld dispute confirmed.
+pub const VERIFIED: TableDefinition<&str, ()> = TableDefinition::new("verified_v1");
 /// Peer id → the highest sequence number of that peer's log we have stored (sync resumes there).
 pub const SYNC_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("sync_cursors_v1");
 /// "host:port" or multiaddr → unix seconds last seen.
@@ -87,4 +93,7 @@ table_set! {
     peers: PEERS<&'static str, i64>,
     log: LOG<u64, &'static [u8]>,
     sync_cursors: SYNC_CURSORS<&'static str, u64>,
+    task_nodes: TASK_NODES<&'static [u8], u64>,
+    node_records: NODE_RECORDS<&'static [u8], ()>,
+    verified: VERIFIED<&'static str, ()>,
 }

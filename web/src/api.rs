@@ -1,0 +1,527 @@
+//! The JSON API (`/api/...`): the reference explorer's routes and field names, with proper
+//! status codes: 404 for an unknown id, 400 for a bad parameter (a JSON body says which), 503
+//! when the store cannot be read; never a 500 because of what a record contains.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use serde::Deserialize;
+use spore_actors::StoreError;
+use spore_spec::json::{self, object, Value};
+
+use crate::views::{self, View};
+use crate::Explorer;
+
+/// An API error: its status and a sentence for the `error` field.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn not_found(what: &str, id: &str) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no {what} {id:?}"),
+        }
+    }
+
+    pub fn bad(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        reply_with(
+            self.status,
+            object([("error", Value::Str(self.message.clone()))]),
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %e, "explorer: store read failed");
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("store unavailable: {e}"),
+        }
+    }
+}
+
+type Reply = Result<HttpResponse, ApiError>;
+
+fn reply_with(status: StatusCode, value: Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(json::to_wire(&views::finite(value)))
+}
+
+fn reply(value: Value) -> Reply {
+    Ok(reply_with(StatusCode::OK, value))
+}
+
+/// Runs `f` on a read snapshot on a blocking thread (redb reads are synchronous).
+async fn read<T: Send + 'static>(
+    state: &web::Data<Explorer>,
+    f: impl FnOnce(&mut View) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    web::block(move || {
+        let read = store.read()?;
+        let mut view = View::new(&read);
+        f(&mut view)
+    })
+    .await
+    .map_err(|e| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: format!("explorer busy: {e}"),
+    })?
+}
+
+fn clamp(limit: Option<i64>, default: i64, max: i64) -> usize {
+    limit.unwrap_or(default).clamp(1, max) as usize
+}
+
+/// A 64-hex id, or a 400 naming the parameter.
+fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
+    if spore_spec::crypto::is_lower_hex(id, 64) {
+        Ok(())
+    } else {
+        Err(ApiError::bad(format!(
+            "{what} must be 64 lowercase hex characters"
+        )))
+    }
+}
+
+/// An empty or absent `task_id` means the active task (reference: "task_id resolution"); a
+/// given one must be a known task.
+fn resolve_task(
+    view: &mut View,
+    pinned: Option<&str>,
+    task_id: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    match task_id.filter(|t| !t.is_empty()) {
+        Some(t) => {
+            check_id("task_id", t)?;
+            if view.read.task(t)?.is_none() && view.read.task_stats(t)?.is_none() {
+                return Err(ApiError::not_found("task", t));
+            }
+            Ok(Some(t.to_string()))
+        }
+        None => Ok(view.read.active_task(pinned)?),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TaskQuery {
+    task_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LimitQuery {
+    task_id: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct FrontierQuery {
+    task_id: Option<String>,
+    gpu: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct GraphQuery {
+    task_id: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn stat(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> Reply {
+    let pinned = state.pinned_task.clone();
+    let node_id = state.node_id.clone();
+    let peer_count = state.peer_count().await;
+    let clients = state.live_clients();
+    let value = read(&state, move |view| {
+        let active = view.read.active_task(pinned.as_deref())?;
+        let task = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())?;
+        let (count, frontier, best, frontier_nodes) = match &task {
+            Some(t) => {
+                let goal = view.goal(t)?;
+                let ids = view.read.frontier_ids(t, goal)?;
+                let mut nodes = std::collections::BTreeSet::new();
+                for id in ids.iter().take(10_000) {
+                    if let Some(found) = view.find(id)? {
+                        nodes.insert(found.record.node_id);
+                    }
+                }
+                let count = view.read.task_stats(t)?.map_or(0, |s| s.count);
+                (count, ids.len() as i64, view.best(t)?, nodes.len() as i64)
+            }
+            None => (view.read.experiment_count()?, 0, None, 0),
+        };
+        let nodes = view.read.all_participants()?;
+        let profiles = view.read.profiles()?.len() as i64;
+        Ok(object([
+            ("task_id", task.map_or(Value::Null, Value::Str)),
+            ("task_count", Value::Int(view.read.task_count()? as i64)),
+            ("active_task_id", active.map_or(Value::Null, Value::Str)),
+            ("experiment_count", Value::Int(count as i64)),
+            ("frontier_size", Value::Int(frontier)),
+            ("best_val_bpb", views::float(best)),
+            ("peer_count", Value::Int(peer_count as i64)),
+            ("node_id", Value::Str(node_id)),
+            ("ws_client", Value::Int(clients as i64)),
+            ("node_count", Value::Int(nodes.len() as i64)),
+            ("profile_count", Value::Int(profiles)),
+            (
+                "verified_experiment_count",
+                Value::Int(view.read.verified_count()? as i64),
+            ),
+            ("frontier_node_count", Value::Int(frontier_nodes)),
+        ]))
+    })
+    .await?;
+    reply(value)
+}
+
+pub async fn tasks(state: web::Data<Explorer>) -> Reply {
+    let pinned = state.pinned_task.clone();
+    let value = read(&state, move |view| {
+        let active = view.read.active_task(pinned.as_deref())?;
+        let mut rows = Vec::new();
+        for row in view.read.tasks()? {
+            let summary = view.task_summary(&row, active.as_deref())?;
+            let key = (
+                summary
+                    .get("latest_activity")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(i64::MIN),
+                summary
+                    .get("experiment_count")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0),
+                row.task_id().to_string(),
+            );
+            rows.push((key, summary));
+        }
+        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(Value::Array(rows.into_iter().map(|(_, v)| v).collect()))
+    })
+    .await?;
+    reply(value)
+}
+
+pub async fn task(state: web::Data<Explorer>, path: web::Path<String>) -> Reply {
+    let task_id = path.into_inner();
+    check_id("task id", &task_id)?;
+    let pinned = state.pinned_task.clone();
+    let value = read(&state, move |view| {
+        let Some(row) = view.read.task(&task_id)? else {
+            return Err(ApiError::not_found("task", &task_id));
+        };
+        let active = view.read.active_task(pinned.as_deref())?;
+        let Value::Object(mut members) = view.task_summary(&row, active.as_deref())? else {
+            unreachable!("a summary is an object");
+        };
+        let goal = view.goal(&task_id)?;
+        let frontier = view.read.frontier_ids_limited(&task_id, goal, 100)?;
+        let recent = view.read.recent_ids(&task_id, 20)?;
+        members.push(("frontier".into(), Value::Array(view.records(&frontier)?)));
+        members.push(("recent".into(), Value::Array(view.records(&recent)?)));
+        Ok(Value::Object(members))
+    })
+    .await?;
+    reply(value)
+}
+
+/// Feed events, newest first, of one task (or the active one).
+async fn feed_of(
+    state: web::Data<Explorer>,
+    task_id: Option<String>,
+    limit: usize,
+    keeps_only: bool,
+) -> Reply {
+    let pinned = state.pinned_task.clone();
+    let value = read(&state, move |view| {
+        let Some(task) = resolve_task(view, pinned.as_deref(), task_id.as_deref())? else {
+            return Ok(Value::Array(vec![]));
+        };
+        let mut out = Vec::new();
+        // newest first; keeps are a minority, so look a bounded way back for them
+        let ids = view
+            .read
+            .recent_ids(&task, if keeps_only { limit * 20 } else { limit })?;
+        for id in ids {
+            let Some(found) = view.find(&id)? else {
+                continue;
+            };
+            if keeps_only && found.record.status != spore_spec::Status::Keep {
+                continue;
+            }
+            out.push(view.feed_event(&found)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(Value::Array(out))
+    })
+    .await?;
+    reply(value)
+}
+
+pub async fn feed(state: web::Data<Explorer>, q: web::Query<LimitQuery>) -> Reply {
+    let q = q.into_inner();
+    feed_of(state, q.task_id, clamp(q.limit, 50, 200), false).await
+}
+
+pub async fn task_feed(
+    state: web::Data<Explorer>,
+    path: web::Path<String>,
+    q: web::Query<LimitQuery>,
+) -> Reply {
+    let task_id = path.into_inner();
+    check_id("task id", &task_id)?;
+    feed_of(state, Some(task_id), clamp(q.limit, 50, 200), false).await
+}
+
+pub async fn keeps_recent(state: web::Data<Explorer>, q: web::Query<LimitQuery>) -> Reply {
+    let q = q.into_inner();
+    feed_of(state, q.task_id, clamp(q.limit, 25, 200), true).await
+}
+
+/// The task's DAG: records (newest `limit`, default 5,000, plus every frontier record and the
+/// ancestors that connect them), parent → child edges, and the frontier ids.
+pub async fn graph(state: web::Data<Explorer>, q: web::Query<GraphQuery>) -> Reply {
+    let q = q.into_inner();
+    let limit = clamp(q.limit, 5_000, 50_000);
+    let pinned = state.pinned_task.clone();
+    let value = read(&state, move |view| {
+        let Some(task) = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())? else {
+            return Ok(object([
+                ("task_id", Value::Null),
+                ("node", Value::Array(vec![])),
+                ("edge", Value::Array(vec![])),
+                ("frontier_id", Value::Array(vec![])),
+            ]));
+        };
+        let goal = view.goal(&task)?;
+        let frontier = view.read.frontier_ids_limited(&task, goal, limit)?;
+        let mut wanted: Vec<String> = view.read.recent_ids(&task, limit)?;
+        wanted.extend(frontier.iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        let mut nodes = Vec::new();
+        let mut edges = Vec::new();
+        let mut queue = std::collections::VecDeque::from(wanted);
+        while let Some(id) = queue.pop_front() {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let Some(found) = view.find(&id)? else {
+                continue;
+            };
+            if let Some(parent) = &found.record.parent {
+                queue.push_back(parent.clone());
+            }
+            let parent = found.record.parent.clone();
+            nodes.push((
+                found.record.timestamp,
+                found.record.depth,
+                id.clone(),
+                parent,
+                view.record(&found)?,
+            ));
+        }
+        // oldest first, edges in the same order (as the reference lists them)
+        nodes.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+        for (_, _, id, parent, _) in &nodes {
+            if let Some(parent) = parent.as_ref().filter(|p| seen.contains(*p)) {
+                edges.push(object([
+                    ("source", Value::Str(parent.clone())),
+                    ("target", Value::Str(id.clone())),
+                ]));
+            }
+        }
+        Ok(object([
+            ("task_id", Value::Str(task)),
+            (
+                "node",
+                Value::Array(nodes.into_iter().map(|n| n.4).collect()),
+            ),
+            ("edge", Value::Array(edges)),
+            (
+                "frontier_id",
+                Value::Array(frontier.into_iter().map(Value::Str).collect()),
+            ),
+        ]))
+    })
+    .await?;
+    reply(value)
+}
+
+pub async fn frontier(state: web::Data<Explorer>, q: web::Query<FrontierQuery>) -> Reply {
+    let q = q.into_inner();
+    let limit = clamp(q.limit, 1_000, 100_000);
+    let pinned = state.pinned_task.clone();
+    let value = read(&state, move |view| {
+        let Some(task) = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())? else {
+            return Ok(Value::Array(vec![]));
+        };
+        let goal = view.goal(&task)?;
+        let mut out = Vec::new();
+        for id in view.read.frontier_ids(&task, goal)? {
+            let Some(found) = view.find(&id)? else {
+                continue;
+            };
+            if q.gpu
+                .as_deref()
+                .is_some_and(|g| g != found.record.gpu_model)
+            {
+                continue;
+            }
+            out.push(view.record(&found)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(Value::Array(out))
+    })
+    .await?;
+    reply(value)
+}
+
+pub async fn experiment(state: web::Data<Explorer>, path: web::Path<String>) -> Reply {
+    let id = path.into_inner();
+    check_id("experiment id", &id)?;
+    let value = read(&state, move |view| match view.find(&id)? {
+        Some(found) => Ok(view.record(&found)?),
+        None => Err(ApiError::not_found("experiment", &id)),
+    })
+    .await?;
+    reply(value)
+}
+
+pub async fn ancestor(state: web::Data<Explorer>, path: web::Path<String>) -> Reply {
+    let id = path.into_inner();
+    check_id("experiment id", &id)?;
+    let value = read(&state, move |view| {
+        let mut out = Vec::new();
+        let mut next = Some(id.clone());
+        while let Some(current) = next {
+            let Some(found) = view.find(&current)? else {
+                break;
+            };
+            next = found.record.parent.clone();
+            out.push(view.record(&found)?);
+            if out.len() > 100_000 {
+                break; // depth is bounded by the store's lineage rules; this is a backstop
+            }
+        }
+        if out.is_empty() {
+            return Err(ApiError::not_found("experiment", &id));
+        }
+        Ok(Value::Array(out))
+    })
+    .await?;
+    reply(value)
+}
+
+pub async fn children(state: web::Data<Explorer>, path: web::Path<String>) -> Reply {
+    let id = path.into_inner();
+    check_id("experiment id", &id)?;
+    let value = read(&state, move |view| {
+        if view.read.index_entry(&id)?.is_none() {
+            return Err(ApiError::not_found("experiment", &id));
+        }
+        let mut found = Vec::new();
+        for child in view.read.children(&id)? {
+            if let Some(f) = view.find(&child)? {
+                found.push(f);
+            }
+        }
+        found.sort_by(|a, b| {
+            (a.record.timestamp, &a.record.id).cmp(&(b.record.timestamp, &b.record.id))
+        });
+        let mut out = Vec::new();
+        for f in &found {
+            out.push(view.record(f)?);
+        }
+        Ok(Value::Array(out))
+    })
+    .await?;
+    reply(value)
+}
+
+pub async fn recent(state: web::Data<Explorer>, q: web::Query<LimitQuery>) -> Reply {
+    let q = q.into_inner();
+    let limit = clamp(q.limit, 50, 500);
+    let pinned = state.pinned_task.clone();
+    let value = read(&state, move |view| {
+        let Some(task) = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())? else {
+            return Ok(Value::Array(vec![]));
+        };
+        let ids = view.read.recent_ids(&task, limit)?;
+        Ok(Value::Array(view.records(&ids)?))
+    })
+    .await?;
+    reply(value)
+}
+
+pub async fn node_profile(state: web::Data<Explorer>, path: web::Path<String>) -> Reply {
+    let node_id = path.into_inner();
+    check_id("node id", &node_id)?;
+    let value = read(&state, move |view| match view.profile(&node_id)? {
+        Some(p) => Ok(views::profile(&p)),
+        None => Err(ApiError::not_found("profile for node", &node_id)),
+    })
+    .await?;
+    reply(value)
+}
+
+/// The artifact's bytes as text (invalid UTF-8 replaced), if this node holds it.
+pub async fn artifact(state: web::Data<Explorer>, path: web::Path<String>) -> Reply {
+    let cid = path.into_inner();
+    check_id("cid", &cid)?;
+    let value = read(&state, move |view| match view.read.artifact(&cid)? {
+        Some(bytes) => Ok(object([
+            ("cid", Value::Str(cid)),
+            (
+                "content",
+                Value::Str(String::from_utf8_lossy(&bytes).into_owned()),
+            ),
+        ])),
+        None => Err(ApiError::not_found("artifact", &cid)),
+    })
+    .await?;
+    reply(value)
+}
+
+/// 400 for a query string that does not parse (a letter where a number goes), as JSON.
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    ApiError::bad(format!("bad query parameter: {err}")).into()
+}
+
+/// 404 for any other path under /api.
+pub async fn unknown_route(req: actix_web::HttpRequest) -> Reply {
+    Err(ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("no route {}", req.path()),
+    })
+}

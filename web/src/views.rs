@@ -1,0 +1,255 @@
+//! The explorer's JSON shapes, built from one read snapshot of the store (no server needed, so
+//! tests call these directly). Field names follow the reference explorer (reference §i) so its
+//! tooling works against us. Every lookup goes through an index the store maintains: no view
+//! reads all records of a task.
+
+use std::collections::HashMap;
+
+use spore_actors::store::{IndexEntry, TaskRow};
+use spore_actors::{Reader, StoreError};
+use spore_spec::json::{object, Value};
+use spore_spec::{ExperimentRecord, Goal, NodeProfile, Status};
+
+/// One snapshot plus the per-request caches (profiles, goals) the shapes need.
+pub struct View<'r> {
+    pub read: &'r Reader,
+    profiles: HashMap<String, Option<NodeProfile>>,
+    goals: HashMap<String, Goal>,
+}
+
+/// A record with its index entry (task, flags), as the views use it.
+pub struct Found {
+    pub record: ExperimentRecord,
+    pub entry: IndexEntry,
+}
+
+impl<'r> View<'r> {
+    pub fn new(read: &'r Reader) -> Self {
+        View {
+            read,
+            profiles: HashMap::new(),
+            goals: HashMap::new(),
+        }
+    }
+
+    pub fn profile(&mut self, node_id: &str) -> Result<Option<NodeProfile>, StoreError> {
+        if let Some(p) = self.profiles.get(node_id) {
+            return Ok(p.clone());
+        }
+        let p = self.read.profile(node_id)?;
+        self.profiles.insert(node_id.to_string(), p.clone());
+        Ok(p)
+    }
+
+    pub fn goal(&mut self, task_id: &str) -> Result<Goal, StoreError> {
+        if let Some(g) = self.goals.get(task_id) {
+            return Ok(*g);
+        }
+        let g = self.read.task_goal(task_id)?;
+        self.goals.insert(task_id.to_string(), g);
+        Ok(g)
+    }
+
+    pub fn find(&self, id: &str) -> Result<Option<Found>, StoreError> {
+        let (Some(record), Some(entry)) = (self.read.experiment(id)?, self.read.index_entry(id)?)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Found { record, entry }))
+    }
+
+    /// `record_to_dict`: the 24 record fields, the publisher's name and avatar when it has a
+    /// profile, `verified` and `is_frontier` (for the record's own task).
+    pub fn record(&mut self, found: &Found) -> Result<Value, StoreError> {
+        let goal = self.goal(&found.entry.task_id)?;
+        let Value::Object(mut members) = found.record.to_value() else {
+            unreachable!("a record is an object");
+        };
+        // a v1 record's task id is derived; show the one it is filed under
+        if let Some(slot) = members.iter_mut().find(|(k, _)| k == "task_id") {
+            slot.1 = Value::Str(found.entry.task_id.clone());
+        }
+        if let Some(p) = self.profile(&found.record.node_id)? {
+            members.push(("node_display_name".into(), Value::Str(p.display_name)));
+            members.push(("node_avatar_url".into(), Value::Str(p.avatar_url)));
+        }
+        members.push(("verified".into(), Value::Bool(found.entry.verified)));
+        members.push((
+            "is_frontier".into(),
+            Value::Bool(found.entry.is_frontier(goal)),
+        ));
+        Ok(Value::Object(members))
+    }
+
+    /// Records by id, skipping ids no longer found.
+    pub fn records(&mut self, ids: &[String]) -> Result<Vec<Value>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(found) = self.find(id)? {
+                out.push(self.record(&found)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The metric of the task's best frontier record.
+    pub fn best(&mut self, task_id: &str) -> Result<Option<f64>, StoreError> {
+        let goal = self.goal(task_id)?;
+        let ids = self.read.frontier_ids_limited(task_id, goal, 1)?;
+        Ok(match ids.first() {
+            Some(id) => self.read.index_entry(id)?.map(|e| e.metric),
+            None => None,
+        })
+    }
+
+    /// The task summary of the reference's `/api/tasks`.
+    pub fn task_summary(
+        &mut self,
+        row: &TaskRow,
+        active: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        let task_id = row.task_id().to_string();
+        let stats = self.read.task_stats(&task_id)?.unwrap_or_default();
+        let goal = self.goal(&task_id)?;
+        let participants = self.read.participants(&task_id)?;
+        let m = &row.manifest;
+        let s = |x: &str| Value::Str(x.to_string());
+        Ok(object([
+            ("task_id", s(&task_id)),
+            ("name", s(&m.name)),
+            ("description", s(&m.description)),
+            ("task_type", s(&m.task_type)),
+            ("artifact_type", s(&m.artifact_type)),
+            ("metric", s(&m.metric)),
+            ("goal", s(&m.goal)),
+            ("source", s(row.source.as_str())),
+            ("created_by", s(&m.created_by)),
+            ("timestamp", Value::Int(m.timestamp)),
+            (
+                "root_experiment_id",
+                stats.root.clone().map_or(Value::Null, Value::Str),
+            ),
+            ("experiment_count", Value::Int(stats.count as i64)),
+            (
+                "frontier_size",
+                Value::Int(self.read.frontier_size(&task_id, goal)? as i64),
+            ),
+            ("best_val_bpb", float(self.best(&task_id)?)),
+            ("participant_count", Value::Int(participants.len() as i64)),
+            (
+                "participants",
+                Value::Array(
+                    participants
+                        .into_iter()
+                        .map(|(n, _)| Value::Str(n))
+                        .collect(),
+                ),
+            ),
+            (
+                "latest_activity",
+                if stats.count > 0 {
+                    Value::Int(stats.latest_timestamp)
+                } else {
+                    Value::Null
+                },
+            ),
+            ("is_active", Value::Bool(active == Some(task_id.as_str()))),
+        ]))
+    }
+
+    /// A feed event (reference §i): what happened, in a sentence, with the record.
+    pub fn feed_event(&mut self, found: &Found) -> Result<Value, StoreError> {
+        let record = &found.record;
+        let task_id = found.entry.task_id.clone();
+        let task_name = match self.read.task(&task_id)? {
+            Some(row) => row.manifest.name,
+            None => short(&task_id).to_string(),
+        };
+        let actor = match self.profile(&record.node_id)? {
+            Some(p) if !p.display_name.is_empty() => p.display_name,
+            _ => short(&record.node_id).to_string(),
+        };
+        let goal = self.goal(&task_id)?;
+        let kind = match record.status {
+            Status::Crash => "crash",
+            Status::Discard => "discard",
+            Status::Keep if found.entry.is_frontier(goal) => "frontier_keep",
+            Status::Keep => "keep",
+        };
+        let headline = match kind {
+            "crash" => format!("{actor} hit a crash on {task_name}"),
+            "discard" => format!("{actor} tested an idea on {task_name}"),
+            "frontier_keep" => format!("{actor} moved the frontier on {task_name}"),
+            _ => format!("{actor} found a keep on {task_name}"),
+        };
+        let summary = if record.description.is_empty() {
+            "No description.".to_string()
+        } else {
+            record.description.clone()
+        };
+        let metric = record.val_bpb.value();
+        let parent_metric = match &record.parent {
+            Some(p) => self.read.index_entry(p)?.map(|e| e.metric),
+            None => None,
+        };
+        let impact = match parent_metric {
+            None => "baseline".to_string(),
+            Some(pm) if pm == metric => "matched parent".to_string(),
+            Some(pm) if goal.better(metric, pm) => {
+                format!("improved by {:.6}", (metric - pm).abs())
+            }
+            Some(pm) => format!("worse by {:.6}", (metric - pm).abs()),
+        };
+        let s = |x: String| Value::Str(x);
+        Ok(object([
+            ("kind", s(kind.to_string())),
+            ("headline", s(headline)),
+            ("summary", s(summary)),
+            ("impact", s(impact)),
+            ("task_id", s(task_id)),
+            ("task_name", s(task_name)),
+            ("node_id", s(record.node_id.clone())),
+            ("node_display_name", s(actor)),
+            ("timestamp", Value::Int(record.timestamp)),
+            ("verified", Value::Bool(found.entry.verified)),
+            ("record", self.record(found)?),
+        ]))
+    }
+}
+
+/// `profile_to_dict`: the profile without its signature.
+pub fn profile(p: &NodeProfile) -> Value {
+    let s = |x: &str| Value::Str(x.to_string());
+    object([
+        ("id", s(&p.id)),
+        ("node_id", s(&p.node_id)),
+        ("display_name", s(&p.display_name)),
+        ("bio", s(&p.bio)),
+        ("website", s(&p.website)),
+        ("avatar_url", s(&p.avatar_url)),
+        ("donation_address", s(&p.donation_address)),
+        ("timestamp", Value::Int(p.timestamp)),
+        ("schema_version", Value::Int(p.schema_version)),
+    ])
+}
+
+pub fn float(x: Option<f64>) -> Value {
+    x.map_or(Value::Null, Value::Float)
+}
+
+pub fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// The value with every non-finite float replaced by `null`: the reference's encoder wrote
+/// `NaN`/`Infinity` (not JSON) or failed with a 500; a browser's `JSON.parse` accepts neither.
+pub fn finite(value: Value) -> Value {
+    match value {
+        Value::Float(x) if !x.is_finite() => Value::Null,
+        Value::Array(items) => Value::Array(items.into_iter().map(finite).collect()),
+        Value::Object(members) => {
+            Value::Object(members.into_iter().map(|(k, v)| (k, finite(v))).collect())
+        }
+        other => other,
+    }
+}

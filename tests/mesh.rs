@@ -14,6 +14,8 @@ mod support;
 struct Running {
     child: Child,
     addr: String,
+    /// The explorer's base URL (`http://127.0.0.1:<port>`).
+    web: String,
 }
 
 impl Drop for Running {
@@ -57,15 +59,38 @@ fn start(dir: &Path, peers: &[&str]) -> Running {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.to_string());
+            for prefix in ["listening on ", "explorer on "] {
+                if let Some(value) = line.strip_prefix(prefix) {
+                    let _ = tx.send(value.to_string());
+                }
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("node printed its address");
-    Running { child, addr }
+    let mut next = || {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("node printed its addresses")
+    };
+    let addr = next();
+    let web = next();
+    Running { child, addr, web }
+}
+
+/// GET `path` from the explorer at `base` (`http://host:port`), as JSON.
+fn http_json(base: &str, path: &str) -> J {
+    use std::io::{Read as _, Write as _};
+    let host = base.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    serde_json::from_str(body).unwrap()
 }
 
 fn info(dir: &Path) -> J {
@@ -133,6 +158,12 @@ fn three_nodes_share_records_and_a_killed_node_catches_up() {
         wait_until("part 1 everywhere", || holds(dir, 16, 4, 0));
     }
 
+    // each node's explorer serves what it holds
+    for node in [&a, &b, &c] {
+        let stat = http_json(&node.web, "/api/stat");
+        assert_eq!(stat["experiment_count"], 16, "{stat}");
+    }
+
     // SIGKILL c, publish the rest, restart c: it catches up from its peers
     let mut c = c;
     c.child.kill().unwrap();
@@ -197,6 +228,7 @@ fn a_node_whose_stdout_reader_went_away_keeps_serving_and_stops_cleanly() {
     let node = Running {
         child,
         addr: String::new(),
+        web: String::new(),
     };
     wait_until("the control socket", || {
         tmp.path().join("spored.sock").exists()

@@ -1,5 +1,6 @@
 //! The `spored` command line: one file per command group.
 
+mod explorer;
 mod inspect;
 mod llm;
 mod prepare;
@@ -48,6 +49,8 @@ pub enum Command {
     Init,
     /// Run the node
     Run(run::RunArgs),
+    /// Serve the explorer over this data dir without joining the network
+    Explorer(explorer::ExplorerArgs),
     /// Manage tasks
     #[command(subcommand)]
     Task(task::TaskCommand),
@@ -128,6 +131,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init => init(&ctx),
         Command::Run(args) => run::run(ctx, args),
+        Command::Explorer(args) => explorer::run(&ctx, args),
         Command::Task(cmd) => task::run(&ctx, cmd),
         Command::Tasks => task::run(&ctx, task::TaskCommand::List),
         Command::Status(args) => inspect::status(&ctx, args),

@@ -66,7 +66,7 @@ fn start(dir: &Path, peers: &[&str]) -> Running {
             }
         }
     });
-    let mut next = || {
+    let next = || {
         rx.recv_timeout(Duration::from_secs(30))
             .expect("node printed its addresses")
     };

@@ -16,14 +16,27 @@ pub struct FrontierTracker {
     store: Arc<Store>,
     stored_records: u64,
     restarts: Restarts,
+    /// Ids of newly stored records, for live views (the explorer); nobody listening is fine.
+    announce: tokio::sync::broadcast::Sender<Arc<[String]>>,
+}
+
+/// Announcements of newly stored records: a bounded channel; a listener that falls behind
+/// misses some (and is told so by the channel) rather than holding memory.
+pub fn announcements() -> tokio::sync::broadcast::Sender<Arc<[String]>> {
+    tokio::sync::broadcast::channel(256).0
 }
 
 impl FrontierTracker {
-    pub fn new(store: Arc<Store>, restarts: Restarts) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        restarts: Restarts,
+        announce: tokio::sync::broadcast::Sender<Arc<[String]>>,
+    ) -> Self {
         FrontierTracker {
             store,
             stored_records: 0,
             restarts,
+            announce,
         }
     }
 }
@@ -47,6 +60,9 @@ impl Handler<Stored> for FrontierTracker {
 
     fn handle(&mut self, msg: Stored, _: &mut Context<Self>) {
         self.stored_records += msg.experiments.len() as u64;
+        if !msg.experiments.is_empty() {
+            let _ = self.announce.send(msg.experiments.clone().into());
+        }
         match msg.experiments.len() {
             0 => {}
             1 => {

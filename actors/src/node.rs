@@ -37,6 +37,8 @@ pub struct Registry {
     pub peer_id: libp2p::PeerId,
     /// Reported when a supervised actor keeps failing; the node should then stop.
     pub failure: Failure,
+    /// Ids of newly stored records, as the FrontierTracker announces them.
+    pub announce: tokio::sync::broadcast::Sender<Arc<[String]>>,
 }
 
 impl Registry {
@@ -68,9 +70,11 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
     let peer_id = *swarm.local_peer_id();
     let failure = Failure::default();
     let restarts = |name| Restarts::new(name, RestartPolicy::default(), failure.clone());
+    let announce = crate::frontier_tracker::announcements();
     let frontier = {
         let (store, restarts) = (store.clone(), restarts("frontier tracker"));
-        Supervisor::start(move |_| FrontierTracker::new(store.clone(), restarts))
+        let announce = announce.clone();
+        Supervisor::start(move |_| FrontierTracker::new(store.clone(), restarts, announce))
     };
     let tasks = {
         let store = store.clone();
@@ -118,5 +122,6 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
         store,
         peer_id,
         failure,
+        announce,
     })
 }

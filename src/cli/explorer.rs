@@ -48,6 +48,8 @@ pub fn run(ctx: &Context, args: ExplorerArgs) -> Result<()> {
             node_id,
             pinned_task: pinned,
             peers: None,
+            // no network: nothing new arrives while this serves
+            announce: spore_actors::frontier_tracker::announcements(),
         };
         let (server, bound) = spore_web::serve(addr, explorer)
             .with_context(|| format!("cannot serve the explorer on {addr}"))?;

@@ -209,6 +209,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             node_id: node_id.clone(),
             pinned_task: (!config.task_id.is_empty()).then(|| config.task_id.clone()),
             peers: Some(registry.peers.clone()),
+            announce: registry.announce.clone(),
         };
         let web = explorer_addr(&config.web_host, config.web_port)?;
         let (server, bound) = spore_web::serve(web, explorer).with_context(|| {

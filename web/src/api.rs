@@ -9,7 +9,7 @@ use spore_actors::StoreError;
 use spore_spec::json::{self, object, Value};
 
 use crate::views::{self, View};
-use crate::Explorer;
+use crate::State as Explorer;
 
 /// An API error: its status and a sentence for the `error` field.
 #[derive(Debug)]

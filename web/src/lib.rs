@@ -3,6 +3,7 @@
 //! dir read-only without joining the network.
 
 pub mod api;
+pub mod live;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -20,6 +21,9 @@ pub struct Explorer {
     pub node_id: String,
     pub pinned_task: Option<String>,
     pub peers: Option<actix::Addr<PeerManager>>,
+    /// Ids of newly stored records (the node's FrontierTracker announces them); live views
+    /// follow it. A sender nobody sends on (no network) gives a quiet live stream.
+    pub announce: tokio::sync::broadcast::Sender<Arc<[String]>>,
 }
 
 impl Explorer {
@@ -33,10 +37,25 @@ impl Explorer {
             None => 0,
         }
     }
+}
 
-    /// Browsers following live updates (none until the live stream exists).
+/// What the handlers share: the explorer and its live hub.
+pub struct State {
+    pub explorer: Explorer,
+    pub live: live::Live,
+}
+
+impl std::ops::Deref for State {
+    type Target = Explorer;
+    fn deref(&self) -> &Explorer {
+        &self.explorer
+    }
+}
+
+impl State {
+    /// Browsers following live updates now.
     pub fn live_clients(&self) -> usize {
-        0
+        self.live.clients()
     }
 }
 
@@ -45,6 +64,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(api::query_error))
         .route("/", web::get().to(index))
         .route("/api/openapi.json", web::get().to(openapi))
+        .route("/api/events", web::get().to(events))
         .route("/api/stat", web::get().to(api::stat))
         .route("/api/tasks", web::get().to(api::tasks))
         .route("/api/task/{task_id}", web::get().to(api::task))
@@ -77,13 +97,20 @@ pub fn serve(
     addr: SocketAddr,
     explorer: Explorer,
 ) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
-    let data = web::Data::new(explorer);
+    let live = live::Live::start(explorer.store.clone(), &explorer.announce);
+    let data = web::Data::new(State { explorer, live });
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
         .workers(2)
         .disable_signals()
+        // live streams never end by themselves: give them 2 s, not 30, when the node stops
+        .shutdown_timeout(2)
         .bind(addr)?;
     let bound = server.addrs().first().copied().unwrap_or(addr);
     Ok((server.run(), bound))
+}
+
+async fn events(state: web::Data<State>) -> HttpResponse {
+    state.live.stream()
 }
 
 async fn index() -> HttpResponse {

@@ -129,6 +129,18 @@ struct Server {
 
 impl Server {
     fn start(store: Arc<Store>, node_id: &str) -> Server {
+        Self::start_with(
+            store,
+            node_id,
+            spore_actors::frontier_tracker::announcements(),
+        )
+    }
+
+    fn start_with(
+        store: Arc<Store>,
+        node_id: &str,
+        announce: tokio::sync::broadcast::Sender<Arc<[String]>>,
+    ) -> Server {
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let node_id = node_id.to_string();
@@ -139,6 +151,7 @@ impl Server {
                     node_id,
                     pinned_task: None,
                     peers: None,
+                    announce,
                 };
                 let (server, bound) =
                     spore_web::serve("127.0.0.1:0".parse().unwrap(), explorer).unwrap();
@@ -381,4 +394,64 @@ fn a_record_with_a_non_finite_metric_is_served_as_json_not_a_500() {
     ] {
         server.json(&path);
     }
+}
+
+#[test]
+fn a_record_stored_while_a_browser_listens_arrives_as_a_server_sent_event() {
+    use std::io::BufRead as _;
+    let f = fixture();
+    let announce = spore_actors::frontier_tracker::announcements();
+    let server = Server::start_with(f.store.clone(), "n", announce.clone());
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(s, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut reader = std::io::BufReader::new(s);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    // wait until the server counts this client, then store a record and announce it, as the
+    // FrontierTracker does
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.json("/api/stat")["ws_client"] != 1 {
+        assert!(std::time::Instant::now() < deadline, "client never counted");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let who = Identity::from_seed([1; 32]);
+    let mut child = ExperimentRecord {
+        parent: Some("3afa58063e3ba1e68ca559a8d02b38c0377b55df736c3f215f176e2489c79b0d".into()),
+        depth: 2,
+        task_id: "3094a2dfd2296bef1d10bad5bd5636e6b84fe0b57c823b043cb6c98cf3fbb371".into(),
+        code_cid: "c".repeat(64),
+        dataset_cid: "climbmix-400b-shuffle".into(),
+        time_budget: 300,
+        val_bpb: spore_spec::Number::Float(0.9),
+        peak_vram_mb: spore_spec::Number::Float(1.0),
+        status: spore_spec::Status::Keep,
+        description: "<img src=x onerror=alert(1)> live".into(),
+        agent_model: "x".into(),
+        gpu_model: "CPU".into(),
+        node_id: who.node_id(),
+        timestamp: 1767226000,
+        version: 2,
+        ..ExperimentRecord::default()
+    };
+    child.sign_with(&who);
+    let id = child.id.clone();
+    f.store.write(|w| w.insert_experiment(child)).unwrap();
+    announce.send(vec![id.clone()].into()).unwrap();
+    let event = loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if let Some(data) = line.trim().strip_prefix("data: ") {
+            break serde_json::from_str::<J>(data).unwrap();
+        }
+    };
+    assert_eq!(event["event"], "experiment");
+    assert_eq!(event["data"]["id"], id.as_str());
+    assert_eq!(event["data"]["is_frontier"], true);
+    assert_eq!(
+        event["data"]["description"],
+        "<img src=x onerror=alert(1)> live"
+    );
 }

@@ -1,6 +1,6 @@
 //! Read-only views of the store: status, frontier, graph, info.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use spore_actors::Reader;
 use spore_spec::json::{object, Value};
 use spore_spec::{ExperimentRecord, Goal, Status};
@@ -282,7 +282,28 @@ pub fn info(ctx: &Context) -> Result<()> {
     } else {
         None
     };
-    let store = ctx.data_dir.open_store()?;
+    let store = match spore_actors::Store::open(&ctx.data_dir.store()) {
+        Ok(store) => store,
+        Err(spore_actors::StoreError::InUse { .. }) => {
+            // a node holds the store and is still starting: its control socket (or a stale one
+            // left by a killed node) answers a moment later
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if let Ok(reply) = crate::control::request(&ctx.data_dir.socket(), "info", &[]) {
+                    return print_running_info(ctx, &reply);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            anyhow::bail!(
+                "a node is running on {} but does not answer on its control socket",
+                ctx.data_dir.root.display()
+            );
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("opening the store in {}", ctx.data_dir.root.display()))
+        }
+    };
     let read = store.read()?;
     let active = read.active_task(Some(ctx.config.task_id.as_str()))?;
     let best = match &active {

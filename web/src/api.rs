@@ -525,3 +525,146 @@ pub async fn unknown_route(req: actix_web::HttpRequest) -> Reply {
         message: format!("no route {}", req.path()),
     })
 }
+
+#[derive(Deserialize)]
+pub struct NodeRecordsQuery {
+    task_id: Option<String>,
+    status: Option<String>,
+    gpu: Option<String>,
+    verified_only: Option<bool>,
+    frontier_only: Option<bool>,
+}
+
+/// Records a node published, oldest first, filtered (at most 10,000).
+pub async fn node_experiments(
+    state: web::Data<Explorer>,
+    path: web::Path<String>,
+    q: web::Query<NodeRecordsQuery>,
+) -> Reply {
+    let node_id = path.into_inner();
+    check_id("node id", &node_id)?;
+    let q = q.into_inner();
+    let status = match q.status.as_deref().filter(|s| !s.is_empty() && *s != "all") {
+        Some(s) => Some(
+            spore_spec::Status::parse(s)
+                .ok_or_else(|| ApiError::bad("status must be keep, discard, crash or all"))?,
+        ),
+        None => None,
+    };
+    if let Some(t) = q.task_id.as_deref().filter(|t| !t.is_empty()) {
+        check_id("task_id", t)?;
+    }
+    let value = read(&state, move |view| {
+        let mut out = Vec::new();
+        for id in view.read.node_record_ids(&node_id, 10_000)? {
+            let Some(found) = view.find(&id)? else {
+                continue;
+            };
+            let goal = view.goal(&found.entry.task_id)?;
+            let keep = q
+                .task_id
+                .as_deref()
+                .is_none_or(|t| t.is_empty() || t == found.entry.task_id)
+                && status.is_none_or(|s| s == found.record.status)
+                && q.gpu
+                    .as_deref()
+                    .is_none_or(|g| g.is_empty() || g == found.record.gpu_model)
+                && (!q.verified_only.unwrap_or(false) || found.entry.verified)
+                && (!q.frontier_only.unwrap_or(false) || found.entry.is_frontier(goal));
+            if keep {
+                out.push(view.record(&found)?);
+            }
+        }
+        Ok(Value::Array(out))
+    })
+    .await?;
+    reply(value)
+}
+
+/// Feed events of one node, newest first.
+pub async fn node_activity(
+    state: web::Data<Explorer>,
+    path: web::Path<String>,
+    q: web::Query<LimitQuery>,
+) -> Reply {
+    let node_id = path.into_inner();
+    check_id("node id", &node_id)?;
+    let q = q.into_inner();
+    let limit = clamp(q.limit, 50, 200);
+    let value = read(&state, move |view| {
+        let mut out = Vec::new();
+        for id in view.read.node_recent_ids(&node_id, limit * 4)? {
+            let Some(found) = view.find(&id)? else {
+                continue;
+            };
+            if q.task_id
+                .as_deref()
+                .is_some_and(|t| !t.is_empty() && t != found.entry.task_id)
+            {
+                continue;
+            }
+            out.push(view.feed_event(&found)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(Value::Array(out))
+    })
+    .await?;
+    reply(value)
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+    task_id: Option<String>,
+}
+
+/// Records whose id or publisher id starts with `q`, or whose description, GPU or publisher name
+/// contains it (case-insensitive), at most 20. Text matching looks at the newest 5,000 records of
+/// the task (or the active one), so a search costs the same at any store size.
+pub async fn search(state: web::Data<Explorer>, q: web::Query<SearchQuery>) -> Reply {
+    let q = q.into_inner();
+    let needle = q.q.unwrap_or_default().trim().to_string();
+    if needle.chars().count() < 2 {
+        return Err(ApiError::bad("q must have at least 2 characters"));
+    }
+    let pinned = state.pinned_task.clone();
+    let value = read(&state, move |view| {
+        let mut ids: Vec<String> = Vec::new();
+        if needle.chars().all(|c| c.is_ascii_hexdigit()) {
+            let lower = needle.to_ascii_lowercase();
+            ids.extend(view.read.ids_with_prefix(&lower, 20)?);
+            if lower.len() == 64 || ids.len() < 20 {
+                ids.extend(view.read.node_recent_ids(&lower, 20)?);
+            }
+        }
+        if let Some(task) = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())? {
+            let lower = needle.to_lowercase();
+            for id in view.read.recent_ids(&task, 5_000)? {
+                if ids.len() >= 20 {
+                    break;
+                }
+                let Some(found) = view.find(&id)? else {
+                    continue;
+                };
+                let name = view
+                    .profile(&found.record.node_id)?
+                    .map(|p| p.display_name)
+                    .unwrap_or_default();
+                if [&found.record.description, &found.record.gpu_model, &name]
+                    .iter()
+                    .any(|text| text.to_lowercase().contains(&lower))
+                {
+                    ids.push(id);
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        ids.retain(|id| seen.insert(id.clone()));
+        ids.truncate(20);
+        Ok(Value::Array(view.records(&ids)?))
+    })
+    .await?;
+    reply(value)
+}

@@ -87,6 +87,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/node/{node_id}/profile",
             web::get().to(api::node_profile),
         )
+        .route(
+            "/api/node/{node_id}/experiment",
+            web::get().to(api::node_experiments),
+        )
+        .route(
+            "/api/node/{node_id}/activity",
+            web::get().to(api::node_activity),
+        )
+        .route("/api/search", web::get().to(api::search))
         .route("/api/artifact/{cid}", web::get().to(api::artifact))
         .default_service(web::route().to(api::unknown_route));
 }

@@ -518,6 +518,36 @@ impl Reader {
         Ok(out)
     }
 
+    /// Up to `limit` record ids of `node_id`, oldest first.
+    pub fn node_record_ids(&self, node_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let end = prefix_end(node_id.as_bytes());
+        let skip = node_id.len() + 8;
+        let mut out = Vec::new();
+        for item in self
+            .t
+            .node_records
+            .range(node_id.as_bytes()..end.as_slice())?
+            .take(limit)
+        {
+            let (k, _) = item?;
+            out.push(String::from_utf8_lossy(&k.value()[skip..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` record ids starting with `prefix` (id order).
+    pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.t.index.range(prefix..)?.take(limit) {
+            let (k, _) = item?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push(k.value().to_string());
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` record ids of `node_id`, newest first.
     pub fn node_recent_ids(&self, node_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let end = prefix_end(node_id.as_bytes());

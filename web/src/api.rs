@@ -304,11 +304,12 @@ pub async fn keeps_recent(state: web::Data<Explorer>, q: web::Query<LimitQuery>)
     feed_of(state, q.task_id, clamp(q.limit, 25, 200), true).await
 }
 
-/// The task's DAG: records (newest `limit`, default 5,000, plus every frontier record and the
-/// ancestors that connect them), parent → child edges, and the frontier ids.
+/// The task's DAG: the newest `limit` records (default 2,000), the best `limit` frontier records
+/// and the ancestors that connect them to the root, at most 3 × `limit` records in all (the
+/// reference sends every record: 40 MB at 100k), parent → child edges, and the frontier ids.
 pub async fn graph(state: web::Data<Explorer>, q: web::Query<GraphQuery>) -> Reply {
     let q = q.into_inner();
-    let limit = clamp(q.limit, 5_000, 50_000);
+    let limit = clamp(q.limit, 2_000, 50_000);
     let pinned = state.pinned_task.clone();
     let value = read(&state, move |view| {
         let Some(task) = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())? else {
@@ -328,6 +329,9 @@ pub async fn graph(state: web::Data<Explorer>, q: web::Query<GraphQuery>) -> Rep
         let mut edges = Vec::new();
         let mut queue = std::collections::VecDeque::from(wanted);
         while let Some(id) = queue.pop_front() {
+            if seen.len() >= 3 * limit {
+                break;
+            }
             if !seen.insert(id.clone()) {
                 continue;
             }

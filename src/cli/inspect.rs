@@ -285,19 +285,8 @@ pub fn info(ctx: &Context) -> Result<()> {
     let store = match spore_actors::Store::open(&ctx.data_dir.store()) {
         Ok(store) => store,
         Err(spore_actors::StoreError::InUse { .. }) => {
-            // a node holds the store and is still starting: its control socket (or a stale one
-            // left by a killed node) answers a moment later
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while std::time::Instant::now() < deadline {
-                if let Ok(reply) = crate::control::request(&ctx.data_dir.socket(), "info", &[]) {
-                    return print_running_info(ctx, &reply);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            anyhow::bail!(
-                "a node is running on {} but does not answer on its control socket",
-                ctx.data_dir.root.display()
-            );
+            let reply = crate::control::request_running(&ctx.data_dir.socket(), "info", &[])?;
+            return print_running_info(ctx, &reply);
         }
         Err(e) => {
             return Err(e)

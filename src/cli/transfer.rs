@@ -388,7 +388,7 @@ fn import_into_running_node(ctx: &Context, args: &ImportArgs) -> Result<()> {
         );
     }
     let payload: Vec<&[u8]> = lines.iter().map(|(_, l)| *l).collect();
-    let reply = crate::control::request(&ctx.data_dir.socket(), "publish", &payload)?;
+    let reply = crate::control::request_running(&ctx.data_dir.socket(), "publish", &payload)?;
     let n = |k: &str| reply.get(k).and_then(Value::as_i64).unwrap_or(0);
     if ctx.json {
         print_json(&reply);

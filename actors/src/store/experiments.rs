@@ -93,6 +93,35 @@ pub(super) fn index_node(
     Ok(())
 }
 
+#[derive(Clone, Copy)]
+enum Order {
+    Ascending,
+    Descending,
+}
+
+/// The ids of up to `limit` keys `prefix ‖ 8-byte sort key ‖ id` of an index table, in sort-key
+/// order (task records by time, node records by time, the frontier by metric).
+fn sorted_ids(
+    table: &redb::ReadOnlyTable<&'static [u8], ()>,
+    prefix: &[u8],
+    limit: usize,
+    order: Order,
+) -> Result<Vec<String>, StoreError> {
+    let end = prefix_end(prefix);
+    let skip = prefix.len() + 8;
+    let range = table.range(prefix..end.as_slice())?;
+    let keys: Box<dyn Iterator<Item = _>> = match order {
+        Order::Ascending => Box::new(range),
+        Order::Descending => Box::new(range.rev()),
+    };
+    let mut out = Vec::new();
+    for item in keys.take(limit) {
+        let (k, _) = item?;
+        out.push(String::from_utf8_lossy(&k.value()[skip..]).into_owned());
+    }
+    Ok(out)
+}
+
 fn frontier_key(goal: Goal, task_id: &str, metric: f64, id: &str) -> Vec<u8> {
     key(&[
         &[goal_byte(goal)],
@@ -441,16 +470,8 @@ impl Reader {
         goal: Goal,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let table = &self.t.frontier;
         let prefix = frontier_prefix(goal, task_id);
-        let end = prefix_end(&prefix);
-        let skip = prefix.len() + 8;
-        let mut out = Vec::new();
-        for item in table.range(prefix.as_slice()..end.as_slice())?.take(limit) {
-            let (k, _) = item?;
-            out.push(String::from_utf8_lossy(&k.value()[skip..]).into_owned());
-        }
-        Ok(out)
+        sorted_ids(&self.t.frontier, &prefix, limit, Order::Ascending)
     }
 
     /// Number of frontier entries of `task_id` for `goal`.
@@ -468,19 +489,12 @@ impl Reader {
 
     /// Ids of the newest `limit` records of `task_id`, newest first (ties by id, descending).
     pub fn recent_ids(&self, task_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        let table = &self.t.task_records;
-        let end = prefix_end(task_id.as_bytes());
-        let skip = task_id.len() + 8;
-        let mut out = Vec::new();
-        for item in table
-            .range(task_id.as_bytes()..end.as_slice())?
-            .rev()
-            .take(limit)
-        {
-            let (k, _) = item?;
-            out.push(String::from_utf8_lossy(&k.value()[skip..]).into_owned());
-        }
-        Ok(out)
+        sorted_ids(
+            &self.t.task_records,
+            task_id.as_bytes(),
+            limit,
+            Order::Descending,
+        )
     }
 
     /// Records marked verified, all tasks.
@@ -520,19 +534,12 @@ impl Reader {
 
     /// Up to `limit` record ids of `node_id`, oldest first.
     pub fn node_record_ids(&self, node_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        let end = prefix_end(node_id.as_bytes());
-        let skip = node_id.len() + 8;
-        let mut out = Vec::new();
-        for item in self
-            .t
-            .node_records
-            .range(node_id.as_bytes()..end.as_slice())?
-            .take(limit)
-        {
-            let (k, _) = item?;
-            out.push(String::from_utf8_lossy(&k.value()[skip..]).into_owned());
-        }
-        Ok(out)
+        sorted_ids(
+            &self.t.node_records,
+            node_id.as_bytes(),
+            limit,
+            Order::Ascending,
+        )
     }
 
     /// Up to `limit` record ids starting with `prefix` (id order).
@@ -550,32 +557,21 @@ impl Reader {
 
     /// Up to `limit` record ids of `node_id`, newest first.
     pub fn node_recent_ids(&self, node_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        let end = prefix_end(node_id.as_bytes());
-        let skip = node_id.len() + 8;
-        let mut out = Vec::new();
-        for item in self
-            .t
-            .node_records
-            .range(node_id.as_bytes()..end.as_slice())?
-            .rev()
-            .take(limit)
-        {
-            let (k, _) = item?;
-            out.push(String::from_utf8_lossy(&k.value()[skip..]).into_owned());
-        }
-        Ok(out)
+        sorted_ids(
+            &self.t.node_records,
+            node_id.as_bytes(),
+            limit,
+            Order::Descending,
+        )
     }
 
     /// Every record id of `task_id`, oldest first.
     pub fn task_record_ids(&self, task_id: &str) -> Result<Vec<String>, StoreError> {
-        let table = &self.t.task_records;
-        let end = prefix_end(task_id.as_bytes());
-        let skip = task_id.len() + 8;
-        let mut out = Vec::new();
-        for item in table.range(task_id.as_bytes()..end.as_slice())? {
-            let (k, _) = item?;
-            out.push(String::from_utf8_lossy(&k.value()[skip..]).into_owned());
-        }
-        Ok(out)
+        sorted_ids(
+            &self.t.task_records,
+            task_id.as_bytes(),
+            usize::MAX,
+            Order::Ascending,
+        )
     }
 }

@@ -51,10 +51,8 @@ pub fn run(ctx: &Context, args: ExplorerArgs) -> Result<()> {
             // no network: nothing new arrives while this serves
             announce: spore_actors::frontier_tracker::announcements(),
         };
-        let (server, bound) = spore_web::serve(addr, explorer)
+        let (handle, bound) = spore_web::serve(addr, explorer)
             .with_context(|| format!("cannot serve the explorer on {addr}"))?;
-        let handle = server.handle();
-        actix_rt::spawn(server);
         spore_actors::say!("explorer on http://{bound}");
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -212,13 +212,11 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             announce: registry.announce.clone(),
         };
         let web = explorer_addr(&config.web_host, config.web_port)?;
-        let (server, bound) = spore_web::serve(web, explorer).with_context(|| {
+        let (web_handle, bound) = spore_web::serve(web, explorer).with_context(|| {
             format!(
                 "cannot serve the explorer on {web} (another program has the port? use --web-port)"
             )
         })?;
-        let web_handle = server.handle();
-        actix_rt::spawn(server);
         spore_actors::say!("explorer on http://{bound}");
         let info = object([
             ("node_id", Value::Str(node_id.clone())),

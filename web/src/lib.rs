@@ -100,12 +100,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::route().to(api::unknown_route));
 }
 
-/// Binds `addr` and starts serving on the current actix System; the returned server stops
-/// with the System (or `handle().stop()`).
+/// Binds `addr` and serves on the current actix System until the System ends or the returned
+/// handle stops it; also returns the bound address (port 0 gets one from the OS).
 pub fn serve(
     addr: SocketAddr,
     explorer: Explorer,
-) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
+) -> std::io::Result<(actix_web::dev::ServerHandle, SocketAddr)> {
     let live = live::Live::start(explorer.store.clone(), &explorer.announce);
     let data = web::Data::new(State { explorer, live });
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
@@ -115,7 +115,10 @@ pub fn serve(
         .shutdown_timeout(2)
         .bind(addr)?;
     let bound = server.addrs().first().copied().unwrap_or(addr);
-    Ok((server.run(), bound))
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok((handle, bound))
 }
 
 async fn events(state: web::Data<State>) -> HttpResponse {

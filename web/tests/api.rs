@@ -153,10 +153,8 @@ impl Server {
                     peers: None,
                     announce,
                 };
-                let (server, bound) =
+                let (handle, bound) =
                     spore_web::serve("127.0.0.1:0".parse().unwrap(), explorer).unwrap();
-                let handle = server.handle();
-                actix_rt::spawn(server);
                 port_tx.send(bound.port()).unwrap();
                 while matches!(
                     stop_rx.try_recv(),

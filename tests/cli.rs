@@ -572,7 +572,7 @@ fn version_and_run_say_plainly_what_they_are() {
 
 #[test]
 fn the_explorer_command_serves_a_data_dir_and_stops_on_sigterm() {
-    use std::io::{BufRead as _, Read as _, Write as _};
+    use std::io::BufRead as _;
     let node = Node::new();
     let file = vector_jsonl(node.dir.path());
     node.ok(&["import", file.to_str().unwrap()]);
@@ -591,26 +591,12 @@ fn the_explorer_command_serves_a_data_dir_and_stops_on_sigterm() {
         .strip_prefix("explorer on http://")
         .unwrap_or_else(|| panic!("{line}"))
         .to_string();
-    let get = |path: &str| {
-        let mut s = std::net::TcpStream::connect(&host).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        (
-            head.split_whitespace().nth(1).unwrap().to_string(),
-            body.to_string(),
-        )
-    };
+    let get = |path: &str| support::http_get(&host, path);
     let (status, body) = get("/api/tasks");
-    assert_eq!(status, "200", "{body}");
+    assert_eq!(status, 200, "{body}");
     let tasks: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(tasks.as_array().unwrap().len(), 4, "{body}");
-    assert_eq!(get(&format!("/api/task/{}", "0".repeat(64))).0, "404");
+    assert_eq!(get(&format!("/api/task/{}", "0".repeat(64))).0, 404);
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -75,22 +75,11 @@ fn start(dir: &Path, peers: &[&str]) -> Running {
     Running { child, addr, web }
 }
 
-/// GET `path` from the explorer at `base` (`http://host:port`), as JSON.
+/// GET `path` from the explorer at `base`, as JSON (it must answer 200).
 fn http_json(base: &str, path: &str) -> J {
-    use std::io::{Read as _, Write as _};
-    let host = base.strip_prefix("http://").unwrap();
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
-    serde_json::from_str(body).unwrap()
+    let (status, body) = support::http_get(base, path);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 fn info(dir: &Path) -> J {

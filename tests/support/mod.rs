@@ -28,3 +28,23 @@ pub fn vector_lines() -> Vec<String> {
     }
     lines
 }
+
+/// GET `path` from the explorer at `base` (`http://host:port` or `host:port`), one connection:
+/// (status code, body).
+pub fn http_get(base: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let host = base.strip_prefix("http://").unwrap_or(base);
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}

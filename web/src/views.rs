@@ -15,6 +15,7 @@ pub struct View<'r> {
     pub read: &'r Reader,
     profiles: HashMap<String, Option<NodeProfile>>,
     goals: HashMap<String, Goal>,
+    task_names: HashMap<String, String>,
 }
 
 /// A record with its index entry (task, flags), as the views use it.
@@ -29,6 +30,7 @@ impl<'r> View<'r> {
             read,
             profiles: HashMap::new(),
             goals: HashMap::new(),
+            task_names: HashMap::new(),
         }
     }
 
@@ -48,6 +50,19 @@ impl<'r> View<'r> {
         let g = self.read.task_goal(task_id)?;
         self.goals.insert(task_id.to_string(), g);
         Ok(g)
+    }
+
+    /// The task's name (its short id when no manifest names it).
+    pub fn task_name(&mut self, task_id: &str) -> Result<String, StoreError> {
+        if let Some(name) = self.task_names.get(task_id) {
+            return Ok(name.clone());
+        }
+        let name = match self.read.task(task_id)? {
+            Some(row) => row.manifest.name,
+            None => short(task_id).to_string(),
+        };
+        self.task_names.insert(task_id.to_string(), name.clone());
+        Ok(name)
     }
 
     pub fn find(&self, id: &str) -> Result<Option<Found>, StoreError> {
@@ -161,10 +176,7 @@ impl<'r> View<'r> {
     pub fn feed_event(&mut self, found: &Found) -> Result<Value, StoreError> {
         let record = &found.record;
         let task_id = found.entry.task_id.clone();
-        let task_name = match self.read.task(&task_id)? {
-            Some(row) => row.manifest.name,
-            None => short(&task_id).to_string(),
-        };
+        let task_name = self.task_name(&task_id)?;
         let actor = match self.profile(&record.node_id)? {
             Some(p) if !p.display_name.is_empty() => p.display_name,
             _ => short(&record.node_id).to_string(),

@@ -162,15 +162,10 @@ pub async fn stat(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> Reply
         let (count, frontier, best, frontier_nodes) = match &task {
             Some(t) => {
                 let goal = view.goal(t)?;
-                let ids = view.read.frontier_ids(t, goal)?;
-                let mut nodes = std::collections::BTreeSet::new();
-                for id in ids.iter().take(10_000) {
-                    if let Some(found) = view.find(id)? {
-                        nodes.insert(found.record.node_id);
-                    }
-                }
+                let size = view.read.frontier_size(t, goal)? as i64;
+                let nodes = view.frontier_nodes(t)?.len() as i64;
                 let count = view.read.task_stats(t)?.map_or(0, |s| s.count);
-                (count, ids.len() as i64, view.best(t)?, nodes.len() as i64)
+                (count, size, view.best(t)?, nodes)
             }
             None => (view.read.experiment_count()?, 0, None, 0),
         };
@@ -668,6 +663,308 @@ pub async fn search(state: web::Data<Explorer>, q: web::Query<SearchQuery>) -> R
         ids.retain(|id| seen.insert(id.clone()));
         ids.truncate(20);
         Ok(Value::Array(view.records(&ids)?))
+    })
+    .await?;
+    reply(value)
+}
+
+#[derive(Deserialize)]
+pub struct HotQuery {
+    limit: Option<i64>,
+}
+
+/// Tasks by recent activity: over each task's 25 newest records, how many and how many keeps.
+pub async fn tasks_hot(state: web::Data<Explorer>, q: web::Query<HotQuery>) -> Reply {
+    let limit = clamp(q.limit, 10, 50);
+    let value = read(&state, move |view| {
+        let mut rows = Vec::new();
+        for row in view.read.tasks()? {
+            let task_id = row.task_id().to_string();
+            let recent = view.read.recent_ids(&task_id, 25)?;
+            let mut keeps = 0;
+            let mut latest = None;
+            for id in &recent {
+                if let Some(entry) = view.read.index_entry(id)? {
+                    keeps += i64::from(entry.status == spore_spec::Status::Keep);
+                    latest = latest.max(Some(entry.timestamp));
+                }
+            }
+            let best = view.best(&task_id)?;
+            rows.push((
+                (recent.len(), latest, task_id.clone()),
+                object([
+                    ("task_id", Value::Str(task_id)),
+                    ("name", Value::Str(row.manifest.name.clone())),
+                    ("task_type", Value::Str(row.manifest.task_type.clone())),
+                    ("recent_experiment_count", Value::Int(recent.len() as i64)),
+                    ("recent_keep_count", Value::Int(keeps)),
+                    ("latest_activity", latest.map_or(Value::Null, Value::Int)),
+                    ("best_val_bpb", views::float(best)),
+                ]),
+            ));
+        }
+        rows.sort_by(|a, b| (b.0 .1, b.0 .0, &b.0 .2).cmp(&(a.0 .1, a.0 .0, &a.0 .2)));
+        rows.truncate(limit);
+        Ok(Value::Array(rows.into_iter().map(|(_, v)| v).collect()))
+    })
+    .await?;
+    reply(value)
+}
+
+#[derive(Deserialize)]
+pub struct NodesQuery {
+    task_id: Option<String>,
+    activity: Option<String>,
+    status: Option<String>,
+    has_profile: Option<bool>,
+    sort: Option<String>,
+    limit: Option<i64>,
+    q: Option<String>,
+}
+
+/// The node filters of `/api/nodes` and `/api/nodes/search`, checked.
+struct NodeFilter {
+    activity: Option<&'static str>,
+    status: Option<spore_spec::Status>,
+    has_profile: Option<bool>,
+    needle: Option<String>,
+}
+
+fn status_filter(status: Option<&str>) -> Result<Option<spore_spec::Status>, ApiError> {
+    match status.filter(|s| !s.is_empty() && *s != "all") {
+        Some(s) => spore_spec::Status::parse(s)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad("status must be keep, discard, crash or all")),
+        None => Ok(None),
+    }
+}
+
+impl NodeFilter {
+    fn new(q: &NodesQuery, needle: Option<String>) -> Result<NodeFilter, ApiError> {
+        let activity = match q.activity.as_deref().filter(|a| !a.is_empty()) {
+            None | Some("all") => None,
+            Some(a) => Some(
+                ["researcher", "verifier", "hybrid", "observer"]
+                    .into_iter()
+                    .find(|known| *known == a)
+                    .ok_or_else(|| {
+                        ApiError::bad(
+                            "activity must be researcher, verifier, hybrid, observer or all",
+                        )
+                    })?,
+            ),
+        };
+        Ok(NodeFilter {
+            activity,
+            status: status_filter(q.status.as_deref())?,
+            has_profile: q.has_profile,
+            needle,
+        })
+    }
+}
+
+/// Summaries of the nodes in scope (the task's publishers, or every known node without a task),
+/// filtered, sorted and limited.
+fn nodes_in_scope(
+    view: &mut View,
+    task: Option<&str>,
+    filter: &NodeFilter,
+    sort: &str,
+    limit: usize,
+) -> Result<Vec<Value>, ApiError> {
+    let frontier = match task {
+        Some(t) => view.frontier_nodes(t)?,
+        None => {
+            let mut all = std::collections::HashMap::new();
+            for (t, _) in view.read.all_task_stats()? {
+                for (node, n) in view.frontier_nodes(&t)? {
+                    *all.entry(node).or_insert(0) += n;
+                }
+            }
+            all
+        }
+    };
+    let mut rows = Vec::new();
+    for (node_id, stats) in view.read.nodes_stats(task.unwrap_or(""))? {
+        let all = view.read.node_stats("", &node_id)?.unwrap_or_default();
+        if filter.activity.is_some_and(|a| a != views::activity(&all)) {
+            continue;
+        }
+        if let Some(status) = filter.status {
+            let n = match status {
+                spore_spec::Status::Keep => stats.keep,
+                spore_spec::Status::Discard => stats.discard,
+                spore_spec::Status::Crash => stats.crash,
+            };
+            if n == 0 {
+                continue;
+            }
+        }
+        let profile = view.profile(&node_id)?;
+        if filter.has_profile.is_some_and(|h| h != profile.is_some()) {
+            continue;
+        }
+        if let Some(needle) = &filter.needle {
+            let mut texts = vec![node_id.clone()];
+            if let Some(p) = &profile {
+                texts.extend([p.display_name.clone(), p.bio.clone(), p.website.clone()]);
+            }
+            texts.extend(stats.gpu_models.iter().cloned());
+            if !texts.iter().any(|t| t.to_lowercase().contains(needle)) {
+                continue;
+            }
+        }
+        let frontier_count = frontier.get(&node_id).copied().unwrap_or(0) as i64;
+        let key = match sort {
+            "published" => (stats.count as i64, stats.last_seen),
+            "frontier" => (frontier_count, stats.last_seen),
+            _ => (stats.last_seen, stats.count as i64),
+        };
+        rows.push((key, node_id));
+    }
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    rows.truncate(limit);
+    let mut out = Vec::with_capacity(rows.len());
+    for (_, node_id) in rows {
+        out.push(view.node_summary(&node_id, task, &frontier)?);
+    }
+    Ok(out)
+}
+
+fn sort_order(sort: Option<&str>) -> Result<&'static str, ApiError> {
+    match sort.filter(|s| !s.is_empty()) {
+        None | Some("recent") => Ok("recent"),
+        Some("published") => Ok("published"),
+        Some("frontier") => Ok("frontier"),
+        Some(_) => Err(ApiError::bad("sort must be recent, published or frontier")),
+    }
+}
+
+/// Node summaries (reference §i), in the task's scope (the active task by default).
+pub async fn nodes(state: web::Data<Explorer>, q: web::Query<NodesQuery>) -> Reply {
+    let q = q.into_inner();
+    let filter = NodeFilter::new(&q, None)?;
+    let sort = sort_order(q.sort.as_deref())?;
+    let limit = clamp(q.limit, 100, 500);
+    let pinned = state.pinned_task.clone();
+    let value = read(&state, move |view| {
+        let task = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())?;
+        Ok(Value::Array(nodes_in_scope(
+            view,
+            task.as_deref(),
+            &filter,
+            sort,
+            limit,
+        )?))
+    })
+    .await?;
+    reply(value)
+}
+
+/// Nodes whose id, name, bio, website or GPU class contains `q` (case-insensitive).
+pub async fn nodes_search(state: web::Data<Explorer>, q: web::Query<NodesQuery>) -> Reply {
+    let q = q.into_inner();
+    let needle = q.q.as_deref().unwrap_or_default().trim().to_lowercase();
+    if needle.chars().count() < 2 {
+        return Err(ApiError::bad("q must have at least 2 characters"));
+    }
+    let filter = NodeFilter::new(&q, Some(needle))?;
+    let limit = clamp(q.limit, 20, 100);
+    let pinned = state.pinned_task.clone();
+    let value = read(&state, move |view| {
+        let task = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())?;
+        Ok(Value::Array(nodes_in_scope(
+            view,
+            task.as_deref(),
+            &filter,
+            "recent",
+            limit,
+        )?))
+    })
+    .await?;
+    reply(value)
+}
+
+#[derive(Deserialize)]
+pub struct NodePageQuery {
+    task_id: Option<String>,
+    status: Option<String>,
+    gpu: Option<String>,
+    verified_only: Option<bool>,
+    frontier_only: Option<bool>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// One node: its summary and a page of its records (oldest first) in the task's scope.
+pub async fn node(
+    state: web::Data<Explorer>,
+    path: web::Path<String>,
+    q: web::Query<NodePageQuery>,
+) -> Reply {
+    let node_id = path.into_inner();
+    check_id("node id", &node_id)?;
+    let q = q.into_inner();
+    let status = status_filter(q.status.as_deref())?;
+    let limit = clamp(q.limit, 100, 500);
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::bad("offset must not be negative"));
+    }
+    let offset = offset as usize;
+    let pinned = state.pinned_task.clone();
+    let value = read(&state, move |view| {
+        let task = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())?;
+        if view.read.node_stats("", &node_id)?.is_none() && view.profile(&node_id)?.is_none() {
+            return Err(ApiError::not_found("node", &node_id));
+        }
+        let frontier = match &task {
+            Some(t) => view.frontier_nodes(t)?,
+            None => Default::default(),
+        };
+        let summary = view.node_summary(&node_id, task.as_deref(), &frontier)?;
+        let gpu = q.gpu.clone().filter(|g| !g.is_empty());
+        let verified_only = q.verified_only.unwrap_or(false);
+        let frontier_only = q.frontier_only.unwrap_or(false);
+        let mut matched = Vec::new();
+        let mut total = 0;
+        for id in view.read.node_record_ids(&node_id, 10_000)? {
+            let Some(found) = view.find(&id)? else {
+                continue;
+            };
+            let goal = view.goal(&found.entry.task_id)?;
+            let wanted = task.as_deref().is_none_or(|t| t == found.entry.task_id)
+                && status.is_none_or(|s| s == found.record.status)
+                && gpu.as_deref().is_none_or(|g| g == found.record.gpu_model)
+                && (!verified_only || found.entry.verified)
+                && (!frontier_only || found.entry.is_frontier(goal));
+            if wanted {
+                if total >= offset && matched.len() < limit {
+                    matched.push(view.record(&found)?);
+                }
+                total += 1;
+            }
+        }
+        Ok(object([
+            ("node", summary),
+            ("experiments", Value::Array(matched)),
+            ("total_experiments", Value::Int(total as i64)),
+            (
+                "filters",
+                object([
+                    ("task_id", task.map_or(Value::Null, Value::Str)),
+                    (
+                        "status",
+                        status.map_or(Value::Null, |s| Value::Str(s.as_str().to_string())),
+                    ),
+                    ("gpu", gpu.map_or(Value::Null, Value::Str)),
+                    ("verified_only", Value::Bool(verified_only)),
+                    ("frontier_only", Value::Bool(frontier_only)),
+                    ("limit", Value::Int(limit as i64)),
+                    ("offset", Value::Int(offset as i64)),
+                ]),
+            ),
+        ]))
     })
     .await?;
     reply(value)

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use spore_actors::store::{IndexEntry, TaskRow};
+use spore_actors::store::{IndexEntry, NodeStats, TaskRow};
 use spore_actors::{Reader, StoreError};
 use spore_spec::json::{object, Value};
 use spore_spec::{ExperimentRecord, Goal, NodeProfile, Status};
@@ -172,6 +172,124 @@ impl<'r> View<'r> {
         ]))
     }
 
+    /// How many frontier records of `task_id` each node published (bounded by the frontier,
+    /// not by the task's records).
+    pub fn frontier_nodes(&mut self, task_id: &str) -> Result<HashMap<String, u64>, StoreError> {
+        let goal = self.goal(task_id)?;
+        let mut out = HashMap::new();
+        for id in self.read.frontier_ids_limited(task_id, goal, 10_000)? {
+            if let Some(found) = self.find(&id)? {
+                *out.entry(found.record.node_id).or_insert(0) += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tasks `node_id` published records in (one index lookup per task).
+    pub fn node_task_count(&mut self, node_id: &str) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for (task, _) in self.read.all_task_stats()? {
+            if self.read.node_stats(&task, node_id)?.is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The reference's node summary of `node_id`, its figures scoped to `task` (all tasks when
+    /// `None`); reputation figures are over all tasks. `frontier` maps node → frontier records
+    /// in scope ([`View::frontier_nodes`]).
+    pub fn node_summary(
+        &mut self,
+        node_id: &str,
+        task: Option<&str>,
+        frontier: &HashMap<String, u64>,
+    ) -> Result<Value, StoreError> {
+        let scoped = self
+            .read
+            .node_stats(task.unwrap_or(""), node_id)?
+            .unwrap_or_default();
+        let all = self.read.node_stats("", node_id)?.unwrap_or_default();
+        let profile = self.profile(node_id)?;
+        let task_count = match task {
+            Some(_) => u64::from(scoped.count > 0),
+            None => self.node_task_count(node_id)?,
+        };
+        let record_of = |view: &mut Self, id: Option<&String>| -> Result<Value, StoreError> {
+            match id {
+                Some(id) => match view.find(id)? {
+                    Some(found) => view.record(&found),
+                    None => Ok(Value::Null),
+                },
+                None => Ok(Value::Null),
+            }
+        };
+        let best = record_of(self, scoped.best.as_ref().map(|b| &b.1))?;
+        let latest = record_of(self, scoped.latest.as_ref().map(|l| &l.2))?;
+        let text = |f: fn(&NodeProfile) -> &String| {
+            Value::Str(profile.as_ref().map(f).cloned().unwrap_or_default())
+        };
+        let names = |v: &[String]| Value::Array(v.iter().cloned().map(Value::Str).collect());
+        let int = |n: u64| Value::Int(n as i64);
+        Ok(object([
+            ("node_id", Value::Str(node_id.to_string())),
+            ("display_name", text(|p| &p.display_name)),
+            ("avatar_url", text(|p| &p.avatar_url)),
+            ("bio", text(|p| &p.bio)),
+            ("website", text(|p| &p.website)),
+            ("donation_address", text(|p| &p.donation_address)),
+            ("has_profile", Value::Bool(profile.is_some())),
+            (
+                "profile",
+                profile.as_ref().map_or(Value::Null, self::profile),
+            ),
+            (
+                "reputation",
+                object([
+                    ("node_id", Value::Str(node_id.to_string())),
+                    ("score", Value::Float(all.score)),
+                    ("experiments_published", int(all.count)),
+                    ("experiments_verified", int(all.verified)),
+                    ("verifications_performed", int(all.verifications_performed)),
+                    ("disputes_won", int(0)),
+                    ("disputes_lost", int(0)),
+                ]),
+            ),
+            ("activity", Value::Str(activity(&all).to_string())),
+            ("experiment_count", int(scoped.count)),
+            ("keep_count", int(scoped.keep)),
+            ("discard_count", int(scoped.discard)),
+            ("crash_count", int(scoped.crash)),
+            (
+                "frontier_count",
+                int(frontier.get(node_id).copied().unwrap_or(0)),
+            ),
+            ("verified_count", int(scoped.verified)),
+            ("task_count", int(task_count)),
+            (
+                "first_seen",
+                if scoped.count > 0 {
+                    Value::Int(scoped.first_seen)
+                } else {
+                    Value::Null
+                },
+            ),
+            (
+                "last_seen",
+                if scoped.count > 0 {
+                    Value::Int(scoped.last_seen)
+                } else {
+                    Value::Null
+                },
+            ),
+            ("gpu_models", names(&scoped.gpu_models)),
+            ("agent_models", names(&scoped.agent_models)),
+            ("best_val_bpb", float(scoped.best.as_ref().map(|b| b.0))),
+            ("best_experiment", best),
+            ("latest_experiment", latest),
+        ]))
+    }
+
     /// A feed event (reference §i): what happened, in a sentence, with the record.
     pub fn feed_event(&mut self, found: &Found) -> Result<Value, StoreError> {
         let record = &found.record;
@@ -226,6 +344,16 @@ impl<'r> View<'r> {
             ("verified", Value::Bool(found.entry.verified)),
             ("record", self.record(found)?),
         ]))
+    }
+}
+
+/// researcher, verifier, hybrid or observer, from a node's all-tasks counters (reference §i).
+pub fn activity(all: &NodeStats) -> &'static str {
+    match (all.count > 0, all.verifications_performed > 0) {
+        (true, true) => "hybrid",
+        (true, false) => "researcher",
+        (false, true) => "verifier",
+        (false, false) => "observer",
     }
 }
 

@@ -42,6 +42,9 @@ impl Writer<'_> {
             key(&[&sortable_i64(event.timestamp), event.id.as_bytes()]).as_slice(),
             (),
         )?;
+        if super::nodes::counts_as_verification_work(&event.event_type) {
+            self.count_verification_work(&event.node_id)?;
+        }
         self.append_log(super::LogKind::Control, &event.id)?;
         Ok(ControlOutcome::Accepted)
     }
@@ -74,6 +77,6 @@ impl Reader {
     }
 }
 
-fn parse_event(bytes: &[u8]) -> Result<ControlEvent, StoreError> {
+pub(super) fn parse_event(bytes: &[u8]) -> Result<ControlEvent, StoreError> {
     super::codec::parse_stored(bytes, "control_events_v1", ControlEvent::from_json)
 }

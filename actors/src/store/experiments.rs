@@ -236,6 +236,8 @@ impl Writer<'_> {
         ]);
         t.task_records.insert(time_key.as_slice(), ())?;
         index_node(t, &task_id, &record.node_id, record.timestamp, &record.id)?;
+        self.count_for_node(record, &task_id)?;
+        let t = &mut self.t;
         if let Some(parent) = &record.parent {
             let child_key = key(&[parent.as_bytes(), record.id.as_bytes()]);
             t.children.insert(child_key.as_slice(), ())?;
@@ -396,6 +398,12 @@ impl Writer<'_> {
         entry.verified = true;
         index.insert(id, entry.encode().as_slice())?;
         self.t.verified.insert(id, ())?;
+        let node = match self.t.experiments.get(id)? {
+            Some(wire) => parse_record(wire.value())?.node_id,
+            None => return Ok(true),
+        };
+        let credit = super::nodes::verification_credit(&entry, self.task_goal(&entry.task_id)?);
+        self.count_verified(&entry.task_id, &node, credit)?;
         Ok(true)
     }
 }

@@ -10,6 +10,7 @@ mod codec;
 mod control;
 mod experiments;
 mod log;
+mod nodes;
 mod peers;
 mod profiles;
 mod tables;
@@ -24,6 +25,7 @@ pub use codec::IndexEntry;
 pub use control::ControlOutcome;
 pub use experiments::{ExperimentOutcome, TaskStats};
 pub use log::{LogEntry, LogKind};
+pub use nodes::{NodeStats, MAX_NODE_NAMES};
 pub use profiles::ProfileOutcome;
 pub use tasks::{TaskOutcome, TaskRow, TaskSource};
 
@@ -105,6 +107,10 @@ impl Store {
         if built > 0 {
             tracing::info!(records = built, "built the per-node indexes");
         }
+        let counted = store.write(|w| w.backfill_node_stats())?;
+        if counted > 0 {
+            tracing::info!(records = counted, "built the per-node counters");
+        }
         Ok(store)
     }
 
@@ -145,6 +151,7 @@ impl Store {
 pub struct Writer<'t> {
     t: tables::WriteTables<'t>,
     stats: std::collections::HashMap<String, TaskStats>,
+    node_stats: std::collections::HashMap<String, NodeStats>,
     held_count: Option<u64>,
     next_seq: Option<u64>,
 }
@@ -154,13 +161,15 @@ impl<'t> Writer<'t> {
         Ok(Writer {
             t: tables::WriteTables::open(txn)?,
             stats: Default::default(),
+            node_stats: Default::default(),
             held_count: None,
             next_seq: None,
         })
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
-        self.flush_stats()
+        self.flush_stats()?;
+        self.flush_node_stats()
     }
 }
 

@@ -39,6 +39,8 @@ pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log_v1");
 pub const TASK_NODES: TableDefinition<&[u8], u64> = TableDefinition::new("task_nodes_v1");
 /// node id ‖ sortable timestamp ‖ record id → () (a node's records, oldest first).
 pub const NODE_RECORDS: TableDefinition<&[u8], ()> = TableDefinition::new("node_records_v1");
+/// Node id → JSON counters of that publisher (`NodeStats`).
+pub const NODE_STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("node_stats_v1");
 /// Record id → (): records a verification or upheld dispute confirmed.
 pub const VERIFIED: TableDefinition<&str, ()> = TableDefinition::new("verified_v1");
 /// Peer id → the highest sequence number of that peer's log we have stored (sync resumes there).
@@ -96,4 +98,5 @@ table_set! {
     task_nodes: TASK_NODES<&'static [u8], u64>,
     node_records: NODE_RECORDS<&'static [u8], ()>,
     verified: VERIFIED<&'static str, ()>,
+    node_stats: NODE_STATS<&'static str, &'static [u8]>,
 }

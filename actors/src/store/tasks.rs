@@ -119,6 +119,13 @@ impl Writer<'_> {
         Ok(TaskOutcome::Accepted)
     }
 
+    /// The goal of `task_id` as this transaction sees it (minimise when unknown or legacy).
+    pub(super) fn task_goal(&self, task_id: &str) -> Result<Goal, StoreError> {
+        let bytes = self.t.tasks.get(task_id)?;
+        let row = bytes.map(|b| TaskRow::decode(b.value())).transpose()?;
+        Ok(row.map_or(Goal::Minimize, |row| row.goal()))
+    }
+
     pub(super) fn ensure_legacy_task(
         &mut self,
         task_id: &str,

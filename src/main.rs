@@ -23,8 +23,20 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// The GPU backend (cubecl) autotunes every kernel shape on first use. At its default level a
+/// ~50M-parameter model spent over 5 minutes in its first step on an H100 (docs/benchmarks.md),
+/// longer than an experiment's budget; `minimal` tries fewer candidates. An operator's
+/// `CUBECL_AUTOTUNE_LEVEL` wins. Set first thing in main, before any other thread exists; a
+/// training child inherits it.
+fn default_autotune_level() {
+    if std::env::var_os("CUBECL_AUTOTUNE_LEVEL").is_none() {
+        std::env::set_var("CUBECL_AUTOTUNE_LEVEL", "minimal");
+    }
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    default_autotune_level();
     let cli = cli::Cli::parse();
     // A running node says what it does; one-shot commands stay quiet. RUST_LOG overrides both.
     let default_filter = match cli.command {

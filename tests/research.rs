@@ -96,6 +96,13 @@ fn bad_configs_and_crashes_become_failures_with_a_reason() {
     let (big, _) = run(&r, huge.to_bytes(), Duration::from_secs(2));
     assert!(big.error.starts_with("model cannot fit"), "{}", big.error);
 
+    // bf16 matrix products exist only on the GPU backend; the CPU refuses before training
+    let mut half = tiny();
+    half.train.precision = spore_train::config::Precision::Bf16;
+    let (bf16, _) = run(&r, half.to_bytes(), Duration::from_secs(2));
+    assert!(!bf16.success);
+    assert!(bf16.error.contains("needs a CUDA device"), "{}", bf16.error);
+
     let decided = spore_actors::research::decide(&big, Some(3.0), spore_spec::Goal::Minimize);
     assert_eq!(decided, spore_spec::Status::Crash);
 }

@@ -1,6 +1,6 @@
 //! The body of `spored train`: one training run in its own process.
 
-use crate::config::RunConfig;
+use crate::config::{Precision, RunConfig};
 use crate::data::{Dataset, EVAL_TOKENS};
 use crate::report;
 use crate::train::{self, TrainOptions};
@@ -131,6 +131,12 @@ pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
     };
     config.check_runnable(data.vocab_size(), args.memory_limit_mb << 20)?;
     let hardware = detect(&args.device);
+    if config.train.precision == Precision::Bf16 && hardware.backend != "cuda" {
+        return Err(ChildError::Device(format!(
+            "train.precision = \"bf16\" needs a CUDA device; this run has {} ({})",
+            hardware.backend, hardware.class
+        )));
+    }
     let options = TrainOptions {
         budget: Duration::from_secs_f64(args.budget_s.max(0.0)),
         steps: args.steps,

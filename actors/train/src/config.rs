@@ -51,6 +51,29 @@ pub struct TrainConfig {
     /// Per-parameter gradient-norm clip; 0 switches clipping off.
     pub grad_clip: f64,
     pub seed: u64,
+    /// Number format of the matrix products. Absent means `f32`, so configs written before this
+    /// field keep their bytes and their `code_cid`.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
+}
+
+/// How the matrix products of a run are computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Mixed precision: parameters, optimiser state, norms, softmax and the loss stay f32; the
+    /// inputs of every linear layer and of attention are cast to bf16 (GPU tensor cores). CUDA
+    /// only: the CPU backend refuses it before training.
+    Bf16,
+}
+
+impl Precision {
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +133,7 @@ impl RunConfig {
                 beta2: 0.95,
                 grad_clip: 1.0,
                 seed: 42,
+                precision: Precision::F32,
             },
         }
     }
@@ -288,6 +312,23 @@ mod tests {
         let bytes = base.to_bytes();
         assert_eq!(RunConfig::from_bytes(&bytes).unwrap(), base);
         assert_eq!(RunConfig::from_bytes(&bytes).unwrap().to_bytes(), bytes);
+    }
+
+    #[test]
+    fn precision_is_f32_unless_written_and_bf16_round_trips() {
+        let base = RunConfig::baseline();
+        assert!(!String::from_utf8(base.to_bytes())
+            .unwrap()
+            .contains("precision"));
+        let mut half = base.clone();
+        half.train.precision = Precision::Bf16;
+        let bytes = half.to_bytes();
+        assert!(String::from_utf8(bytes.clone())
+            .unwrap()
+            .contains("precision = \"bf16\""));
+        assert_eq!(RunConfig::from_bytes(&bytes).unwrap(), half);
+        let wrong = String::from_utf8(bytes).unwrap().replace("bf16", "fp8");
+        assert!(RunConfig::from_bytes(wrong.as_bytes()).is_err());
     }
 
     #[test]

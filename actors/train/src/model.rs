@@ -10,7 +10,7 @@ use burn::tensor::activation::{gelu, log_softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
@@ -32,6 +32,8 @@ pub struct Gpt<B: Backend> {
     cos: Tensor<B, 4>,
     sin: Tensor<B, 4>,
     n_head: usize,
+    /// Matrix products in bf16 (see `Precision::Bf16`).
+    bf16: bool,
 }
 
 fn linear<B: Backend>(i: usize, o: usize, std: f64, device: &B::Device) -> Linear<B> {
@@ -42,6 +44,7 @@ fn linear<B: Backend>(i: usize, o: usize, std: f64, device: &B::Device) -> Linea
 }
 
 impl<B: Backend> Gpt<B> {
+    /// The model with f32 matrix products; see `with_bf16`.
     pub fn new(c: &ModelConfig, device: &B::Device) -> Gpt<B> {
         let d = c.d_model;
         let hidden = d * c.mlp_ratio;
@@ -83,7 +86,25 @@ impl<B: Backend> Gpt<B> {
             cos: table(cos),
             sin: table(sin),
             n_head: c.n_head,
+            bf16: false,
         }
+    }
+
+    /// Compute the matrix products in bf16 (mixed precision: the parameters stay f32).
+    pub fn with_bf16(mut self, bf16: bool) -> Gpt<B> {
+        self.bf16 = bf16;
+        self
+    }
+
+    /// `x · W` of a bias-free linear layer, in bf16 when the model asks for it.
+    fn dense(&self, layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        if !self.bf16 {
+            return layer.forward(x);
+        }
+        let w = layer.weight.val().cast(FloatDType::BF16);
+        x.cast(FloatDType::BF16)
+            .matmul(w.unsqueeze())
+            .cast(FloatDType::F32)
     }
 
     /// Logits [batch, time, vocab] for input tokens [batch, time].
@@ -93,11 +114,11 @@ impl<B: Backend> Gpt<B> {
         let sin = self.sin.clone().narrow(2, 0, t);
         let mut x = self.wte.forward(tokens);
         for block in &self.blocks {
-            x = x.clone() + block.attend(block.norm1.forward(x), self.n_head, &cos, &sin);
-            let h = gelu(block.fc.forward(block.norm2.forward(x.clone())));
-            x = x + block.fc2.forward(h);
+            x = x.clone() + self.attend(block, block.norm1.forward(x), &cos, &sin);
+            let h = gelu(self.dense(&block.fc, block.norm2.forward(x.clone())));
+            x = x + self.dense(&block.fc2, h);
         }
-        self.head.forward(self.norm.forward(x))
+        self.dense(&self.head, self.norm.forward(x))
     }
 
     /// Negative log-likelihood in nats of each target token: [batch * time].
@@ -110,20 +131,19 @@ impl<B: Backend> Gpt<B> {
             .reshape([b * t])
             .neg()
     }
-}
 
-impl<B: Backend> Block<B> {
     fn attend(
         &self,
+        block: &Block<B>,
         x: Tensor<B, 3>,
-        n_head: usize,
         cos: &Tensor<B, 4>,
         sin: &Tensor<B, 4>,
     ) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
+        let n_head = self.n_head;
         let hd = d / n_head;
         let heads = |x: Tensor<B, 3>| x.reshape([b, t, n_head, hd]).swap_dims(1, 2);
-        let mut qkv = self.qkv.forward(x).chunk(3, 2).into_iter();
+        let mut qkv = self.dense(&block.qkv, x).chunk(3, 2).into_iter();
         let (q, k, v) = (
             qkv.next().expect("3 chunks"),
             qkv.next().expect("3 chunks"),
@@ -136,8 +156,13 @@ impl<B: Backend> Block<B> {
             softcap: None,
             is_causal: true,
         };
-        let y = attention(q, k, heads(v), None, None, options);
-        self.proj.forward(y.swap_dims(1, 2).reshape([b, t, d]))
+        let y = if self.bf16 {
+            let half = |x: Tensor<B, 4>| x.cast(FloatDType::BF16);
+            attention(half(q), half(k), half(heads(v)), None, None, options).cast(FloatDType::F32)
+        } else {
+            attention(q, k, heads(v), None, None, options)
+        };
+        self.dense(&block.proj, y.swap_dims(1, 2).reshape([b, t, d]))
     }
 }
 

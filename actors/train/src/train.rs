@@ -9,7 +9,7 @@
 //! given that step count (`--steps N`, what the record's `num_steps` holds) replays the same
 //! batches, the same schedule and, on the same backend, the same val_bpb.
 
-use crate::config::RunConfig;
+use crate::config::{Precision, RunConfig};
 use crate::data::Dataset;
 use crate::model::Gpt;
 use crate::rng::SplitMix64;
@@ -80,7 +80,7 @@ pub fn train<B: AutodiffBackend>(
 ) -> Result<Outcome, TrainError> {
     let t = &config.train;
     B::seed(device, t.seed);
-    let mut model = Gpt::<B>::new(&config.model, device);
+    let mut model = Gpt::<B>::new(&config.model, device).with_bf16(t.precision == Precision::Bf16);
     let mut adamw = AdamWConfig::new()
         .with_beta_1(t.beta1 as f32)
         .with_beta_2(t.beta2 as f32)

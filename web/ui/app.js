@@ -1,0 +1,488 @@
+// The spored explorer UI. Every string shown comes from signed records and profiles, i.e. from
+// strangers: it is only ever placed with textContent or setAttribute, never parsed as HTML, and
+// the page's Content-Security-Policy allows no inline script besides.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const SVG = "http://www.w3.org/2000/svg";
+
+/** An element with a class and text; children appended. */
+function el(tag, cls, text, ...children) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text != null) e.textContent = String(text);
+  for (const c of children) if (c) e.appendChild(c);
+  return e;
+}
+function svg(tag, attrs) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  return e;
+}
+const short = (id) => (id ? String(id).slice(0, 8) : "-");
+const num = (x, d = 6) => (typeof x === "number" ? x.toFixed(d) : "-");
+const when = (ts) => (ts ? new Date(ts * 1000).toISOString().replace("T", " ").slice(0, 19) : "-");
+
+async function api(path) {
+  const r = await fetch(path);
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.error || r.status);
+  return body;
+}
+
+const state = {
+  task: "",          // "" = the node's active task
+  status: "all",
+  graph: null,        // {nodes: Map id → record, parent, children, pos}
+  selected: null,
+  view: { x: 40, y: 30, k: 1 },
+  tab: "dag",
+};
+const taskParam = () => (state.task ? `task_id=${encodeURIComponent(state.task)}` : "");
+
+// ---- stats, tasks ---------------------------------------------------------------------------
+async function loadStat() {
+  const s = await api(`/api/stat?${taskParam()}`);
+  const bar = $("#stats");
+  bar.replaceChildren();
+  const item = (label, value) => bar.appendChild(el("span", null, `${label} `, el("b", null, value)));
+  item("experiments", s.experiment_count);
+  item("tasks", s.task_count);
+  item("nodes", s.node_count);
+  item("frontier", s.frontier_size);
+  item("best", num(s.best_val_bpb));
+  item("verified", s.verified_experiment_count);
+  item("peers", s.peer_count);
+  item("node", short(s.node_id));
+}
+
+async function loadTasks() {
+  const tasks = await api("/api/tasks");
+  const select = $("#task-select");
+  const keep = state.task;
+  select.replaceChildren(el("option", null, "active task"));
+  select.firstChild.value = "";
+  const body = $("#tasks tbody");
+  body.replaceChildren();
+  for (const t of tasks) {
+    const o = el("option", null, `${t.name} (${short(t.task_id)})`);
+    o.value = t.task_id;
+    select.appendChild(o);
+    const tr = el("tr", null, null,
+      el("td", null, short(t.task_id)), el("td", null, t.name), el("td", null, t.task_type),
+      el("td", null, `${t.metric} (${t.goal})`), el("td", null, t.experiment_count),
+      el("td", null, t.frontier_size), el("td", null, num(t.best_val_bpb)),
+      el("td", null, t.participant_count));
+    tr.addEventListener("click", () => chooseTask(t.task_id));
+    body.appendChild(tr);
+  }
+  select.value = keep;
+}
+
+function chooseTask(id) {
+  state.task = id;
+  $("#task-select").value = id;
+  state.selected = null;
+  refreshAll();
+  showTab("dag");
+}
+
+// ---- the DAG --------------------------------------------------------------------------------
+/** Layered layout: y from depth, x from a depth-first walk (leaves take the next column,
+ *  a parent sits above the middle of its children), computed here, no library. */
+function layout(records, edges) {
+  const nodes = new Map(records.map((r) => [r.id, r]));
+  const parent = new Map();
+  const children = new Map();
+  for (const e of edges) {
+    if (!nodes.has(e.source) || !nodes.has(e.target)) continue;
+    parent.set(e.target, e.source);
+    if (!children.has(e.source)) children.set(e.source, []);
+    children.get(e.source).push(e.target);
+  }
+  for (const list of children.values()) {
+    list.sort((a, b) => nodes.get(a).timestamp - nodes.get(b).timestamp || (a < b ? -1 : 1));
+  }
+  const roots = records.filter((r) => !parent.has(r.id)).map((r) => r.id);
+  const pos = new Map();
+  let column = 0;
+  const level = new Map();
+  for (const root of roots) {
+    // iterative post-order walk (a lineage can be thousands deep)
+    const stack = [[root, 0, false]];
+    while (stack.length) {
+      const [id, lvl, done] = stack.pop();
+      const kids = children.get(id) || [];
+      if (!done) {
+        level.set(id, lvl);
+        stack.push([id, lvl, true]);
+        for (let i = kids.length - 1; i >= 0; i--) stack.push([kids[i], lvl + 1, false]);
+        continue;
+      }
+      const x = kids.length ? (pos.get(kids[0]).x + pos.get(kids[kids.length - 1]).x) / 2 : column++;
+      pos.set(id, { x, y: lvl });
+    }
+    column += 1;
+  }
+  return { nodes, parent, children, pos };
+}
+
+const DX = 70, DY = 60;
+
+function drawGraph() {
+  const g = state.graph;
+  const edgesG = $("#dag-edges"), nodesG = $("#dag-nodes");
+  edgesG.replaceChildren();
+  nodesG.replaceChildren();
+  if (!g) return;
+  for (const [child, par] of g.parent) {
+    const a = g.pos.get(par), b = g.pos.get(child);
+    const path = svg("path", {
+      class: "edge",
+      d: `M${a.x * DX},${a.y * DY} C${a.x * DX},${(a.y + 0.5) * DY} ${b.x * DX},${(b.y - 0.5) * DY} ${b.x * DX},${b.y * DY}`,
+    });
+    path.dataset.child = child;
+    edgesG.appendChild(path);
+  }
+  for (const [id, r] of g.nodes) {
+    const p = g.pos.get(id);
+    const node = svg("g", { class: `node ${r.status}`, transform: `translate(${p.x * DX},${p.y * DY})` });
+    node.dataset.id = id;
+    if (state.status !== "all" && r.status !== state.status) node.setAttribute("visibility", "hidden");
+    if (r.is_frontier) node.appendChild(svg("circle", { class: "ring", r: 10 }));
+    const dot = svg("circle", { class: "dot", r: 6 });
+    const title = svg("title");
+    title.textContent = `${short(id)} ${r.status} ${num(r.val_bpb)} ${r.description || ""}`;
+    dot.appendChild(title);
+    node.appendChild(dot);
+    const label = svg("text", { x: 9, y: 3 });
+    label.textContent = short(id);
+    node.appendChild(label);
+    node.addEventListener("click", (ev) => { ev.stopPropagation(); select(id); });
+    nodesG.appendChild(node);
+  }
+  $("#dag-info").textContent = `${g.nodes.size} records shown`;
+  markPath();
+  applyView();
+}
+
+/** Highlights the selected record's path to its root; dims the rest. */
+function markPath() {
+  const g = state.graph;
+  const dag = $("#dag");
+  document.querySelectorAll("#dag .path").forEach((e) => e.classList.remove("path"));
+  document.querySelectorAll("#dag circle.sel").forEach((e) => e.remove());
+  if (!g || !state.selected || !g.nodes.has(state.selected)) {
+    dag.classList.remove("dimmed");
+    return;
+  }
+  const onPath = new Set();
+  for (let id = state.selected; id; id = g.parent.get(id)) onPath.add(id);
+  for (const n of document.querySelectorAll("#dag g.node")) {
+    if (onPath.has(n.dataset.id)) n.classList.add("path");
+    if (n.dataset.id === state.selected) n.appendChild(svg("circle", { class: "sel", r: 13 }));
+  }
+  for (const e of document.querySelectorAll("#dag .edge")) {
+    if (onPath.has(e.dataset.child) && onPath.has(g.parent.get(e.dataset.child))) e.classList.add("path");
+  }
+  dag.classList.add("dimmed");
+}
+
+function applyView() {
+  const v = state.view;
+  $("#dag-view").setAttribute("transform", `translate(${v.x},${v.y}) scale(${v.k})`);
+}
+
+function fit() {
+  const g = state.graph;
+  if (!g || !g.pos.size) return;
+  let maxX = 0, maxY = 0;
+  for (const p of g.pos.values()) { maxX = Math.max(maxX, p.x); maxY = Math.max(maxY, p.y); }
+  const box = $("#dag").getBoundingClientRect();
+  const k = Math.min(2, Math.max(0.1, Math.min((box.width - 80) / ((maxX + 1) * DX), (box.height - 60) / ((maxY + 1) * DY))));
+  state.view = { x: 40, y: 30, k };
+  applyView();
+}
+
+function zoom(factor, cx, cy) {
+  const v = state.view;
+  const k = Math.min(5, Math.max(0.1, v.k * factor));
+  // keep the point under the cursor where it is
+  v.x = cx - ((cx - v.x) * k) / v.k;
+  v.y = cy - ((cy - v.y) * k) / v.k;
+  v.k = k;
+  applyView();
+}
+
+function setUpPanZoom() {
+  const dag = $("#dag");
+  dag.addEventListener("wheel", (ev) => {
+    ev.preventDefault();
+    const box = dag.getBoundingClientRect();
+    zoom(ev.deltaY < 0 ? 1.15 : 1 / 1.15, ev.clientX - box.left, ev.clientY - box.top);
+  }, { passive: false });
+  let drag = null;
+  dag.addEventListener("mousedown", (ev) => { drag = { x: ev.clientX, y: ev.clientY, vx: state.view.x, vy: state.view.y }; });
+  window.addEventListener("mousemove", (ev) => {
+    if (!drag) return;
+    state.view.x = drag.vx + ev.clientX - drag.x;
+    state.view.y = drag.vy + ev.clientY - drag.y;
+    applyView();
+  });
+  window.addEventListener("mouseup", () => { drag = null; });
+  const center = () => { const b = dag.getBoundingClientRect(); return [b.width / 2, b.height / 2]; };
+  $("#zoom-in").addEventListener("click", () => zoom(1.3, ...center()));
+  $("#zoom-out").addEventListener("click", () => zoom(1 / 1.3, ...center()));
+  $("#zoom-fit").addEventListener("click", fit);
+}
+
+async function loadGraph(refit) {
+  const g = await api(`/api/graph?${taskParam()}`);
+  state.graph = layout(g.node, g.edge);
+  drawGraph();
+  if (refit) fit();
+}
+
+// ---- frontier, nodes, activity ------------------------------------------------------------------
+function verification(r) {
+  return r.verified ? "verified" : "unverified";
+}
+
+async function loadFrontier() {
+  const rows = await api(`/api/frontier?limit=200&${taskParam()}`);
+  const body = $("#frontier tbody");
+  body.replaceChildren();
+  for (const r of rows) {
+    const tr = el("tr", null, null,
+      el("td", r.status, short(r.id)), el("td", null, num(r.val_bpb)), el("td", null, r.depth),
+      el("td", null, r.gpu_model), el("td", null, r.node_display_name || short(r.node_id)),
+      el("td", null, verification(r)), el("td", null, r.description));
+    tr.addEventListener("click", () => select(r.id));
+    body.appendChild(tr);
+  }
+}
+
+async function loadNodes() {
+  const sort = $("#nodes-sort").value, activity = $("#nodes-activity").value;
+  const rows = await api(`/api/nodes?sort=${sort}&activity=${activity}&${taskParam()}`);
+  const body = $("#nodes tbody");
+  body.replaceChildren();
+  for (const n of rows) {
+    const tr = el("tr", null, null,
+      el("td", null, short(n.node_id)), el("td", null, n.display_name || "-"),
+      el("td", null, n.activity), el("td", null, n.experiment_count), el("td", null, n.keep_count),
+      el("td", null, n.frontier_count), el("td", null, n.verified_count),
+      el("td", null, num(n.best_val_bpb)), el("td", null, n.gpu_models.join(", ")));
+    tr.addEventListener("click", () => showNode(n.node_id));
+    body.appendChild(tr);
+  }
+}
+
+function activityItem(e) {
+  const li = el("li", e.kind === "crash" ? "crash" : e.kind === "discard" ? "discard" : "keep", e.headline,
+    el("span", "impact", e.impact));
+  li.appendChild(el("div", "hint", `${when(e.timestamp)} · ${e.summary}`));
+  li.dataset.id = e.record.id;
+  li.addEventListener("click", () => select(e.record.id));
+  return li;
+}
+
+async function loadActivity() {
+  const events = await api(`/api/feed?limit=50&${taskParam()}`);
+  const list = $("#activity");
+  list.replaceChildren(...events.map(activityItem));
+}
+
+// ---- detail panel ---------------------------------------------------------------------------
+function rows(pairs) {
+  const dl = el("dl");
+  for (const [k, v] of pairs) {
+    dl.appendChild(el("dt", null, k));
+    dl.appendChild(v instanceof Node ? el("dd", null, null, v) : el("dd", null, v == null || v === "" ? "-" : v));
+  }
+  return dl;
+}
+
+function link(text, onClick) {
+  const a = el("a", "link", text);
+  a.addEventListener("click", onClick);
+  return a;
+}
+
+function coloredDiff(diff) {
+  const pre = el("pre", "diff");
+  for (const line of String(diff).split("\n")) {
+    const cls = line.startsWith("@@") ? "hunk" : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : null;
+    pre.appendChild(el("span", cls, line + "\n"));
+  }
+  return pre;
+}
+
+async function select(id) {
+  state.selected = id;
+  markPath();
+  const detail = $("#detail");
+  let r, lineage, kids;
+  try {
+    [r, lineage, kids] = await Promise.all([
+      api(`/api/experiment/${id}`), api(`/api/experiment/${id}/ancestor`), api(`/api/experiment/${id}/children`),
+    ]);
+  } catch (err) {
+    detail.replaceChildren(el("p", "hint", `cannot load ${short(id)}: ${err.message}`));
+    return;
+  }
+  const parent = lineage[1];
+  let delta = null;
+  if (parent && typeof r.val_bpb === "number" && typeof parent.val_bpb === "number") {
+    const d = r.val_bpb - parent.val_bpb;
+    delta = el("span", d < 0 ? "better" : d > 0 ? "worse" : null, `${d <= 0 ? "" : "+"}${d.toFixed(6)} vs parent`);
+  }
+  const head = el("h2", null, r.id);
+  head.id = "detail-id";
+  const pills = el("div", null, null,
+    el("span", `pill ${r.status}`, r.status),
+    r.is_frontier ? el("span", "pill", "frontier") : null,
+    el("span", "pill", verification(r)));
+  const publisher = link(r.node_display_name || short(r.node_id), () => showNode(r.node_id));
+  const artifactBox = el("div");
+  const show = el("button", null, "show artifact");
+  show.addEventListener("click", async () => {
+    try {
+      const a = await api(`/api/artifact/${r.code_cid}`);
+      artifactBox.replaceChildren(el("pre", "code", a.content));
+    } catch (err) {
+      artifactBox.replaceChildren(el("p", "hint", `artifact not held here: ${err.message}`));
+    }
+  });
+  artifactBox.appendChild(show);
+  const lineageList = el("ol");
+  for (const a of lineage) lineageList.appendChild(el("li", a.status, null, link(`${short(a.id)} ${num(a.val_bpb)}`, () => select(a.id))));
+  const childList = el("ul");
+  for (const c of kids) childList.appendChild(el("li", c.status, null, link(`${short(c.id)} ${num(c.val_bpb)} ${c.description}`, () => select(c.id))));
+  detail.replaceChildren(
+    head, pills,
+    rows([
+      ["val_bpb", el("span", null, `${num(r.val_bpb)} `, delta)],
+      ["description", r.description],
+      ["hypothesis", r.hypothesis],
+      ["publisher", publisher],
+      ["parent", r.parent ? link(short(r.parent), () => select(r.parent)) : "root"],
+      ["task", short(r.task_id)],
+      ["hardware", `${r.gpu_model} · ${num(r.peak_vram_mb, 0)} MB peak`],
+      ["steps / params", `${r.num_steps} / ${r.num_params}`],
+      ["budget", `${r.time_budget} s`],
+      ["agent", r.agent_model],
+      ["time", when(r.timestamp)],
+      ["artifact", short(r.code_cid)],
+    ]),
+    el("h3", null, "diff"), r.diff ? coloredDiff(r.diff) : el("p", "hint", "no diff (a root, or unchanged)"),
+    el("h3", null, "artifact"), artifactBox,
+    el("h3", null, `lineage (${lineage.length})`), lineageList,
+    el("h3", null, `children (${kids.length})`), childList,
+  );
+}
+
+async function showNode(nodeId) {
+  const detail = $("#detail");
+  let page;
+  try {
+    page = await api(`/api/node/${nodeId}?limit=50&${taskParam()}`);
+  } catch (err) {
+    detail.replaceChildren(el("p", "hint", `cannot load node ${short(nodeId)}: ${err.message}`));
+    return;
+  }
+  const n = page.node;
+  const head = el("h2", null, n.display_name || short(n.node_id));
+  head.id = "detail-node";
+  const list = el("ul");
+  for (const r of page.experiments) list.appendChild(el("li", r.status, null, link(`${short(r.id)} ${num(r.val_bpb)} ${r.description}`, () => select(r.id))));
+  detail.replaceChildren(
+    head,
+    rows([
+      ["node id", n.node_id],
+      ["bio", n.bio],
+      ["website", n.website],
+      ["activity", n.activity],
+      ["experiments", `${n.experiment_count} (${n.keep_count} keep, ${n.discard_count} discard, ${n.crash_count} crash)`],
+      ["frontier", n.frontier_count],
+      ["verified", n.verified_count],
+      ["score", n.reputation.score],
+      ["best", num(n.best_val_bpb)],
+      ["hardware", n.gpu_models.join(", ")],
+      ["agents", n.agent_models.join(", ")],
+      ["active", `${when(n.first_seen)} → ${when(n.last_seen)}`],
+    ]),
+    el("h3", null, `experiments (${page.total_experiments})`), list,
+  );
+}
+
+// ---- search ---------------------------------------------------------------------------------
+let searchTimer = null;
+async function search(q) {
+  const box = $("#search-results");
+  if (q.trim().length < 2) { box.hidden = true; return; }
+  const [records, nodes] = await Promise.all([
+    api(`/api/search?q=${encodeURIComponent(q)}&${taskParam()}`).catch(() => []),
+    api(`/api/nodes/search?q=${encodeURIComponent(q)}&${taskParam()}`).catch(() => []),
+  ]);
+  box.replaceChildren();
+  for (const n of nodes) {
+    const d = el("div", null, `node ${short(n.node_id)} ${n.display_name || ""}`);
+    d.addEventListener("click", () => { box.hidden = true; showNode(n.node_id); });
+    box.appendChild(d);
+  }
+  for (const r of records) {
+    const d = el("div", r.status, `${short(r.id)} ${num(r.val_bpb)} ${r.description}`);
+    d.addEventListener("click", () => { box.hidden = true; select(r.id); });
+    box.appendChild(d);
+  }
+  if (!nodes.length && !records.length) box.appendChild(el("div", "hint", "nothing found"));
+  box.hidden = false;
+}
+
+// ---- tabs, live updates, start ----------------------------------------------------------------
+function showTab(name) {
+  state.tab = name;
+  for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
+  for (const s of document.querySelectorAll(".tab")) s.hidden = s.id !== `tab-${name}`;
+  if (name === "nodes") loadNodes().catch(console.error);
+}
+
+async function refreshAll(refit = true) {
+  await Promise.all([loadStat(), loadTasks(), loadFrontier(), loadActivity(), loadGraph(refit)]).catch(console.error);
+  if (state.tab === "nodes") loadNodes().catch(console.error);
+}
+
+let pending = null;
+function startLive() {
+  const dot = $("#live");
+  const source = new EventSource("/api/events");
+  source.onopen = () => { dot.className = "live on"; };
+  source.onerror = () => { dot.className = "live off"; };
+  source.onmessage = (msg) => {
+    let event;
+    try { event = JSON.parse(msg.data); } catch { return; }
+    if (event.event === "resync") { refreshAll(false); return; }
+    if (event.event !== "experiment") return;
+    if (!pending) pending = setTimeout(() => { pending = null; refreshAll(false); }, 400);
+  };
+}
+
+function start() {
+  setUpPanZoom();
+  for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
+  $("#task-select").addEventListener("change", (ev) => chooseTask(ev.target.value));
+  $("#status-filter").addEventListener("change", (ev) => { state.status = ev.target.value; drawGraph(); });
+  $("#nodes-sort").addEventListener("change", () => loadNodes().catch(console.error));
+  $("#nodes-activity").addEventListener("change", () => loadNodes().catch(console.error));
+  const input = $("#search");
+  input.addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(() => search(input.value), 180); });
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "/" && document.activeElement !== input) { ev.preventDefault(); input.focus(); }
+    if (ev.key === "Escape") $("#search-results").hidden = true;
+  });
+  refreshAll(true);
+  startLive();
+  setInterval(() => refreshAll(false), 30000);
+}
+start();

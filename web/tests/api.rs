@@ -368,6 +368,7 @@ fn every_implemented_route_answers_as_the_reference_did_and_errors_get_proper_st
         "/api/feed?limit=1e999",
         "/api/search?q=a",
         "/api/nodes/search?q=a",
+        "/api/graph?shape=svg",
         "/api/nodes?sort=best",
         "/api/nodes?activity=lurker",
         "/api/nodes?status=maybe",
@@ -382,6 +383,22 @@ fn every_implemented_route_answers_as_the_reference_did_and_errors_get_proper_st
             "{body}"
         );
     }
+    // the DAG shape: the same records and edges as the full graph, only what a DAG view draws
+    let full = server.json("/api/graph");
+    let dag = server.json("/api/graph?shape=dag");
+    assert_eq!(dag["edge"], full["edge"]);
+    assert_eq!(dag["frontier_id"], full["frontier_id"]);
+    let ids = |g: &J| -> Vec<J> {
+        g["node"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].clone())
+            .collect()
+    };
+    assert_eq!(ids(&dag), ids(&full));
+    assert!(dag["node"][0]["signature"].is_null() && dag["node"][0]["status"].is_string());
+    assert!(dag.to_string().len() * 2 < full.to_string().len());
     // node filters and paging do what they say
     let alpha = "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c";
     let verifiers = server.json("/api/nodes?activity=hybrid");

@@ -237,7 +237,7 @@ function setUpPanZoom() {
 }
 
 async function loadGraph(refit) {
-  const g = await api(`/api/graph?${taskParam()}`);
+  const g = await api(`/api/graph?shape=dag&${taskParam()}`);
   state.graph = layout(g.node, g.edge);
   drawGraph();
   if (refit) fit();

@@ -22,7 +22,8 @@ pub struct RunnerConfig {
     pub program: PathBuf,
     /// Where config files for children are written.
     pub work_dir: PathBuf,
-    /// Share of the machine (percent): threads = ceil(cores × resource / 100).
+    /// Share of the machine (percent): threads = ceil(cores × resource / 100), and at most that
+    /// share of a micro-batch in one forward pass (`spored train --resource`).
     pub resource: u8,
     /// Configs estimated to need more training memory than this are refused (MiB).
     pub memory_limit_mb: u64,
@@ -130,6 +131,8 @@ impl Runner {
             .arg(c.memory_limit_mb.to_string())
             .arg("--device")
             .arg(&c.device)
+            .arg("--resource")
+            .arg(c.resource.clamp(1, 100).to_string())
             .env("RAYON_NUM_THREADS", c.threads().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -30,6 +30,10 @@ pub struct TrainArgs {
     /// cpu, cuda or auto (cuda when built with it and a GPU is present)
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Share of the machine (percent): at most this share of each micro-batch goes through one
+    /// forward pass (the rest follows in chunks: less memory, the same total batch)
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub resource: u8,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -41,6 +45,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         corpus: args.corpus,
         memory_limit_mb: args.memory_limit_mb,
         device: args.device,
+        resource: args.resource,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -153,7 +153,7 @@ pub struct GraphQuery {
     shape: Option<String>,
 }
 
-/// What the DAG view draws of a record: about a fifth of the bytes of the whole record.
+/// What the DAG view draws of a record: about half the bytes of the whole record.
 fn dag_node(view: &mut View, found: &views::Found) -> Result<Value, StoreError> {
     let goal = view.goal(&found.entry.task_id)?;
     let r = &found.record;

@@ -39,6 +39,7 @@ fn main() {
         eval_tokens: 4096,
         shards: spore_train::child::CPU_SHARDS,
         parallel: true,
+        max_rows: usize::MAX,
     };
     type B = burn::backend::Autodiff<burn::backend::Flex>;
     let device = Default::default();

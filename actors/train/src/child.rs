@@ -28,6 +28,9 @@ pub struct ChildArgs {
     pub memory_limit_mb: u64,
     /// `cpu`, `cuda` or `auto`.
     pub device: String,
+    /// Share of the machine (1–100): scales the rows of one forward pass
+    /// ([`TrainOptions::rows_for_resource`]).
+    pub resource: u8,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +150,7 @@ pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
             CPU_SHARDS
         },
         parallel: threads() > 1,
+        max_rows: TrainOptions::rows_for_resource(config.train.batch_size, args.resource),
     };
     let _ = writeln!(
         out,

@@ -39,6 +39,22 @@ pub struct TrainOptions {
     pub shards: usize,
     /// Run the shards on parallel threads (false: one after the other, same numbers).
     pub parallel: bool,
+    /// Most sequences in one forward pass: a larger micro-batch runs in chunks of this many
+    /// rows, one after the other, and their gradients add up to the micro-batch's (the
+    /// reference's resource-scaled device batch; `spored run --resource`). Less memory; the
+    /// same result up to float summation order. `usize::MAX`: the whole micro-batch at once.
+    pub max_rows: usize,
+}
+
+impl TrainOptions {
+    /// Rows per forward pass for a node running at `resource` percent (1–100) of the machine:
+    /// that share of the micro-batch, at least one row; all of it at 100.
+    pub fn rows_for_resource(batch_size: usize, resource: u8) -> usize {
+        if resource >= 100 {
+            return usize::MAX;
+        }
+        (batch_size * resource.max(1) as usize / 100).max(1)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -80,7 +96,12 @@ pub fn train<B: AutodiffBackend>(
 ) -> Result<Outcome, TrainError> {
     let t = &config.train;
     B::seed(device, t.seed);
-    let mut model = Gpt::<B>::new(&config.model, device).with_bf16(t.precision == Precision::Bf16);
+    // burn initialises parameters lazily, on first use, from the seeded RNG: every clone of a
+    // fresh model would draw its own weights (the shards' copies and the optimiser's model got
+    // three different initialisations in the first step). Materialise them once, here.
+    let mut model = Gpt::<B>::new(&config.model, device)
+        .with_bf16(t.precision == Precision::Bf16)
+        .map(&mut FreshLeaves);
     let mut adamw = AdamWConfig::new()
         .with_beta_1(t.beta1 as f32)
         .with_beta_2(t.beta2 as f32)
@@ -124,10 +145,12 @@ pub fn train<B: AutodiffBackend>(
         let mut loss_sum = 0.0;
         for _ in 0..t.grad_accum {
             let batch = data.train_batch(&mut rng, t.batch_size, context);
-            let shards = shard_grads(&model, &batch, t, context, options, device);
-            for (loss, grads) in shards {
-                loss_sum += loss;
-                accumulator.accumulate(&model, grads);
+            let rows = options.max_rows.max(1).saturating_mul(context + 1);
+            for chunk in batch.chunks(rows) {
+                for (loss, grads) in shard_grads(&model, chunk, t, context, options, device) {
+                    loss_sum += loss;
+                    accumulator.accumulate(&model, grads);
+                }
             }
         }
         loss_value = loss_sum;
@@ -178,8 +201,8 @@ pub fn train<B: AutodiffBackend>(
     })
 }
 
-/// Loss and gradients of one micro-batch, split in `shards` fixed row ranges computed on parallel
-/// threads. The split depends only on the config and `shards`, never on the machine's cores, so
+/// Loss and gradients of one micro-batch (or one chunk of it), split in `shards` fixed row
+/// ranges computed on parallel threads. The split depends only on the config and `shards`, never on the machine's cores, so
 /// results do not change with the thread count. Each shard's mean loss is weighted by its share
 /// of the batch, so the sum is the whole micro-batch's mean loss.
 fn shard_grads<B: AutodiffBackend>(
@@ -191,8 +214,9 @@ fn shard_grads<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Vec<(f64, GradientsParams)> {
     let span = context + 1;
-    let shards = options.shards.clamp(1, t.batch_size);
-    let rows_per = t.batch_size.div_ceil(shards);
+    let rows = batch.len() / span;
+    let shards = options.shards.clamp(1, rows.max(1));
+    let rows_per = rows.div_ceil(shards);
     let one = |model: &Gpt<B>, rows: &[u32]| {
         let n = rows.len() / span;
         let (inputs, targets) = split_batch::<B>(rows, n, context, device);

@@ -7,6 +7,14 @@ use std::time::Duration;
 
 type B = burn::backend::Autodiff<burn::backend::Flex>;
 
+/// burn's seeded RNG is one per process: tests that train at the same time would interleave
+/// their draws and change each other's initial weights. Training tests take turns.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    TRAINING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn tiny() -> RunConfig {
     let mut c = RunConfig::baseline();
     c.model.n_layer = 1;
@@ -23,6 +31,7 @@ fn run(config: &RunConfig, data: &Dataset, steps: usize) -> f64 {
 }
 
 fn run_on(config: &RunConfig, data: &Dataset, steps: usize, parallel: bool) -> f64 {
+    let _turn = one_at_a_time();
     let options = TrainOptions {
         budget: Duration::from_secs(600),
         steps: Some(steps),
@@ -74,7 +83,10 @@ fn a_budgeted_run_plans_its_steps_and_reports_them() {
         parallel: true,
         max_rows: usize::MAX,
     };
-    let outcome = train::<B>(&tiny(), &data, &options, &Default::default(), |_| {}).unwrap();
+    let outcome = {
+        let _turn = one_at_a_time();
+        train::<B>(&tiny(), &data, &options, &Default::default(), |_| {}).unwrap()
+    };
     assert!(outcome.steps > 5, "{} steps in 2 s", outcome.steps);
     assert!(outcome.train_seconds < 4.0, "{} s", outcome.train_seconds);
     assert!(outcome.val_bpb > 0.0 && outcome.val_bpb < 8.5);
@@ -133,6 +145,7 @@ fn a_smaller_resource_runs_the_micro_batch_in_chunks_with_the_same_gradients() {
             parallel: true,
             max_rows,
         };
+        let _turn = one_at_a_time();
         train::<B>(&config, &data, &options, &Default::default(), |_| {}).expect("training runs")
     };
     // two shards of 4 rows at once, or two chunks of 4 rows one after the other: the same

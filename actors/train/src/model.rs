@@ -28,10 +28,15 @@ pub struct Gpt<B: Backend> {
     blocks: Vec<Block<B>>,
     norm: RmsNorm<B>,
     head: Linear<B>,
-    /// RoPE tables [1, 1, context, head_dim / 2]; constants, not trained.
-    cos: Tensor<B, 4>,
-    sin: Tensor<B, 4>,
+    /// RoPE tables [1, context × d_model] (position-major): per head, cos of each frequency
+    /// twice (both halves), and sin with the sign of rotate-half (−sin on the first half);
+    /// constants, not trained. Flat, so multiplying a [batch, time × d_model] tensor is a
+    /// one-row broadcast, the CPU backend's fast path.
+    cos: Tensor<B, 2>,
+    sin: Tensor<B, 2>,
     n_head: usize,
+    /// Context length the RoPE tables cover.
+    context: usize,
     /// Matrix products in bf16 (see `Precision::Bf16`).
     bf16: bool,
 }
@@ -63,19 +68,22 @@ impl<B: Backend> Gpt<B> {
             .collect();
         let head_dim = d / c.n_head;
         let half = head_dim / 2;
-        let mut cos = Vec::with_capacity(c.context * half);
-        let mut sin = Vec::with_capacity(c.context * half);
+        let mut cos = Vec::with_capacity(c.context * d);
+        let mut sin = Vec::with_capacity(c.context * d);
         for pos in 0..c.context {
-            for i in 0..half {
-                let freq = 1.0 / c.rope_theta.powf(2.0 * i as f64 / head_dim as f64);
-                let angle = pos as f64 * freq;
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
+            for _head in 0..c.n_head {
+                for j in 0..head_dim {
+                    let i = j % half;
+                    let freq = 1.0 / c.rope_theta.powf(2.0 * i as f64 / head_dim as f64);
+                    let angle = pos as f64 * freq;
+                    cos.push(angle.cos() as f32);
+                    let sign = if j < half { -1.0 } else { 1.0 };
+                    sin.push((sign * angle.sin()) as f32);
+                }
             }
         }
-        let table = |v: Vec<f32>| {
-            Tensor::<B, 4>::from_data(TensorData::new(v, [1, 1, c.context, half]), device)
-        };
+        let table =
+            |v: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(v, [1, c.context * d]), device);
         Gpt {
             wte: EmbeddingConfig::new(c.vocab_size, d)
                 .with_initializer(Initializer::Normal { mean: 0.0, std })
@@ -86,6 +94,7 @@ impl<B: Backend> Gpt<B> {
             cos: table(cos),
             sin: table(sin),
             n_head: c.n_head,
+            context: c.context,
             bf16: false,
         }
     }
@@ -101,17 +110,37 @@ impl<B: Backend> Gpt<B> {
         if !self.bf16 {
             return layer.forward(x);
         }
-        let w = layer.weight.val().cast(FloatDType::BF16);
+        self.times(x, layer.weight.val())
+    }
+
+    /// `x · W[:, first..first + n]`: one slice of a layer's outputs, computed contiguous (the
+    /// matmul reads the weight's columns in place; chunking the whole output would leave
+    /// strided views that every later elementwise op walks element by element on the CPU).
+    fn dense_cols(
+        &self,
+        layer: &Linear<B>,
+        x: Tensor<B, 3>,
+        first: usize,
+        n: usize,
+    ) -> Tensor<B, 3> {
+        self.times(x, layer.weight.val().narrow(1, first, n))
+    }
+
+    fn times(&self, x: Tensor<B, 3>, w: Tensor<B, 2>) -> Tensor<B, 3> {
+        if !self.bf16 {
+            return x.matmul(w.unsqueeze());
+        }
         x.cast(FloatDType::BF16)
-            .matmul(w.unsqueeze())
+            .matmul(w.cast(FloatDType::BF16).unsqueeze())
             .cast(FloatDType::F32)
     }
 
     /// Logits [batch, time, vocab] for input tokens [batch, time].
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [_, t] = tokens.dims();
-        let cos = self.cos.clone().narrow(2, 0, t);
-        let sin = self.sin.clone().narrow(2, 0, t);
+        let d = self.cos.dims()[1] / self.context;
+        let cos = self.cos.clone().narrow(1, 0, t * d);
+        let sin = self.sin.clone().narrow(1, 0, t * d);
         let mut x = self.wte.forward(tokens);
         for block in &self.blocks {
             x = x.clone() + self.attend(block, block.norm1.forward(x), &cos, &sin);
@@ -136,21 +165,19 @@ impl<B: Backend> Gpt<B> {
         &self,
         block: &Block<B>,
         x: Tensor<B, 3>,
-        cos: &Tensor<B, 4>,
-        sin: &Tensor<B, 4>,
+        cos: &Tensor<B, 2>,
+        sin: &Tensor<B, 2>,
     ) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
         let n_head = self.n_head;
         let hd = d / n_head;
         let heads = |x: Tensor<B, 3>| x.reshape([b, t, n_head, hd]).swap_dims(1, 2);
-        let mut qkv = self.dense(&block.qkv, x).chunk(3, 2).into_iter();
-        let (q, k, v) = (
-            qkv.next().expect("3 chunks"),
-            qkv.next().expect("3 chunks"),
-            qkv.next().expect("3 chunks"),
-        );
-        let q = rope(heads(q), cos, sin);
-        let k = rope(heads(k), cos, sin);
+        let q = self.dense_cols(&block.qkv, x.clone(), 0, d);
+        let k = self.dense_cols(&block.qkv, x.clone(), d, d);
+        let v = self.dense_cols(&block.qkv, x, 2 * d, d);
+        let q = heads(rope(q, cos, sin, n_head));
+        let k = heads(rope(k, cos, sin, n_head));
+        let v = heads(v);
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,
@@ -158,24 +185,29 @@ impl<B: Backend> Gpt<B> {
         };
         let y = if self.bf16 {
             let half = |x: Tensor<B, 4>| x.cast(FloatDType::BF16);
-            attention(half(q), half(k), half(heads(v)), None, None, options).cast(FloatDType::F32)
+            attention(half(q), half(k), half(v), None, None, options).cast(FloatDType::F32)
         } else {
-            attention(q, k, heads(v), None, None, options)
+            attention(q, k, v, None, None, options)
         };
         self.dense(&block.proj, y.swap_dims(1, 2).reshape([b, t, d]))
     }
 }
 
-/// Rotate-half RoPE on [batch, heads, time, head_dim].
-fn rope<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
-    let hd = x.dims()[3];
-    let x1 = x.clone().narrow(3, 0, hd / 2);
-    let x2 = x.narrow(3, hd / 2, hd / 2);
-    Tensor::cat(
-        vec![
-            x1.clone() * cos.clone() - x2.clone() * sin.clone(),
-            x2 * cos.clone() + x1 * sin.clone(),
-        ],
-        3,
-    )
+/// Rotate-half RoPE on [batch, time, d_model] (heads side by side): `x · cos + rotate_half(x) ·
+/// sin` with the flat tables of [`Gpt::new`], rotate_half swapping each head's two halves.
+fn rope<B: Backend>(
+    x: Tensor<B, 3>,
+    cos: &Tensor<B, 2>,
+    sin: &Tensor<B, 2>,
+    n_head: usize,
+) -> Tensor<B, 3> {
+    let [b, t, d] = x.dims();
+    let half = d / n_head / 2;
+    let flat = x.reshape([b, t * d]);
+    let swapped = flat
+        .clone()
+        .reshape([b * t * n_head, 2, half])
+        .flip([1])
+        .reshape([b, t * d]);
+    (flat * cos.clone() + swapped * sin.clone()).reshape([b, t, d])
 }

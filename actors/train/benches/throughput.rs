@@ -43,6 +43,7 @@ fn main() {
     };
     type B = burn::backend::Autodiff<burn::backend::Flex>;
     let device = Default::default();
+    spore_train::child::tune_allocator(); // as `spored train` does
     let mut first_loss = None;
     let mut timed_from = None;
     let started = Instant::now();

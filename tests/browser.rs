@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value as J};
 use spore_spec::wire::Message;
 use spore_spec::{ExperimentRecord, Identity, NodeProfile, Signed as _, Status, TaskManifest};
+use support::spored;
+
+mod support;
 
 /// A stored-XSS attempt: markup and a script in attacker-chosen strings.
 const PAYLOAD: &str =
@@ -51,20 +54,9 @@ fn http(port: u16, method: &str, path: &str, body: Option<&J>) -> J {
     .unwrap();
     // chromedriver may keep the connection open: read the head, then Content-Length bytes
     let mut reader = BufReader::new(s);
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap();
-            }
-        }
-    }
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let (_, length) = support::read_http_head(&mut reader);
     let mut body = vec![0; length];
     reader.read_exact(&mut body).unwrap();
     let body = String::from_utf8_lossy(&body);
@@ -269,15 +261,6 @@ fn record(
 fn write_jsonl(path: &Path, messages: Vec<Message>) {
     let lines: Vec<String> = messages.iter().map(Message::encode_body).collect();
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
-}
-
-fn spored(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spored"));
-    cmd.arg("--data-dir")
-        .arg(dir)
-        .env_remove("SPORE_HOME")
-        .env("HOME", dir);
-    cmd
 }
 
 #[test]

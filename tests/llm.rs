@@ -8,6 +8,8 @@ use std::time::Duration;
 use spore_actors::llm::{self, LlmSettings, PromptContext};
 use spore_train::RunConfig;
 
+mod support;
+
 /// One request as the server saw it.
 #[derive(Debug)]
 struct Seen {
@@ -43,22 +45,7 @@ fn server(replies: Vec<(u16, String)>) -> (String, mpsc::Receiver<Seen>) {
             let mut line = String::new();
             reader.read_line(&mut line).unwrap();
             let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut headers = Vec::new();
-            let mut length = 0;
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                let h = h.trim_end();
-                if h.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.split_once(':') {
-                    if k.eq_ignore_ascii_case("content-length") {
-                        length = v.trim().parse().unwrap();
-                    }
-                    headers.push((k.trim().to_string(), v.trim().to_string()));
-                }
-            }
+            let (headers, length) = support::read_http_head(&mut reader);
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
             let _ = tx.send(Seen {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as J;
 
 mod support;
+use support::spored;
 
 /// A running node; killed when dropped, so a failing test leaves no process behind.
 struct Running {
@@ -25,28 +26,10 @@ impl Drop for Running {
     }
 }
 
-fn spored(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spored"));
-    cmd.arg("--data-dir")
-        .arg(dir)
-        .env_remove("SPORE_HOME")
-        .env("HOME", dir);
-    cmd
-}
-
 /// Starts a relay node on an OS-chosen port and waits for its listen address.
 fn start(dir: &Path, peers: &[&str]) -> Running {
     let mut cmd = spored(dir);
-    cmd.args([
-        "run",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--web-port",
-        "0",
-        "--no-train",
-    ]);
+    cmd.args(support::LOOPBACK_RUN).arg("--no-train");
     for p in peers {
         cmd.args(["--peer", p]);
     }
@@ -195,16 +178,8 @@ fn three_nodes_share_records_and_a_killed_node_catches_up() {
 fn a_node_whose_stdout_reader_went_away_keeps_serving_and_stops_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = spored(tmp.path())
-        .args([
-            "run",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--web-port",
-            "0",
-            "--no-train",
-        ])
+        .args(support::LOOPBACK_RUN)
+        .arg("--no-train")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -1,6 +1,56 @@
 //! Shared by the end-to-end tests.
+#![allow(dead_code)] // each test binary uses its own part of this
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::Command;
 
 use serde_json::Value as J;
+
+/// `spored run` on 127.0.0.1 with OS-chosen gossip and explorer ports.
+pub const LOOPBACK_RUN: [&str; 7] = [
+    "run",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--web-port",
+    "0",
+];
+
+/// The spored binary on its own data dir (and HOME), never the user's.
+pub fn spored(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spored"));
+    cmd.arg("--data-dir")
+        .arg(dir)
+        .env_remove("SPORE_HOME")
+        .env("HOME", dir);
+    cmd
+}
+
+/// Reads an HTTP head (after the request or status line) up to the blank line: its headers
+/// and the body's Content-Length (0 when absent).
+pub fn read_http_head(reader: &mut impl BufRead) -> (Vec<(String, String)>, usize) {
+    let mut headers = Vec::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+            headers.push((name.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    (headers, length)
+}
 
 /// A file of `spec/vectors/`, parsed.
 pub fn vectors(name: &str) -> J {

@@ -574,41 +574,71 @@ pub async fn node_experiments(
     let node_id = path.into_inner();
     check_id("node id", &node_id)?;
     let q = q.into_inner();
-    let status = match q.status.as_deref().filter(|s| !s.is_empty() && *s != "all") {
-        Some(s) => Some(
-            spore_spec::Status::parse(s)
-                .ok_or_else(|| ApiError::bad("status must be keep, discard, crash or all"))?,
-        ),
-        None => None,
-    };
-    if let Some(t) = q.task_id.as_deref().filter(|t| !t.is_empty()) {
+    let task = q.task_id.filter(|t| !t.is_empty());
+    if let Some(t) = &task {
         check_id("task_id", t)?;
     }
+    let filter = RecordFilter {
+        task,
+        status: status_filter(q.status.as_deref())?,
+        gpu: q.gpu.filter(|g| !g.is_empty()),
+        verified_only: q.verified_only.unwrap_or(false),
+        frontier_only: q.frontier_only.unwrap_or(false),
+    };
     let value = read(&state, move |view| {
-        let mut out = Vec::new();
-        for id in view.read.node_record_ids(&node_id, 10_000)? {
+        let (records, _) = filter.page(view, &node_id, 0, usize::MAX)?;
+        Ok(Value::Array(records))
+    })
+    .await?;
+    reply(value)
+}
+
+/// Which of a node's records a node page or list shows.
+struct RecordFilter {
+    task: Option<String>,
+    status: Option<spore_spec::Status>,
+    gpu: Option<String>,
+    verified_only: bool,
+    frontier_only: bool,
+}
+
+impl RecordFilter {
+    /// The matching records of `node_id` (oldest first, of its newest 10,000) from `offset`,
+    /// at most `limit`, and how many match in all.
+    fn page(
+        &self,
+        view: &mut View,
+        node_id: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Value>, usize), ApiError> {
+        let mut matched = Vec::new();
+        let mut total = 0;
+        for id in view.read.node_record_ids(node_id, 10_000)? {
             let Some(found) = view.find(&id)? else {
                 continue;
             };
             let goal = view.goal(&found.entry.task_id)?;
-            let keep = q
-                .task_id
+            let wanted = self
+                .task
                 .as_deref()
-                .is_none_or(|t| t.is_empty() || t == found.entry.task_id)
-                && status.is_none_or(|s| s == found.record.status)
-                && q.gpu
+                .is_none_or(|t| t == found.entry.task_id)
+                && self.status.is_none_or(|s| s == found.record.status)
+                && self
+                    .gpu
                     .as_deref()
-                    .is_none_or(|g| g.is_empty() || g == found.record.gpu_model)
-                && (!q.verified_only.unwrap_or(false) || found.entry.verified)
-                && (!q.frontier_only.unwrap_or(false) || found.entry.is_frontier(goal));
-            if keep {
-                out.push(view.record(&found)?);
+                    .is_none_or(|g| g == found.record.gpu_model)
+                && (!self.verified_only || found.entry.verified)
+                && (!self.frontier_only || found.entry.is_frontier(goal));
+            if wanted {
+                if total >= offset && matched.len() < limit {
+                    matched.push(view.record(&found)?);
+                }
+                total += 1;
             }
         }
-        Ok(Value::Array(out))
-    })
-    .await?;
-    reply(value)
+        Ok((matched, total))
+    }
 }
 
 /// Feed events of one node, newest first.
@@ -954,28 +984,21 @@ pub async fn node(
             None => Default::default(),
         };
         let summary = view.node_summary(&node_id, task.as_deref(), &frontier)?;
-        let gpu = q.gpu.clone().filter(|g| !g.is_empty());
-        let verified_only = q.verified_only.unwrap_or(false);
-        let frontier_only = q.frontier_only.unwrap_or(false);
-        let mut matched = Vec::new();
-        let mut total = 0;
-        for id in view.read.node_record_ids(&node_id, 10_000)? {
-            let Some(found) = view.find(&id)? else {
-                continue;
-            };
-            let goal = view.goal(&found.entry.task_id)?;
-            let wanted = task.as_deref().is_none_or(|t| t == found.entry.task_id)
-                && status.is_none_or(|s| s == found.record.status)
-                && gpu.as_deref().is_none_or(|g| g == found.record.gpu_model)
-                && (!verified_only || found.entry.verified)
-                && (!frontier_only || found.entry.is_frontier(goal));
-            if wanted {
-                if total >= offset && matched.len() < limit {
-                    matched.push(view.record(&found)?);
-                }
-                total += 1;
-            }
-        }
+        let filter = RecordFilter {
+            task,
+            status,
+            gpu: q.gpu.clone().filter(|g| !g.is_empty()),
+            verified_only: q.verified_only.unwrap_or(false),
+            frontier_only: q.frontier_only.unwrap_or(false),
+        };
+        let (matched, total) = filter.page(view, &node_id, offset, limit)?;
+        let RecordFilter {
+            task,
+            status,
+            gpu,
+            verified_only,
+            frontier_only,
+        } = filter;
         Ok(object([
             ("node", summary),
             ("experiments", Value::Array(matched)),

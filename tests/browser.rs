@@ -346,15 +346,7 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
 
     // a real node on loopback; its explorer address from its first lines
     let mut child = spored(dir.path())
-        .args([
-            "run",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--web-port",
-            "0",
-        ])
+        .args(support::LOOPBACK_RUN)
         .arg("--no-train")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

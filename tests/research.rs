@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as J;
 use spore_actors::default_task;
+
+mod support;
 use spore_actors::experiment_runner::{RunRequest, RunResult, Runner, RunnerConfig};
 use spore_train::RunConfig;
 
@@ -145,17 +147,8 @@ fn research_with(dir: &Path, n: usize, extra: &[&str]) -> Vec<String> {
         .arg(dir)
         .env_remove("SPORE_HOME")
         .env("HOME", dir)
-        .args([
-            "run",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--web-port",
-            "0",
-            "--time-budget",
-            "2",
-        ])
+        .args(support::LOOPBACK_RUN)
+        .args(["--time-budget", "2"])
         .args(["--max-experiments", &n.to_string()])
         .args(extra)
         .stdout(Stdio::piped())

@@ -556,20 +556,11 @@ pub async fn unknown_route(req: actix_web::HttpRequest) -> Reply {
     })
 }
 
-#[derive(Deserialize)]
-pub struct NodeRecordsQuery {
-    task_id: Option<String>,
-    status: Option<String>,
-    gpu: Option<String>,
-    verified_only: Option<bool>,
-    frontier_only: Option<bool>,
-}
-
 /// Records a node published, oldest first, filtered (at most 10,000).
 pub async fn node_experiments(
     state: web::Data<Explorer>,
     path: web::Path<String>,
-    q: web::Query<NodeRecordsQuery>,
+    q: web::Query<NodePageQuery>,
 ) -> Reply {
     let node_id = path.into_inner();
     check_id("node id", &node_id)?;
@@ -946,6 +937,7 @@ pub async fn nodes_search(state: web::Data<Explorer>, q: web::Query<NodesQuery>)
     reply(value)
 }
 
+/// The filters of a node's records; the list (`/experiment`) ignores the paging.
 #[derive(Deserialize)]
 pub struct NodePageQuery {
     task_id: Option<String>,

@@ -327,3 +327,110 @@ fn a_task_on_a_prepared_corpus_trains_on_it() {
     // it learned something: below the ~8 bits of an untrained model, even in a 2 s budget
     assert!(root["payload"]["val_bpb"].as_f64().unwrap() < 6.0, "{root}");
 }
+
+/// A Parquet file with a `text` column (one value per document, one null) and an id column,
+/// zstd-compressed like the reference's climbmix shards.
+fn write_parquet(path: &Path, docs: &[Option<String>]) {
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+    let schema = parquet::schema::parser::parse_message_type(
+        "message doc { OPTIONAL BYTE_ARRAY text (UTF8); REQUIRED INT64 id; }",
+    )
+    .unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = SerializedFileWriter::new(file, Arc::new(schema), Arc::new(props)).unwrap();
+    let mut group = writer.next_row_group().unwrap();
+    let values: Vec<ByteArray> = docs
+        .iter()
+        .flatten()
+        .map(|d| ByteArray::from(d.as_str()))
+        .collect();
+    let levels: Vec<i16> = docs.iter().map(|d| i16::from(d.is_some())).collect();
+    let mut text = group.next_column().unwrap().unwrap();
+    text.typed::<ByteArrayType>()
+        .write_batch(&values, Some(&levels), None)
+        .unwrap();
+    text.close().unwrap();
+    let ids: Vec<i64> = (0..docs.len() as i64).collect();
+    let mut id = group.next_column().unwrap().unwrap();
+    id.typed::<Int64Type>()
+        .write_batch(&ids, None, None)
+        .unwrap();
+    id.close().unwrap();
+    group.close().unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn a_parquet_corpus_is_prepared_from_its_text_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut docs: Vec<Option<String>> = (0..400)
+        .map(|i| {
+            Some(format!(
+                "document {i}: in the beginning was the word, and the word was text."
+            ))
+        })
+        .collect();
+    docs[7] = None; // a null is skipped
+    let shard = dir.join("shard_00000.parquet");
+    write_parquet(&shard, &docs);
+    let out = spored(
+        dir,
+        &["--json", "prepare", "--parquet", shard.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prepared: J = serde_json::from_slice(&out.stdout).unwrap();
+    let expected: String = docs.iter().flatten().map(|d| format!("{d}\n")).collect();
+    assert_eq!(
+        prepared["dataset_cid"],
+        spore_spec::crypto::sha256_hex(expected.as_bytes()),
+        "the dataset is the column's values, one per line, in file order"
+    );
+    let stored = std::fs::read(prepared["path"].as_str().unwrap()).unwrap();
+    assert_eq!(stored, expected.as_bytes());
+
+    // another column name, a column that is not text, a file that is not Parquet: clear errors
+    let missing = spored(
+        dir,
+        &[
+            "prepare",
+            "--parquet",
+            shard.to_str().unwrap(),
+            "--column",
+            "body",
+        ],
+    );
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("no column \"body\"") && err.contains("text, id"),
+        "{err}"
+    );
+    let numbers = spored(
+        dir,
+        &[
+            "prepare",
+            "--parquet",
+            shard.to_str().unwrap(),
+            "--column",
+            "id",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&numbers.stderr).contains("not text"));
+    let fake = dir.join("fake.parquet");
+    std::fs::write(&fake, "PAR1 this is not parquet").unwrap();
+    let bad = spored(dir, &["prepare", "--parquet", fake.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a readable Parquet file"));
+}

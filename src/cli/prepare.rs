@@ -1,10 +1,13 @@
-//! `spored prepare --text FILE…`: a dataset from the user's own corpus, for a task of their own.
+//! `spored prepare --text FILE… --parquet FILE…`: a dataset from the user's own corpus, for a
+//! task of their own.
 //!
-//! The files are concatenated (each followed by a newline) and stored as
+//! Text files, then the values of one string column of Parquet files (the reference's climbmix
+//! shards are Parquet with a `text` column), in the order given, are concatenated (each file or
+//! value followed by a newline) and stored as
 //! `<data dir>/datasets/<sha256>.txt`; that SHA-256 is the task's `dataset_cid`. Tokens are bytes
 //! and the split is the built-in one, so `prepare_cid` is the same as the default task's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use spore_spec::crypto::sha256_hex;
@@ -16,10 +19,17 @@ use crate::output::print_json;
 use spore_spec::json::{object, Value};
 
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("sources").required(true).multiple(true).args(["text", "parquet"])))]
 pub struct PrepareArgs {
     /// Text files to train on (UTF-8 or any bytes; tokens are bytes)
-    #[arg(long = "text", value_name = "FILE", required = true, num_args = 1..)]
+    #[arg(long = "text", value_name = "FILE", num_args = 1..)]
     pub text: Vec<PathBuf>,
+    /// Parquet files whose string column (--column) holds the documents
+    #[arg(long = "parquet", value_name = "FILE", num_args = 1..)]
+    pub parquet: Vec<PathBuf>,
+    /// The Parquet column with the text
+    #[arg(long, default_value = "text")]
+    pub column: String,
 }
 
 pub fn run(ctx: &Context, args: PrepareArgs) -> Result<()> {
@@ -28,6 +38,10 @@ pub fn run(ctx: &Context, args: PrepareArgs) -> Result<()> {
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         bytes.extend_from_slice(&data);
         bytes.push(b'\n');
+    }
+    for path in &args.parquet {
+        parquet_column(path, &args.column, &mut bytes)
+            .with_context(|| format!("reading {}", path.display()))?;
     }
     if bytes.len() < 10_000 {
         bail!(
@@ -65,5 +79,38 @@ pub fn run(ctx: &Context, args: PrepareArgs) -> Result<()> {
         "\nA task on it: spored task create --name NAME --artifact-type {} --dataset-cid {cid} \\\n    --prepare-cid {prepare_cid} --base-code-cid {base} --time-budget 60",
         spore_train::config::ARTIFACT_TYPE
     );
+    Ok(())
+}
+
+/// Appends every value of the string column `column` of a Parquet file to `out`, each followed
+/// by a newline; null values are skipped. Only that column is decoded.
+fn parquet_column(path: &Path, column: &str, out: &mut Vec<u8>) -> Result<()> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    use parquet::schema::types::Type;
+
+    let file = std::fs::File::open(path)?;
+    let reader = SerializedFileReader::new(file).context("not a readable Parquet file")?;
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let Some(found) = (0..schema.num_columns()).find(|&i| schema.column(i).name() == column) else {
+        let names: Vec<String> = (0..schema.num_columns())
+            .map(|i| schema.column(i).name().to_string())
+            .collect();
+        bail!("no column {column:?} (columns: {})", names.join(", "));
+    };
+    let projection = Type::group_type_builder(schema.root_schema().name())
+        .with_fields(vec![schema.column(found).self_type_ptr()])
+        .build()?;
+    for row in reader.get_row_iter(Some(projection))? {
+        for (_, field) in row?.get_column_iter() {
+            match field {
+                Field::Str(text) => out.extend_from_slice(text.as_bytes()),
+                Field::Bytes(raw) => out.extend_from_slice(raw.data()),
+                Field::Null => continue,
+                other => bail!("column {column:?} holds {other:?}, not text"),
+            }
+            out.push(b'\n');
+        }
+    }
     Ok(())
 }

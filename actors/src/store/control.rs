@@ -42,7 +42,7 @@ impl Writer<'_> {
             key(&[&sortable_i64(event.timestamp), event.id.as_bytes()]).as_slice(),
             (),
         )?;
-        if super::nodes::counts_as_verification_work(&event.event_type) {
+        if counts_as_verification_work(&event.event_type) {
             self.count_verification_work(&event.node_id)?;
         }
         self.append_log(super::LogKind::Control, &event.id)?;
@@ -75,6 +75,11 @@ impl Reader {
         }
         Ok(out)
     }
+}
+
+/// Control events that count as a node's verifier work (reference §f.4).
+pub(super) fn counts_as_verification_work(event_type: &str) -> bool {
+    matches!(event_type, "verification" | "challenge_response")
 }
 
 pub(super) fn parse_event(bytes: &[u8]) -> Result<ControlEvent, StoreError> {

@@ -184,7 +184,7 @@ impl Writer<'_> {
         for item in self.t.control_events.iter()? {
             let (_, bytes) = item?;
             let event = super::control::parse_event(bytes.value())?;
-            if counts_as_verification_work(&event.event_type) {
+            if super::control::counts_as_verification_work(&event.event_type) {
                 workers.push(event.node_id);
             }
         }
@@ -193,11 +193,6 @@ impl Writer<'_> {
         }
         Ok(rows.len() as u64)
     }
-}
-
-/// Control events that count as a node's verifier work (reference §f.4).
-pub(super) fn counts_as_verification_work(event_type: &str) -> bool {
-    matches!(event_type, "verification" | "challenge_response")
 }
 
 impl Reader {

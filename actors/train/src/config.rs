@@ -55,6 +55,44 @@ pub struct TrainConfig {
     /// field keep their bytes and their `code_cid`.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    /// Optimiser of the hidden weight matrices; absent means `adamw` (configs written before
+    /// this field keep their bytes).
+    #[serde(default, skip_serializing_if = "OptimizerKind::is_adamw")]
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate of Muon (matrices; the rest keeps `lr`), on the same schedule.
+    #[serde(
+        default = "default_muon_lr",
+        skip_serializing_if = "is_default_muon_lr"
+    )]
+    pub muon_lr: f64,
+}
+
+/// Which optimiser updates the hidden weight matrices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// AdamW for every parameter.
+    #[default]
+    Adamw,
+    /// Muon (orthogonalised momentum) for the attention and MLP matrices, AdamW for the
+    /// embedding, the output head and the norms.
+    Muon,
+}
+
+impl OptimizerKind {
+    pub fn is_adamw(&self) -> bool {
+        *self == OptimizerKind::Adamw
+    }
+}
+
+pub const DEFAULT_MUON_LR: f64 = 0.02;
+
+fn default_muon_lr() -> f64 {
+    DEFAULT_MUON_LR
+}
+
+fn is_default_muon_lr(x: &f64) -> bool {
+    *x == DEFAULT_MUON_LR
 }
 
 /// How the matrix products of a run are computed.
@@ -134,6 +172,8 @@ impl RunConfig {
                 grad_clip: 1.0,
                 seed: 42,
                 precision: Precision::F32,
+                optimizer: OptimizerKind::Adamw,
+                muon_lr: DEFAULT_MUON_LR,
             },
         }
     }
@@ -214,6 +254,7 @@ impl RunConfig {
         frange("train.beta1", t.beta1, 0.0, 0.999_999)?;
         frange("train.beta2", t.beta2, 0.0, 0.999_999)?;
         frange("train.grad_clip", t.grad_clip, 0.0, 1e3)?;
+        frange("train.muon_lr", t.muon_lr, 1e-5, 1.0)?;
         Ok(())
     }
 
@@ -329,6 +370,23 @@ mod tests {
         assert_eq!(RunConfig::from_bytes(&bytes).unwrap(), half);
         let wrong = String::from_utf8(bytes).unwrap().replace("bf16", "fp8");
         assert!(RunConfig::from_bytes(wrong.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_optimizer_is_adamw_unless_written_and_muon_lr_is_range_checked() {
+        let base = String::from_utf8(RunConfig::baseline().to_bytes()).unwrap();
+        assert!(!base.contains("optimizer") && !base.contains("muon_lr"));
+        let mut muon = RunConfig::baseline();
+        muon.train.optimizer = OptimizerKind::Muon;
+        let text = String::from_utf8(muon.to_bytes()).unwrap();
+        assert!(text.contains("optimizer = \"muon\""), "{text}");
+        assert_eq!(RunConfig::from_bytes(text.as_bytes()).unwrap(), muon);
+        muon.train.muon_lr = 5.0;
+        assert!(muon
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("train.muon_lr"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod data;
 pub mod diff;
 pub mod model;
+pub mod muon;
 pub mod proposer;
 pub mod report;
 pub mod rng;

@@ -99,6 +99,15 @@ impl<B: Backend> Gpt<B> {
         }
     }
 
+    /// The hidden weight matrices (attention and MLP of every block): what Muon updates.
+    pub fn matrix_ids(&self) -> Vec<burn::module::ParamId> {
+        self.blocks
+            .iter()
+            .flat_map(|b| [&b.qkv, &b.proj, &b.fc, &b.fc2])
+            .map(|layer| layer.weight.id)
+            .collect()
+    }
+
     /// Compute the matrix products in bf16 (mixed precision: the parameters stay f32).
     pub fn with_bf16(mut self, bf16: bool) -> Gpt<B> {
         self.bf16 = bf16;

@@ -5,7 +5,7 @@
 //! which `code_cid`s exist), and widens its steps after a run of discards: one mutation at a
 //! time normally, two after 5 discards in a row, three after 10.
 
-use crate::config::{RunConfig, Schedule};
+use crate::config::{OptimizerKind, RunConfig, Schedule};
 use crate::rng::SplitMix64;
 use spore_spec::crypto::sha256_hex;
 
@@ -100,7 +100,7 @@ fn scale(x: f64, factor: f64) -> f64 {
 /// Apply one random mutation; its description and hypothesis.
 fn mutate(c: &mut RunConfig, rng: &mut SplitMix64) -> (String, String) {
     let up = rng.next_u64() & 1 == 0;
-    match rng.below(12) {
+    match rng.below(14) {
         0 => {
             let f = if up { 1.5 } else { 1.0 / 1.5 };
             let old = c.train.lr;
@@ -224,6 +224,29 @@ fn mutate(c: &mut RunConfig, rng: &mut SplitMix64) -> (String, String) {
             (
                 format!("Adam beta2 {old} -> {}", c.train.beta2),
                 "beta2 sets how fast the second-moment estimate adapts in a short run.".into(),
+            )
+        }
+        12 | 13 if c.train.optimizer == OptimizerKind::Adamw => {
+            c.train.optimizer = OptimizerKind::Muon;
+            (
+                "hidden matrices on Muon (AdamW keeps embeddings, head, norms)".into(),
+                "Orthogonalised updates train the attention and MLP matrices faster per step."
+                    .into(),
+            )
+        }
+        12 => {
+            c.train.optimizer = OptimizerKind::Adamw;
+            (
+                "hidden matrices back on AdamW".into(),
+                "Muon's large orthogonal steps may not suit this model size.".into(),
+            )
+        }
+        13 => {
+            let old = c.train.muon_lr;
+            c.train.muon_lr = scale(old, if up { 1.5 } else { 1.0 / 1.5 }).clamp(1e-5, 1.0);
+            (
+                format!("Muon learning rate {old} -> {}", c.train.muon_lr),
+                "Muon's step size sets how far each orthogonal update moves the matrices.".into(),
             )
         }
         _ => {

@@ -9,9 +9,10 @@
 //! given that step count (`--steps N`, what the record's `num_steps` holds) replays the same
 //! batches, the same schedule and, on the same backend, the same val_bpb.
 
-use crate::config::{Precision, RunConfig};
+use crate::config::{OptimizerKind, Precision, RunConfig};
 use crate::data::Dataset;
 use crate::model::Gpt;
+use crate::muon::{split_matrices, Muon};
 use crate::rng::SplitMix64;
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
@@ -113,6 +114,11 @@ pub fn train<B: AutodiffBackend>(
         )));
     }
     let mut optim = adamw.init::<B, Gpt<B>>();
+    // Muon takes the hidden matrices; AdamW keeps the rest (their gradients are split per step)
+    let mut muon = (t.optimizer == OptimizerKind::Muon).then(|| {
+        burn::optim::adaptor::OptimizerAdaptor::<Muon, Gpt<B>, B>::from(Muon { beta: 0.95 })
+    });
+    let matrices = model.matrix_ids();
     let mut rng = SplitMix64::new(t.seed);
     let context = config.model.context;
     let tokens_per_step = config.tokens_per_step() as u64;
@@ -160,7 +166,12 @@ pub fn train<B: AutodiffBackend>(
                 loss: loss_value,
             });
         }
-        model = optim.step(lr, model, accumulator.grads());
+        let mut grads = accumulator.grads();
+        if let Some(muon) = muon.as_mut() {
+            let hidden = split_matrices::<B>(&mut grads, &matrices);
+            model = muon.step(t.muon_lr * lr / t.lr, model, hidden);
+        }
+        model = optim.step(lr, model, grads);
         step += 1;
 
         if step == 1 {

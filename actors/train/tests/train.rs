@@ -170,3 +170,18 @@ fn a_smaller_resource_runs_the_micro_batch_in_chunks_with_the_same_gradients() {
         );
     }
 }
+
+#[test]
+fn muon_trains_the_hidden_matrices() {
+    let data = Dataset::builtin();
+    let adamw = run(&tiny(), &data, 60);
+    let mut config = tiny();
+    config.train.optimizer = spore_train::config::OptimizerKind::Muon;
+    let muon = run(&config, &data, 60);
+    assert!(muon < 6.0, "60 Muon steps should learn: val_bpb {muon}");
+    assert!(
+        (muon - adamw).abs() > 1e-3,
+        "Muon must change the updates: {muon} vs {adamw}"
+    );
+    assert_eq!(run(&config, &data, 60), muon, "and reproduce");
+}

@@ -518,21 +518,13 @@ fn version_and_run_say_plainly_what_they_are() {
         }
     }
     let mut child = KillOnDrop(
-        node.cmd(&[
-            "run",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--web-port",
-            "0",
-            "--verify-only",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap(),
+        node.cmd(&support::LOOPBACK_RUN)
+            .arg("--verify-only")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
     );
     let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

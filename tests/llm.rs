@@ -277,22 +277,13 @@ fn a_research_node_publishes_what_the_llm_proposed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut child = spored(&[
-        "run",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--web-port",
-        "0",
-        "--time-budget",
-        "2",
-    ])
-    .args(["--max-experiments", "2"])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = spored(&support::LOOPBACK_RUN)
+        .args(["--time-budget", "2"])
+        .args(["--max-experiments", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

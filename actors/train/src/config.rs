@@ -339,7 +339,14 @@ impl fmt::Display for RunConfig {
             self.train.grad_accum,
             self.train.lr,
             self.train.schedule
-        )
+        )?;
+        if self.train.optimizer == OptimizerKind::Muon {
+            write!(f, " muon{}", self.train.muon_lr)?;
+        }
+        if self.train.precision == Precision::Bf16 {
+            write!(f, " bf16")?;
+        }
+        Ok(())
     }
 }
 

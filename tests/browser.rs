@@ -344,27 +344,9 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
         ],
     );
 
-    // a real node on loopback; its explorer address from its first lines
-    let mut child = spored(dir.path())
-        .args(support::LOOPBACK_RUN)
-        .arg("--no-train")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _node = Proc(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("explorer on ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let web = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the node printed its explorer address");
+    // a real node on loopback
+    let node = support::start(dir.path(), &[]);
+    let web = node.web.clone();
     let import = spored(dir.path())
         .args(["import", seed.to_str().unwrap()])
         .output()

@@ -542,15 +542,7 @@ fn version_and_run_say_plainly_what_they_are() {
     while !node.path().join("spored.sock").exists() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let err = node.fails(&[
-        "run",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--web-port",
-        "0",
-    ]);
+    let err = node.fails(&support::LOOPBACK_RUN);
     assert!(err.contains("already running"), "{err}");
     // SIGTERM stops it cleanly
     Command::new("kill")

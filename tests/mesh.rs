@@ -3,60 +3,13 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as J;
 
 mod support;
-use support::spored;
-
-/// A running node; killed when dropped, so a failing test leaves no process behind.
-struct Running {
-    child: Child,
-    addr: String,
-    /// The explorer's base URL (`http://127.0.0.1:<port>`).
-    web: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts a relay node on an OS-chosen port and waits for its listen address.
-fn start(dir: &Path, peers: &[&str]) -> Running {
-    let mut cmd = spored(dir);
-    cmd.args(support::LOOPBACK_RUN).arg("--no-train");
-    for p in peers {
-        cmd.args(["--peer", p]);
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            for prefix in ["listening on ", "explorer on "] {
-                if let Some(value) = line.strip_prefix(prefix) {
-                    let _ = tx.send(value.to_string());
-                }
-            }
-        }
-    });
-    let next = || {
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("node printed its addresses")
-    };
-    let addr = next();
-    let web = next();
-    Running { child, addr, web }
-}
+use support::{spored, start, Running};
 
 /// GET `path` from the explorer at `base`, as JSON (it must answer 200).
 fn http_json(base: &str, path: &str) -> J {

@@ -1,9 +1,10 @@
 //! Shared by the end-to-end tests.
 #![allow(dead_code)] // each test binary uses its own part of this
 
-use std::io::BufRead;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value as J;
 
@@ -26,6 +27,55 @@ pub fn spored(dir: &Path) -> Command {
         .env_remove("SPORE_HOME")
         .env("HOME", dir);
     cmd
+}
+
+/// A running node; killed when dropped, so a failing test leaves no process behind.
+pub struct Running {
+    pub child: Child,
+    /// Its libp2p listen address.
+    pub addr: String,
+    /// The explorer's base URL (`http://127.0.0.1:<port>`).
+    pub web: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a relay node (`--no-train`) on loopback with OS-chosen ports, dialling `peers`, and
+/// waits for its listen and explorer addresses.
+pub fn start(dir: &Path, peers: &[&str]) -> Running {
+    let mut cmd = spored(dir);
+    cmd.args(LOOPBACK_RUN).arg("--no-train");
+    for p in peers {
+        cmd.args(["--peer", p]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            for prefix in ["listening on ", "explorer on "] {
+                if let Some(value) = line.strip_prefix(prefix) {
+                    let _ = tx.send(value.to_string());
+                }
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("node printed its addresses")
+    };
+    let addr = next();
+    let web = next();
+    Running { child, addr, web }
 }
 
 /// Reads an HTTP head (after the request or status line) up to the blank line: its headers

@@ -824,21 +824,13 @@ fn nodes_in_scope(
     sort: &str,
     limit: usize,
 ) -> Result<Vec<Value>, ApiError> {
-    let frontier = match task {
-        Some(t) => view.frontier_nodes(t)?,
-        None => {
-            let mut all = std::collections::HashMap::new();
-            for (t, _) in view.read.all_task_stats()? {
-                for (node, n) in view.frontier_nodes(&t)? {
-                    *all.entry(node).or_insert(0) += n;
-                }
-            }
-            all
-        }
-    };
+    let frontier = view.frontier_nodes_in(task)?;
     let mut rows = Vec::new();
     for (node_id, stats) in view.read.nodes_stats(task.unwrap_or(""))? {
-        let all = view.read.node_stats("", &node_id)?.unwrap_or_default();
+        let all = match task {
+            Some(_) => view.read.node_stats("", &node_id)?.unwrap_or_default(),
+            None => stats.clone(), // the scope is all tasks already
+        };
         if filter.activity.is_some_and(|a| a != views::activity(&all)) {
             continue;
         }
@@ -872,13 +864,13 @@ fn nodes_in_scope(
             "frontier" => (frontier_count, stats.last_seen),
             _ => (stats.last_seen, stats.count as i64),
         };
-        rows.push((key, node_id));
+        rows.push((key, node_id, stats, all));
     }
     rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     rows.truncate(limit);
     let mut out = Vec::with_capacity(rows.len());
-    for (_, node_id) in rows {
-        out.push(view.node_summary(&node_id, task, &frontier)?);
+    for (_, node_id, scoped, all) in rows {
+        out.push(view.node_summary(&node_id, task, &scoped, &all, &frontier)?);
     }
     Ok(out)
 }
@@ -968,14 +960,17 @@ pub async fn node(
     let pinned = state.pinned_task.clone();
     let value = read(&state, move |view| {
         let task = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())?;
-        if view.read.node_stats("", &node_id)?.is_none() && view.profile(&node_id)?.is_none() {
+        let all = view.read.node_stats("", &node_id)?;
+        if all.is_none() && view.profile(&node_id)?.is_none() {
             return Err(ApiError::not_found("node", &node_id));
         }
-        let frontier = match &task {
-            Some(t) => view.frontier_nodes(t)?,
-            None => Default::default(),
+        let all = all.unwrap_or_default();
+        let scoped = match &task {
+            Some(t) => view.read.node_stats(t, &node_id)?.unwrap_or_default(),
+            None => all.clone(),
         };
-        let summary = view.node_summary(&node_id, task.as_deref(), &frontier)?;
+        let frontier = view.frontier_nodes_in(task.as_deref())?;
+        let summary = view.node_summary(&node_id, task.as_deref(), &scoped, &all, &frontier)?;
         let filter = RecordFilter {
             task,
             status,

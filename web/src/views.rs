@@ -185,6 +185,23 @@ impl<'r> View<'r> {
         Ok(out)
     }
 
+    /// [`View::frontier_nodes`] of `task`, or summed over every task when `None`.
+    pub fn frontier_nodes_in(
+        &mut self,
+        task: Option<&str>,
+    ) -> Result<HashMap<String, u64>, StoreError> {
+        if let Some(t) = task {
+            return self.frontier_nodes(t);
+        }
+        let mut all = HashMap::new();
+        for (t, _) in self.read.all_task_stats()? {
+            for (node, n) in self.frontier_nodes(&t)? {
+                *all.entry(node).or_insert(0) += n;
+            }
+        }
+        Ok(all)
+    }
+
     /// Tasks `node_id` published records in (one index lookup per task).
     pub fn node_task_count(&mut self, node_id: &str) -> Result<u64, StoreError> {
         let mut n = 0;
@@ -196,20 +213,17 @@ impl<'r> View<'r> {
         Ok(n)
     }
 
-    /// The reference's node summary of `node_id`, its figures scoped to `task` (all tasks when
-    /// `None`); reputation figures are over all tasks. `frontier` maps node → frontier records
-    /// in scope ([`View::frontier_nodes`]).
+    /// The reference's node summary of `node_id` from its counters in `task` (`scoped`; all
+    /// tasks when `None`) and over all tasks (`all`: reputation and activity). `frontier` maps
+    /// node → frontier records in scope ([`View::frontier_nodes_in`]).
     pub fn node_summary(
         &mut self,
         node_id: &str,
         task: Option<&str>,
+        scoped: &NodeStats,
+        all: &NodeStats,
         frontier: &HashMap<String, u64>,
     ) -> Result<Value, StoreError> {
-        let scoped = self
-            .read
-            .node_stats(task.unwrap_or(""), node_id)?
-            .unwrap_or_default();
-        let all = self.read.node_stats("", node_id)?.unwrap_or_default();
         let profile = self.profile(node_id)?;
         let task_count = match task {
             Some(_) => u64::from(scoped.count > 0),
@@ -255,7 +269,7 @@ impl<'r> View<'r> {
                     ("disputes_lost", int(0)),
                 ]),
             ),
-            ("activity", Value::Str(activity(&all).to_string())),
+            ("activity", Value::Str(activity(all).to_string())),
             ("experiment_count", int(scoped.count)),
             ("keep_count", int(scoped.keep)),
             ("discard_count", int(scoped.discard)),

@@ -28,7 +28,8 @@ fn spored(dir: &Path) -> Command {
     cmd
 }
 
-fn get(host: &str, path: &str) -> usize {
+/// The whole response to `GET path` (it must be a 200).
+fn get(host: &str, path: &str) -> Vec<u8> {
     let mut s = std::net::TcpStream::connect(host).unwrap();
     write!(
         s,
@@ -38,7 +39,7 @@ fn get(host: &str, path: &str) -> usize {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     assert!(raw.starts_with(b"HTTP/1.1 200"), "{path}");
-    raw.len()
+    raw
 }
 
 /// p50 / p99 (ms) and response size of `requests` GETs of each route, after one warm-up.
@@ -49,7 +50,7 @@ fn measure(host: &str, routes: &[String], task_id: &str, requests: usize) {
         let mut bytes = 0;
         for _ in 0..requests {
             let t = Instant::now();
-            bytes = get(host, route);
+            bytes = get(host, route).len();
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
         times.sort_by(f64::total_cmp);
@@ -124,14 +125,7 @@ fn reference(n: usize, requests: usize) {
         String::from_utf8_lossy(&out.stderr)
     );
     let host = format!("127.0.0.1:{web}");
-    let mut s = std::net::TcpStream::connect(&host).unwrap();
-    write!(
-        s,
-        "GET /api/tasks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    let raw = String::from_utf8(get(&host, "/api/tasks")).unwrap();
     let body = raw.split_once("\r\n\r\n").unwrap().1;
     let tasks: serde_json::Value = serde_json::from_str(body).unwrap();
     let task_id = tasks[0]["task_id"].as_str().unwrap().to_string();

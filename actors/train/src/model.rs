@@ -35,8 +35,6 @@ pub struct Gpt<B: Backend> {
     cos: Tensor<B, 2>,
     sin: Tensor<B, 2>,
     n_head: usize,
-    /// Context length the RoPE tables cover.
-    context: usize,
     /// Matrix products in bf16 (see `Precision::Bf16`).
     bf16: bool,
 }
@@ -94,7 +92,6 @@ impl<B: Backend> Gpt<B> {
             cos: table(cos),
             sin: table(sin),
             n_head: c.n_head,
-            context: c.context,
             bf16: false,
         }
     }
@@ -146,11 +143,10 @@ impl<B: Backend> Gpt<B> {
 
     /// Logits [batch, time, vocab] for input tokens [batch, time].
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        let [_, t] = tokens.dims();
-        let d = self.cos.dims()[1] / self.context;
+        let mut x = self.wte.forward(tokens);
+        let [_, t, d] = x.dims();
         let cos = self.cos.clone().narrow(1, 0, t * d);
         let sin = self.sin.clone().narrow(1, 0, t * d);
-        let mut x = self.wte.forward(tokens);
         for block in &self.blocks {
             x = x.clone() + self.attend(block, block.norm1.forward(x), &cos, &sin);
             let h = gelu(self.dense(&block.fc, block.norm2.forward(x.clone())));

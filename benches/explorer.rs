@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 mod common;
+use common::spored;
 
 struct Running(Child);
 
@@ -20,12 +21,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn spored(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spored"));
-    cmd.arg("--data-dir").arg(dir);
-    cmd
 }
 
 /// The whole response to `GET path` (it must be a 200).

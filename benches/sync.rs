@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::spored;
 
 struct Running(Child);
 
@@ -20,12 +21,6 @@ impl Drop for Running {
             .status();
         let _ = self.0.wait();
     }
-}
-
-fn spored(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spored"));
-    cmd.arg("--data-dir").arg(dir);
-    cmd
 }
 
 /// Starts a relay; its log goes to `$BENCH_LOG_DIR/<name>.log` when that is set.

@@ -1,4 +1,5 @@
 //! Shared by the benches: a deterministic task of signed records shaped like a research run.
+#![allow(dead_code)] // each bench uses its own part of this
 
 use spore_spec::json::to_wire;
 use spore_spec::wire::Message;
@@ -159,4 +160,11 @@ pub fn generate(n: usize) -> (String, Vec<String>) {
         ("payload", manifest.to_value()),
     ]));
     (manifest_line, lines)
+}
+
+/// The spored binary on the data dir `dir`.
+pub fn spored(dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_spored"));
+    cmd.arg("--data-dir").arg(dir);
+    cmd
 }

@@ -122,6 +122,8 @@ pub fn train<B: AutodiffBackend>(
     let mut rng = SplitMix64::new(t.seed);
     let context = config.model.context;
     let tokens_per_step = config.tokens_per_step() as u64;
+    // a micro-batch is fed in chunks of at most this many tokens (rows × (context + 1))
+    let chunk_tokens = options.max_rows.max(1).saturating_mul(context + 1);
 
     // The budget clock starts after the first step: that one includes allocation, kernel
     // compilation and autotuning on GPUs (minutes for a cold cache), none of which is training.
@@ -151,8 +153,7 @@ pub fn train<B: AutodiffBackend>(
         let mut loss_sum = 0.0;
         for _ in 0..t.grad_accum {
             let batch = data.train_batch(&mut rng, t.batch_size, context);
-            let rows = options.max_rows.max(1).saturating_mul(context + 1);
-            for chunk in batch.chunks(rows) {
+            for chunk in batch.chunks(chunk_tokens) {
                 for (loss, grads) in shard_grads(&model, chunk, t, context, options, device) {
                     loss_sum += loss;
                     accumulator.accumulate(&model, grads);
@@ -213,8 +214,8 @@ pub fn train<B: AutodiffBackend>(
 }
 
 /// Loss and gradients of one micro-batch (or one chunk of it), split in `shards` fixed row
-/// ranges computed on parallel threads. The split depends only on the config and `shards`, never on the machine's cores, so
-/// results do not change with the thread count. Each shard's mean loss is weighted by its share
+/// ranges computed on parallel threads. The split depends only on the config and `shards`,
+/// never on the machine's cores, so results do not change with the thread count. Each shard's mean loss is weighted by its share
 /// of the batch, so the sum is the whole micro-batch's mean loss.
 fn shard_grads<B: AutodiffBackend>(
     model: &Gpt<B>,

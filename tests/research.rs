@@ -35,6 +35,7 @@ fn run(runner: &Runner, config_bytes: Vec<u8>, budget: Duration) -> (RunResult, 
             steps: None,
             label: "test".into(),
             corpus: None,
+            prepare: None,
         };
         let result = runner.run(&req, |_| progress += 1).await;
         (result, progress)
@@ -285,33 +286,8 @@ fn a_task_on_a_prepared_corpus_trains_on_it() {
     assert_eq!(dataset, spore_spec::crypto::sha256_hex(&bytes));
 
     let base = spore_spec::crypto::sha256_hex(&RunConfig::baseline().to_bytes());
-    let out = spored(
-        dir,
-        &[
-            "--json",
-            "task",
-            "create",
-            "--name",
-            "fox",
-            "--artifact-type",
-            "spore_gpt_config",
-            "--dataset-cid",
-            &dataset,
-            "--prepare-cid",
-            prepared["prepare_cid"].as_str().unwrap(),
-            "--base-code-cid",
-            &base,
-            "--time-budget",
-            "60",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let task: J = serde_json::from_slice(&out.stdout).unwrap();
-    let task_id = task["task_id"].as_str().unwrap().to_string();
+    assert_eq!(prepared["base_code_cid"], base.as_str());
+    let task_id = create_task(dir, "fox", &prepared);
 
     let lines = research_with(dir, 1, &["--task", &task_id]);
     assert!(lines[0].contains(" keep val_bpb="), "{lines:?}");
@@ -326,6 +302,107 @@ fn a_task_on_a_prepared_corpus_trains_on_it() {
     assert_eq!(root["payload"]["task_id"], task_id.as_str());
     // it learned something: below the ~8 bits of an untrained model, even in a 2 s budget
     assert!(root["payload"]["val_bpb"].as_f64().unwrap() < 6.0, "{root}");
+}
+
+/// `spored task create` for a corpus `spored prepare --json` described; the task's id.
+fn create_task(dir: &Path, name: &str, prepared: &J) -> String {
+    let field = |k: &str| prepared[k].as_str().unwrap().to_string();
+    let out = spored(
+        dir,
+        &[
+            "--json",
+            "task",
+            "create",
+            "--name",
+            name,
+            "--artifact-type",
+            "spore_gpt_config",
+            "--dataset-cid",
+            &field("dataset_cid"),
+            "--prepare-cid",
+            &field("prepare_cid"),
+            "--base-code-cid",
+            &field("base_code_cid"),
+            "--time-budget",
+            "60",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let task: J = serde_json::from_slice(&out.stdout).unwrap();
+    task["task_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_bpe_task_learns_its_tokenizer_and_trains_on_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let corpus = dir.join("corpus.txt");
+    let kjv = spore_train::data::builtin_corpus();
+    std::fs::write(&corpus, &kjv[..200_000]).unwrap();
+    let path = corpus.to_str().unwrap();
+
+    let out = spored(dir, &["prepare", "--text", path, "--bpe", "100"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("257–65536 tokens, not 100"));
+    let latin1 = dir.join("latin1.txt");
+    std::fs::write(&latin1, [b"caf\xe9 ".repeat(3000)].concat()).unwrap();
+    let out = spored(
+        dir,
+        &[
+            "prepare",
+            "--text",
+            latin1.to_str().unwrap(),
+            "--bpe",
+            "512",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid UTF-8 at byte 3"));
+
+    let out = spored(dir, &["--json", "prepare", "--text", path, "--bpe", "512"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prepared: J = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(prepared["vocab_size"], 512);
+    // About 2 bytes per token at this vocabulary size, against 1 for bytes.
+    let tokens =
+        prepared["train_tokens"].as_u64().unwrap() + prepared["val_tokens"].as_u64().unwrap();
+    assert!(tokens < 200_000 * 2 / 3, "{prepared}");
+    let prepare_cid = prepared["prepare_cid"].as_str().unwrap();
+    let document = std::fs::read(dir.join(format!("datasets/{prepare_cid}.prepare"))).unwrap();
+    assert_eq!(spore_spec::crypto::sha256_hex(&document), prepare_cid);
+    let dataset = prepared["dataset_cid"].as_str().unwrap();
+    let cache = dir.join(format!("datasets/{dataset}.{prepare_cid}.tokens"));
+    assert!(cache.exists(), "the runs read the tokens prepare made");
+    let mut base = RunConfig::baseline();
+    base.model.vocab_size = 512;
+    assert_eq!(
+        prepared["base_code_cid"],
+        spore_spec::crypto::sha256_hex(&base.to_bytes()).as_str()
+    );
+
+    let task_id = create_task(dir, "kjv-bpe", &prepared);
+    let lines = research_with(dir, 1, &["--task", &task_id]);
+    assert!(lines[0].contains(" keep val_bpb="), "{lines:?}");
+    let out = spored(dir, &["export", "--task", &task_id]);
+    let root = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<J>(l).unwrap())
+        .find(|o| o["type"] == "experiment")
+        .unwrap();
+    assert_eq!(root["payload"]["prepare_cid"], prepare_cid);
+    assert_eq!(root["payload"]["num_params"], base.num_params());
+    // Bits per byte, not per token: an untrained 512-token model scores 9 bits per token,
+    // ~4.5 per byte; two seconds of training must beat that.
+    assert!(root["payload"]["val_bpb"].as_f64().unwrap() < 4.5, "{root}");
 }
 
 /// A Parquet file with a `text` column (one value per document, one null) and an id column,

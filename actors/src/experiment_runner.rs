@@ -55,6 +55,8 @@ pub struct RunRequest {
     pub label: String,
     /// The corpus file (None: the built-in one).
     pub corpus: Option<PathBuf>,
+    /// The preparation document (None: byte-level tokens).
+    pub prepare: Option<PathBuf>,
 }
 
 /// What came of one run.
@@ -143,6 +145,9 @@ impl Runner {
         }
         if let Some(corpus) = &req.corpus {
             cmd.arg("--corpus").arg(corpus);
+        }
+        if let Some(prepare) = &req.prepare {
+            cmd.arg("--prepare").arg(prepare);
         }
         if let Some(tokens) = c.eval_tokens {
             cmd.arg("--eval-tokens").arg(tokens.to_string());

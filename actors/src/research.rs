@@ -17,6 +17,7 @@ use spore_spec::wire::Message;
 use spore_spec::{ExperimentRecord, Goal, Identity, Number, Signed, Status, TaskManifest};
 use spore_train::config::ARTIFACT_TYPE;
 use spore_train::data::{KJV_SHA256, PREPARE_SPEC};
+use spore_train::prepare::Preparation;
 use spore_train::proposer::{self, Proposal};
 use spore_train::report;
 use spore_train::rng::SplitMix64;
@@ -397,7 +398,7 @@ impl ResearchLoop {
         {
             Some(bytes) => bytes,
             None => {
-                let builtin = default_task::baseline().to_bytes();
+                let builtin = self.builtin_baseline(task)?;
                 if spore_spec::crypto::sha256_hex(&builtin) != task.base_code_cid {
                     self.registry.peers.do_send(FetchArtifact {
                         cid: task.base_code_cid.clone(),
@@ -438,29 +439,54 @@ impl ResearchLoop {
         self.publish(record, &proposal, &result, None).await
     }
 
-    /// The corpus a task trains on: the built-in one, or one `spored prepare` stored here.
-    fn corpus(&self, task: &TaskManifest) -> Result<Option<std::path::PathBuf>, String> {
-        if task.prepare_cid != spore_spec::crypto::sha256_hex(PREPARE_SPEC.as_bytes()) {
-            return Err(format!(
-                "task {} uses a data preparation this node does not know (prepare_cid {})",
-                task.task_id, task.prepare_cid
-            ));
-        }
+    /// The corpus a task trains on (the built-in one, or one `spored prepare` stored here) and
+    /// its preparation (byte-level tokens, or a BPE document `spored prepare --bpe` stored here).
+    fn task_data(&self, task: &TaskManifest) -> Result<TaskData, String> {
+        let dir = &self.options.datasets_dir;
+        let prepare = if task.prepare_cid == spore_spec::crypto::sha256_hex(PREPARE_SPEC.as_bytes())
+        {
+            None
+        } else {
+            let path = dir.join(format!("{}.prepare", task.prepare_cid));
+            if !path.exists() {
+                return Err(format!(
+                    "task {} uses a data preparation this node does not have (prepare_cid {}; \
+                     spored prepare --bpe … makes one)",
+                    task.task_id, task.prepare_cid
+                ));
+            }
+            Some(path)
+        };
         if task.dataset_cid == KJV_SHA256 {
-            return Ok(None);
+            return Ok(TaskData {
+                corpus: None,
+                prepare,
+            });
         }
-        let path = self
-            .options
-            .datasets_dir
-            .join(format!("{}.txt", task.dataset_cid));
+        let path = dir.join(format!("{}.txt", task.dataset_cid));
         if path.exists() {
-            Ok(Some(path))
+            Ok(TaskData {
+                corpus: Some(path),
+                prepare,
+            })
         } else {
             Err(format!(
                 "task {} trains on dataset {}, which is not on this node (spored prepare --text …)",
                 task.task_id, task.dataset_cid
             ))
         }
+    }
+
+    /// The built-in baseline sized for the task's vocabulary: a task made by `spored prepare`
+    /// names it as `base_code_cid` without storing it anywhere.
+    fn builtin_baseline(&self, task: &TaskManifest) -> Result<Vec<u8>, String> {
+        let mut config = default_task::baseline();
+        if let Some(path) = self.task_data(task)?.prepare {
+            let document = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let preparation = Preparation::from_document(document).map_err(|e| e.to_string())?;
+            config.model.vocab_size = preparation.vocab_size();
+        }
+        Ok(config.to_bytes())
     }
 
     async fn run_experiment(
@@ -470,14 +496,15 @@ impl ResearchLoop {
         budget: Duration,
         label: &str,
     ) -> Result<RunResult, String> {
-        let corpus = self.corpus(task)?;
+        let data = self.task_data(task)?;
         info!(config = %proposal.config, "research: {}", proposal.description);
         let request = RunRequest {
             config_bytes: proposal.bytes.clone(),
             budget,
             steps: None,
             label: label.to_string(),
-            corpus,
+            corpus: data.corpus,
+            prepare: data.prepare,
         };
         Ok(match self.runner.send(RunExperiment(request)).await {
             Ok(result) => result,
@@ -611,6 +638,12 @@ fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Where a task's data is on this node (None: built in).
+struct TaskData {
+    corpus: Option<std::path::PathBuf>,
+    prepare: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

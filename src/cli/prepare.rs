@@ -5,13 +5,15 @@
 //! shards are Parquet with a `text` column), in the order given, are concatenated (each file or
 //! value followed by a newline) and stored as
 //! `<data dir>/datasets/<sha256>.txt`; that SHA-256 is the task's `dataset_cid`. Tokens are bytes
-//! and the split is the built-in one, so `prepare_cid` is the same as the default task's.
+//! and the split is the built-in one, so `prepare_cid` is the same as the default task's; with
+//! `--bpe N` a byte-level BPE of N tokens is learnt from the training split and stored as
+//! `<data dir>/datasets/<prepare_cid>.prepare` (see `spore_train::prepare`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use spore_spec::crypto::sha256_hex;
-use spore_train::data::{Dataset, PREPARE_SPEC};
+use spore_train::prepare::Preparation;
 
 use super::Context;
 use crate::data_dir::write_atomically;
@@ -30,6 +32,10 @@ pub struct PrepareArgs {
     /// The Parquet column with the text
     #[arg(long, default_value = "text")]
     pub column: String,
+    /// Tokenize with a byte-level BPE of this many tokens (257–65536) learnt from the training
+    /// split, instead of one token per byte (needs UTF-8 text)
+    #[arg(long, value_name = "VOCAB")]
+    pub bpe: Option<usize>,
 }
 
 pub fn run(ctx: &Context, args: PrepareArgs) -> Result<()> {
@@ -49,19 +55,38 @@ pub fn run(ctx: &Context, args: PrepareArgs) -> Result<()> {
             bytes.len()
         );
     }
-    let data = Dataset::from_bytes(&bytes);
+    let preparation = match args.bpe {
+        Some(vocab) => Preparation::train_bpe(&bytes, vocab)?,
+        None => Preparation::bytes(),
+    };
     let cid = sha256_hex(&bytes);
     let dir = ctx.data_dir.datasets();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Tokenized once here (BPE tokens are cached beside the corpus for the runs).
+    let data = preparation.dataset_cached(&bytes, &dir)?;
     let path = dir.join(format!("{cid}.txt"));
     write_atomically(&path, &bytes, 0o644)?;
-    let prepare_cid = sha256_hex(PREPARE_SPEC.as_bytes());
-    let base = sha256_hex(&spore_train::RunConfig::baseline().to_bytes());
+    let prepare_cid = preparation.cid().to_string();
+    if args.bpe.is_some() {
+        let doc = dir.join(format!("{prepare_cid}.prepare"));
+        write_atomically(&doc, preparation.document(), 0o644)?;
+    }
+    // The built-in baseline for this vocabulary: research nodes know it without a download.
+    let mut baseline = spore_train::RunConfig::baseline();
+    baseline.model.vocab_size = preparation.vocab_size();
+    let base = sha256_hex(&baseline.to_bytes());
+    let unit = if args.bpe.is_some() {
+        "BPE tokens"
+    } else {
+        "bytes"
+    };
     if ctx.json {
         print_json(&object([
             ("dataset_cid", Value::Str(cid.clone())),
             ("prepare_cid", Value::Str(prepare_cid.clone())),
+            ("base_code_cid", Value::Str(base.clone())),
             ("path", Value::Str(path.display().to_string())),
+            ("vocab_size", Value::Int(preparation.vocab_size() as i64)),
             ("train_tokens", Value::Int(data.train.len() as i64)),
             ("val_tokens", Value::Int(data.val.len() as i64)),
         ]));
@@ -71,9 +96,10 @@ pub fn run(ctx: &Context, args: PrepareArgs) -> Result<()> {
     println!("prepare_cid  {prepare_cid}");
     println!("stored       {}", path.display());
     println!(
-        "tokens       {} train, {} validation (bytes)",
+        "tokens       {} train, {} validation ({unit}, vocabulary {})",
         data.train.len(),
-        data.val.len()
+        data.val.len(),
+        preparation.vocab_size()
     );
     println!(
         "\nA task on it: spored task create --name NAME --artifact-type {} --dataset-cid {cid} \\\n    --prepare-cid {prepare_cid} --base-code-cid {base} --time-budget 60",

@@ -24,6 +24,9 @@ pub struct TrainArgs {
     /// Train on this corpus file instead of the built-in one
     #[arg(long, value_name = "FILE")]
     pub corpus: Option<PathBuf>,
+    /// Tokenize with this preparation document (`spored prepare --bpe`) instead of bytes
+    #[arg(long, value_name = "FILE")]
+    pub prepare: Option<PathBuf>,
     /// Refuse configs whose estimated training memory is larger (MiB)
     #[arg(long, default_value_t = 8192)]
     pub memory_limit_mb: u64,
@@ -43,6 +46,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         steps: args.steps,
         eval_tokens: args.eval_tokens,
         corpus: args.corpus,
+        prepare: args.prepare,
         memory_limit_mb: args.memory_limit_mb,
         device: args.device,
         resource: args.resource,

@@ -1,11 +1,12 @@
 //! The body of `spored train`: one training run in its own process.
 
 use crate::config::{Precision, RunConfig};
-use crate::data::{Dataset, EVAL_TOKENS};
+use crate::data::{builtin_corpus, EVAL_TOKENS};
+use crate::prepare::Preparation;
 use crate::report;
 use crate::train::{self, TrainOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Parallel shards per micro-batch on CPU backends: fixed, so results do not depend on the
@@ -24,6 +25,8 @@ pub struct ChildArgs {
     pub eval_tokens: Option<usize>,
     /// A corpus file instead of the built-in one.
     pub corpus: Option<PathBuf>,
+    /// A preparation document (`spored prepare --bpe`) instead of byte-level tokens.
+    pub prepare: Option<PathBuf>,
     /// Refuse configs whose estimated training memory exceeds this.
     pub memory_limit_mb: u64,
     /// `cpu`, `cuda` or `auto`.
@@ -44,6 +47,8 @@ pub enum ChildError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Train(#[from] train::TrainError),
+    #[error(transparent)]
+    Prepare(#[from] crate::prepare::PrepareError),
     #[error("{0}")]
     Device(String),
 }
@@ -142,13 +147,25 @@ pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
         source,
     })?;
     let config = RunConfig::from_bytes(&bytes)?;
-    let data = match &args.corpus {
-        Some(p) => Dataset::from_bytes(&std::fs::read(p).map_err(|source| ChildError::Io {
+    let read = |p: &PathBuf| {
+        std::fs::read(p).map_err(|source| ChildError::Io {
             path: p.display().to_string(),
             source,
-        })?),
-        None => Dataset::builtin(),
+        })
     };
+    let preparation = match &args.prepare {
+        Some(p) => Preparation::from_document(read(p)?)?,
+        None => Preparation::bytes(),
+    };
+    let corpus = match &args.corpus {
+        Some(p) => read(p)?,
+        None => builtin_corpus(),
+    };
+    let data = match &args.prepare {
+        Some(p) => preparation.dataset_cached(&corpus, p.parent().unwrap_or(Path::new(".")))?,
+        None => preparation.dataset(&corpus)?,
+    };
+    drop(corpus);
     config.check_runnable(data.vocab_size(), args.memory_limit_mb << 20)?;
     let hardware = detect(&args.device);
     if config.train.precision == Precision::Bf16 && hardware.backend != "cuda" {

@@ -1,4 +1,5 @@
-//! Datasets: the built-in corpus, byte-level tokens, the fixed train/validation split, batches.
+//! Datasets: the built-in corpus, tokens split into training and validation, batches.
+//! How a corpus becomes tokens (bytes or BPE) is in [`crate::prepare`].
 //!
 //! The built-in corpus is the King James Bible (public domain) from the `bible-lib` crate,
 //! vendored in `corpus/` (why: `corpus/README.md`), one verse text per line. Its SHA-256 is pinned in
@@ -18,8 +19,6 @@ pub const PREPARE_SPEC: &str =
 /// Validation tokens scored by every run of the default task.
 pub const EVAL_TOKENS: usize = 65_536;
 
-const CHUNK: usize = 65_536;
-
 /// Tokens of one corpus, split, with the byte length of each token id (for bits per byte).
 #[derive(Clone, Debug)]
 pub struct Dataset {
@@ -36,22 +35,18 @@ impl Dataset {
         self.token_bytes.len()
     }
 
-    /// Byte-level tokens of `bytes`, split by the fixed rule.
+    /// Byte-level tokens of `bytes`, split by the fixed rule ([`crate::prepare::split`]).
     pub fn from_bytes(bytes: &[u8]) -> Dataset {
-        let mut train = Vec::with_capacity(bytes.len());
-        let mut val = Vec::with_capacity(bytes.len() / 10 + CHUNK);
-        for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
-            let dst = if i % 10 == 9 { &mut val } else { &mut train };
-            dst.extend(chunk.iter().map(|&b| b as u32));
-        }
-        // A corpus under ten chunks still needs a validation part: take its last tenth.
-        if val.is_empty() {
-            let cut = train.len() - train.len() / 10;
-            val = train.split_off(cut);
-        }
+        let (train, val) = crate::prepare::split(bytes.len(), |i| i);
+        let tokens = |ranges: Vec<std::ops::Range<usize>>| -> Vec<u32> {
+            ranges
+                .into_iter()
+                .flat_map(|r| bytes[r].iter().map(|&b| b as u32))
+                .collect()
+        };
         Dataset {
-            train,
-            val,
+            train: tokens(train),
+            val: tokens(val),
             token_bytes: vec![1; 256],
             cid: sha256_hex(bytes),
         }
@@ -113,6 +108,7 @@ pub fn builtin_corpus() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prepare::CHUNK;
 
     #[test]
     fn builtin_corpus_is_the_pinned_bytes() {

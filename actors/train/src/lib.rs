@@ -12,6 +12,7 @@ pub mod data;
 pub mod diff;
 pub mod model;
 pub mod muon;
+pub mod prepare;
 pub mod proposer;
 pub mod report;
 pub mod rng;

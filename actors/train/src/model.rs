@@ -8,8 +8,6 @@ use burn::nn::{
 };
 use burn::tensor::activation::{gelu, log_softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
 #[derive(Module, Debug)]
@@ -173,28 +171,20 @@ impl<B: Backend> Gpt<B> {
         cos: &Tensor<B, 2>,
         sin: &Tensor<B, 2>,
     ) -> Tensor<B, 3> {
-        let [b, t, d] = x.dims();
+        let d = x.dims()[2];
         let n_head = self.n_head;
-        let hd = d / n_head;
-        let heads = |x: Tensor<B, 3>| x.reshape([b, t, n_head, hd]).swap_dims(1, 2);
         let q = self.dense_cols(&block.qkv, x.clone(), 0, d);
         let k = self.dense_cols(&block.qkv, x.clone(), d, d);
         let v = self.dense_cols(&block.qkv, x, 2 * d, d);
-        let q = heads(rope(q, cos, sin, n_head));
-        let k = heads(rope(k, cos, sin, n_head));
-        let v = heads(v);
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: true,
-        };
+        let q = rope(q, cos, sin, n_head);
+        let k = rope(k, cos, sin, n_head);
         let y = if self.bf16 {
-            let half = |x: Tensor<B, 4>| x.cast(FloatDType::BF16);
-            attention(half(q), half(k), half(v), None, None, options).cast(FloatDType::F32)
+            let half = |x: Tensor<B, 3>| x.cast(FloatDType::BF16);
+            crate::attention::causal(half(q), half(k), half(v), n_head).cast(FloatDType::F32)
         } else {
-            attention(q, k, v, None, None, options)
+            crate::attention::causal(q, k, v, n_head)
         };
-        self.dense(&block.proj, y.swap_dims(1, 2).reshape([b, t, d]))
+        self.dense(&block.proj, y)
     }
 }
 

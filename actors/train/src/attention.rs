@@ -1,0 +1,351 @@
+//! Causal self-attention with the heads side by side: q, k, v and the output are
+//! [batch, time, d_model], head `h` in columns `h·hd .. (h+1)·hd`.
+//!
+//! On the CPU backend (`flex`, with or without autodiff) it is one fused operation with its own
+//! backward pass, written over the raw `f32` rows: no head split and merge (each a strided copy
+//! forward and backward), no causal mask built per call, the softmax probabilities kept from the
+//! forward pass for the backward one. burn's generic attention did all of these as separate ops;
+//! they were a third of a training step on the 2-core machine of docs/benchmarks.md. Other
+//! backends (CUDA) use burn's attention.
+//!
+//! burn has no specialisation, so the CPU path is picked by the backend's type id: the model stays
+//! generic and nothing else needs to know.
+
+use std::any::{Any, TypeId};
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::{AttentionModuleOptions, FloatTensor};
+use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_flex::{FlexTensor, Layout};
+
+/// `softmax(q·kᵀ/√hd + causal mask) · v` per head, [batch, time, d_model] in and out.
+pub fn causal<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    n_head: usize,
+) -> Tensor<B, 3> {
+    let backend = TypeId::of::<B>();
+    if backend == TypeId::of::<Autodiff<Flex>>() {
+        return from(tracked(into(q), into(k), into(v), n_head));
+    }
+    if backend == TypeId::of::<Flex>() {
+        let (q, k, v): (FlexTensor, FlexTensor, FlexTensor) = (into(q), into(k), into(v));
+        return from(forward(&q, &k, &v, n_head, false).0);
+    }
+    generic(q, k, v, n_head)
+}
+
+fn into<B: Backend, T: 'static>(x: Tensor<B, 3>) -> T {
+    same_type(x.into_primitive().tensor())
+}
+
+fn from<B: Backend, T: 'static>(x: T) -> Tensor<B, 3> {
+    Tensor::from_primitive(TensorPrimitive::Float(same_type(x)))
+}
+
+/// `x` as the type it is: for a generic `T` the caller has checked to be `U`.
+fn same_type<T: 'static, U: 'static>(x: T) -> U {
+    let boxed: Box<dyn Any> = Box::new(x);
+    *boxed.downcast::<U>().expect("the type id was checked")
+}
+
+/// burn's attention: split the heads, attend, merge.
+fn generic<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    n_head: usize,
+) -> Tensor<B, 3> {
+    let [b, t, d] = q.dims();
+    let heads = |x: Tensor<B, 3>| x.reshape([b, t, n_head, d / n_head]).swap_dims(1, 2);
+    let options = AttentionModuleOptions {
+        scale: None,
+        softcap: None,
+        is_causal: true,
+    };
+    attention(heads(q), heads(k), heads(v), None, None, options)
+        .swap_dims(1, 2)
+        .reshape([b, t, d])
+}
+
+/// The sizes of one call.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    batch: usize,
+    time: usize,
+    d: usize,
+    head_dim: usize,
+}
+
+impl Dims {
+    fn of(x: &FlexTensor, n_head: usize) -> Dims {
+        let dims = x.layout().shape().dims::<3>();
+        Dims {
+            batch: dims[0],
+            time: dims[1],
+            d: dims[2],
+            head_dim: dims[2] / n_head,
+        }
+    }
+
+    fn heads(&self) -> usize {
+        self.d / self.head_dim
+    }
+
+    /// Offset of head `h` of token `i` in sequence `b`.
+    fn at(&self, b: usize, i: usize, h: usize) -> usize {
+        (b * self.time + i) * self.d + h * self.head_dim
+    }
+
+    /// Offset of row `i` of the probabilities of sequence `b`, head `h` ([batch, head, t, t]).
+    fn p_row(&self, b: usize, h: usize, i: usize) -> usize {
+        ((b * self.heads() + h) * self.time + i) * self.time
+    }
+}
+
+fn contiguous(x: &FlexTensor) -> FlexTensor {
+    x.to_contiguous()
+}
+
+fn tensor(data: Vec<f32>, dims: &[usize]) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(Shape::from(dims.to_vec())),
+        DType::F32,
+    )
+}
+
+fn slice(x: &FlexTensor) -> &[f32] {
+    x.as_slice::<f32>().expect("a contiguous f32 tensor")
+}
+
+/// Forward pass: the output and, when `keep` (for the backward pass), the probabilities.
+fn forward(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    n_head: usize,
+    keep: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
+    let s = Dims::of(q, n_head);
+    let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
+    let (q, k, v) = (slice(&q), slice(&k), slice(&v));
+    let (t, hd) = (s.time, s.head_dim);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut y = vec![0.0f32; s.batch * t * s.d];
+    let mut probs = vec![0.0f32; if keep { s.batch * n_head * t * t } else { 0 }];
+    let mut row = vec![0.0f32; t];
+    for b in 0..s.batch {
+        for h in 0..n_head {
+            for i in 0..t {
+                let qi = &q[s.at(b, i, h)..][..hd];
+                let mut max = f32::NEG_INFINITY;
+                for (j, p) in row[..=i].iter_mut().enumerate() {
+                    *p = scale * dot(qi, &k[s.at(b, j, h)..][..hd]);
+                    max = max.max(*p);
+                }
+                let mut sum = 0.0;
+                for p in &mut row[..=i] {
+                    *p = (*p - max).exp();
+                    sum += *p;
+                }
+                let yi = &mut y[s.at(b, i, h)..][..hd];
+                for (j, p) in row[..=i].iter_mut().enumerate() {
+                    *p /= sum;
+                    axpy(yi, *p, &v[s.at(b, j, h)..][..hd]);
+                }
+                if keep {
+                    probs[s.p_row(b, h, i)..][..=i].copy_from_slice(&row[..=i]);
+                }
+            }
+        }
+    }
+    let y = tensor(y, &[s.batch, t, s.d]);
+    let probs = keep.then(|| tensor(probs, &[s.batch, n_head, t, t]));
+    (y, probs)
+}
+
+/// Backward pass: the gradients of q, k and v for the output's gradient `dy`.
+fn backward(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    probs: &FlexTensor,
+    dy: &FlexTensor,
+    n_head: usize,
+) -> [FlexTensor; 3] {
+    let s = Dims::of(q, n_head);
+    let dy = contiguous(dy);
+    let (q, k, v, probs, dy) = (slice(q), slice(k), slice(v), slice(probs), slice(&dy));
+    let (t, hd) = (s.time, s.head_dim);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let n = s.batch * t * s.d;
+    let (mut dq, mut dk, mut dv) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    let mut ds = vec![0.0f32; t];
+    for b in 0..s.batch {
+        for h in 0..n_head {
+            for i in 0..t {
+                let p = &probs[s.p_row(b, h, i)..][..=i];
+                let dyi = &dy[s.at(b, i, h)..][..hd];
+                // dP[i, j] = dy_i · v_j; dS = P ⊙ (dP − Σ_j P dP), times the scale.
+                let mut weighted = 0.0;
+                for (j, d) in ds[..=i].iter_mut().enumerate() {
+                    *d = dot(dyi, &v[s.at(b, j, h)..][..hd]);
+                    weighted += p[j] * *d;
+                }
+                let qi = &q[s.at(b, i, h)..][..hd];
+                for (j, d) in ds[..=i].iter_mut().enumerate() {
+                    *d = p[j] * (*d - weighted) * scale;
+                    let at = s.at(b, j, h);
+                    axpy(&mut dv[at..][..hd], p[j], dyi);
+                    axpy(&mut dk[at..][..hd], *d, qi);
+                }
+                let dqi = &mut dq[s.at(b, i, h)..][..hd];
+                for (j, d) in ds[..=i].iter().enumerate() {
+                    axpy(dqi, *d, &k[s.at(b, j, h)..][..hd]);
+                }
+            }
+        }
+    }
+    let dims = [s.batch, t, s.d];
+    [tensor(dq, &dims), tensor(dk, &dims), tensor(dv, &dims)]
+}
+
+/// Dot product in eight independent sums (so the compiler can keep them in SIMD lanes).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `y += a · x`.
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+/// The fused attention as one node of the autodiff graph.
+#[derive(Debug)]
+struct FusedAttention;
+
+impl Backward<Flex, 3> for FusedAttention {
+    /// q, k, v (contiguous), the probabilities, the head count.
+    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, usize);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (q, k, v, probs, n_head) = &ops.state;
+        let grad = backward(q, k, v, probs, &dy, *n_head);
+        for (parent, grad) in ops.parents.iter().zip(grad) {
+            if let Some(node) = parent {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
+fn tracked(
+    q: FloatTensor<Autodiff<Flex>>,
+    k: FloatTensor<Autodiff<Flex>>,
+    v: FloatTensor<Autodiff<Flex>>,
+    n_head: usize,
+) -> FloatTensor<Autodiff<Flex>> {
+    let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
+    match FusedAttention
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (q, k, v) = (
+                contiguous(&q.primitive),
+                contiguous(&k.primitive),
+                contiguous(&v.primitive),
+            );
+            let (y, probs) = forward(&q, &k, &v, n_head, true);
+            let probs = probs.expect("kept for the backward pass");
+            prep.finish((q, k, v, probs, n_head), y)
+        }
+        OpsKind::UnTracked(prep) => {
+            let (y, _) = forward(&q.primitive, &k.primitive, &v.primitive, n_head, false);
+            prep.finish(y)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tolerance};
+
+    type Ad = Autodiff<Flex>;
+
+    fn inputs<B: Backend>(device: &B::Device) -> [Tensor<B, 3>; 3] {
+        <Flex as Backend>::seed(&Default::default(), 7);
+        let shape = [3, 9, 24];
+        let data = |i| {
+            Tensor::<Flex, 3>::random(
+                shape,
+                Distribution::Normal(0.0, 1.0 + i as f64),
+                &Default::default(),
+            )
+            .into_data()
+        };
+        [0, 1, 2].map(|i| Tensor::<B, 3>::from_data(data(i), device))
+    }
+
+    #[test]
+    fn the_fused_attention_matches_burns_forward_and_backward() {
+        let device = Default::default();
+        for n_head in [1, 3] {
+            let [q, k, v] = inputs::<Ad>(&device);
+            let (q, k, v) = (q.require_grad(), k.require_grad(), v.require_grad());
+            let weights = inputs::<Ad>(&device)[0].clone();
+            let fused = causal(q.clone(), k.clone(), v.clone(), n_head);
+            let reference = generic(q.clone(), k.clone(), v.clone(), n_head);
+            fused
+                .to_data()
+                .assert_approx_eq::<f32>(&reference.to_data(), Tolerance::absolute(1e-5));
+            let g1 = (fused * weights.clone()).sum().backward();
+            let g2 = (reference * weights).sum().backward();
+            for x in [&q, &k, &v] {
+                x.grad(&g1).unwrap().to_data().assert_approx_eq::<f32>(
+                    &x.grad(&g2).unwrap().to_data(),
+                    Tolerance::absolute(1e-4),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn without_autodiff_it_is_the_same_forward() {
+        let [q, k, v] = inputs::<Flex>(&Default::default());
+        causal(q.clone(), k.clone(), v.clone(), 3)
+            .to_data()
+            .assert_approx_eq::<f32>(&generic(q, k, v, 3).to_data(), Tolerance::absolute(1e-5));
+    }
+}

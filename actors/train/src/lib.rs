@@ -6,11 +6,11 @@
 //! A training run happens in a child process (`spored train`, see [`child`]); the node's
 //! ExperimentRunner starts it, watches it and reads its report.
 
-pub mod attention;
 pub mod child;
 pub mod config;
 pub mod data;
 pub mod diff;
+pub mod fused;
 pub mod model;
 pub mod muon;
 pub mod prepare;

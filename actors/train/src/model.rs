@@ -2,11 +2,12 @@
 //! causal self-attention, GELU MLP, untied output head. No biases.
 
 use crate::config::ModelConfig;
+use crate::fused::gelu::gelu;
 use burn::module::Module;
 use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig,
 };
-use burn::tensor::activation::{gelu, log_softmax};
+use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
@@ -180,9 +181,9 @@ impl<B: Backend> Gpt<B> {
         let k = rope(k, cos, sin, n_head);
         let y = if self.bf16 {
             let half = |x: Tensor<B, 3>| x.cast(FloatDType::BF16);
-            crate::attention::causal(half(q), half(k), half(v), n_head).cast(FloatDType::F32)
+            crate::fused::attention::causal(half(q), half(k), half(v), n_head).cast(FloatDType::F32)
         } else {
-            crate::attention::causal(q, k, v, n_head)
+            crate::fused::attention::causal(q, k, v, n_head)
         };
         self.dense(&block.proj, y)
     }

@@ -8,21 +8,20 @@
 //! they were a third of a training step on the 2-core machine of docs/benchmarks.md. Other
 //! backends (CUDA) use burn's attention.
 //!
-//! burn has no specialisation, so the CPU path is picked by the backend's type id: the model stays
-//! generic and nothing else needs to know.
-
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::{AttentionModuleOptions, FloatTensor};
-use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
+use burn::tensor::Tensor;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
-use burn_flex::{FlexTensor, Layout};
+use burn_flex::FlexTensor;
+
+use super::{axpy, contiguous, dot, fast, from, into, slice, tensor};
 
 /// `softmax(q·kᵀ/√hd + causal mask) · v` per head, [batch, time, d_model] in and out.
 pub fn causal<B: Backend>(
@@ -37,23 +36,9 @@ pub fn causal<B: Backend>(
     }
     if backend == TypeId::of::<Flex>() {
         let (q, k, v): (FlexTensor, FlexTensor, FlexTensor) = (into(q), into(k), into(v));
-        return from(forward(&q, &k, &v, n_head, false).0);
+        return from(fast(|| forward(&q, &k, &v, n_head, false)).0);
     }
     generic(q, k, v, n_head)
-}
-
-fn into<B: Backend, T: 'static>(x: Tensor<B, 3>) -> T {
-    same_type(x.into_primitive().tensor())
-}
-
-fn from<B: Backend, T: 'static>(x: T) -> Tensor<B, 3> {
-    Tensor::from_primitive(TensorPrimitive::Float(same_type(x)))
-}
-
-/// `x` as the type it is: for a generic `T` the caller has checked to be `U`.
-fn same_type<T: 'static, U: 'static>(x: T) -> U {
-    let boxed: Box<dyn Any> = Box::new(x);
-    *boxed.downcast::<U>().expect("the type id was checked")
 }
 
 /// burn's attention: split the heads, attend, merge.
@@ -110,23 +95,8 @@ impl Dims {
     }
 }
 
-fn contiguous(x: &FlexTensor) -> FlexTensor {
-    x.to_contiguous()
-}
-
-fn tensor(data: Vec<f32>, dims: &[usize]) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(data),
-        Layout::contiguous(Shape::from(dims.to_vec())),
-        DType::F32,
-    )
-}
-
-fn slice(x: &FlexTensor) -> &[f32] {
-    x.as_slice::<f32>().expect("a contiguous f32 tensor")
-}
-
 /// Forward pass: the output and, when `keep` (for the backward pass), the probabilities.
+#[inline(always)]
 fn forward(
     q: &FlexTensor,
     k: &FlexTensor,
@@ -173,6 +143,7 @@ fn forward(
 }
 
 /// Backward pass: the gradients of q, k and v for the output's gradient `dy`.
+#[inline(always)]
 fn backward(
     q: &FlexTensor,
     k: &FlexTensor,
@@ -218,31 +189,6 @@ fn backward(
     [tensor(dq, &dims), tensor(dk, &dims), tensor(dv, &dims)]
 }
 
-/// Dot product in eight independent sums (so the compiler can keep them in SIMD lanes).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `y += a · x`.
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
-
 /// The fused attention as one node of the autodiff graph.
 #[derive(Debug)]
 struct FusedAttention;
@@ -259,7 +205,7 @@ impl Backward<Flex, 3> for FusedAttention {
     ) {
         let dy = grads.consume::<Flex>(&ops.node);
         let (q, k, v, probs, n_head) = &ops.state;
-        let grad = backward(q, k, v, probs, &dy, *n_head);
+        let grad = fast(|| backward(q, k, v, probs, &dy, *n_head));
         for (parent, grad) in ops.parents.iter().zip(grad) {
             if let Some(node) = parent {
                 grads.register::<Flex>(node.id, grad);
@@ -286,12 +232,12 @@ fn tracked(
                 contiguous(&k.primitive),
                 contiguous(&v.primitive),
             );
-            let (y, probs) = forward(&q, &k, &v, n_head, true);
+            let (y, probs) = fast(|| forward(&q, &k, &v, n_head, true));
             let probs = probs.expect("kept for the backward pass");
             prep.finish((q, k, v, probs, n_head), y)
         }
         OpsKind::UnTracked(prep) => {
-            let (y, _) = forward(&q.primitive, &k.primitive, &v.primitive, n_head, false);
+            let (y, _) = fast(|| forward(&q.primitive, &k.primitive, &v.primitive, n_head, false));
             prep.finish(y)
         }
     }

@@ -1,0 +1,90 @@
+//! Fused operations for the CPU backend (`flex`): causal attention and GELU, each one op with its
+//! own backward pass over raw `f32` rows, where burn composes several ops (each with a copy or a
+//! strided walk on the CPU). Other backends use burn's own ops.
+//!
+//! burn has no specialisation, so the CPU path is picked by the backend's type id: the model stays
+//! generic and nothing else needs to know. The kernels are compiled twice, for the baseline x86-64
+//! and for AVX2 (picked at run time); Rust never fuses a multiply and an add, so both give the
+//! same bits.
+
+pub mod attention;
+pub mod gelu;
+
+use std::any::Any;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
+use burn_flex::{FlexTensor, Layout};
+
+fn into<B: Backend, T: 'static, const D: usize>(x: Tensor<B, D>) -> T {
+    same_type(x.into_primitive().tensor())
+}
+
+fn from<B: Backend, T: 'static, const D: usize>(x: T) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(same_type(x)))
+}
+
+/// `x` as the type it is: for a generic `T` the caller has checked to be `U`.
+fn same_type<T: 'static, U: 'static>(x: T) -> U {
+    let boxed: Box<dyn Any> = Box::new(x);
+    *boxed.downcast::<U>().expect("the type id was checked")
+}
+
+fn contiguous(x: &FlexTensor) -> FlexTensor {
+    x.to_contiguous()
+}
+
+fn slice(x: &FlexTensor) -> &[f32] {
+    x.as_slice::<f32>().expect("a contiguous f32 tensor")
+}
+
+fn tensor(data: Vec<f32>, dims: &[usize]) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(Shape::from(dims.to_vec())),
+        DType::F32,
+    )
+}
+
+/// Runs `kernel` compiled with AVX2 when this CPU has it.
+fn fast<R>(kernel: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2<R>(kernel: impl FnOnce() -> R) -> R {
+            kernel()
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { avx2(kernel) };
+        }
+    }
+    kernel()
+}
+
+/// Dot product in eight independent sums (so the compiler can keep them in SIMD lanes).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `y += a · x`.
+#[inline(always)]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}

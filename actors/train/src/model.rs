@@ -3,6 +3,7 @@
 
 use crate::config::ModelConfig;
 use crate::fused::gelu::gelu;
+use crate::fused::rope::rope;
 use burn::module::Module;
 use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig,
@@ -187,23 +188,4 @@ impl<B: Backend> Gpt<B> {
         };
         self.dense(&block.proj, y)
     }
-}
-
-/// Rotate-half RoPE on [batch, time, d_model] (heads side by side): `x · cos + rotate_half(x) ·
-/// sin` with the flat tables of [`Gpt::new`], rotate_half swapping each head's two halves.
-fn rope<B: Backend>(
-    x: Tensor<B, 3>,
-    cos: &Tensor<B, 2>,
-    sin: &Tensor<B, 2>,
-    n_head: usize,
-) -> Tensor<B, 3> {
-    let [b, t, d] = x.dims();
-    let half = d / n_head / 2;
-    let flat = x.reshape([b, t * d]);
-    let swapped = flat
-        .clone()
-        .reshape([b * t * n_head, 2, half])
-        .flip([1])
-        .reshape([b, t * d]);
-    (flat * cos.clone() + swapped * sin.clone()).reshape([b, t, d])
 }

@@ -1,4 +1,4 @@
-//! Fused operations for the CPU backend (`flex`): causal attention and GELU, each one op with its
+//! Fused operations for the CPU backend (`flex`): causal attention, GELU and RoPE, each one op with its
 //! own backward pass over raw `f32` rows, where burn composes several ops (each with a copy or a
 //! strided walk on the CPU). Other backends use burn's own ops.
 //!
@@ -9,6 +9,7 @@
 
 pub mod attention;
 pub mod gelu;
+pub mod rope;
 
 use std::any::Any;
 

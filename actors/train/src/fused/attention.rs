@@ -21,7 +21,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use super::{axpy, contiguous, dot, fast, from, into, slice, tensor};
+use super::{axpy, contiguous, dot, from, into, slice, tensor};
 
 /// `softmax(q·kᵀ/√hd + causal mask) · v` per head, [batch, time, d_model] in and out.
 pub fn causal<B: Backend>(
@@ -36,7 +36,7 @@ pub fn causal<B: Backend>(
     }
     if backend == TypeId::of::<Flex>() {
         let (q, k, v): (FlexTensor, FlexTensor, FlexTensor) = (into(q), into(k), into(v));
-        return from(fast(|| forward(&q, &k, &v, n_head, false)).0);
+        return from(forward(&q, &k, &v, n_head, false).0);
     }
     generic(q, k, v, n_head)
 }
@@ -96,7 +96,6 @@ impl Dims {
 }
 
 /// Forward pass: the output and, when `keep` (for the backward pass), the probabilities.
-#[inline(always)]
 fn forward(
     q: &FlexTensor,
     k: &FlexTensor,
@@ -143,7 +142,6 @@ fn forward(
 }
 
 /// Backward pass: the gradients of q, k and v for the output's gradient `dy`.
-#[inline(always)]
 fn backward(
     q: &FlexTensor,
     k: &FlexTensor,
@@ -205,7 +203,7 @@ impl Backward<Flex, 3> for FusedAttention {
     ) {
         let dy = grads.consume::<Flex>(&ops.node);
         let (q, k, v, probs, n_head) = &ops.state;
-        let grad = fast(|| backward(q, k, v, probs, &dy, *n_head));
+        let grad = backward(q, k, v, probs, &dy, *n_head);
         for (parent, grad) in ops.parents.iter().zip(grad) {
             if let Some(node) = parent {
                 grads.register::<Flex>(node.id, grad);
@@ -232,12 +230,12 @@ fn tracked(
                 contiguous(&k.primitive),
                 contiguous(&v.primitive),
             );
-            let (y, probs) = fast(|| forward(&q, &k, &v, n_head, true));
+            let (y, probs) = forward(&q, &k, &v, n_head, true);
             let probs = probs.expect("kept for the backward pass");
             prep.finish((q, k, v, probs, n_head), y)
         }
         OpsKind::UnTracked(prep) => {
-            let (y, _) = fast(|| forward(&q.primitive, &k.primitive, &v.primitive, n_head, false));
+            let (y, _) = forward(&q.primitive, &k.primitive, &v.primitive, n_head, false);
             prep.finish(y)
         }
     }

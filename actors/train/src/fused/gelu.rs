@@ -17,7 +17,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use super::{contiguous, fast, from, into, slice, tensor};
+use super::{contiguous, from, into, slice, tensor};
 
 /// GELU of every element.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -62,14 +62,10 @@ fn forward(x: &FlexTensor) -> FlexTensor {
     let x = contiguous(x);
     let dims = x.layout().shape().to_vec();
     let xs = slice(&x);
-    let y = fast(
-        #[inline(always)]
-        || {
-            xs.iter()
-                .map(|&x| x * 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2)))
-                .collect()
-        },
-    );
+    let y = xs
+        .iter()
+        .map(|&x| x * 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2)))
+        .collect();
     tensor(y, &dims)
 }
 
@@ -78,19 +74,15 @@ fn backward(x: &FlexTensor, dy: &FlexTensor) -> FlexTensor {
     let dy = contiguous(dy);
     let dims = x.layout().shape().to_vec();
     let (xs, dys) = (slice(x), slice(&dy));
-    let dx = fast(
-        #[inline(always)]
-        || {
-            xs.iter()
-                .zip(dys)
-                .map(|(&x, &dy)| {
-                    let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
-                    let pdf = (-0.5 * x * x).exp() * FRAC_1_SQRT_2PI;
-                    dy * (cdf + x * pdf)
-                })
-                .collect()
-        },
-    );
+    let dx = xs
+        .iter()
+        .zip(dys)
+        .map(|(&x, &dy)| {
+            let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+            let pdf = (-0.5 * x * x).exp() * FRAC_1_SQRT_2PI;
+            dy * (cdf + x * pdf)
+        })
+        .collect();
     tensor(dx, &dims)
 }
 

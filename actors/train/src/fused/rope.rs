@@ -17,7 +17,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use super::{contiguous, fast, from, into, slice, tensor};
+use super::{contiguous, from, into, slice, tensor};
 
 /// RoPE of `x` [batch, time, d] with tables [1, ≥ time × d] cut to `time × d`.
 pub fn rope<B: Backend>(
@@ -85,33 +85,27 @@ fn apply(x: &FlexTensor, tables: &Tables, transposed: bool) -> FlexTensor {
     let half = d / tables.n_head / 2;
     let (xs, cos, sin) = (slice(&x), slice(&tables.cos), slice(&tables.sin));
     let (cos, sin) = (&cos[..t * d], &sin[..t * d]);
-    let out = fast(
-        #[inline(always)]
-        || {
-            let mut out = vec![0.0f32; xs.len()];
-            for (o, x) in out.chunks_exact_mut(t * d).zip(xs.chunks_exact(t * d)) {
-                // One head at a time: the halves [a, b] become [a·c₁ + b·s₁, b·c₂ + a·s₂]
-                // forward, [a·c₁ + b·s₂, b·c₂ + a·s₁] backward.
-                for (((o, x), c), s) in o
-                    .chunks_exact_mut(2 * half)
-                    .zip(x.chunks_exact(2 * half))
-                    .zip(cos.chunks_exact(2 * half))
-                    .zip(sin.chunks_exact(2 * half))
-                {
-                    let (oa, ob) = o.split_at_mut(half);
-                    let (xa, xb) = x.split_at(half);
-                    let (ca, cb) = c.split_at(half);
-                    let (sa, sb) = s.split_at(half);
-                    let (sa, sb) = if transposed { (sb, sa) } else { (sa, sb) };
-                    for r in 0..half {
-                        oa[r] = xa[r] * ca[r] + xb[r] * sa[r];
-                        ob[r] = xb[r] * cb[r] + xa[r] * sb[r];
-                    }
-                }
+    let mut out = vec![0.0f32; xs.len()];
+    for (o, x) in out.chunks_exact_mut(t * d).zip(xs.chunks_exact(t * d)) {
+        // One head at a time: the halves [a, b] become [a·c₁ + b·s₁, b·c₂ + a·s₂]
+        // forward, [a·c₁ + b·s₂, b·c₂ + a·s₁] backward.
+        for (((o, x), c), s) in o
+            .chunks_exact_mut(2 * half)
+            .zip(x.chunks_exact(2 * half))
+            .zip(cos.chunks_exact(2 * half))
+            .zip(sin.chunks_exact(2 * half))
+        {
+            let (oa, ob) = o.split_at_mut(half);
+            let (xa, xb) = x.split_at(half);
+            let (ca, cb) = c.split_at(half);
+            let (sa, sb) = s.split_at(half);
+            let (sa, sb) = if transposed { (sb, sa) } else { (sa, sb) };
+            for r in 0..half {
+                oa[r] = xa[r] * ca[r] + xb[r] * sa[r];
+                ob[r] = xb[r] * cb[r] + xa[r] * sb[r];
             }
-            out
-        },
-    );
+        }
+    }
     tensor(out, &dims)
 }
 

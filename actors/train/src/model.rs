@@ -8,7 +8,6 @@ use burn::module::Module;
 use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig,
 };
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
@@ -160,10 +159,7 @@ impl<B: Backend> Gpt<B> {
         let [b, t] = inputs.dims();
         let logits = self.forward(inputs);
         let v = logits.dims()[2];
-        let logp = log_softmax(logits.reshape([b * t, v]), 1);
-        logp.gather(1, targets.reshape([b * t, 1]))
-            .reshape([b * t])
-            .neg()
+        crate::fused::nll::nll(logits.reshape([b * t, v]), targets.reshape([b * t]))
     }
 
     fn attend(

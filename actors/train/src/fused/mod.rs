@@ -1,4 +1,5 @@
-//! Fused operations for the CPU backend (`flex`): causal attention, GELU and RoPE, each one op with its
+//! Fused operations for the CPU backend (`flex`): causal attention, GELU, RoPE and the
+//! cross-entropy of the output, each one op with its
 //! own backward pass over raw `f32` rows, where burn composes several ops (each with a copy or a
 //! strided walk on the CPU). Other backends use burn's own ops.
 //!
@@ -8,6 +9,7 @@
 
 pub mod attention;
 pub mod gelu;
+pub mod nll;
 pub mod rope;
 
 use std::any::Any;

@@ -21,7 +21,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use super::{axpy, contiguous, dot, from, into, slice, tensor};
+use super::{axpy, contiguous, dot, exp, from, into, slice, tensor};
 
 /// `softmax(q·kᵀ/√hd + causal mask) · v` per head, [batch, time, d_model] in and out.
 pub fn causal<B: Backend>(
@@ -95,6 +95,23 @@ impl Dims {
     }
 }
 
+/// Copies head `h` of sequence `b` out of `x` as rows ([t, hd]) or as columns ([hd, t]) (either
+/// may be empty: not wanted), so that the loops below run over contiguous slices.
+fn gather(x: &[f32], s: &Dims, b: usize, h: usize, rows: &mut [f32], cols: &mut [f32]) {
+    let (t, hd) = (s.time, s.head_dim);
+    for i in 0..t {
+        let src = &x[s.at(b, i, h)..][..hd];
+        if !rows.is_empty() {
+            rows[i * hd..][..hd].copy_from_slice(src);
+        }
+        if !cols.is_empty() {
+            for (c, x) in src.iter().enumerate() {
+                cols[c * t + i] = *x;
+            }
+        }
+    }
+}
+
 /// Forward pass: the output and, when `keep` (for the backward pass), the probabilities.
 fn forward(
     q: &FlexTensor,
@@ -110,28 +127,32 @@ fn forward(
     let scale = 1.0 / (hd as f32).sqrt();
     let mut y = vec![0.0f32; s.batch * t * s.d];
     let mut probs = vec![0.0f32; if keep { s.batch * n_head * t * t } else { 0 }];
+    let (mut qr, mut kc, mut vr) = (vec![0.0; t * hd], vec![0.0; t * hd], vec![0.0; t * hd]);
     let mut row = vec![0.0f32; t];
     for b in 0..s.batch {
         for h in 0..n_head {
+            gather(q, &s, b, h, &mut qr, &mut []);
+            gather(k, &s, b, h, &mut [], &mut kc);
+            gather(v, &s, b, h, &mut vr, &mut []);
             for i in 0..t {
-                let qi = &q[s.at(b, i, h)..][..hd];
-                let mut max = f32::NEG_INFINITY;
-                for (j, p) in row[..=i].iter_mut().enumerate() {
-                    *p = scale * dot(qi, &k[s.at(b, j, h)..][..hd]);
-                    max = max.max(*p);
+                // Scores of token i against tokens 0..=i, a column of k at a time.
+                let row = &mut row[..=i];
+                row.fill(0.0);
+                for (c, &qc) in qr[i * hd..][..hd].iter().enumerate() {
+                    axpy(row, qc * scale, &kc[c * t..][..=i]);
                 }
-                let mut sum = 0.0;
-                for p in &mut row[..=i] {
-                    *p = (*p - max).exp();
-                    sum += *p;
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                for p in row.iter_mut() {
+                    *p = exp(*p - max);
                 }
+                let inv = 1.0 / row.iter().sum::<f32>();
                 let yi = &mut y[s.at(b, i, h)..][..hd];
-                for (j, p) in row[..=i].iter_mut().enumerate() {
-                    *p /= sum;
-                    axpy(yi, *p, &v[s.at(b, j, h)..][..hd]);
+                for (p, vj) in row.iter_mut().zip(vr.chunks_exact(hd)) {
+                    *p *= inv;
+                    axpy(yi, *p, vj);
                 }
                 if keep {
-                    probs[s.p_row(b, h, i)..][..=i].copy_from_slice(&row[..=i]);
+                    probs[s.p_row(b, h, i)..][..=i].copy_from_slice(row);
                 }
             }
         }
@@ -157,28 +178,44 @@ fn backward(
     let scale = 1.0 / (hd as f32).sqrt();
     let n = s.batch * t * s.d;
     let (mut dq, mut dk, mut dv) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    let scratch = || vec![0.0f32; t * hd];
+    let (mut qr, mut kc, mut vc, mut dyr) = (scratch(), scratch(), scratch(), scratch());
+    // The head's dK and dV as columns ([hd, t]).
+    let (mut dkc, mut dvc) = (scratch(), scratch());
     let mut ds = vec![0.0f32; t];
     for b in 0..s.batch {
         for h in 0..n_head {
+            gather(q, &s, b, h, &mut qr, &mut []);
+            gather(k, &s, b, h, &mut [], &mut kc);
+            gather(v, &s, b, h, &mut [], &mut vc);
+            gather(dy, &s, b, h, &mut dyr, &mut []);
+            dkc.fill(0.0);
+            dvc.fill(0.0);
             for i in 0..t {
                 let p = &probs[s.p_row(b, h, i)..][..=i];
-                let dyi = &dy[s.at(b, i, h)..][..hd];
+                let dyi = &dyr[i * hd..][..hd];
                 // dP[i, j] = dy_i · v_j; dS = P ⊙ (dP − Σ_j P dP), times the scale.
-                let mut weighted = 0.0;
-                for (j, d) in ds[..=i].iter_mut().enumerate() {
-                    *d = dot(dyi, &v[s.at(b, j, h)..][..hd]);
-                    weighted += p[j] * *d;
+                let ds = &mut ds[..=i];
+                ds.fill(0.0);
+                for (c, &g) in dyi.iter().enumerate() {
+                    axpy(ds, g, &vc[c * t..][..=i]);
                 }
-                let qi = &q[s.at(b, i, h)..][..hd];
-                for (j, d) in ds[..=i].iter_mut().enumerate() {
-                    *d = p[j] * (*d - weighted) * scale;
-                    let at = s.at(b, j, h);
-                    axpy(&mut dv[at..][..hd], p[j], dyi);
-                    axpy(&mut dk[at..][..hd], *d, qi);
+                let weighted = dot(p, ds);
+                for (d, &pj) in ds.iter_mut().zip(p) {
+                    *d = pj * (*d - weighted) * scale;
                 }
                 let dqi = &mut dq[s.at(b, i, h)..][..hd];
-                for (j, d) in ds[..=i].iter().enumerate() {
-                    axpy(dqi, *d, &k[s.at(b, j, h)..][..hd]);
+                for c in 0..hd {
+                    dqi[c] = dot(ds, &kc[c * t..][..=i]);
+                    axpy(&mut dkc[c * t..][..=i], qr[i * hd + c], ds);
+                    axpy(&mut dvc[c * t..][..=i], dyi[c], p);
+                }
+            }
+            for j in 0..t {
+                let at = s.at(b, j, h);
+                for c in 0..hd {
+                    dk[at + c] = dkc[c * t + j];
+                    dv[at + c] = dvc[c * t + j];
                 }
             }
         }

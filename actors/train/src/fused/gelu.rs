@@ -17,7 +17,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use super::{contiguous, from, into, slice, tensor};
+use super::{contiguous, exp, from, into, slice, tensor};
 
 /// GELU of every element.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -79,7 +79,7 @@ fn backward(x: &FlexTensor, dy: &FlexTensor) -> FlexTensor {
         .zip(dys)
         .map(|(&x, &dy)| {
             let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
-            let pdf = (-0.5 * x * x).exp() * FRAC_1_SQRT_2PI;
+            let pdf = exp(-0.5 * x * x) * FRAC_1_SQRT_2PI;
             dy * (cdf + x * pdf)
         })
         .collect();

@@ -16,7 +16,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use super::{contiguous, from, into, slice, tensor};
+use super::{contiguous, exp, from, into, slice, tensor};
 
 /// Negative log-likelihood in nats of `targets` [rows] under `logits` [rows, vocab]: [rows].
 /// A target outside the vocabulary scores NaN.
@@ -58,7 +58,7 @@ fn forward(logits: &FlexTensor, targets: &[usize], keep: bool) -> (FlexTensor, O
     for (r, (x, &target)) in xs.chunks_exact(vocab).zip(targets).enumerate() {
         let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         for (e, &v) in exps.iter_mut().zip(x) {
-            *e = (v - max).exp();
+            *e = exp(v - max);
         }
         let sum: f32 = exps.iter().sum();
         nll[r] = max + sum.ln() - x.get(target).copied().unwrap_or(f32::NAN);

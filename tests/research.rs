@@ -291,17 +291,22 @@ fn a_task_on_a_prepared_corpus_trains_on_it() {
 
     let lines = research_with(dir, 1, &["--task", &task_id]);
     assert!(lines[0].contains(" keep val_bpb="), "{lines:?}");
-    let out = spored(dir, &["export", "--task", &task_id]);
-    let root = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<J>(l).unwrap())
-        .find(|o| o["type"] == "experiment")
-        .unwrap();
+    let root = exported_root(dir, &task_id);
     assert_eq!(root["payload"]["dataset_cid"], dataset.as_str());
     assert_eq!(root["payload"]["task_id"], task_id.as_str());
     // it learned something: below the ~8 bits of an untrained model, even in a 2 s budget
     assert!(root["payload"]["val_bpb"].as_f64().unwrap() < 6.0, "{root}");
+}
+
+/// The first experiment `spored export` lists for a task (its root).
+fn exported_root(dir: &Path, task_id: &str) -> J {
+    let out = spored(dir, &["export", "--task", task_id]);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<J>(l).unwrap())
+        .find(|o| o["type"] == "experiment")
+        .expect("an exported experiment")
 }
 
 /// `spored task create` for a corpus `spored prepare --json` described; the task's id.
@@ -391,13 +396,7 @@ fn a_bpe_task_learns_its_tokenizer_and_trains_on_it() {
     let task_id = create_task(dir, "kjv-bpe", &prepared);
     let lines = research_with(dir, 1, &["--task", &task_id]);
     assert!(lines[0].contains(" keep val_bpb="), "{lines:?}");
-    let out = spored(dir, &["export", "--task", &task_id]);
-    let root = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<J>(l).unwrap())
-        .find(|o| o["type"] == "experiment")
-        .unwrap();
+    let root = exported_root(dir, &task_id);
     assert_eq!(root["payload"]["prepare_cid"], prepare_cid);
     assert_eq!(root["payload"]["num_params"], base.num_params());
     // Bits per byte, not per token: an untrained 512-token model scores 9 bits per token,

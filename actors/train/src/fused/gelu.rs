@@ -9,21 +9,20 @@ use std::any::TypeId;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::FloatTensor;
 use burn::tensor::Tensor;
-use burn_autodiff::checkpoint::base::Checkpointer;
-use burn_autodiff::checkpoint::strategy::NoCheckpointing;
-use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use super::{contiguous, exp, from, into, slice, tensor};
+use super::{contiguous, exp, from, into, slice, tensor, unary};
 
 /// GELU of every element.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     let backend = TypeId::of::<B>();
     if backend == TypeId::of::<Autodiff<Flex>>() {
-        return from(tracked(into(x)));
+        let forward = |x: &FlexTensor, keep: bool| {
+            let x = contiguous(x);
+            (forward(&x), keep.then_some(x))
+        };
+        return from(unary(into(x), forward, backward));
     }
     if backend == TypeId::of::<Flex>() {
         return from(forward(&into(x)));
@@ -84,41 +83,6 @@ fn backward(x: &FlexTensor, dy: &FlexTensor) -> FlexTensor {
         })
         .collect();
     tensor(dx, &dims)
-}
-
-#[derive(Debug)]
-struct FusedGelu;
-
-impl Backward<Flex, 1> for FusedGelu {
-    /// The input (contiguous).
-    type State = FlexTensor;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let dy = grads.consume::<Flex>(&ops.node);
-        if let [Some(node)] = &ops.parents {
-            grads.register::<Flex>(node.id, backward(&ops.state, &dy));
-        }
-    }
-}
-
-fn tracked(x: FloatTensor<Autodiff<Flex>>) -> FloatTensor<Autodiff<Flex>> {
-    match FusedGelu
-        .prepare::<NoCheckpointing>([x.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let input = contiguous(&x.primitive);
-            let y = forward(&input);
-            prep.finish(input, y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive)),
-    }
 }
 
 #[cfg(test)]

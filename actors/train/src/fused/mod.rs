@@ -14,8 +14,14 @@ pub mod rope;
 
 use std::any::Any;
 
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{FlexTensor, Layout};
 
 fn into<B: Backend, T: 'static, const D: usize>(x: Tensor<B, D>) -> T {
@@ -46,6 +52,54 @@ fn tensor(data: Vec<f32>, dims: &[usize]) -> FlexTensor {
         Layout::contiguous(Shape::from(dims.to_vec())),
         DType::F32,
     )
+}
+
+/// The backward pass of a one-input fused op: the input's gradient from the state kept by the
+/// forward pass and the output's gradient.
+struct Unary<S> {
+    grad: fn(&S, &FlexTensor) -> FlexTensor,
+}
+
+impl<S> std::fmt::Debug for Unary<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fused unary op")
+    }
+}
+
+impl<S: Clone + Send + std::fmt::Debug + 'static> Backward<Flex, 1> for Unary<S> {
+    type State = S;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        if let [Some(node)] = &ops.parents {
+            grads.register::<Flex>(node.id, (self.grad)(&ops.state, &dy));
+        }
+    }
+}
+
+/// A one-input fused op as one node of the autodiff graph. `forward(x, keep)` gives the output
+/// and, when `keep` (the input is tracked), the state `grad` needs.
+fn unary<S: Clone + Send + std::fmt::Debug + 'static>(
+    x: FloatTensor<Autodiff<Flex>>,
+    forward: impl FnOnce(&FlexTensor, bool) -> (FlexTensor, Option<S>),
+    grad: fn(&S, &FlexTensor) -> FlexTensor,
+) -> FloatTensor<Autodiff<Flex>> {
+    match (Unary { grad })
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (y, state) = forward(&x.primitive, true);
+            prep.finish(state.expect("kept for the backward pass"), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive, false).0),
+    }
 }
 
 /// Dot product in eight independent sums (so the compiler can keep them in SIMD lanes).

@@ -8,22 +8,22 @@ use std::any::TypeId;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Int, Tensor};
-use burn_autodiff::checkpoint::base::Checkpointer;
-use burn_autodiff::checkpoint::strategy::NoCheckpointing;
-use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use super::{contiguous, exp, from, into, slice, tensor};
+use super::{contiguous, exp, from, into, slice, tensor, unary};
 
 /// Negative log-likelihood in nats of `targets` [rows] under `logits` [rows, vocab]: [rows].
 /// A target outside the vocabulary scores NaN.
 pub fn nll<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
     let backend = TypeId::of::<B>();
     if backend == TypeId::of::<Autodiff<Flex>>() {
-        return from(tracked(into(logits), ids(targets)));
+        let targets = ids(targets);
+        let forward = |logits: &FlexTensor, keep: bool| {
+            let (nll, probs) = forward(logits, &targets, keep);
+            (nll, probs.map(|p| (p, targets)))
+        };
+        return from(unary(into(logits), forward, backward));
     }
     if backend == TypeId::of::<Flex>() {
         return from(forward(&into(logits), &ids(targets), false).0);
@@ -73,55 +73,25 @@ fn forward(logits: &FlexTensor, targets: &[usize], keep: bool) -> (FlexTensor, O
     (tensor(nll, &[rows]), probs)
 }
 
-#[derive(Debug)]
-struct FusedNll;
-
-impl Backward<Flex, 1> for FusedNll {
-    /// The softmax probabilities and the targets.
-    type State = (FlexTensor, Vec<usize>);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let dnll = contiguous(&grads.consume::<Flex>(&ops.node));
-        let [Some(node)] = &ops.parents else { return };
-        let (probs, targets) = &ops.state;
-        let [rows, vocab] = probs.layout().shape().dims::<2>();
-        let mut dlogits = slice(probs).to_vec();
-        for ((row, &g), &target) in dlogits
-            .chunks_exact_mut(vocab)
-            .zip(slice(&dnll))
-            .zip(targets)
-        {
-            if let Some(t) = row.get_mut(target) {
-                *t -= 1.0;
-            }
-            for d in row.iter_mut() {
-                *d *= g;
-            }
-        }
-        grads.register::<Flex>(node.id, tensor(dlogits, &[rows, vocab]));
-    }
-}
-
-fn tracked(
-    logits: FloatTensor<Autodiff<Flex>>,
-    targets: Vec<usize>,
-) -> FloatTensor<Autodiff<Flex>> {
-    match FusedNll
-        .prepare::<NoCheckpointing>([logits.node.clone()])
-        .compute_bound()
-        .stateful()
+/// `dnll · (softmax − one_hot(target))` for each row, from the kept probabilities and targets.
+fn backward(state: &(FlexTensor, Vec<usize>), dnll: &FlexTensor) -> FlexTensor {
+    let (probs, targets) = state;
+    let dnll = contiguous(dnll);
+    let [rows, vocab] = probs.layout().shape().dims::<2>();
+    let mut dlogits = slice(probs).to_vec();
+    for ((row, &g), &target) in dlogits
+        .chunks_exact_mut(vocab)
+        .zip(slice(&dnll))
+        .zip(targets)
     {
-        OpsKind::Tracked(prep) => {
-            let (nll, probs) = forward(&logits.primitive, &targets, true);
-            prep.finish((probs.expect("kept for the backward pass"), targets), nll)
+        if let Some(t) = row.get_mut(target) {
+            *t -= 1.0;
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward(&logits.primitive, &targets, false).0),
+        for d in row.iter_mut() {
+            *d *= g;
+        }
     }
+    tensor(dlogits, &[rows, vocab])
 }
 
 #[cfg(test)]

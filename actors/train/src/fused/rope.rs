@@ -11,13 +11,9 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::Tensor;
-use burn_autodiff::checkpoint::base::Checkpointer;
-use burn_autodiff::checkpoint::strategy::NoCheckpointing;
-use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use super::{contiguous, from, into, slice, tensor};
+use super::{contiguous, from, into, slice, tensor, unary};
 
 /// RoPE of `x` [batch, time, d] with tables [1, ≥ time × d] cut to `time × d`.
 pub fn rope<B: Backend>(
@@ -37,7 +33,11 @@ pub fn rope<B: Backend>(
             sin: table(sin),
             n_head,
         };
-        return from(tracked(into(x), tables));
+        let forward =
+            |x: &FlexTensor, keep: bool| (apply(x, &tables, false), keep.then(|| tables.clone()));
+        return from(unary(into(x), forward, |tables, dy| {
+            apply(dy, tables, true)
+        }));
     }
     if backend == TypeId::of::<Flex>() {
         let table = |t: &Tensor<B, 2>| contiguous(&into::<B, FlexTensor, 2>(t.clone()));
@@ -107,39 +107,6 @@ fn apply(x: &FlexTensor, tables: &Tables, transposed: bool) -> FlexTensor {
         }
     }
     tensor(out, &dims)
-}
-
-#[derive(Debug)]
-struct FusedRope;
-
-impl Backward<Flex, 1> for FusedRope {
-    type State = Tables;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let dy = grads.consume::<Flex>(&ops.node);
-        if let [Some(node)] = &ops.parents {
-            grads.register::<Flex>(node.id, apply(&dy, &ops.state, true));
-        }
-    }
-}
-
-fn tracked(x: FloatTensor<Autodiff<Flex>>, tables: Tables) -> FloatTensor<Autodiff<Flex>> {
-    match FusedRope
-        .prepare::<NoCheckpointing>([x.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let y = apply(&x.primitive, &tables, false);
-            prep.finish(tables, y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(apply(&x.primitive, &tables, false)),
-    }
 }
 
 #[cfg(test)]

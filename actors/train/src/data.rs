@@ -5,6 +5,8 @@
 //! vendored in `corpus/` (why: `corpus/README.md`), one verse text per line. Its SHA-256 is pinned in
 //! [`KJV_SHA256`] and becomes the default task's `dataset_cid`.
 
+use std::ops::Range;
+
 use crate::rng::SplitMix64;
 use spore_spec::crypto::sha256_hex;
 
@@ -18,6 +20,35 @@ pub const PREPARE_SPEC: &str =
 
 /// Validation tokens scored by every run of the default task.
 pub const EVAL_TOKENS: usize = 65_536;
+
+/// The corpus is cut into chunks of this many bytes before the split.
+pub const CHUNK: usize = 65_536;
+
+/// The split of a corpus of `len` bytes into training and validation ranges, each cut moved to
+/// `boundary(cut)` (identity for bytes, a character boundary for text).
+pub fn split(
+    len: usize,
+    boundary: impl Fn(usize) -> usize,
+) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
+    let cuts: Vec<usize> = (0..len.div_ceil(CHUNK))
+        .map(|i| boundary(i * CHUNK))
+        .chain([len])
+        .collect();
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (i, w) in cuts.windows(2).enumerate() {
+        let dst = if i % 10 == 9 { &mut val } else { &mut train };
+        dst.push(w[0]..w[1]);
+    }
+    // A corpus under ten chunks still needs a validation part: its last tenth.
+    if val.is_empty() {
+        let cut = boundary(len - len / 10);
+        return (
+            std::iter::once(0..cut).collect(),
+            std::iter::once(cut..len).collect(),
+        );
+    }
+    (train, val)
+}
 
 /// Tokens of one corpus, split, with the byte length of each token id (for bits per byte).
 #[derive(Clone, Debug)]
@@ -35,10 +66,10 @@ impl Dataset {
         self.token_bytes.len()
     }
 
-    /// Byte-level tokens of `bytes`, split by the fixed rule ([`crate::prepare::split`]).
+    /// Byte-level tokens of `bytes`, split by the fixed rule ([`split`]).
     pub fn from_bytes(bytes: &[u8]) -> Dataset {
-        let (train, val) = crate::prepare::split(bytes.len(), |i| i);
-        let tokens = |ranges: Vec<std::ops::Range<usize>>| -> Vec<u32> {
+        let (train, val) = split(bytes.len(), |i| i);
+        let tokens = |ranges: Vec<Range<usize>>| -> Vec<u32> {
             ranges
                 .into_iter()
                 .flat_map(|r| bytes[r].iter().map(|&b| b as u32))
@@ -108,7 +139,6 @@ pub fn builtin_corpus() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prepare::CHUNK;
 
     #[test]
     fn builtin_corpus_is_the_pinned_bytes() {

@@ -24,10 +24,8 @@ use tokenizers::{
     TokenizerBuilder,
 };
 
-use crate::data::{Dataset, PREPARE_SPEC};
+use crate::data::{split, Dataset, PREPARE_SPEC};
 
-/// The corpus is cut into chunks of this many bytes before the split.
-pub const CHUNK: usize = 65_536;
 /// Smallest and largest BPE vocabulary `spored prepare --bpe` accepts.
 pub const BPE_VOCAB: (usize, usize) = (257, 65_536);
 
@@ -245,32 +243,6 @@ impl Preparation {
     }
 }
 
-/// The split of a corpus of `len` bytes into training and validation ranges, each cut moved to
-/// `boundary(cut)` (identity for bytes, a character boundary for text).
-pub fn split(
-    len: usize,
-    boundary: impl Fn(usize) -> usize,
-) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
-    let cuts: Vec<usize> = (0..len.div_ceil(CHUNK))
-        .map(|i| boundary(i * CHUNK))
-        .chain([len])
-        .collect();
-    let (mut train, mut val) = (Vec::new(), Vec::new());
-    for (i, w) in cuts.windows(2).enumerate() {
-        let dst = if i % 10 == 9 { &mut val } else { &mut train };
-        dst.push(w[0]..w[1]);
-    }
-    // A corpus under ten chunks still needs a validation part: its last tenth.
-    if val.is_empty() {
-        let cut = boundary(len - len / 10);
-        return (
-            std::iter::once(0..cut).collect(),
-            std::iter::once(cut..len).collect(),
-        );
-    }
-    (train, val)
-}
-
 impl std::fmt::Debug for Preparation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Preparation")
@@ -326,6 +298,7 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::CHUNK;
 
     /// 300 KB of the built-in corpus with some multi-byte characters in every line.
     fn corpus() -> Vec<u8> {

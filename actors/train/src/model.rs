@@ -3,6 +3,7 @@
 
 use crate::config::ModelConfig;
 use crate::fused::gelu::gelu;
+use crate::fused::rms::rms_norm;
 use crate::fused::rope::rope;
 use burn::module::Module;
 use burn::nn::{
@@ -147,11 +148,11 @@ impl<B: Backend> Gpt<B> {
         let cos = self.cos.clone().narrow(1, 0, t * d);
         let sin = self.sin.clone().narrow(1, 0, t * d);
         for block in &self.blocks {
-            x = x.clone() + self.attend(block, block.norm1.forward(x), &cos, &sin);
-            let h = gelu(self.dense(&block.fc, block.norm2.forward(x.clone())));
+            x = x.clone() + self.attend(block, rms_norm(&block.norm1, x), &cos, &sin);
+            let h = gelu(self.dense(&block.fc, rms_norm(&block.norm2, x.clone())));
             x = x + self.dense(&block.fc2, h);
         }
-        self.dense(&self.head, self.norm.forward(x))
+        self.dense(&self.head, rms_norm(&self.norm, x))
     }
 
     /// Negative log-likelihood in nats of each target token: [batch * time].

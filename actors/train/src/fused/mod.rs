@@ -1,4 +1,4 @@
-//! Fused operations for the CPU backend (`flex`): causal attention, GELU, RoPE and the
+//! Fused operations for the CPU backend (`flex`): causal attention, GELU, RoPE, RMSNorm and the
 //! cross-entropy of the output, each one op with its
 //! own backward pass over raw `f32` rows, where burn composes several ops (each with a copy or a
 //! strided walk on the CPU). Other backends use burn's own ops.
@@ -10,6 +10,7 @@
 pub mod attention;
 pub mod gelu;
 pub mod nll;
+pub mod rms;
 pub mod rope;
 
 use std::any::Any;

@@ -15,13 +15,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::{AttentionModuleOptions, FloatTensor};
 use burn::tensor::Tensor;
-use burn_autodiff::checkpoint::base::Checkpointer;
-use burn_autodiff::checkpoint::strategy::NoCheckpointing;
-use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use super::{axpy, contiguous, dot, exp, from, into, slice, tensor};
+use super::{axpy, contiguous, dot, exp, from, fused, into, slice, tensor};
 
 /// `softmax(q·kᵀ/√hd + causal mask) · v` per head, [batch, time, d_model] in and out.
 pub fn causal<B: Backend>(
@@ -224,30 +220,8 @@ fn backward(
     [tensor(dq, &dims), tensor(dk, &dims), tensor(dv, &dims)]
 }
 
-/// The fused attention as one node of the autodiff graph.
-#[derive(Debug)]
-struct FusedAttention;
-
-impl Backward<Flex, 3> for FusedAttention {
-    /// q, k, v (contiguous), the probabilities, the head count.
-    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, usize);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 3>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (q, k, v, probs, n_head) = &ops.state;
-        let grad = backward(q, k, v, probs, &dy, *n_head);
-        for (parent, grad) in ops.parents.iter().zip(grad) {
-            if let Some(node) = parent {
-                grads.register::<Flex>(node.id, grad);
-            }
-        }
-    }
-}
+/// q, k, v (contiguous), the probabilities and the head count, for the backward pass.
+type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, usize);
 
 fn tracked(
     q: FloatTensor<Autodiff<Flex>>,
@@ -255,27 +229,14 @@ fn tracked(
     v: FloatTensor<Autodiff<Flex>>,
     n_head: usize,
 ) -> FloatTensor<Autodiff<Flex>> {
-    let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
-    match FusedAttention
-        .prepare::<NoCheckpointing>(nodes)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let (q, k, v) = (
-                contiguous(&q.primitive),
-                contiguous(&k.primitive),
-                contiguous(&v.primitive),
-            );
-            let (y, probs) = forward(&q, &k, &v, n_head, true);
-            let probs = probs.expect("kept for the backward pass");
-            prep.finish((q, k, v, probs, n_head), y)
-        }
-        OpsKind::UnTracked(prep) => {
-            let (y, _) = forward(&q.primitive, &k.primitive, &v.primitive, n_head, false);
-            prep.finish(y)
-        }
-    }
+    let forward = |[q, k, v]: [&FlexTensor; 3], keep: bool| {
+        let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
+        let (y, probs) = forward(&q, &k, &v, n_head, keep);
+        (y, probs.map(|p| (q, k, v, p, n_head)))
+    };
+    let grad =
+        |(q, k, v, probs, n_head): &State, dy: &FlexTensor| backward(q, k, v, probs, dy, *n_head);
+    fused([&q, &k, &v], forward, grad)
 }
 
 #[cfg(test)]

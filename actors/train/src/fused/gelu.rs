@@ -12,17 +12,17 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
-use super::{contiguous, exp, from, into, slice, tensor, unary};
+use super::{contiguous, exp, from, fused, into, slice, tensor};
 
 /// GELU of every element.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     let backend = TypeId::of::<B>();
     if backend == TypeId::of::<Autodiff<Flex>>() {
-        let forward = |x: &FlexTensor, keep: bool| {
+        let forward = |[x]: [&FlexTensor; 1], keep: bool| {
             let x = contiguous(x);
             (forward(&x), keep.then_some(x))
         };
-        return from(unary(into(x), forward, backward));
+        return from(fused([&into(x)], forward, |x, dy| [backward(x, dy)]));
     }
     if backend == TypeId::of::<Flex>() {
         return from(forward(&into(x)));

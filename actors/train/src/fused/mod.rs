@@ -55,51 +55,58 @@ fn tensor(data: Vec<f32>, dims: &[usize]) -> FlexTensor {
     )
 }
 
-/// The backward pass of a one-input fused op: the input's gradient from the state kept by the
+/// The backward pass of a fused op with `N` inputs: their gradients from the state kept by the
 /// forward pass and the output's gradient.
-struct Unary<S> {
-    grad: fn(&S, &FlexTensor) -> FlexTensor,
+struct Fused<S, const N: usize> {
+    grad: fn(&S, &FlexTensor) -> [FlexTensor; N],
 }
 
-impl<S> std::fmt::Debug for Unary<S> {
+impl<S, const N: usize> std::fmt::Debug for Fused<S, N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("fused unary op")
+        write!(f, "fused op of {N} inputs")
     }
 }
 
-impl<S: Clone + Send + std::fmt::Debug + 'static> Backward<Flex, 1> for Unary<S> {
+impl<S: Clone + Send + std::fmt::Debug + 'static, const N: usize> Backward<Flex, N>
+    for Fused<S, N>
+{
     type State = S;
 
     fn backward(
         self,
-        ops: Ops<Self::State, 1>,
+        ops: Ops<Self::State, N>,
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
         let dy = grads.consume::<Flex>(&ops.node);
-        if let [Some(node)] = &ops.parents {
-            grads.register::<Flex>(node.id, (self.grad)(&ops.state, &dy));
+        let grad = (self.grad)(&ops.state, &dy);
+        for (parent, grad) in ops.parents.iter().zip(grad) {
+            if let Some(node) = parent {
+                grads.register::<Flex>(node.id, grad);
+            }
         }
     }
 }
 
-/// A one-input fused op as one node of the autodiff graph. `forward(x, keep)` gives the output
-/// and, when `keep` (the input is tracked), the state `grad` needs.
-fn unary<S: Clone + Send + std::fmt::Debug + 'static>(
-    x: FloatTensor<Autodiff<Flex>>,
-    forward: impl FnOnce(&FlexTensor, bool) -> (FlexTensor, Option<S>),
-    grad: fn(&S, &FlexTensor) -> FlexTensor,
+/// A fused op as one node of the autodiff graph. `forward(inputs, keep)` gives the output and,
+/// when `keep` (an input is tracked), the state `grad` needs.
+fn fused<S: Clone + Send + std::fmt::Debug + 'static, const N: usize>(
+    inputs: [&FloatTensor<Autodiff<Flex>>; N],
+    forward: impl FnOnce([&FlexTensor; N], bool) -> (FlexTensor, Option<S>),
+    grad: fn(&S, &FlexTensor) -> [FlexTensor; N],
 ) -> FloatTensor<Autodiff<Flex>> {
-    match (Unary { grad })
-        .prepare::<NoCheckpointing>([x.node.clone()])
+    let nodes = inputs.map(|x| x.node.clone());
+    let primitives = inputs.map(|x| &x.primitive);
+    match (Fused { grad })
+        .prepare::<NoCheckpointing>(nodes)
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let (y, state) = forward(&x.primitive, true);
+            let (y, state) = forward(primitives, true);
             prep.finish(state.expect("kept for the backward pass"), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive, false).0),
+        OpsKind::UnTracked(prep) => prep.finish(forward(primitives, false).0),
     }
 }
 

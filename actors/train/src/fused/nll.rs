@@ -11,7 +11,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use burn_flex::FlexTensor;
 
-use super::{contiguous, exp, from, into, slice, tensor, unary};
+use super::{contiguous, exp, from, fused, into, slice, tensor};
 
 /// Negative log-likelihood in nats of `targets` [rows] under `logits` [rows, vocab]: [rows].
 /// A target outside the vocabulary scores NaN.
@@ -19,11 +19,11 @@ pub fn nll<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tens
     let backend = TypeId::of::<B>();
     if backend == TypeId::of::<Autodiff<Flex>>() {
         let targets = ids(targets);
-        let forward = |logits: &FlexTensor, keep: bool| {
+        let forward = |[logits]: [&FlexTensor; 1], keep: bool| {
             let (nll, probs) = forward(logits, &targets, keep);
             (nll, probs.map(|p| (p, targets)))
         };
-        return from(unary(into(logits), forward, backward));
+        return from(fused([&into(logits)], forward, |s, dy| [backward(s, dy)]));
     }
     if backend == TypeId::of::<Flex>() {
         return from(forward(&into(logits), &ids(targets), false).0);

@@ -11,13 +11,9 @@ use burn::nn::RmsNorm;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::Tensor;
-use burn_autodiff::checkpoint::base::Checkpointer;
-use burn_autodiff::checkpoint::strategy::NoCheckpointing;
-use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use super::{contiguous, from, into, slice, tensor};
+use super::{contiguous, from, fused, into, slice, tensor};
 
 /// `norm` applied to `x` [.., .., d].
 pub fn rms_norm<B: Backend>(norm: &RmsNorm<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
@@ -80,45 +76,21 @@ fn backward(x: &FlexTensor, gamma: &FlexTensor, inv: &[f32], dy: &FlexTensor) ->
     [tensor(dx, &dims), tensor(dgamma, &[d])]
 }
 
-#[derive(Debug)]
-struct FusedRms;
-
-impl Backward<Flex, 2> for FusedRms {
-    /// x and γ (contiguous), 1/rms of each row.
-    type State = (FlexTensor, FlexTensor, Vec<f32>);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 2>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (x, gamma, inv) = &ops.state;
-        let grad = backward(x, gamma, inv, &dy);
-        for (parent, grad) in ops.parents.iter().zip(grad) {
-            if let Some(node) = parent {
-                grads.register::<Flex>(node.id, grad);
-            }
-        }
-    }
-}
+/// x and γ (contiguous) and 1/rms of each row, for the backward pass.
+type State = (FlexTensor, FlexTensor, Vec<f32>);
 
 fn tracked(
     x: FloatTensor<Autodiff<Flex>>,
     gamma: FloatTensor<Autodiff<Flex>>,
     eps: f32,
 ) -> FloatTensor<Autodiff<Flex>> {
-    let (xs, gs) = (contiguous(&x.primitive), contiguous(&gamma.primitive));
-    let (y, inv) = forward(&xs, &gs, eps);
-    match FusedRms
-        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish((xs, gs, inv), y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    }
+    let forward = |[x, gamma]: [&FlexTensor; 2], keep: bool| {
+        let (x, gamma) = (contiguous(x), contiguous(gamma));
+        let (y, inv) = forward(&x, &gamma, eps);
+        (y, keep.then_some((x, gamma, inv)))
+    };
+    let grad = |(x, gamma, inv): &State, dy: &FlexTensor| backward(x, gamma, inv, dy);
+    fused([&x, &gamma], forward, grad)
 }
 
 #[cfg(test)]

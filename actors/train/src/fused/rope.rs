@@ -13,7 +13,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
-use super::{contiguous, from, into, slice, tensor, unary};
+use super::{contiguous, from, fused, into, slice, tensor};
 
 /// RoPE of `x` [batch, time, d] with tables [1, ≥ time × d] cut to `time × d`.
 pub fn rope<B: Backend>(
@@ -33,11 +33,11 @@ pub fn rope<B: Backend>(
             sin: table(sin),
             n_head,
         };
-        let forward =
-            |x: &FlexTensor, keep: bool| (apply(x, &tables, false), keep.then(|| tables.clone()));
-        return from(unary(into(x), forward, |tables, dy| {
-            apply(dy, tables, true)
-        }));
+        let forward = |[x]: [&FlexTensor; 1], keep: bool| {
+            (apply(x, &tables, false), keep.then(|| tables.clone()))
+        };
+        let grad = |tables: &Tables, dy: &FlexTensor| [apply(dy, tables, true)];
+        return from(fused([&into(x)], forward, grad));
     }
     if backend == TypeId::of::<Flex>() {
         let table = |t: &Tensor<B, 2>| contiguous(&into::<B, FlexTensor, 2>(t.clone()));

@@ -143,11 +143,7 @@ fn research(dir: &Path, n: usize) -> Vec<String> {
 }
 
 fn research_with(dir: &Path, n: usize, extra: &[&str]) -> Vec<String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spored"))
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("SPORE_HOME")
-        .env("HOME", dir)
+    let mut child = support::spored(dir)
         .args(support::LOOPBACK_RUN)
         .args(["--time-budget", "2"])
         .args(["--max-experiments", &n.to_string()])
@@ -187,12 +183,7 @@ fn a_research_node_publishes_a_root_and_children_in_the_default_task() {
     assert!(lines[0].contains("baseline"), "{lines:?}");
 
     let task_id = default_task::manifest().task_id;
-    let out = Command::new(env!("CARGO_BIN_EXE_spored"))
-        .arg("--data-dir")
-        .arg(tmp.path())
-        .args(["export", "--task", &task_id])
-        .output()
-        .unwrap();
+    let out = spored(tmp.path(), &["export", "--task", &task_id]);
     assert!(
         out.status.success(),
         "{}",
@@ -244,15 +235,9 @@ fn a_research_node_publishes_a_root_and_children_in_the_default_task() {
     assert_eq!(codes.len(), 3, "no config was run twice");
 }
 
+/// `spored ARGS` on the data dir `dir`, run to completion.
 fn spored(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_spored"))
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("SPORE_HOME")
-        .env("HOME", dir)
-        .args(args)
-        .output()
-        .unwrap()
+    support::spored(dir).args(args).output().unwrap()
 }
 
 #[test]

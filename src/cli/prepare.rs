@@ -59,11 +59,11 @@ pub fn run(ctx: &Context, args: PrepareArgs) -> Result<()> {
         Some(vocab) => Preparation::train_bpe(&bytes, vocab)?,
         None => Preparation::bytes(),
     };
-    let cid = sha256_hex(&bytes);
     let dir = ctx.data_dir.datasets();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // Tokenized once here (BPE tokens are cached beside the corpus for the runs).
     let data = preparation.dataset_cached(&bytes, &dir)?;
+    let cid = data.cid.clone();
     let path = dir.join(format!("{cid}.txt"));
     write_atomically(&path, &bytes, 0o644)?;
     let prepare_cid = preparation.cid().to_string();

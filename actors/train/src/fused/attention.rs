@@ -7,7 +7,7 @@
 //! forward pass for the backward one. burn's generic attention did all of these as separate ops;
 //! they were a third of a training step on the 2-core machine of docs/benchmarks.md. Other
 //! backends (CUDA) use burn's attention.
-//!
+
 use std::any::TypeId;
 
 use burn::backend::{Autodiff, Flex};

@@ -1,7 +1,7 @@
 //! Fused operations for the CPU backend (`flex`): causal attention, GELU, RoPE, RMSNorm and the
-//! cross-entropy of the output, each one op with its
-//! own backward pass over raw `f32` rows, where burn composes several ops (each with a copy or a
-//! strided walk on the CPU). Other backends use burn's own ops.
+//! cross-entropy of the output, each one op with its own backward pass over raw `f32` rows, where
+//! burn composes several ops (each with a copy or a strided walk on the CPU). Other backends use
+//! burn's own ops.
 //!
 //! burn has no specialisation, so the CPU path is picked by the backend's type id: the model stays
 //! generic and nothing else needs to know. (Compiling the kernels a second time for AVX2, picked

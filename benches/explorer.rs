@@ -7,12 +7,11 @@
 //!                                     [--reference [--reference-requests 20]]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 mod common;
-use common::spored;
+use common::{free_port, pynode, spored, Reference};
 
 struct Running(Child);
 
@@ -74,33 +73,6 @@ fn routes(task_id: &str) -> Vec<String> {
         format!("/api/recent?task_id={task_id}"),
         format!("/api/nodes?task_id={task_id}"),
     ]
-}
-
-/// The reference node of `../shared/interop`, stopped (by its dir) when dropped.
-struct Reference {
-    dir: std::path::PathBuf,
-}
-
-fn pynode() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/interop/pynode.sh")
-}
-
-impl Drop for Reference {
-    fn drop(&mut self) {
-        let _ = Command::new(pynode())
-            .arg("stop")
-            .arg(&self.dir)
-            .arg("--clean")
-            .status();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn reference(n: usize, requests: usize) {

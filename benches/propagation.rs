@@ -35,6 +35,8 @@ fn main() {
                     peers,
                     pinned_task: None,
                     net: NetConfig::default(),
+                    legacy_listen: None,
+                    legacy: Default::default(),
                 },
             )
             .unwrap();

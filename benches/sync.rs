@@ -32,9 +32,12 @@ fn start(dir: &Path, name: &str, peer: Option<&str>) -> (Running, String) {
         "127.0.0.1",
         "--port",
         "0",
+        "--p2p-port",
+        "0",
         "--web-port",
         "0",
         "--no-train",
+        "--no-bootstrap",
     ]);
     if let Some(p) = peer {
         cmd.args(["--peer", p]);

@@ -7,6 +7,9 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
+/// The reference network's public bootstrap peer.
+pub const REFERENCE_BOOTSTRAP: &str = "peer.sporemesh.com:7470";
+
 /// What a node spends its time on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -35,12 +38,21 @@ impl NodeMode {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
-    /// Address the mesh listener binds.
+    /// Address the listeners (legacy TCP and libp2p) bind.
     pub host: String,
-    /// Mesh (gossip) port.
+    /// Port of the reference's plain-TCP protocol (the legacy bridge), as in the reference.
     pub port: u16,
-    /// Peers dialled at start: `host:port` (reference) or libp2p multiaddrs.
+    /// Whether to listen on `port` for reference (0.6.0) nodes; dialling `host:port` peers
+    /// works either way.
+    pub legacy_listen: bool,
+    /// Port of the libp2p mesh (encrypted links between spored nodes).
+    pub p2p_port: u16,
+    /// Peers dialled at start and re-dialled when they drop: `host:port` speaks the reference's
+    /// protocol, a multiaddr (`/ip4/…/tcp/…/p2p/…`) libp2p.
     pub peer: Vec<String>,
+    /// Public bootstrap peers, dialled besides `peer` (the reference's is
+    /// `peer.sporemesh.com:7470`); `[]` or `--no-bootstrap` for none.
+    pub bootstrap: Vec<String>,
     /// Pinned task; empty means the most active one.
     pub task_id: String,
     /// Signed self-update (off until the auto-operator exists; the reference's unsigned
@@ -70,7 +82,10 @@ impl Default for NodeConfig {
         NodeConfig {
             host: "0.0.0.0".into(),
             port: 7470,
+            legacy_listen: true,
+            p2p_port: 7471,
             peer: Vec::new(),
+            bootstrap: vec![REFERENCE_BOOTSTRAP.into()],
             task_id: String::new(),
             auto_update: false,
             update_interval_sec: 21600,

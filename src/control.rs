@@ -111,6 +111,12 @@ async fn node_info(registry: &Registry, mut info: Value) -> Value {
     if let Value::Object(members) = &mut info {
         let connected = peers.iter().filter(|p| p.connected).count();
         members.push(("connected_peers".into(), Value::Int(connected as i64)));
+        let legacy = registry
+            .legacy
+            .send(spore_actors::legacy::LegacyPeerCount)
+            .await
+            .unwrap_or(0);
+        members.push(("legacy_peers".into(), Value::Int(legacy as i64)));
         if let Ok(read) = read {
             let count = read.experiment_count().unwrap_or(0);
             members.push(("experiment_count".into(), Value::Int(count as i64)));

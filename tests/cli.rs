@@ -157,6 +157,10 @@ fn every_run_flag_lands_in_the_dumped_config() {
         "127.0.0.1",
         "--port",
         "7999",
+        "--p2p-port",
+        "7998",
+        "--no-legacy-listen",
+        "--no-bootstrap",
         "--peer",
         "127.0.0.1:7470",
         "--peer",
@@ -180,6 +184,9 @@ fn every_run_flag_lands_in_the_dumped_config() {
     let c: toml::Table = toml::from_str(&dump).unwrap();
     assert_eq!(c["host"].as_str(), Some("127.0.0.1"));
     assert_eq!(c["port"].as_integer(), Some(7999));
+    assert_eq!(c["p2p_port"].as_integer(), Some(7998));
+    assert_eq!(c["legacy_listen"].as_bool(), Some(false));
+    assert_eq!(c["bootstrap"].as_array().map(|a| a.len()), Some(0));
     assert_eq!(
         c["peer"]
             .as_array()
@@ -202,6 +209,14 @@ fn every_run_flag_lands_in_the_dumped_config() {
     let relay: toml::Table =
         toml::from_str(&node.ok(&["run", "--dump-config", "--no-train"])).unwrap();
     assert_eq!(relay["mode"].as_str(), Some("relay"));
+    // by default: the reference's port and bootstrap peer, libp2p beside it
+    assert_eq!(relay["port"].as_integer(), Some(7470));
+    assert_eq!(relay["p2p_port"].as_integer(), Some(7471));
+    assert_eq!(relay["legacy_listen"].as_bool(), Some(true));
+    assert_eq!(
+        relay["bootstrap"].as_array().unwrap()[0].as_str(),
+        Some("peer.sporemesh.com:7470")
+    );
     let by_mode: toml::Table = toml::from_str(&node.ok(&[
         "run",
         "--dump-config",

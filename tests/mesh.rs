@@ -145,6 +145,7 @@ fn a_node_whose_stdout_reader_went_away_keeps_serving_and_stops_cleanly() {
     let node = Running {
         child,
         addr: String::new(),
+        legacy: String::new(),
         web: String::new(),
     };
     wait_until("the control socket", || {

@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 
 use crate::frontier_tracker::FrontierTracker;
 use crate::ingest::{ingest, IngestOutcome};
+use crate::legacy::{Forward, LegacyBridge, LegacyFetch, Offence};
 use crate::messages::*;
 use crate::peer_manager::PeerManager;
 use crate::supervision::Restarts;
@@ -21,6 +22,7 @@ pub struct GossipRouter {
     peers: Addr<PeerManager>,
     frontier: Addr<FrontierTracker>,
     tasks: Addr<TaskRegistry>,
+    legacy: Addr<LegacyBridge>,
     restarts: Restarts,
 }
 
@@ -30,6 +32,7 @@ impl GossipRouter {
         peers: Addr<PeerManager>,
         frontier: Addr<FrontierTracker>,
         tasks: Addr<TaskRegistry>,
+        legacy: Addr<LegacyBridge>,
         restarts: Restarts,
     ) -> Self {
         GossipRouter {
@@ -37,6 +40,7 @@ impl GossipRouter {
             peers,
             frontier,
             tasks,
+            legacy,
             restarts,
         }
     }
@@ -62,19 +66,48 @@ impl GossipRouter {
                     });
                 }
             }
-            Origin::Local => {
+            Origin::Legacy { conn } if summary.rejected > 0 => {
+                self.legacy.do_send(Offence {
+                    conn: *conn,
+                    count: summary.rejected as usize,
+                    reason: summary.problems.join("; "),
+                });
+            }
+            Origin::Local | Origin::Legacy { .. } | Origin::Sync { .. } => {}
+        }
+        // Bridge: what is new here goes to the legacy peers (all but the sender); what came
+        // from this node or a legacy peer also goes on the mesh.
+        if !outcome.stored_bodies.is_empty() {
+            let except = match origin {
+                Origin::Legacy { conn } => Some(*conn),
+                _ => None,
+            };
+            let bodies = outcome.stored_bodies.iter().map(|(_, b)| b.clone());
+            self.legacy.do_send(Forward {
+                except,
+                bodies: bodies.collect(),
+            });
+            if matches!(origin, Origin::Local | Origin::Legacy { .. }) {
                 for (message_type, body) in outcome.stored_bodies {
                     self.peers.do_send(Publish { message_type, body });
                 }
             }
-            Origin::Sync { .. } => {}
         }
-        let prefer = match origin {
-            Origin::Gossip { source, .. } | Origin::Sync { source } => Some(*source),
-            Origin::Local => None,
-        };
-        for cid in outcome.missing_artifacts {
-            self.peers.do_send(FetchArtifact { cid, prefer });
+        if let Origin::Legacy { conn } = origin {
+            for cid in outcome.missing_artifacts {
+                self.legacy.do_send(LegacyFetch {
+                    cid,
+                    prefer: Some(*conn),
+                });
+            }
+        } else {
+            let prefer = match origin {
+                Origin::Gossip { source, .. } | Origin::Sync { source } => Some(*source),
+                _ => None,
+            };
+            for cid in outcome.missing_artifacts {
+                self.peers.do_send(FetchArtifact { cid, prefer });
+            }
         }
         if !outcome.stored.experiments.is_empty() || !outcome.stored.control_events.is_empty() {
             self.frontier.do_send(outcome.stored.clone());
@@ -112,13 +145,12 @@ impl Handler<Ingest> for GossipRouter {
             _ => None,
         };
         let bodies = msg.bodies;
-        let local = matches!(msg.origin, Origin::Local);
         let work = tokio::task::spawn_blocking(move || {
             ingest(
                 &store,
                 &bodies,
                 cursor.as_ref().map(|(p, range)| (p.as_str(), *range)),
-                local,
+                true, // new objects' bodies are forwarded (mesh, legacy peers)
             )
         });
         let origin = msg.origin;

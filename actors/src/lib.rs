@@ -12,6 +12,7 @@ pub mod experiment_runner;
 pub mod frontier_tracker;
 pub mod gossip_router;
 pub mod ingest;
+pub mod legacy;
 pub mod messages;
 pub mod net;
 pub mod node;

@@ -16,6 +16,9 @@ pub enum Origin {
     Sync { source: PeerId },
     /// This node (CLI, research loop): stored, then published.
     Local,
+    /// A connection of the legacy bridge (a reference 0.6.0 peer): stored, then published on
+    /// the mesh and sent to the other legacy peers.
+    Legacy { conn: u64 },
 }
 
 /// Frame bodies (`{"type":…,"payload":…}`) to check, store and, if new, pass on.

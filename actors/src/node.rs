@@ -8,6 +8,7 @@ use tracing::info;
 
 use crate::frontier_tracker::FrontierTracker;
 use crate::gossip_router::GossipRouter;
+use crate::legacy::{LegacyBridge, LegacyOptions};
 use crate::messages::{Ingest, IngestSummary, Origin, Shutdown};
 use crate::net::{self, NetConfig};
 use crate::peer_manager::PeerManager;
@@ -24,6 +25,9 @@ pub struct NodeOptions {
     pub peers: Vec<Multiaddr>,
     pub pinned_task: Option<String>,
     pub net: NetConfig,
+    /// `host:port` the reference protocol's listener binds; `None`: no listener.
+    pub legacy_listen: Option<String>,
+    pub legacy: LegacyOptions,
 }
 
 /// The addresses of a running node's actors (the explorer serves off this).
@@ -33,6 +37,7 @@ pub struct Registry {
     pub router: Addr<GossipRouter>,
     pub frontier: Addr<FrontierTracker>,
     pub tasks: Addr<TaskRegistry>,
+    pub legacy: Addr<LegacyBridge>,
     pub store: Arc<Store>,
     pub peer_id: libp2p::PeerId,
     /// Reported when a supervised actor keeps failing; the node should then stop.
@@ -55,6 +60,7 @@ impl Registry {
 
     /// Stops the network first (peers see the connections close), then the rest.
     pub async fn shutdown(&self) {
+        let _ = self.legacy.send(Shutdown).await;
         let _ = self.peers.send(Shutdown).await;
     }
 }
@@ -66,6 +72,10 @@ impl Registry {
 /// [`Registry::failure`]. The PeerManager owns the swarm and is not restarted: if it stops, the
 /// node stops.
 pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
+    let legacy_listener = match &options.legacy_listen {
+        Some(addr) => Some(bind_legacy(addr)?),
+        None => None,
+    };
     let swarm = net::build_swarm(options.seed, &options.net)?;
     let peer_id = *swarm.local_peer_id();
     let failure = Failure::default();
@@ -86,12 +96,15 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
     // first, hand its address to the router, then run the PeerManager in it.
     let peers_ctx: Context<PeerManager> = Context::new();
     let peers_addr = peers_ctx.address();
+    let legacy_ctx: Context<LegacyBridge> = Context::new();
+    let legacy_addr = legacy_ctx.address();
     let router = {
-        let (store, peers, frontier, tasks) = (
+        let (store, peers, frontier, tasks, legacy) = (
             store.clone(),
             peers_addr.clone(),
             frontier.clone(),
             tasks.clone(),
+            legacy_addr.clone(),
         );
         let restarts = restarts("gossip router");
         Supervisor::start(move |_| {
@@ -100,6 +113,7 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
                 peers.clone(),
                 frontier.clone(),
                 tasks.clone(),
+                legacy.clone(),
                 restarts,
             )
         })
@@ -113,15 +127,33 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
         options.net.resync_interval,
     );
     let peers = peers_ctx.run(peer_manager);
+    let legacy = legacy_ctx.run(LegacyBridge::new(
+        store.clone(),
+        router.clone(),
+        peers.clone(),
+        legacy_listener,
+        options.legacy,
+    ));
     info!(%peer_id, "node started");
     Ok(Registry {
         peers,
         router,
         frontier,
         tasks,
+        legacy,
         store,
         peer_id,
         failure,
         announce,
     })
+}
+
+/// Binds the reference protocol's listener now, so a port in use is an error at start.
+fn bind_legacy(addr: &str) -> Result<tokio::net::TcpListener, String> {
+    let cannot = |e: std::io::Error| {
+        format!("cannot listen for reference peers on {addr}: {e} (another program has the port? use --port, or --no-legacy-listen)")
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(cannot)?;
+    listener.set_nonblocking(true).map_err(cannot)?;
+    tokio::net::TcpListener::from_std(listener).map_err(cannot)
 }

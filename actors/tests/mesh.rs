@@ -38,6 +38,8 @@ async fn start_node(seed: u8, peers: Vec<Multiaddr>) -> TestNode {
                 resync_interval: Duration::from_secs(1),
                 ..NetConfig::default()
             },
+            legacy_listen: None,
+            legacy: Default::default(),
         },
     )
     .unwrap();

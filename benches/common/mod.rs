@@ -168,3 +168,33 @@ pub fn spored(dir: &std::path::Path) -> std::process::Command {
     cmd.arg("--data-dir").arg(dir);
     cmd
 }
+
+/// `../shared/interop/pynode.sh`: runs a real sporemesh 0.6.0 node (its `setup.sh` first).
+pub fn pynode() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/interop/pynode.sh")
+}
+
+/// A reference node started by `pynode.sh`, stopped (by its dir) when dropped.
+pub struct Reference {
+    pub dir: std::path::PathBuf,
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(pynode())
+            .arg("stop")
+            .arg(&self.dir)
+            .arg("--clean")
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// A port free on 127.0.0.1 a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -391,7 +391,11 @@ fn print_running_info(ctx: &Context, reply: &Value) -> Result<()> {
     }
     println!("Mode:        {}", s("mode"));
     println!("Data dir:    {}", ctx.data_dir.root.display());
-    println!("Peers:       {} connected", n("connected_peers"));
+    println!(
+        "Peers:       {} connected (libp2p), {} reference peers",
+        n("connected_peers"),
+        n("legacy_peers")
+    );
     println!(
         "Experiments: {} ({} waiting for a parent)",
         n("experiment_count"),

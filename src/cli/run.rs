@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use libp2p::Multiaddr;
+use spore_actors::legacy::{GetLegacyAddr, LegacyOptions};
 use spore_actors::messages::GetListenAddrs;
 use spore_actors::net::NetConfig;
 use spore_actors::node::{self, NodeOptions};
@@ -19,15 +20,25 @@ use crate::control;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Mesh listen address
+    /// Address the listeners bind
     #[arg(long)]
     pub host: Option<String>,
-    /// Mesh port
+    /// Port for reference (0.6.0) peers: the plain-TCP protocol
     #[arg(long, short = 'p')]
     pub port: Option<u16>,
-    /// Peer to dial (repeatable; replaces the configured peers)
+    /// Do not listen for reference peers (dialling host:port peers still works)
+    #[arg(long)]
+    pub no_legacy_listen: bool,
+    /// libp2p mesh port (encrypted links between spored nodes)
+    #[arg(long)]
+    pub p2p_port: Option<u16>,
+    /// Peer to dial (repeatable; replaces the configured peers): host:port for a reference
+    /// node, a multiaddr for a spored node
     #[arg(long = "peer", short = 'c', value_name = "ADDR")]
     pub peers: Vec<String>,
+    /// Do not dial the public bootstrap peers
+    #[arg(long)]
+    pub no_bootstrap: bool,
     /// Pin the task to work on
     #[arg(long)]
     pub task: Option<String>,
@@ -78,8 +89,17 @@ pub fn effective_config(ctx: &Context, args: &RunArgs) -> Result<crate::config::
     if let Some(port) = args.port {
         c.port = port;
     }
+    if args.no_legacy_listen {
+        c.legacy_listen = false;
+    }
+    if let Some(port) = args.p2p_port {
+        c.p2p_port = port;
+    }
     if !args.peers.is_empty() {
         c.peer = args.peers.clone();
+    }
+    if args.no_bootstrap {
+        c.bootstrap.clear();
     }
     if let Some(task) = &args.task {
         c.task_id = task.clone();
@@ -122,6 +142,17 @@ pub fn effective_config(ctx: &Context, args: &RunArgs) -> Result<crate::config::
     Ok(c)
 }
 
+/// A reference peer, `host:port` (a name is resolved when dialled).
+fn legacy_peer(peer: &str) -> Result<String> {
+    let ok = peer
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !ok {
+        bail!("peer {peer:?} is neither host:port nor a multiaddr");
+    }
+    Ok(peer.to_string())
+}
+
 /// `host:port` (the reference's form) or a multiaddr.
 pub fn peer_multiaddr(peer: &str) -> Result<Multiaddr> {
     if peer.starts_with('/') {
@@ -149,13 +180,19 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         spore_actors::console::say_raw(format_args!("{}", config.to_toml()));
         return Ok(());
     }
-    let listen = peer_multiaddr(&format!("{}:{}", config.host, config.port))
-        .context("invalid host/port to listen on")?;
-    let peers = config
-        .peer
-        .iter()
-        .map(|p| peer_multiaddr(p))
-        .collect::<Result<Vec<_>>>()?;
+    let listen = peer_multiaddr(&format!("{}:{}", config.host, config.p2p_port))
+        .context("invalid host/p2p_port to listen on")?;
+    let (mut legacy_peers, mut peers) = (Vec::new(), Vec::new());
+    for p in &config.peer {
+        if p.starts_with('/') {
+            peers.push(peer_multiaddr(p)?);
+        } else {
+            legacy_peers.push(legacy_peer(p)?);
+        }
+    }
+    for p in &config.bootstrap {
+        legacy_peers.push(legacy_peer(p)?);
+    }
     let (identity, _) = ctx.data_dir.ensure_identity()?;
     if !ctx.config_path.exists() {
         config.save(&ctx.config_path)?;
@@ -180,6 +217,14 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             mdns: config.mdns,
             ..NetConfig::default()
         },
+        legacy_listen: config
+            .legacy_listen
+            .then(|| format!("{}:{}", config.host, config.port)),
+        legacy: LegacyOptions {
+            peers: legacy_peers,
+            node_id: identity.node_id(),
+            ..LegacyOptions::default()
+        },
     };
     let socket = ctx.data_dir.socket();
     let node_id = identity.node_id();
@@ -202,6 +247,9 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         spore_actors::say!("peer id {peer_id}");
         for addr in &addrs {
             spore_actors::say!("listening on {addr}/p2p/{peer_id}");
+        }
+        if let Ok(Some(addr)) = registry.legacy.send(GetLegacyAddr).await {
+            spore_actors::say!("reference peers on {addr}");
         }
         spore_actors::say!("mode {}", config.mode.as_str());
         let explorer = spore_web::Explorer {

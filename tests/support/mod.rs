@@ -8,15 +8,19 @@ use std::time::Duration;
 
 use serde_json::Value as J;
 
-/// `spored run` on 127.0.0.1 with OS-chosen gossip and explorer ports.
-pub const LOOPBACK_RUN: [&str; 7] = [
+/// `spored run` on 127.0.0.1 with OS-chosen ports (reference protocol, libp2p, explorer) and
+/// no public bootstrap peer.
+pub const LOOPBACK_RUN: [&str; 10] = [
     "run",
     "--host",
     "127.0.0.1",
     "--port",
     "0",
+    "--p2p-port",
+    "0",
     "--web-port",
     "0",
+    "--no-bootstrap",
 ];
 
 /// The spored binary on its own data dir (and HOME), never the user's.
@@ -34,6 +38,8 @@ pub struct Running {
     pub child: Child,
     /// Its libp2p listen address.
     pub addr: String,
+    /// Its listener for reference peers (`127.0.0.1:port`).
+    pub legacy: String,
     /// The explorer's base URL (`http://127.0.0.1:<port>`).
     pub web: String,
 }
@@ -48,8 +54,13 @@ impl Drop for Running {
 /// Starts a relay node (`--no-train`) on loopback with OS-chosen ports, dialling `peers`, and
 /// waits for its listen and explorer addresses.
 pub fn start(dir: &Path, peers: &[&str]) -> Running {
+    start_with(dir, peers, &[])
+}
+
+/// [`start`] with extra flags.
+pub fn start_with(dir: &Path, peers: &[&str], extra: &[&str]) -> Running {
     let mut cmd = spored(dir);
-    cmd.args(LOOPBACK_RUN).arg("--no-train");
+    cmd.args(LOOPBACK_RUN).arg("--no-train").args(extra);
     for p in peers {
         cmd.args(["--peer", p]);
     }
@@ -62,7 +73,7 @@ pub fn start(dir: &Path, peers: &[&str]) -> Running {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            for prefix in ["listening on ", "explorer on "] {
+            for prefix in ["listening on ", "reference peers on ", "explorer on "] {
                 if let Some(value) = line.strip_prefix(prefix) {
                     let _ = tx.send(value.to_string());
                 }
@@ -74,8 +85,14 @@ pub fn start(dir: &Path, peers: &[&str]) -> Running {
             .expect("node printed its addresses")
     };
     let addr = next();
+    let legacy = next();
     let web = next();
-    Running { child, addr, web }
+    Running {
+        child,
+        addr,
+        legacy,
+        web,
+    }
 }
 
 /// Reads an HTTP head (after the request or status line) up to the blank line: its headers

@@ -1,0 +1,511 @@
+//! One legacy TCP connection: a reader task that frames, sorts and answers what the peer sends,
+//! and a writer task that drains the connection's outbox onto the socket.
+//!
+//! The reader never waits on the writer: a reference node answering our sync request writes
+//! its whole answer before it reads anything (reference §d.1), so a reader that waited for
+//! room in our outbox while the peer waited for us to read would deadlock both. Replies are
+//! queued without waiting (bounded in bytes: past the cap the peer is too slow and the
+//! connection closes); only the tasks streaming a sync answer wait for the outbox to drain.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use futures::FutureExt as _;
+use spore_spec::wire::{self, Message};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch, Notify};
+use tracing::{debug, info};
+
+use super::limits::{Budget, Spend};
+use super::serve::{self, SyncKind};
+use super::{CodeArrived, LegacyBridge, Offence, PexAsked, PexLearned};
+use crate::gossip_router::GossipRouter;
+use crate::messages::{Ingest, Origin};
+use crate::Store;
+
+/// Bytes a connection may have queued for writing before it counts as too slow and is closed.
+pub const OUTBOX_CAP: usize = 64 * 1024 * 1024;
+/// A sync answer waits while more than this is queued.
+const STREAM_HIGH_WATER: usize = 4 * 1024 * 1024;
+/// A frame that cannot be written within this is a dead peer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Objects handed to the router at once.
+const BATCH_ITEMS: usize = 1_000;
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// How long our sync request may go without a frame of its answer before we move on.
+const SYNC_IDLE: Duration = Duration::from_secs(60);
+
+/// The frames waiting to be written to one connection.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+}
+
+/// The outbox is over [`OUTBOX_CAP`]: the peer does not read fast enough.
+#[derive(Debug)]
+pub struct Overflow;
+
+impl Outbox {
+    pub fn new() -> (Outbox, mpsc::UnboundedReceiver<Vec<u8>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let outbox = Outbox {
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+            drained: Arc::new(Notify::new()),
+        };
+        (outbox, rx)
+    }
+
+    /// Queues one frame body. A body over the frame cap is skipped (it cannot be sent).
+    pub fn send(&self, body: &str) -> Result<(), Overflow> {
+        let Ok(frame) = wire::encode_frame(body.as_bytes()) else {
+            return Ok(());
+        };
+        let len = frame.len();
+        if self.queued.load(Ordering::Relaxed) + len > OUTBOX_CAP {
+            return Err(Overflow);
+        }
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        if self.tx.send(frame).is_err() {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    pub fn send_message(&self, message: &Message) -> Result<(), Overflow> {
+        self.send(&message.encode_body())
+    }
+
+    /// Waits until less than `limit` bytes are queued (or the connection is gone).
+    async fn wait_below(&self, limit: usize) {
+        loop {
+            let drained = self.drained.notified();
+            if self.queued.load(Ordering::Relaxed) < limit || self.tx.is_closed() {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
+/// Writes queued frames until the connection is closed or a write stalls.
+pub async fn write_loop(
+    mut socket: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    outbox: Outbox,
+    close: Arc<watch::Sender<bool>>,
+) {
+    let mut closed = close.subscribe();
+    let mut chunk = Vec::with_capacity(256 * 1024);
+    loop {
+        let first = tokio::select! {
+            frame = rx.recv() => frame,
+            _ = closed.wait_for(|c| *c) => None,
+        };
+        let Some(first) = first else { break };
+        chunk.clear();
+        chunk.extend_from_slice(&first);
+        while chunk.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok(frame) => chunk.extend_from_slice(&frame),
+                Err(_) => break,
+            }
+        }
+        let written = tokio::time::timeout(WRITE_TIMEOUT, socket.write_all(&chunk)).await;
+        outbox.queued.fetch_sub(chunk.len(), Ordering::Relaxed);
+        outbox.drained.notify_waiters();
+        if !matches!(written, Ok(Ok(()))) {
+            debug!("legacy write failed or stalled: closing");
+            break;
+        }
+    }
+    rx.close();
+    outbox.drained.notify_waiters();
+    close.send_replace(true);
+    let _ = socket.shutdown().await;
+}
+
+/// What the reader of one connection needs.
+pub struct Reader {
+    pub conn: u64,
+    pub key: String,
+    pub store: Arc<Store>,
+    pub router: Addr<GossipRouter>,
+    pub bridge: Addr<LegacyBridge>,
+    pub outbox: Outbox,
+    pub close: Arc<watch::Sender<bool>>,
+    /// Sync answers being streamed to this peer, one per kind at most.
+    pub serving: [Arc<AtomicBool>; 3],
+    pub budget: Budget,
+}
+
+/// Where our own sync with the peer stands: records, then control events, then tasks.
+struct OurSync {
+    stage: Option<SyncKind>,
+    done: bool,
+    idle_until: Instant,
+    received: u64,
+    started: Instant,
+}
+
+impl Reader {
+    /// Reads frames until the peer closes, the connection is closed, or the stream breaks
+    /// (a frame over the size cap). Returns the reason.
+    pub async fn run(mut self, mut socket: OwnedReadHalf) -> String {
+        let mut closed = self.close.subscribe();
+        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut batch: Vec<String> = Vec::new();
+        let mut batch_bytes = 0;
+        // ask the peer for its peers and for everything it has, as a reference node does
+        let _ = self.outbox.send_message(&Message::PexRequest);
+        let mut sync = OurSync {
+            stage: None,
+            done: false,
+            idle_until: Instant::now(),
+            received: 0,
+            started: Instant::now(),
+        };
+        self.next_sync_stage(&mut sync);
+        let reason = 'read: loop {
+            // every whole frame in the buffer
+            let mut used = 0;
+            loop {
+                match wire::split_frame(&buf[used..]) {
+                    Ok(Some((body, len))) => {
+                        let body = body.to_vec();
+                        used += len;
+                        self.on_frame(&body, &mut batch, &mut batch_bytes, &mut sync)
+                            .await;
+                    }
+                    Ok(None) => break,
+                    Err(e) => break 'read format!("stream broken: {e}"),
+                }
+            }
+            buf.drain(..used);
+            // read more; when nothing is waiting, first store what this peer sent so far
+            if buf.capacity() - buf.len() < 16 * 1024 {
+                buf.reserve(64 * 1024);
+            }
+            let ready = match socket.read_buf(&mut buf).now_or_never() {
+                Some(r) => Some(r),
+                None => {
+                    self.flush(&mut batch, &mut batch_bytes).await;
+                    let idle = tokio::time::sleep_until(sync.idle_until.into());
+                    tokio::select! {
+                        r = socket.read_buf(&mut buf) => Some(r),
+                        _ = closed.wait_for(|c| *c) => break 'read "closed".to_string(),
+                        _ = idle, if sync.stage.is_some() => {
+                            let stage = sync.stage.map_or("", |s| s.name());
+                            debug!(peer = %self.key, stage, "no sync answer: moving on");
+                            self.next_sync_stage(&mut sync);
+                            None
+                        }
+                    }
+                }
+            };
+            match ready {
+                Some(Ok(0)) => break "the peer closed the connection".to_string(),
+                Some(Ok(_)) | None => {}
+                Some(Err(e)) => break format!("read failed: {e}"),
+            }
+        };
+        self.flush(&mut batch, &mut batch_bytes).await;
+        self.close.send_replace(true);
+        reason
+    }
+
+    /// Sends the next of our three sync requests (always `since: 0`: the reference's
+    /// timestamp cursors miss events that share the latest second, and one far-future timestamp
+    /// would stop them for good; duplicates cost only bandwidth).
+    fn next_sync_stage(&mut self, sync: &mut OurSync) {
+        let next = match sync.stage {
+            None if !sync.done => Some(SyncKind::Experiments),
+            Some(SyncKind::Experiments) => Some(SyncKind::Control),
+            Some(SyncKind::Control) => Some(SyncKind::Tasks),
+            _ => None,
+        };
+        sync.stage = next;
+        sync.done = next.is_none();
+        sync.idle_until = Instant::now() + SYNC_IDLE;
+        match next {
+            Some(kind) => {
+                let _ = self.outbox.send_message(&kind.request(0));
+            }
+            None => info!(
+                peer = %self.key,
+                objects = sync.received,
+                ms = sync.started.elapsed().as_millis() as u64,
+                "legacy sync done"
+            ),
+        }
+    }
+
+    async fn on_frame(
+        &mut self,
+        body: &[u8],
+        batch: &mut Vec<String>,
+        batch_bytes: &mut usize,
+        sync: &mut OurSync,
+    ) {
+        let object = match peek_type(body) {
+            Some(t) => is_object_type(t),
+            None => match Message::decode_body(body) {
+                Ok(Some(m)) => matches!(
+                    m,
+                    Message::Experiment(_)
+                        | Message::Task(_)
+                        | Message::Profile(_)
+                        | Message::Control(_)
+                ),
+                Ok(None) => return, // a type this protocol does not define: ignored
+                Err(e) => return self.offence(&format!("malformed frame: {e}")),
+            },
+        };
+        if object {
+            let Ok(text) = std::str::from_utf8(body) else {
+                return self.offence("frame is not UTF-8");
+            };
+            if sync.stage.is_some() {
+                sync.received += 1;
+                sync.idle_until = Instant::now() + SYNC_IDLE;
+            }
+            *batch_bytes += text.len();
+            batch.push(text.to_string());
+            if batch.len() >= BATCH_ITEMS || *batch_bytes >= BATCH_BYTES {
+                self.flush(batch, batch_bytes).await;
+            }
+            return;
+        }
+        // what follows may depend on the objects before it (a terminator ends a sync)
+        self.flush(batch, batch_bytes).await;
+        let message = match Message::decode_body(body) {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => return self.offence(&format!("malformed frame: {e}")),
+        };
+        match message {
+            Message::SyncResponse { .. } => self.terminator(SyncKind::Experiments, sync),
+            Message::ControlSyncResponse { .. } => self.terminator(SyncKind::Control, sync),
+            Message::TaskSyncResponse { .. } => self.terminator(SyncKind::Tasks, sync),
+            Message::PexResponse { peers } => self.bridge.do_send(PexLearned {
+                conn: self.conn,
+                peers,
+            }),
+            Message::CodeResponse { code_cid, code } => self.bridge.do_send(CodeArrived {
+                conn: self.conn,
+                cid: code_cid,
+                bytes: code,
+            }),
+            Message::Pong => {}
+            request => {
+                match self.budget.spend(Instant::now()) {
+                    Spend::Serve => {}
+                    Spend::Refuse { offence } => {
+                        if offence {
+                            self.offence("requests over the rate limit");
+                        }
+                        return;
+                    }
+                }
+                match request {
+                    Message::Ping => {
+                        let _ = self.outbox.send_message(&Message::Pong);
+                    }
+                    Message::PexRequest => self.bridge.do_send(PexAsked { conn: self.conn }),
+                    Message::CodeRequest { code_cid } => self.serve_code(code_cid).await,
+                    Message::SyncRequest { since } => self.serve_sync(SyncKind::Experiments, since),
+                    Message::ControlSyncRequest { since } => {
+                        self.serve_sync(SyncKind::Control, since)
+                    }
+                    Message::TaskSyncRequest { since } => self.serve_sync(SyncKind::Tasks, since),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn terminator(&mut self, kind: SyncKind, sync: &mut OurSync) {
+        if sync.stage == Some(kind) {
+            self.next_sync_stage(sync);
+        }
+    }
+
+    fn offence(&self, reason: &str) {
+        debug!(peer = %self.key, reason, "legacy offence");
+        self.bridge.do_send(Offence {
+            conn: self.conn,
+            count: 1,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Hands the objects read so far to the router (the reader waits: what the peer sends next
+    /// stays in the socket, so a fast sender cannot fill our memory).
+    async fn flush(&self, batch: &mut Vec<String>, batch_bytes: &mut usize) {
+        if batch.is_empty() {
+            return;
+        }
+        let bodies = std::mem::take(batch);
+        *batch_bytes = 0;
+        let _ = self
+            .router
+            .send(Ingest {
+                origin: Origin::Legacy { conn: self.conn },
+                bodies,
+                sync_range: None,
+            })
+            .await;
+    }
+
+    /// Answers only an exact 64-hex cid of an artifact we store; anything else gets no answer,
+    /// as the reference does for an unknown cid.
+    async fn serve_code(&self, cid: String) {
+        if !serve::is_cid(&cid) {
+            debug!(peer = %self.key, "code_request for something that is not a cid: ignored");
+            return;
+        }
+        let store = self.store.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            serve::artifact(&store, &cid).map(|code| Message::CodeResponse {
+                code_cid: cid,
+                code,
+            })
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(message) = found {
+            if self.outbox.send_message(&message).is_err() {
+                self.close.send_replace(true);
+            }
+        }
+    }
+
+    /// Streams the answer to a sync request on its own task (the reader keeps reading), one
+    /// per kind at a time: a repeat while one streams is dropped.
+    fn serve_sync(&self, kind: SyncKind, since: i64) {
+        let slot = self.serving[kind as usize].clone();
+        if slot.swap(true, Ordering::AcqRel) {
+            debug!(peer = %self.key, kind = kind.name(), "sync request while one is answered: dropped");
+            return;
+        }
+        let (store, outbox, close, key) = (
+            self.store.clone(),
+            self.outbox.clone(),
+            self.close.clone(),
+            self.key.clone(),
+        );
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let sent = stream_answer(&store, &outbox, kind, since).await;
+            slot.store(false, Ordering::Release);
+            match sent {
+                Ok(count) => debug!(
+                    peer = %key,
+                    kind = kind.name(),
+                    count,
+                    ms = started.elapsed().as_millis() as u64,
+                    "sync answered"
+                ),
+                Err(e) => {
+                    debug!(peer = %key, error = %e, "sync answer stopped");
+                    close.send_replace(true);
+                }
+            }
+        });
+    }
+}
+
+/// Writes the items of a sync answer, then its terminator `{"since", "count"}`.
+async fn stream_answer(
+    store: &Arc<Store>,
+    outbox: &Outbox,
+    kind: SyncKind,
+    since: i64,
+) -> Result<i64, String> {
+    let mut count = 0i64;
+    if kind == SyncKind::Experiments {
+        let s = store.clone();
+        let until = tokio::task::spawn_blocking(move || s.read().and_then(|r| r.last_seq()))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let mut after = 0;
+        loop {
+            let s = store.clone();
+            let page = tokio::task::spawn_blocking(move || {
+                serve::experiment_page(&s, after, until, since)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            let Some((bodies, last)) = page else { break };
+            after = last;
+            for body in bodies {
+                outbox.wait_below(STREAM_HIGH_WATER).await;
+                outbox.send(&body).map_err(|_| "peer too slow")?;
+                count += 1;
+            }
+        }
+    } else {
+        let s = store.clone();
+        let bodies = tokio::task::spawn_blocking(move || serve::small_answer(&s, kind, since))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        for body in bodies {
+            outbox.wait_below(STREAM_HIGH_WATER).await;
+            outbox.send(&body).map_err(|_| "peer too slow")?;
+            count += 1;
+        }
+    }
+    outbox
+        .send_message(&kind.response(since, count))
+        .map_err(|_| "peer too slow")?;
+    Ok(count)
+}
+
+/// The envelope type when the body starts the way every implementation writes it
+/// (`{"type":"…"`); `None` sends the frame through the full decoder.
+fn peek_type(body: &[u8]) -> Option<&str> {
+    let rest = body.strip_prefix(b"{\"type\":\"")?;
+    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+fn is_object_type(t: &str) -> bool {
+    matches!(
+        t,
+        "experiment"
+            | "task"
+            | "profile"
+            | "verification"
+            | "challenge"
+            | "challenge_response"
+            | "dispute"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_finds_the_type_only_in_the_usual_layout() {
+        assert_eq!(
+            peek_type(br#"{"type":"experiment","payload":{}}"#),
+            Some("experiment")
+        );
+        assert_eq!(peek_type(br#"{"payload":{},"type":"task"}"#), None);
+        assert_eq!(peek_type(br#"{"type":"exp\u0065riment"}"#), None);
+        assert!(is_object_type("dispute") && !is_object_type("code_request"));
+    }
+}

@@ -1,0 +1,134 @@
+//! Per-connection limits of the legacy bridge, without IO: a request budget (token bucket) and
+//! an offence window.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Requests (`code_request`, `ping`, `pex_request`, the sync requests) a peer may send: `rate`
+/// per second on average, `burst` at once. A reference node asks for one artifact per record it
+/// syncs, so a 5,000-record sync is a burst of 5,000 requests; the budget allows that and stops
+/// a flood.
+#[derive(Debug)]
+pub struct Budget {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+    /// The last second an over-budget request was counted as an offence.
+    last_offence: Option<Instant>,
+}
+
+/// What to do with a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Spend {
+    Serve,
+    /// Over budget: drop it; `offence` for the first refusal of each second.
+    Refuse {
+        offence: bool,
+    },
+}
+
+impl Budget {
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Budget {
+        Budget {
+            rate,
+            burst,
+            tokens: burst,
+            at: now,
+            last_offence: None,
+        }
+    }
+
+    pub fn spend(&mut self, now: Instant) -> Spend {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Spend::Serve;
+        }
+        let offence = self
+            .last_offence
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+        if offence {
+            self.last_offence = Some(now);
+        }
+        Spend::Refuse { offence }
+    }
+}
+
+/// Invalid objects and frames a connection sent recently. One bad object is refused and the
+/// traffic after it is read as usual; more than `max` within `window` closes the connection.
+#[derive(Debug)]
+pub struct Offences {
+    max: usize,
+    window: Duration,
+    times: VecDeque<Instant>,
+}
+
+impl Offences {
+    pub fn new(max: usize, window: Duration) -> Offences {
+        Offences {
+            max,
+            window,
+            times: VecDeque::new(),
+        }
+    }
+
+    /// Counts `n` offences; true when the connection should now be closed.
+    pub fn add(&mut self, n: usize, now: Instant) -> bool {
+        while self
+            .times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > self.window)
+        {
+            self.times.pop_front();
+        }
+        for _ in 0..n.min(self.max + 1) {
+            self.times.push_back(now);
+        }
+        self.times.len() > self.max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_served_and_a_flood_refused_with_one_offence_per_second() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(100.0, 1_000.0, t0);
+        for _ in 0..1_000 {
+            assert_eq!(b.spend(t0), Spend::Serve);
+        }
+        assert_eq!(b.spend(t0), Spend::Refuse { offence: true });
+        assert_eq!(b.spend(t0), Spend::Refuse { offence: false });
+        // 10 ms later one token has come back
+        let t1 = t0 + Duration::from_millis(10);
+        assert_eq!(b.spend(t1), Spend::Serve);
+        assert_eq!(b.spend(t1), Spend::Refuse { offence: false });
+        let t2 = t0 + Duration::from_millis(1_005);
+        assert_eq!(b.spend(t2), Spend::Serve, "refilled");
+        let mut first_refusal = None;
+        for _ in 0..200 {
+            if let Spend::Refuse { offence } = b.spend(t2) {
+                first_refusal.get_or_insert(offence);
+            }
+        }
+        assert_eq!(first_refusal, Some(true), "a new second, a new offence");
+    }
+
+    #[test]
+    fn offences_close_only_past_the_limit_within_the_window() {
+        let t0 = Instant::now();
+        let mut o = Offences::new(3, Duration::from_secs(60));
+        assert!(!o.add(1, t0));
+        assert!(!o.add(2, t0));
+        assert!(o.add(1, t0), "the fourth within a minute closes");
+        let mut o = Offences::new(3, Duration::from_secs(60));
+        assert!(!o.add(3, t0));
+        assert!(!o.add(1, t0 + Duration::from_secs(61)), "old ones expired");
+        assert!(o.add(1_000_000, t0 + Duration::from_secs(62)));
+    }
+}

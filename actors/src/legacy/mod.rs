@@ -1,0 +1,710 @@
+//! LegacyBridge: spored as a citizen of the reference network. It speaks the reference's plain
+//! TCP protocol (reference §d: 4-byte length + JSON frames) to 0.6.0 nodes, on a listener and
+//! to `host:port` peers it dials, and bridges it with the libp2p mesh: what either side sends is
+//! checked and stored by the GossipRouter, then forwarded to the other side (and to the other
+//! legacy peers) with its exact bytes.
+//!
+//! The actor owns the connections' shared state (who is connected, what was dialled, artifact
+//! fetches, offences); each connection runs as a reader and a writer task ([`conn`]).
+
+pub mod conn;
+pub mod limits;
+pub mod serve;
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use spore_spec::wire::Message;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use self::conn::Outbox;
+use self::limits::{Budget, Offences};
+use crate::gossip_router::GossipRouter;
+use crate::messages::{FetchArtifact, Shutdown};
+use crate::peer_manager::PeerManager;
+use crate::peer_table::Redial;
+use crate::Store;
+
+/// Settings of the legacy side.
+#[derive(Clone, Debug)]
+pub struct LegacyOptions {
+    /// `host:port` peers dialled at start and re-dialled (with backoff) while not connected.
+    pub peers: Vec<String>,
+    /// This node's id: its stored profile is sent to each new peer, as the reference does.
+    pub node_id: String,
+    pub max_inbound: usize,
+    pub max_outbound: usize,
+    /// Invalid objects or frames within a minute that close a connection.
+    pub max_offences: usize,
+    /// Requests per second a peer may send on average, and at once.
+    pub request_rate: f64,
+    pub request_burst: f64,
+    /// How long an artifact request may go unanswered before the next peer is asked.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for LegacyOptions {
+    fn default() -> Self {
+        LegacyOptions {
+            peers: Vec::new(),
+            node_id: String::new(),
+            max_inbound: 128,
+            max_outbound: 64,
+            max_offences: 10,
+            request_rate: 1_000.0,
+            request_burst: 10_000.0,
+            fetch_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Artifact requests in flight to one peer at most (a reference node answers them one by one).
+const FETCH_WINDOW: usize = 32;
+/// Peers learnt from one `pex_response` that are dialled.
+const PEX_DIALS: usize = 16;
+const MAX_FETCHES: usize = 100_000;
+
+struct Conn {
+    key: String,
+    /// The `host:port` this node dialled, for an outbound connection.
+    dialled_as: Option<String>,
+    outbox: Outbox,
+    close: Arc<watch::Sender<bool>>,
+    offences: Offences,
+    fetching: usize,
+}
+
+struct Fetch {
+    prefer: Option<u64>,
+    tried: HashSet<u64>,
+    /// The peer asked now, and when.
+    asked: Option<(u64, Instant)>,
+}
+
+pub struct LegacyBridge {
+    store: Arc<Store>,
+    router: Addr<GossipRouter>,
+    peers: Addr<PeerManager>,
+    options: LegacyOptions,
+    listener: Option<TcpListener>,
+    listen_addr: Option<SocketAddr>,
+    conns: HashMap<u64, Conn>,
+    next_conn: u64,
+    /// Addresses dialled successfully: what `pex_response` advertises (as the reference does).
+    dialled_ok: BTreeSet<String>,
+    dialling: HashSet<String>,
+    redial: Redial,
+    /// Configured peers whose failure was logged (each is logged once).
+    unreachable: HashSet<String>,
+    fetches: HashMap<String, Fetch>,
+    fetch_queue: VecDeque<String>,
+    artifacts: Vec<(String, Vec<u8>)>,
+    storing_artifacts: bool,
+    stopping: bool,
+}
+
+impl LegacyBridge {
+    /// `listener`: bound by the caller, so a port in use is an error at start.
+    pub fn new(
+        store: Arc<Store>,
+        router: Addr<GossipRouter>,
+        peers: Addr<PeerManager>,
+        listener: Option<TcpListener>,
+        options: LegacyOptions,
+    ) -> Self {
+        let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        LegacyBridge {
+            store,
+            router,
+            peers,
+            options,
+            listener,
+            listen_addr,
+            conns: HashMap::new(),
+            next_conn: 1,
+            dialled_ok: BTreeSet::new(),
+            dialling: HashSet::new(),
+            redial: Redial::default(),
+            unreachable: HashSet::new(),
+            fetches: HashMap::new(),
+            fetch_queue: VecDeque::new(),
+            artifacts: Vec::new(),
+            storing_artifacts: false,
+            stopping: false,
+        }
+    }
+
+    fn outbound_count(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| c.dialled_as.is_some())
+            .count()
+    }
+
+    fn is_connected_to(&self, target: &str) -> bool {
+        self.conns
+            .values()
+            .any(|c| c.dialled_as.as_deref() == Some(target))
+    }
+
+    fn dial(&mut self, target: String, configured: bool, ctx: &mut Context<Self>) {
+        if self.stopping || !self.dialling.insert(target.clone()) {
+            return;
+        }
+        let t = target.clone();
+        let attempt = async move {
+            tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(t.as_str()))
+                .await
+                .map_err(|_| "timed out".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        };
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(attempt).map(
+            move |result, act, ctx| {
+                act.dialling.remove(&target);
+                match result {
+                    Ok(stream) => {
+                        if act.unreachable.remove(&target) {
+                            info!(peer = %target, "legacy peer reachable again");
+                        }
+                        act.redial.connected(&target, Instant::now());
+                        act.dialled_ok.insert(target.clone());
+                        act.open(stream, target.clone(), Some(target), ctx);
+                    }
+                    Err(e) if configured => {
+                        if act.unreachable.insert(target.clone()) {
+                            warn!(peer = %target, error = %e, "cannot reach legacy peer; retrying with backoff (5 s doubling to 5 min), working on meanwhile");
+                        } else {
+                            debug!(peer = %target, error = %e, "legacy peer still unreachable");
+                        }
+                    }
+                    Err(e) => debug!(peer = %target, error = %e, "peer learnt by pex unreachable"),
+                }
+            },
+        ));
+    }
+
+    /// Dials every configured peer that is not connected, with backoff while it keeps failing.
+    fn dial_configured(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        for target in self.options.peers.clone() {
+            if self.is_connected_to(&target) || self.dialling.contains(&target) {
+                continue;
+            }
+            if self.redial.attempt(&target, now) {
+                self.dial(target, true, ctx);
+            }
+        }
+    }
+
+    fn open(
+        &mut self,
+        stream: TcpStream,
+        key: String,
+        dialled_as: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let (read, write) = stream.into_split();
+        let (outbox, rx) = Outbox::new();
+        let (close, _) = watch::channel(false);
+        let close = Arc::new(close);
+        tokio::spawn(conn::write_loop(write, rx, outbox.clone(), close.clone()));
+        let reader = conn::Reader {
+            conn,
+            key: key.clone(),
+            store: self.store.clone(),
+            router: self.router.clone(),
+            bridge: ctx.address(),
+            outbox: outbox.clone(),
+            close: close.clone(),
+            serving: [
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(false)),
+            ],
+            budget: Budget::new(
+                self.options.request_rate,
+                self.options.request_burst,
+                Instant::now(),
+            ),
+        };
+        let bridge = ctx.address();
+        tokio::spawn(async move {
+            let reason = reader.run(read).await;
+            bridge.do_send(Closed { conn, reason });
+        });
+        info!(peer = %key, outbound = dialled_as.is_some(), "legacy peer connected");
+        let outbound = dialled_as.is_some();
+        self.conns.insert(
+            conn,
+            Conn {
+                key,
+                dialled_as,
+                outbox: outbox.clone(),
+                close,
+                offences: Offences::new(self.options.max_offences, Duration::from_secs(60)),
+                fetching: 0,
+            },
+        );
+        // what a reference node sends its peers at start: its manifests (to the peers it
+        // dialled; a node that dials us asks for them) and its own profile
+        let (store, node_id) = (self.store.clone(), self.options.node_id.clone());
+        tokio::spawn(async move {
+            let bodies = tokio::task::spawn_blocking(move || -> Vec<String> {
+                let Ok(read) = store.read() else {
+                    return Vec::new();
+                };
+                let mut bodies = Vec::new();
+                if outbound {
+                    bodies = serve::manifest_bodies(&read, 0).unwrap_or_default();
+                }
+                if let Ok(Some(profile)) = read.profile(&node_id) {
+                    bodies.push(Message::Profile(profile).encode_body());
+                }
+                bodies
+            })
+            .await
+            .unwrap_or_default();
+            for body in bodies {
+                let _ = outbox.send(&body);
+            }
+        });
+        self.pump_fetches();
+    }
+
+    fn close(&mut self, conn: u64, why: &str) {
+        if let Some(c) = self.conns.get(&conn) {
+            info!(peer = %c.key, why, "closing legacy connection");
+            c.close.send_replace(true);
+        }
+    }
+
+    /// Starts artifact requests while peers have room in their window.
+    fn pump_fetches(&mut self) {
+        let mut waiting = VecDeque::new();
+        while let Some(cid) = self.fetch_queue.pop_front() {
+            let Some(fetch) = self.fetches.get_mut(&cid) else {
+                continue;
+            };
+            let candidates: Vec<u64> = fetch
+                .prefer
+                .into_iter()
+                .chain(self.conns.keys().copied())
+                .filter(|c| !fetch.tried.contains(c) && self.conns.contains_key(c))
+                .collect();
+            if candidates.is_empty() {
+                // no legacy peer has it: let the mesh try
+                self.fetches.remove(&cid);
+                self.peers.do_send(FetchArtifact { cid, prefer: None });
+                continue;
+            }
+            let Some(conn) = candidates
+                .into_iter()
+                .find(|c| self.conns[c].fetching < FETCH_WINDOW)
+            else {
+                waiting.push_back(cid);
+                continue;
+            };
+            let c = self.conns.get_mut(&conn).expect("a candidate is connected");
+            fetch.tried.insert(conn);
+            fetch.asked = Some((conn, Instant::now()));
+            c.fetching += 1;
+            let _ = c.outbox.send_message(&Message::CodeRequest {
+                code_cid: cid.clone(),
+            });
+        }
+        self.fetch_queue = waiting;
+    }
+
+    /// Requests that went unanswered too long: the next peer is asked.
+    fn expire_fetches(&mut self) {
+        let now = Instant::now();
+        let timeout = self.options.fetch_timeout;
+        let mut expired = Vec::new();
+        for (cid, fetch) in &mut self.fetches {
+            if let Some((conn, at)) = fetch.asked {
+                if now.duration_since(at) >= timeout || !self.conns.contains_key(&conn) {
+                    fetch.asked = None;
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.fetching = c.fetching.saturating_sub(1);
+                    }
+                    expired.push(cid.clone());
+                }
+            }
+        }
+        self.fetch_queue.extend(expired);
+        self.pump_fetches();
+    }
+
+    fn store_artifacts(&mut self, ctx: &mut Context<Self>) {
+        if self.storing_artifacts || self.artifacts.is_empty() {
+            return;
+        }
+        self.storing_artifacts = true;
+        let batch = std::mem::take(&mut self.artifacts);
+        let store = self.store.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            store.write(|w| {
+                for (cid, bytes) in &batch {
+                    w.put_artifact(cid, bytes)?;
+                }
+                Ok(batch.len())
+            })
+        });
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(work).map(|result, act, ctx| {
+                act.storing_artifacts = false;
+                match result {
+                    Ok(Ok(n)) => debug!(n, "artifacts from legacy peers stored"),
+                    Ok(Err(e)) => warn!(error = %e, "storing artifacts failed"),
+                    Err(e) => warn!(error = %e, "storing artifacts failed"),
+                }
+                act.store_artifacts(ctx);
+            }),
+        );
+    }
+}
+
+impl Actor for LegacyBridge {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        if let Some(listener) = self.listener.take() {
+            let bridge = ctx.address();
+            ctx.spawn(
+                actix::fut::wrap_future::<_, Self>(async move {
+                    loop {
+                        match listener.accept().await {
+                            Ok((stream, addr)) => {
+                                if bridge.try_send(Accepted { stream, addr }).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                debug!(error = %e, "legacy accept failed");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    }
+                })
+                .map(|_, _, _| ()),
+            );
+        }
+        self.dial_configured(ctx);
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.dial_configured(ctx));
+        ctx.run_interval(Duration::from_millis(500), |act, _| act.expire_fetches());
+    }
+}
+
+/// A connection arrived on the legacy listener.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Accepted {
+    stream: TcpStream,
+    addr: SocketAddr,
+}
+
+impl Handler<Accepted> for LegacyBridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: Accepted, ctx: &mut Context<Self>) {
+        let inbound = self.conns.len() - self.outbound_count();
+        if self.stopping || inbound >= self.options.max_inbound {
+            debug!(addr = %msg.addr, "legacy connection refused: at the inbound limit");
+            return;
+        }
+        self.open(msg.stream, msg.addr.to_string(), None, ctx);
+    }
+}
+
+/// A connection's reader ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Closed {
+    pub conn: u64,
+    pub reason: String,
+}
+
+impl Handler<Closed> for LegacyBridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: Closed, _: &mut Context<Self>) {
+        if let Some(c) = self.conns.remove(&msg.conn) {
+            c.close.send_replace(true);
+            info!(peer = %c.key, reason = %msg.reason, "legacy peer disconnected");
+            if let Some(target) = &c.dialled_as {
+                self.redial.closed(target, Instant::now());
+            }
+        }
+        // its unanswered artifact requests go to the next peer
+        self.expire_fetches();
+    }
+}
+
+/// GossipRouter: newly stored objects (frame bodies) to send to every legacy peer except the
+/// one they came from.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forward {
+    pub except: Option<u64>,
+    pub bodies: Vec<String>,
+}
+
+impl Handler<Forward> for LegacyBridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forward, _: &mut Context<Self>) {
+        let mut slow = Vec::new();
+        for (id, c) in &self.conns {
+            if Some(*id) == msg.except {
+                continue;
+            }
+            for body in &msg.bodies {
+                if c.outbox.send(body).is_err() {
+                    slow.push(*id);
+                    break;
+                }
+            }
+        }
+        for id in slow {
+            self.close(id, "too slow: its outbox is over the cap");
+        }
+    }
+}
+
+/// A connection sent invalid objects or frames.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Offence {
+    pub conn: u64,
+    pub count: usize,
+    pub reason: String,
+}
+
+impl Handler<Offence> for LegacyBridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: Offence, _: &mut Context<Self>) {
+        let Some(c) = self.conns.get_mut(&msg.conn) else {
+            return;
+        };
+        debug!(peer = %c.key, reason = %msg.reason, "invalid data from a legacy peer");
+        if c.offences.add(msg.count, Instant::now()) {
+            warn!(peer = %c.key, reason = %msg.reason, "legacy peer keeps sending invalid data: disconnecting");
+            self.close(msg.conn, "invalid data");
+        }
+    }
+}
+
+/// GossipRouter: fetch the artifact `cid` from legacy peers, `prefer` first.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LegacyFetch {
+    pub cid: String,
+    pub prefer: Option<u64>,
+}
+
+impl Handler<LegacyFetch> for LegacyBridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: LegacyFetch, _: &mut Context<Self>) {
+        if self.fetches.contains_key(&msg.cid) || self.fetches.len() >= MAX_FETCHES {
+            return;
+        }
+        self.fetches.insert(
+            msg.cid.clone(),
+            Fetch {
+                prefer: msg.prefer,
+                tried: HashSet::new(),
+                asked: None,
+            },
+        );
+        self.fetch_queue.push_back(msg.cid);
+        self.pump_fetches();
+    }
+}
+
+/// A `code_response` arrived.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CodeArrived {
+    pub conn: u64,
+    pub cid: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Handler<CodeArrived> for LegacyBridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: CodeArrived, ctx: &mut Context<Self>) {
+        let Some(fetch) = self.fetches.get_mut(&msg.cid) else {
+            return; // unasked, or answered late: ignored, as the reference does
+        };
+        if fetch.asked.is_some_and(|(c, _)| c == msg.conn) {
+            fetch.asked = None;
+            if let Some(c) = self.conns.get_mut(&msg.conn) {
+                c.fetching = c.fetching.saturating_sub(1);
+            }
+        }
+        if spore_spec::crypto::sha256_hex(&msg.bytes) != msg.cid {
+            self.fetch_queue.push_back(msg.cid);
+            ctx.notify(Offence {
+                conn: msg.conn,
+                count: 1,
+                reason: "artifact bytes do not match their cid".into(),
+            });
+        } else {
+            self.fetches.remove(&msg.cid);
+            self.artifacts.push((msg.cid, msg.bytes));
+            self.store_artifacts(ctx);
+        }
+        self.pump_fetches();
+    }
+}
+
+/// A peer asked for our peers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PexAsked {
+    pub conn: u64,
+}
+
+impl Handler<PexAsked> for LegacyBridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: PexAsked, _: &mut Context<Self>) {
+        let Some(c) = self.conns.get(&msg.conn) else {
+            return;
+        };
+        let peers = self
+            .dialled_ok
+            .iter()
+            .filter(|p| **p != c.key)
+            .cloned()
+            .collect();
+        let _ = c.outbox.send_message(&Message::PexResponse { peers });
+    }
+}
+
+/// A peer told us its peers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PexLearned {
+    pub conn: u64,
+    pub peers: Vec<String>,
+}
+
+impl Handler<PexLearned> for LegacyBridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: PexLearned, ctx: &mut Context<Self>) {
+        let mut dials = 0;
+        for peer in msg.peers {
+            if dials >= PEX_DIALS || self.outbound_count() + dials >= self.options.max_outbound {
+                break;
+            }
+            if !pex_entry_ok(&peer) || self.is_self(&peer) {
+                continue;
+            }
+            if self.is_connected_to(&peer) || self.dialling.contains(&peer) {
+                continue;
+            }
+            dials += 1;
+            self.dial(peer, false, ctx);
+        }
+    }
+}
+
+impl LegacyBridge {
+    /// An address that is this node's own listener (a peer advertises the address it dialled
+    /// us on).
+    fn is_self(&self, peer: &str) -> bool {
+        let Some(listen) = self.listen_addr else {
+            return false;
+        };
+        let Some((host, port)) = peer.rsplit_once(':') else {
+            return false;
+        };
+        if port.parse::<u16>().ok() != Some(listen.port()) {
+            return false;
+        }
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback() || ip.is_unspecified() || ip == listen.ip(),
+            Err(_) => host == "localhost",
+        }
+    }
+}
+
+/// A pex entry the reference would dial: `host:port` with exactly one `:` and a port.
+pub fn pex_entry_ok(entry: &str) -> bool {
+    let mut parts = entry.split(':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(host), Some(port), None) => {
+            !host.is_empty() && host.len() <= 253 && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        _ => false,
+    }
+}
+
+/// The address the legacy listener is bound to.
+#[derive(Message)]
+#[rtype(result = "Option<SocketAddr>")]
+pub struct GetLegacyAddr;
+
+impl Handler<GetLegacyAddr> for LegacyBridge {
+    type Result = Option<SocketAddr>;
+
+    fn handle(&mut self, _: GetLegacyAddr, _: &mut Context<Self>) -> Self::Result {
+        self.listen_addr
+    }
+}
+
+/// How many legacy peers are connected.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct LegacyPeerCount;
+
+impl Handler<LegacyPeerCount> for LegacyBridge {
+    type Result = usize;
+
+    fn handle(&mut self, _: LegacyPeerCount, _: &mut Context<Self>) -> usize {
+        self.conns.len()
+    }
+}
+
+impl Handler<Shutdown> for LegacyBridge {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.stopping = true;
+        for c in self.conns.values() {
+            c.close.send_replace(true);
+        }
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pex_entries_are_host_port_with_one_colon() {
+        assert!(pex_entry_ok("127.0.0.1:7470"));
+        assert!(pex_entry_ok("peer.sporemesh.com:7470"));
+        assert!(!pex_entry_ok("::1:7470"), "IPv6 literals, as the reference");
+        assert!(!pex_entry_ok("127.0.0.1"));
+        assert!(!pex_entry_ok("127.0.0.1:0"));
+        assert!(!pex_entry_ok("127.0.0.1:99999"));
+        assert!(!pex_entry_ok(":7470"));
+    }
+}

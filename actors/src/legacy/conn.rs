@@ -7,6 +7,8 @@
 //! queued without waiting (bounded in bytes: past the cap the peer is too slow and the
 //! connection closes); only the tasks streaming a sync answer wait for the outbox to drain.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,8 +161,13 @@ impl Reader {
     pub async fn run(mut self, mut socket: OwnedReadHalf) -> String {
         let mut closed = self.close.subscribe();
         let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-        let mut batch: Vec<String> = Vec::new();
-        let mut batch_bytes = 0;
+        let mut batch = Batcher {
+            conn: self.conn,
+            router: self.router.clone(),
+            filling: Vec::new(),
+            bytes: 0,
+            storing: None,
+        };
         // ask the peer for its peers and for everything it has, as a reference node does
         let _ = self.outbox.send_message(&Message::PexRequest);
         let mut sync = OurSync {
@@ -179,25 +186,25 @@ impl Reader {
                     Ok(Some((body, len))) => {
                         let body = body.to_vec();
                         used += len;
-                        self.on_frame(&body, &mut batch, &mut batch_bytes, &mut sync)
-                            .await;
+                        self.on_frame(&body, &mut batch, &mut sync).await;
                     }
                     Ok(None) => break,
                     Err(e) => break 'read format!("stream broken: {e}"),
                 }
             }
             buf.drain(..used);
-            // read more; when nothing is waiting, first store what this peer sent so far
+            // read more; when nothing is waiting, start storing what this peer sent so far
             if buf.capacity() - buf.len() < 16 * 1024 {
                 buf.reserve(64 * 1024);
             }
             let ready = match socket.read_buf(&mut buf).now_or_never() {
                 Some(r) => Some(r),
                 None => {
-                    self.flush(&mut batch, &mut batch_bytes).await;
+                    batch.start();
                     let idle = tokio::time::sleep_until(sync.idle_until.into());
                     tokio::select! {
                         r = socket.read_buf(&mut buf) => Some(r),
+                        _ = batch.stored() => None,
                         _ = closed.wait_for(|c| *c) => break 'read "closed".to_string(),
                         _ = idle, if sync.stage.is_some() => {
                             let stage = sync.stage.map_or("", |s| s.name());
@@ -214,7 +221,7 @@ impl Reader {
                 Some(Err(e)) => break format!("read failed: {e}"),
             }
         };
-        self.flush(&mut batch, &mut batch_bytes).await;
+        batch.finish().await;
         self.close.send_replace(true);
         reason
     }
@@ -248,8 +255,7 @@ impl Reader {
     async fn on_frame(
         &mut self,
         body: &[u8],
-        batch: &mut Vec<String>,
-        batch_bytes: &mut usize,
+        batch: &mut Batcher,
         sync: &mut OurSync,
     ) {
         let object = match peek_type(body) {
@@ -274,15 +280,9 @@ impl Reader {
                 sync.received += 1;
                 sync.idle_until = Instant::now() + SYNC_IDLE;
             }
-            *batch_bytes += text.len();
-            batch.push(text.to_string());
-            if batch.len() >= BATCH_ITEMS || *batch_bytes >= BATCH_BYTES {
-                self.flush(batch, batch_bytes).await;
-            }
+            batch.push(text.to_string()).await;
             return;
         }
-        // what follows may depend on the objects before it (a terminator ends a sync)
-        self.flush(batch, batch_bytes).await;
         let message = match Message::decode_body(body) {
             Ok(Some(m)) => m,
             Ok(None) => return,
@@ -344,24 +344,6 @@ impl Reader {
         });
     }
 
-    /// Hands the objects read so far to the router (the reader waits: what the peer sends next
-    /// stays in the socket, so a fast sender cannot fill our memory).
-    async fn flush(&self, batch: &mut Vec<String>, batch_bytes: &mut usize) {
-        if batch.is_empty() {
-            return;
-        }
-        let bodies = std::mem::take(batch);
-        *batch_bytes = 0;
-        let _ = self
-            .router
-            .send(Ingest {
-                origin: Origin::Legacy { conn: self.conn },
-                bodies,
-                sync_range: None,
-            })
-            .await;
-    }
-
     /// Answers only an exact 64-hex cid of an artifact we store; anything else gets no answer,
     /// as the reference does for an unknown cid.
     async fn serve_code(&self, cid: String) {
@@ -418,6 +400,67 @@ impl Reader {
                 }
             }
         });
+    }
+}
+
+/// Objects read from the peer on their way to the router: one batch being stored while the
+/// next one fills, so batches grow while the store is busy (one transaction per batch), and
+/// order is kept (a batch starts only when the one before it is stored). When the filling batch
+/// is full and the other is still being stored, the reader waits: what the peer sends next stays
+/// in the socket, so a fast sender cannot fill our memory.
+struct Batcher {
+    conn: u64,
+    router: Addr<GossipRouter>,
+    filling: Vec<String>,
+    bytes: usize,
+    storing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Batcher {
+    async fn push(&mut self, body: String) {
+        self.bytes += body.len();
+        self.filling.push(body);
+        if self.filling.len() >= BATCH_ITEMS || self.bytes >= BATCH_BYTES {
+            if let Some(storing) = self.storing.take() {
+                storing.await;
+            }
+            self.start();
+        }
+    }
+
+    /// Starts storing the filled batch, unless one is being stored.
+    fn start(&mut self) {
+        if self.storing.is_some() || self.filling.is_empty() {
+            return;
+        }
+        self.bytes = 0;
+        let ingest = self.router.send(Ingest {
+            origin: Origin::Legacy { conn: self.conn },
+            bodies: std::mem::take(&mut self.filling),
+            sync_range: None,
+        });
+        self.storing = Some(Box::pin(ingest.map(|_| ())));
+    }
+
+    /// Resolves when the batch being stored is stored, and starts the next (never resolves
+    /// when none is being stored).
+    async fn stored(&mut self) {
+        match self.storing.as_mut() {
+            Some(storing) => storing.await,
+            None => std::future::pending().await,
+        }
+        self.storing = None;
+        self.start();
+    }
+
+    /// Stores everything read.
+    async fn finish(&mut self) {
+        while self.storing.is_some() || !self.filling.is_empty() {
+            if let Some(storing) = self.storing.take() {
+                storing.await;
+            }
+            self.start();
+        }
     }
 }
 

@@ -287,8 +287,14 @@ impl LegacyBridge {
         }
     }
 
-    /// Starts artifact requests while peers have room in their window.
+    /// Starts artifact requests while peers have room in their window. Stops as soon as no
+    /// peer has room, so a long queue costs nothing per call.
     fn pump_fetches(&mut self) {
+        let mut room: usize = self
+            .conns
+            .values()
+            .map(|c| FETCH_WINDOW.saturating_sub(c.fetching))
+            .sum();
         let mut waiting = VecDeque::new();
         while let Some(cid) = self.fetch_queue.pop_front() {
             let Some(fetch) = self.fetches.get_mut(&cid) else {
@@ -306,6 +312,10 @@ impl LegacyBridge {
                 self.peers.do_send(FetchArtifact { cid, prefer: None });
                 continue;
             }
+            if room == 0 {
+                waiting.push_back(cid);
+                break;
+            }
             let Some(conn) = candidates
                 .into_iter()
                 .find(|c| self.conns[c].fetching < FETCH_WINDOW)
@@ -317,10 +327,12 @@ impl LegacyBridge {
             fetch.tried.insert(conn);
             fetch.asked = Some((conn, Instant::now()));
             c.fetching += 1;
+            room -= 1;
             let _ = c.outbox.send_message(&Message::CodeRequest {
                 code_cid: cid.clone(),
             });
         }
+        waiting.append(&mut self.fetch_queue);
         self.fetch_queue = waiting;
     }
 

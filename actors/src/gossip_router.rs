@@ -10,29 +10,75 @@ use tracing::{debug, warn};
 
 use crate::frontier_tracker::FrontierTracker;
 use crate::ingest::{ingest, IngestOutcome};
-use crate::legacy::{Forward, LegacyBridge, LegacyFetch, Offence};
 use crate::messages::*;
-use crate::peer_manager::PeerManager;
 use crate::supervision::Restarts;
 use crate::task_registry::TaskRegistry;
 use crate::{Store, StoreError};
 
 pub struct GossipRouter {
     store: Arc<Store>,
-    peers: Addr<PeerManager>,
+    peers: MeshLinks,
     frontier: Addr<FrontierTracker>,
     tasks: Addr<TaskRegistry>,
-    legacy: Addr<LegacyBridge>,
+    legacy: LegacyLinks,
     restarts: Restarts,
+}
+
+/// What the router sends the PeerManager (recipients, so the router needs no PeerManager type).
+#[derive(Clone)]
+pub struct MeshLinks {
+    pub validated: Recipient<Validated>,
+    pub penalize: Recipient<Penalize>,
+    pub publish: Recipient<Publish>,
+    pub fetch: Recipient<FetchArtifact>,
+}
+
+impl MeshLinks {
+    pub fn to<A>(addr: &Addr<A>) -> MeshLinks
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<Validated>
+            + Handler<Penalize>
+            + Handler<Publish>
+            + Handler<FetchArtifact>,
+    {
+        MeshLinks {
+            validated: addr.clone().recipient(),
+            penalize: addr.clone().recipient(),
+            publish: addr.clone().recipient(),
+            fetch: addr.clone().recipient(),
+        }
+    }
+}
+
+/// What the router sends the legacy bridge (recipients, so the router needs no bridge type).
+#[derive(Clone)]
+pub struct LegacyLinks {
+    pub forward: Recipient<Forward>,
+    pub fetch: Recipient<LegacyFetch>,
+    pub offence: Recipient<Offence>,
+}
+
+impl LegacyLinks {
+    pub fn to<A>(addr: &Addr<A>) -> LegacyLinks
+    where
+        A: Actor<Context = Context<A>> + Handler<Forward> + Handler<LegacyFetch> + Handler<Offence>,
+    {
+        LegacyLinks {
+            forward: addr.clone().recipient(),
+            fetch: addr.clone().recipient(),
+            offence: addr.clone().recipient(),
+        }
+    }
 }
 
 impl GossipRouter {
     pub fn new(
         store: Arc<Store>,
-        peers: Addr<PeerManager>,
+        peers: MeshLinks,
         frontier: Addr<FrontierTracker>,
         tasks: Addr<TaskRegistry>,
-        legacy: Addr<LegacyBridge>,
+        legacy: LegacyLinks,
         restarts: Restarts,
     ) -> Self {
         GossipRouter {
@@ -51,7 +97,7 @@ impl GossipRouter {
         match origin {
             Origin::Gossip { source, message_id } => {
                 let rejected = summary.rejected > 0;
-                self.peers.do_send(Validated {
+                self.peers.validated.do_send(Validated {
                     source: *source,
                     message_id: message_id.clone(),
                     acceptance: acceptance(
@@ -60,14 +106,14 @@ impl GossipRouter {
                     ),
                 });
                 if rejected {
-                    self.peers.do_send(Penalize {
+                    self.peers.penalize.do_send(Penalize {
                         peer: *source,
                         reason: summary.problems.join("; "),
                     });
                 }
             }
             Origin::Legacy { conn } if summary.rejected > 0 => {
-                self.legacy.do_send(Offence {
+                self.legacy.offence.do_send(Offence {
                     conn: *conn,
                     count: summary.rejected as usize,
                     reason: summary.problems.join("; "),
@@ -83,19 +129,19 @@ impl GossipRouter {
                 _ => None,
             };
             let bodies = outcome.stored_bodies.iter().map(|(_, b)| b.clone());
-            self.legacy.do_send(Forward {
+            self.legacy.forward.do_send(Forward {
                 except,
                 bodies: bodies.collect(),
             });
             if matches!(origin, Origin::Local | Origin::Legacy { .. }) {
                 for (message_type, body) in outcome.stored_bodies {
-                    self.peers.do_send(Publish { message_type, body });
+                    self.peers.publish.do_send(Publish { message_type, body });
                 }
             }
         }
         if let Origin::Legacy { conn } = origin {
             for cid in outcome.missing_artifacts {
-                self.legacy.do_send(LegacyFetch {
+                self.legacy.fetch.do_send(LegacyFetch {
                     cid,
                     prefer: Some(*conn),
                 });
@@ -106,7 +152,7 @@ impl GossipRouter {
                 _ => None,
             };
             for cid in outcome.missing_artifacts {
-                self.peers.do_send(FetchArtifact { cid, prefer });
+                self.peers.fetch.do_send(FetchArtifact { cid, prefer });
             }
         }
         if !outcome.stored.experiments.is_empty() || !outcome.stored.control_events.is_empty() {

@@ -127,3 +127,29 @@ pub fn acceptance(valid: bool, rejected: bool) -> MessageAcceptance {
         MessageAcceptance::Ignore
     }
 }
+
+/// GossipRouter: newly stored objects (frame bodies) to send to every legacy peer except the
+/// one they came from.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forward {
+    pub except: Option<u64>,
+    pub bodies: Vec<String>,
+}
+
+/// A connection sent invalid objects or frames.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Offence {
+    pub conn: u64,
+    pub count: usize,
+    pub reason: String,
+}
+
+/// GossipRouter: fetch the artifact `cid` from legacy peers, `prefer` first.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LegacyFetch {
+    pub cid: String,
+    pub prefer: Option<u64>,
+}

@@ -7,7 +7,7 @@ use libp2p::Multiaddr;
 use tracing::info;
 
 use crate::frontier_tracker::FrontierTracker;
-use crate::gossip_router::GossipRouter;
+use crate::gossip_router::{GossipRouter, LegacyLinks, MeshLinks};
 use crate::legacy::{LegacyBridge, LegacyOptions};
 use crate::messages::{Ingest, IngestSummary, Origin, Shutdown};
 use crate::net::{self, NetConfig};
@@ -101,10 +101,10 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
     let router = {
         let (store, peers, frontier, tasks, legacy) = (
             store.clone(),
-            peers_addr.clone(),
+            MeshLinks::to(&peers_addr),
             frontier.clone(),
             tasks.clone(),
-            legacy_addr.clone(),
+            LegacyLinks::to(&legacy_addr),
         );
         let restarts = restarts("gossip router");
         Supervisor::start(move |_| {
@@ -129,8 +129,8 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
     let peers = peers_ctx.run(peer_manager);
     let legacy = legacy_ctx.run(LegacyBridge::new(
         store.clone(),
-        router.clone(),
-        peers.clone(),
+        router.clone().recipient(),
+        peers.clone().recipient(),
         legacy_listener,
         options.legacy,
     ));

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Addr;
+use actix::Recipient;
 use futures::FutureExt as _;
 use spore_spec::wire::{self, Message};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -23,9 +23,8 @@ use tracing::{debug, info};
 
 use super::limits::{Budget, Spend};
 use super::serve::{self, SyncKind};
-use super::{CodeArrived, LegacyBridge, Offence, PexAsked, PexLearned};
-use crate::gossip_router::GossipRouter;
-use crate::messages::{Ingest, Origin};
+use super::{CodeArrived, LegacyBridge, PexAsked, PexLearned};
+use crate::messages::{Ingest, Offence, Origin};
 use crate::Store;
 
 /// Bytes a connection may have queued for writing before it counts as too slow and is closed.
@@ -137,8 +136,8 @@ pub struct Reader {
     pub conn: u64,
     pub key: String,
     pub store: Arc<Store>,
-    pub router: Addr<GossipRouter>,
-    pub bridge: Addr<LegacyBridge>,
+    pub router: Recipient<Ingest>,
+    pub bridge: actix::Addr<LegacyBridge>,
     pub outbox: Outbox,
     pub close: Arc<watch::Sender<bool>>,
     /// Sync answers being streamed to this peer, one per kind at most.
@@ -252,12 +251,7 @@ impl Reader {
         }
     }
 
-    async fn on_frame(
-        &mut self,
-        body: &[u8],
-        batch: &mut Batcher,
-        sync: &mut OurSync,
-    ) {
+    async fn on_frame(&mut self, body: &[u8], batch: &mut Batcher, sync: &mut OurSync) {
         let object = match peek_type(body) {
             Some(t) => is_object_type(t),
             None => match Message::decode_body(body) {
@@ -410,7 +404,7 @@ impl Reader {
 /// in the socket, so a fast sender cannot fill our memory.
 struct Batcher {
     conn: u64,
-    router: Addr<GossipRouter>,
+    router: Recipient<Ingest>,
     filling: Vec<String>,
     bytes: usize,
     storing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,

@@ -25,9 +25,7 @@ use tracing::{debug, info, warn};
 
 use self::conn::Outbox;
 use self::limits::{Budget, Offences};
-use crate::gossip_router::GossipRouter;
-use crate::messages::{FetchArtifact, Shutdown};
-use crate::peer_manager::PeerManager;
+use crate::messages::{FetchArtifact, Forward, Ingest, LegacyFetch, Offence, Shutdown};
 use crate::peer_table::Redial;
 use crate::Store;
 
@@ -89,8 +87,9 @@ struct Fetch {
 
 pub struct LegacyBridge {
     store: Arc<Store>,
-    router: Addr<GossipRouter>,
-    peers: Addr<PeerManager>,
+    router: Recipient<Ingest>,
+    /// The mesh, for artifacts no legacy peer has.
+    mesh_fetch: Recipient<FetchArtifact>,
     options: LegacyOptions,
     listener: Option<TcpListener>,
     listen_addr: Option<SocketAddr>,
@@ -113,8 +112,8 @@ impl LegacyBridge {
     /// `listener`: bound by the caller, so a port in use is an error at start.
     pub fn new(
         store: Arc<Store>,
-        router: Addr<GossipRouter>,
-        peers: Addr<PeerManager>,
+        router: Recipient<Ingest>,
+        mesh_fetch: Recipient<FetchArtifact>,
         listener: Option<TcpListener>,
         options: LegacyOptions,
     ) -> Self {
@@ -122,7 +121,7 @@ impl LegacyBridge {
         LegacyBridge {
             store,
             router,
-            peers,
+            mesh_fetch,
             options,
             listener,
             listen_addr,
@@ -309,7 +308,7 @@ impl LegacyBridge {
             if candidates.is_empty() {
                 // no legacy peer has it: let the mesh try
                 self.fetches.remove(&cid);
-                self.peers.do_send(FetchArtifact { cid, prefer: None });
+                self.mesh_fetch.do_send(FetchArtifact { cid, prefer: None });
                 continue;
             }
             if room == 0 {
@@ -462,15 +461,6 @@ impl Handler<Closed> for LegacyBridge {
     }
 }
 
-/// GossipRouter: newly stored objects (frame bodies) to send to every legacy peer except the
-/// one they came from.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Forward {
-    pub except: Option<u64>,
-    pub bodies: Vec<String>,
-}
-
 impl Handler<Forward> for LegacyBridge {
     type Result = ();
 
@@ -493,15 +483,6 @@ impl Handler<Forward> for LegacyBridge {
     }
 }
 
-/// A connection sent invalid objects or frames.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Offence {
-    pub conn: u64,
-    pub count: usize,
-    pub reason: String,
-}
-
 impl Handler<Offence> for LegacyBridge {
     type Result = ();
 
@@ -515,14 +496,6 @@ impl Handler<Offence> for LegacyBridge {
             self.close(msg.conn, "invalid data");
         }
     }
-}
-
-/// GossipRouter: fetch the artifact `cid` from legacy peers, `prefer` first.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LegacyFetch {
-    pub cid: String,
-    pub prefer: Option<u64>,
 }
 
 impl Handler<LegacyFetch> for LegacyBridge {

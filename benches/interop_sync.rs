@@ -12,74 +12,13 @@
 //!
 //!     cargo bench --bench interop_sync -- [--records N]   (default: 1,000 then 5,000)
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{free_port, pynode, spored, Reference};
-
-struct Node {
-    child: Child,
-    p2p: String,
-    legacy: String,
-    web: String,
-    launched: Instant,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-/// A spored relay on loopback dialling `peer`.
-fn start_spored(dir: &Path, peer: Option<&str>) -> Node {
-    let launched = Instant::now();
-    let mut cmd = spored(dir);
-    cmd.args([
-        "run",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--p2p-port",
-        "0",
-    ])
-    .args(["--web-port", "0", "--no-train", "--no-bootstrap"]);
-    if let Some(p) = peer {
-        cmd.args(["--peer", p]);
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut p2p, mut legacy) = (String::new(), String::new());
-    let web = loop {
-        let line = lines.next().expect("spored printed its addresses").unwrap();
-        if let Some(a) = line.strip_prefix("listening on ") {
-            p2p = a.to_string();
-        } else if let Some(a) = line.strip_prefix("reference peers on ") {
-            legacy = a.to_string();
-        } else if let Some(a) = line.strip_prefix("explorer on http://") {
-            break a.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Node {
-        child,
-        p2p,
-        legacy,
-        web,
-        launched,
-    }
-}
+use common::{free_port, pynode, spored, start_relay, Reference, Relay};
 
 fn get_json(host: &str, path: &str) -> serde_json::Value {
     let Ok(mut s) = std::net::TcpStream::connect(host) else {
@@ -97,7 +36,7 @@ fn get_json(host: &str, path: &str) -> serde_json::Value {
 }
 
 /// Seconds from the node's launch until it holds `n` records (polled every 20 ms).
-fn spored_time(node: &Node, n: u64) -> f64 {
+fn spored_time(node: &Relay, n: u64) -> f64 {
     let mut last = (0, Instant::now());
     loop {
         let count = get_json(&node.web, "/api/stat")["experiment_count"]
@@ -179,7 +118,11 @@ fn run(n: u64) {
     row(n, "reference → reference", reference_time(&sink));
     drop(sink);
 
-    let holder = start_spored(&tmp.path().join("holder"), Some(&source_addr));
+    let holder = start_relay(
+        &tmp.path().join("holder"),
+        Some(&source_addr),
+        Stdio::null(),
+    );
     row(n, "reference → spored", spored_time(&holder, n));
     // the holder becomes the source: it fetches every artifact, then the reference leaves
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -193,11 +136,15 @@ fn run(n: u64) {
     row(n, "spored → reference", reference_time(&sink));
     drop(sink);
 
-    let sink = start_spored(&tmp.path().join("p2p"), Some(&holder.p2p));
+    let sink = start_relay(&tmp.path().join("p2p"), Some(&holder.p2p), Stdio::null());
     row(n, "spored → spored (libp2p)", spored_time(&sink, n));
     drop(sink);
 
-    let sink = start_spored(&tmp.path().join("legacy"), Some(&holder.legacy));
+    let sink = start_relay(
+        &tmp.path().join("legacy"),
+        Some(&holder.legacy),
+        Stdio::null(),
+    );
     row(
         n,
         "spored → spored (reference protocol)",

@@ -4,65 +4,21 @@
 //!
 //!     cargo bench --bench sync -- [--records 100000]
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::spored;
+use common::{spored, start_relay};
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a relay; its log goes to `$BENCH_LOG_DIR/<name>.log` when that is set.
-fn start(dir: &Path, name: &str, peer: Option<&str>) -> (Running, String) {
-    let mut cmd = spored(dir);
-    cmd.args([
-        "run",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--p2p-port",
-        "0",
-        "--web-port",
-        "0",
-        "--no-train",
-        "--no-bootstrap",
-    ]);
-    if let Some(p) = peer {
-        cmd.args(["--peer", p]);
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(match std::env::var_os("BENCH_LOG_DIR") {
-            Some(d) => Stdio::from(
-                std::fs::File::create(Path::new(&d).join(format!("{name}.log"))).unwrap(),
-            ),
-            None => Stdio::null(),
-        })
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("listening on ") {
-                let _ = tx.send(a.to_string());
-            }
+/// `$BENCH_LOG_DIR/<name>.log` when that is set.
+fn log(name: &str) -> Stdio {
+    match std::env::var_os("BENCH_LOG_DIR") {
+        Some(d) => {
+            Stdio::from(std::fs::File::create(Path::new(&d).join(format!("{name}.log"))).unwrap())
         }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    (Running(child), addr)
+        None => Stdio::null(),
+    }
 }
 
 fn proc_kib(pid: u32, field: &str) -> u64 {
@@ -111,9 +67,9 @@ fn main() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (a, addr) = start(&da, "a", None);
+    let a = start_relay(&da, None, log("a"));
     let started = Instant::now();
-    let (b, _) = start(&db, "b", Some(&addr));
+    let b = start_relay(&db, Some(&a.p2p), log("b"));
     let (mut last, mut progress) = (0, Instant::now());
     while last < n as u64 {
         std::thread::sleep(Duration::from_millis(250));
@@ -127,7 +83,7 @@ fn main() {
         );
     }
     let secs = started.elapsed().as_secs_f64();
-    let (pa, pb) = (a.0.id(), b.0.id());
+    let (pa, pb) = (a.child.id(), b.child.id());
     println!(
         "CPU used: A {:.1} s, B {:.1} s (of {:.1} s available on {} cores)",
         cpu_secs(pa),

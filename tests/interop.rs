@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as J};
-use support::{http_get, spored, start_with, vectors};
+use support::{http_get, info, spored, start_with, vectors, wait_until};
 
 /// `../shared/interop`, or `$SPORE_SHARED/interop`.
 fn interop_dir() -> PathBuf {
@@ -161,24 +161,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn info(dir: &Path) -> J {
-    let out = spored(dir).args(["--json", "info"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 /// Publishes JSONL frame bodies through the running node's control socket.
 fn import(dir: &Path, lines: &[String]) {
     let file = dir.join(format!("import-{}.jsonl", lines.len()));
@@ -206,15 +188,20 @@ fn spored_ids(web: &str) -> Vec<String> {
     ids
 }
 
-/// A vector's frame body.
-fn vector_body(file: &str, name: &str) -> String {
-    let all = vectors(file);
-    let v = all["vectors"]
+/// The vector `name` of `file`.
+fn vector(file: &str, name: &str) -> J {
+    vectors(file)["vectors"]
         .as_array()
         .unwrap()
         .iter()
         .find(|v| v["name"] == name)
-        .unwrap_or_else(|| panic!("no vector {name} in {file}"));
+        .unwrap_or_else(|| panic!("no vector {name} in {file}"))
+        .clone()
+}
+
+/// A vector's frame body.
+fn vector_body(file: &str, name: &str) -> String {
+    let v = vector(file, name);
     format!(
         "{{\"type\":{},\"payload\":{}}}",
         v["wire"]["msg_type"],
@@ -223,14 +210,7 @@ fn vector_body(file: &str, name: &str) -> String {
 }
 
 fn vector_id(file: &str, name: &str) -> String {
-    let all = vectors(file);
-    let v = all["vectors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == name)
-        .unwrap();
-    v["id"].as_str().unwrap().to_string()
+    vector(file, name)["id"].as_str().unwrap().to_string()
 }
 
 /// A raw peer speaking the reference wire protocol.
@@ -563,18 +543,13 @@ fn an_unreachable_bootstrap_peer_is_logged_once_and_the_node_works_on() {
     .unwrap();
     let log = tmp.path().join("stderr.log");
     let mut child = spored(tmp.path())
-        .args([
-            "run",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--p2p-port",
-            "0",
-            "--web-port",
-            "0",
-            "--no-train",
-        ])
+        // the loopback run, but with the configured bootstrap peer
+        .args(
+            support::LOOPBACK_RUN
+                .iter()
+                .filter(|a| **a != "--no-bootstrap"),
+        )
+        .arg("--no-train")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

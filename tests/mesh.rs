@@ -9,31 +9,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value as J;
 
 mod support;
-use support::{spored, start, Running};
+use support::{info, spored, start, wait_until, Running};
 
 /// GET `path` from the explorer at `base`, as JSON (it must answer 200).
 fn http_json(base: &str, path: &str) -> J {
     let (status, body) = support::http_get(base, path);
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
-}
-
-fn info(dir: &Path) -> J {
-    let out = spored(dir).args(["--json", "info"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn holds(dir: &Path, experiments: i64, tasks: i64, events: i64) -> bool {
@@ -80,7 +62,7 @@ fn three_nodes_share_records_and_a_killed_node_catches_up() {
     assert!(out.contains("Sent 20 objects to the running node"), "{out}");
     // part 1: 4 tasks and 16 records
     for dir in [&da, &db, &dc] {
-        wait_until("part 1 everywhere", || holds(dir, 16, 4, 0));
+        wait_until("part 1 everywhere", 60, || holds(dir, 16, 4, 0));
     }
 
     // each node's explorer serves what it holds
@@ -95,9 +77,9 @@ fn three_nodes_share_records_and_a_killed_node_catches_up() {
     c.child.wait().unwrap();
     drop(c);
     import(&db, &part2);
-    wait_until("part 2 at a", || holds(&da, 32, 4, 6));
+    wait_until("part 2 at a", 60, || holds(&da, 32, 4, 6));
     let c = start(&dc, &[&a.addr]);
-    wait_until("c caught up", || holds(&dc, 32, 4, 6));
+    wait_until("c caught up", 60, || holds(&dc, 32, 4, 6));
     assert_eq!(info(&dc)["held_count"], 0);
 
     // stop everything cleanly; the stores are intact and agree
@@ -148,7 +130,7 @@ fn a_node_whose_stdout_reader_went_away_keeps_serving_and_stops_cleanly() {
         legacy: String::new(),
         web: String::new(),
     };
-    wait_until("the control socket", || {
+    wait_until("the control socket", 60, || {
         tmp.path().join("spored.sock").exists()
     });
     std::thread::sleep(Duration::from_millis(500));

@@ -198,3 +198,72 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A relay (`spored run --no-train`) on loopback with OS-chosen ports and no bootstrap peer;
+/// SIGTERM when dropped.
+pub struct Relay {
+    pub child: std::process::Child,
+    /// libp2p address (with `/p2p/<peer id>`), reference-protocol address, explorer host:port
+    pub p2p: String,
+    pub legacy: String,
+    pub web: String,
+    pub launched: std::time::Instant,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a [`Relay`] on `dir` dialling `peer`, its log to `stderr`.
+pub fn start_relay(
+    dir: &std::path::Path,
+    peer: Option<&str>,
+    stderr: std::process::Stdio,
+) -> Relay {
+    let launched = std::time::Instant::now();
+    let mut cmd = spored(dir);
+    cmd.args([
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--p2p-port",
+        "0",
+    ])
+    .args(["--web-port", "0", "--no-train", "--no-bootstrap"]);
+    if let Some(p) = peer {
+        cmd.args(["--peer", p]);
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    use std::io::BufRead as _;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut p2p, mut legacy) = (String::new(), String::new());
+    let web = loop {
+        let line = lines.next().expect("spored printed its addresses").unwrap();
+        if let Some(a) = line.strip_prefix("listening on ") {
+            p2p = a.to_string();
+        } else if let Some(a) = line.strip_prefix("reference peers on ") {
+            legacy = a.to_string();
+        } else if let Some(a) = line.strip_prefix("explorer on http://") {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Relay {
+        child,
+        p2p,
+        legacy,
+        web,
+        launched,
+    }
+}

@@ -165,3 +165,26 @@ pub fn http_get(base: &str, path: &str) -> (u16, String) {
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, body.to_string())
 }
+
+/// `spored --json info` of the node running on `dir` (through its control socket).
+pub fn info(dir: &Path) -> J {
+    let out = spored(dir).args(["--json", "info"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls `check` every 200 ms until it holds; fails after `secs` seconds naming `what`.
+pub fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

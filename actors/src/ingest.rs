@@ -208,6 +208,12 @@ fn store_checked(
                     ControlOutcome::Duplicate | ControlOutcome::DuplicateEventId { .. } => {
                         out.summary.duplicates += 1
                     }
+                    ControlOutcome::Refused(why) => {
+                        out.summary.rejected += 1;
+                        out.summary
+                            .problems
+                            .push(format!("{} {}: {why}", event.event_type, event.id));
+                    }
                 },
                 SignedObject::Profile(profile) => match w.insert_profile(&profile)? {
                     ProfileOutcome::Accepted => {

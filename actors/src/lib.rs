@@ -21,3 +21,4 @@ pub mod peer_table;
 pub mod research;
 pub mod supervision;
 pub mod task_registry;
+pub mod verdict;

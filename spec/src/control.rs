@@ -97,14 +97,17 @@ impl ControlEvent {
         self.payload.get(key).and_then(Value::as_str).unwrap_or("")
     }
 
-    /// The application dedupe key: `<type>:<payload.event_id>`, or the sorted payload JSON
-    /// when the signer gave no event id.
+    /// The application dedupe key: `<type>:<signer>:<payload.event_id>`, or the sorted payload
+    /// JSON when the signer gave no event id. The reference's key has no signer, so anyone can
+    /// pre-empt an honest node's predictable event id; here an event id is only ever the
+    /// signer's own.
     pub fn dedupe_key(&self) -> String {
-        match self.payload.get("event_id") {
-            Some(Value::Str(event_id)) => format!("{}:{}", self.event_type, event_id),
-            Some(other) => format!("{}:{}", self.event_type, to_canonical(other)),
-            None => format!("{}:{}", self.event_type, to_canonical(&self.payload)),
-        }
+        let id = match self.payload.get("event_id") {
+            Some(Value::Str(event_id)) => event_id.clone(),
+            Some(other) => to_canonical(other),
+            None => to_canonical(&self.payload),
+        };
+        format!("{}:{}:{}", self.event_type, self.node_id, id)
     }
 
     /// The payload of the control message (envelope type = `event_type`), in field order.

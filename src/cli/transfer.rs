@@ -177,6 +177,10 @@ impl ImportReport {
                 ControlOutcome::Duplicate | ControlOutcome::DuplicateEventId { .. } => {
                     self.already_present += 1
                 }
+                ControlOutcome::Refused(why) => self.problems.push(format!(
+                    "line {line}: {} {}: {why}",
+                    event.event_type, event.id
+                )),
             },
             SignedObject::Profile(profile) => match w.insert_profile(&profile)? {
                 ProfileOutcome::Accepted => self.profiles += 1,

@@ -74,12 +74,15 @@ pub struct IndexEntry {
     pub displaced_max: bool,
     /// A verification or upheld dispute confirmed it (local state, not signed).
     pub verified: bool,
+    /// A challenge's reruns rejected the claim: it is on no frontier and displaces nobody.
+    pub rejected: bool,
 }
 
 impl IndexEntry {
     /// On the task's frontier for `goal`: a keep no keep child has beaten.
     pub fn is_frontier(&self, goal: spore_spec::Goal) -> bool {
         self.status == spore_spec::Status::Keep
+            && !self.rejected
             && match goal {
                 spore_spec::Goal::Minimize => !self.displaced_min,
                 spore_spec::Goal::Maximize => !self.displaced_max,
@@ -99,7 +102,10 @@ impl IndexEntry {
         out.extend_from_slice(&self.timestamp.to_le_bytes());
         out.extend_from_slice(&self.depth.to_le_bytes());
         out.push(
-            self.displaced_min as u8 | (self.displaced_max as u8) << 1 | (self.verified as u8) << 2,
+            self.displaced_min as u8
+                | (self.displaced_max as u8) << 1
+                | (self.verified as u8) << 2
+                | (self.rejected as u8) << 3,
         );
         out
     }
@@ -132,6 +138,7 @@ impl IndexEntry {
             displaced_min: flags & 1 != 0,
             displaced_max: flags & 2 != 0,
             verified: flags & 4 != 0,
+            rejected: flags & 8 != 0,
         })
     }
 }
@@ -194,6 +201,7 @@ mod tests {
             displaced_min: true,
             displaced_max: false,
             verified: true,
+            rejected: true,
         };
         let bytes = e.encode();
         assert_eq!(IndexEntry::decode(&bytes).unwrap(), e);

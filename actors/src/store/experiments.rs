@@ -122,7 +122,7 @@ fn sorted_ids(
     Ok(out)
 }
 
-fn frontier_key(goal: Goal, task_id: &str, metric: f64, id: &str) -> Vec<u8> {
+pub(super) fn frontier_key(goal: Goal, task_id: &str, metric: f64, id: &str) -> Vec<u8> {
     key(&[
         &[goal_byte(goal)],
         task_id.as_bytes(),
@@ -146,7 +146,7 @@ fn stored_bytes(record: &ExperimentRecord, task_id: &str) -> Vec<u8> {
     copy.to_wire_json().into_bytes()
 }
 
-fn parse_record(bytes: &[u8]) -> Result<ExperimentRecord, StoreError> {
+pub(super) fn parse_record(bytes: &[u8]) -> Result<ExperimentRecord, StoreError> {
     super::codec::parse_stored(bytes, "experiments_v1", ExperimentRecord::from_json)
 }
 
@@ -164,6 +164,8 @@ impl Writer<'_> {
             let outcome = self.place(&record)?;
             if matches!(outcome, ExperimentOutcome::Accepted { .. }) {
                 queue.extend(self.take_held_children(&record.id)?);
+                // events about it may have come first (gossip does not wait for sync)
+                self.apply_verdict(&record.id)?;
             }
             decided.push((record, outcome));
         }
@@ -221,6 +223,7 @@ impl Writer<'_> {
             displaced_min: false,
             displaced_max: false,
             verified: false,
+            rejected: false,
         };
         let t = &mut self.t;
         t.index

@@ -15,6 +15,7 @@ mod peers;
 mod profiles;
 mod tables;
 mod tasks;
+mod verdicts;
 
 use std::path::Path;
 
@@ -28,6 +29,7 @@ pub use log::{LogEntry, LogKind};
 pub use nodes::{NodeStats, MAX_NODE_NAMES};
 pub use profiles::ProfileOutcome;
 pub use tasks::{TaskOutcome, TaskRow, TaskSource};
+pub use verdicts::{claim_of, VerdictSummary};
 
 /// redb page cache of one store.
 pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
@@ -110,6 +112,13 @@ impl Store {
         let counted = store.write(|w| w.backfill_node_stats())?;
         if counted > 0 {
             tracing::info!(records = counted, "built the per-node counters");
+        }
+        let events = store.write(|w| w.backfill_verdicts())?;
+        if events > 0 {
+            tracing::info!(
+                events,
+                "indexed control events by record and applied verdicts"
+            );
         }
         Ok(store)
     }

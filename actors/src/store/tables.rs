@@ -26,8 +26,17 @@ pub const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks_v1")
 pub const CONTROL_EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("control_events_v1");
 /// sortable timestamp ‖ event id → ().
 pub const CONTROL_BY_TIME: TableDefinition<&[u8], ()> = TableDefinition::new("control_by_time_v1");
-/// `<type>:<event_id>` → event id.
-pub const CONTROL_DEDUPE: TableDefinition<&str, &str> = TableDefinition::new("control_dedupe_v1");
+/// `<type>:<signer>:<event_id>` → event id. The signer is part of the key: with the reference's
+/// `<type>:<event_id>`, anyone could sign an event under an honest node's predictable event id
+/// first and have the honest one refused as a duplicate.
+pub const CONTROL_DEDUPE: TableDefinition<&str, &str> = TableDefinition::new("control_dedupe_v2");
+/// record id ‖ event id → (): the control events about each record.
+pub const CONTROL_BY_EXPERIMENT: TableDefinition<&[u8], ()> =
+    TableDefinition::new("control_by_experiment_v1");
+/// Record id → its verdict summary (`super::VerdictSummary`), for records with events.
+pub const VERDICTS: TableDefinition<&str, &[u8]> = TableDefinition::new("verdicts_v1");
+/// Record id → the timestamp of its oldest undecided challenge (decided by timeout later).
+pub const OPEN_CHALLENGES: TableDefinition<&str, i64> = TableDefinition::new("open_challenges_v1");
 /// Node id → latest profile wire JSON.
 pub const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles_v1");
 /// cid → artifact bytes.
@@ -90,6 +99,9 @@ table_set! {
     control_events: CONTROL_EVENTS<&'static str, &'static [u8]>,
     control_by_time: CONTROL_BY_TIME<&'static [u8], ()>,
     control_dedupe: CONTROL_DEDUPE<&'static str, &'static str>,
+    control_by_experiment: CONTROL_BY_EXPERIMENT<&'static [u8], ()>,
+    verdicts: VERDICTS<&'static str, &'static [u8]>,
+    open_challenges: OPEN_CHALLENGES<&'static str, i64>,
     profiles: PROFILES<&'static str, &'static [u8]>,
     artifacts: ARTIFACTS<&'static str, &'static [u8]>,
     peers: PEERS<&'static str, i64>,

@@ -1,0 +1,339 @@
+//! Verdicts kept with the records (issue #7): the control events about each record are indexed,
+//! and whenever one arrives (or the record arrives after its events, or a challenge runs out of
+//! time) the record's verdict is recomputed from all of them ([`crate::verdict`]) and applied:
+//! verified records are marked, rejected ones leave the frontier and stop displacing their
+//! parent.
+
+use redb::{ReadableTable, ReadableTableMetadata};
+use spore_spec::json::{self, object, Value};
+use spore_spec::{hardware, ControlEvent, Goal, Status};
+
+use super::codec::{key, prefix_end, IndexEntry};
+use super::{Reader, StoreError, Writer};
+use crate::verdict::{self, Claim, Outcome, Verdict};
+
+/// What the explorer and the CLI show of a verdict.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VerdictSummary {
+    /// Distinct nodes of the record's class whose rerun agreed with it.
+    pub verified_by: u64,
+    /// A challenge is open (not decided yet).
+    pub challenged: bool,
+    pub outcome: Option<Outcome>,
+    pub ground_truth: Option<f64>,
+}
+
+impl VerdictSummary {
+    fn of(v: &Verdict) -> VerdictSummary {
+        let outcome = v.outcome();
+        let ground_truth = v
+            .challenges
+            .iter()
+            .filter_map(|c| c.decided)
+            .find(|d| Some(d.0) == outcome)
+            .map(|d| d.1);
+        VerdictSummary {
+            verified_by: v.verified_by.len() as u64,
+            challenged: v.open_challenge(),
+            outcome,
+            ground_truth,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let value = object([
+            ("verified_by", Value::Int(self.verified_by as i64)),
+            ("challenged", Value::Bool(self.challenged)),
+            (
+                "outcome",
+                self.outcome
+                    .map_or(Value::Null, |o| Value::Str(o.as_str().into())),
+            ),
+            (
+                "ground_truth",
+                self.ground_truth.map_or(Value::Null, Value::Float),
+            ),
+        ]);
+        json::to_wire(&value).into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<VerdictSummary, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt {
+            table: "verdicts_v1",
+            what: what.into(),
+        };
+        let v = json::parse(bytes).map_err(|e| corrupt(&e.to_string()))?;
+        Ok(VerdictSummary {
+            verified_by: match v.get("verified_by") {
+                Some(Value::Int(n)) => *n as u64,
+                _ => return Err(corrupt("verified_by")),
+            },
+            challenged: matches!(v.get("challenged"), Some(Value::Bool(true))),
+            outcome: match v.get("outcome").and_then(Value::as_str) {
+                Some("upheld") => Some(Outcome::Upheld),
+                Some("rejected") => Some(Outcome::Rejected),
+                _ => None,
+            },
+            ground_truth: match v.get("ground_truth") {
+                Some(Value::Float(f)) => Some(*f),
+                Some(Value::Int(i)) => Some(*i as f64),
+                _ => None,
+            },
+        })
+    }
+}
+
+/// The record a control event is about, when it names one.
+pub(super) fn subject(event: &ControlEvent) -> Option<&str> {
+    let id = event.payload_str("experiment_id");
+    spore_spec::crypto::is_lower_hex(id, 64).then_some(id)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Writer<'_> {
+    /// Indexes a stored event under its record.
+    pub(super) fn index_event(&mut self, event: &ControlEvent) -> Result<(), StoreError> {
+        if let Some(exp) = subject(event) {
+            let k = key(&[exp.as_bytes(), event.id.as_bytes()]);
+            self.t.control_by_experiment.insert(k.as_slice(), ())?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes and applies the verdict on record `id` from every event about it. Returns the
+    /// verdict, or `None` when the record is not stored (its events wait for it).
+    pub fn apply_verdict(&mut self, id: &str) -> Result<Option<Verdict>, StoreError> {
+        let Some(wire) = self.t.experiments.get(id)? else {
+            return Ok(None);
+        };
+        let record = super::experiments::parse_record(wire.value())?;
+        drop(wire);
+        let events = events_about(&self.t.control_by_experiment, &self.t.control_events, id)?;
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let claim = claim_of(&record);
+        let v = verdict::verdict(&claim, &events, now(), verdict::challenge_timeout());
+        let summary = VerdictSummary::of(&v);
+        self.t.verdicts.insert(id, summary.encode().as_slice())?;
+        match v
+            .challenges
+            .iter()
+            .filter(|c| c.decided.is_none())
+            .map(|c| c.timestamp)
+            .min()
+        {
+            Some(t) => self.t.open_challenges.insert(id, t)?,
+            None => self.t.open_challenges.remove(id)?,
+        };
+        if !v.verified_by.is_empty() || summary.outcome == Some(Outcome::Upheld) {
+            self.mark_verified(id)?;
+        }
+        self.set_rejected(id, summary.outcome == Some(Outcome::Rejected))?;
+        Ok(Some(v))
+    }
+
+    /// Marks record `id` rejected (or not): a rejected record leaves its task's frontier, and its
+    /// parent returns there if no other keep child beats it.
+    fn set_rejected(&mut self, id: &str, rejected: bool) -> Result<(), StoreError> {
+        let Some(bytes) = self.t.index.get(id)? else {
+            return Ok(());
+        };
+        let mut entry = IndexEntry::decode(bytes.value())?;
+        drop(bytes);
+        if entry.rejected == rejected {
+            return Ok(());
+        }
+        entry.rejected = rejected;
+        self.t.index.insert(id, entry.encode().as_slice())?;
+        self.place_on_frontier(id, &entry)?;
+        if entry.status == Status::Keep {
+            if let Some(parent) = &entry.parent {
+                self.redecide_displacement(parent)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts `id` on (or takes it off) its task's frontier for each goal, as its flags say.
+    fn place_on_frontier(&mut self, id: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        for goal in [Goal::Minimize, Goal::Maximize] {
+            let k = super::experiments::frontier_key(goal, &entry.task_id, entry.metric, id);
+            if entry.is_frontier(goal) {
+                self.t.frontier.insert(k.as_slice(), ())?;
+            } else {
+                self.t.frontier.remove(k.as_slice())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a keep child that is not rejected still beats `parent`, per goal.
+    fn redecide_displacement(&mut self, parent: &str) -> Result<(), StoreError> {
+        let Some(bytes) = self.t.index.get(parent)? else {
+            return Ok(());
+        };
+        let mut p = IndexEntry::decode(bytes.value())?;
+        drop(bytes);
+        let (mut min, mut max) = (false, false);
+        let prefix = parent.as_bytes().to_vec();
+        let children: Vec<String> = self
+            .t
+            .children
+            .range(prefix.as_slice()..prefix_end(&prefix).as_slice())?
+            .map(|item| item.map(|(k, _)| String::from_utf8_lossy(&k.value()[64..]).into_owned()))
+            .collect::<Result<_, _>>()?;
+        for child in children {
+            let Some(c) = self.t.index.get(child.as_str())? else {
+                continue;
+            };
+            let c = IndexEntry::decode(c.value())?;
+            if c.status != Status::Keep || c.rejected || c.task_id != p.task_id {
+                continue;
+            }
+            min |= Goal::Minimize.better(c.metric, p.metric);
+            max |= Goal::Maximize.better(c.metric, p.metric);
+        }
+        if (min, max) != (p.displaced_min, p.displaced_max) {
+            p.displaced_min = min;
+            p.displaced_max = max;
+            self.t.index.insert(parent, p.encode().as_slice())?;
+            self.place_on_frontier(parent, &p)?;
+        }
+        Ok(())
+    }
+
+    /// Verdicts whose open challenge is older than the timeout, recomputed (a challenge with
+    /// responses is decided when its time is up). Returns the records whose verdict changed.
+    pub fn decide_timed_out(&mut self) -> Result<Vec<String>, StoreError> {
+        let deadline = now() - verdict::challenge_timeout();
+        let due: Vec<String> = self
+            .t
+            .open_challenges
+            .iter()?
+            .filter_map(|item| item.ok())
+            .filter(|(_, t)| t.value() <= deadline)
+            .map(|(k, _)| k.value().to_string())
+            .collect();
+        let mut changed = Vec::new();
+        for id in due {
+            let before = self
+                .t
+                .verdicts
+                .get(id.as_str())?
+                .map(|b| b.value().to_vec());
+            self.apply_verdict(&id)?;
+            let after = self
+                .t
+                .verdicts
+                .get(id.as_str())?
+                .map(|b| b.value().to_vec());
+            if before != after {
+                changed.push(id);
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Indexes events stored before events were indexed by record, and applies their verdicts
+    /// (once, at open).
+    pub fn backfill_verdicts(&mut self) -> Result<u64, StoreError> {
+        if self.t.control_by_experiment.len()? > 0 || self.t.control_events.len()? == 0 {
+            return Ok(0);
+        }
+        let events: Vec<ControlEvent> = self
+            .t
+            .control_events
+            .iter()?
+            .map(|item| {
+                item.map_err(StoreError::from)
+                    .and_then(|(_, v)| super::control::parse_event(v.value()))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut subjects = std::collections::BTreeSet::new();
+        for e in &events {
+            self.index_event(e)?;
+            self.t
+                .control_dedupe
+                .insert(e.dedupe_key().as_str(), e.id.as_str())?;
+            if let Some(s) = subject(e) {
+                subjects.insert(s.to_string());
+            }
+        }
+        for s in &subjects {
+            self.apply_verdict(s)?;
+        }
+        Ok(events.len() as u64)
+    }
+}
+
+/// The claim a record makes.
+pub fn claim_of(record: &spore_spec::ExperimentRecord) -> Claim {
+    Claim {
+        id: record.id.clone(),
+        publisher: record.node_id.clone(),
+        class: hardware::verification_class(&record.gpu_model),
+        claimed: record.val_bpb.value(),
+    }
+}
+
+fn events_about(
+    by_experiment: &impl ReadableTable<&'static [u8], ()>,
+    events: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<Vec<ControlEvent>, StoreError> {
+    let prefix = id.as_bytes().to_vec();
+    let mut out = Vec::new();
+    for item in by_experiment.range(prefix.as_slice()..prefix_end(&prefix).as_slice())? {
+        let (k, _) = item?;
+        let event_id = String::from_utf8_lossy(&k.value()[id.len()..]).into_owned();
+        if let Some(bytes) = events.get(event_id.as_str())? {
+            out.push(super::control::parse_event(bytes.value())?);
+        }
+    }
+    Ok(out)
+}
+
+impl Reader {
+    /// The verdict summary of record `id` (`None`: no event is about it).
+    pub fn verdict_summary(&self, id: &str) -> Result<Option<VerdictSummary>, StoreError> {
+        self.t
+            .verdicts
+            .get(id)?
+            .map(|b| VerdictSummary::decode(b.value()))
+            .transpose()
+    }
+
+    /// The events about record `id`.
+    pub fn events_about(&self, id: &str) -> Result<Vec<ControlEvent>, StoreError> {
+        events_about(&self.t.control_by_experiment, &self.t.control_events, id)
+    }
+
+    /// The full verdict on record `id`, recomputed now.
+    pub fn verdict(&self, id: &str) -> Result<Option<Verdict>, StoreError> {
+        let Some(record) = self.experiment(id)? else {
+            return Ok(None);
+        };
+        let events = self.events_about(id)?;
+        Ok(Some(verdict::verdict(
+            &claim_of(&record),
+            &events,
+            now(),
+            verdict::challenge_timeout(),
+        )))
+    }
+
+    /// Records with a challenge not decided yet.
+    pub fn open_challenges(&self) -> Result<Vec<String>, StoreError> {
+        self.t
+            .open_challenges
+            .iter()?
+            .map(|item| item.map(|(k, _)| k.value().to_string()).map_err(Into::into))
+            .collect()
+    }
+}

@@ -1,0 +1,470 @@
+//! Verdicts from signed control events, through the real store (issue #7): verification,
+//! challenge → responses → decision, the frontier after a rejection, order independence, and the
+//! events that must not count.
+
+use spore_actors::ingest::ingest;
+use spore_actors::verdict::Outcome;
+use spore_actors::Store;
+use spore_spec::json::{object, Value};
+use spore_spec::wire::Message;
+use spore_spec::{
+    ControlEvent, ExperimentRecord, Goal, Identity, Number, Signed, Status, TaskManifest,
+};
+
+/// Recent times: a challenge older than the timeout (30 min) would already be decided.
+fn t0() -> i64 {
+    static T0: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *T0.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            - 100
+    })
+}
+const CLASS: &str = "CPU_X86_64";
+
+fn who(n: u8) -> Identity {
+    Identity::from_seed([n; 32])
+}
+
+fn task() -> TaskManifest {
+    let mut m = TaskManifest {
+        name: "verdicts".into(),
+        task_type: "ml_train".into(),
+        artifact_type: "burn_train_config".into(),
+        metric: "val_bpb".into(),
+        goal: "minimize".into(),
+        time_budget: 60,
+        created_by: who(1).node_id(),
+        timestamp: t0(),
+        version: 1,
+        ..Default::default()
+    };
+    m.sign_with(&who(1));
+    m
+}
+
+fn record(by: &Identity, parent: Option<&ExperimentRecord>, val: f64, t: i64) -> ExperimentRecord {
+    let mut r = ExperimentRecord {
+        parent: parent.map(|p| p.id.clone()),
+        depth: parent.map_or(0, |p| p.depth + 1),
+        code_cid: spore_spec::crypto::sha256_hex(format!("config {t}").as_bytes()),
+        dataset_cid: "kjv".into(),
+        time_budget: 60,
+        val_bpb: Number::Float(val),
+        peak_vram_mb: Number::Float(0.0),
+        num_steps: 100,
+        num_params: 1000,
+        status: Status::Keep,
+        description: format!("record {t}"),
+        agent_model: "baseline".into(),
+        gpu_model: CLASS.into(),
+        cuda_version: "cpu".into(),
+        torch_version: "burn-0.21".into(),
+        node_id: by.node_id(),
+        task_id: task().task_id,
+        timestamp: t0() + t,
+        version: 2,
+        ..Default::default()
+    };
+    r.sign_with(by);
+    r
+}
+
+fn event(kind: &str, by: &Identity, t: i64, payload: Vec<(&str, Value)>) -> ControlEvent {
+    let mut e = ControlEvent {
+        event_type: kind.into(),
+        payload: object(payload),
+        node_id: by.node_id(),
+        timestamp: t0() + t,
+        signature: String::new(),
+        id: String::new(),
+        version: 1,
+    };
+    e.sign_with(by);
+    e
+}
+
+fn s(x: &str) -> Value {
+    Value::Str(x.into())
+}
+
+fn verification(by: &Identity, r: &ExperimentRecord, bpb: f64, t: i64) -> ControlEvent {
+    event(
+        "verification",
+        by,
+        t,
+        vec![
+            (
+                "event_id",
+                s(&format!("verification:{}:{}", r.id, by.node_id())),
+            ),
+            ("experiment_id", s(&r.id)),
+            ("task_id", s(&r.task_id)),
+            ("verified_node_id", s(&r.node_id)),
+            ("verifier_id", s(&by.node_id())),
+            ("verifier_bpb", Value::Float(bpb)),
+            ("verifier_gpu", s(CLASS)),
+            ("is_frontier", Value::Bool(true)),
+        ],
+    )
+}
+
+fn challenge(by: &Identity, r: &ExperimentRecord, bpb: f64, t: i64) -> ControlEvent {
+    event(
+        "challenge",
+        by,
+        t,
+        vec![
+            (
+                "event_id",
+                s(&format!("challenge:{}:{}", r.id, by.node_id())),
+            ),
+            ("experiment_id", s(&r.id)),
+            ("task_id", s(&r.task_id)),
+            ("challenger_id", s(&by.node_id())),
+            ("challenger_bpb", Value::Float(bpb)),
+            ("challenger_gpu", s(CLASS)),
+        ],
+    )
+}
+
+fn response(
+    by: &Identity,
+    r: &ExperimentRecord,
+    challenger: &Identity,
+    bpb: f64,
+    t: i64,
+) -> ControlEvent {
+    event(
+        "challenge_response",
+        by,
+        t,
+        vec![
+            ("experiment_id", s(&r.id)),
+            ("task_id", s(&r.task_id)),
+            ("challenger_id", s(&challenger.node_id())),
+            ("verifier_id", s(&by.node_id())),
+            ("verifier_bpb", Value::Float(bpb)),
+            ("verifier_gpu", s(CLASS)),
+        ],
+    )
+}
+
+fn dispute(
+    by: &Identity,
+    r: &ExperimentRecord,
+    challenger_bpb: f64,
+    outcome: &str,
+    truth: f64,
+    winners: &[&Identity],
+    t: i64,
+) -> ControlEvent {
+    let ids = |l: &[&Identity]| Value::Array(l.iter().map(|i| s(&i.node_id())).collect());
+    event(
+        "dispute",
+        by,
+        t,
+        vec![
+            ("experiment_id", s(&r.id)),
+            ("task_id", s(&r.task_id)),
+            ("original_node_id", s(&r.node_id)),
+            ("challenger_id", s(&by.node_id())),
+            ("challenger_bpb", Value::Float(challenger_bpb)),
+            ("outcome", s(outcome)),
+            ("ground_truth_bpb", Value::Float(truth)),
+            ("verifier_count", Value::Int(winners.len() as i64)),
+            ("winner_verifier_ids", ids(winners)),
+            ("loser_verifier_ids", Value::Array(vec![])),
+        ],
+    )
+}
+
+fn body(m: Message) -> String {
+    m.encode_body()
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db/spored.redb")).unwrap();
+    (dir, store)
+}
+
+/// Ingests `bodies` one by one; the number refused.
+fn put(store: &Store, bodies: &[String]) -> u64 {
+    bodies
+        .iter()
+        .map(|b| {
+            ingest(store, std::slice::from_ref(b), None, false)
+                .unwrap()
+                .summary
+                .rejected
+        })
+        .sum()
+}
+
+fn frontier(store: &Store) -> Vec<String> {
+    store
+        .read()
+        .unwrap()
+        .frontier_ids(&task().task_id, Goal::Minimize)
+        .unwrap()
+}
+
+/// A root by the publisher, a keep child claiming 1.5, verifiers 2..=4, a challenger 5.
+struct World {
+    root: ExperimentRecord,
+    child: ExperimentRecord,
+}
+
+fn world() -> World {
+    let root = record(&who(1), None, 2.0, 1);
+    let child = record(&who(1), Some(&root), 1.5, 2);
+    World { root, child }
+}
+
+fn records(w: &World) -> Vec<String> {
+    vec![
+        body(Message::Task(task())),
+        body(Message::Experiment(w.root.clone())),
+        body(Message::Experiment(w.child.clone())),
+    ]
+}
+
+#[test]
+fn verifications_of_other_nodes_of_the_class_count_once_each() {
+    let (_d, store) = open();
+    let w = world();
+    assert_eq!(put(&store, &records(&w)), 0);
+    let refused = put(
+        &store,
+        &[
+            body(Message::Control(verification(
+                &who(2),
+                &w.child,
+                1.5004,
+                10,
+            ))),
+            body(Message::Control(verification(
+                &who(3),
+                &w.child,
+                1.4999,
+                11,
+            ))),
+        ],
+    );
+    assert_eq!(refused, 0);
+    let read = store.read().unwrap();
+    let v = read.verdict_summary(&w.child.id).unwrap().unwrap();
+    assert_eq!(v.verified_by, 2);
+    assert_eq!(v.outcome, None);
+    assert!(read.index_entry(&w.child.id).unwrap().unwrap().verified);
+    drop(read);
+
+    // the publisher verifying itself, and a node of another class: refused at the door
+    let mut foreign = verification(&who(4), &w.child, 1.5, 12);
+    foreign.payload = object([
+        ("experiment_id", s(&w.child.id)),
+        ("verified_node_id", s(&w.child.node_id)),
+        ("verifier_id", s(&who(4).node_id())),
+        ("verifier_bpb", Value::Float(1.5)),
+        ("verifier_gpu", s("H100")),
+    ]);
+    foreign.sign_with(&who(4));
+    assert_eq!(
+        put(
+            &store,
+            &[
+                body(Message::Control(verification(&who(1), &w.child, 1.5, 12))),
+                body(Message::Control(foreign)),
+            ]
+        ),
+        2
+    );
+    // a second vote by the same node, even with another figure: stored, not counted
+    let mut again = verification(&who(2), &w.child, 1.5001, 13);
+    again.payload = object([
+        ("event_id", s("verification:second")),
+        ("experiment_id", s(&w.child.id)),
+        ("verified_node_id", s(&w.child.node_id)),
+        ("verifier_id", s(&who(2).node_id())),
+        ("verifier_bpb", Value::Float(1.5001)),
+        ("verifier_gpu", s(CLASS)),
+    ]);
+    again.sign_with(&who(2));
+    assert_eq!(put(&store, &[body(Message::Control(again))]), 0);
+    let read = store.read().unwrap();
+    assert_eq!(
+        read.verdict_summary(&w.child.id)
+            .unwrap()
+            .unwrap()
+            .verified_by,
+        2
+    );
+    let full = read.verdict(&w.child.id).unwrap().unwrap();
+    assert!(full
+        .refused
+        .iter()
+        .any(|(_, why)| why.contains("second vote")));
+}
+
+#[test]
+fn a_fabricated_claim_is_rejected_by_three_reruns_and_leaves_the_frontier() {
+    let (_d, store) = open();
+    let w = world();
+    put(&store, &records(&w));
+    assert_eq!(frontier(&store), vec![w.child.id.clone()]);
+    // the child claims 1.5; reruns give 1.9
+    let liar_check = [
+        challenge(&who(5), &w.child, 1.9, 20),
+        response(&who(2), &w.child, &who(5), 1.9001, 21),
+        response(&who(3), &w.child, &who(5), 1.8999, 22),
+    ];
+    put(&store, &liar_check.map(|e| body(Message::Control(e))));
+    let v = store
+        .read()
+        .unwrap()
+        .verdict_summary(&w.child.id)
+        .unwrap()
+        .unwrap();
+    assert!(v.challenged, "two responses: still open");
+    assert_eq!(v.outcome, None);
+    assert_eq!(frontier(&store), vec![w.child.id.clone()]);
+    put(
+        &store,
+        &[body(Message::Control(response(
+            &who(4),
+            &w.child,
+            &who(5),
+            1.9,
+            23,
+        )))],
+    );
+    let v = store
+        .read()
+        .unwrap()
+        .verdict_summary(&w.child.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.outcome, Some(Outcome::Rejected));
+    assert_eq!(v.ground_truth, Some(1.9));
+    assert!(!v.challenged);
+    // the child is off the frontier; the root, no longer beaten by a valid child, is back
+    assert_eq!(frontier(&store), vec![w.root.id.clone()]);
+}
+
+#[test]
+fn an_honest_record_challenged_by_a_liar_is_upheld_by_the_challengers_dispute_or_the_reruns() {
+    let (_d, store) = open();
+    let w = world();
+    put(&store, &records(&w));
+    put(
+        &store,
+        &[
+            challenge(&who(5), &w.child, 1.9, 20),
+            response(&who(2), &w.child, &who(5), 1.5001, 21),
+        ]
+        .map(|e| body(Message::Control(e))),
+    );
+    // a dispute that names a node that never responded is refused
+    let forged = dispute(&who(5), &w.child, 1.9, "rejected", 1.9, &[&who(3)], 30);
+    put(&store, &[body(Message::Control(forged))]);
+    let read = store.read().unwrap();
+    assert_eq!(
+        read.verdict_summary(&w.child.id).unwrap().unwrap().outcome,
+        None
+    );
+    assert!(read
+        .verdict(&w.child.id)
+        .unwrap()
+        .unwrap()
+        .refused
+        .iter()
+        .any(|(_, why)| why.contains("did not respond")));
+    drop(read);
+    // the dispute that follows from the responses decides it: upheld
+    let (outcome, truth) = spore_actors::verdict::decide(1.5, 1.9, &[1.5001], 0.002);
+    assert_eq!(outcome, Outcome::Upheld);
+    let honest = dispute(&who(5), &w.child, 1.9, "upheld", truth, &[&who(2)], 31);
+    // a second dispute by the same challenger is a second vote; use a fresh challenger
+    let (_d2, store2) = open();
+    put(&store2, &records(&w));
+    put(
+        &store2,
+        &[
+            challenge(&who(5), &w.child, 1.9, 20),
+            response(&who(2), &w.child, &who(5), 1.5001, 21),
+            honest,
+        ]
+        .map(|e| body(Message::Control(e))),
+    );
+    let v = store2
+        .read()
+        .unwrap()
+        .verdict_summary(&w.child.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.outcome, Some(Outcome::Upheld));
+    assert_eq!(frontier(&store2), vec![w.child.id.clone()]);
+}
+
+#[test]
+fn events_before_their_record_give_the_same_verdict() {
+    let w = world();
+    let events: Vec<String> = [
+        challenge(&who(5), &w.child, 1.9, 20),
+        response(&who(2), &w.child, &who(5), 1.9001, 21),
+        response(&who(3), &w.child, &who(5), 1.8999, 22),
+        response(&who(4), &w.child, &who(5), 1.9, 23),
+    ]
+    .map(|e| body(Message::Control(e)))
+    .to_vec();
+    let (_a, first) = open();
+    put(&first, &records(&w));
+    put(&first, &events);
+    let (_b, later) = open();
+    put(&later, &events);
+    put(&later, &records(&w));
+    let summary = |s: &Store| s.read().unwrap().verdict_summary(&w.child.id).unwrap();
+    assert_eq!(summary(&first), summary(&later));
+    assert_eq!(summary(&later).unwrap().outcome, Some(Outcome::Rejected));
+    assert_eq!(frontier(&first), frontier(&later));
+}
+
+#[test]
+fn an_honest_event_id_cannot_be_pre_empted_by_another_signer() {
+    let (_d, store) = open();
+    let w = world();
+    put(&store, &records(&w));
+    let honest = verification(&who(2), &w.child, 1.5, 10);
+    // node 3 signs first, under node 2's event id
+    let mut squat = verification(&who(3), &w.child, 1.5, 9);
+    squat.payload = object([
+        (
+            "event_id",
+            s(&format!("verification:{}:{}", w.child.id, who(2).node_id())),
+        ),
+        ("experiment_id", s(&w.child.id)),
+        ("verified_node_id", s(&w.child.node_id)),
+        ("verifier_id", s(&who(3).node_id())),
+        ("verifier_bpb", Value::Float(1.5)),
+        ("verifier_gpu", s(CLASS)),
+    ]);
+    squat.sign_with(&who(3));
+    put(&store, &[body(Message::Control(squat))]);
+    let summary = ingest(&store, &[body(Message::Control(honest))], None, false)
+        .unwrap()
+        .summary;
+    assert_eq!(summary.accepted, 1, "{summary:?}");
+    assert_eq!(
+        store
+            .read()
+            .unwrap()
+            .verdict_summary(&w.child.id)
+            .unwrap()
+            .unwrap()
+            .verified_by,
+        2
+    );
+}

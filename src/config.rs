@@ -75,6 +75,9 @@ pub struct NodeConfig {
     pub time_budget: u64,
     /// Stop researching after this many experiments (the node keeps serving); 0 = never.
     pub max_experiments: u64,
+    /// Base probability of re-running another node's record of this node's hardware class
+    /// (the reference's 0.05; doubled for new publishers and frontier records, capped at 1).
+    pub verify_probability: f64,
 }
 
 impl Default for NodeConfig {
@@ -98,6 +101,7 @@ impl Default for NodeConfig {
             resource: 100,
             time_budget: 0,
             max_experiments: 0,
+            verify_probability: 0.05,
         }
     }
 }
@@ -124,6 +128,12 @@ impl NodeConfig {
 
     /// Rules serde cannot express.
     pub fn check(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.verify_probability) {
+            anyhow::bail!(
+                "verify_probability must be between 0 and 1, got {}",
+                self.verify_probability
+            );
+        }
         if !(1..=100).contains(&self.resource) {
             anyhow::bail!("resource must be between 1 and 100, got {}", self.resource);
         }

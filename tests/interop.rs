@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as J};
-use support::{http_get, info, spored, start_with, vectors, wait_until};
+use support::{http_get, import_lines as import, info, spored, start_with, vectors, wait_until};
 
 /// `../shared/interop`, or `$SPORE_SHARED/interop`.
 fn interop_dir() -> PathBuf {
@@ -159,18 +159,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Publishes JSONL frame bodies through the running node's control socket.
-fn import(dir: &Path, lines: &[String]) {
-    let file = dir.join(format!("import-{}.jsonl", lines.len()));
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let out = spored(dir).arg("import").arg(&file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The ids of the records the explorer at `web` shows for its active task.

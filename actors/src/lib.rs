@@ -22,3 +22,4 @@ pub mod research;
 pub mod supervision;
 pub mod task_registry;
 pub mod verdict;
+pub mod verifier;

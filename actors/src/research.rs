@@ -439,54 +439,12 @@ impl ResearchLoop {
         self.publish(record, &proposal, &result, None).await
     }
 
-    /// The corpus a task trains on (the built-in one, or one `spored prepare` stored here) and
-    /// its preparation (byte-level tokens, or a BPE document `spored prepare --bpe` stored here).
     fn task_data(&self, task: &TaskManifest) -> Result<TaskData, String> {
-        let dir = &self.options.datasets_dir;
-        let prepare = if task.prepare_cid == spore_spec::crypto::sha256_hex(PREPARE_SPEC.as_bytes())
-        {
-            None
-        } else {
-            let path = dir.join(format!("{}.prepare", task.prepare_cid));
-            if !path.exists() {
-                return Err(format!(
-                    "task {} uses a data preparation this node does not have (prepare_cid {}; \
-                     spored prepare --bpe … makes one)",
-                    task.task_id, task.prepare_cid
-                ));
-            }
-            Some(path)
-        };
-        if task.dataset_cid == KJV_SHA256 {
-            return Ok(TaskData {
-                corpus: None,
-                prepare,
-            });
-        }
-        let path = dir.join(format!("{}.txt", task.dataset_cid));
-        if path.exists() {
-            Ok(TaskData {
-                corpus: Some(path),
-                prepare,
-            })
-        } else {
-            Err(format!(
-                "task {} trains on dataset {}, which is not on this node (spored prepare --text …)",
-                task.task_id, task.dataset_cid
-            ))
-        }
+        task_data(&self.options.datasets_dir, task)
     }
 
-    /// The built-in baseline sized for the task's vocabulary: a task made by `spored prepare`
-    /// names it as `base_code_cid` without storing it anywhere.
     fn builtin_baseline(&self, task: &TaskManifest) -> Result<Vec<u8>, String> {
-        let mut config = default_task::baseline();
-        if let Some(path) = self.task_data(task)?.prepare {
-            let document = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let preparation = Preparation::from_document(document).map_err(|e| e.to_string())?;
-            config.model.vocab_size = preparation.vocab_size();
-        }
-        Ok(config.to_bytes())
+        builtin_baseline(&self.options.datasets_dir, task)
     }
 
     async fn run_experiment(
@@ -641,9 +599,58 @@ fn now() -> i64 {
 }
 
 /// Where a task's data is on this node (None: built in).
-struct TaskData {
-    corpus: Option<std::path::PathBuf>,
-    prepare: Option<std::path::PathBuf>,
+/// Where a task's training data is on this node.
+pub struct TaskData {
+    pub corpus: Option<std::path::PathBuf>,
+    pub prepare: Option<std::path::PathBuf>,
+}
+
+/// The corpus a task trains on (the built-in one, or one `spored prepare` stored here) and
+/// its preparation (byte-level tokens, or a BPE document `spored prepare --bpe` stored here).
+pub fn task_data(dir: &std::path::Path, task: &TaskManifest) -> Result<TaskData, String> {
+    let prepare = if task.prepare_cid == spore_spec::crypto::sha256_hex(PREPARE_SPEC.as_bytes()) {
+        None
+    } else {
+        let path = dir.join(format!("{}.prepare", task.prepare_cid));
+        if !path.exists() {
+            return Err(format!(
+                "task {} uses a data preparation this node does not have (prepare_cid {}; \
+                 spored prepare --bpe … makes one)",
+                task.task_id, task.prepare_cid
+            ));
+        }
+        Some(path)
+    };
+    if task.dataset_cid == KJV_SHA256 {
+        return Ok(TaskData {
+            corpus: None,
+            prepare,
+        });
+    }
+    let path = dir.join(format!("{}.txt", task.dataset_cid));
+    if path.exists() {
+        Ok(TaskData {
+            corpus: Some(path),
+            prepare,
+        })
+    } else {
+        Err(format!(
+            "task {} trains on dataset {}, which is not on this node (spored prepare --text …)",
+            task.task_id, task.dataset_cid
+        ))
+    }
+}
+
+/// The built-in baseline sized for the task's vocabulary: a task made by `spored prepare`
+/// names it as `base_code_cid` without storing it anywhere.
+pub fn builtin_baseline(dir: &std::path::Path, task: &TaskManifest) -> Result<Vec<u8>, String> {
+    let mut config = default_task::baseline();
+    if let Some(path) = task_data(dir, task)?.prepare {
+        let document = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let preparation = Preparation::from_document(document).map_err(|e| e.to_string())?;
+        config.model.vocab_size = preparation.vocab_size();
+    }
+    Ok(config.to_bytes())
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Starting the research side of `spored run`: the ExperimentRunner and the research loop.
+//! Starting the working side of `spored run`: the ExperimentRunner, the Verifier and the
+//! ChallengeArbiter (research and verify-only modes), and the research loop (research mode).
 
 use std::time::Duration;
 
@@ -8,9 +9,10 @@ use spore_actors::experiment_runner::{ExperimentRunner, RunnerConfig};
 use spore_actors::llm::LlmSettings;
 use spore_actors::node::Registry;
 use spore_actors::research::{ResearchLoop, ResearchOptions};
+use spore_actors::verifier::{ChallengeArbiter, Verifier, VerifyOptions};
 use tracing::info;
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, NodeMode};
 use crate::data_dir::DataDir;
 
 /// Total memory in bytes (Linux `/proc/meminfo`), or 8 GiB when unknown.
@@ -49,8 +51,26 @@ pub fn start(
         hardware = %hardware.class,
         backend = hardware.backend,
         threads = runner_config.threads(),
-        "research mode"
+        mode = config.mode.as_str(),
+        "experiment runner"
     );
+    let runner = ExperimentRunner::new(runner_config).start();
+    let arbiter = ChallengeArbiter::new(registry.clone(), seed).start();
+    Verifier::new(
+        registry.clone(),
+        runner.clone(),
+        VerifyOptions {
+            seed,
+            gpu_model: hardware.class.clone(),
+            probability: config.verify_probability,
+            datasets_dir: data_dir.datasets(),
+        },
+        Some(arbiter.recipient()),
+    )
+    .start();
+    if config.mode != NodeMode::Research {
+        return Ok(());
+    }
     let llm = super::llm::load(&data_dir.llm())?.map(|c| LlmSettings {
         provider: c.provider,
         api_key: c.api_key,
@@ -68,7 +88,6 @@ pub fn start(
             info!("research: no LLM configured (`spored set`); proposals from the built-in search")
         }
     }
-    let runner = ExperimentRunner::new(runner_config).start();
     let options = ResearchOptions {
         seed,
         pinned_task: (!config.task_id.is_empty()).then(|| config.task_id.clone()),

@@ -205,9 +205,6 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         ),
         Err(e) => return Err(e.into()),
     };
-    if config.mode == NodeMode::VerifyOnly {
-        warn!("verify-only mode: this build does not re-run others' claims yet; the node syncs, checks signatures and relays");
-    }
     let options = NodeOptions {
         seed: identity.seed(),
         listen: vec![listen],
@@ -275,7 +272,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
                 Value::Array(addrs.iter().map(|a| Value::Str(a.to_string())).collect()),
             ),
         ]);
-        if config.mode == NodeMode::Research {
+        if config.mode != NodeMode::Relay {
             research::start(&registry, &config, &ctx.data_dir, identity.seed())?;
         }
         let control = socket.clone();

@@ -188,3 +188,40 @@ pub fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Publishes JSONL frame bodies through the running node's control socket.
+pub fn import_lines(dir: &Path, lines: &[String]) {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = dir.join(format!("import-{n}.jsonl"));
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = spored(dir).arg("import").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Reads a starting node's stdout up to its explorer line: (libp2p address, explorer URL);
+/// the rest of its stdout is drained on a thread.
+pub fn addresses(child: &mut Child) -> (String, String) {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            for prefix in ["listening on ", "explorer on "] {
+                if let Some(value) = line.strip_prefix(prefix) {
+                    let _ = tx.send(value.to_string());
+                }
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("node printed its addresses")
+    };
+    let p2p = next();
+    let web = next();
+    (p2p, web)
+}

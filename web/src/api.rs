@@ -169,6 +169,13 @@ fn dag_node(view: &mut View, found: &views::Found) -> Result<Value, StoreError> 
         ("description", Value::Str(description)),
         ("verified", Value::Bool(found.entry.verified)),
         ("is_frontier", Value::Bool(found.entry.is_frontier(goal))),
+        (
+            "dispute",
+            view.read
+                .verdict_summary(&r.id)?
+                .and_then(|v| v.outcome)
+                .map_or(Value::Null, |o| Value::Str(o.as_str().into())),
+        ),
     ]))
 }
 
@@ -440,6 +447,38 @@ pub async fn experiment(state: web::Data<Explorer>, path: web::Path<String>) -> 
     let value = read(&state, move |view| match view.find(&id)? {
         Some(found) => Ok(view.record(&found)?),
         None => Err(ApiError::not_found("experiment", &id)),
+    })
+    .await?;
+    reply(value)
+}
+
+/// The signed control events about a record (verifications, challenges, responses, disputes),
+/// oldest first, each with whether it counts and why not (issue #7).
+pub async fn experiment_events(state: web::Data<Explorer>, path: web::Path<String>) -> Reply {
+    let id = path.into_inner();
+    check_id("experiment id", &id)?;
+    let value = read(&state, move |view| {
+        let Some(verdict) = view.read.verdict(&id)? else {
+            return Err(ApiError::not_found("experiment", &id));
+        };
+        let mut events = view.read.events_about(&id)?;
+        events.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
+        let list = events
+            .into_iter()
+            .map(|e| {
+                let refused = verdict.refused.iter().find(|(eid, _)| *eid == e.id);
+                let Value::Object(mut members) = e.to_value() else {
+                    unreachable!("an event is an object");
+                };
+                members.push(("counts".into(), Value::Bool(refused.is_none())));
+                members.push((
+                    "refused_because".into(),
+                    refused.map_or(Value::Null, |(_, why)| Value::Str(why.clone())),
+                ));
+                Value::Object(members)
+            })
+            .collect();
+        Ok(Value::Array(list))
     })
     .await?;
     reply(value)

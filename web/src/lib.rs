@@ -81,6 +81,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/frontier", web::get().to(api::frontier))
         .route("/api/experiment/{cid}", web::get().to(api::experiment))
         .route(
+            "/api/experiment/{cid}/events",
+            web::get().to(api::experiment_events),
+        )
+        .route(
             "/api/experiment/{cid}/ancestor",
             web::get().to(api::ancestor),
         )

@@ -16,6 +16,8 @@ pub struct View<'r> {
     profiles: HashMap<String, Option<NodeProfile>>,
     goals: HashMap<String, Goal>,
     task_names: HashMap<String, String>,
+    /// Per task: verification class → publishers of that class.
+    classes: HashMap<String, HashMap<String, Vec<String>>>,
 }
 
 /// A record with its index entry (task, flags), as the views use it.
@@ -31,6 +33,7 @@ impl<'r> View<'r> {
             profiles: HashMap::new(),
             goals: HashMap::new(),
             task_names: HashMap::new(),
+            classes: HashMap::new(),
         }
     }
 
@@ -93,7 +96,59 @@ impl<'r> View<'r> {
             "is_frontier".into(),
             Value::Bool(found.entry.is_frontier(goal)),
         ));
+        members.extend(self.verification(found)?);
         Ok(Value::Object(members))
+    }
+
+    /// What other nodes' reruns say of the record (issue #7): `verified_by` (nodes of its
+    /// class that agreed), `challenged` (a challenge is open), `dispute` (`upheld`, `rejected`
+    /// or null) and a `verification` line for people.
+    pub fn verification(&mut self, found: &Found) -> Result<Vec<(String, Value)>, StoreError> {
+        let summary = self
+            .read
+            .verdict_summary(&found.record.id)?
+            .unwrap_or_default();
+        let outcome = summary.outcome.map(|o| o.as_str());
+        let line = match (outcome, summary.challenged, summary.verified_by) {
+            (Some(o), _, _) => format!("dispute {o}"),
+            (None, true, _) => "challenged".to_string(),
+            (None, false, n) if n > 0 => format!("verified by {n}"),
+            _ if self.has_class_peer(&found.entry.task_id, &found.record)? => {
+                "unverified".to_string()
+            }
+            _ => "unverified (no peer of this class)".to_string(),
+        };
+        Ok(vec![
+            ("verified_by".into(), Value::Int(summary.verified_by as i64)),
+            ("challenged".into(), Value::Bool(summary.challenged)),
+            (
+                "dispute".into(),
+                outcome.map_or(Value::Null, |o| Value::Str(o.into())),
+            ),
+            ("verification".into(), Value::Str(line)),
+        ])
+    }
+
+    /// Whether another node of the record's hardware class publishes in its task.
+    fn has_class_peer(
+        &mut self,
+        task_id: &str,
+        record: &ExperimentRecord,
+    ) -> Result<bool, StoreError> {
+        if !self.classes.contains_key(task_id) {
+            let mut by_class: HashMap<String, Vec<String>> = HashMap::new();
+            for (node, stats) in self.read.nodes_stats(task_id)? {
+                for gpu in &stats.gpu_models {
+                    let class = spore_spec::hardware::verification_class(gpu);
+                    by_class.entry(class).or_default().push(node.clone());
+                }
+            }
+            self.classes.insert(task_id.to_string(), by_class);
+        }
+        let class = spore_spec::hardware::verification_class(&record.gpu_model);
+        Ok(self.classes[task_id]
+            .get(&class)
+            .is_some_and(|nodes| nodes.iter().any(|n| *n != record.node_id)))
     }
 
     /// Records by id, skipping ids no longer found.

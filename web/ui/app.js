@@ -245,6 +245,7 @@ async function loadGraph(refit) {
 
 // ---- frontier, nodes, activity ------------------------------------------------------------------
 function verification(r) {
+  if (r.verification) return r.verification;
   return r.verified ? "verified" : "unverified";
 }
 

@@ -1,0 +1,580 @@
+//! Verifier: re-runs other nodes' claims (issue #7, reference §f.3). It follows the store's
+//! arrival log: a record from another node of this node's hardware class is re-run with some
+//! probability (5 % base, ×2 for a publisher with under 5 confirmed records, ×2 for a record on
+//! its task's frontier, capped at 1; `verify_probability` sets the base), a challenge by another
+//! node of a record of this class is always answered. A rerun trains the record's config
+//! artifact (fetched by cid) for exactly its `num_steps` through the ExperimentRunner, so it
+//! never overlaps research. Within the class tolerance → a signed `verification`; outside → a
+//! signed `challenge` (when another node of the class can answer it); for a challenge → a signed
+//! `challenge_response`. The ChallengeArbiter turns this node's challenges into disputes.
+//!
+//! Whether a record is spot-checked is a hash of this node's id and the record's id, so a
+//! restarted node makes the same choices; work already signed (found in the store) is skipped.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use actix::prelude::*;
+use spore_spec::json::{object, Value};
+use spore_spec::wire::Message;
+use spore_spec::{hardware, ControlEvent, ControlKind, ExperimentRecord, Identity, Signed, Status};
+use tracing::{info, warn};
+
+use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest};
+use crate::node::Registry;
+use crate::research::{builtin_baseline, task_data};
+use crate::store::{claim_of, LogKind};
+use crate::verdict;
+
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    pub seed: [u8; 32],
+    /// This node's `gpu_model` as it writes it into records.
+    pub gpu_model: String,
+    /// Base spot-check probability (the reference's 0.05).
+    pub probability: f64,
+    pub datasets_dir: std::path::PathBuf,
+}
+
+enum Job {
+    Verify(String),
+    Respond { record: String, challenger: String },
+}
+
+pub struct Verifier {
+    registry: Registry,
+    runner: Addr<ExperimentRunner>,
+    options: VerifyOptions,
+    identity: Identity,
+    me: String,
+    class: String,
+    cursor: u64,
+    queue: VecDeque<Job>,
+    queued: HashSet<String>,
+    /// Challenges whose record has not arrived yet: (record, challenger).
+    waiting: Vec<(String, String)>,
+    busy: bool,
+    /// Rerun results by record (a record is re-run once, whatever asks for it).
+    reruns: HashMap<String, f64>,
+    arbiter: Option<Recipient<Challenged>>,
+}
+
+impl Verifier {
+    pub fn new(
+        registry: Registry,
+        runner: Addr<ExperimentRunner>,
+        options: VerifyOptions,
+        arbiter: Option<Recipient<Challenged>>,
+    ) -> Verifier {
+        let identity = Identity::from_seed(options.seed);
+        let me = identity.node_id();
+        let class = hardware::verification_class(&options.gpu_model);
+        Verifier {
+            registry,
+            runner,
+            options,
+            identity,
+            me,
+            class,
+            cursor: 0,
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            waiting: Vec::new(),
+            busy: false,
+            reruns: HashMap::new(),
+            arbiter,
+        }
+    }
+
+    /// The spot-check decision for `record` (deterministic per node and record).
+    fn spot_check(&self, record: &ExperimentRecord, new_publisher: bool, frontier: bool) -> bool {
+        let mut p = self.options.probability;
+        if new_publisher {
+            p *= 2.0;
+        }
+        if frontier {
+            p *= 2.0;
+        }
+        let h = spore_spec::crypto::sha256(format!("{}:{}", self.me, record.id).as_bytes());
+        let draw = u64::from_le_bytes(h[..8].try_into().expect("8 bytes")) as f64 / u64::MAX as f64;
+        draw < p.min(1.0)
+    }
+
+    /// Reads what arrived since the last look and queues the work it calls for.
+    fn scan(&mut self) {
+        let store = self.registry.store.clone();
+        let Ok(read) = store.read() else { return };
+        let Ok(entries) = read.log_after(self.cursor, 1_000, 8 * 1024 * 1024) else {
+            return;
+        };
+        if let Some(last) = entries.last() {
+            self.cursor = last.seq;
+        }
+        for entry in entries {
+            match (entry.kind, Message::decode_body(entry.body.as_bytes())) {
+                (LogKind::Experiment, Ok(Some(Message::Experiment(record)))) => {
+                    if record.node_id == self.me
+                        || record.status == Status::Crash
+                        || hardware::verification_class(&record.gpu_model) != self.class
+                        || self.already_signed(&read, &record.id, None)
+                    {
+                        continue;
+                    }
+                    let new_publisher = read
+                        .node_stats("", &record.node_id)
+                        .ok()
+                        .flatten()
+                        .is_none_or(|s| s.verified < 5);
+                    let frontier = read
+                        .index_entry(&record.id)
+                        .ok()
+                        .flatten()
+                        .zip(read.task_goal(&record.task_id).ok())
+                        .is_some_and(|(e, goal)| e.is_frontier(goal));
+                    if self.spot_check(&record, new_publisher, frontier)
+                        && self.queued.insert(format!("v:{}", record.id))
+                    {
+                        self.queue.push_back(Job::Verify(record.id.clone()));
+                    }
+                }
+                (LogKind::Control, Ok(Some(Message::Control(event))))
+                    if event.kind() == Some(ControlKind::Challenge) && event.node_id != self.me =>
+                {
+                    let record = event.payload_str("experiment_id").to_string();
+                    self.waiting.push((record, event.node_id.clone()));
+                }
+                _ => {}
+            }
+        }
+        // challenges to answer, once their record is here
+        let waiting = std::mem::take(&mut self.waiting);
+        for (id, challenger) in waiting {
+            match read.experiment(&id) {
+                Ok(Some(record)) => {
+                    let answerable = record.node_id != self.me
+                        && record.status != Status::Crash
+                        && hardware::verification_class(&record.gpu_model) == self.class
+                        && !self.already_signed(&read, &id, Some(&challenger));
+                    if answerable && self.queued.insert(format!("r:{id}:{challenger}")) {
+                        self.queue.push_back(Job::Respond {
+                            record: id,
+                            challenger,
+                        });
+                    }
+                }
+                _ if self.waiting.len() < 10_000 => self.waiting.push((id, challenger)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether this node already signed a verification or challenge of `id` (or, with a
+    /// challenger, a response to that challenge).
+    fn already_signed(&self, read: &crate::Reader, id: &str, challenger: Option<&str>) -> bool {
+        read.events_about(id).ok().is_some_and(|events| {
+            events.iter().any(|e| {
+                e.node_id == self.me
+                    && match (challenger, e.kind()) {
+                        (None, Some(ControlKind::Verification | ControlKind::Challenge)) => true,
+                        (Some(c), Some(ControlKind::ChallengeResponse)) => {
+                            e.payload_str("challenger_id") == c
+                        }
+                        _ => false,
+                    }
+            })
+        })
+    }
+
+    /// Starts the next job when none runs.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        let Some(job) = self.queue.pop_front() else {
+            return;
+        };
+        let id = match &job {
+            Job::Verify(id) | Job::Respond { record: id, .. } => id.clone(),
+        };
+        self.busy = true;
+        let cached = self.reruns.get(&id).copied();
+        let rerun = self.rerun(id.clone(), cached);
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(rerun).map(move |result, act, ctx| {
+                act.busy = false;
+                match result {
+                    Ok((record, bpb)) => {
+                        act.reruns.insert(record.id.clone(), bpb);
+                        act.conclude(job, &record, bpb);
+                    }
+                    Err(e) => warn!(record = %id, error = %e, "verification: rerun not possible"),
+                }
+                act.pump(ctx);
+            }),
+        );
+    }
+
+    /// Re-runs record `id` (or takes the earlier rerun's figure).
+    fn rerun(
+        &self,
+        id: String,
+        cached: Option<f64>,
+    ) -> impl std::future::Future<Output = Result<(ExperimentRecord, f64), String>> + 'static {
+        let store = self.registry.store.clone();
+        let runner = self.runner.clone();
+        let dir = self.options.datasets_dir.clone();
+        async move {
+            let read = store.read().map_err(|e| e.to_string())?;
+            let record = read
+                .experiment(&id)
+                .map_err(|e| e.to_string())?
+                .ok_or("record not stored")?;
+            if let Some(bpb) = cached {
+                return Ok((record, bpb));
+            }
+            let task = read
+                .task(&record.task_id)
+                .map_err(|e| e.to_string())?
+                .ok_or("its task is unknown here")?
+                .manifest;
+            drop(read);
+            // the artifact: stored (fetched when the record arrived), or the built-in baseline
+            let mut config = None;
+            for _ in 0..120 {
+                let stored = store
+                    .read()
+                    .ok()
+                    .and_then(|r| r.artifact(&record.code_cid).ok().flatten());
+                if let Some(bytes) = stored {
+                    config = Some(bytes);
+                    break;
+                }
+                if let Ok(builtin) = builtin_baseline(&dir, &task) {
+                    if spore_spec::crypto::sha256_hex(&builtin) == record.code_cid {
+                        config = Some(builtin);
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let config = config.ok_or("its config artifact did not arrive within 60 s")?;
+            let data = task_data(&dir, &task)?;
+            let budget = Duration::from_secs(record.time_budget.max(1) as u64 * 2);
+            info!(record = %record.id, steps = record.num_steps, "verification: re-running a claim");
+            let result = runner
+                .send(RunExperiment(RunRequest {
+                    config_bytes: config,
+                    budget,
+                    steps: Some(record.num_steps.max(1) as u64),
+                    label: format!("verify {}", &record.id[..8]),
+                    corpus: data.corpus,
+                    prepare: data.prepare,
+                }))
+                .await
+                .map_err(|e| format!("the experiment runner is gone: {e}"))?;
+            if !result.success {
+                return Err(format!("the rerun failed: {}", result.error));
+            }
+            Ok((record, result.parsed.val_bpb))
+        }
+    }
+
+    /// Signs what the rerun says.
+    fn conclude(&mut self, job: Job, record: &ExperimentRecord, bpb: f64) {
+        let claim = claim_of(record);
+        let tol = claim.tolerance();
+        let within = (bpb - claim.claimed).abs() <= tol;
+        let s = |x: &str| Value::Str(x.to_string());
+        let common = |extra: Vec<(&'static str, Value)>| {
+            let mut members = vec![
+                ("experiment_id", s(&record.id)),
+                ("task_id", s(&record.task_id)),
+            ];
+            members.extend(extra);
+            members
+        };
+        let (kind, payload) = match job {
+            Job::Verify(_) if within => (
+                "verification",
+                common(vec![
+                    (
+                        "event_id",
+                        s(&format!("verification:{}:{}", record.id, self.me)),
+                    ),
+                    ("verified_node_id", s(&record.node_id)),
+                    ("verifier_id", s(&self.me)),
+                    ("verifier_bpb", Value::Float(bpb)),
+                    ("verifier_gpu", s(&self.options.gpu_model)),
+                    ("is_frontier", Value::Bool(true)),
+                ]),
+            ),
+            Job::Verify(_) => {
+                if self.class_peers(record) == 0 {
+                    info!(record = %record.id, claimed = claim.claimed, rerun = bpb, "verification: outside the tolerance, but no other node of this class can answer a challenge");
+                    return;
+                }
+                (
+                    "challenge",
+                    common(vec![
+                        (
+                            "event_id",
+                            s(&format!("challenge:{}:{}", record.id, self.me)),
+                        ),
+                        ("challenger_id", s(&self.me)),
+                        ("challenger_bpb", Value::Float(bpb)),
+                        ("challenger_gpu", s(&self.options.gpu_model)),
+                    ]),
+                )
+            }
+            Job::Respond { challenger, .. } => (
+                "challenge_response",
+                common(vec![
+                    (
+                        "event_id",
+                        s(&format!(
+                            "challenge_response:{}:{}:{}",
+                            record.id, challenger, self.me
+                        )),
+                    ),
+                    ("challenger_id", s(&challenger)),
+                    ("verifier_id", s(&self.me)),
+                    ("verifier_bpb", Value::Float(bpb)),
+                    ("verifier_gpu", s(&self.options.gpu_model)),
+                ]),
+            ),
+        };
+        info!(record = %record.id, claimed = claim.claimed, rerun = bpb, tolerance = tol, "verification: signing a {kind}");
+        let event = sign_event(&self.identity, kind, payload);
+        if kind == "challenge" {
+            if let Some(arbiter) = &self.arbiter {
+                arbiter.do_send(Challenged {
+                    record: record.id.clone(),
+                });
+            }
+        }
+        let registry = self.registry.clone();
+        actix::spawn(async move {
+            let _ = registry
+                .publish_local(vec![Message::Control(event).encode_body()])
+                .await;
+        });
+    }
+
+    /// Other nodes of the record's class that could answer a challenge (publishers of records
+    /// of the class in its task, and signers of verification work of the class).
+    fn class_peers(&self, record: &ExperimentRecord) -> usize {
+        let Ok(read) = self.registry.store.read() else {
+            return 0;
+        };
+        let mut nodes: HashSet<String> = read
+            .nodes_stats(&record.task_id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, s)| {
+                s.gpu_models
+                    .iter()
+                    .any(|g| hardware::verification_class(g) == self.class)
+            })
+            .map(|(n, _)| n)
+            .collect();
+        for e in read.control_events().unwrap_or_default() {
+            let gpu = e.payload_str("verifier_gpu");
+            if !gpu.is_empty() && hardware::verification_class(gpu) == self.class {
+                nodes.insert(e.node_id.clone());
+            }
+        }
+        nodes.remove(&self.me);
+        nodes.remove(&record.node_id);
+        nodes.len()
+    }
+}
+
+/// Signs a control event of `kind` with `payload` now.
+pub fn sign_event(
+    identity: &Identity,
+    kind: &str,
+    payload: Vec<(&'static str, Value)>,
+) -> ControlEvent {
+    let mut event = ControlEvent {
+        event_type: kind.into(),
+        payload: object(payload),
+        node_id: identity.node_id(),
+        timestamp: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+        signature: String::new(),
+        id: String::new(),
+        version: 1,
+    };
+    event.sign_with(identity);
+    event
+}
+
+impl Actor for Verifier {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        info!(class = %self.class, probability = self.options.probability, "verifier started");
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            act.scan();
+            act.pump(ctx);
+        });
+    }
+}
+
+/// ChallengeArbiter: this node challenged record `record`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Challenged {
+    pub record: String,
+}
+
+/// ChallengeArbiter: follows this node's challenges and signs the dispute once a challenge is
+/// decided (three responses, or the timeout with at least one); a challenge nobody answered
+/// before the timeout is dropped. Its state is the store's: after a restart it finds its open
+/// challenges there. It also has the store decide challenges that ran out of time.
+pub struct ChallengeArbiter {
+    registry: Registry,
+    identity: Identity,
+    me: String,
+    mine: HashSet<String>,
+}
+
+impl ChallengeArbiter {
+    pub fn new(registry: Registry, seed: [u8; 32]) -> ChallengeArbiter {
+        let identity = Identity::from_seed(seed);
+        let me = identity.node_id();
+        ChallengeArbiter {
+            registry,
+            identity,
+            me,
+            mine: HashSet::new(),
+        }
+    }
+
+    fn tick(&mut self) {
+        let store = self.registry.store.clone();
+        if let Err(e) = store.write(|w| w.decide_timed_out()) {
+            warn!(error = %e, "deciding timed-out challenges failed");
+        }
+        let Ok(read) = store.read() else { return };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut done = Vec::new();
+        for id in self.mine.iter() {
+            let Ok(Some(v)) = read.verdict(id) else {
+                continue;
+            };
+            let events = read.events_about(id).unwrap_or_default();
+            if events
+                .iter()
+                .any(|e| e.node_id == self.me && e.kind() == Some(ControlKind::Dispute))
+            {
+                done.push(id.clone());
+                continue;
+            }
+            let Some(challenge) = v.challenges.iter().find(|c| c.challenger == self.me) else {
+                continue;
+            };
+            let Some((outcome, truth)) = challenge.decided else {
+                if challenge.responses.is_empty()
+                    && now >= challenge.timestamp + verdict::challenge_timeout()
+                {
+                    info!(record = %id, "challenge: nobody answered before the timeout; dropped");
+                    done.push(id.clone());
+                }
+                continue;
+            };
+            let Ok(Some(record)) = read.experiment(id) else {
+                continue;
+            };
+            let claim = claim_of(&record);
+            let (mut support, mut oppose) = (Vec::new(), Vec::new());
+            for (node, bpb) in &challenge.responses {
+                if (bpb - claim.claimed).abs() <= claim.tolerance() {
+                    support.push(node.clone());
+                } else {
+                    oppose.push(node.clone());
+                }
+            }
+            let (winners, losers) = match outcome {
+                verdict::Outcome::Upheld => (support, oppose),
+                verdict::Outcome::Rejected => (oppose, support),
+            };
+            let s = |x: &str| Value::Str(x.to_string());
+            let list = |l: &[String]| Value::Array(l.iter().map(|n| s(n)).collect());
+            let event = sign_event(
+                &self.identity,
+                "dispute",
+                vec![
+                    ("event_id", s(&format!("dispute:{id}:{}", self.me))),
+                    ("experiment_id", s(id)),
+                    ("task_id", s(&record.task_id)),
+                    ("original_node_id", s(&record.node_id)),
+                    ("challenger_id", s(&self.me)),
+                    ("challenger_bpb", Value::Float(challenge.challenger_bpb)),
+                    ("outcome", s(outcome.as_str())),
+                    ("ground_truth_bpb", Value::Float(truth)),
+                    (
+                        "verifier_count",
+                        Value::Int(challenge.responses.len() as i64),
+                    ),
+                    ("winner_verifier_ids", list(&winners)),
+                    ("loser_verifier_ids", list(&losers)),
+                ],
+            );
+            info!(record = %id, outcome = outcome.as_str(), ground_truth = truth, "challenge decided: signing the dispute");
+            let registry = self.registry.clone();
+            actix::spawn(async move {
+                let _ = registry
+                    .publish_local(vec![Message::Control(event).encode_body()])
+                    .await;
+            });
+            done.push(id.clone());
+        }
+        for id in done {
+            self.mine.remove(&id);
+        }
+    }
+}
+
+impl Actor for ChallengeArbiter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // resume: this node's challenges without its dispute
+        if let Ok(read) = self.registry.store.read() {
+            let events = read.control_events().unwrap_or_default();
+            let disputed: HashSet<String> = events
+                .iter()
+                .filter(|e| e.node_id == self.me && e.kind() == Some(ControlKind::Dispute))
+                .map(|e| e.payload_str("experiment_id").to_string())
+                .collect();
+            for e in &events {
+                let id = e.payload_str("experiment_id");
+                if e.node_id == self.me
+                    && e.kind() == Some(ControlKind::Challenge)
+                    && !disputed.contains(id)
+                {
+                    self.mine.insert(id.to_string());
+                }
+            }
+            if !self.mine.is_empty() {
+                info!(
+                    open = self.mine.len(),
+                    "challenge arbiter: resuming this node's challenges"
+                );
+            }
+        }
+        ctx.run_interval(Duration::from_secs(2), |act, _| act.tick());
+    }
+}
+
+impl Handler<Challenged> for ChallengeArbiter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Challenged, _: &mut Context<Self>) {
+        self.mine.insert(msg.record);
+    }
+}

@@ -524,7 +524,7 @@ fn version_and_run_say_plainly_what_they_are() {
     use std::io::{BufRead as _, BufReader};
     let node = Node::new();
     assert!(node.ok(&["version"]).starts_with("spored "));
-    // verify-only mode without a verifier yet says so instead of pretending
+    // a verify-only node says what it is and starts its verifier
     struct KillOnDrop(std::process::Child);
     impl Drop for KillOnDrop {
         fn drop(&mut self) {
@@ -535,24 +535,38 @@ fn version_and_run_say_plainly_what_they_are() {
     let mut child = KillOnDrop(
         node.cmd(&support::LOOPBACK_RUN)
             .arg("--verify-only")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap(),
     );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let warning = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
-    assert!(
-        warning.contains("does not re-run others' claims yet"),
-        "{warning}"
+    let (out, err) = (
+        child.0.stdout.take().unwrap(),
+        child.0.stderr.take().unwrap(),
     );
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(out) as Box<dyn std::io::Read + Send>,
+        Box::new(err) as Box<dyn std::io::Read + Send>,
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let (mut mode, mut verifier) = (false, false);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(mode && verifier) {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("the node said its mode and started its verifier");
+        mode |= line == "mode verify-only";
+        verifier |= line.contains("verifier started");
+        assert!(!line.contains("does not re-run"), "{line}");
+    }
     // a second node on the same data dir is refused
     while !node.path().join("spored.sock").exists() {
         std::thread::sleep(std::time::Duration::from_millis(50));

@@ -282,6 +282,11 @@ fn verifications_of_other_nodes_of_the_class_count_once_each() {
         ),
         2
     );
+    // signed by one node in another's name: refused (the actor field must be the signer)
+    let mut impostor = verification(&who(2), &w.child, 1.5, 12);
+    impostor.node_id = who(3).node_id();
+    impostor.sign_with(&who(3));
+    assert_eq!(put(&store, &[body(Message::Control(impostor))]), 1);
     // a second vote by the same node, even with another figure: stored, not counted
     let mut again = verification(&who(2), &w.child, 1.5001, 13);
     again.payload = object([

@@ -37,13 +37,38 @@ pub struct GraphArgs {
 }
 
 /// A record as JSON output shows it: its signed fields plus local facts.
-fn record_json(record: &ExperimentRecord, task_id: &str, verified: bool) -> Value {
+fn record_json(read: &Reader, record: &ExperimentRecord, task_id: &str) -> Result<Value> {
     let mut value = record.to_value();
+    let verified = read.index_entry(&record.id)?.is_some_and(|e| e.verified);
+    let summary = read.verdict_summary(&record.id)?.unwrap_or_default();
     if let Value::Object(members) = &mut value {
         members.push(("stored_task_id".into(), Value::Str(task_id.into())));
         members.push(("verified".into(), Value::Bool(verified)));
+        members.push(("verified_by".into(), Value::Int(summary.verified_by as i64)));
+        members.push(("challenged".into(), Value::Bool(summary.challenged)));
+        members.push((
+            "dispute".into(),
+            summary
+                .outcome
+                .map_or(Value::Null, |o| Value::Str(o.as_str().into())),
+        ));
     }
-    value
+    Ok(value)
+}
+
+/// What other nodes' reruns say of record `id`, in a few characters: `3 nodes`, `challenged`,
+/// `upheld`, `rejected`, or `-` (unverified).
+fn verification(read: &Reader, id: &str) -> Result<String> {
+    let Some(v) = read.verdict_summary(id)? else {
+        return Ok("-".into());
+    };
+    Ok(match (v.outcome, v.challenged, v.verified_by) {
+        (Some(o), _, _) => o.as_str().into(),
+        (None, true, _) => "challenged".into(),
+        (None, false, 0) => "-".into(),
+        (None, false, 1) => "1 node".into(),
+        (None, false, n) => format!("{n} nodes"),
+    })
 }
 
 fn load(read: &Reader, ids: &[String]) -> Result<Vec<ExperimentRecord>> {
@@ -104,8 +129,8 @@ pub fn status(ctx: &Context, args: TaskArg) -> Result<()> {
                 Value::Array(
                     recent
                         .iter()
-                        .map(|r| record_json(r, &task_id, false))
-                        .collect(),
+                        .map(|r| record_json(&read, r, &task_id))
+                        .collect::<Result<_>>()?,
                 ),
             ),
         ]));
@@ -138,6 +163,7 @@ pub fn status(ctx: &Context, args: TaskArg) -> Result<()> {
             ("val_bpb", 12),
             ("Status", 8),
             ("Node", 8),
+            ("Verified", 10),
             ("Description", 50),
         ]);
         for r in &recent {
@@ -146,6 +172,7 @@ pub fn status(ctx: &Context, args: TaskArg) -> Result<()> {
                 metric(r.val_bpb.value()),
                 r.status.as_str().into(),
                 short(&r.node_id, 8).into(),
+                verification(&read, &r.id)?,
                 r.description.clone(),
             ]);
         }
@@ -191,8 +218,8 @@ pub fn frontier(ctx: &Context, args: FrontierArgs) -> Result<()> {
     if ctx.json {
         let list = records
             .iter()
-            .map(|r| record_json(r, &task_id, false))
-            .collect();
+            .map(|r| record_json(&read, r, &task_id))
+            .collect::<Result<_>>()?;
         print_json(&Value::Array(list));
         return Ok(());
     }
@@ -207,6 +234,7 @@ pub fn frontier(ctx: &Context, args: FrontierArgs) -> Result<()> {
         ("GPU", 12),
         ("Steps", 8),
         ("Params", 8),
+        ("Verified", 10),
         ("Description", 50),
     ]);
     for r in &records {
@@ -217,6 +245,7 @@ pub fn frontier(ctx: &Context, args: FrontierArgs) -> Result<()> {
             r.gpu_model.clone(),
             r.num_steps.to_string(),
             human_count(r.num_params),
+            verification(&read, &r.id)?,
             r.description.clone(),
         ]);
     }

@@ -135,39 +135,21 @@ fn records_are_verified_by_peers_and_a_liar_loses_both_ways() {
 
     // 2. the liar claims a far better result for the same config and steps
     let honest: ExperimentRecord = {
-        let wire = http_get(&a.web, &format!("/api/experiment/{root_id}")).1;
-        let v: J = serde_json::from_str(&wire).unwrap();
-        let mut fields = serde_json::Map::new();
-        for key in [
-            "agent_model",
-            "code_cid",
-            "cuda_version",
-            "dataset_cid",
-            "depth",
-            "description",
-            "diff",
-            "gpu_model",
-            "hypothesis",
-            "id",
-            "node_id",
-            "num_params",
-            "num_steps",
-            "parent",
-            "peak_vram_mb",
-            "prepare_cid",
-            "signature",
-            "status",
-            "task_id",
-            "time_budget",
-            "timestamp",
-            "torch_version",
-            "val_bpb",
-            "version",
+        // the explorer's record is the signed record plus what the node says of it
+        let mut v = record(&a.web, &root_id);
+        for local in [
+            "node_display_name",
+            "node_avatar_url",
+            "verified",
+            "is_frontier",
+            "verified_by",
+            "challenged",
+            "dispute",
+            "verification",
         ] {
-            fields.insert(key.into(), v[key].clone());
+            v.as_object_mut().unwrap().remove(local);
         }
-        let text = serde_json::to_string(&J::Object(fields)).unwrap();
-        let value = spore_spec::json::parse(text.as_bytes()).unwrap();
+        let value = spore_spec::json::parse(v.to_string().as_bytes()).unwrap();
         ExperimentRecord::from_json(value).unwrap()
     };
     let liar_id = identity(&dl);

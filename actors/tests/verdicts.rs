@@ -72,7 +72,16 @@ fn record(by: &Identity, parent: Option<&ExperimentRecord>, val: f64, t: i64) ->
     r
 }
 
-fn event(kind: &str, by: &Identity, t: i64, payload: Vec<(&str, Value)>) -> ControlEvent {
+/// A signed event of `kind` about record `r`: its id and task, then `extra`.
+fn event(
+    kind: &str,
+    by: &Identity,
+    r: &ExperimentRecord,
+    t: i64,
+    extra: Vec<(&str, Value)>,
+) -> ControlEvent {
+    let mut payload = vec![("experiment_id", s(&r.id)), ("task_id", s(&r.task_id))];
+    payload.extend(extra);
     let mut e = ControlEvent {
         event_type: kind.into(),
         payload: object(payload),
@@ -94,14 +103,13 @@ fn verification(by: &Identity, r: &ExperimentRecord, bpb: f64, t: i64) -> Contro
     event(
         "verification",
         by,
+        r,
         t,
         vec![
             (
                 "event_id",
                 s(&format!("verification:{}:{}", r.id, by.node_id())),
             ),
-            ("experiment_id", s(&r.id)),
-            ("task_id", s(&r.task_id)),
             ("verified_node_id", s(&r.node_id)),
             ("verifier_id", s(&by.node_id())),
             ("verifier_bpb", Value::Float(bpb)),
@@ -115,14 +123,13 @@ fn challenge(by: &Identity, r: &ExperimentRecord, bpb: f64, t: i64) -> ControlEv
     event(
         "challenge",
         by,
+        r,
         t,
         vec![
             (
                 "event_id",
                 s(&format!("challenge:{}:{}", r.id, by.node_id())),
             ),
-            ("experiment_id", s(&r.id)),
-            ("task_id", s(&r.task_id)),
             ("challenger_id", s(&by.node_id())),
             ("challenger_bpb", Value::Float(bpb)),
             ("challenger_gpu", s(CLASS)),
@@ -140,10 +147,9 @@ fn response(
     event(
         "challenge_response",
         by,
+        r,
         t,
         vec![
-            ("experiment_id", s(&r.id)),
-            ("task_id", s(&r.task_id)),
             ("challenger_id", s(&challenger.node_id())),
             ("verifier_id", s(&by.node_id())),
             ("verifier_bpb", Value::Float(bpb)),
@@ -165,10 +171,9 @@ fn dispute(
     event(
         "dispute",
         by,
+        r,
         t,
         vec![
-            ("experiment_id", s(&r.id)),
-            ("task_id", s(&r.task_id)),
             ("original_node_id", s(&r.node_id)),
             ("challenger_id", s(&by.node_id())),
             ("challenger_bpb", Value::Float(challenger_bpb)),

@@ -69,24 +69,10 @@ pub fn start_with(dir: &Path, peers: &[&str], extra: &[&str]) -> Running {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            for prefix in ["listening on ", "reference peers on ", "explorer on "] {
-                if let Some(value) = line.strip_prefix(prefix) {
-                    let _ = tx.send(value.to_string());
-                }
-            }
-        }
-    });
-    let next = || {
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("node printed its addresses")
-    };
-    let addr = next();
-    let legacy = next();
-    let web = next();
+    let [addr, legacy, web] = printed(
+        &mut child,
+        ["listening on ", "reference peers on ", "explorer on "],
+    );
     Running {
         child,
         addr,
@@ -203,25 +189,28 @@ pub fn import_lines(dir: &Path, lines: &[String]) {
     );
 }
 
-/// Reads a starting node's stdout up to its explorer line: (libp2p address, explorer URL);
-/// the rest of its stdout is drained on a thread.
+/// A starting node's libp2p address and explorer URL (the rest of its stdout is drained).
 pub fn addresses(child: &mut Child) -> (String, String) {
+    let [p2p, web] = printed(child, ["listening on ", "explorer on "]);
+    (p2p, web)
+}
+
+/// What a starting node printed after each of `prefixes` (in that order, within 30 s); the
+/// rest of its stdout is drained on a thread.
+pub fn printed<const N: usize>(child: &mut Child, prefixes: [&'static str; N]) -> [String; N] {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            for prefix in ["listening on ", "explorer on "] {
+            for prefix in prefixes {
                 if let Some(value) = line.strip_prefix(prefix) {
                     let _ = tx.send(value.to_string());
                 }
             }
         }
     });
-    let next = || {
+    std::array::from_fn(|_| {
         rx.recv_timeout(Duration::from_secs(30))
             .expect("node printed its addresses")
-    };
-    let p2p = next();
-    let web = next();
-    (p2p, web)
+    })
 }

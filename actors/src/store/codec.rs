@@ -174,6 +174,25 @@ impl ByteReader<'_> {
     }
 }
 
+/// A stored record's wire JSON, parsed.
+pub fn parse_record(bytes: &[u8]) -> Result<spore_spec::ExperimentRecord, StoreError> {
+    parse_stored(
+        bytes,
+        "experiments_v1",
+        spore_spec::ExperimentRecord::from_json,
+    )
+}
+
+/// The frontier table's key of record `id` for `goal`.
+pub fn frontier_key(goal: Goal, task_id: &str, metric: f64, id: &str) -> Vec<u8> {
+    key(&[
+        &[goal_byte(goal)],
+        task_id.as_bytes(),
+        &sortable_metric(metric, goal),
+        id.as_bytes(),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

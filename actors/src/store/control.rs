@@ -22,25 +22,15 @@ pub enum ControlOutcome {
 }
 
 impl Writer<'_> {
-    /// Stores a verified control event.
-    pub fn insert_control_event(
+    /// Stores a verified control event (no verdict logic: see `verdicts.rs`).
+    pub(super) fn store_control_event(
         &mut self,
         event: &ControlEvent,
     ) -> Result<ControlOutcome, StoreError> {
-        if self.t.control_events.get(event.id.as_str())?.is_some() {
+        let events = &mut self.t.control_events;
+        if events.get(event.id.as_str())?.is_some() {
             return Ok(ControlOutcome::Duplicate);
         }
-        if let Some(subject) = super::verdicts::subject(event) {
-            if let Some(wire) = self.t.experiments.get(subject)? {
-                let record = super::experiments::parse_record(wire.value())?;
-                drop(wire);
-                let claim = super::verdicts::claim_of(&record);
-                if let Err(why) = crate::verdict::check_event(event, &claim) {
-                    return Ok(ControlOutcome::Refused(why));
-                }
-            }
-        }
-        let events = &mut self.t.control_events;
         let dedupe = &mut self.t.control_dedupe;
         let dedupe_key = event.dedupe_key();
         if let Some(stored) = dedupe.get(dedupe_key.as_str())? {
@@ -59,11 +49,6 @@ impl Writer<'_> {
             self.count_verification_work(&event.node_id)?;
         }
         self.append_log(super::LogKind::Control, &event.id)?;
-        self.index_event(event)?;
-        if let Some(subject) = super::verdicts::subject(event) {
-            let subject = subject.to_string();
-            self.apply_verdict(&subject)?;
-        }
         Ok(ControlOutcome::Accepted)
     }
 }

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use redb::{ReadableTable, ReadableTableMetadata};
 use spore_spec::{ExperimentRecord, Goal, Status};
 
-use super::codec::{goal_byte, key, prefix_end, sortable_i64, sortable_metric, ByteReader};
+use super::codec::{goal_byte, key, prefix_end, sortable_i64, ByteReader};
 use super::codec::{push_str, IndexEntry};
 use super::{Reader, StoreError, Writer};
 use crate::lineage::{decide, Decision, LineageReject, ParentState};
@@ -122,14 +122,7 @@ fn sorted_ids(
     Ok(out)
 }
 
-pub(super) fn frontier_key(goal: Goal, task_id: &str, metric: f64, id: &str) -> Vec<u8> {
-    key(&[
-        &[goal_byte(goal)],
-        task_id.as_bytes(),
-        &sortable_metric(metric, goal),
-        id.as_bytes(),
-    ])
-}
+use super::codec::frontier_key;
 
 fn frontier_prefix(goal: Goal, task_id: &str) -> Vec<u8> {
     key(&[&[goal_byte(goal)], task_id.as_bytes()])
@@ -146,9 +139,7 @@ fn stored_bytes(record: &ExperimentRecord, task_id: &str) -> Vec<u8> {
     copy.to_wire_json().into_bytes()
 }
 
-pub(super) fn parse_record(bytes: &[u8]) -> Result<ExperimentRecord, StoreError> {
-    super::codec::parse_stored(bytes, "experiments_v1", ExperimentRecord::from_json)
-}
+use super::codec::parse_record;
 
 impl Writer<'_> {
     /// Offers a record whose id, signature and rules were already checked

@@ -96,6 +96,33 @@ fn now() -> i64 {
 }
 
 impl Writer<'_> {
+    /// Stores a verified control event: refused when it can never count for the record it
+    /// names (its publisher's own, another hardware class), else stored, indexed under its
+    /// record, and the record's verdict recomputed.
+    pub fn insert_control_event(
+        &mut self,
+        event: &ControlEvent,
+    ) -> Result<super::ControlOutcome, StoreError> {
+        if let Some(subject) = subject(event) {
+            if let Some(wire) = self.t.experiments.get(subject)? {
+                let record = super::codec::parse_record(wire.value())?;
+                drop(wire);
+                if let Err(why) = verdict::check_event(event, &claim_of(&record)) {
+                    return Ok(super::ControlOutcome::Refused(why));
+                }
+            }
+        }
+        let outcome = self.store_control_event(event)?;
+        if outcome == super::ControlOutcome::Accepted {
+            self.index_event(event)?;
+            if let Some(subject) = subject(event) {
+                let subject = subject.to_string();
+                self.apply_verdict(&subject)?;
+            }
+        }
+        Ok(outcome)
+    }
+
     /// Indexes a stored event under its record.
     pub(super) fn index_event(&mut self, event: &ControlEvent) -> Result<(), StoreError> {
         if let Some(exp) = subject(event) {
@@ -111,7 +138,7 @@ impl Writer<'_> {
         let Some(wire) = self.t.experiments.get(id)? else {
             return Ok(None);
         };
-        let record = super::experiments::parse_record(wire.value())?;
+        let record = super::codec::parse_record(wire.value())?;
         drop(wire);
         let events = events_about(&self.t.control_by_experiment, &self.t.control_events, id)?;
         if events.is_empty() {
@@ -163,7 +190,7 @@ impl Writer<'_> {
     /// Puts `id` on (or takes it off) its task's frontier for each goal, as its flags say.
     fn place_on_frontier(&mut self, id: &str, entry: &IndexEntry) -> Result<(), StoreError> {
         for goal in [Goal::Minimize, Goal::Maximize] {
-            let k = super::experiments::frontier_key(goal, &entry.task_id, entry.metric, id);
+            let k = super::codec::frontier_key(goal, &entry.task_id, entry.metric, id);
             if entry.is_frontier(goal) {
                 self.t.frontier.insert(k.as_slice(), ())?;
             } else {

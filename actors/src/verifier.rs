@@ -284,6 +284,11 @@ impl Verifier {
         let claim = claim_of(record);
         let tol = claim.tolerance();
         let within = (bpb - claim.claimed).abs() <= tol;
+        let on_frontier = self.registry.store.read().ok().is_some_and(|read| {
+            let entry = read.index_entry(&record.id).ok().flatten();
+            let goal = read.task_goal(&record.task_id).ok();
+            entry.zip(goal).is_some_and(|(e, g)| e.is_frontier(g))
+        });
         let s = |x: &str| Value::Str(x.to_string());
         let common = |extra: Vec<(&'static str, Value)>| {
             let mut members = vec![
@@ -305,7 +310,7 @@ impl Verifier {
                     ("verifier_id", s(&self.me)),
                     ("verifier_bpb", Value::Float(bpb)),
                     ("verifier_gpu", s(&self.options.gpu_model)),
-                    ("is_frontier", Value::Bool(true)),
+                    ("is_frontier", Value::Bool(on_frontier)),
                 ]),
             ),
             Job::Verify(_) => {

@@ -7,6 +7,7 @@ mod prepare;
 mod profile;
 mod research;
 mod run;
+mod service;
 mod task;
 mod train;
 mod transfer;
@@ -49,6 +50,12 @@ pub enum Command {
     Init,
     /// Run the node
     Run(run::RunArgs),
+    /// Run the node in the background (same flags as `run`): pid and log in the data dir
+    Start(run::RunArgs),
+    /// Stop the node `start` started, and wait for its clean stop
+    Stop,
+    /// Print the background node's log
+    Log(service::LogArgs),
     /// Serve the explorer over this data dir without joining the network
     Explorer(explorer::ExplorerArgs),
     /// Manage tasks
@@ -131,6 +138,12 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init => init(&ctx),
         Command::Run(args) => run::run(ctx, args),
+        Command::Start(args) => {
+            run::effective_config(&ctx, &args)?; // a bad flag or config fails here, not later
+            service::start(&ctx, std::env::args_os().collect())
+        }
+        Command::Stop => service::stop(&ctx),
+        Command::Log(args) => service::log(&ctx, args),
         Command::Explorer(args) => explorer::run(&ctx, args),
         Command::Task(cmd) => task::run(&ctx, cmd),
         Command::Tasks => task::run(&ctx, task::TaskCommand::List),

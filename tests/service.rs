@@ -1,0 +1,90 @@
+//! `spored start`, `stop` and `log`: the node as a background service of one data dir.
+
+mod support;
+
+use support::{import_lines, info, spored, vector_lines, LOOPBACK_RUN};
+
+/// `spored start` with the loopback flags `run` gets in the other tests.
+fn start_args() -> Vec<&'static str> {
+    let mut args = LOOPBACK_RUN.to_vec();
+    args[0] = "start";
+    args.push("--no-train");
+    args
+}
+
+fn run(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = spored(dir).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn start_runs_the_node_in_the_background_and_stop_ends_it_keeping_its_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (ok, out, err) = run(dir, &start_args());
+    assert!(ok, "{err}");
+    assert!(out.starts_with("started pid "), "{out}");
+    assert!(out.contains("explorer on http://127.0.0.1:"), "{out}");
+    let pid: u32 = std::fs::read_to_string(dir.join("spored.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // it answers, it refuses a second start, it logs
+    assert_eq!(info(dir)["experiment_count"], 0);
+    let (ok, _, err) = run(dir, &start_args());
+    assert!(!ok && err.contains("already running"), "{err}");
+    let lines = vector_lines();
+    import_lines(dir, &lines[..5]);
+    let (ok, log, _) = run(dir, &["log", "-n", "200"]);
+    assert!(ok);
+    assert!(log.contains("explorer on"), "{log}");
+    assert!(log.contains("task manifest stored"), "{log}");
+
+    let (ok, out, err) = run(dir, &["stop"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with(&format!("stopped pid {pid}")), "{out}");
+    assert!(!dir.join("spored.pid").exists());
+    assert!(!dir.join("spored.sock").exists());
+    assert!(
+        std::fs::read_to_string(dir.join("spored.log"))
+            .unwrap()
+            .trim_end()
+            .ends_with("stopped"),
+        "a clean stop is logged last"
+    );
+    let (ok, _, err) = run(dir, &["stop"]);
+    assert!(!ok && err.contains("no node"), "{err}");
+    // the records it stored are there for the offline commands
+    let (ok, out, err) = run(dir, &["--json", "status"]);
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(status["experiment_count"].as_i64().unwrap() > 0, "{out}");
+}
+
+#[test]
+fn a_node_that_cannot_start_is_reported_with_its_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // a broken config is refused before anything starts
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.toml"), "prot = 1\n").unwrap();
+    let (ok, _, err) = run(dir, &start_args());
+    assert!(!ok && err.contains("prot"), "{err}");
+    std::fs::remove_file(dir.join("config.toml")).unwrap();
+    // a port in use: the node exits during start, and `start` says why
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port().to_string();
+    let mut args = start_args();
+    let at = args.iter().position(|a| *a == "--port").unwrap();
+    args[at + 1] = &port;
+    let (ok, _, err) = run(dir, &args);
+    assert!(!ok, "{err}");
+    assert!(err.contains("exited during start"), "{err}");
+    assert!(err.contains("cannot listen for reference peers"), "{err}");
+    assert!(!dir.join("spored.pid").exists());
+}

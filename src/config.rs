@@ -78,6 +78,9 @@ pub struct NodeConfig {
     /// Base probability of re-running another node's record of this node's hardware class
     /// (the reference's 0.05; doubled for new publishers and frontier records, capped at 1).
     pub verify_probability: f64,
+    /// Log filter (`info`, `warn,spore_actors=debug`, …); empty: the built-in one. `RUST_LOG`
+    /// wins at start; SIGHUP applies this one.
+    pub log_level: String,
 }
 
 impl Default for NodeConfig {
@@ -102,6 +105,7 @@ impl Default for NodeConfig {
             time_budget: 0,
             max_experiments: 0,
             verify_probability: 0.05,
+            log_level: String::new(),
         }
     }
 }

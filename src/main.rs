@@ -34,6 +34,10 @@ fn default_autotune_level() {
     }
 }
 
+/// Replaces the log filter of the running process (`log_level` on SIGHUP).
+type SetFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+pub static LOG_FILTER: std::sync::OnceLock<SetFilter> = std::sync::OnceLock::new();
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     default_autotune_level();
@@ -43,14 +47,24 @@ fn main() -> ExitCode {
         cli::Command::Run(_) => "warn,spored=info,spore_actors=info,libp2p_kad=error",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let _ = LOG_FILTER.set(Box::new(move |directives: &str| {
+        let filter = tracing_subscriber::EnvFilter::try_new(directives)
+            .map_err(|e| format!("invalid log_level {directives:?}: {e}"))?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    }));
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -88,3 +88,80 @@ fn a_node_that_cannot_start_is_reported_with_its_reason() {
     assert!(err.contains("cannot listen for reference peers"), "{err}");
     assert!(!dir.join("spored.pid").exists());
 }
+
+fn signal(pid: u32, sig: &str) {
+    assert!(std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+fn log_text(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("spored.log")).unwrap()
+}
+
+#[test]
+fn sighup_reloads_peers_and_log_level_and_sigusr2_restarts_with_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (ok, _, err) = run(dir, &start_args());
+    assert!(ok, "{err}");
+    let pid: u32 = std::fs::read_to_string(dir.join("spored.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let lines = vector_lines();
+    import_lines(dir, &lines[..6]);
+
+    // a new peer and a quieter log, from the file, without a restart
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let peer = listener.local_addr().unwrap().to_string();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("peer = [\"{peer}\"]\nlog_level = \"warn\"\n"),
+    )
+    .unwrap();
+    signal(pid, "-HUP");
+    support::wait_until("the node to dial the peer added by SIGHUP", 20, || {
+        listener.accept().is_ok()
+    });
+    let quiet_from = log_text(dir).len();
+    import_lines(dir, &lines[6..12]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !log_text(dir)[quiet_from..].contains(" INFO "),
+        "log_level = warn silenced INFO"
+    );
+    // and louder again
+    std::fs::write(
+        dir.join("config.toml"),
+        "log_level = \"info,spore_actors=debug\"\n",
+    )
+    .unwrap();
+    signal(pid, "-HUP");
+    support::wait_until("the node to log at debug", 20, || {
+        import_lines(dir, &lines[12..13]);
+        log_text(dir)[quiet_from..].contains("DEBUG")
+    });
+    let before = info(dir)["experiment_count"].clone();
+
+    // SIGUSR2: the same process image again, with the same arguments and store
+    let restarted_from = log_text(dir).len();
+    signal(pid, "-USR2");
+    support::wait_until("the restarted node", 30, || {
+        let text = log_text(dir);
+        text[restarted_from..].contains("explorer on") && dir.join("spored.sock").exists()
+    });
+    assert_eq!(info(dir)["experiment_count"], before, "nothing lost");
+    let again: u32 = std::fs::read_to_string(dir.join("spored.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(again, pid, "the same process, re-executed");
+    let (ok, out, err) = run(dir, &["stop"]);
+    assert!(ok && out.starts_with("stopped"), "{err}");
+}

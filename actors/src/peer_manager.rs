@@ -695,6 +695,21 @@ impl Handler<GetPeers> for PeerManager {
     }
 }
 
+/// PeerManager: the configured peers changed (SIGHUP): dial these from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPeers(pub Vec<Multiaddr>);
+
+impl Handler<SetPeers> for PeerManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetPeers, _: &mut Context<Self>) {
+        info!(peers = msg.0.len(), "configured libp2p peers replaced");
+        self.bootstrap = msg.0;
+        self.dial_bootstrap();
+    }
+}
+
 impl Handler<GetListenAddrs> for PeerManager {
     type Result = MessageResult<GetListenAddrs>;
 

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use libp2p::Multiaddr;
-use spore_actors::legacy::{GetLegacyAddr, LegacyOptions};
+use spore_actors::legacy::{GetLegacyAddr, LegacyOptions, SetLegacyPeers};
 use spore_actors::messages::GetListenAddrs;
 use spore_actors::net::NetConfig;
 use spore_actors::node::{self, NodeOptions};
+use spore_actors::peer_manager::SetPeers;
 use spore_actors::store::StoreError;
 use spore_actors::Store;
 use spore_spec::json::{object, Value};
@@ -142,6 +143,46 @@ pub fn effective_config(ctx: &Context, args: &RunArgs) -> Result<crate::config::
     Ok(c)
 }
 
+/// The configured peers: `host:port` ones (with the bootstrap peers) for the legacy bridge,
+/// multiaddrs for libp2p.
+fn split_peers(config: &crate::config::NodeConfig) -> Result<(Vec<String>, Vec<Multiaddr>)> {
+    let (mut legacy_peers, mut peers) = (Vec::new(), Vec::new());
+    for p in &config.peer {
+        if p.starts_with('/') {
+            peers.push(peer_multiaddr(p)?);
+        } else {
+            legacy_peers.push(legacy_peer(p)?);
+        }
+    }
+    for p in &config.bootstrap {
+        legacy_peers.push(legacy_peer(p)?);
+    }
+    Ok((legacy_peers, peers))
+}
+
+/// SIGHUP: the config file again (with this run's flags on top): peers and log level change
+/// in place; anything else needs a restart (SIGUSR2), which the log says.
+async fn reload(ctx: &Context, args: &RunArgs, registry: &node::Registry) -> Result<()> {
+    let file = crate::config::NodeConfig::load(&ctx.config_path)?;
+    let reloaded = Context {
+        data_dir: ctx.data_dir.clone(),
+        config_path: ctx.config_path.clone(),
+        config: file,
+        json: ctx.json,
+    };
+    let config = effective_config(&reloaded, args)?;
+    let (legacy_peers, peers) = split_peers(&config)?;
+    registry.legacy.send(SetLegacyPeers(legacy_peers)).await?;
+    registry.peers.send(SetPeers(peers)).await?;
+    if !config.log_level.is_empty() {
+        if let Some(set) = crate::LOG_FILTER.get() {
+            set(&config.log_level).map_err(|e| anyhow::anyhow!(e))?;
+        }
+    }
+    info!(log_level = %config.log_level, "config reloaded (peers, log level); other settings take effect at the next restart (SIGUSR2)");
+    Ok(())
+}
+
 /// A reference peer, `host:port` (a name is resolved when dialled).
 fn legacy_peer(peer: &str) -> Result<String> {
     let ok = peer
@@ -182,17 +223,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
     }
     let listen = peer_multiaddr(&format!("{}:{}", config.host, config.p2p_port))
         .context("invalid host/p2p_port to listen on")?;
-    let (mut legacy_peers, mut peers) = (Vec::new(), Vec::new());
-    for p in &config.peer {
-        if p.starts_with('/') {
-            peers.push(peer_multiaddr(p)?);
-        } else {
-            legacy_peers.push(legacy_peer(p)?);
-        }
-    }
-    for p in &config.bootstrap {
-        legacy_peers.push(legacy_peer(p)?);
-    }
+    let (legacy_peers, peers) = split_peers(&config)?;
     let (identity, _) = ctx.data_dir.ensure_identity()?;
     if !ctx.config_path.exists() {
         config.save(&ctx.config_path)?;
@@ -225,7 +256,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
     };
     let socket = ctx.data_dir.socket();
     let node_id = identity.node_id();
-    actix_rt::System::new().block_on(async move {
+    let restart = actix_rt::System::new().block_on(async move {
         let registry = node::start(store, options).map_err(|e| anyhow::anyhow!(e))?;
         let peer_id = registry.peer_id;
         let mut addrs = Vec::new();
@@ -282,12 +313,22 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
                 warn!(error = %e, "control socket stopped");
             }
         });
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let failed = tokio::select! {
-            _ = tokio::signal::ctrl_c() => { info!("interrupted: stopping"); None }
-            _ = terminate.recv() => { info!("terminated: stopping"); None }
-            reason = registry.failure.wait() => Some(reason),
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut restart = signal(SignalKind::user_defined2())?;
+        let (failed, again) = loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => { info!("interrupted: stopping"); break (None, false) }
+                _ = terminate.recv() => { info!("terminated: stopping"); break (None, false) }
+                _ = restart.recv() => { info!("restart requested: stopping, then starting again"); break (None, true) }
+                _ = hangup.recv() => {
+                    if let Err(e) = reload(&ctx, &args, &registry).await {
+                        warn!(error = %format!("{e:#}"), "config not reloaded; the node runs on as it was");
+                    }
+                }
+                reason = registry.failure.wait() => break (Some(reason), false),
+            }
         };
         web_handle.stop(true).await;
         registry.shutdown().await;
@@ -296,8 +337,18 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             bail!("the node stopped: {reason} (see the log above)");
         }
         spore_actors::say!("stopped");
-        Ok(())
-    })
+        Ok(again)
+    })?;
+    if restart {
+        // everything is closed (store, sockets); the same binary, the same arguments
+        use std::os::unix::process::CommandExt as _;
+        let mut argv = std::env::args_os();
+        let program = std::env::current_exe().context("cannot find the spored executable")?;
+        argv.next();
+        let err = std::process::Command::new(program).args(argv).exec();
+        bail!("restart failed: {err}");
+    }
+    Ok(())
 }
 
 /// The explorer's socket address from config (a host name is resolved; port 0 lets the OS pick).

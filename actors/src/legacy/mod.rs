@@ -640,6 +640,21 @@ pub fn pex_entry_ok(entry: &str) -> bool {
     }
 }
 
+/// The configured `host:port` peers changed (SIGHUP): dial these from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetLegacyPeers(pub Vec<String>);
+
+impl Handler<SetLegacyPeers> for LegacyBridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetLegacyPeers, ctx: &mut Context<Self>) {
+        info!(peers = msg.0.len(), "configured reference peers replaced");
+        self.options.peers = msg.0;
+        self.dial_configured(ctx);
+    }
+}
+
 /// The address the legacy listener is bound to.
 #[derive(Message)]
 #[rtype(result = "Option<SocketAddr>")]

@@ -55,11 +55,13 @@ pub struct NodeConfig {
     pub bootstrap: Vec<String>,
     /// Pinned task; empty means the most active one.
     pub task_id: String,
-    /// Signed self-update (off until the auto-operator exists; the reference's unsigned
-    /// update is never used).
+    /// Signed self-update (the AutoOperator; idle without `update_manifest_url`).
     pub auto_update: bool,
     pub update_interval_sec: u64,
     pub update_manifest_url: String,
+    /// Ed25519 public keys (64 hex) whose signature a release manifest must carry; no key is
+    /// built in yet, so updates need one here.
+    pub release_keys: Vec<String>,
     /// Informational: the data dir is chosen by `--data-dir`, `SPORE_HOME` or `~/.spore`.
     pub data_dir: String,
     /// research, verify-only or relay.
@@ -93,9 +95,10 @@ impl Default for NodeConfig {
             peer: Vec::new(),
             bootstrap: vec![REFERENCE_BOOTSTRAP.into()],
             task_id: String::new(),
-            auto_update: false,
+            auto_update: true,
             update_interval_sec: 21600,
             update_manifest_url: String::new(),
+            release_keys: Vec::new(),
             data_dir: String::new(),
             mode: NodeMode::Research,
             web_host: "127.0.0.1".into(),

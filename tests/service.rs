@@ -26,6 +26,7 @@ fn start_runs_the_node_in_the_background_and_stop_ends_it_keeping_its_records() 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (ok, out, err) = run(dir, &start_args());
+    let _guard = support::StopOnDrop(dir.to_path_buf());
     assert!(ok, "{err}");
     assert!(out.starts_with("started pid "), "{out}");
     assert!(out.contains("explorer on http://127.0.0.1:"), "{out}");
@@ -45,6 +46,8 @@ fn start_runs_the_node_in_the_background_and_stop_ends_it_keeping_its_records() 
     assert!(log.contains("explorer on"), "{log}");
     assert!(log.contains("task manifest stored"), "{log}");
 
+    let held = info(dir)["experiment_count"].clone();
+    assert!(held.as_i64().unwrap() > 0);
     let (ok, out, err) = run(dir, &["stop"]);
     assert!(ok, "{err}");
     assert!(out.starts_with(&format!("stopped pid {pid}")), "{out}");
@@ -59,11 +62,11 @@ fn start_runs_the_node_in_the_background_and_stop_ends_it_keeping_its_records() 
     );
     let (ok, _, err) = run(dir, &["stop"]);
     assert!(!ok && err.contains("no node"), "{err}");
-    // the records it stored are there for the offline commands
-    let (ok, out, err) = run(dir, &["--json", "status"]);
+    // SIGTERM lost nothing: the offline store holds every record the node held
+    let (ok, out, err) = run(dir, &["--json", "info"]);
     assert!(ok, "{err}");
-    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(status["experiment_count"].as_i64().unwrap() > 0, "{out}");
+    let offline: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(offline["experiment_count"], held, "{out}");
 }
 
 #[test]
@@ -106,6 +109,7 @@ fn sighup_reloads_peers_and_log_level_and_sigusr2_restarts_with_the_store() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (ok, _, err) = run(dir, &start_args());
+    let _guard = support::StopOnDrop(dir.to_path_buf());
     assert!(ok, "{err}");
     let pid: u32 = std::fs::read_to_string(dir.join("spored.pid"))
         .unwrap()

@@ -1,6 +1,7 @@
 //! spore-actors: the spored node: the store (redb), the lineage rules, the actors of the mesh,
 //! the experiment runner and the research loop.
 
+pub mod auto_operator;
 pub mod console;
 pub mod lineage;
 pub mod llm;

@@ -11,6 +11,7 @@ mod service;
 mod task;
 mod train;
 mod transfer;
+mod update;
 mod verify;
 
 use std::path::PathBuf;
@@ -88,6 +89,9 @@ pub enum Command {
     Prepare(prepare::PrepareArgs),
     /// Train one config artifact in this process and print its metrics (what the runner starts)
     Train(train::TrainArgs),
+    /// Release keys and signed update manifests (for operators)
+    #[command(subcommand)]
+    Release(update::ReleaseCommand),
 }
 
 /// What every command needs: where the data is, the effective config, output style.
@@ -131,6 +135,9 @@ impl Context {
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     // A training child needs no data dir, config or store.
+    if let Command::Release(cmd) = cli.command {
+        return update::release(cmd);
+    }
     if let Command::Train(args) = cli.command {
         return train::run(args);
     }
@@ -164,7 +171,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => transfer::export(&ctx, args),
         Command::Import(args) => transfer::import(&ctx, args),
         Command::Prepare(args) => prepare::run(&ctx, args),
-        Command::Train(_) => unreachable!("handled before the context is built"),
+        Command::Train(_) | Command::Release(_) => {
+            unreachable!("handled before the context is built")
+        }
     }
 }
 

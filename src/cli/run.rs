@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use libp2p::Multiaddr;
+use spore_actors::auto_operator::{self, AutoOperator, UpdateOptions, UpdateReady};
 use spore_actors::legacy::{GetLegacyAddr, LegacyOptions, SetLegacyPeers};
 use spore_actors::messages::GetListenAddrs;
 use spore_actors::net::NetConfig;
@@ -256,6 +257,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
     };
     let socket = ctx.data_dir.socket();
     let node_id = identity.node_id();
+    let ctx_paths = ctx.data_dir.clone();
     let restart = actix_rt::System::new().block_on(async move {
         let registry = node::start(store, options).map_err(|e| anyhow::anyhow!(e))?;
         let peer_id = registry.peer_id;
@@ -271,7 +273,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             }
             actix_rt::time::sleep(Duration::from_millis(50)).await;
         }
-        spore_actors::say!("spored {} node {node_id}", env!("CARGO_PKG_VERSION"));
+        spore_actors::say!("spored {} node {node_id}", auto_operator::version());
         spore_actors::say!("peer id {peer_id}");
         for addr in &addrs {
             spore_actors::say!("listening on {addr}/p2p/{peer_id}");
@@ -298,6 +300,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             ("node_id", Value::Str(node_id.clone())),
             ("peer_id", Value::Str(peer_id.to_string())),
             ("mode", Value::Str(config.mode.as_str().into())),
+            ("version", Value::Str(auto_operator::version())),
             (
                 "listen",
                 Value::Array(addrs.iter().map(|a| Value::Str(a.to_string())).collect()),
@@ -313,21 +316,41 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
                 warn!(error = %e, "control socket stopped");
             }
         });
+        let (ready_tx, mut updates) = tokio::sync::mpsc::channel::<UpdateReady>(1);
+        if config.auto_update && !config.update_manifest_url.is_empty() {
+            use actix::Actor as _;
+            AutoOperator::new(
+                UpdateOptions {
+                    manifest_url: config.update_manifest_url.clone(),
+                    keys: config.release_keys.clone(),
+                    interval: Duration::from_secs(config.update_interval_sec.max(1)),
+                    bin_dir: ctx.data_dir.root.join("bin"),
+                },
+                ready_tx,
+            )
+            .start();
+        }
+        if let Ok(steps) = std::env::var("SPORED_POST_INSTALL_STEPS") {
+            if !steps.is_empty() {
+                info!(steps, "post-install steps ran when the store opened (its backfills and migrations)");
+            }
+        }
         use tokio::signal::unix::{signal, SignalKind};
         let mut terminate = signal(SignalKind::terminate())?;
         let mut hangup = signal(SignalKind::hangup())?;
         let mut restart = signal(SignalKind::user_defined2())?;
         let (failed, again) = loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => { info!("interrupted: stopping"); break (None, false) }
-                _ = terminate.recv() => { info!("terminated: stopping"); break (None, false) }
-                _ = restart.recv() => { info!("restart requested: stopping, then starting again"); break (None, true) }
+                _ = tokio::signal::ctrl_c() => { info!("interrupted: stopping"); break (None, Restart::No) }
+                _ = terminate.recv() => { info!("terminated: stopping"); break (None, Restart::No) }
+                _ = restart.recv() => { info!("restart requested: stopping, then starting again"); break (None, Restart::Same) }
+                Some(update) = updates.recv() => { info!(version = %update.version, "stopping to start the update"); break (None, Restart::Into(update)) }
                 _ = hangup.recv() => {
                     if let Err(e) = reload(&ctx, &args, &registry).await {
                         warn!(error = %format!("{e:#}"), "config not reloaded; the node runs on as it was");
                     }
                 }
-                reason = registry.failure.wait() => break (Some(reason), false),
+                reason = registry.failure.wait() => break (Some(reason), Restart::No),
             }
         };
         web_handle.stop(true).await;
@@ -339,16 +362,30 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         spore_actors::say!("stopped");
         Ok(again)
     })?;
-    if restart {
-        // everything is closed (store, sockets); the same binary, the same arguments
-        use std::os::unix::process::CommandExt as _;
-        let mut argv = std::env::args_os();
-        let program = std::env::current_exe().context("cannot find the spored executable")?;
-        argv.next();
-        let err = std::process::Command::new(program).args(argv).exec();
-        bail!("restart failed: {err}");
+    match restart {
+        Restart::No => Ok(()),
+        Restart::Same => exec_self(),
+        Restart::Into(update) => super::update::start_update(&ctx_paths, update),
     }
-    Ok(())
+}
+
+/// Why the node loop ended.
+enum Restart {
+    No,
+    /// SIGUSR2: the same binary again.
+    Same,
+    /// A checked update: start it, keep it if healthy.
+    Into(UpdateReady),
+}
+
+/// Re-executes this binary with the same arguments (everything is closed: store, sockets).
+pub fn exec_self() -> Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let mut argv = std::env::args_os();
+    let program = std::env::current_exe().context("cannot find the spored executable")?;
+    argv.next();
+    let err = std::process::Command::new(program).args(argv).exec();
+    bail!("restart failed: {err}")
 }
 
 /// The explorer's socket address from config (a host name is resolved; port 0 lets the OS pick).

@@ -214,3 +214,23 @@ pub fn printed<const N: usize>(child: &mut Child, prefixes: [&'static str; N]) -
             .expect("node printed its addresses")
     })
 }
+
+/// Stops the background node of a data dir (`spored stop`, then SIGKILL by its pid file) when
+/// dropped, so a failing test leaves no node behind.
+pub struct StopOnDrop(pub std::path::PathBuf);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let stopped = spored(&self.0)
+            .arg("stop")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !stopped {
+            if let Ok(pid) = std::fs::read_to_string(self.0.join("spored.pid")) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", pid.trim()])
+                    .status();
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Applying an update the AutoOperator checked, and `spored release` for operators.
+//!
+//! Applying: the node has stopped cleanly; the new binary is started with the same arguments and
+//! this process waits for its health check: within 90 s the new node must answer on its control
+//! socket and report the manifest's version. Healthy → the pid file (if `spored start` wrote one)
+//! names the new process, `bin/current` names its binary, and this process exits. Otherwise the
+//! new process is stopped, the version is written to `bin/refused` (never tried again), and this
+//! (the previous) binary starts again with the same arguments.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use spore_actors::auto_operator::{self, UpdateReady};
+use spore_spec::Identity;
+use tracing::{info, warn};
+
+use crate::data_dir::DataDir;
+
+const HEALTH_WAIT: Duration = Duration::from_secs(90);
+
+pub fn start_update(data_dir: &DataDir, update: UpdateReady) -> Result<()> {
+    // the node's signal handlers died with its runtime: SIGTERM/SIGINT end this wait again
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+    let mut argv = std::env::args_os();
+    argv.next();
+    let mut child = std::process::Command::new(&update.binary)
+        .args(argv)
+        .env("SPORED_POST_INSTALL_STEPS", update.steps.join(","))
+        .spawn()
+        .with_context(|| format!("starting {}", update.binary.display()))?;
+    let socket = data_dir.socket();
+    let started = Instant::now();
+    let verdict = loop {
+        if let Some(status) = child.try_wait()? {
+            break Err(format!("it exited ({status})"));
+        }
+        if started.elapsed() > HEALTH_WAIT {
+            break Err(format!(
+                "it did not answer within {} s",
+                HEALTH_WAIT.as_secs()
+            ));
+        }
+        if let Ok(reply) = crate::control::request(&socket, "info", &[]) {
+            let version = reply.get("version").and_then(|v| v.as_str()).unwrap_or("");
+            if version == update.version {
+                break Ok(());
+            }
+            break Err(format!(
+                "it reports version {version:?}, not {}",
+                update.version
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let bin_dir = data_dir.root.join("bin");
+    match verdict {
+        Ok(()) => {
+            let pid_file = data_dir.root.join("spored.pid");
+            let ours = std::fs::read_to_string(&pid_file)
+                .ok()
+                .is_some_and(|p| p.trim() == std::process::id().to_string());
+            if ours {
+                crate::data_dir::write_atomically(
+                    &pid_file,
+                    format!("{}\n", child.id()).as_bytes(),
+                    0o644,
+                )?;
+            }
+            crate::data_dir::write_atomically(
+                &bin_dir.join("current"),
+                format!("{}\n", update.binary.display()).as_bytes(),
+                0o644,
+            )?;
+            info!(version = %update.version, pid = child.id(), "update healthy; the new binary runs the node");
+            Ok(())
+        }
+        Err(reason) => {
+            warn!(version = %update.version, reason, "update failed its health check: rolling back to the previous binary");
+            // stop what answered, if anything did
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while child.try_wait()?.is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let refused = bin_dir.join("refused");
+            let mut list = std::fs::read_to_string(&refused).unwrap_or_default();
+            list.push_str(&format!("{}\n", update.version));
+            crate::data_dir::write_atomically(&refused, list.as_bytes(), 0o644)?;
+            super::run::exec_self()
+        }
+    }
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ReleaseCommand {
+    /// Make a release key (an Ed25519 seed, mode 0600) and print its public key
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print a signed release manifest for a binary
+    Manifest {
+        /// The release key (64 hex characters, as `keygen` writes it)
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The binary: its SHA-256 goes into the manifest
+        #[arg(long, value_name = "FILE")]
+        binary: PathBuf,
+        /// Where nodes download it (https://, or file:// for local mirrors)
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        version: String,
+        /// Post-install step (repeatable): backfill_tasks, migrate_store
+        #[arg(long = "step")]
+        steps: Vec<String>,
+        /// Platform of the binary (default: this machine's, e.g. linux-x86_64)
+        #[arg(long)]
+        platform: Option<String>,
+    },
+}
+
+pub fn release(cmd: ReleaseCommand) -> Result<()> {
+    match cmd {
+        ReleaseCommand::Keygen { out } => {
+            if out.exists() {
+                bail!("{} exists; not overwriting a key", out.display());
+            }
+            let key = Identity::generate();
+            crate::data_dir::write_atomically(&out, key.seed_hex().as_bytes(), 0o600)?;
+            spore_actors::say!("{}", key.node_id());
+            Ok(())
+        }
+        ReleaseCommand::Manifest {
+            key,
+            binary,
+            url,
+            version,
+            steps,
+            platform,
+        } => {
+            let hex = std::fs::read_to_string(&key)
+                .with_context(|| format!("reading {}", key.display()))?;
+            let seed: [u8; 32] = spore_spec::crypto::from_hex(hex.trim())
+                .and_then(|b| b.try_into().ok())
+                .with_context(|| format!("{} is not a 64-hex key", key.display()))?;
+            let bytes =
+                std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs() as i64;
+            let manifest = auto_operator::make_manifest(
+                &Identity::from_seed(seed),
+                &version,
+                &[(
+                    platform.unwrap_or_else(auto_operator::platform),
+                    url,
+                    spore_spec::crypto::sha256_hex(&bytes),
+                )],
+                &steps,
+                now,
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+            spore_actors::say!("{manifest}");
+            Ok(())
+        }
+    }
+}

@@ -364,7 +364,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
     })?;
     match restart {
         Restart::No => Ok(()),
-        Restart::Same => exec_self(),
+        Restart::Same => super::update::exec_self(),
         Restart::Into(update) => super::update::start_update(&ctx_paths, update),
     }
 }
@@ -376,16 +376,6 @@ enum Restart {
     Same,
     /// A checked update: start it, keep it if healthy.
     Into(UpdateReady),
-}
-
-/// Re-executes this binary with the same arguments (everything is closed: store, sockets).
-pub fn exec_self() -> Result<()> {
-    use std::os::unix::process::CommandExt as _;
-    let mut argv = std::env::args_os();
-    let program = std::env::current_exe().context("cannot find the spored executable")?;
-    argv.next();
-    let err = std::process::Command::new(program).args(argv).exec();
-    bail!("restart failed: {err}")
 }
 
 /// The explorer's socket address from config (a host name is resolved; port 0 lets the OS pick).

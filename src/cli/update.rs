@@ -94,9 +94,19 @@ pub fn start_update(data_dir: &DataDir, update: UpdateReady) -> Result<()> {
             let mut list = std::fs::read_to_string(&refused).unwrap_or_default();
             list.push_str(&format!("{}\n", update.version));
             crate::data_dir::write_atomically(&refused, list.as_bytes(), 0o644)?;
-            super::run::exec_self()
+            exec_self()
         }
     }
+}
+
+/// Re-executes this binary with the same arguments (everything is closed: store, sockets).
+pub fn exec_self() -> Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let mut argv = std::env::args_os();
+    let program = std::env::current_exe().context("cannot find the spored executable")?;
+    argv.next();
+    let err = std::process::Command::new(program).args(argv).exec();
+    bail!("restart failed: {err}")
 }
 
 #[derive(clap::Subcommand, Debug)]

@@ -243,4 +243,9 @@ fn a_node_updates_only_to_a_signed_healthy_release_and_keeps_its_store() {
         std::fs::read_to_string(dir.join("spored.pid")).unwrap() != pid
     });
     assert!(log(&dir).contains("post-install steps"));
+    // a later start (systemd, `spored start`) of the installed binary keeps the update
+    ok(&dir, &["stop"]);
+    ok(&dir, &start);
+    assert_eq!(info(&dir)["version"], "9.9.0");
+    assert_eq!(info(&dir)["experiment_count"], stored);
 }

@@ -53,6 +53,14 @@ fn semver(v: &str) -> Option<(u64, u64, u64)> {
     parts.next().is_none().then_some(t)
 }
 
+/// Whether `candidate` is a newer MAJOR.MINOR.PATCH than `current`.
+pub fn is_newer(candidate: &str, current: &str) -> bool {
+    match (semver(candidate), semver(current)) {
+        (Some(a), Some(b)) => a > b,
+        _ => false,
+    }
+}
+
 /// Signs a manifest with the release key (`spored release manifest`).
 pub fn make_manifest(
     key: &Identity,

@@ -222,6 +222,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         spore_actors::console::say_raw(format_args!("{}", config.to_toml()));
         return Ok(());
     }
+    super::update::run_installed_update(&ctx.data_dir)?;
     let listen = peer_multiaddr(&format!("{}:{}", config.host, config.p2p_port))
         .context("invalid host/p2p_port to listen on")?;
     let (legacy_peers, peers) = split_peers(&config)?;

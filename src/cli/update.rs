@@ -72,7 +72,7 @@ pub fn start_update(data_dir: &DataDir, update: UpdateReady) -> Result<()> {
             }
             crate::data_dir::write_atomically(
                 &bin_dir.join("current"),
-                format!("{}\n", update.binary.display()).as_bytes(),
+                format!("{} {}\n", update.version, update.binary.display()).as_bytes(),
                 0o644,
             )?;
             info!(version = %update.version, pid = child.id(), "update healthy; the new binary runs the node");
@@ -107,6 +107,31 @@ pub fn exec_self() -> Result<()> {
     argv.next();
     let err = std::process::Command::new(program).args(argv).exec();
     bail!("restart failed: {err}")
+}
+
+/// At `spored run`: when an update installed into this data dir (`bin/current`: version and
+/// path) is newer than this binary, run that one instead, with the same arguments, so a restart by
+/// systemd or `spored start` keeps the update. Anything unreadable or missing: run on as is.
+pub fn run_installed_update(data_dir: &DataDir) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(data_dir.root.join("bin").join("current")) else {
+        return Ok(());
+    };
+    let Some((version, path)) = text.trim().split_once(' ') else {
+        return Ok(());
+    };
+    let path = PathBuf::from(path);
+    let newer = auto_operator::is_newer(version, &auto_operator::version());
+    let same = std::env::current_exe().is_ok_and(|me| me == path);
+    if !newer || same || !path.is_file() {
+        return Ok(());
+    }
+    info!(version, binary = %path.display(), "running the update installed in this data dir");
+    use std::os::unix::process::CommandExt as _;
+    let mut argv = std::env::args_os();
+    argv.next();
+    let err = std::process::Command::new(&path).args(argv).exec();
+    warn!(error = %err, "cannot run the installed update; running this binary");
+    Ok(())
 }
 
 #[derive(clap::Subcommand, Debug)]

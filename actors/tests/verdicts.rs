@@ -362,6 +362,18 @@ fn a_fabricated_claim_is_rejected_by_three_reruns_and_leaves_the_frontier() {
     assert!(!v.challenged);
     // the child is off the frontier; the root, no longer beaten by a valid child, is back
     assert_eq!(frontier(&store), vec![w.root.id.clone()]);
+    // and the dispute counts (reference §f.4): challenger and responders won, publisher lost
+    let read = store.read().unwrap();
+    let stats = |n: u8| read.node_stats("", &who(n).node_id()).unwrap().unwrap();
+    assert_eq!((stats(5).disputes_won, stats(5).disputes_lost), (1, 0));
+    assert_eq!((stats(1).disputes_won, stats(1).disputes_lost), (0, 1));
+    for n in [2, 3, 4] {
+        assert_eq!(stats(n).disputes_won, 1);
+    }
+    assert!(
+        stats(1).score <= -5.0,
+        "the publisher of a rejected claim loses standing"
+    );
 }
 
 #[test]
@@ -417,6 +429,13 @@ fn an_honest_record_challenged_by_a_liar_is_upheld_by_the_challengers_dispute_or
         .unwrap();
     assert_eq!(v.outcome, Some(Outcome::Upheld));
     assert_eq!(frontier(&store2), vec![w.child.id.clone()]);
+    let liar = store2
+        .read()
+        .unwrap()
+        .node_stats("", &who(5).node_id())
+        .unwrap()
+        .unwrap();
+    assert_eq!((liar.disputes_won, liar.disputes_lost), (0, 1));
 }
 
 #[test]

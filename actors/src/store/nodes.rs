@@ -27,6 +27,12 @@ pub struct NodeStats {
     /// Verifications and challenge responses it signed (kept in the all-tasks entry).
     #[serde(default)]
     pub verifications_performed: u64,
+    /// Challenges decided for or against it (kept in the all-tasks entry): as challenger, as
+    /// publisher of the challenged record, or as a responder on the winning or losing side.
+    #[serde(default)]
+    pub disputes_won: u64,
+    #[serde(default)]
+    pub disputes_lost: u64,
     /// Reputation credit from those confirmations (reference §f.4: 2 for a frontier keep, 1 for
     /// a keep, 0 for a discard, counted when the record is first confirmed).
     pub score: f64,
@@ -122,6 +128,29 @@ impl Writer<'_> {
             stats.verified += 1;
             stats.score += credit;
         }
+        Ok(())
+    }
+
+    /// Applies (or, with `sign = -1.0`, takes back) a dispute credit of the reference's §f.4.
+    pub(super) fn credit_dispute(
+        &mut self,
+        node_id: &str,
+        won: bool,
+        score: f64,
+        sign: f64,
+    ) -> Result<(), StoreError> {
+        let stats = self.node_entry("", node_id)?;
+        let counter = if won {
+            &mut stats.disputes_won
+        } else {
+            &mut stats.disputes_lost
+        };
+        if sign > 0.0 {
+            *counter += 1;
+        } else {
+            *counter = counter.saturating_sub(1);
+        }
+        stats.score = (stats.score + sign * score).clamp(-100.0, 100.0);
         Ok(())
     }
 

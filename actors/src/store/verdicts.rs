@@ -21,6 +21,8 @@ pub struct VerdictSummary {
     pub challenged: bool,
     pub outcome: Option<Outcome>,
     pub ground_truth: Option<f64>,
+    /// Dispute credits applied to node counters for this record: (node, won, score).
+    pub credits: Vec<(String, bool, f64)>,
 }
 
 impl VerdictSummary {
@@ -37,7 +39,33 @@ impl VerdictSummary {
             challenged: v.open_challenge(),
             outcome,
             ground_truth,
+            credits: Vec::new(),
         }
+    }
+
+    /// The reference's §f.4 credits of every decided challenge: upheld, the challenger loses (−1);
+    /// rejected, the challenger wins (+1) and the publisher loses (−5); responders on the winning
+    /// side win (+0.5), the others lose (−1).
+    fn credits_of(v: &Verdict, claim: &Claim) -> Vec<(String, bool, f64)> {
+        let mut out = Vec::new();
+        for c in &v.challenges {
+            let Some((outcome, _)) = c.decided else {
+                continue;
+            };
+            match outcome {
+                Outcome::Upheld => out.push((c.challenger.clone(), false, -1.0)),
+                Outcome::Rejected => {
+                    out.push((c.challenger.clone(), true, 1.0));
+                    out.push((claim.publisher.clone(), false, -5.0));
+                }
+            }
+            for (node, bpb) in &c.responses {
+                let supports_claim = (bpb - claim.claimed).abs() <= claim.tolerance();
+                let won = supports_claim == (outcome == Outcome::Upheld);
+                out.push((node.clone(), won, if won { 0.5 } else { -1.0 }));
+            }
+        }
+        out
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -52,6 +80,21 @@ impl VerdictSummary {
             (
                 "ground_truth",
                 self.ground_truth.map_or(Value::Null, Value::Float),
+            ),
+            (
+                "credits",
+                Value::Array(
+                    self.credits
+                        .iter()
+                        .map(|(n, won, score)| {
+                            Value::Array(vec![
+                                Value::Str(n.clone()),
+                                Value::Bool(*won),
+                                Value::Float(*score),
+                            ])
+                        })
+                        .collect(),
+                ),
             ),
         ]);
         json::to_wire(&value).into_bytes()
@@ -78,6 +121,21 @@ impl VerdictSummary {
                 Some(Value::Float(f)) => Some(*f),
                 Some(Value::Int(i)) => Some(*i as f64),
                 _ => None,
+            },
+            credits: match v.get("credits") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|c| match c {
+                        Value::Array(p) => match p.as_slice() {
+                            [Value::Str(n), Value::Bool(won), Value::Float(score)] => {
+                                Some((n.clone(), *won, *score))
+                            }
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
             },
         })
     }
@@ -146,7 +204,21 @@ impl Writer<'_> {
         }
         let claim = claim_of(&record);
         let v = verdict::verdict(&claim, &events, now(), verdict::challenge_timeout());
-        let summary = VerdictSummary::of(&v);
+        let mut summary = VerdictSummary::of(&v);
+        // dispute credits: take back what an earlier verdict on this record gave, give the new
+        let before = match self.t.verdicts.get(id)? {
+            Some(bytes) => VerdictSummary::decode(bytes.value())?.credits,
+            None => Vec::new(),
+        };
+        summary.credits = VerdictSummary::credits_of(&v, &claim);
+        if before != summary.credits {
+            for (node, won, score) in &before {
+                self.credit_dispute(node, *won, *score, -1.0)?;
+            }
+            for (node, won, score) in &summary.credits {
+                self.credit_dispute(node, *won, *score, 1.0)?;
+            }
+        }
         self.t.verdicts.insert(id, summary.encode().as_slice())?;
         match v
             .challenges

@@ -78,7 +78,7 @@ pub struct NodeConfig {
     /// Stop researching after this many experiments (the node keeps serving); 0 = never.
     pub max_experiments: u64,
     /// Base probability of re-running another node's record of this node's hardware class
-    /// (the reference's 0.05; doubled for new publishers and frontier records, capped at 1).
+    /// (the reference's 0.05; raised for publishers in low standing and frontier records).
     pub verify_probability: f64,
     /// Log filter (`info`, `warn,spore_actors=debug`, …); empty: the built-in one. `RUST_LOG`
     /// wins at start; SIGHUP applies this one.

@@ -1,7 +1,7 @@
 //! Verifier: re-runs other nodes' claims (issue #7, reference §f.3). It follows the store's
 //! arrival log: a record from another node of this node's hardware class is re-run with some
-//! probability (5 % base, ×2 for a publisher with under 5 confirmed records, ×2 for a record on
-//! its task's frontier, capped at 1; `verify_probability` sets the base), a challenge by another
+//! probability (5 % base, ×3 for a publisher whose score is negative, else ×2 below 5, ×2 for a
+//! record on its task's frontier, capped at 1; `verify_probability` sets the base), a challenge by another
 //! node of a record of this class is always answered. A rerun trains the record's config
 //! artifact (fetched by cid) for exactly its `num_steps` through the ExperimentRunner, so it
 //! never overlaps research. Within the class tolerance → a signed `verification`; outside → a
@@ -86,10 +86,14 @@ impl Verifier {
         }
     }
 
-    /// The spot-check decision for `record` (deterministic per node and record).
-    fn spot_check(&self, record: &ExperimentRecord, new_publisher: bool, frontier: bool) -> bool {
+    /// The spot-check decision for `record` (deterministic per node and record): the base
+    /// probability ×3 for a publisher in bad standing (score < 0), else ×2 for a new or little
+    /// known one (score < 5), as the reference; then ×2 for a frontier record.
+    fn spot_check(&self, record: &ExperimentRecord, publisher_score: f64, frontier: bool) -> bool {
         let mut p = self.options.probability;
-        if new_publisher {
+        if publisher_score < 0.0 {
+            p *= 3.0;
+        } else if publisher_score < 5.0 {
             p *= 2.0;
         }
         if frontier {
@@ -120,18 +124,18 @@ impl Verifier {
                     {
                         continue;
                     }
-                    let new_publisher = read
+                    let publisher_score = read
                         .node_stats("", &record.node_id)
                         .ok()
                         .flatten()
-                        .is_none_or(|s| s.verified < 5);
+                        .map_or(0.0, |s| s.score);
                     let frontier = read
                         .index_entry(&record.id)
                         .ok()
                         .flatten()
                         .zip(read.task_goal(&record.task_id).ok())
                         .is_some_and(|(e, goal)| e.is_frontier(goal));
-                    if self.spot_check(&record, new_publisher, frontier)
+                    if self.spot_check(&record, publisher_score, frontier)
                         && self.queued.insert(format!("v:{}", record.id))
                     {
                         self.queue.push_back(Job::Verify(record.id.clone()));

@@ -12,6 +12,15 @@ fn start_args() -> Vec<&'static str> {
     args
 }
 
+/// The pid `spored start` wrote.
+fn pid_of(dir: &std::path::Path) -> u32 {
+    std::fs::read_to_string(dir.join("spored.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn run(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = spored(dir).args(args).output().unwrap();
     (
@@ -30,11 +39,7 @@ fn start_runs_the_node_in_the_background_and_stop_ends_it_keeping_its_records() 
     assert!(ok, "{err}");
     assert!(out.starts_with("started pid "), "{out}");
     assert!(out.contains("explorer on http://127.0.0.1:"), "{out}");
-    let pid: u32 = std::fs::read_to_string(dir.join("spored.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = pid_of(dir);
     // it answers, it refuses a second start, it logs
     assert_eq!(info(dir)["experiment_count"], 0);
     let (ok, _, err) = run(dir, &start_args());
@@ -111,11 +116,7 @@ fn sighup_reloads_peers_and_log_level_and_sigusr2_restarts_with_the_store() {
     let (ok, _, err) = run(dir, &start_args());
     let _guard = support::StopOnDrop(dir.to_path_buf());
     assert!(ok, "{err}");
-    let pid: u32 = std::fs::read_to_string(dir.join("spored.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = pid_of(dir);
     let lines = vector_lines();
     import_lines(dir, &lines[..6]);
 
@@ -160,11 +161,7 @@ fn sighup_reloads_peers_and_log_level_and_sigusr2_restarts_with_the_store() {
         text[restarted_from..].contains("explorer on") && dir.join("spored.sock").exists()
     });
     assert_eq!(info(dir)["experiment_count"], before, "nothing lost");
-    let again: u32 = std::fs::read_to_string(dir.join("spored.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let again = pid_of(dir);
     assert_eq!(again, pid, "the same process, re-executed");
     let (ok, out, err) = run(dir, &["stop"]);
     assert!(ok && out.starts_with("stopped"), "{err}");

@@ -8,6 +8,13 @@ pub mod llm;
 pub mod store;
 
 pub use store::{Reader, Store, StoreError, Writer};
+
+/// Seconds since the Unix epoch (signed timestamps, challenge timeouts).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 pub mod default_task;
 pub mod experiment_runner;
 pub mod frontier_tracker;

@@ -133,7 +133,8 @@ impl ResearchLoop {
     pub async fn run(self) {
         let identity = Identity::from_seed(self.options.seed);
         let mut rng = SplitMix64::new(
-            u64::from_le_bytes(self.options.seed[..8].try_into().unwrap_or([0; 8])) ^ now() as u64,
+            u64::from_le_bytes(self.options.seed[..8].try_into().unwrap_or([0; 8]))
+                ^ crate::unix_now() as u64,
         );
         if !self.options.initial_sync_wait.is_zero() {
             info!(
@@ -513,7 +514,7 @@ impl ResearchLoop {
             torch_version: FRAMEWORK.into(),
             node_id: identity.node_id(),
             task_id: task.task_id.clone(),
-            timestamp: now(),
+            timestamp: crate::unix_now(),
             version: 2,
             ..ExperimentRecord::default()
         };
@@ -592,13 +593,6 @@ fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Where a task's data is on this node (None: built in).
 /// Where a task's training data is on this node.
 pub struct TaskData {
     pub corpus: Option<std::path::PathBuf>,

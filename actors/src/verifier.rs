@@ -242,24 +242,21 @@ impl Verifier {
                 .ok_or("its task is unknown here")?
                 .manifest;
             drop(read);
-            // the artifact: stored (fetched when the record arrived), or the built-in baseline
-            let mut config = None;
+            // the artifact: the built-in baseline, or stored (fetched when the record arrived)
+            let mut config = builtin_baseline(&dir, &task)
+                .ok()
+                .filter(|b| spore_spec::crypto::sha256_hex(b) == record.code_cid);
             for _ in 0..120 {
-                let stored = store
+                if config.is_some() {
+                    break;
+                }
+                config = store
                     .read()
                     .ok()
                     .and_then(|r| r.artifact(&record.code_cid).ok().flatten());
-                if let Some(bytes) = stored {
-                    config = Some(bytes);
-                    break;
+                if config.is_none() {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                if let Ok(builtin) = builtin_baseline(&dir, &task) {
-                    if spore_spec::crypto::sha256_hex(&builtin) == record.code_cid {
-                        config = Some(builtin);
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             let config = config.ok_or("its config artifact did not arrive within 60 s")?;
             let data = task_data(&dir, &task)?;
@@ -408,9 +405,7 @@ pub fn sign_event(
         event_type: kind.into(),
         payload: object(payload),
         node_id: identity.node_id(),
-        timestamp: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
+        timestamp: crate::unix_now(),
         signature: String::new(),
         id: String::new(),
         version: 1,
@@ -467,9 +462,7 @@ impl ChallengeArbiter {
             warn!(error = %e, "deciding timed-out challenges failed");
         }
         let Ok(read) = store.read() else { return };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = crate::unix_now();
         let mut done = Vec::new();
         for id in self.mine.iter() {
             let Ok(Some(v)) = read.verdict(id) else {

@@ -84,7 +84,15 @@ pub struct RunArgs {
 
 /// The config file's settings with `args` on top.
 pub fn effective_config(ctx: &Context, args: &RunArgs) -> Result<crate::config::NodeConfig> {
-    let mut c = ctx.config.clone();
+    with_flags(ctx.config.clone(), &ctx.data_dir, args)
+}
+
+/// `config` with `args` on top.
+fn with_flags(
+    mut c: crate::config::NodeConfig,
+    data_dir: &crate::data_dir::DataDir,
+    args: &RunArgs,
+) -> Result<crate::config::NodeConfig> {
     if let Some(host) = &args.host {
         c.host = host.clone();
     }
@@ -139,7 +147,7 @@ pub fn effective_config(ctx: &Context, args: &RunArgs) -> Result<crate::config::
     if args.no_auto_update {
         c.auto_update = false;
     }
-    c.data_dir = ctx.data_dir.root.display().to_string();
+    c.data_dir = data_dir.root.display().to_string();
     c.check()?;
     Ok(c)
 }
@@ -165,13 +173,7 @@ fn split_peers(config: &crate::config::NodeConfig) -> Result<(Vec<String>, Vec<M
 /// in place; anything else needs a restart (SIGUSR2), which the log says.
 async fn reload(ctx: &Context, args: &RunArgs, registry: &node::Registry) -> Result<()> {
     let file = crate::config::NodeConfig::load(&ctx.config_path)?;
-    let reloaded = Context {
-        data_dir: ctx.data_dir.clone(),
-        config_path: ctx.config_path.clone(),
-        config: file,
-        json: ctx.json,
-    };
-    let config = effective_config(&reloaded, args)?;
+    let config = with_flags(file, &ctx.data_dir, args)?;
     let (legacy_peers, peers) = split_peers(&config)?;
     registry.legacy.send(SetLegacyPeers(legacy_peers)).await?;
     registry.peers.send(SetPeers(peers)).await?;
@@ -339,12 +341,12 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut terminate = signal(SignalKind::terminate())?;
         let mut hangup = signal(SignalKind::hangup())?;
-        let mut restart = signal(SignalKind::user_defined2())?;
+        let mut usr2 = signal(SignalKind::user_defined2())?;
         let (failed, again) = loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => { info!("interrupted: stopping"); break (None, Restart::No) }
                 _ = terminate.recv() => { info!("terminated: stopping"); break (None, Restart::No) }
-                _ = restart.recv() => { info!("restart requested: stopping, then starting again"); break (None, Restart::Same) }
+                _ = usr2.recv() => { info!("restart requested: stopping, then starting again"); break (None, Restart::Same) }
                 Some(update) = updates.recv() => { info!(version = %update.version, "stopping to start the update"); break (None, Restart::Into(update)) }
                 _ = hangup.recv() => {
                     if let Err(e) = reload(&ctx, &args, &registry).await {

@@ -189,9 +189,6 @@ pub fn release(cmd: ReleaseCommand) -> Result<()> {
                 .with_context(|| format!("{} is not a 64-hex key", key.display()))?;
             let bytes =
                 std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs() as i64;
             let manifest = auto_operator::make_manifest(
                 &Identity::from_seed(seed),
                 &version,
@@ -201,7 +198,7 @@ pub fn release(cmd: ReleaseCommand) -> Result<()> {
                     spore_spec::crypto::sha256_hex(&bytes),
                 )],
                 &steps,
-                now,
+                spore_actors::unix_now(),
             )
             .map_err(|e| anyhow::anyhow!(e))?;
             spore_actors::say!("{manifest}");

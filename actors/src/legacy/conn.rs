@@ -185,7 +185,7 @@ impl Reader {
                     Ok(Some((body, len))) => {
                         let body = body.to_vec();
                         used += len;
-                        self.on_frame(&body, &mut batch, &mut sync).await;
+                        self.on_frame(body, &mut batch, &mut sync).await;
                     }
                     Ok(None) => break,
                     Err(e) => break 'read format!("stream broken: {e}"),
@@ -251,36 +251,33 @@ impl Reader {
         }
     }
 
-    async fn on_frame(&mut self, body: &[u8], batch: &mut Batcher, sync: &mut OurSync) {
-        let object = match peek_type(body) {
-            Some(t) => is_object_type(t),
-            None => match Message::decode_body(body) {
-                Ok(Some(m)) => matches!(
-                    m,
+    async fn on_frame(&mut self, body: Vec<u8>, batch: &mut Batcher, sync: &mut OurSync) {
+        // signed objects go to the router whole (it decodes and checks them); anything else is
+        // decoded here, once
+        let message = match peek_type(&body) {
+            Some(t) if is_object_type(t) => None,
+            _ => match Message::decode_body(&body) {
+                Ok(Some(
                     Message::Experiment(_)
-                        | Message::Task(_)
-                        | Message::Profile(_)
-                        | Message::Control(_)
-                ),
+                    | Message::Task(_)
+                    | Message::Profile(_)
+                    | Message::Control(_),
+                )) => None,
+                Ok(Some(m)) => Some(m),
                 Ok(None) => return, // a type this protocol does not define: ignored
                 Err(e) => return self.offence(&format!("malformed frame: {e}")),
             },
         };
-        if object {
-            let Ok(text) = std::str::from_utf8(body) else {
+        let Some(message) = message else {
+            let Ok(text) = String::from_utf8(body) else {
                 return self.offence("frame is not UTF-8");
             };
             if sync.stage.is_some() {
                 sync.received += 1;
                 sync.idle_until = Instant::now() + SYNC_IDLE;
             }
-            batch.push(text.to_string()).await;
+            batch.push(text).await;
             return;
-        }
-        let message = match Message::decode_body(body) {
-            Ok(Some(m)) => m,
-            Ok(None) => return,
-            Err(e) => return self.offence(&format!("malformed frame: {e}")),
         };
         match message {
             Message::SyncResponse { .. } => self.terminator(SyncKind::Experiments, sync),

@@ -215,13 +215,14 @@ impl LegacyBridge {
         let (outbox, rx) = Outbox::new();
         let (close, _) = watch::channel(false);
         let close = Arc::new(close);
+        let bridge = ctx.address();
         tokio::spawn(conn::write_loop(write, rx, outbox.clone(), close.clone()));
         let reader = conn::Reader {
             conn,
             key: key.clone(),
             store: self.store.clone(),
             router: self.router.clone(),
-            bridge: ctx.address(),
+            bridge: bridge.clone(),
             outbox: outbox.clone(),
             close: close.clone(),
             serving: [
@@ -235,7 +236,6 @@ impl LegacyBridge {
                 Instant::now(),
             ),
         };
-        let bridge = ctx.address();
         tokio::spawn(async move {
             let reason = reader.run(read).await;
             bridge.do_send(Closed { conn, reason });

@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use redb::{ReadableTable, ReadableTableMetadata};
 use spore_spec::{ExperimentRecord, Goal, Status};
 
-use super::codec::{goal_byte, key, prefix_end, sortable_i64, ByteReader};
-use super::codec::{push_str, IndexEntry};
+use super::codec::{frontier_key, goal_byte, key, parse_record, prefix_end, sortable_i64};
+use super::codec::{push_str, ByteReader, IndexEntry};
 use super::{Reader, StoreError, Writer};
 use crate::lineage::{decide, Decision, LineageReject, ParentState};
 
@@ -122,8 +122,6 @@ fn sorted_ids(
     Ok(out)
 }
 
-use super::codec::frontier_key;
-
 fn frontier_prefix(goal: Goal, task_id: &str) -> Vec<u8> {
     key(&[&[goal_byte(goal)], task_id.as_bytes()])
 }
@@ -138,8 +136,6 @@ fn stored_bytes(record: &ExperimentRecord, task_id: &str) -> Vec<u8> {
     copy.task_id = task_id.to_string();
     copy.to_wire_json().into_bytes()
 }
-
-use super::codec::parse_record;
 
 impl Writer<'_> {
     /// Offers a record whose id, signature and rules were already checked

@@ -6,7 +6,7 @@
 
 use redb::{ReadableTable, ReadableTableMetadata};
 use spore_spec::json::{self, object, Value};
-use spore_spec::{hardware, ControlEvent, Goal, Status};
+use spore_spec::{hardware, ControlEvent, ExperimentRecord, Goal, Status};
 
 use super::codec::{key, prefix_end, IndexEntry};
 use super::{Reader, StoreError, Writer};
@@ -147,12 +147,6 @@ pub(super) fn subject(event: &ControlEvent) -> Option<&str> {
     spore_spec::crypto::is_lower_hex(id, 64).then_some(id)
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 impl Writer<'_> {
     /// Stores a verified control event: refused when it can never count for the record it
     /// names (its publisher's own, another hardware class), else stored, indexed under its
@@ -161,24 +155,30 @@ impl Writer<'_> {
         &mut self,
         event: &ControlEvent,
     ) -> Result<super::ControlOutcome, StoreError> {
-        if let Some(subject) = subject(event) {
-            if let Some(wire) = self.t.experiments.get(subject)? {
-                let record = super::codec::parse_record(wire.value())?;
-                drop(wire);
-                if let Err(why) = verdict::check_event(event, &claim_of(&record)) {
-                    return Ok(super::ControlOutcome::Refused(why));
-                }
+        let record = match subject(event) {
+            Some(id) => self.stored_record(id)?,
+            None => None,
+        };
+        if let Some(record) = &record {
+            if let Err(why) = verdict::check_event(event, &claim_of(record)) {
+                return Ok(super::ControlOutcome::Refused(why));
             }
         }
         let outcome = self.store_control_event(event)?;
         if outcome == super::ControlOutcome::Accepted {
             self.index_event(event)?;
-            if let Some(subject) = subject(event) {
-                let subject = subject.to_string();
-                self.apply_verdict(&subject)?;
+            if let Some(record) = &record {
+                self.apply_verdict_to(record)?;
             }
         }
         Ok(outcome)
+    }
+
+    fn stored_record(&self, id: &str) -> Result<Option<ExperimentRecord>, StoreError> {
+        match self.t.experiments.get(id)? {
+            Some(wire) => Ok(Some(super::codec::parse_record(wire.value())?)),
+            None => Ok(None),
+        }
     }
 
     /// Indexes a stored event under its record.
@@ -191,19 +191,38 @@ impl Writer<'_> {
     }
 
     /// Recomputes and applies the verdict on record `id` from every event about it. Returns the
-    /// verdict, or `None` when the record is not stored (its events wait for it).
+    /// verdict, or `None` when no event is about it or the record is not stored (its events
+    /// wait for it). Called for every stored record, so the common case (no event) costs one
+    /// empty range scan.
     pub fn apply_verdict(&mut self, id: &str) -> Result<Option<Verdict>, StoreError> {
-        let Some(wire) = self.t.experiments.get(id)? else {
-            return Ok(None);
-        };
-        let record = super::codec::parse_record(wire.value())?;
-        drop(wire);
-        let events = events_about(&self.t.control_by_experiment, &self.t.control_events, id)?;
-        if events.is_empty() {
+        if !self.has_events(id)? {
             return Ok(None);
         }
-        let claim = claim_of(&record);
-        let v = verdict::verdict(&claim, &events, now(), verdict::challenge_timeout());
+        match self.stored_record(id)? {
+            Some(record) => self.apply_verdict_to(&record).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn has_events(&self, id: &str) -> Result<bool, StoreError> {
+        let prefix = id.as_bytes().to_vec();
+        let mut range = self
+            .t
+            .control_by_experiment
+            .range(prefix.as_slice()..prefix_end(&prefix).as_slice())?;
+        Ok(range.next().is_some())
+    }
+
+    fn apply_verdict_to(&mut self, record: &ExperimentRecord) -> Result<Verdict, StoreError> {
+        let id = record.id.as_str();
+        let events = events_about(&self.t.control_by_experiment, &self.t.control_events, id)?;
+        let claim = claim_of(record);
+        let v = verdict::verdict(
+            &claim,
+            &events,
+            crate::unix_now(),
+            verdict::challenge_timeout(),
+        );
         let mut summary = VerdictSummary::of(&v);
         // dispute credits: take back what an earlier verdict on this record gave, give the new
         let before = match self.t.verdicts.get(id)? {
@@ -234,7 +253,7 @@ impl Writer<'_> {
             self.mark_verified(id)?;
         }
         self.set_rejected(id, summary.outcome == Some(Outcome::Rejected))?;
-        Ok(Some(v))
+        Ok(v)
     }
 
     /// Marks record `id` rejected (or not): a rejected record leaves its task's frontier, and its
@@ -310,7 +329,7 @@ impl Writer<'_> {
     /// Verdicts whose open challenge is older than the timeout, recomputed (a challenge with
     /// responses is decided when its time is up). Returns the records whose verdict changed.
     pub fn decide_timed_out(&mut self) -> Result<Vec<String>, StoreError> {
-        let deadline = now() - verdict::challenge_timeout();
+        let deadline = crate::unix_now() - verdict::challenge_timeout();
         let due: Vec<String> = self
             .t
             .open_challenges
@@ -422,7 +441,7 @@ impl Reader {
         Ok(Some(verdict::verdict(
             &claim_of(&record),
             &events,
-            now(),
+            crate::unix_now(),
             verdict::challenge_timeout(),
         )))
     }

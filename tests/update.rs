@@ -225,7 +225,7 @@ fn a_node_updates_only_to_a_signed_healthy_release_and_keeps_its_store() {
         manifest(&rel, &base, &good, "9.9.0", &["backfill_tasks"]),
     )
     .unwrap();
-    wait_until("the node to run 9.9.0", 60, || {
+    let runs_new = || {
         dir.join("spored.sock").exists()
             && spored(&dir)
                 .args(["--json", "info"])
@@ -233,7 +233,16 @@ fn a_node_updates_only_to_a_signed_healthy_release_and_keeps_its_store() {
                 .ok()
                 .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
                 .is_some_and(|v| v["version"] == "9.9.0")
-    });
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !runs_new() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not come up as 9.9.0; its log:\n{}",
+            log(&dir)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
     assert_eq!(
         info(&dir)["experiment_count"],
         stored,

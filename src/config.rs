@@ -83,6 +83,19 @@ pub struct NodeConfig {
     /// Log filter (`info`, `warn,spore_actors=debug`, …); empty: the built-in one. `RUST_LOG`
     /// wins at start; SIGHUP applies this one.
     pub log_level: String,
+    /// Python that command tasks' evaluators run under, in the sandbox (a name on PATH or a
+    /// path; Debian's `/usr/bin/python3` first).
+    pub sandbox_python: String,
+    /// Limits of one sandboxed run (wall and CPU time are the task's budget).
+    pub sandbox_memory_mb: u64,
+    pub sandbox_processes: u64,
+    pub sandbox_output_kb: u64,
+    /// A Python with PyTorch, to re-run the reference's `python_train_script` records in the
+    /// sandbox; empty: such records are skipped (with the reason in the log).
+    pub torch_python: String,
+    /// The reference's workspace for those reruns: a directory with its `prepare.py`,
+    /// `batching.py` and (optionally) `cache/` (its `~/.cache/autoresearch`, bound read-only).
+    pub reference_workspace: String,
 }
 
 impl Default for NodeConfig {
@@ -109,6 +122,12 @@ impl Default for NodeConfig {
             max_experiments: 0,
             verify_probability: 0.05,
             log_level: String::new(),
+            sandbox_python: "python3".into(),
+            sandbox_memory_mb: 2048,
+            sandbox_processes: 64,
+            sandbox_output_kb: 1024,
+            torch_python: String::new(),
+            reference_workspace: String::new(),
         }
     }
 }
@@ -144,7 +163,26 @@ impl NodeConfig {
         if !(1..=100).contains(&self.resource) {
             anyhow::bail!("resource must be between 1 and 100, got {}", self.resource);
         }
+        if self.sandbox_memory_mb < 16 || self.sandbox_processes < 1 || self.sandbox_output_kb < 1 {
+            anyhow::bail!(
+                "sandbox_memory_mb (at least 16), sandbox_processes and sandbox_output_kb (at \
+                 least 1) are too small"
+            );
+        }
         Ok(())
+    }
+
+    /// How this node runs sandboxed code.
+    pub fn sandbox(&self) -> spore_actors::command_task::SandboxOptions {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        spore_actors::command_task::SandboxOptions {
+            python: self.sandbox_python.clone(),
+            memory_mb: self.sandbox_memory_mb,
+            processes: self.sandbox_processes,
+            output_bytes: (self.sandbox_output_kb as usize) << 10,
+            torch_python: some(&self.torch_python),
+            reference_workspace: some(&self.reference_workspace).map(Into::into),
+        }
     }
 
     pub fn to_toml(&self) -> String {

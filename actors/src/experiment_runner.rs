@@ -15,6 +15,8 @@ use spore_train::report::{self, Parsed, ProgressLine};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+use crate::sandbox::{self, Sandbox};
+
 /// How to start training children.
 #[derive(Clone, Debug)]
 pub struct RunnerConfig {
@@ -327,6 +329,8 @@ impl Default for ProgressView {
 pub struct ExperimentRunner {
     runner: Runner,
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// bubblewrap, checked on the first sandboxed run (`Err`: why peer code is not run here).
+    sandbox: Option<Result<Sandbox, String>>,
 }
 
 impl ExperimentRunner {
@@ -334,6 +338,7 @@ impl ExperimentRunner {
         ExperimentRunner {
             runner: Runner::new(config),
             lock: Arc::new(tokio::sync::Mutex::new(())),
+            sandbox: None,
         }
     }
 }
@@ -369,6 +374,35 @@ impl Handler<RunExperiment> for ExperimentRunner {
                 view.finish();
             }
             result
+        })
+    }
+}
+
+/// Run code from a peer or an LLM in the sandbox, one run at a time with the training runs.
+/// `Err`: this node has no working sandbox (the reason), and nothing was run.
+#[derive(Message)]
+#[rtype(result = "Result<sandbox::Outcome, String>")]
+pub struct RunSandboxed {
+    pub job: sandbox::Job,
+    pub label: String,
+}
+
+impl Handler<RunSandboxed> for ExperimentRunner {
+    type Result = ResponseFuture<Result<sandbox::Outcome, String>>;
+
+    fn handle(&mut self, msg: RunSandboxed, _: &mut Context<Self>) -> Self::Result {
+        let sandbox = self.sandbox.get_or_insert_with(Sandbox::detect).clone();
+        let lock = self.lock.clone();
+        let show = self.runner.config().show_progress;
+        Box::pin(async move {
+            let sandbox = sandbox?;
+            let _guard = lock.lock().await;
+            if show {
+                crate::note!("{}: running in the sandbox\n", msg.label);
+            }
+            actix_rt::task::spawn_blocking(move || sandbox.run(&msg.job))
+                .await
+                .map_err(|e| format!("the sandboxed run was lost: {e}"))
         })
     }
 }

@@ -189,6 +189,17 @@ fn store_checked(
                 SignedObject::Task(manifest) => match w.insert_manifest(&manifest)? {
                     TaskOutcome::Accepted => {
                         out.summary.accepted += 1;
+                        // a command task's base file and pinned evaluator: every node needs
+                        // the evaluator to judge reruns, so they come with the manifest
+                        if manifest.artifact_type == crate::command_task::ARTIFACT_TYPE {
+                            for cid in [&manifest.base_code_cid, &manifest.prepare_cid] {
+                                if spore_spec::crypto::is_lower_hex(cid, 64)
+                                    && !w.has_artifact(cid)?
+                                {
+                                    out.missing_artifacts.push(cid.clone());
+                                }
+                            }
+                        }
                         if keep_bodies {
                             out.stored_bodies.push(("task".into(), body.clone()));
                         }

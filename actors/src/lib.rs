@@ -2,6 +2,7 @@
 //! the experiment runner and the research loop.
 
 pub mod auto_operator;
+pub mod command_task;
 pub mod console;
 pub mod lineage;
 pub mod llm;
@@ -27,6 +28,7 @@ pub mod node;
 pub mod peer_manager;
 pub mod peer_table;
 pub mod research;
+pub mod sandbox;
 pub mod supervision;
 pub mod task_registry;
 pub mod verdict;

@@ -181,19 +181,7 @@ pub fn user_prompt(parent_text: &str, ctx: &PromptContext) -> String {
 pub fn parse_answer(text: &str) -> Result<(RunConfig, String, String), String> {
     let block = code_block(text).ok_or("the answer has no ```toml block")?;
     let config = RunConfig::from_bytes(block.as_bytes()).map_err(|e| e.to_string())?;
-    let label = |name: &str| {
-        text.lines()
-            .map(str::trim)
-            .find_map(|l| {
-                let lower = l.to_ascii_lowercase();
-                lower
-                    .starts_with(name)
-                    .then(|| l[name.len()..].trim().to_string())
-            })
-            .unwrap_or_default()
-    };
-    let description = label("description:");
-    let hypothesis = label("hypothesis:");
+    let (description, hypothesis) = labels(text);
     Ok((config, description, hypothesis))
 }
 
@@ -251,6 +239,150 @@ pub fn propose(
             );
             let second = settings
                 .complete_with_retries(SYSTEM_PROMPT, &repair)
+                .map_err(|e| e.to_string())?;
+            check(&second).map_err(|p| format!("skipped after one repair request: {p}"))
+        }
+    }
+}
+
+/// What a code proposal for a command task is asked with.
+#[derive(Clone, Debug, Default)]
+pub struct CodePrompt {
+    pub task_name: String,
+    pub task_description: String,
+    pub metric: String,
+    /// `minimize` or `maximize`.
+    pub goal: String,
+    /// The candidate's file name (`sort.py`).
+    pub file_name: String,
+    pub parent_metric: f64,
+    pub best_metric: f64,
+    pub task_records: u64,
+    /// (status, metric, description) of experiments already run from this parent.
+    pub tried_from_parent: Vec<(String, f64, String)>,
+}
+
+/// A code edit the model proposed: the full new file.
+#[derive(Clone, Debug)]
+pub struct CodeProposal {
+    pub code: Vec<u8>,
+    pub cid: String,
+    pub description: String,
+    pub hypothesis: String,
+}
+
+/// Largest candidate file a model may propose.
+pub const MAX_CODE_BYTES: usize = 256 * 1024;
+
+pub fn code_system_prompt(p: &CodePrompt) -> String {
+    format!(
+        "You are an autonomous researcher improving one source file, {file}, for the task \"{name}\": \
+{description} An evaluator you cannot change runs {file}, checks that it is correct and reports \
+{metric} ({goal} it). The file runs in a sandbox with no network, no extra packages and a private \
+working directory; only the standard library is available. Answer with one line starting \
+'Description:' (what you changed), one line starting 'Hypothesis:' (why it should {goal} \
+{metric}), then the FULL new {file} in one ``` code block. Make one focused change and keep the \
+file correct.",
+        file = p.file_name,
+        name = p.task_name,
+        description = p.task_description,
+        metric = p.metric,
+        goal = p.goal,
+    )
+}
+
+pub fn code_user_prompt(parent_code: &str, p: &CodePrompt) -> String {
+    let mut out = format!(
+        "## Current state\nparent {m}: {:.6}\nbest in the task: {:.6}\nexperiments in the task: {}\n\n",
+        p.parent_metric,
+        p.best_metric,
+        p.task_records,
+        m = p.metric
+    );
+    if !p.tried_from_parent.is_empty() {
+        out.push_str("## Already tried from this parent\n");
+        for (status, value, description) in p.tried_from_parent.iter().take(10) {
+            out.push_str(&format!(
+                "- {status} {} {value:.6}: {description}\n",
+                p.metric
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!("## Current {}\n```\n", p.file_name));
+    out.push_str(parent_code.trim_end());
+    out.push_str(
+        "\n```\n\n## Task\nPropose the next version of the file. Do not repeat what was tried.\n",
+    );
+    out
+}
+
+/// The code, description and hypothesis in an answer.
+pub fn parse_code_answer(text: &str) -> Result<(String, String, String), String> {
+    let code = code_block(text).ok_or("the answer has no ``` code block")?;
+    if code.trim().is_empty() {
+        return Err("the code block is empty".into());
+    }
+    if code.len() > MAX_CODE_BYTES {
+        return Err(format!("the file is over {MAX_CODE_BYTES} bytes"));
+    }
+    let (description, hypothesis) = labels(text);
+    Ok((code, description, hypothesis))
+}
+
+fn labels(text: &str) -> (String, String) {
+    let label = |name: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| {
+                let lower = l.to_ascii_lowercase();
+                lower
+                    .starts_with(name)
+                    .then(|| l[name.len()..].trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    (label("description:"), label("hypothesis:"))
+}
+
+/// Ask for a code edit of `parent_code`; one repair request if the first answer is unusable.
+pub fn propose_code(
+    settings: &LlmSettings,
+    parent_code: &str,
+    prompt: &CodePrompt,
+    tried: &dyn Fn(&str) -> bool,
+) -> Result<CodeProposal, String> {
+    let system = code_system_prompt(prompt);
+    let user = code_user_prompt(parent_code, prompt);
+    let check = |answer: &str| -> Result<CodeProposal, String> {
+        let (code, description, hypothesis) = parse_code_answer(answer)?;
+        let cid = spore_spec::crypto::sha256_hex(code.as_bytes());
+        if code.trim_end() == parent_code.trim_end() || tried(&cid) {
+            return Err("that file was already tried".into());
+        }
+        Ok(CodeProposal {
+            code: code.into_bytes(),
+            cid,
+            description: if description.is_empty() {
+                "LLM proposal".into()
+            } else {
+                description
+            },
+            hypothesis,
+        })
+    };
+    let first = settings
+        .complete_with_retries(&system, &user)
+        .map_err(|e| e.to_string())?;
+    match check(&first) {
+        Ok(p) => Ok(p),
+        Err(problem) => {
+            let repair = format!(
+                "{user}\n## Your previous answer was unusable\n{problem}\nAnswer again: \
+                 'Description:', 'Hypothesis:', then the full file in one ``` code block."
+            );
+            let second = settings
+                .complete_with_retries(&system, &repair)
                 .map_err(|e| e.to_string())?;
             check(&second).map_err(|p| format!("skipped after one repair request: {p}"))
         }

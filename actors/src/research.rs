@@ -24,12 +24,17 @@ use spore_train::rng::SplitMix64;
 use spore_train::RunConfig;
 use tracing::{info, warn};
 
+use crate::command_task;
 use crate::default_task;
 use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest, RunResult};
 use crate::llm::{self, LlmSettings, PromptContext};
 use crate::messages::FetchArtifact;
 use crate::node::Registry;
 use crate::Store;
+
+mod command;
+
+pub use command::command_result;
 
 /// The `agent_model` of records made by the built-in proposer.
 pub const AGENT_BUILTIN: &str = "spored-search/1";
@@ -55,6 +60,8 @@ pub struct ResearchOptions {
     pub llm: Option<LlmSettings>,
     /// Where `spored prepare` stores corpora (`<dataset_cid>.txt`).
     pub datasets_dir: std::path::PathBuf,
+    /// How command tasks' code runs.
+    pub sandbox: command_task::SandboxOptions,
 }
 
 /// Exploit share for the parent choice (see the module docs).
@@ -68,6 +75,52 @@ pub fn exploit_share(task_records: u64, recent_keeps_near_best: usize) -> f64 {
     } else {
         0.3
     }
+}
+
+/// What an experiment ran and how its record describes it.
+#[derive(Clone, Debug, Default)]
+pub struct Made {
+    /// The artifact (its SHA-256 is the record's `code_cid`).
+    pub bytes: Vec<u8>,
+    pub description: String,
+    pub hypothesis: String,
+    /// Unified diff against the parent's artifact.
+    pub diff: String,
+    pub agent_model: String,
+    /// The record's `torch_version`: what ran it.
+    pub framework: String,
+    /// The record's `cuda_version` (`None`: this node's).
+    pub cuda_version: Option<String>,
+    /// The metric's name, for the console line.
+    pub metric: String,
+    /// Keep the run's output for the explorer.
+    pub keep_output: bool,
+}
+
+impl Made {
+    fn native(proposal: &Proposal, task: &TaskManifest) -> Made {
+        Made {
+            bytes: proposal.bytes.clone(),
+            description: proposal.description.clone(),
+            hypothesis: proposal.hypothesis.clone(),
+            framework: FRAMEWORK.into(),
+            metric: task.metric.clone(),
+            ..Made::default()
+        }
+    }
+}
+
+/// The parent chosen for the next experiment and what the proposer is told about it.
+struct Choice {
+    parent: Candidate,
+    record: ExperimentRecord,
+    /// The best metric on the task's frontier.
+    best: f64,
+    task_records: u64,
+    /// Artifacts already run in the task (never proposed again).
+    tried: HashSet<String>,
+    /// (status, metric, description) of the parent's children.
+    tried_from_parent: Vec<(String, f64, String)>,
 }
 
 /// One frontier candidate for the parent choice.
@@ -179,9 +232,10 @@ impl ResearchLoop {
                 .ok_or_else(|| format!("the pinned task {pinned} is not known yet"))?;
             let row = read.task(&id).map_err(|e| e.to_string())?;
             let row = row.ok_or_else(|| format!("task {id} has no manifest yet"))?;
-            if row.manifest.artifact_type != ARTIFACT_TYPE {
+            let runnable = [ARTIFACT_TYPE, command_task::ARTIFACT_TYPE];
+            if !runnable.contains(&row.manifest.artifact_type.as_str()) {
                 return Err(format!(
-                    "the pinned task {id} uses artifact type {:?}; this node runs {ARTIFACT_TYPE} only",
+                    "the pinned task {id} uses artifact type {:?}; this node researches {runnable:?}",
                     row.manifest.artifact_type
                 ));
             }
@@ -226,59 +280,26 @@ impl ResearchLoop {
         discard_streak: usize,
     ) -> Result<Option<Status>, String> {
         let task = self.task().await?;
-        let goal = task.goal();
         let budget = self
             .options
             .time_budget
             .unwrap_or(Duration::from_secs(task.time_budget.max(1) as u64));
-        let read = self.store().read().map_err(|e| e.to_string())?;
-        let frontier_ids = read
-            .frontier_ids(&task.task_id, goal)
-            .map_err(|e| e.to_string())?;
-        let stats = read
-            .task_stats(&task.task_id)
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
-
-        if frontier_ids.is_empty() {
-            // A root exists but nothing is on the frontier (the root crashed): run the baseline
-            // again only if the task has no root at all.
-            if stats.root.is_some() {
-                return Err("the task's root is not on the frontier (it crashed?)".into());
-            }
-            drop(read);
+        if task.artifact_type == command_task::ARTIFACT_TYPE {
+            return self.command_iteration(identity, rng, &task, budget).await;
+        }
+        let Some(choice) = self.choose(&task, rng)? else {
             return self.run_baseline(identity, &task, budget).await.map(Some);
-        }
-
-        let mut candidates = Vec::new();
-        for id in &frontier_ids {
-            let Some(entry) = read.index_entry(id).map_err(|e| e.to_string())? else {
-                continue;
-            };
-            let children = read.children(id).map_err(|e| e.to_string())?.len();
-            candidates.push(Candidate {
-                id: id.clone(),
-                metric: entry.metric,
-                children,
-            });
-        }
-        let best = candidates.first().map_or(f64::NAN, |c| c.metric);
-        let recent = read
-            .recent_ids(&task.task_id, 20)
-            .map_err(|e| e.to_string())?;
-        let near_best = recent
-            .iter()
-            .filter_map(|id| read.index_entry(id).ok().flatten())
-            .filter(|e| e.status == Status::Keep && (e.metric - best).abs() <= 0.01 * best.abs())
-            .count();
-        let exploit = exploit_share(stats.count, near_best);
-        let parent = choose_parent(&candidates, exploit, rng)
-            .ok_or("empty frontier")?
-            .clone();
-        let parent_record = read
-            .experiment(&parent.id)
-            .map_err(|e| e.to_string())?
-            .ok_or("frontier record missing from the store")?;
+        };
+        let goal = task.goal();
+        let Choice {
+            parent,
+            record: parent_record,
+            best,
+            task_records,
+            tried,
+            tried_from_parent,
+        } = choice;
+        let read = self.store().read().map_err(|e| e.to_string())?;
         let Some(parent_bytes) = read
             .artifact(&parent_record.code_cid)
             .map_err(|e| e.to_string())?
@@ -290,6 +311,7 @@ impl ResearchLoop {
             });
             return Ok(None);
         };
+        drop(read);
         let parent_config = match RunConfig::from_bytes(&parent_bytes) {
             Ok(c) => c,
             Err(e) => {
@@ -299,34 +321,13 @@ impl ResearchLoop {
                 ))
             }
         };
-        let tried: HashSet<String> = read
-            .task_record_ids(&task.task_id)
-            .map_err(|e| e.to_string())?
-            .iter()
-            .filter_map(|id| read.experiment(id).ok().flatten())
-            .map(|r| r.code_cid)
-            .collect();
-        let tried_from_parent: Vec<(String, f64, String)> = read
-            .children(&parent.id)
-            .map_err(|e| e.to_string())?
-            .iter()
-            .filter_map(|id| read.experiment(id).ok().flatten())
-            .map(|r| {
-                (
-                    r.status.as_str().to_string(),
-                    r.val_bpb.value(),
-                    r.description,
-                )
-            })
-            .collect();
-        drop(read);
         let mut agent = AGENT_BUILTIN.to_string();
         let mut proposal = None;
         if let Some(settings) = self.options.llm.clone() {
             let ctx = PromptContext {
                 parent_val_bpb: parent.metric,
                 best_val_bpb: best,
-                task_records: stats.count,
+                task_records,
                 tried_from_parent,
             };
             let parent_text = String::from_utf8_lossy(&parent_bytes).into_owned();
@@ -365,25 +366,105 @@ impl ResearchLoop {
             .run_experiment(&task, &proposal, budget, &format!("{}", proposal.config))
             .await?;
         let status = decide(&result, Some(parent.metric), goal);
-        let diff = spore_train::diff::unified(
-            &String::from_utf8_lossy(&parent_bytes),
-            &String::from_utf8_lossy(&proposal.bytes),
-            "config.toml",
-        );
+        let made = Made {
+            diff: spore_train::diff::unified(
+                &String::from_utf8_lossy(&parent_bytes),
+                &String::from_utf8_lossy(&proposal.bytes),
+                "config.toml",
+            ),
+            agent_model: agent,
+            ..Made::native(&proposal, &task)
+        };
         let record = self.record(
             identity,
             &task,
             Some(&parent_record),
-            &proposal,
-            diff,
+            &made,
             &result,
             status,
             budget,
-            &agent,
         );
-        self.publish(record, &proposal, &result, Some(parent.metric))
+        self.publish(record, &made, &result, Some(parent.metric))
             .await
             .map(Some)
+    }
+
+    /// The parent of the next experiment (see the module docs); `None`: the task has no root
+    /// yet, so the baseline runs first.
+    fn choose(&self, task: &TaskManifest, rng: &mut SplitMix64) -> Result<Option<Choice>, String> {
+        let read = self.store().read().map_err(|e| e.to_string())?;
+        let frontier_ids = read
+            .frontier_ids(&task.task_id, task.goal())
+            .map_err(|e| e.to_string())?;
+        let stats = read
+            .task_stats(&task.task_id)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        if frontier_ids.is_empty() {
+            // A root exists but nothing is on the frontier (the root crashed): run the baseline
+            // again only if the task has no root at all.
+            if stats.root.is_some() {
+                return Err("the task's root is not on the frontier (it crashed?)".into());
+            }
+            return Ok(None);
+        }
+        let mut candidates = Vec::new();
+        for id in &frontier_ids {
+            let Some(entry) = read.index_entry(id).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let children = read.children(id).map_err(|e| e.to_string())?.len();
+            candidates.push(Candidate {
+                id: id.clone(),
+                metric: entry.metric,
+                children,
+            });
+        }
+        let best = candidates.first().map_or(f64::NAN, |c| c.metric);
+        let recent = read
+            .recent_ids(&task.task_id, 20)
+            .map_err(|e| e.to_string())?;
+        let near_best = recent
+            .iter()
+            .filter_map(|id| read.index_entry(id).ok().flatten())
+            .filter(|e| e.status == Status::Keep && (e.metric - best).abs() <= 0.01 * best.abs())
+            .count();
+        let exploit = exploit_share(stats.count, near_best);
+        let parent = choose_parent(&candidates, exploit, rng)
+            .ok_or("empty frontier")?
+            .clone();
+        let record = read
+            .experiment(&parent.id)
+            .map_err(|e| e.to_string())?
+            .ok_or("frontier record missing from the store")?;
+        let tried: HashSet<String> = read
+            .task_record_ids(&task.task_id)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter_map(|id| read.experiment(id).ok().flatten())
+            .map(|r| r.code_cid)
+            .collect();
+        let tried_from_parent: Vec<(String, f64, String)> = read
+            .children(&parent.id)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter_map(|id| read.experiment(id).ok().flatten())
+            .map(|r| {
+                (
+                    r.status.as_str().to_string(),
+                    r.val_bpb.value(),
+                    r.description,
+                )
+            })
+            .collect();
+        Ok(Some(Choice {
+            parent,
+            record,
+            best,
+            task_records: stats.count,
+            tried,
+            tried_from_parent,
+        }))
     }
 
     async fn run_baseline(
@@ -426,18 +507,12 @@ impl ResearchLoop {
             .run_experiment(task, &proposal, budget, "baseline")
             .await?;
         let status = decide(&result, None, task.goal());
-        let record = self.record(
-            identity,
-            task,
-            None,
-            &proposal,
-            String::new(),
-            &result,
-            status,
-            budget,
-            "baseline",
-        );
-        self.publish(record, &proposal, &result, None).await
+        let made = Made {
+            agent_model: "baseline".into(),
+            ..Made::native(&proposal, task)
+        };
+        let record = self.record(identity, task, None, &made, &result, status, budget);
+        self.publish(record, &made, &result, None).await
     }
 
     fn task_data(&self, task: &TaskManifest) -> Result<TaskData, String> {
@@ -480,24 +555,22 @@ impl ResearchLoop {
         identity: &Identity,
         task: &TaskManifest,
         parent: Option<&ExperimentRecord>,
-        proposal: &Proposal,
-        diff: String,
+        made: &Made,
         result: &RunResult,
         status: Status,
         budget: Duration,
-        agent_model: &str,
     ) -> ExperimentRecord {
         let p = &result.parsed;
         let val_bpb = if result.success { p.val_bpb } else { 0.0 };
-        let mut description = proposal.description.clone();
+        let mut description = made.description.to_string();
         if !result.error.is_empty() {
             description = format!("{description} [failed: {}]", result.error);
         }
         let mut record = ExperimentRecord {
             parent: parent.map(|p| p.id.clone()),
             depth: parent.map_or(0, |p| p.depth + 1),
-            code_cid: proposal.cid.clone(),
-            diff,
+            code_cid: spore_spec::crypto::sha256_hex(&made.bytes),
+            diff: made.diff.clone(),
             dataset_cid: task.dataset_cid.clone(),
             prepare_cid: task.prepare_cid.clone(),
             time_budget: budget.as_secs().max(1) as i64,
@@ -507,11 +580,14 @@ impl ResearchLoop {
             num_params: p.num_params as i64,
             status,
             description: truncate(&description, 500),
-            hypothesis: truncate(&proposal.hypothesis, 500),
-            agent_model: agent_model.into(),
+            hypothesis: truncate(&made.hypothesis, 500),
+            agent_model: made.agent_model.clone(),
             gpu_model: self.options.gpu_model.clone(),
-            cuda_version: self.options.cuda_version.clone(),
-            torch_version: FRAMEWORK.into(),
+            cuda_version: made
+                .cuda_version
+                .clone()
+                .unwrap_or_else(|| self.options.cuda_version.clone()),
+            torch_version: made.framework.clone(),
             node_id: identity.node_id(),
             task_id: task.task_id.clone(),
             timestamp: crate::unix_now(),
@@ -526,12 +602,18 @@ impl ResearchLoop {
     async fn publish(
         &self,
         record: ExperimentRecord,
-        proposal: &Proposal,
+        made: &Made,
         result: &RunResult,
         parent_metric: Option<f64>,
     ) -> Result<Status, String> {
         self.store()
-            .write(|w| w.put_artifact(&proposal.cid, &proposal.bytes))
+            .write(|w| {
+                w.put_artifact(&record.code_cid, &made.bytes)?;
+                if made.keep_output {
+                    w.put_run_output(&record.id, false, &result.output)?;
+                }
+                Ok(())
+            })
             .map_err(|e| e.to_string())?;
         let summary = self
             .registry
@@ -546,15 +628,18 @@ impl ResearchLoop {
         }
         let versus = parent_metric.map_or(String::new(), |m| format!(" (parent {m:.6})"));
         let outcome = if result.success {
-            format!("val_bpb={:.6}{versus}", result.parsed.val_bpb)
+            format!("{}={:.6}{versus}", made.metric, result.parsed.val_bpb)
         } else {
             format!("failed: {}", result.error)
         };
+        let steps = match result.parsed.num_steps {
+            0 => String::new(),
+            n => format!(" steps={n}"),
+        };
         crate::say!(
-            "experiment {} {} {outcome} steps={} {:.0}s \"{}\"",
+            "experiment {} {} {outcome}{steps} {:.0}s \"{}\"",
             &record.id[..12],
             record.status.as_str(),
-            result.parsed.num_steps,
             result.wall.as_secs_f64(),
             record.description
         );

@@ -29,11 +29,14 @@ pub struct Claim {
     /// The verification class of its `gpu_model`.
     pub class: String,
     pub claimed: f64,
+    /// Within this of the claim a rerun agrees: the class's tolerance, or for a command task
+    /// the evaluator's relative tolerance of the claim when that is larger.
+    pub tolerance: f64,
 }
 
 impl Claim {
     pub fn tolerance(&self) -> f64 {
-        tolerance(&self.class)
+        self.tolerance
     }
 }
 

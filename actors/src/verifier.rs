@@ -20,11 +20,13 @@ use spore_spec::wire::Message;
 use spore_spec::{hardware, ControlEvent, ControlKind, ExperimentRecord, Identity, Signed, Status};
 use tracing::{info, warn};
 
-use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest};
+use crate::command_task::{self, Evaluator, SandboxOptions};
+use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest, RunSandboxed};
 use crate::node::Registry;
 use crate::research::{builtin_baseline, task_data};
 use crate::store::{claim_of, LogKind};
 use crate::verdict;
+use crate::Store;
 
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
@@ -34,6 +36,8 @@ pub struct VerifyOptions {
     /// Base spot-check probability (the reference's 0.05).
     pub probability: f64,
     pub datasets_dir: std::path::PathBuf,
+    /// How command tasks' code (and the reference's train.py) runs.
+    pub sandbox: command_task::SandboxOptions,
 }
 
 enum Job {
@@ -227,6 +231,7 @@ impl Verifier {
         let store = self.registry.store.clone();
         let runner = self.runner.clone();
         let dir = self.options.datasets_dir.clone();
+        let sandbox = self.options.sandbox.clone();
         async move {
             let read = store.read().map_err(|e| e.to_string())?;
             let record = read
@@ -242,47 +247,26 @@ impl Verifier {
                 .ok_or("its task is unknown here")?
                 .manifest;
             drop(read);
-            // the artifact: the built-in baseline, or stored (fetched when the record arrived)
-            let mut config = builtin_baseline(&dir, &task)
-                .ok()
-                .filter(|b| spore_spec::crypto::sha256_hex(b) == record.code_cid);
-            for _ in 0..120 {
-                if config.is_some() {
-                    break;
+            let (value, output) = match task.artifact_type.as_str() {
+                command_task::ARTIFACT_TYPE => {
+                    rerun_command(&store, &runner, &sandbox, &task, &record).await?
                 }
-                config = store
-                    .read()
-                    .ok()
-                    .and_then(|r| r.artifact(&record.code_cid).ok().flatten());
-                if config.is_none() {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                command_task::REFERENCE_ARTIFACT => {
+                    rerun_reference(&store, &runner, &sandbox, &record).await?
                 }
-            }
-            let config = config.ok_or("its config artifact did not arrive within 60 s")?;
-            let data = task_data(&dir, &task)?;
-            let budget = Duration::from_secs(record.time_budget.max(1) as u64 * 2);
-            info!(record = %record.id, steps = record.num_steps, "verification: re-running a claim");
-            let result = runner
-                .send(RunExperiment(RunRequest {
-                    config_bytes: config,
-                    budget,
-                    steps: Some(record.num_steps.max(1) as u64),
-                    label: format!("verify {}", &record.id[..8]),
-                    corpus: data.corpus,
-                    prepare: data.prepare,
-                }))
-                .await
-                .map_err(|e| format!("the experiment runner is gone: {e}"))?;
-            if !result.success {
-                return Err(format!("the rerun failed: {}", result.error));
-            }
-            Ok((record, result.parsed.val_bpb))
+                _ => rerun_native(&store, &runner, &dir, &task, &record).await?,
+            };
+            let _ = store.write(|w| w.put_run_output(&record.id, true, &output));
+            Ok((record, value))
         }
     }
 
     /// Signs what the rerun says.
     fn conclude(&mut self, job: Job, record: &ExperimentRecord, bpb: f64) {
-        let claim = claim_of(record);
+        let claim = match self.registry.store.read() {
+            Ok(read) => read.claim(record).unwrap_or_else(|_| claim_of(record)),
+            Err(_) => claim_of(record),
+        };
         let tol = claim.tolerance();
         let within = (bpb - claim.claimed).abs() <= tol;
         let on_frontier = self.registry.store.read().ok().is_some_and(|read| {
@@ -395,6 +379,127 @@ impl Verifier {
     }
 }
 
+/// Waits up to 60 s for artifact `cid` (fetched when its record or task arrived).
+async fn wait_artifact(store: &Store, cid: &str, what: &str) -> Result<Vec<u8>, String> {
+    for _ in 0..120 {
+        if let Some(bytes) = store
+            .read()
+            .ok()
+            .and_then(|r| r.artifact(cid).ok().flatten())
+        {
+            return Ok(bytes);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(format!("its {what} did not arrive within 60 s"))
+}
+
+/// A native record: its config trained for exactly its `num_steps`.
+async fn rerun_native(
+    store: &Store,
+    runner: &Addr<ExperimentRunner>,
+    dir: &std::path::Path,
+    task: &spore_spec::TaskManifest,
+    record: &ExperimentRecord,
+) -> Result<(f64, String), String> {
+    // the artifact: the built-in baseline, or stored (fetched when the record arrived)
+    let config = match builtin_baseline(dir, task)
+        .ok()
+        .filter(|b| spore_spec::crypto::sha256_hex(b) == record.code_cid)
+    {
+        Some(config) => config,
+        None => wait_artifact(store, &record.code_cid, "config artifact").await?,
+    };
+    let data = task_data(dir, task)?;
+    let budget = Duration::from_secs(record.time_budget.max(1) as u64 * 2);
+    info!(record = %record.id, steps = record.num_steps, "verification: re-running a claim");
+    let result = runner
+        .send(RunExperiment(RunRequest {
+            config_bytes: config,
+            budget,
+            steps: Some(record.num_steps.max(1) as u64),
+            label: format!("verify {}", &record.id[..8]),
+            corpus: data.corpus,
+            prepare: data.prepare,
+        }))
+        .await
+        .map_err(|e| format!("the experiment runner is gone: {e}"))?;
+    if !result.success {
+        return Err(format!("the rerun failed: {}", result.error));
+    }
+    Ok((result.parsed.val_bpb, result.output))
+}
+
+/// A command task's record: its file under the task's pinned evaluator, in the sandbox.
+async fn rerun_command(
+    store: &Store,
+    runner: &Addr<ExperimentRunner>,
+    sandbox: &SandboxOptions,
+    task: &spore_spec::TaskManifest,
+    record: &ExperimentRecord,
+) -> Result<(f64, String), String> {
+    let document = wait_artifact(store, &task.prepare_cid, "task's evaluator").await?;
+    let evaluator = Evaluator::parse(&document).map_err(|e| format!("its evaluator: {e}"))?;
+    let code = wait_artifact(store, &record.code_cid, "code artifact").await?;
+    let interpreter = sandbox.interpreter(&evaluator.interpreter)?;
+    let budget = Duration::from_secs(record.time_budget.max(1) as u64);
+    let job = evaluator.job(&code, &interpreter, sandbox.limits(budget));
+    let limits = job.limits.clone();
+    info!(record = %record.id, "verification: re-running a command task's claim in the sandbox");
+    let outcome = runner
+        .send(RunSandboxed {
+            job,
+            label: format!("verify {}", &record.id[..8]),
+        })
+        .await
+        .map_err(|e| format!("the experiment runner is gone: {e}"))?
+        .map_err(|why| format!("skipped: {why}"))?;
+    let result = crate::research::command_result(&outcome, &limits, &task.metric);
+    if !result.success {
+        return Err(format!("the rerun failed: {}", result.error));
+    }
+    Ok((result.parsed.val_bpb, result.output))
+}
+
+/// A reference node's `train.py`, under PyTorch in the sandbox, when this node has both.
+async fn rerun_reference(
+    store: &Store,
+    runner: &Addr<ExperimentRunner>,
+    sandbox: &SandboxOptions,
+    record: &ExperimentRecord,
+) -> Result<(f64, String), String> {
+    let workspace = sandbox
+        .reference_workspace()
+        .map_err(|why| format!("skipped: {why}"))?;
+    let prepare_cid = spore_spec::crypto::sha256_hex(&workspace.prepare_py);
+    if !record.prepare_cid.is_empty() && record.prepare_cid != prepare_cid {
+        return Err(format!(
+            "skipped: the record ran prepare.py {}, the configured workspace has {prepare_cid}",
+            record.prepare_cid
+        ));
+    }
+    let code = wait_artifact(store, &record.code_cid, "train.py").await?;
+    let budget = Duration::from_secs(record.time_budget.max(1) as u64);
+    let job = workspace.job(&code, budget, sandbox.limits(budget));
+    let limits = job.limits.clone();
+    info!(record = %record.id, torch = %workspace.torch_version, "verification: re-running a reference train.py in the sandbox");
+    let outcome = runner
+        .send(RunSandboxed {
+            job,
+            label: format!("verify {}", &record.id[..8]),
+        })
+        .await
+        .map_err(|e| format!("the experiment runner is gone: {e}"))?
+        .map_err(|why| format!("skipped: {why}"))?;
+    let parsed = spore_train::report::parse_output(&outcome.stdout);
+    let failure = outcome.failure(&limits);
+    match failure {
+        None if parsed.success(true) => Ok((parsed.val_bpb, outcome.stdout)),
+        None => Err("the rerun printed no val_bpb".into()),
+        Some(why) => Err(format!("the rerun failed: {why}")),
+    }
+}
+
 /// Signs a control event of `kind` with `payload` now.
 pub fn sign_event(
     identity: &Identity,
@@ -491,7 +596,7 @@ impl ChallengeArbiter {
             let Ok(Some(record)) = read.experiment(id) else {
                 continue;
             };
-            let claim = claim_of(&record);
+            let claim = read.claim(&record).unwrap_or_else(|_| claim_of(&record));
             let (mut support, mut oppose) = (Vec::new(), Vec::new());
             for (node, bpb) in &challenge.responses {
                 if (bpb - claim.claimed).abs() <= claim.tolerance() {

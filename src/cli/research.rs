@@ -64,6 +64,7 @@ pub fn start(
             gpu_model: hardware.class.clone(),
             probability: config.verify_probability,
             datasets_dir: data_dir.datasets(),
+            sandbox: config.sandbox(),
         },
         Some(arbiter.recipient()),
     )
@@ -103,6 +104,7 @@ pub fn start(
         },
         llm,
         datasets_dir: data_dir.datasets(),
+        sandbox: config.sandbox(),
     };
     actix_rt::spawn(ResearchLoop::new(registry.clone(), runner, options).run());
     Ok(())

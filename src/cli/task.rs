@@ -1,7 +1,9 @@
 //! `spored task create|list|show|use` and `spored tasks`.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Subcommand;
+use spore_actors::command_task::{self, Evaluator};
+use spore_spec::crypto::sha256_hex;
 use spore_spec::json::{object, Value};
 use spore_spec::{Signed, TaskManifest};
 
@@ -11,7 +13,7 @@ use crate::output::{print_json, short, Table};
 #[derive(Subcommand, Debug)]
 pub enum TaskCommand {
     /// Sign a new task manifest, store it and make it the active task
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List tasks
     List,
     /// Show one task
@@ -22,7 +24,11 @@ pub enum TaskCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct CreateArgs {
-    #[arg(long)]
+    /// A command task described by a file (config/tasks/*.toml): its baseline source file and
+    /// its evaluator are stored as artifacts; the other flags are not used
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["name", "base_code_cid", "prepare_cid"])]
+    pub from: Option<std::path::PathBuf>,
+    #[arg(long, required_unless_present = "from", default_value = "")]
     pub name: String,
     #[arg(long, default_value = "")]
     pub description: String,
@@ -47,7 +53,7 @@ pub struct CreateArgs {
 
 pub fn run(ctx: &Context, cmd: TaskCommand) -> Result<()> {
     match cmd {
-        TaskCommand::Create(args) => create(ctx, args),
+        TaskCommand::Create(args) => create(ctx, *args),
         TaskCommand::List => list(ctx),
         TaskCommand::Show { task_id } => show(ctx, &task_id),
         TaskCommand::Use { task_id } => use_task(ctx, &task_id),
@@ -62,6 +68,18 @@ fn now() -> i64 {
 
 fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
     let (identity, _) = ctx.data_dir.ensure_identity()?;
+    if let Some(path) = &args.from {
+        let spec = CommandTaskFile::load(path)?;
+        let mut manifest = spec.manifest(&identity.node_id(), now());
+        manifest.sign_with(&identity);
+        let store = ctx.data_dir.open_store()?;
+        store.write(|w| {
+            w.put_artifact(&manifest.base_code_cid, &spec.candidate)?;
+            w.put_artifact(&manifest.prepare_cid, &spec.evaluator.document())?;
+            w.insert_manifest(&manifest)
+        })?;
+        return created(ctx, &manifest);
+    }
     let mut manifest = TaskManifest {
         name: args.name.trim().to_string(),
         description: args.description.trim().to_string(),
@@ -82,6 +100,11 @@ fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
     manifest.sign_with(&identity);
     let store = ctx.data_dir.open_store()?;
     store.write(|w| w.insert_manifest(&manifest))?;
+    created(ctx, &manifest)
+}
+
+/// Makes the new task the active one and says so.
+fn created(ctx: &Context, manifest: &TaskManifest) -> Result<()> {
     let mut config = ctx.config.clone();
     config.task_id = manifest.task_id.clone();
     config.save(&ctx.config_path)?;
@@ -91,6 +114,121 @@ fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
         println!("Created task {}", manifest.task_id);
     }
     Ok(())
+}
+
+/// A command task's description file (`config/tasks/<name>.toml`); paths are relative to it.
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct TaskFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    metric: String,
+    goal: String,
+    time_budget: i64,
+    candidate: CandidateFile,
+    evaluator: EvaluatorFile,
+}
+
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct CandidateFile {
+    file: std::path::PathBuf,
+}
+
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct EvaluatorFile {
+    file: std::path::PathBuf,
+    interpreter: String,
+    #[serde(default)]
+    tolerance: f64,
+}
+
+/// A command task read and checked from its file.
+struct CommandTaskFile {
+    file: TaskFile,
+    candidate: Vec<u8>,
+    evaluator: Evaluator,
+}
+
+impl CommandTaskFile {
+    fn load(path: &std::path::Path) -> Result<CommandTaskFile> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: TaskFile = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        let read = |p: &std::path::Path| {
+            std::fs::read(base.join(p))
+                .with_context(|| format!("reading {}", base.join(p).display()))
+        };
+        let bad = |why: String| anyhow::anyhow!("{}: {why}", path.display());
+        if file.name.trim().is_empty() {
+            return Err(bad("name must not be empty".into()));
+        }
+        let metric_ok = !file.metric.is_empty()
+            && file
+                .metric
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !metric_ok {
+            return Err(bad(format!(
+                "metric {:?} must be letters, digits and _ (the evaluator prints `<metric>: <value>`)",
+                file.metric
+            )));
+        }
+        if !["minimize", "maximize"].contains(&file.goal.as_str()) {
+            return Err(bad(format!(
+                "goal {:?} must be minimize or maximize",
+                file.goal
+            )));
+        }
+        if !(1..=86_400).contains(&file.time_budget) {
+            return Err(bad(format!(
+                "time_budget {} must be 1..=86400 seconds",
+                file.time_budget
+            )));
+        }
+        let candidate_name = file
+            .candidate
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let document = format!(
+            "spored-evaluator/1 candidate={candidate_name} interpreter={} tolerance={}\n",
+            file.evaluator.interpreter, file.evaluator.tolerance
+        );
+        let mut document = document.into_bytes();
+        document.extend(read(&file.evaluator.file)?);
+        let evaluator = Evaluator::parse(&document).map_err(bad)?;
+        let candidate = read(&file.candidate.file)?;
+        Ok(CommandTaskFile {
+            file,
+            candidate,
+            evaluator,
+        })
+    }
+
+    fn manifest(&self, signer: &str, timestamp: i64) -> TaskManifest {
+        TaskManifest {
+            name: self.file.name.trim().to_string(),
+            description: self.file.description.trim().to_string(),
+            task_type: command_task::TASK_TYPE.into(),
+            artifact_type: command_task::ARTIFACT_TYPE.into(),
+            metric: self.file.metric.clone(),
+            goal: self.file.goal.clone(),
+            base_code_cid: sha256_hex(&self.candidate),
+            prepare_cid: sha256_hex(&self.evaluator.document()),
+            dataset_cid: String::new(),
+            time_budget: self.file.time_budget,
+            created_by: signer.to_string(),
+            timestamp,
+            version: 1,
+            ..TaskManifest::default()
+        }
+    }
 }
 
 fn list(ctx: &Context) -> Result<()> {

@@ -445,7 +445,22 @@ pub async fn experiment(state: web::Data<Explorer>, path: web::Path<String>) -> 
     let id = path.into_inner();
     check_id("experiment id", &id)?;
     let value = read(&state, move |view| match view.find(&id)? {
-        Some(found) => Ok(view.record(&found)?),
+        Some(found) => {
+            let mut value = view.record(&found)?;
+            // the task's metric name, and what the evaluator (or trainer) printed when this
+            // node ran or re-ran the record (issue #9)
+            let metric = view
+                .read
+                .task(&found.entry.task_id)?
+                .map_or("val_bpb".to_string(), |t| t.manifest.metric);
+            let (run, rerun) = view.read.run_outputs(&id)?;
+            if let Value::Object(members) = &mut value {
+                members.push(("metric".into(), Value::Str(metric)));
+                members.push(("run_output".into(), run.map_or(Value::Null, Value::Str)));
+                members.push(("rerun_output".into(), rerun.map_or(Value::Null, Value::Str)));
+            }
+            Ok(value)
+        }
         None => Err(ApiError::not_found("experiment", &id)),
     })
     .await?;

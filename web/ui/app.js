@@ -360,10 +360,10 @@ async function select(id) {
   for (const a of lineage) lineageList.appendChild(el("li", a.status, null, link(`${short(a.id)} ${num(a.val_bpb)}`, () => select(a.id))));
   const childList = el("ul");
   for (const c of kids) childList.appendChild(el("li", c.status, null, link(`${short(c.id)} ${num(c.val_bpb)} ${c.description}`, () => select(c.id))));
-  detail.replaceChildren(
+  detail.replaceChildren(...[
     head, pills,
     rows([
-      ["val_bpb", el("span", null, `${num(r.val_bpb)} `, delta)],
+      [r.metric || "val_bpb", el("span", null, `${num(r.val_bpb)} `, delta)],
       ["description", r.description],
       ["hypothesis", r.hypothesis],
       ["publisher", publisher],
@@ -378,9 +378,13 @@ async function select(id) {
     ]),
     el("h3", null, "diff"), r.diff ? coloredDiff(r.diff) : el("p", "hint", "no diff (a root, or unchanged)"),
     el("h3", null, "artifact"), artifactBox,
+    r.run_output ? el("h3", null, "output of the run (this node)") : null,
+    r.run_output ? el("pre", "code output", r.run_output) : null,
+    r.rerun_output ? el("h3", null, "output of this node's rerun (verification)") : null,
+    r.rerun_output ? el("pre", "code output", r.rerun_output) : null,
     el("h3", null, `lineage (${lineage.length})`), lineageList,
     el("h3", null, `children (${kids.length})`), childList,
-  );
+  ].filter(Boolean));
 }
 
 async function showNode(nodeId) {

@@ -51,3 +51,37 @@ impl Reader {
         Ok(self.t.artifacts.len()?)
     }
 }
+
+/// Most of a run's output kept for the explorer (the tail, where results and errors are).
+pub const MAX_RUN_OUTPUT: usize = 16 * 1024;
+
+impl Writer<'_> {
+    /// Keeps what this node's run (`rerun = false`) or rerun of record `id` printed (its last
+    /// [`MAX_RUN_OUTPUT`] bytes).
+    pub fn put_run_output(&mut self, id: &str, rerun: bool, text: &str) -> Result<(), StoreError> {
+        let mut start = text.len().saturating_sub(MAX_RUN_OUTPUT);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        let key = format!("{id}:{}", if rerun { "rerun" } else { "run" });
+        self.t
+            .run_outputs
+            .insert(key.as_str(), &text.as_bytes()[start..])?;
+        Ok(())
+    }
+}
+
+impl Reader {
+    /// What this node's run and rerun of record `id` printed, when it ran them.
+    pub fn run_outputs(&self, id: &str) -> Result<(Option<String>, Option<String>), StoreError> {
+        let get = |which: &str| -> Result<Option<String>, StoreError> {
+            let key = format!("{id}:{which}");
+            Ok(self
+                .t
+                .run_outputs
+                .get(key.as_str())?
+                .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+        };
+        Ok((get("run")?, get("rerun")?))
+    }
+}

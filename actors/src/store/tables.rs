@@ -54,6 +54,10 @@ pub const NODE_STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("node_
 pub const VERIFIED: TableDefinition<&str, ()> = TableDefinition::new("verified_v1");
 /// Peer id → the highest sequence number of that peer's log we have stored (sync resumes there).
 pub const SYNC_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("sync_cursors_v1");
+/// Record id ‖ `:` ‖ `run` or `rerun` → what the evaluator (or training child) printed when this
+/// node ran the record: local only, never synced (peers' records show it once this node re-ran
+/// them).
+pub const RUN_OUTPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("run_outputs_v1");
 /// "host:port" or multiaddr → unix seconds last seen.
 pub const PEERS: TableDefinition<&str, i64> = TableDefinition::new("peers_v1");
 
@@ -111,4 +115,5 @@ table_set! {
     node_records: NODE_RECORDS<&'static [u8], ()>,
     verified: VERIFIED<&'static str, ()>,
     node_stats: NODE_STATS<&'static str, &'static [u8]>,
+    run_outputs: RUN_OUTPUTS<&'static str, &'static [u8]>,
 }

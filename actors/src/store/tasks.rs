@@ -74,7 +74,7 @@ impl TaskRow {
         json::to_wire(&row).into_bytes()
     }
 
-    fn decode(bytes: &[u8]) -> Result<TaskRow, StoreError> {
+    pub(super) fn decode(bytes: &[u8]) -> Result<TaskRow, StoreError> {
         let corrupt = |what: String| StoreError::Corrupt {
             table: "tasks_v1",
             what,

@@ -160,7 +160,8 @@ impl Writer<'_> {
             None => None,
         };
         if let Some(record) = &record {
-            if let Err(why) = verdict::check_event(event, &claim_of(record)) {
+            let claim = claim_in(&self.t.tasks, &self.t.artifacts, record)?;
+            if let Err(why) = verdict::check_event(event, &claim) {
                 return Ok(super::ControlOutcome::Refused(why));
             }
         }
@@ -216,7 +217,7 @@ impl Writer<'_> {
     fn apply_verdict_to(&mut self, record: &ExperimentRecord) -> Result<Verdict, StoreError> {
         let id = record.id.as_str();
         let events = events_about(&self.t.control_by_experiment, &self.t.control_events, id)?;
-        let claim = claim_of(record);
+        let claim = claim_in(&self.t.tasks, &self.t.artifacts, record)?;
         let v = verdict::verdict(
             &claim,
             &events,
@@ -390,14 +391,41 @@ impl Writer<'_> {
     }
 }
 
-/// The claim a record makes.
+/// The claim a record makes, judged with its class's tolerance.
 pub fn claim_of(record: &spore_spec::ExperimentRecord) -> Claim {
+    let class = hardware::verification_class(&record.gpu_model);
     Claim {
         id: record.id.clone(),
         publisher: record.node_id.clone(),
-        class: hardware::verification_class(&record.gpu_model),
+        tolerance: verdict::tolerance(&class),
+        class,
         claimed: record.val_bpb.value(),
     }
+}
+
+/// The claim a record makes, with its task's tolerance: a command task's evaluator (when this
+/// node has it) names a relative tolerance, used when it is larger than the class's.
+fn claim_in(
+    tasks: &impl ReadableTable<&'static str, &'static [u8]>,
+    artifacts: &impl ReadableTable<&'static str, &'static [u8]>,
+    record: &spore_spec::ExperimentRecord,
+) -> Result<Claim, StoreError> {
+    let mut claim = claim_of(record);
+    let Some(row) = tasks.get(record.task_id.as_str())? else {
+        return Ok(claim);
+    };
+    let row = super::tasks::TaskRow::decode(row.value())?;
+    if row.manifest.artifact_type != crate::command_task::ARTIFACT_TYPE {
+        return Ok(claim);
+    }
+    if let Some(doc) = artifacts.get(row.manifest.prepare_cid.as_str())? {
+        if let Ok(evaluator) = crate::command_task::Evaluator::parse(doc.value()) {
+            claim.tolerance = claim
+                .tolerance
+                .max(evaluator.tolerance * claim.claimed.abs());
+        }
+    }
+    Ok(claim)
 }
 
 fn events_about(
@@ -418,6 +446,11 @@ fn events_about(
 }
 
 impl Reader {
+    /// The claim `record` makes, with its task's tolerance (see `claim_in`).
+    pub fn claim(&self, record: &spore_spec::ExperimentRecord) -> Result<Claim, StoreError> {
+        claim_in(&self.t.tasks, &self.t.artifacts, record)
+    }
+
     /// The verdict summary of record `id` (`None`: no event is about it).
     pub fn verdict_summary(&self, id: &str) -> Result<Option<VerdictSummary>, StoreError> {
         self.t
@@ -439,7 +472,7 @@ impl Reader {
         };
         let events = self.events_about(id)?;
         Ok(Some(verdict::verdict(
-            &claim_of(&record),
+            &self.claim(&record)?,
             &events,
             crate::unix_now(),
             verdict::challenge_timeout(),

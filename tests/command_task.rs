@@ -1,0 +1,429 @@
+//! Command tasks and the sandbox (issue #9), with real nodes, a real bubblewrap sandbox and a
+//! real HTTP server on 127.0.0.1 answering in OpenAI's format:
+//! * hostile code edits (a socket, reading the node's identity key, writing outside the sandbox,
+//!   a fork bomb, unbounded allocation, running past the budget) each end as a signed `crash`
+//!   record with the right reason, and the host is untouched;
+//! * the shipped example task (`config/tasks/py-sort-1m.toml`): its baseline and an LLM-proposed
+//!   edit run end to end, and a second node verifies both records.
+
+mod support;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde_json::Value as J;
+use support::{http_get, spored, wait_until, LOOPBACK_RUN};
+
+/// Serves `answers` in order as OpenAI chat completions (then HTTP 500). Returns the base URL
+/// and the number of requests answered.
+fn llm_server(answers: Vec<String>) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let (_, length) = support::read_http_head(&mut reader);
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let i = count.fetch_add(1, Ordering::SeqCst);
+            let (status, reply) = match answers.get(i) {
+                Some(text) => (
+                    200,
+                    serde_json::json!({"choices": [{"message": {"role": "assistant", "content": text}}]})
+                        .to_string(),
+                ),
+                None => (500, "{\"error\":\"no more answers\"}".to_string()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    (base, served)
+}
+
+fn answer(description: &str, code: &str) -> String {
+    format!("Description: {description}\nHypothesis: it helps\n```python\n{code}\n```\n")
+}
+
+struct Node {
+    child: Child,
+    web: String,
+    p2p: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, extra: &[&str]) -> Node {
+    let log = std::fs::File::create(dir.join("node.log")).unwrap();
+    let mut child = spored(dir)
+        .args(LOOPBACK_RUN)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let (p2p, web) = support::addresses(&mut child);
+    Node { child, web, p2p }
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = spored(dir).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "spored {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `task create --from`: the new task's id.
+fn create_task(dir: &Path, file: &Path) -> String {
+    let out = ok(dir, &["task", "create", "--from", file.to_str().unwrap()]);
+    out.trim()
+        .strip_prefix("Created task ")
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string()
+}
+
+fn records(web: &str, task: &str) -> Vec<J> {
+    let (status, body) = http_get(web, &format!("/api/recent?task_id={task}&limit=100"));
+    if status != 200 {
+        return Vec::new();
+    }
+    let mut list: Vec<J> = serde_json::from_str::<J>(&body)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default();
+    list.sort_by_key(|r| r["timestamp"].as_i64());
+    list
+}
+
+fn experiment(web: &str, id: &str) -> J {
+    let (_, body) = http_get(web, &format!("/api/experiment/{id}"));
+    serde_json::from_str(&body).unwrap_or(J::Null)
+}
+
+fn log_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()
+}
+
+/// Processes of the sandbox's uid range still alive (their command lines).
+fn sandbox_processes() -> Vec<String> {
+    let mut n = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(status) = std::fs::read_to_string(entry.path().join("status")) {
+            let uid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|u| u.parse::<u32>().ok())
+                .unwrap_or(0);
+            if (200_000..300_000).contains(&uid) {
+                let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                let state = status
+                    .lines()
+                    .find(|l| l.starts_with("State:"))
+                    .unwrap_or("");
+                n.push(format!(
+                    "{} {state}",
+                    String::from_utf8_lossy(&cmd).replace('\0', " ")
+                ));
+            }
+        }
+    }
+    n
+}
+
+/// Whether bubblewrap is here; without it the tests say they skipped, unless
+/// `SPORED_SANDBOX_TEST=required` (set by `.ci/run`).
+fn have_sandbox() -> bool {
+    if Path::new("/usr/bin/bwrap").is_file() {
+        return true;
+    }
+    assert!(
+        std::env::var("SPORED_SANDBOX_TEST").as_deref() != Ok("required"),
+        "SPORED_SANDBOX_TEST=required but /usr/bin/bwrap is missing (apt-get install bubblewrap)"
+    );
+    eprintln!("skipped: no bubblewrap (apt-get install bubblewrap)");
+    false
+}
+
+/// A small command task (`probe`): `solve()` returns a score, maximized.
+fn probe_task(tasks: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(tasks.join("probe")).unwrap();
+    std::fs::write(tasks.join("probe/solve.py"), "def solve():\n    return 1\n").unwrap();
+    std::fs::write(tasks.join("probe/evaluate.py"), PROBE_EVALUATOR).unwrap();
+    let file = tasks.join("probe.toml");
+    std::fs::write(
+        &file,
+        "name = \"probe\"\nmetric = \"score\"\ngoal = \"maximize\"\ntime_budget = 6\n\
+         [candidate]\nfile = \"probe/solve.py\"\n[evaluator]\nfile = \"probe/evaluate.py\"\n\
+         interpreter = \"python3\"\n",
+    )
+    .unwrap();
+    file
+}
+
+const PROBE_EVALUATOR: &str = r#"import importlib.util, sys
+spec = importlib.util.spec_from_file_location("candidate", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print(f"score: {module.solve()}")
+"#;
+
+#[test]
+fn hostile_code_edits_end_as_crash_records_with_their_reason() {
+    if !have_sandbox() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    std::fs::create_dir_all(&dir).unwrap();
+    // a smaller memory cap makes the allocation test quick
+    std::fs::write(dir.join("config.toml"), "sandbox_memory_mb = 512\n").unwrap();
+    let task = create_task(&dir, &probe_task(&tmp.path().join("tasks")));
+    let identity = dir.join("identity/private_key");
+    let key_before = std::fs::read(&identity).unwrap();
+    let escape = tmp.path().join("escaped.txt");
+
+    let hostile = [
+        (
+            "network",
+            "import socket\nsocket.create_connection(('127.0.0.1', 80), timeout=2)\ndef solve():\n    return 2",
+        ),
+        (
+            "outside the sandbox",
+            &format!(
+                "KEY = open({:?}, 'rb').read()\ndef solve():\n    return len(KEY)",
+                identity.display().to_string()
+            ) as &str,
+        ),
+        (
+            "outside the sandbox",
+            &format!(
+                "open({:?}, 'w').write('out')\ndef solve():\n    return 3",
+                escape.display().to_string()
+            ),
+        ),
+        (
+            "process limit",
+            "import os\nwhile True:\n    os.fork()\ndef solve():\n    return 4",
+        ),
+        (
+            "memory limit",
+            "hog = []\nwhile True:\n    hog.append(bytearray(50 * 1024 * 1024))\ndef solve():\n    return 5",
+        ),
+        (
+            "time limit",
+            "import time\ntime.sleep(3600)\ndef solve():\n    return 6",
+        ),
+    ];
+    let answers = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, (_, code))| answer(&format!("hostile edit {i}"), code))
+        .collect();
+    let (base, _) = llm_server(answers);
+    ok(
+        &dir,
+        &[
+            "set",
+            "custom",
+            "",
+            "--model",
+            "hostile-model",
+            "--base-url",
+            &base,
+        ],
+    );
+    let node = start(&dir, &["--max-experiments", "7"]);
+    wait_until("the baseline and six hostile edits", 120, || {
+        records(&node.web, &task).len() >= 7
+    });
+    let list = records(&node.web, &task);
+    let root = list.iter().find(|r| r["parent"].is_null()).unwrap();
+    assert_eq!(root["status"], "keep", "{root}");
+    assert_eq!(root["val_bpb"].as_f64(), Some(1.0));
+    for (i, (reason, _)) in hostile.iter().enumerate() {
+        let prefix = format!("hostile edit {i} ");
+        let r = list
+            .iter()
+            .find(|r| r["description"].as_str().unwrap().starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no record of edit {i}"));
+        assert_eq!(r["parent"], root["id"]);
+        let description = r["description"].as_str().unwrap();
+        assert_eq!(r["status"], "crash", "edit {i}: {r}");
+        assert!(
+            description.starts_with(&format!("hostile edit {i} [failed: sandbox: ")),
+            "edit {i}: {description}"
+        );
+        assert!(
+            description.contains(reason),
+            "edit {i} should fail with {reason:?}: {description}\n{}",
+            log_of(&dir)
+        );
+        assert_eq!(r["agent_model"], "hostile-model");
+        assert_eq!(r["val_bpb"].as_f64(), Some(0.0));
+        // what the evaluator printed is kept for the explorer
+        let detail = experiment(&node.web, r["id"].as_str().unwrap());
+        assert_eq!(detail["metric"], "score");
+        assert!(detail["run_output"].is_string(), "{detail}");
+    }
+    // the host is untouched: the key is as it was, nothing was written outside, and no
+    // sandboxed process outlived its run
+    assert_eq!(std::fs::read(&identity).unwrap(), key_before);
+    assert!(!escape.exists());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sandbox_processes().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sandboxed processes outlived their runs: {:?}",
+            sandbox_processes()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (status, _) = http_get(&node.web, "/api/stat");
+    assert_eq!(status, 200, "the node still serves");
+}
+
+#[test]
+fn the_example_task_is_researched_by_an_llm_and_verified_by_a_second_node() {
+    if !have_sandbox() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tasks/py-sort-1m.toml");
+    let task = create_task(&a_dir, &example);
+    let edit =
+        "def sort(xs):\n    # Timsort in C beats a merge sort in Python\n    return sorted(xs)";
+    let (base, served) = llm_server(vec![answer("use the built-in sorted()", edit)]);
+    ok(
+        &a_dir,
+        &[
+            "set",
+            "custom",
+            "",
+            "--model",
+            "test-model",
+            "--base-url",
+            &base,
+        ],
+    );
+    let a = start(&a_dir, &["--max-experiments", "2"]);
+    std::fs::write(b_dir.join("config.toml"), "verify_probability = 1.0\n").unwrap();
+    let b = start(&b_dir, &["--verify-only", "--peer", &a.p2p]);
+
+    wait_until("the baseline and the LLM's edit", 180, || {
+        records(&a.web, &task).len() >= 2
+    });
+    let list = records(&a.web, &task);
+    let root = list.iter().find(|r| r["parent"].is_null()).unwrap();
+    let child = list.iter().find(|r| !r["parent"].is_null()).unwrap();
+    assert_eq!(root["status"], "keep", "{root}");
+    assert_eq!(root["agent_model"], "baseline");
+    assert_eq!(child["status"], "keep", "{child}\n{}", log_of(&a_dir));
+    assert_eq!(child["parent"], root["id"]);
+    assert_eq!(child["agent_model"], "test-model");
+    assert_eq!(child["description"], "use the built-in sorted()");
+    let (root_ms, child_ms) = (
+        root["val_bpb"].as_f64().unwrap(),
+        child["val_bpb"].as_f64().unwrap(),
+    );
+    assert!(
+        child_ms > 0.0 && child_ms < root_ms,
+        "{child_ms} vs {root_ms}"
+    );
+    let diff = child["diff"].as_str().unwrap();
+    assert!(diff.starts_with("--- sort.py\n+++ sort.py\n"), "{diff}");
+    assert!(diff.contains("+    return sorted(xs)"), "{diff}");
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+    let detail = experiment(&a.web, child["id"].as_str().unwrap());
+    assert_eq!(detail["metric"], "sort_ms");
+    assert!(
+        detail["run_output"].as_str().unwrap().contains("sort_ms: "),
+        "{detail}"
+    );
+    // the code artifact is the proposed file, by its cid
+    let (status, body) = http_get(
+        &a.web,
+        &format!("/api/artifact/{}", child["code_cid"].as_str().unwrap()),
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("return sorted(xs)"), "{body}");
+
+    // the second node re-runs both under the pinned evaluator and signs verifications that
+    // reach the publisher
+    wait_until("both records verified by the second node", 240, || {
+        [root, child].iter().all(|r| {
+            experiment(&a.web, r["id"].as_str().unwrap())["verified_by"].as_i64() == Some(1)
+        })
+    });
+    let rerun = experiment(&b.web, child["id"].as_str().unwrap());
+    assert!(
+        rerun["rerun_output"]
+            .as_str()
+            .unwrap_or("")
+            .contains("sort_ms: "),
+        "{rerun}\n{}",
+        log_of(&b_dir)
+    );
+    assert_eq!(rerun["verification"], "verified by 1");
+}
+
+#[test]
+fn without_a_working_sandbox_no_candidate_runs_at_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    std::fs::create_dir_all(&dir).unwrap();
+    let task = create_task(&dir, &probe_task(&tmp.path().join("tasks")));
+    let log = std::fs::File::create(dir.join("node.log")).unwrap();
+    let mut child = spored(&dir)
+        .args(LOOPBACK_RUN)
+        .env("SPORED_BWRAP", tmp.path().join("no-bwrap-here"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let (_, web) = support::addresses(&mut child);
+    let node = Node {
+        child,
+        web,
+        p2p: String::new(),
+    };
+    wait_until("the refusal in the log", 30, || {
+        log_of(&dir).contains("bubblewrap (bwrap) is not installed")
+    });
+    let text = log_of(&dir);
+    assert!(
+        text.contains("code from peers or an LLM is not run"),
+        "{text}"
+    );
+    // nothing ran unconfined, so nothing was published
+    assert!(records(&node.web, &task).is_empty());
+}

@@ -427,3 +427,151 @@ fn without_a_working_sandbox_no_candidate_runs_at_all() {
     // nothing ran unconfined, so nothing was published
     assert!(records(&node.web, &task).is_empty());
 }
+
+const REFERENCE_PREPARE: &str = "SEED = 7\n";
+/// A stand-in for the reference's train.py: real PyTorch (a least-squares fit), printing the
+/// summary keys the reference's train.py prints.
+const REFERENCE_TRAIN: &str = r#"import torch
+from prepare import SEED
+
+torch.manual_seed(SEED)
+x = torch.randn(256, 8)
+y = x @ torch.randn(8, 1)
+model = torch.nn.Linear(8, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.05)
+for step in range(50):
+    loss = ((model(x) - y) ** 2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+print(f"val_bpb: {1.0 + loss.item():.6f}")
+print("num_steps: 50")
+"#;
+
+#[test]
+fn reference_train_scripts_are_skipped_without_pytorch_and_verified_with_it() {
+    use spore_spec::crypto::sha256_hex;
+    use spore_spec::wire::Message;
+    use spore_spec::{ExperimentRecord, Identity, Number, Signed, Status, TaskManifest};
+    if !have_sandbox() {
+        return;
+    }
+    // SPORED_TORCH_PYTHON: a Python (readable by any user, base under /usr) that imports torch;
+    // without it only the skip is checked
+    let torch = std::env::var("SPORED_TORCH_PYTHON").ok();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let workspace = tmp.path().join("workspace");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&workspace).unwrap();
+    std::fs::write(workspace.join("prepare.py"), REFERENCE_PREPARE).unwrap();
+    std::fs::write(workspace.join("batching.py"), "").unwrap();
+    let mut config = "verify_probability = 1.0\n".to_string();
+    let mut claimed = 1.5;
+    if let Some(python) = &torch {
+        config.push_str(&format!(
+            "torch_python = {python:?}\nreference_workspace = {:?}\n",
+            workspace.display().to_string()
+        ));
+        // the publisher's own run, outside any sandbox
+        std::fs::write(workspace.join("train.py"), REFERENCE_TRAIN).unwrap();
+        let out = Command::new(python)
+            .arg("train.py")
+            .current_dir(&workspace)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        claimed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("val_bpb: "))
+            .unwrap_or_else(|| panic!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+            .parse()
+            .unwrap();
+        std::fs::remove_file(workspace.join("train.py")).unwrap();
+    }
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+    let node = start(&dir, &["--verify-only"]);
+
+    // a reference node's task and record of this node's hardware class
+    let publisher = Identity::from_seed([7; 32]);
+    let mut task = TaskManifest {
+        name: "nanogpt-train".into(),
+        task_type: "ml_train".into(),
+        artifact_type: "python_train_script".into(),
+        metric: "val_bpb".into(),
+        goal: "minimize".into(),
+        base_code_cid: sha256_hex(REFERENCE_TRAIN.as_bytes()),
+        prepare_cid: sha256_hex(REFERENCE_PREPARE.as_bytes()),
+        dataset_cid: "climbmix-400b-shuffle".into(),
+        time_budget: 60,
+        created_by: publisher.node_id(),
+        timestamp: 1_767_225_500,
+        version: 1,
+        ..TaskManifest::default()
+    };
+    task.sign_with(&publisher);
+    let class = format!("CPU_{}", std::env::consts::ARCH.to_ascii_uppercase());
+    let mut record = ExperimentRecord {
+        code_cid: sha256_hex(REFERENCE_TRAIN.as_bytes()),
+        dataset_cid: task.dataset_cid.clone(),
+        prepare_cid: task.prepare_cid.clone(),
+        time_budget: 60,
+        val_bpb: Number::Float(claimed),
+        num_steps: 50,
+        status: Status::Keep,
+        description: "baseline".into(),
+        agent_model: "baseline".into(),
+        gpu_model: class,
+        cuda_version: "cpu".into(),
+        torch_version: "2.9.0".into(),
+        node_id: publisher.node_id(),
+        task_id: task.task_id.clone(),
+        timestamp: 1_767_225_600,
+        version: 2,
+        ..ExperimentRecord::default()
+    };
+    record.sign_with(&publisher);
+    support::import_lines(
+        &dir,
+        &[
+            Message::Task(task).encode_body(),
+            Message::CodeResponse {
+                code_cid: record.code_cid.clone(),
+                code: REFERENCE_TRAIN.as_bytes().to_vec(),
+            }
+            .encode_body(),
+            Message::Experiment(record.clone()).encode_body(),
+        ],
+    );
+    if torch.is_none() {
+        wait_until("the verifier to say why it skips the record", 60, || {
+            log_of(&dir).contains("skipped: python_train_script records need a Python with PyTorch")
+        });
+        let r = experiment(&node.web, &record.id);
+        assert_eq!(r["verified_by"].as_i64(), Some(0), "{r}");
+        eprintln!("PyTorch part skipped: SPORED_TORCH_PYTHON is not set");
+        return;
+    }
+    wait_until(
+        "the train.py rerun under PyTorch in the sandbox",
+        300,
+        || {
+            experiment(&node.web, &record.id)["rerun_output"]
+                .as_str()
+                .is_some()
+        },
+    );
+    let r = experiment(&node.web, &record.id);
+    assert!(
+        r["rerun_output"].as_str().unwrap().contains("val_bpb: "),
+        "{r}\n{}",
+        log_of(&dir)
+    );
+    // a lone verifier of the class signs a verification (no challenge without a second node)
+    let (_, body) = http_get(&node.web, &format!("/api/experiment/{}/events", record.id));
+    assert!(
+        body.contains("\"verification\""),
+        "{body}\n{}",
+        log_of(&dir)
+    );
+}

@@ -302,6 +302,16 @@ impl Sandbox {
                 Err(_) => {}
             }
         }
+        a.extend([
+            "--proc".into(),
+            "/proc".into(),
+            "--dev".into(),
+            "/dev".into(),
+        ]);
+        for dir in ["/tmp", "/work"] {
+            a.extend(["--size".into(), disk.clone(), "--tmpfs".into(), dir.into()]);
+        }
+        // after the tmpfs mounts, so a host directory under /work or /tmp stays visible
         for dir in &job.ro_binds {
             let d = dir.to_string_lossy().into_owned();
             a.extend(["--ro-bind".into(), d.clone(), d]);
@@ -312,15 +322,6 @@ impl Sandbox {
                 host.to_string_lossy().into_owned(),
                 inside.to_string_lossy().into_owned(),
             ]);
-        }
-        a.extend([
-            "--proc".into(),
-            "/proc".into(),
-            "--dev".into(),
-            "/dev".into(),
-        ]);
-        for dir in ["/tmp", "/work"] {
-            a.extend(["--size".into(), disk.clone(), "--tmpfs".into(), dir.into()]);
         }
         for (i, (name, _)) in job.inputs.iter().enumerate() {
             a.extend([

@@ -129,8 +129,10 @@ fn log_of(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()
 }
 
-/// Processes of the sandbox's uid range still alive (their command lines).
-fn sandbox_processes() -> Vec<String> {
+/// Processes still alive that run as the sandbox uid of the (root-run) node with process id
+/// `node` (their command lines).
+fn sandbox_processes(node: u32) -> Vec<String> {
+    let sandbox_uid = 200_000 + node % 100_000;
     let mut n = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(status) = std::fs::read_to_string(entry.path().join("status")) {
@@ -140,7 +142,7 @@ fn sandbox_processes() -> Vec<String> {
                 .and_then(|l| l.split_whitespace().next())
                 .and_then(|u| u.parse::<u32>().ok())
                 .unwrap_or(0);
-            if (200_000..300_000).contains(&uid) {
+            if uid == sandbox_uid {
                 let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
                 let state = status
                     .lines()
@@ -296,11 +298,12 @@ fn hostile_code_edits_end_as_crash_records_with_their_reason() {
     assert_eq!(std::fs::read(&identity).unwrap(), key_before);
     assert!(!escape.exists());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !sandbox_processes().is_empty() {
+    let pid = node.child.id();
+    while !sandbox_processes(pid).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
             "sandboxed processes outlived their runs: {:?}",
-            sandbox_processes()
+            sandbox_processes(pid)
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
@@ -393,6 +396,46 @@ fn the_example_task_is_researched_by_an_llm_and_verified_by_a_second_node() {
         log_of(&b_dir)
     );
     assert_eq!(rerun["verification"], "verified by 1");
+
+    // in a real browser: the record's page shows the metric by name, the code diff and what
+    // the evaluator printed
+    let Some(driver) = support::browser::on_path("chromedriver") else {
+        assert!(
+            std::env::var("SPORED_BROWSER_TEST").as_deref() != Ok("required"),
+            "SPORED_BROWSER_TEST=required but no chromedriver on PATH"
+        );
+        eprintln!("browser part skipped: no chromedriver on PATH");
+        return;
+    };
+    let browser = support::browser::Browser::start(&driver);
+    browser.goto(&a.web);
+    browser.click("#tabs button[data-tab=dag]");
+    let child_id = child["id"].as_str().unwrap();
+    browser.wait_for(
+        "the edit in the DAG",
+        &format!("return !!document.querySelector('#dag g.node[data-id=\"{child_id}\"]')"),
+    );
+    browser.click(&format!("#dag g.node[data-id=\"{child_id}\"] circle.dot"));
+    browser.wait_for(
+        "the edit's detail",
+        &format!(
+            "const h = document.querySelector('#detail-id'); return !!h && h.textContent === '{child_id}'"
+        ),
+    );
+    let shown = browser.js("return document.querySelector('#detail').innerText");
+    let shown = shown.as_str().unwrap();
+    for expected in [
+        "sort_ms",
+        "+    return sorted(xs)",
+        "output of the run (this node)",
+        "run 3: ",
+    ] {
+        assert!(
+            shown.contains(expected),
+            "{expected:?} not on the page:\n{shown}"
+        );
+    }
+    browser.screenshot("command-task-detail");
 }
 
 #[test]

@@ -435,12 +435,19 @@ impl Sandbox {
         let stderr_reader = capped_reader(stderr, cap, over.clone());
         let deadline = Instant::now() + limits.wall;
         let mut killed = None;
-        let (status, usage) = loop {
+        // bubblewrap's own init reaps the run's processes, so their usage never reaches a
+        // wait4 here: the tree under bwrap is sampled from /proc instead
+        let mut meter = TreeMeter::new(pid);
+        let mut polls = 0u32;
+        let status = loop {
             let mut status = 0;
-            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-            let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
             if r == pid {
-                break (status, usage);
+                break status;
+            }
+            polls += 1;
+            if polls % 10 == 1 {
+                meter.sample();
             }
             if r < 0 {
                 return Err(format!("wait: {}", std::io::Error::last_os_error()));
@@ -468,8 +475,7 @@ impl Sandbox {
             (false, None, Some(s)) => Some(128 + s),
             (false, None, None) => None,
         };
-        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-        let cpu_used = tv(usage.ru_utime) + tv(usage.ru_stime);
+        let cpu_used = meter.cpu();
         let stdout = String::from_utf8_lossy(&stdout).into_owned();
         let stderr = tail_lines(&String::from_utf8_lossy(&stderr), 40);
         let violation = killed.or_else(|| classify(exit_code, cpu_used, &limits, &stdout, &stderr));
@@ -479,9 +485,76 @@ impl Sandbox {
             stderr,
             violation,
             cpu: cpu_used,
-            peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+            peak_rss_mb: meter.peak_rss_kib as f64 / 1024.0,
             wall: Duration::ZERO,
         })
+    }
+}
+
+/// CPU time and peak memory of a process tree, sampled from `/proc` (processes that live
+/// shorter than a sample are missed).
+struct TreeMeter {
+    root: i32,
+    /// pid → CPU ticks last seen (a finished process keeps its last figure).
+    ticks: std::collections::HashMap<i32, u64>,
+    peak_rss_kib: u64,
+}
+
+impl TreeMeter {
+    fn new(root: i32) -> TreeMeter {
+        TreeMeter {
+            root,
+            ticks: Default::default(),
+            peak_rss_kib: 0,
+        }
+    }
+
+    fn sample(&mut self) {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        // pid → (parent, cpu ticks) of every process
+        let mut all = std::collections::HashMap::new();
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // fields after the command name (which may contain spaces) in parentheses
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            all.insert(pid, (num(1) as i32, num(11) + num(12)));
+        }
+        let mut tree = vec![self.root];
+        let mut i = 0;
+        while i < tree.len() {
+            let parent = tree[i];
+            tree.extend(all.iter().filter(|(_, v)| v.0 == parent).map(|(p, _)| *p));
+            i += 1;
+        }
+        for pid in tree {
+            if let Some((_, ticks)) = all.get(&pid) {
+                self.ticks.insert(pid, *ticks);
+            }
+            if let Some(kib) = crate::experiment_runner::peak_rss_kib(pid) {
+                self.peak_rss_kib = self.peak_rss_kib.max(kib);
+            }
+        }
+    }
+
+    fn cpu(&self) -> Duration {
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let ticks: u64 = self.ticks.values().sum();
+        Duration::from_millis(ticks * 1000 / hz)
     }
 }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value as J;
 
+pub mod browser;
+
 /// `spored run` on 127.0.0.1 with OS-chosen ports (reference protocol, libp2p, explorer) and
 /// no public bootstrap peer.
 pub const LOOPBACK_RUN: [&str; 10] = [

@@ -406,8 +406,3 @@ impl Handler<RunSandboxed> for ExperimentRunner {
         })
     }
 }
-
-/// A process's peak resident memory (KiB), from `/proc/<pid>/status`.
-pub fn peak_rss_kib(pid: i32) -> Option<u64> {
-    spore_train::child::peak_rss_kib(&pid.to_string())
-}

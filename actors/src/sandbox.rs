@@ -545,7 +545,7 @@ impl TreeMeter {
             if let Some((_, ticks)) = all.get(&pid) {
                 self.ticks.insert(pid, *ticks);
             }
-            if let Some(kib) = crate::experiment_runner::peak_rss_kib(pid) {
+            if let Some(kib) = spore_train::child::peak_rss_kib(&pid.to_string()) {
                 self.peak_rss_kib = self.peak_rss_kib.max(kib);
             }
         }

@@ -618,3 +618,45 @@ fn reference_train_scripts_are_skipped_without_pytorch_and_verified_with_it() {
         log_of(&dir)
     );
 }
+
+#[test]
+fn a_broken_task_file_is_refused_with_the_reason_and_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read_to_string(probe_task(&tmp.path().join("tasks"))).unwrap();
+    let file = tmp.path().join("tasks/broken.toml");
+    for (broken, says) in [
+        (
+            good.replace("goal = \"maximize\"", "goal = \"faster\""),
+            "goal",
+        ),
+        (good.replace("python3", "perl"), "interpreter"),
+        (
+            good.replace("probe/evaluate.py", "probe/missing.py"),
+            "missing.py",
+        ),
+        (
+            good.replace("metric = \"score\"", "metric = \"a b\""),
+            "metric",
+        ),
+        (
+            good.replace("time_budget = 6", "time_budget = 0"),
+            "time_budget",
+        ),
+        (format!("{good}colour = \"red\"\n"), "colour"),
+        ("name = [".to_string(), "broken.toml"),
+    ] {
+        std::fs::write(&file, &broken).unwrap();
+        let out = spored(&dir)
+            .args(["task", "create", "--from", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{broken}\n{stderr}");
+        assert!(stderr.contains(says), "should name {says:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let listed = ok(&dir, &["task", "list", "--json"]);
+    assert_eq!(listed.trim(), "[]", "no task was created: {listed}");
+}

@@ -146,6 +146,9 @@ fn records_are_verified_by_peers_and_a_liar_loses_both_ways() {
             "challenged",
             "dispute",
             "verification",
+            "metric",
+            "run_output",
+            "rerun_output",
         ] {
             v.as_object_mut().unwrap().remove(local);
         }

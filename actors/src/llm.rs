@@ -126,6 +126,34 @@ impl LlmSettings {
         answer.ok_or_else(|| LlmError::Format("no answer text in the response".into()))
     }
 
+    /// Asks, and checks the answer with `check`; an unusable answer gets one repair request
+    /// that quotes the problem and asks again for `Description:`, `Hypothesis:`, then `shape`.
+    /// `Err` carries why the answer was skipped.
+    fn ask_with_repair<T>(
+        &self,
+        system: &str,
+        user: &str,
+        shape: &str,
+        check: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let first = self
+            .complete_with_retries(system, user)
+            .map_err(|e| e.to_string())?;
+        match check(&first) {
+            Ok(answer) => Ok(answer),
+            Err(problem) => {
+                let repair = format!(
+                    "{user}\n## Your previous answer was unusable\n{problem}\nAnswer again: \
+                     'Description:', 'Hypothesis:', then {shape}."
+                );
+                let second = self
+                    .complete_with_retries(system, &repair)
+                    .map_err(|e| e.to_string())?;
+                check(&second).map_err(|p| format!("skipped after one repair request: {p}"))
+            }
+        }
+    }
+
     /// `complete` with up to 3 attempts for transient failures.
     pub fn complete_with_retries(&self, system: &str, user: &str) -> Result<String, LlmError> {
         let mut attempt = 0;
@@ -207,9 +235,6 @@ pub fn propose(
     tried: &dyn Fn(&str) -> bool,
 ) -> Result<Proposal, String> {
     let user = user_prompt(parent_text, ctx);
-    let first = settings
-        .complete_with_retries(SYSTEM_PROMPT, &user)
-        .map_err(|e| e.to_string())?;
     let check = |answer: &str| -> Result<Proposal, String> {
         let (config, description, hypothesis) = parse_answer(answer)?;
         if config.memory_estimate() > memory_limit {
@@ -230,19 +255,12 @@ pub fn propose(
         }
         Ok(proposal)
     };
-    match check(&first) {
-        Ok(p) => Ok(p),
-        Err(problem) => {
-            let repair = format!(
-                "{user}\n## Your previous answer was unusable\n{problem}\nAnswer again: \
-                 'Description:', 'Hypothesis:', then the full config in one ```toml block."
-            );
-            let second = settings
-                .complete_with_retries(SYSTEM_PROMPT, &repair)
-                .map_err(|e| e.to_string())?;
-            check(&second).map_err(|p| format!("skipped after one repair request: {p}"))
-        }
-    }
+    settings.ask_with_repair(
+        SYSTEM_PROMPT,
+        &user,
+        "the full config in one ```toml block",
+        check,
+    )
 }
 
 /// What a code proposal for a command task is asked with.
@@ -371,22 +389,7 @@ pub fn propose_code(
             hypothesis,
         })
     };
-    let first = settings
-        .complete_with_retries(&system, &user)
-        .map_err(|e| e.to_string())?;
-    match check(&first) {
-        Ok(p) => Ok(p),
-        Err(problem) => {
-            let repair = format!(
-                "{user}\n## Your previous answer was unusable\n{problem}\nAnswer again: \
-                 'Description:', 'Hypothesis:', then the full file in one ``` code block."
-            );
-            let second = settings
-                .complete_with_retries(&system, &repair)
-                .map_err(|e| e.to_string())?;
-            check(&second).map_err(|p| format!("skipped after one repair request: {p}"))
-        }
-    }
+    settings.ask_with_repair(&system, &user, "the full file in one ``` code block", check)
 }
 
 #[cfg(test)]

@@ -291,27 +291,11 @@ impl ResearchLoop {
             return self.run_baseline(identity, &task, budget).await.map(Some);
         };
         let goal = task.goal();
-        let Choice {
-            parent,
-            record: parent_record,
-            best,
-            task_records,
-            tried,
-            tried_from_parent,
-        } = choice;
-        let read = self.store().read().map_err(|e| e.to_string())?;
-        let Some(parent_bytes) = read
-            .artifact(&parent_record.code_cid)
-            .map_err(|e| e.to_string())?
-        else {
-            info!(cid = %parent_record.code_cid, "research: fetching the parent's config first");
-            self.registry.peers.do_send(FetchArtifact {
-                cid: parent_record.code_cid.clone(),
-                prefer: None,
-            });
+        let parent = &choice.parent;
+        let Some(parent_bytes) = self.artifact(&choice.record.code_cid)? else {
+            info!(cid = %choice.record.code_cid, "research: fetching the parent's config first");
             return Ok(None);
         };
-        drop(read);
         let parent_config = match RunConfig::from_bytes(&parent_bytes) {
             Ok(c) => c,
             Err(e) => {
@@ -326,13 +310,13 @@ impl ResearchLoop {
         if let Some(settings) = self.options.llm.clone() {
             let ctx = PromptContext {
                 parent_val_bpb: parent.metric,
-                best_val_bpb: best,
-                task_records,
-                tried_from_parent,
+                best_val_bpb: choice.best,
+                task_records: choice.task_records,
+                tried_from_parent: choice.tried_from_parent,
             };
             let parent_text = String::from_utf8_lossy(&parent_bytes).into_owned();
             let limit = self.options.memory_limit;
-            let tried = tried.clone();
+            let tried = choice.tried.clone();
             let model = settings.model.clone();
             let asked = actix_rt::task::spawn_blocking(move || {
                 llm::propose(&settings, &parent_text, &ctx, limit, &|cid| {
@@ -358,7 +342,7 @@ impl ResearchLoop {
                 rng,
                 discard_streak,
                 self.options.memory_limit,
-                &|cid| tried.contains(cid),
+                &|cid| choice.tried.contains(cid),
             )
             .ok_or("the search found no untried config near this parent")?,
         };
@@ -378,7 +362,7 @@ impl ResearchLoop {
         let record = self.record(
             identity,
             &task,
-            Some(&parent_record),
+            Some(&choice.record),
             &made,
             &result,
             status,
@@ -387,6 +371,23 @@ impl ResearchLoop {
         self.publish(record, &made, &result, Some(parent.metric))
             .await
             .map(Some)
+    }
+
+    /// A stored artifact; when missing, asks peers for it and returns `None`.
+    fn artifact(&self, cid: &str) -> Result<Option<Vec<u8>>, String> {
+        let found = self
+            .store()
+            .read()
+            .map_err(|e| e.to_string())?
+            .artifact(cid)
+            .map_err(|e| e.to_string())?;
+        if found.is_none() {
+            self.registry.peers.do_send(FetchArtifact {
+                cid: cid.to_string(),
+                prefer: None,
+            });
+        }
+        Ok(found)
     }
 
     /// The parent of the next experiment (see the module docs); `None`: the task has no root

@@ -159,11 +159,13 @@ pub struct Outcome {
     /// Largest resident set of one process (MiB).
     pub peak_rss_mb: f64,
     pub wall: Duration,
+    /// Why the run failed, in words, with the limit it hit (`None`: it exited 0 within its
+    /// limits).
+    pub failure: Option<String>,
 }
 
 impl Outcome {
-    /// Why the run failed, in words (`None`: it exited 0 within its limits).
-    pub fn failure(&self, limits: &Limits) -> Option<String> {
+    fn reason(&self, limits: &Limits) -> Option<String> {
         let detail = last_error_line(&self.stderr);
         let with = |text: String| match &detail {
             Some(d) => format!("{text}: {d}"),
@@ -272,6 +274,7 @@ impl Sandbox {
             },
         };
         out.wall = started.elapsed();
+        out.failure = out.reason(&job.limits);
         out
     }
 
@@ -491,6 +494,7 @@ impl Sandbox {
             cpu: cpu_used,
             peak_rss_mb: meter.peak_rss_kib as f64 / 1024.0,
             wall: Duration::ZERO,
+            failure: None,
         })
     }
 }

@@ -444,21 +444,29 @@ async fn rerun_command(
     let interpreter = sandbox.interpreter(&evaluator.interpreter)?;
     let budget = Duration::from_secs(record.time_budget.max(1) as u64);
     let job = evaluator.job(&code, &interpreter, sandbox.limits(budget));
-    let limits = job.limits.clone();
     info!(record = %record.id, "verification: re-running a command task's claim in the sandbox");
-    let outcome = runner
+    let outcome = rerun_sandboxed(runner, job, record).await?;
+    let result = crate::research::command_result(&outcome, &task.metric);
+    if !result.success {
+        return Err(format!("the rerun failed: {}", result.error));
+    }
+    Ok((result.parsed.val_bpb, result.output))
+}
+
+/// Runs a rerun's job in the sandbox; without a working sandbox the record is skipped.
+async fn rerun_sandboxed(
+    runner: &Addr<ExperimentRunner>,
+    job: crate::sandbox::Job,
+    record: &ExperimentRecord,
+) -> Result<crate::sandbox::Outcome, String> {
+    runner
         .send(RunSandboxed {
             job,
             label: format!("verify {}", &record.id[..8]),
         })
         .await
         .map_err(|e| format!("the experiment runner is gone: {e}"))?
-        .map_err(|why| format!("skipped: {why}"))?;
-    let result = crate::research::command_result(&outcome, &limits, &task.metric);
-    if !result.success {
-        return Err(format!("the rerun failed: {}", result.error));
-    }
-    Ok((result.parsed.val_bpb, result.output))
+        .map_err(|why| format!("skipped: {why}"))
 }
 
 /// A reference node's `train.py`, under PyTorch in the sandbox, when this node has both.
@@ -481,19 +489,10 @@ async fn rerun_reference(
     let code = wait_artifact(store, &record.code_cid, "train.py").await?;
     let budget = Duration::from_secs(record.time_budget.max(1) as u64);
     let job = workspace.job(&code, budget, sandbox.limits(budget));
-    let limits = job.limits.clone();
     info!(record = %record.id, torch = %workspace.torch_version, "verification: re-running a reference train.py in the sandbox");
-    let outcome = runner
-        .send(RunSandboxed {
-            job,
-            label: format!("verify {}", &record.id[..8]),
-        })
-        .await
-        .map_err(|e| format!("the experiment runner is gone: {e}"))?
-        .map_err(|why| format!("skipped: {why}"))?;
+    let outcome = rerun_sandboxed(runner, job, record).await?;
     let parsed = spore_train::report::parse_output(&outcome.stdout);
-    let failure = outcome.failure(&limits);
-    match failure {
+    match outcome.failure {
         None if parsed.success(true) => Ok((parsed.val_bpb, outcome.stdout)),
         None => Err("the rerun printed no val_bpb".into()),
         Some(why) => Err(format!("the rerun failed: {why}")),

@@ -8,11 +8,10 @@ use spore_train::report::Parsed;
 use spore_train::rng::SplitMix64;
 use tracing::{info, warn};
 
-use super::{decide, Choice, Made, ResearchLoop};
+use super::{decide, Made, ResearchLoop};
 use crate::command_task::{self, Evaluator};
 use crate::experiment_runner::{RunResult, RunSandboxed};
 use crate::llm::{self, CodePrompt};
-use crate::messages::FetchArtifact;
 
 /// The record's `cuda_version` for a sandboxed run: no GPU is involved.
 const NO_CUDA: &str = "none";
@@ -61,16 +60,8 @@ impl ResearchLoop {
             actix_rt::time::sleep(Duration::from_secs(25)).await;
             return Ok(None);
         };
-        let Choice {
-            parent,
-            record: parent_record,
-            best,
-            task_records,
-            tried,
-            tried_from_parent,
-        } = choice;
-        let Some(parent_code) = self.artifact(&parent_record.code_cid)? else {
-            info!(cid = %parent_record.code_cid, "research: fetching the parent's file first");
+        let Some(parent_code) = self.artifact(&choice.record.code_cid)? else {
+            info!(cid = %choice.record.code_cid, "research: fetching the parent's file first");
             return Ok(None);
         };
         let parent_text = String::from_utf8_lossy(&parent_code).into_owned();
@@ -80,15 +71,15 @@ impl ResearchLoop {
             metric: task.metric.clone(),
             goal: task.goal().as_str().into(),
             file_name: evaluator.candidate.clone(),
-            parent_metric: parent.metric,
-            best_metric: best,
-            task_records,
-            tried_from_parent,
+            parent_metric: choice.parent.metric,
+            best_metric: choice.best,
+            task_records: choice.task_records,
+            tried_from_parent: choice.tried_from_parent,
         };
         let model = settings.model.clone();
         let text = parent_text.clone();
         let asked = actix_rt::task::spawn_blocking(move || {
-            llm::propose_code(&settings, &text, &prompt, &|cid| tried.contains(cid))
+            llm::propose_code(&settings, &text, &prompt, &|cid| choice.tried.contains(cid))
         })
         .await
         .map_err(|e| format!("the LLM call was lost: {e}"))?;
@@ -116,29 +107,12 @@ impl ResearchLoop {
             identity,
             task,
             &evaluator,
-            Some(&parent_record),
+            Some(&choice.record),
             made,
             budget,
         )
         .await
         .map(Some)
-    }
-
-    /// A stored artifact; when missing, asks peers for it and returns `None`.
-    fn artifact(&self, cid: &str) -> Result<Option<Vec<u8>>, String> {
-        let found = self
-            .store()
-            .read()
-            .map_err(|e| e.to_string())?
-            .artifact(cid)
-            .map_err(|e| e.to_string())?;
-        if found.is_none() {
-            self.registry.peers.do_send(FetchArtifact {
-                cid: cid.to_string(),
-                prefer: None,
-            });
-        }
-        Ok(found)
     }
 
     async fn run_command(
@@ -155,14 +129,13 @@ impl ResearchLoop {
         let label = format!("{} {}", task.name, made.description);
         info!(task = %task.name, "research: {}", made.description);
         let job = evaluator.job(&made.bytes, &interpreter, sandbox.limits(budget));
-        let limits = job.limits.clone();
         let outcome = self
             .runner
             .send(RunSandboxed { job, label })
             .await
             .map_err(|e| format!("the experiment runner is gone: {e}"))?
             .map_err(|why| format!("command task {} cannot run here: {why}", task.task_id))?;
-        let result = command_result(&outcome, &limits, &task.metric);
+        let result = command_result(&outcome, &task.metric);
         let status = decide(&result, parent.map(|p| p.val_bpb.value()), task.goal());
         made.framework = interpreter.version.clone();
         made.cuda_version = Some(NO_CUDA.into());
@@ -176,14 +149,9 @@ impl ResearchLoop {
 
 /// A sandboxed evaluator run as a [`RunResult`]: the metric in `parsed.val_bpb` (the record's
 /// metric field), success when it exited 0 within its limits and printed a finite metric.
-pub fn command_result(
-    outcome: &crate::sandbox::Outcome,
-    limits: &crate::sandbox::Limits,
-    metric: &str,
-) -> RunResult {
+pub fn command_result(outcome: &crate::sandbox::Outcome, metric: &str) -> RunResult {
     let value = command_task::parse_metric(&outcome.stdout, metric);
-    let failure = outcome.failure(limits);
-    let error = match (&failure, value) {
+    let error = match (&outcome.failure, value) {
         (Some(why), _) => why.clone(),
         (None, None) => format!("the evaluator printed no {metric}: line"),
         (None, Some(_)) => String::new(),

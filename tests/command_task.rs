@@ -11,12 +11,12 @@ mod support;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value as J;
-use support::{http_get, spored, wait_until, LOOPBACK_RUN};
+use support::{http_get, spored, wait_until, Node, LOOPBACK_RUN};
 
 /// Serves `answers` in order as OpenAI chat completions (then HTTP 500). Returns the base URL
 /// and the number of requests answered.
@@ -59,33 +59,10 @@ fn answer(description: &str, code: &str) -> String {
     format!("Description: {description}\nHypothesis: it helps\n```python\n{code}\n```\n")
 }
 
-struct Node {
-    child: Child,
-    web: String,
-    p2p: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(dir: &Path, extra: &[&str]) -> Node {
-    let log = std::fs::File::create(dir.join("node.log")).unwrap();
-    let mut child = spored(dir)
-        .args(LOOPBACK_RUN)
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let (p2p, web) = support::addresses(&mut child);
-    Node { child, web, p2p }
+    let mut cmd = spored(dir);
+    cmd.args(LOOPBACK_RUN).args(extra);
+    support::launch(dir, cmd)
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
@@ -444,21 +421,10 @@ fn without_a_working_sandbox_no_candidate_runs_at_all() {
     let dir = tmp.path().join("node");
     std::fs::create_dir_all(&dir).unwrap();
     let task = create_task(&dir, &probe_task(&tmp.path().join("tasks")));
-    let log = std::fs::File::create(dir.join("node.log")).unwrap();
-    let mut child = spored(&dir)
-        .args(LOOPBACK_RUN)
-        .env("SPORED_BWRAP", tmp.path().join("no-bwrap-here"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let (_, web) = support::addresses(&mut child);
-    let node = Node {
-        child,
-        web,
-        p2p: String::new(),
-    };
+    let mut cmd = spored(&dir);
+    cmd.args(LOOPBACK_RUN)
+        .env("SPORED_BWRAP", tmp.path().join("no-bwrap-here"));
+    let node = support::launch(&dir, cmd);
     wait_until("the refusal in the log", 30, || {
         log_of(&dir).contains("bubblewrap (bwrap) is not installed")
     });

@@ -7,31 +7,15 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use serde_json::Value as J;
 use spore_spec::json::{object, Value};
 use spore_spec::wire::Message;
 use spore_spec::{ControlEvent, ExperimentRecord, Identity, Number, Signed};
-use support::{http_get, import_lines, info, spored, wait_until, LOOPBACK_RUN};
+use support::{http_get, import_lines, info, spored, wait_until, Node, LOOPBACK_RUN};
 
 /// Seconds after which a challenge with a response is decided (all nodes of the test).
 const TIMEOUT: &str = "20";
-
-struct Node {
-    child: Child,
-    p2p: String,
-    web: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 /// A node on loopback; `mode_args` picks research or verify-only.
 fn start(dir: &Path, peers: &[&str], mode_args: &[&str]) -> Node {
@@ -40,19 +24,11 @@ fn start(dir: &Path, peers: &[&str], mode_args: &[&str]) -> Node {
     let mut cmd = spored(dir);
     cmd.args(LOOPBACK_RUN)
         .args(mode_args)
-        .env("SPORE_CHALLENGE_TIMEOUT", TIMEOUT)
-        .env("RUST_LOG", "info");
+        .env("SPORE_CHALLENGE_TIMEOUT", TIMEOUT);
     for p in peers {
         cmd.args(["--peer", p]);
     }
-    let log = std::fs::File::create(dir.join("node.log")).unwrap();
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let (p2p, web) = support::addresses(&mut child);
-    Node { child, p2p, web }
+    support::launch(dir, cmd)
 }
 
 fn record(web: &str, id: &str) -> J {

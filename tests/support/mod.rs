@@ -236,3 +236,36 @@ impl Drop for StopOnDrop {
         }
     }
 }
+
+/// A node whose log (stderr) goes to `<dir>/node.log`; stopped with SIGTERM, and waited for,
+/// when dropped.
+pub struct Node {
+    pub child: Child,
+    /// Its libp2p listen address.
+    pub p2p: String,
+    /// The explorer's base URL.
+    pub web: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cmd` (`spored(dir)` with its `run` arguments) at log level info, its log in
+/// `<dir>/node.log`, and waits for its addresses.
+pub fn launch(dir: &Path, mut cmd: Command) -> Node {
+    let log = std::fs::File::create(dir.join("node.log")).unwrap();
+    let mut child = cmd
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let (p2p, web) = addresses(&mut child);
+    Node { child, p2p, web }
+}

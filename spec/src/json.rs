@@ -115,6 +115,10 @@ pub fn parse(bytes: &[u8]) -> Result<Value, ParseError> {
     Ok(value)
 }
 
+/// Members of an object that are checked for a duplicate key by a plain scan; larger objects
+/// get a hash index (every signed object of the protocol has fewer members than this).
+const SCAN_MEMBERS: usize = 32;
+
 struct Parser<'a> {
     text: &'a str,
     pos: usize,
@@ -182,6 +186,9 @@ impl Parser<'_> {
     fn object(&mut self, depth: usize) -> Result<Value, ParseError> {
         self.pos += 1;
         let mut members: Vec<(String, Value)> = Vec::new();
+        // Duplicate keys are found by a scan while the object is small and by a hash index
+        // beyond that, so an object of many distinct keys costs linear time, not quadratic.
+        let mut index: Option<std::collections::HashMap<String, usize>> = None;
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -200,9 +207,27 @@ impl Parser<'_> {
             self.pos += 1;
             self.skip_ws();
             let value = self.value(depth + 1)?;
-            match members.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => members.push((key, value)),
+            let earlier = match &index {
+                Some(index) => index.get(&key).copied(),
+                None => members.iter().position(|(k, _)| *k == key),
+            };
+            match earlier {
+                Some(i) => members[i].1 = value,
+                None => {
+                    if let Some(index) = &mut index {
+                        index.insert(key.clone(), members.len());
+                    }
+                    members.push((key, value));
+                    if index.is_none() && members.len() > SCAN_MEMBERS {
+                        index = Some(
+                            members
+                                .iter()
+                                .enumerate()
+                                .map(|(i, (k, _))| (k.clone(), i))
+                                .collect(),
+                        );
+                    }
+                }
             }
             self.skip_ws();
             match self.peek() {
@@ -566,6 +591,26 @@ mod tests {
     fn duplicate_key_keeps_first_position_last_value() {
         let v = parse(br#"{"b":1,"a":2,"b":3}"#).unwrap();
         assert_eq!(to_wire(&v), r#"{"b":3,"a":2}"#);
+    }
+
+    #[test]
+    fn duplicate_keys_of_large_objects_behave_as_of_small_ones() {
+        // past the scan threshold the hash index must give the same answer: first position,
+        // last value, for a duplicate of an early key and of a late one
+        let mut text = String::from("{");
+        for i in 0..100 {
+            text.push_str(&format!("\"k{i}\":{i},"));
+        }
+        text.push_str(r#""k3":"three","k99":"last","k100":100}"#);
+        let members = parse(text.as_bytes())
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .to_vec();
+        assert_eq!(members.len(), 101);
+        assert_eq!(members[3], ("k3".into(), Value::Str("three".into())));
+        assert_eq!(members[99], ("k99".into(), Value::Str("last".into())));
+        assert_eq!(members[100], ("k100".into(), Value::Int(100)));
     }
 
     #[test]

@@ -495,3 +495,143 @@ fn a_parquet_corpus_is_prepared_from_its_text_column() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a readable Parquet file"));
 }
+
+/// The moment a stop signal reaches the node's process group.
+#[derive(Clone, Copy, Debug)]
+enum StopAt {
+    /// As soon as the training child exists (it may not have read its config yet).
+    ChildStart,
+    /// While the child trains (it has used a second of CPU).
+    Training,
+}
+
+/// The training children (`spored train`) of process `parent`.
+fn training_children(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // fields after the command name (which may hold spaces): state, ppid, …
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == Some(parent) && cmdline.split(|b| *b == 0).any(|a| a == b"train") {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// CPU seconds process `pid` has used (0 when it is gone).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+/// Whether process `pid` is gone (or a zombie nobody has reaped yet).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// A stop signal sent to the whole process group (as a terminal's Ctrl-C, `timeout` or a
+/// service manager does) while an experiment runs must not become a `crash` record: the node
+/// stops, its training child with it, and nothing about the experiment is signed or published.
+#[test]
+fn a_stop_signal_to_the_process_group_mid_experiment_publishes_nothing() {
+    use std::os::unix::process::CommandExt as _;
+    for (stop_at, signal) in [
+        (StopAt::ChildStart, "-TERM"),
+        (StopAt::Training, "-TERM"),
+        (StopAt::Training, "-INT"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let log = std::fs::File::create(dir.join("node.log")).unwrap();
+        let mut node = support::spored(dir)
+            .args(support::LOOPBACK_RUN)
+            .args(["--time-budget", "60"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let (_, web) = support::addresses(&mut node);
+        // a browser on the live stream: the explorer then takes up to 2 s to stop, a window in
+        // which a node that took the child's death for a crash would store and send its record
+        let mut live = std::net::TcpStream::connect(web.trim_start_matches("http://")).unwrap();
+        std::io::Write::write_all(&mut live, b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let pid = node.id();
+        let mut child = 0;
+        support::wait_until("the training child starts", 60, || {
+            child = training_children(pid).first().copied().unwrap_or(0);
+            child != 0
+        });
+        if let StopAt::Training = stop_at {
+            support::wait_until("the child trains", 60, || cpu_seconds(child) >= 1.0);
+        }
+        let sent = Command::new("kill")
+            .args([signal, "--", &format!("-{pid}")])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = node.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the node did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        drop(live);
+        let log = std::fs::read_to_string(dir.join("node.log")).unwrap();
+        assert!(status.success(), "{stop_at:?} {signal}: {status}\n{log}");
+        support::wait_until("the training child is gone", 10, || gone(child));
+        // nothing about the experiment: no record stored or sent, no new proposal after the stop
+        let out = support::spored(dir)
+            .args(["--json", "status"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status: J = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            status["experiment_count"], 0,
+            "{stop_at:?} {signal}: {status}\n{log}"
+        );
+        assert!(!log.contains("crash"), "{stop_at:?} {signal}:\n{log}");
+        let stopping = log
+            .find("stopping")
+            .unwrap_or_else(|| panic!("{stop_at:?} {signal}: no stop in the log\n{log}"));
+        assert!(
+            !log[stopping..].contains("research: ")
+                || log[stopping..].contains("research: stopped"),
+            "{stop_at:?} {signal}: research went on after the stop\n{log}"
+        );
+        assert!(
+            !log[stopping..].contains("research: running")
+                && !log[stopping..].contains("proposing"),
+            "{stop_at:?} {signal}:\n{log}"
+        );
+    }
+}

@@ -140,6 +140,8 @@ fn records_are_verified_by_peers_and_a_liar_loses_both_ways() {
     fake.node_id = liar_id.node_id();
     fake.timestamp = now();
     fake.sign_with(&liar_id);
+    // a browser has A's explorer open: the verdict reaches it live, without a reload
+    let live_on_a = support::follow_live(&a.web);
     import_lines(&dl, &[Message::Experiment(fake.clone()).encode_body()]);
     // B challenges it, then restarts mid-dispute: it resumes from its store and signs the
     // dispute once the challenge is decided
@@ -172,6 +174,28 @@ fn records_are_verified_by_peers_and_a_liar_loses_both_ways() {
             "a rejected record left the frontier"
         );
         assert!(frontier_ids(w).contains(&honest.id), "its parent came back");
+    }
+    wait_until("the rejection on A's live stream", 10, || {
+        live_on_a.lock().unwrap().iter().any(|e| {
+            e["event"] == "verdict"
+                && e["data"]["id"] == fake.id.as_str()
+                && e["data"]["dispute"] == "rejected"
+                && e["data"]["is_frontier"] == false
+        })
+    });
+    {
+        let seen = live_on_a.lock().unwrap();
+        assert!(
+            seen.iter()
+                .any(|e| e["event"] == "experiment" && e["data"]["id"] == fake.id.as_str()),
+            "the record itself arrived live first"
+        );
+        assert!(
+            seen.iter().any(|e| e["event"] == "verdict"
+                && e["data"]["id"] == fake.id.as_str()
+                && e["data"]["challenged"] == true),
+            "the challenge arrived live"
+        );
     }
 
     // 3. the liar challenges the honest record; the others' reruns uphold it

@@ -66,6 +66,9 @@ pub struct RunRequest {
 pub struct RunResult {
     pub parsed: Parsed,
     pub success: bool,
+    /// The child was stopped from outside (see [`stopped_by_signal`]): not a result of the
+    /// experiment, so neither a record nor a verdict may be made of it.
+    pub interrupted: bool,
     /// Why it failed (empty on success).
     pub error: String,
     /// Everything the child printed on stdout.
@@ -141,7 +144,21 @@ impl Runner {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Its own process group: a stop signal sent to the node's group (a terminal's
+            // Ctrl-C, `timeout`, a shell's job control) reaches only the node, which then drops
+            // this run (killing the child) before anything could read its result.
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            // the child dies with the node, even when the node is killed (SIGKILL, a crash)
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         if let Some(steps) = req.steps {
             cmd.arg("--steps").arg(steps.to_string());
         }
@@ -215,6 +232,7 @@ impl Runner {
         let parsed = report::parse_output(&output);
         let exit_ok = status.is_some_and(|s| s.success());
         let success = parsed.success(exit_ok);
+        let interrupted = !success && status.is_some_and(stopped_by_signal);
         let error = if success {
             String::new()
         } else if killed {
@@ -231,11 +249,24 @@ impl Runner {
             peak_rss_mb: measured.max(parsed.peak_vram_mb),
             parsed,
             success,
+            interrupted,
             error,
             output,
             wall: Duration::ZERO,
         })
     }
+}
+
+/// Whether the child ended by a signal that asks a process to stop (a service manager's stop
+/// reaches every process of its cgroup; a user may stop the child by hand). That is not a
+/// failure of the experiment, and nothing is published about it. SIGKILL stays a failure: the
+/// kernel's out-of-memory killer sends it.
+fn stopped_by_signal(status: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    matches!(
+        status.signal(),
+        Some(libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT)
+    )
 }
 
 /// The reason a child failed: its last error line, or how it died.

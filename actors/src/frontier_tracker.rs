@@ -1,6 +1,6 @@
 //! FrontierTracker: follows the experiment DAG. The store maintains frontier, best and counters
-//! on every insert; this actor announces changes (for the explorer's live updates and the
-//! research loop) and answers frontier queries from a read snapshot.
+//! on every insert; this actor logs what arrives and answers frontier queries from a read
+//! snapshot. (Live views follow the store writer's events directly.)
 
 use std::sync::Arc;
 
@@ -16,27 +16,14 @@ pub struct FrontierTracker {
     store: Arc<Store>,
     stored_records: u64,
     restarts: Restarts,
-    /// Ids of newly stored records, for live views (the explorer); nobody listening is fine.
-    announce: tokio::sync::broadcast::Sender<Arc<[String]>>,
-}
-
-/// Announcements of newly stored records: a bounded channel; a listener that falls behind
-/// misses some (and is told so by the channel) rather than holding memory.
-pub fn announcements() -> tokio::sync::broadcast::Sender<Arc<[String]>> {
-    tokio::sync::broadcast::channel(256).0
 }
 
 impl FrontierTracker {
-    pub fn new(
-        store: Arc<Store>,
-        restarts: Restarts,
-        announce: tokio::sync::broadcast::Sender<Arc<[String]>>,
-    ) -> Self {
+    pub fn new(store: Arc<Store>, restarts: Restarts) -> Self {
         FrontierTracker {
             store,
             stored_records: 0,
             restarts,
-            announce,
         }
     }
 }
@@ -60,9 +47,6 @@ impl Handler<Stored> for FrontierTracker {
 
     fn handle(&mut self, msg: Stored, _: &mut Context<Self>) {
         self.stored_records += msg.experiments.len() as u64;
-        if !msg.experiments.is_empty() {
-            let _ = self.announce.send(msg.experiments.clone().into());
-        }
         match msg.experiments.len() {
             0 => {}
             1 => {

@@ -1,22 +1,21 @@
 //! GossipRouter: validate, then forward. Every inbound object (gossip, sync page, local publish)
-//! is decoded, checked and stored on a blocking thread ([`crate::ingest`]); then gossipsub is told
+//! is decoded and checked on a blocking thread ([`crate::ingest::check_bodies`]) and stored by the
+//! node's one writer ([`crate::store_writer`]); then gossipsub is told
 //! to forward or drop it, offenders are penalised, new objects are announced to the actors that
 //! follow them, and missing artifacts are fetched.
-
-use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::{debug, warn};
 
 use crate::frontier_tracker::FrontierTracker;
-use crate::ingest::{ingest, IngestOutcome};
+use crate::ingest::{check_bodies, IngestOutcome};
 use crate::messages::*;
+use crate::store_writer::{IngestWork, StoreWriter};
 use crate::supervision::Restarts;
 use crate::task_registry::TaskRegistry;
-use crate::{Store, StoreError};
 
 pub struct GossipRouter {
-    store: Arc<Store>,
+    writer: StoreWriter,
     peers: MeshLinks,
     frontier: Addr<FrontierTracker>,
     tasks: Addr<TaskRegistry>,
@@ -74,7 +73,7 @@ impl LegacyLinks {
 
 impl GossipRouter {
     pub fn new(
-        store: Arc<Store>,
+        writer: StoreWriter,
         peers: MeshLinks,
         frontier: Addr<FrontierTracker>,
         tasks: Addr<TaskRegistry>,
@@ -82,7 +81,7 @@ impl GossipRouter {
         restarts: Restarts,
     ) -> Self {
         GossipRouter {
-            store,
+            writer,
             peers,
             frontier,
             tasks,
@@ -185,24 +184,31 @@ impl Handler<Ingest> for GossipRouter {
     type Result = ResponseActFuture<Self, IngestSummary>;
 
     fn handle(&mut self, msg: Ingest, _: &mut Context<Self>) -> Self::Result {
-        let store = self.store.clone();
-        let cursor = match (&msg.origin, msg.sync_range) {
+        let writer = self.writer.clone();
+        let sync_cursor = match (&msg.origin, msg.sync_range) {
             (Origin::Sync { source }, Some(range)) => Some((source.to_string(), range)),
             _ => None,
         };
         let bodies = msg.bodies;
-        let work = tokio::task::spawn_blocking(move || {
-            ingest(
-                &store,
-                &bodies,
-                cursor.as_ref().map(|(p, range)| (p.as_str(), *range)),
-                true, // new objects' bodies are forwarded (mesh, legacy peers)
-            )
-        });
+        // untrusted bytes are parsed and verified on blocking threads, outside the transaction;
+        // then the one writer stores what passed
+        let work = async move {
+            let checked = tokio::task::spawn_blocking(move || check_bodies(bodies))
+                .await
+                .map_err(|e| (false, format!("ingest: {e}")))?;
+            writer
+                .ingest(IngestWork {
+                    checked,
+                    sync_cursor,
+                    keep_bodies: true, // new objects' bodies are forwarded (mesh, legacy peers)
+                })
+                .await
+                .map_err(|e| (e.is_storage_failure(), e.to_string()))
+        };
         let origin = msg.origin;
         Box::pin(actix::fut::wrap_future::<_, Self>(work).map(
-            move |result, act, ctx| match result {
-                Ok(Ok(outcome)) => {
+            move |result: Result<IngestOutcome, (bool, String)>, act, ctx| match result {
+                Ok(outcome) => {
                     debug!(
                         accepted = outcome.summary.accepted,
                         rejected = outcome.summary.rejected,
@@ -210,22 +216,15 @@ impl Handler<Ingest> for GossipRouter {
                     );
                     act.dispatch(&origin, outcome)
                 }
-                Ok(Err(e)) => {
-                    warn!(error = %e, "store refused a batch");
-                    if matches!(e, StoreError::Db(_)) {
+                Err((storage_failed, e)) => {
+                    warn!(error = %e, "a batch was not stored");
+                    if storage_failed {
                         // the storage itself failed: stop; the supervisor restarts the router
                         // after a backoff, and stops the node if it keeps failing
                         ctx.stop();
                     }
                     IngestSummary {
-                        problems: vec![format!("store: {e}")],
-                        ..Default::default()
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "ingest task failed");
-                    IngestSummary {
-                        problems: vec![format!("ingest: {e}")],
+                        problems: vec![e],
                         ..Default::default()
                     }
                 }

@@ -7,7 +7,7 @@ use spore_spec::wire::Message;
 
 use crate::messages::{IngestSummary, Stored};
 use crate::store::{ControlOutcome, ExperimentOutcome, ProfileOutcome, StoreError, TaskOutcome};
-use crate::Store;
+use crate::{Store, Writer};
 
 /// The outcome of one batch.
 #[derive(Debug, Default)]
@@ -70,22 +70,67 @@ pub fn check_object(object: SignedObject) -> Result<Checked, String> {
 /// Bodies checked per unit of work on a checking thread.
 const CHECK_CHUNK: usize = 128;
 
+/// Checks every body (on every core for large batches), keeping each body with its result,
+/// in order. This is the expensive part of ingesting (parse, id, signature) and runs before,
+/// and outside, any write transaction.
+pub fn check_bodies(bodies: Vec<String>) -> Vec<(String, Result<Checked, String>)> {
+    if bodies.len() <= CHECK_CHUNK {
+        return bodies
+            .into_iter()
+            .map(|b| {
+                let checked = check_body(b.as_bytes());
+                (b, checked)
+            })
+            .collect();
+    }
+    let mut results: Vec<Option<Result<Checked, String>>> = Vec::new();
+    results.resize_with(bodies.len(), || None);
+    let threads = checking_threads();
+    std::thread::scope(|s| {
+        let per_thread = bodies.len().div_ceil(threads).div_ceil(CHECK_CHUNK) * CHECK_CHUNK;
+        for (part, out) in bodies
+            .chunks(per_thread)
+            .zip(results.chunks_mut(per_thread))
+        {
+            s.spawn(move || {
+                for (body, slot) in part.iter().zip(out) {
+                    *slot = Some(check_body(body.as_bytes()));
+                }
+            });
+        }
+    });
+    bodies
+        .into_iter()
+        .zip(results)
+        .map(|(b, r)| (b, r.unwrap_or_else(|| Err("not checked".into()))))
+        .collect()
+}
+
+fn checking_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8)
+}
+
 /// Checks every body and stores the valid ones in one transaction; with `sync_cursor`
-/// (peer, (after, last)), also records how far the peer's log has been read. Large batches are checked on every core while
-/// this thread stores the chunks already checked, in order, so checking and storing overlap.
+/// (peer, (after, last)), also records how far the peer's log has been read. Large batches are
+/// checked on every core while this thread stores the chunks already checked, in order, so
+/// checking and storing overlap. For a process that owns its store (the CLI, tests); a running
+/// node stores through its `StoreWriter`.
 pub fn ingest(
     store: &Store,
     bodies: &[String],
     sync_cursor: Option<(&str, (u64, u64))>,
     keep_bodies: bool,
 ) -> Result<IngestOutcome, StoreError> {
+    let mut out = IngestOutcome::default();
     if bodies.len() <= CHECK_CHUNK {
-        let checked = bodies.iter().map(|b| check_body(b.as_bytes()));
-        return store_checked(store, bodies, checked, sync_cursor, keep_bodies);
+        let checked = bodies.iter().map(|b| (b, check_body(b.as_bytes())));
+        store.write(|w| write_checked(w, checked, sync_cursor, keep_bodies, &mut out))?;
+        out.finish();
+        return Ok(out);
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(8);
+    let threads = checking_threads();
     let chunks = bodies.len().div_ceil(CHECK_CHUNK);
     let next_chunk = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -118,134 +163,147 @@ pub fn ingest(
             early.remove(&(want - 1))
         })
         .flatten();
-        store_checked(store, bodies, in_order, sync_cursor, keep_bodies)
-    })
+        store.write(|w| {
+            write_checked(
+                w,
+                bodies.iter().zip(in_order),
+                sync_cursor,
+                keep_bodies,
+                &mut out,
+            )
+        })
+    })?;
+    out.finish();
+    Ok(out)
 }
 
-/// Stores checked bodies (`checked` yields one result per body, in order) in one transaction.
-fn store_checked(
-    store: &Store,
-    bodies: &[String],
-    checked: impl Iterator<Item = Result<Checked, String>>,
+impl IngestOutcome {
+    /// Tidies what the writes collected (called once the transaction committed).
+    pub fn finish(&mut self) {
+        self.missing_artifacts.sort();
+        self.missing_artifacts.dedup();
+    }
+}
+
+/// Stores checked bodies (each with its check's result, in order) inside a write transaction.
+pub fn write_checked<B: AsRef<str>>(
+    w: &mut Writer<'_>,
+    checked: impl Iterator<Item = (B, Result<Checked, String>)>,
     sync_cursor: Option<(&str, (u64, u64))>,
     keep_bodies: bool,
-) -> Result<IngestOutcome, StoreError> {
-    let mut out = IngestOutcome::default();
-    store.write(|w| {
-        for (body, object) in bodies.iter().zip(checked) {
-            let object = match object {
-                Ok(Checked::Object(o)) => *o,
-                Ok(Checked::Artifact { cid, bytes }) => {
-                    match w.put_artifact(&cid, &bytes) {
-                        Ok(true) => out.summary.accepted += 1,
-                        Ok(false) => out.summary.duplicates += 1,
-                        Err(
-                            e @ (StoreError::ArtifactMismatch { .. }
-                            | StoreError::ArtifactTooLarge(_)),
-                        ) => {
-                            out.summary.rejected += 1;
-                            out.summary.problems.push(format!("artifact: {e}"));
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    continue;
-                }
-                Err(reason) => {
-                    out.summary.rejected += 1;
-                    out.summary.problems.push(reason);
-                    continue;
-                }
-            };
-            match object {
-                SignedObject::Experiment(record) => {
-                    for (record, outcome) in w.insert_experiment(record)? {
-                        match outcome {
-                            ExperimentOutcome::Accepted { .. } => {
-                                out.summary.accepted += 1;
-                                if spore_spec::crypto::is_lower_hex(&record.code_cid, 64)
-                                    && !w.has_artifact(&record.code_cid)?
-                                {
-                                    out.missing_artifacts.push(record.code_cid.clone());
-                                }
-                                if keep_bodies {
-                                    out.stored_bodies.push((
-                                        "experiment".into(),
-                                        Message::Experiment(record.clone()).encode_body(),
-                                    ));
-                                }
-                                out.stored.experiments.push(record.id);
-                            }
-                            ExperimentOutcome::Held { .. } => out.summary.held += 1,
-                            ExperimentOutcome::Duplicate => out.summary.duplicates += 1,
-                            ExperimentOutcome::Rejected(reason) => {
-                                out.summary.rejected += 1;
-                                out.summary
-                                    .problems
-                                    .push(format!("experiment {}: {reason}", record.id));
-                            }
-                        }
-                    }
-                }
-                SignedObject::Task(manifest) => match w.insert_manifest(&manifest)? {
-                    TaskOutcome::Accepted => {
-                        out.summary.accepted += 1;
-                        // a command task's base file and pinned evaluator: every node needs
-                        // the evaluator to judge reruns, so they come with the manifest
-                        if manifest.artifact_type == crate::command_task::ARTIFACT_TYPE {
-                            for cid in [&manifest.base_code_cid, &manifest.prepare_cid] {
-                                if spore_spec::crypto::is_lower_hex(cid, 64)
-                                    && !w.has_artifact(cid)?
-                                {
-                                    out.missing_artifacts.push(cid.clone());
-                                }
-                            }
-                        }
-                        if keep_bodies {
-                            out.stored_bodies.push(("task".into(), body.clone()));
-                        }
-                        out.stored.tasks.push(manifest.task_id);
-                    }
-                    TaskOutcome::Duplicate => out.summary.duplicates += 1,
-                },
-                SignedObject::Control(event) => match w.insert_control_event(&event)? {
-                    ControlOutcome::Accepted => {
-                        out.summary.accepted += 1;
-                        if keep_bodies {
-                            out.stored_bodies
-                                .push((event.event_type.clone(), body.clone()));
-                        }
-                        out.stored.control_events.push(event.id);
-                    }
-                    ControlOutcome::Duplicate | ControlOutcome::DuplicateEventId { .. } => {
-                        out.summary.duplicates += 1
-                    }
-                    ControlOutcome::Refused(why) => {
+    out: &mut IngestOutcome,
+) -> Result<(), StoreError> {
+    let body_of = |b: &B| b.as_ref().to_string();
+    for (body, object) in checked {
+        let object = match object {
+            Ok(Checked::Object(o)) => *o,
+            Ok(Checked::Artifact { cid, bytes }) => {
+                match w.put_artifact(&cid, &bytes) {
+                    Ok(true) => out.summary.accepted += 1,
+                    Ok(false) => out.summary.duplicates += 1,
+                    Err(
+                        e @ (StoreError::ArtifactMismatch { .. } | StoreError::ArtifactTooLarge(_)),
+                    ) => {
                         out.summary.rejected += 1;
-                        out.summary
-                            .problems
-                            .push(format!("{} {}: {why}", event.event_type, event.id));
+                        out.summary.problems.push(format!("artifact: {e}"));
                     }
-                },
-                SignedObject::Profile(profile) => match w.insert_profile(&profile)? {
-                    ProfileOutcome::Accepted => {
-                        out.summary.accepted += 1;
-                        if keep_bodies {
-                            out.stored_bodies.push(("profile".into(), body.clone()));
-                        }
-                        out.stored.profiles.push(profile.node_id);
-                    }
-                    ProfileOutcome::Duplicate | ProfileOutcome::Stale => {
-                        out.summary.duplicates += 1
-                    }
-                },
+                    Err(e) => return Err(e),
+                }
+                continue;
             }
+            Err(reason) => {
+                out.summary.rejected += 1;
+                out.summary.problems.push(reason);
+                continue;
+            }
+        };
+        match object {
+            SignedObject::Experiment(record) => {
+                for (record, outcome) in w.insert_experiment(record)? {
+                    match outcome {
+                        ExperimentOutcome::Accepted { .. } => {
+                            out.summary.accepted += 1;
+                            if spore_spec::crypto::is_lower_hex(&record.code_cid, 64)
+                                && !w.has_artifact(&record.code_cid)?
+                            {
+                                out.missing_artifacts.push(record.code_cid.clone());
+                            }
+                            if keep_bodies {
+                                out.stored_bodies.push((
+                                    "experiment".into(),
+                                    Message::Experiment(record.clone()).encode_body(),
+                                ));
+                            }
+                            out.stored.experiments.push(record.id);
+                            out.stored.experiment_tasks.push(record.task_id);
+                        }
+                        ExperimentOutcome::Held { .. } => out.summary.held += 1,
+                        ExperimentOutcome::Duplicate => out.summary.duplicates += 1,
+                        ExperimentOutcome::Rejected(reason) => {
+                            out.summary.rejected += 1;
+                            out.summary
+                                .problems
+                                .push(format!("experiment {}: {reason}", record.id));
+                        }
+                    }
+                }
+            }
+            SignedObject::Task(manifest) => match w.insert_manifest(&manifest)? {
+                TaskOutcome::Accepted => {
+                    out.summary.accepted += 1;
+                    // a command task's base file and pinned evaluator: every node needs
+                    // the evaluator to judge reruns, so they come with the manifest
+                    if manifest.artifact_type == crate::command_task::ARTIFACT_TYPE {
+                        for cid in [&manifest.base_code_cid, &manifest.prepare_cid] {
+                            if spore_spec::crypto::is_lower_hex(cid, 64) && !w.has_artifact(cid)? {
+                                out.missing_artifacts.push(cid.clone());
+                            }
+                        }
+                    }
+                    if keep_bodies {
+                        out.stored_bodies.push(("task".into(), body_of(&body)));
+                    }
+                    out.stored.tasks.push(manifest.task_id);
+                }
+                TaskOutcome::Duplicate => out.summary.duplicates += 1,
+            },
+            SignedObject::Control(event) => match w.insert_control_event(&event)? {
+                ControlOutcome::Accepted => {
+                    out.summary.accepted += 1;
+                    if keep_bodies {
+                        out.stored_bodies
+                            .push((event.event_type.clone(), body_of(&body)));
+                    }
+                    out.stored.control_events.push(event.id.clone());
+                    out.stored.control_subjects.push((
+                        event.event_type.clone(),
+                        event.payload_str("experiment_id").to_string(),
+                    ));
+                }
+                ControlOutcome::Duplicate | ControlOutcome::DuplicateEventId { .. } => {
+                    out.summary.duplicates += 1
+                }
+                ControlOutcome::Refused(why) => {
+                    out.summary.rejected += 1;
+                    out.summary
+                        .problems
+                        .push(format!("{} {}: {why}", event.event_type, event.id));
+                }
+            },
+            SignedObject::Profile(profile) => match w.insert_profile(&profile)? {
+                ProfileOutcome::Accepted => {
+                    out.summary.accepted += 1;
+                    if keep_bodies {
+                        out.stored_bodies.push(("profile".into(), body_of(&body)));
+                    }
+                    out.stored.profiles.push(profile.node_id);
+                }
+                ProfileOutcome::Duplicate | ProfileOutcome::Stale => out.summary.duplicates += 1,
+            },
         }
-        if let Some((peer, (after, last))) = sync_cursor {
-            out.summary.cursor_advanced = w.advance_sync_cursor(peer, after, last)?;
-        }
-        Ok(())
-    })?;
-    out.missing_artifacts.sort();
-    out.missing_artifacts.dedup();
-    Ok(out)
+    }
+    if let Some((peer, (after, last))) = sync_cursor {
+        out.summary.cursor_advanced = w.advance_sync_cursor(peer, after, last)?;
+    }
+    Ok(())
 }

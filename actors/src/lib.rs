@@ -29,6 +29,7 @@ pub mod peer_manager;
 pub mod peer_table;
 pub mod research;
 pub mod sandbox;
+pub mod store_writer;
 pub mod supervision;
 pub mod task_registry;
 pub mod verdict;

@@ -103,8 +103,12 @@ pub struct GetListenAddrs;
 #[rtype(result = "()")]
 pub struct Stored {
     pub experiments: Vec<String>,
+    /// The task of each of `experiments`, in the same order.
+    pub experiment_tasks: Vec<String>,
     pub tasks: Vec<String>,
     pub control_events: Vec<String>,
+    /// `(event type, record it names)` of each of `control_events`, in the same order.
+    pub control_subjects: Vec<(String, String)>,
     pub profiles: Vec<String>,
 }
 

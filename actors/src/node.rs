@@ -12,6 +12,7 @@ use crate::legacy::{LegacyBridge, LegacyOptions};
 use crate::messages::{Ingest, IngestSummary, Origin, Shutdown};
 use crate::net::{self, NetConfig};
 use crate::peer_manager::PeerManager;
+use crate::store_writer::StoreWriter;
 use crate::supervision::{Failure, RestartPolicy, Restarts};
 use crate::task_registry::TaskRegistry;
 use crate::Store;
@@ -42,8 +43,38 @@ pub struct Registry {
     pub peer_id: libp2p::PeerId,
     /// Reported when a supervised actor keeps failing; the node should then stop.
     pub failure: Failure,
-    /// Ids of newly stored records, as the FrontierTracker announces them.
-    pub announce: tokio::sync::broadcast::Sender<Arc<[String]>>,
+    /// The one writer of the store; its events tell what each commit changed.
+    pub writer: StoreWriter,
+    /// Set once when the node begins to stop.
+    pub stopping: Stopping,
+}
+
+/// Set once, when the node begins to stop (a signal, `spored stop`, a restart for an update):
+/// long work (the research loop, reruns) ends where it is and publishes nothing.
+#[derive(Clone, Debug)]
+pub struct Stopping(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Stopping {
+    fn default() -> Self {
+        Stopping(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+}
+
+impl Stopping {
+    /// Marks the node as stopping (again: no effect).
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Returns once the node is stopping.
+    pub async fn wait(&self) {
+        let mut seen = self.0.subscribe();
+        let _ = seen.wait_for(|stopping| *stopping).await;
+    }
 }
 
 impl Registry {
@@ -60,6 +91,7 @@ impl Registry {
 
     /// Stops the network first (peers see the connections close), then the rest.
     pub async fn shutdown(&self) {
+        self.stopping.stop();
         let _ = self.legacy.send(Shutdown).await;
         let _ = self.peers.send(Shutdown).await;
     }
@@ -80,11 +112,11 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
     let peer_id = *swarm.local_peer_id();
     let failure = Failure::default();
     let restarts = |name| Restarts::new(name, RestartPolicy::default(), failure.clone());
-    let announce = crate::frontier_tracker::announcements();
+    let writer = StoreWriter::start(store.clone())
+        .map_err(|e| format!("cannot start the store writer: {e}"))?;
     let frontier = {
         let (store, restarts) = (store.clone(), restarts("frontier tracker"));
-        let announce = announce.clone();
-        Supervisor::start(move |_| FrontierTracker::new(store.clone(), restarts, announce))
+        Supervisor::start(move |_| FrontierTracker::new(store.clone(), restarts))
     };
     let tasks = {
         let store = store.clone();
@@ -99,8 +131,8 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
     let legacy_ctx: Context<LegacyBridge> = Context::new();
     let legacy_addr = legacy_ctx.address();
     let router = {
-        let (store, peers, frontier, tasks, legacy) = (
-            store.clone(),
+        let (writer, peers, frontier, tasks, legacy) = (
+            writer.clone(),
             MeshLinks::to(&peers_addr),
             frontier.clone(),
             tasks.clone(),
@@ -109,7 +141,7 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
         let restarts = restarts("gossip router");
         Supervisor::start(move |_| {
             GossipRouter::new(
-                store.clone(),
+                writer.clone(),
                 peers.clone(),
                 frontier.clone(),
                 tasks.clone(),
@@ -121,6 +153,7 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
     let peer_manager = PeerManager::new(
         swarm,
         store.clone(),
+        writer.clone(),
         router.clone(),
         options.listen,
         options.peers,
@@ -129,6 +162,7 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
     let peers = peers_ctx.run(peer_manager);
     let legacy = legacy_ctx.run(LegacyBridge::new(
         store.clone(),
+        writer.clone(),
         router.clone().recipient(),
         peers.clone().recipient(),
         legacy_listener,
@@ -144,7 +178,8 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
         store,
         peer_id,
         failure,
-        announce,
+        writer,
+        stopping: Stopping::default(),
     })
 }
 

@@ -20,6 +20,7 @@ use crate::gossip_router::GossipRouter;
 use crate::messages::*;
 use crate::net::{self, Behaviour, BehaviourEvent, Request, Response};
 use crate::peer_table::{ArtifactFetches, PeerTable, Redial, Refusal};
+use crate::store_writer::StoreWriter;
 use crate::Store;
 
 /// One page of a peer's log, as received.
@@ -47,6 +48,7 @@ enum Pending {
 pub struct PeerManager {
     swarm: Swarm<Behaviour>,
     store: Arc<Store>,
+    writer: StoreWriter,
     router: Addr<GossipRouter>,
     listen: Vec<Multiaddr>,
     /// Configured peers, re-dialled while not connected.
@@ -66,6 +68,7 @@ impl PeerManager {
     pub fn new(
         swarm: Swarm<Behaviour>,
         store: Arc<Store>,
+        writer: StoreWriter,
         router: Addr<GossipRouter>,
         listen: Vec<Multiaddr>,
         bootstrap: Vec<Multiaddr>,
@@ -74,6 +77,7 @@ impl PeerManager {
         PeerManager {
             swarm,
             store,
+            writer,
             router,
             listen,
             bootstrap,
@@ -537,20 +541,20 @@ impl PeerManager {
         }
         self.fetches.request_done();
         self.pump_fetches();
-        let store = self.store.clone();
-        let work = tokio::task::spawn_blocking(move || {
-            store.write(|w| w.put_artifact(&cid, &bytes)).map(|_| cid)
-        });
-        ctx.spawn(
-            actix::fut::wrap_future::<_, Self>(work).map(|result, act, _| match result {
-                Ok(Ok(cid)) => {
+        let writer = self.writer.clone();
+        let work = async move {
+            let stored = writer.artifacts(vec![(cid.clone(), bytes)]).await;
+            (cid, stored)
+        };
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(work).map(
+            |(cid, result), act, _| match result {
+                Ok(_) => {
                     debug!(cid, "artifact stored");
                     act.fetches.finish(&cid);
                 }
-                Ok(Err(e)) => warn!(error = %e, "storing an artifact failed"),
                 Err(e) => warn!(error = %e, "storing an artifact failed"),
-            }),
-        );
+            },
+        ));
     }
 }
 

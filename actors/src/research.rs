@@ -30,6 +30,7 @@ use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest, RunR
 use crate::llm::{self, LlmSettings, PromptContext};
 use crate::messages::FetchArtifact;
 use crate::node::Registry;
+use crate::store_writer::{ArtifactWrite, LocalWrite};
 use crate::Store;
 
 mod command;
@@ -189,6 +190,18 @@ impl ResearchLoop {
             u64::from_le_bytes(self.options.seed[..8].try_into().unwrap_or([0; 8]))
                 ^ crate::unix_now() as u64,
         );
+        let stopping = self.registry.stopping.clone();
+        // The node stopping ends the loop wherever it is: the experiment's future is dropped
+        // (its child is killed) before a result could be read, so nothing about an experiment
+        // cut short is ever signed or published, and no new proposal starts.
+        tokio::select! {
+            biased;
+            _ = stopping.wait() => info!("research: stopped"),
+            _ = self.experiments(&identity, &mut rng) => {}
+        }
+    }
+
+    async fn experiments(&self, identity: &Identity, rng: &mut SplitMix64) {
         if !self.options.initial_sync_wait.is_zero() {
             info!(
                 "research: waiting {:?} for peers to sync first",
@@ -203,7 +216,7 @@ impl ResearchLoop {
                 info!("research: {done} experiments done (max reached); still serving the mesh");
                 return;
             }
-            match self.iteration(&identity, &mut rng, discard_streak).await {
+            match self.iteration(identity, rng, discard_streak).await {
                 Ok(Some(status)) => {
                     done += 1;
                     discard_streak = if status == Status::Keep {
@@ -541,13 +554,21 @@ impl ResearchLoop {
             corpus: data.corpus,
             prepare: data.prepare,
         };
-        Ok(match self.runner.send(RunExperiment(request)).await {
+        let result = match self.runner.send(RunExperiment(request)).await {
             Ok(result) => result,
             Err(e) => RunResult {
                 error: format!("the experiment runner is gone: {e}"),
                 ..RunResult::default()
             },
-        })
+        };
+        if result.interrupted {
+            // not an outcome of the experiment: no record, no crash
+            return Err(format!(
+                "the experiment was stopped from outside ({}); nothing is published about it",
+                result.error
+            ));
+        }
+        Ok(result)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -607,15 +628,22 @@ impl ResearchLoop {
         result: &RunResult,
         parent_metric: Option<f64>,
     ) -> Result<Status, String> {
-        self.store()
-            .write(|w| {
-                w.put_artifact(&record.code_cid, &made.bytes)?;
-                if made.keep_output {
-                    w.put_run_output(&record.id, false, &result.output)?;
-                }
-                Ok(())
+        let run_outputs = match made.keep_output {
+            true => vec![(record.id.clone(), false, result.output.clone())],
+            false => Vec::new(),
+        };
+        let written = self
+            .registry
+            .writer
+            .local(LocalWrite {
+                artifacts: vec![(record.code_cid.clone(), made.bytes.clone())],
+                run_outputs,
             })
+            .await
             .map_err(|e| e.to_string())?;
+        if let Some(ArtifactWrite::Refused(why)) = written.first() {
+            return Err(format!("our own artifact was refused: {why}"));
+        }
         let summary = self
             .registry
             .publish_local(vec![Message::Experiment(record.clone()).encode_body()])

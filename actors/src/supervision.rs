@@ -5,7 +5,11 @@
 //! a [`Failure`], on which `spored run` stops the node with the reason instead of looping.
 //!
 //! An actor stops itself when it meets an error it cannot handle (the GossipRouter on a storage
-//! error); a panic is not a stop and ends the process.
+//! error). A panic is a bug, not an error to retry: actix runs actors as tasks of the System's
+//! runtime, which would catch the panic and leave the node running without that actor (serving
+//! the explorer with no network, say). [`report_panics`] makes every panic, on any thread of the
+//! process, a [`Failure`]: the node stops with the panic as its reason and exits non-zero, and a
+//! service manager restarts it whole.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -77,6 +81,32 @@ impl Failure {
             notified.await;
         }
     }
+}
+
+/// Makes every later panic in this process (an actor's handler, a blocking task, a worker
+/// thread) report a [`Failure`] naming the thread, the message and the place, after the usual
+/// panic message is printed.
+pub fn report_panics(failure: Failure) {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print(info);
+        let thread = std::thread::current();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let place = info
+            .location()
+            .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+        let reason = format!(
+            "a panic on thread {}: {message}{place}",
+            thread.name().unwrap_or("unnamed")
+        );
+        error!(reason, "panic: the node stops");
+        failure.report(reason);
+    }));
 }
 
 /// One actor's restart history; lives in the actor, which actix keeps across restarts.
@@ -228,6 +258,39 @@ mod tests {
                 ctx.stop();
             }
         }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Panic;
+
+    impl Handler<Panic> for Flaky {
+        type Result = ();
+        fn handle(&mut self, _: Panic, _: &mut Context<Self>) {
+            panic!("an actor's bug");
+        }
+    }
+
+    #[test]
+    fn a_panic_in_an_actor_is_reported_as_the_nodes_failure() {
+        actix_rt::System::new().block_on(async {
+            let failure = Failure::default();
+            report_panics(failure.clone());
+            let addr = Flaky {
+                restarts: Restarts::new("panicky", policy(), failure.clone()),
+                handled: Arc::default(),
+            }
+            .start();
+            addr.do_send(Panic);
+            let reason = tokio::time::timeout(Duration::from_secs(5), failure.wait())
+                .await
+                .expect("the panic was reported");
+            let _ = std::panic::take_hook(); // the default hook again, for the other tests
+            assert!(reason.contains("an actor's bug"), "{reason}");
+            assert!(reason.contains("supervision.rs:"), "{reason}");
+            // without the report the System would go on as if nothing happened: it does run on
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        });
     }
 
     #[test]

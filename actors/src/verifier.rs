@@ -25,6 +25,7 @@ use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest, RunS
 use crate::node::Registry;
 use crate::research::{builtin_baseline, task_data};
 use crate::store::{claim_of, LogKind};
+use crate::store_writer::{LocalWrite, NodeEvent, StoreWriter};
 use crate::verdict;
 use crate::Store;
 
@@ -108,13 +109,15 @@ impl Verifier {
         draw < p.min(1.0)
     }
 
-    /// Reads what arrived since the last look and queues the work it calls for.
-    fn scan(&mut self) {
+    /// Reads what arrived since the last look and queues the work it calls for. Returns
+    /// whether it read anything (then there may be more to read).
+    fn scan(&mut self) -> bool {
         let store = self.registry.store.clone();
-        let Ok(read) = store.read() else { return };
+        let Ok(read) = store.read() else { return false };
         let Ok(entries) = read.log_after(self.cursor, 1_000, 8 * 1024 * 1024) else {
-            return;
+            return false;
         };
+        let read_some = !entries.is_empty();
         if let Some(last) = entries.last() {
             self.cursor = last.seq;
         }
@@ -174,6 +177,7 @@ impl Verifier {
                 _ => {}
             }
         }
+        read_some
     }
 
     /// Whether this node already signed a verification or challenge of `id` (or, with a
@@ -229,6 +233,7 @@ impl Verifier {
         cached: Option<f64>,
     ) -> impl std::future::Future<Output = Result<(ExperimentRecord, f64), String>> + 'static {
         let store = self.registry.store.clone();
+        let writer = self.registry.writer.clone();
         let runner = self.runner.clone();
         let dir = self.options.datasets_dir.clone();
         let sandbox = self.options.sandbox.clone();
@@ -247,22 +252,34 @@ impl Verifier {
                 .ok_or("its task is unknown here")?
                 .manifest;
             drop(read);
+            let artifacts = Artifacts {
+                store: store.clone(),
+                writer: &writer,
+            };
             let (value, output) = match task.artifact_type.as_str() {
                 command_task::ARTIFACT_TYPE => {
-                    rerun_command(&store, &runner, &sandbox, &task, &record).await?
+                    rerun_command(&artifacts, &runner, &sandbox, &task, &record).await?
                 }
                 command_task::REFERENCE_ARTIFACT => {
-                    rerun_reference(&store, &runner, &sandbox, &record).await?
+                    rerun_reference(&artifacts, &runner, &sandbox, &record).await?
                 }
-                _ => rerun_native(&store, &runner, &dir, &task, &record).await?,
+                _ => rerun_native(&artifacts, &runner, &dir, &task, &record).await?,
             };
-            let _ = store.write(|w| w.put_run_output(&record.id, true, &output));
+            let _ = writer
+                .local(LocalWrite {
+                    artifacts: Vec::new(),
+                    run_outputs: vec![(record.id.clone(), true, output)],
+                })
+                .await;
             Ok((record, value))
         }
     }
 
     /// Signs what the rerun says.
     fn conclude(&mut self, job: Job, record: &ExperimentRecord, bpb: f64) {
+        if self.registry.stopping.is_set() {
+            return; // a rerun that ended because the node stops proves nothing
+        }
         let claim = match self.registry.store.read() {
             Ok(read) => read.claim(record).unwrap_or_else(|_| claim_of(record)),
             Err(_) => claim_of(record),
@@ -379,24 +396,60 @@ impl Verifier {
     }
 }
 
-/// Waits up to 60 s for artifact `cid` (fetched when its record or task arrived).
-async fn wait_artifact(store: &Store, cid: &str, what: &str) -> Result<Vec<u8>, String> {
-    for _ in 0..120 {
-        if let Some(bytes) = store
-            .read()
-            .ok()
-            .and_then(|r| r.artifact(cid).ok().flatten())
-        {
-            return Ok(bytes);
+/// Where a rerun finds its artifacts: the store, and the writer's events for one that is still
+/// being fetched.
+struct Artifacts<'a> {
+    store: std::sync::Arc<Store>,
+    writer: &'a StoreWriter,
+}
+
+/// How long a rerun waits for an artifact that was requested when its record or task arrived.
+const ARTIFACT_WAIT: Duration = Duration::from_secs(60);
+
+impl Artifacts<'_> {
+    /// Artifact `cid`, waiting up to [`ARTIFACT_WAIT`] for it to be stored.
+    async fn wait(&self, cid: &str, what: &str) -> Result<Vec<u8>, String> {
+        // subscribe before looking, so an artifact stored in between is not missed
+        let mut events = self.writer.subscribe();
+        let deadline = tokio::time::Instant::now() + ARTIFACT_WAIT;
+        loop {
+            if let Some(bytes) = self.stored(cid).await {
+                return Ok(bytes);
+            }
+            // wait for this artifact's event (or a lag, after which the store is asked again)
+            loop {
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Err(_) => return Err(format!("its {what} did not arrive within 60 s")),
+                    Ok(Ok(batch)) => {
+                        let here = batch
+                            .iter()
+                            .any(|e| matches!(e, NodeEvent::ArtifactStored { cid: c } if c == cid));
+                        if here {
+                            break;
+                        }
+                    }
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => break,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                        return Err("the node is stopping".into())
+                    }
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(format!("its {what} did not arrive within 60 s"))
+
+    async fn stored(&self, cid: &str) -> Option<Vec<u8>> {
+        let store = self.store.clone();
+        let cid = cid.to_string();
+        tokio::task::spawn_blocking(move || store.read().ok()?.artifact(&cid).ok().flatten())
+            .await
+            .ok()
+            .flatten()
+    }
 }
 
 /// A native record: its config trained for exactly its `num_steps`.
 async fn rerun_native(
-    store: &Store,
+    artifacts: &Artifacts<'_>,
     runner: &Addr<ExperimentRunner>,
     dir: &std::path::Path,
     task: &spore_spec::TaskManifest,
@@ -408,7 +461,7 @@ async fn rerun_native(
         .filter(|b| spore_spec::crypto::sha256_hex(b) == record.code_cid)
     {
         Some(config) => config,
-        None => wait_artifact(store, &record.code_cid, "config artifact").await?,
+        None => artifacts.wait(&record.code_cid, "config artifact").await?,
     };
     let data = task_data(dir, task)?;
     let budget = Duration::from_secs(record.time_budget.max(1) as u64 * 2);
@@ -432,15 +485,17 @@ async fn rerun_native(
 
 /// A command task's record: its file under the task's pinned evaluator, in the sandbox.
 async fn rerun_command(
-    store: &Store,
+    artifacts: &Artifacts<'_>,
     runner: &Addr<ExperimentRunner>,
     sandbox: &SandboxOptions,
     task: &spore_spec::TaskManifest,
     record: &ExperimentRecord,
 ) -> Result<(f64, String), String> {
-    let document = wait_artifact(store, &task.prepare_cid, "task's evaluator").await?;
+    let document = artifacts
+        .wait(&task.prepare_cid, "task's evaluator")
+        .await?;
     let evaluator = Evaluator::parse(&document).map_err(|e| format!("its evaluator: {e}"))?;
-    let code = wait_artifact(store, &record.code_cid, "code artifact").await?;
+    let code = artifacts.wait(&record.code_cid, "code artifact").await?;
     let interpreter = sandbox.interpreter(&evaluator.interpreter)?;
     let budget = Duration::from_secs(record.time_budget.max(1) as u64);
     let job = evaluator.job(&code, &interpreter, sandbox.limits(budget));
@@ -471,7 +526,7 @@ async fn rerun_sandboxed(
 
 /// A reference node's `train.py`, under PyTorch in the sandbox, when this node has both.
 async fn rerun_reference(
-    store: &Store,
+    artifacts: &Artifacts<'_>,
     runner: &Addr<ExperimentRunner>,
     sandbox: &SandboxOptions,
     record: &ExperimentRecord,
@@ -486,7 +541,7 @@ async fn rerun_reference(
             record.prepare_cid
         ));
     }
-    let code = wait_artifact(store, &record.code_cid, "train.py").await?;
+    let code = artifacts.wait(&record.code_cid, "train.py").await?;
     let budget = Duration::from_secs(record.time_budget.max(1) as u64);
     let job = workspace.job(&code, budget, sandbox.limits(budget));
     info!(record = %record.id, torch = %workspace.torch_version, "verification: re-running a reference train.py in the sandbox");
@@ -523,10 +578,53 @@ impl Actor for Verifier {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         info!(class = %self.class, probability = self.options.probability, "verifier started");
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
-            act.scan();
-            act.pump(ctx);
+        // woken by the store's events, not by a timer: a record or a challenge arrived
+        follow_events(ctx, &self.registry.writer, |e| {
+            matches!(e, NodeEvent::RecordAccepted { .. })
+                || matches!(e, NodeEvent::ControlAccepted { event_type, .. } if event_type == "challenge")
         });
+        ctx.notify(Look); // what arrived before this start
+    }
+}
+
+/// An actor: look at the store again (something it follows changed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Look;
+
+/// Sends `Look` to the actor of `ctx` after each commit with an event `wakes` picks, and after
+/// events were missed (a lag: the actor reads the store, which has everything). Events that
+/// arrive together make one `Look`.
+fn follow_events<A>(ctx: &mut Context<A>, writer: &StoreWriter, wakes: fn(&NodeEvent) -> bool)
+where
+    A: Actor<Context = Context<A>> + Handler<Look>,
+{
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let mut events = writer.subscribe();
+    let me = ctx.address();
+    ctx.spawn(actix::fut::wrap_future(async move {
+        loop {
+            match events.recv().await {
+                Ok(batch) if !batch.iter().any(wakes) => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            }
+            while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {}
+            if me.try_send(Look).is_err() && !me.connected() {
+                break;
+            }
+        }
+    }));
+}
+
+impl Handler<Look> for Verifier {
+    type Result = ();
+
+    fn handle(&mut self, _: Look, ctx: &mut Context<Self>) {
+        if self.scan() {
+            ctx.notify(Look); // the log may hold more than one page
+        }
+        self.pump(ctx);
     }
 }
 
@@ -546,6 +644,8 @@ pub struct ChallengeArbiter {
     identity: Identity,
     me: String,
     mine: HashSet<String>,
+    /// The timer for the next challenge that runs out of time.
+    deadline: Option<(i64, SpawnHandle)>,
 }
 
 impl ChallengeArbiter {
@@ -557,14 +657,51 @@ impl ChallengeArbiter {
             identity,
             me,
             mine: HashSet::new(),
+            deadline: None,
         }
+    }
+
+    /// Sets the timer for the oldest open challenge's deadline (the store's verdicts change
+    /// then even if no event arrives: a challenge with responses is decided, one without is
+    /// dropped).
+    fn schedule_deadline(&mut self, ctx: &mut Context<Self>) {
+        let next = self
+            .registry
+            .store
+            .read()
+            .ok()
+            .and_then(|read| read.next_challenge_deadline().ok().flatten());
+        if self.deadline.as_ref().map(|(at, _)| *at) == next {
+            return;
+        }
+        if let Some((_, handle)) = self.deadline.take() {
+            ctx.cancel_future(handle);
+        }
+        let Some(at) = next else { return };
+        // whole seconds: wake one second after the deadline so the store sees it as passed
+        let wait = at
+            .saturating_sub(crate::unix_now())
+            .saturating_add(1)
+            .max(0) as u64;
+        let handle = ctx.run_later(Duration::from_secs(wait), |act, ctx| {
+            act.deadline = None;
+            let writer = act.registry.writer.clone();
+            ctx.spawn(
+                actix::fut::wrap_future::<_, Self>(async move { writer.decide_timed_out().await })
+                    .map(|result, act, ctx| {
+                        if let Err(e) = result {
+                            warn!(error = %e, "deciding timed-out challenges failed");
+                        }
+                        act.tick();
+                        act.schedule_deadline(ctx);
+                    }),
+            );
+        });
+        self.deadline = Some((at, handle));
     }
 
     fn tick(&mut self) {
         let store = self.registry.store.clone();
-        if let Err(e) = store.write(|w| w.decide_timed_out()) {
-            warn!(error = %e, "deciding timed-out challenges failed");
-        }
         let Ok(read) = store.read() else { return };
         let now = crate::unix_now();
         let mut done = Vec::new();
@@ -673,7 +810,22 @@ impl Actor for ChallengeArbiter {
                 );
             }
         }
-        ctx.run_interval(Duration::from_secs(2), |act, _| act.tick());
+        follow_events(ctx, &self.registry.writer, |e| {
+            matches!(
+                e,
+                NodeEvent::ControlAccepted { .. } | NodeEvent::VerdictChanged { .. }
+            )
+        });
+        ctx.notify(Look);
+    }
+}
+
+impl Handler<Look> for ChallengeArbiter {
+    type Result = ();
+
+    fn handle(&mut self, _: Look, ctx: &mut Context<Self>) {
+        self.tick();
+        self.schedule_deadline(ctx);
     }
 }
 

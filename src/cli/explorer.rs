@@ -49,7 +49,7 @@ pub fn run(ctx: &Context, args: ExplorerArgs) -> Result<()> {
             pinned_task: pinned,
             peers: None,
             // no network: nothing new arrives while this serves
-            announce: spore_actors::frontier_tracker::announcements(),
+            events: spore_actors::store_writer::quiet_events(),
         };
         let (handle, bound) = spore_web::serve(addr, explorer)
             .with_context(|| format!("cannot serve the explorer on {addr}"))?;

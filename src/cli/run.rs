@@ -263,6 +263,8 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
     let ctx_paths = ctx.data_dir.clone();
     let restart = actix_rt::System::new().block_on(async move {
         let registry = node::start(store, options).map_err(|e| anyhow::anyhow!(e))?;
+        // a panic anywhere stops the node with its reason (see `supervision`)
+        spore_actors::supervision::report_panics(registry.failure.clone());
         let peer_id = registry.peer_id;
         let mut addrs = Vec::new();
         for _ in 0..100 {
@@ -290,7 +292,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             node_id: node_id.clone(),
             pinned_task: (!config.task_id.is_empty()).then(|| config.task_id.clone()),
             peers: Some(registry.peers.clone()),
-            announce: registry.announce.clone(),
+            events: registry.writer.events().clone(),
         };
         let web = explorer_addr(&config.web_host, config.web_port)?;
         let (web_handle, bound) = spore_web::serve(web, explorer).with_context(|| {
@@ -356,6 +358,8 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
                 reason = registry.failure.wait() => break (Some(reason), Restart::No),
             }
         };
+        // first of all: no experiment cut short by this stop may be published
+        registry.stopping.stop();
         web_handle.stop(true).await;
         registry.shutdown().await;
         let _ = std::fs::remove_file(&socket);

@@ -269,3 +269,24 @@ pub fn launch(dir: &Path, mut cmd: Command) -> Node {
     let (p2p, web) = addresses(&mut child);
     Node { child, p2p, web }
 }
+
+/// Follows a node's live stream (`/api/events`) as a browser does; every event it sends is
+/// collected until the node closes the stream.
+pub fn follow_live(web: &str) -> std::sync::Arc<std::sync::Mutex<Vec<J>>> {
+    use std::io::Write as _;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stream = std::net::TcpStream::connect(web.trim_start_matches("http://")).unwrap();
+    write!(stream, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let collected = seen.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if let Some(data) = line.trim().strip_prefix("data: ") {
+                if let Ok(event) = serde_json::from_str::<J>(data) {
+                    collected.lock().unwrap().push(event);
+                }
+            }
+        }
+    });
+    seen
+}

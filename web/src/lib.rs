@@ -21,9 +21,9 @@ pub struct Explorer {
     pub node_id: String,
     pub pinned_task: Option<String>,
     pub peers: Option<actix::Addr<PeerManager>>,
-    /// Ids of newly stored records (the node's FrontierTracker announces them); live views
-    /// follow it. A sender nobody sends on (no network) gives a quiet live stream.
-    pub announce: tokio::sync::broadcast::Sender<Arc<[String]>>,
+    /// The node's store events (its `StoreWriter` publishes them after each commit); live views
+    /// follow them. A sender nobody sends on (no node) gives a quiet live stream.
+    pub events: tokio::sync::broadcast::Sender<spore_actors::store_writer::EventBatch>,
 }
 
 impl Explorer {
@@ -116,7 +116,7 @@ pub fn serve(
     addr: SocketAddr,
     explorer: Explorer,
 ) -> std::io::Result<(actix_web::dev::ServerHandle, SocketAddr)> {
-    let live = live::Live::start(explorer.store.clone(), &explorer.announce);
+    let live = live::Live::start(explorer.store.clone(), &explorer.events);
     let data = web::Data::new(State { explorer, live });
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
         .workers(2)

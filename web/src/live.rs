@@ -1,12 +1,16 @@
-//! Live updates for browsers: Server-Sent Events on `/api/events`. One task renders each newly
-//! stored record once (`{"event": "experiment", "data": <record>}`, the reference's websocket
-//! message) and fans it out to every client through a bounded channel; a client too slow to keep
-//! up skips what it missed and gets a `resync` event telling it to reload.
+//! Live updates for browsers: Server-Sent Events on `/api/events`. One task follows the node's
+//! store events and renders each once: a newly stored record as `{"event": "experiment", "data":
+//! <record>}` (the reference's websocket message), a changed verdict as `{"event": "verdict",
+//! "data": <record>}`, a task or profile as `{"event": "task"|"profile", "id": …}`; it fans them out
+//! to every client through a bounded channel. Nothing is skipped silently: when the renderer
+//! itself falls behind the store's events, or a client falls behind the renderer, the clients
+//! concerned get a `resync` event telling them to reload what they show.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
+use spore_actors::store_writer::{EventBatch, NodeEvent};
 use spore_actors::Store;
 use spore_spec::json::{self, object, Value};
 use tokio::sync::broadcast;
@@ -19,16 +23,19 @@ pub struct Live {
 }
 
 impl Live {
-    /// Starts the renderer on the current actix System: ids from `announce` in, events out.
-    pub fn start(store: Arc<Store>, announce: &broadcast::Sender<Arc<[String]>>) -> Live {
+    /// Starts the renderer on the current actix System: store events in, browser events out.
+    pub fn start(store: Arc<Store>, events: &broadcast::Sender<EventBatch>) -> Live {
         let (rendered, _) = broadcast::channel::<Arc<str>>(1024);
-        let mut ids = announce.subscribe();
+        let mut events = events.subscribe();
         let out = rendered.clone();
         actix_web::rt::spawn(async move {
             loop {
-                let batch = match ids.recv().await {
+                let batch = match events.recv().await {
                     Ok(batch) => batch,
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = out.send(Arc::from(RESYNC));
+                        continue;
+                    }
                     Err(broadcast::error::RecvError::Closed) => break,
                 };
                 let store = store.clone();
@@ -64,9 +71,7 @@ impl Live {
                 }
                 let chunk = match rx.recv().await {
                     Ok(event) => format!("data: {event}\n\n"),
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        "data: {\"event\":\"resync\"}\n\n".to_string()
-                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => format!("data: {RESYNC}\n\n"),
                     Err(broadcast::error::RecvError::Closed) => return None,
                 };
                 Some((Ok(web::Bytes::from(chunk)), (rx, guard, None)))
@@ -78,6 +83,9 @@ impl Live {
             .streaming(stream)
     }
 }
+
+/// Tells a client it missed events and should reload what it shows.
+const RESYNC: &str = r#"{"event":"resync"}"#;
 
 /// Counts a client while its stream lives.
 struct ClientGuard(Arc<AtomicUsize>);
@@ -95,21 +103,39 @@ impl Drop for ClientGuard {
     }
 }
 
-fn render(store: &Store, ids: &[String]) -> Vec<Arc<str>> {
+fn render(store: &Store, events: &[NodeEvent]) -> Vec<Arc<str>> {
     let Ok(read) = store.read() else {
-        return vec![];
+        // the clients cannot be told what changed: they reload instead
+        return vec![Arc::from(RESYNC)];
     };
     let mut view = View::new(&read);
     let mut out = Vec::new();
-    for id in ids {
+    let mut record = |kind: &str, id: &str| {
         let Ok(Some(found)) = view.find(id) else {
-            continue;
+            return;
         };
         let Ok(record) = view.record(&found) else {
-            continue;
+            return;
         };
-        let event = object([("event", Value::Str("experiment".into())), ("data", record)]);
+        let event = object([("event", Value::Str(kind.into())), ("data", record)]);
         out.push(Arc::from(json::to_wire(&views::finite(event))));
+    };
+    let mut named = Vec::new();
+    for event in events {
+        match event {
+            NodeEvent::RecordAccepted { id, .. } => record("experiment", id),
+            NodeEvent::VerdictChanged { record: id } => record("verdict", id),
+            NodeEvent::TaskStored { task_id } => named.push(("task", task_id)),
+            NodeEvent::ProfileStored { node_id } => named.push(("profile", node_id)),
+            NodeEvent::ArtifactStored { .. } | NodeEvent::ControlAccepted { .. } => {}
+        }
+    }
+    for (kind, id) in named {
+        let event = object([
+            ("event", Value::Str(kind.into())),
+            ("id", Value::Str(id.clone())),
+        ]);
+        out.push(Arc::from(json::to_wire(&event)));
     }
     out
 }

@@ -162,17 +162,13 @@ struct Server {
 
 impl Server {
     fn start(store: Arc<Store>, node_id: &str) -> Server {
-        Self::start_with(
-            store,
-            node_id,
-            spore_actors::frontier_tracker::announcements(),
-        )
+        Self::start_with(store, node_id, spore_actors::store_writer::quiet_events())
     }
 
     fn start_with(
         store: Arc<Store>,
         node_id: &str,
-        announce: tokio::sync::broadcast::Sender<Arc<[String]>>,
+        events: tokio::sync::broadcast::Sender<spore_actors::store_writer::EventBatch>,
     ) -> Server {
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
@@ -184,7 +180,7 @@ impl Server {
                     node_id,
                     pinned_task: None,
                     peers: None,
-                    announce,
+                    events,
                 };
                 let (handle, bound) =
                     spore_web::serve("127.0.0.1:0".parse().unwrap(), explorer).unwrap();
@@ -482,8 +478,9 @@ fn a_record_with_a_non_finite_metric_is_served_as_json_not_a_500() {
 fn a_record_stored_while_a_browser_listens_arrives_as_a_server_sent_event() {
     use std::io::BufRead as _;
     let f = fixture();
-    let announce = spore_actors::frontier_tracker::announcements();
-    let server = Server::start_with(f.store.clone(), "n", announce.clone());
+    // the node's own writer: its events after the commit are what the browser is sent
+    let writer = spore_actors::store_writer::StoreWriter::start(f.store.clone()).unwrap();
+    let server = Server::start_with(f.store.clone(), "n", writer.events().clone());
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
@@ -492,8 +489,7 @@ fn a_record_stored_while_a_browser_listens_arrives_as_a_server_sent_event() {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-    // wait until the server counts this client, then store a record and announce it, as the
-    // FrontierTracker does
+    // wait until the server counts this client, then store a record through the writer
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while server.json("/api/stat")["ws_client"] != 1 {
         assert!(std::time::Instant::now() < deadline, "client never counted");
@@ -520,8 +516,15 @@ fn a_record_stored_while_a_browser_listens_arrives_as_a_server_sent_event() {
     };
     child.sign_with(&who);
     let id = child.id.clone();
-    f.store.write(|w| w.insert_experiment(child)).unwrap();
-    announce.send(vec![id.clone()].into()).unwrap();
+    let body = spore_spec::wire::Message::Experiment(child).encode_body();
+    let stored = actix_rt::System::new()
+        .block_on(writer.ingest(spore_actors::store_writer::IngestWork {
+            checked: spore_actors::ingest::check_bodies(vec![body]),
+            sync_cursor: None,
+            keep_bodies: false,
+        }))
+        .unwrap();
+    assert_eq!(stored.summary.accepted, 1, "{:?}", stored.summary);
     let event = loop {
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();

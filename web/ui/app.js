@@ -463,13 +463,15 @@ let pending = null;
 function startLive() {
   const dot = $("#live");
   const source = new EventSource("/api/events");
-  source.onopen = () => { dot.className = "live on"; };
-  source.onerror = () => { dot.className = "live off"; };
+  let lost = false;
+  // EventSource reconnects by itself; what happened meanwhile is read again on reconnect
+  source.onopen = () => { dot.className = "live on"; if (lost) { lost = false; refreshAll(false); } };
+  source.onerror = () => { dot.className = "live off"; lost = true; };
   source.onmessage = (msg) => {
     let event;
     try { event = JSON.parse(msg.data); } catch { return; }
     if (event.event === "resync") { refreshAll(false); return; }
-    if (event.event !== "experiment") return;
+    if (!["experiment", "verdict", "task", "profile"].includes(event.event)) return;
     if (!pending) pending = setTimeout(() => { pending = null; refreshAll(false); }, 400);
   };
 }

@@ -27,6 +27,7 @@ use self::conn::Outbox;
 use self::limits::{Budget, Offences};
 use crate::messages::{FetchArtifact, Forward, Ingest, LegacyFetch, Offence, Shutdown};
 use crate::peer_table::Redial;
+use crate::store_writer::StoreWriter;
 use crate::Store;
 
 /// Settings of the legacy side.
@@ -87,6 +88,7 @@ struct Fetch {
 
 pub struct LegacyBridge {
     store: Arc<Store>,
+    writer: StoreWriter,
     router: Recipient<Ingest>,
     /// The mesh, for artifacts no legacy peer has.
     mesh_fetch: Recipient<FetchArtifact>,
@@ -112,6 +114,7 @@ impl LegacyBridge {
     /// `listener`: bound by the caller, so a port in use is an error at start.
     pub fn new(
         store: Arc<Store>,
+        writer: StoreWriter,
         router: Recipient<Ingest>,
         mesh_fetch: Recipient<FetchArtifact>,
         listener: Option<TcpListener>,
@@ -120,6 +123,7 @@ impl LegacyBridge {
         let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         LegacyBridge {
             store,
+            writer,
             router,
             mesh_fetch,
             options,
@@ -361,21 +365,13 @@ impl LegacyBridge {
         }
         self.storing_artifacts = true;
         let batch = std::mem::take(&mut self.artifacts);
-        let store = self.store.clone();
-        let work = tokio::task::spawn_blocking(move || {
-            store.write(|w| {
-                for (cid, bytes) in &batch {
-                    w.put_artifact(cid, bytes)?;
-                }
-                Ok(batch.len())
-            })
-        });
+        let writer = self.writer.clone();
+        let work = async move { writer.artifacts(batch).await };
         ctx.spawn(
             actix::fut::wrap_future::<_, Self>(work).map(|result, act, ctx| {
                 act.storing_artifacts = false;
                 match result {
-                    Ok(Ok(n)) => debug!(n, "artifacts from legacy peers stored"),
-                    Ok(Err(e)) => warn!(error = %e, "storing artifacts failed"),
+                    Ok(written) => debug!(n = written.len(), "artifacts from legacy peers stored"),
                     Err(e) => warn!(error = %e, "storing artifacts failed"),
                 }
                 act.store_artifacts(ctx);

@@ -168,6 +168,8 @@ pub fn command_result(outcome: &crate::sandbox::Outcome, metric: &str) -> RunRes
             ..Parsed::default()
         },
         success: error.is_empty(),
+        // the sandbox runs in a session of its own: a stop signal for the node does not reach it
+        interrupted: false,
         error,
         output,
         peak_rss_mb: outcome.peak_rss_mb,

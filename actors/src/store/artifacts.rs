@@ -28,6 +28,7 @@ impl Writer<'_> {
             return Ok(false);
         }
         table.insert(claimed_cid, bytes)?;
+        self.changes.artifacts.push(claimed_cid.to_string());
         Ok(true)
     }
 }

@@ -238,6 +238,8 @@ impl Writer<'_> {
                 let k = frontier_key(goal, &task_id, metric, &record.id);
                 t.frontier.insert(k.as_slice(), ())?;
             }
+            self.changes.frontier_tasks.insert(task_id.clone());
+            let t = &mut self.t;
             if let (Some(parent_id), Some(mut parent)) = (&record.parent, parent_entry) {
                 if parent.status == Status::Keep {
                     let mut changed = false;

@@ -163,6 +163,19 @@ pub struct Writer<'t> {
     node_stats: std::collections::HashMap<String, NodeStats>,
     held_count: Option<u64>,
     next_seq: Option<u64>,
+    changes: Changes,
+}
+
+/// What a transaction changed beyond the objects it was asked to store, for the events the
+/// node publishes after the commit (see `store_writer`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Tasks whose frontier gained or lost a record.
+    pub frontier_tasks: std::collections::BTreeSet<String>,
+    /// Records whose verdict (verifications, challenges, dispute outcome) changed.
+    pub verdicts: std::collections::BTreeSet<String>,
+    /// Artifacts stored for the first time.
+    pub artifacts: Vec<String>,
 }
 
 impl<'t> Writer<'t> {
@@ -173,7 +186,13 @@ impl<'t> Writer<'t> {
             node_stats: Default::default(),
             held_count: None,
             next_seq: None,
+            changes: Changes::default(),
         })
+    }
+
+    /// What this transaction changed so far (and forgets it).
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {

@@ -226,8 +226,9 @@ impl Writer<'_> {
         );
         let mut summary = VerdictSummary::of(&v);
         // dispute credits: take back what an earlier verdict on this record gave, give the new
-        let before = match self.t.verdicts.get(id)? {
-            Some(bytes) => VerdictSummary::decode(bytes.value())?.credits,
+        let stored = self.t.verdicts.get(id)?.map(|bytes| bytes.value().to_vec());
+        let before = match &stored {
+            Some(bytes) => VerdictSummary::decode(bytes)?.credits,
             None => Vec::new(),
         };
         summary.credits = VerdictSummary::credits_of(&v, &claim);
@@ -239,7 +240,11 @@ impl Writer<'_> {
                 self.credit_dispute(node, *won, *score, 1.0)?;
             }
         }
-        self.t.verdicts.insert(id, summary.encode().as_slice())?;
+        let encoded = summary.encode();
+        if stored.as_deref() != Some(encoded.as_slice()) {
+            self.changes.verdicts.insert(id.to_string());
+        }
+        self.t.verdicts.insert(id, encoded.as_slice())?;
         match v
             .challenges
             .iter()
@@ -283,10 +288,13 @@ impl Writer<'_> {
     fn place_on_frontier(&mut self, id: &str, entry: &IndexEntry) -> Result<(), StoreError> {
         for goal in [Goal::Minimize, Goal::Maximize] {
             let k = super::codec::frontier_key(goal, &entry.task_id, entry.metric, id);
-            if entry.is_frontier(goal) {
-                self.t.frontier.insert(k.as_slice(), ())?;
+            let changed = if entry.is_frontier(goal) {
+                self.t.frontier.insert(k.as_slice(), ())?.is_none()
             } else {
-                self.t.frontier.remove(k.as_slice())?;
+                self.t.frontier.remove(k.as_slice())?.is_some()
+            };
+            if changed {
+                self.changes.frontier_tasks.insert(entry.task_id.clone());
             }
         }
         Ok(())
@@ -477,6 +485,16 @@ impl Reader {
             crate::unix_now(),
             verdict::challenge_timeout(),
         )))
+    }
+
+    /// When the oldest undecided challenge runs out of time (Unix seconds), if there is one.
+    pub fn next_challenge_deadline(&self) -> Result<Option<i64>, StoreError> {
+        let mut oldest: Option<i64> = None;
+        for item in self.t.open_challenges.iter()? {
+            let t = item?.1.value();
+            oldest = Some(oldest.map_or(t, |o| o.min(t)));
+        }
+        Ok(oldest.map(|t| t.saturating_add(verdict::challenge_timeout())))
     }
 
     /// Records with a challenge not decided yet.

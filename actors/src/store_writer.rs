@@ -1,0 +1,373 @@
+//! The store's one writer in a running node: a thread that owns every write transaction, fed by
+//! a bounded channel of typed commands. Commands that are waiting when a transaction starts are
+//! applied in it together (one commit, one fsync); after each commit the writer publishes what
+//! changed as [`NodeEvent`]s on a bounded broadcast, so the actors that follow the store
+//! (verifier, challenge arbiter, research loop, explorer) are told instead of polling.
+//!
+//! Checking untrusted bytes (parse, id, signature) happens before a command is sent
+//! ([`crate::ingest::check_bodies`]), never inside the transaction.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::warn;
+
+use crate::ingest::{write_checked, Checked, IngestOutcome};
+use crate::messages::Stored;
+use crate::store::Changes;
+use crate::{Store, StoreError};
+
+/// Commands that may wait for the writer (senders wait when it is full).
+const QUEUE: usize = 256;
+/// Commands applied in one transaction at most.
+const BATCH: usize = 64;
+/// Event batches a slow subscriber may fall behind before it is told it lagged.
+const EVENTS: usize = 1024;
+
+/// Something that changed in the store, published after the commit that made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A record joined the graph. `frontier_changed`: its task's frontier changed in the same
+    /// commit.
+    RecordAccepted {
+        id: String,
+        task_id: String,
+        frontier_changed: bool,
+    },
+    ArtifactStored {
+        cid: String,
+    },
+    /// A control event was stored; `record` is the record it names (empty when none).
+    ControlAccepted {
+        id: String,
+        event_type: String,
+        record: String,
+    },
+    /// The verdict on a record changed (verified, challenged, decided, rejected).
+    VerdictChanged {
+        record: String,
+    },
+    TaskStored {
+        task_id: String,
+    },
+    ProfileStored {
+        node_id: String,
+    },
+}
+
+/// Events of one commit, in the order they happened.
+pub type EventBatch = Arc<[NodeEvent]>;
+
+/// Why a write did not happen.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("store: {0}")]
+    Store(Arc<StoreError>),
+    #[error("the store writer has stopped")]
+    Closed,
+}
+
+impl WriteError {
+    /// The storage itself failed (not a refused object): the caller should stop.
+    pub fn is_storage_failure(&self) -> bool {
+        match self {
+            WriteError::Store(e) => matches!(**e, StoreError::Db(_) | StoreError::Corrupt { .. }),
+            WriteError::Closed => true,
+        }
+    }
+}
+
+/// What one artifact write came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArtifactWrite {
+    Stored,
+    AlreadyStored,
+    /// The bytes do not hash to the cid, or are too large: nothing stored.
+    Refused(String),
+}
+
+/// Checked frame bodies to store, as [`crate::ingest::ingest`] does in a process of its own.
+pub struct IngestWork {
+    pub checked: Vec<(String, Result<Checked, String>)>,
+    /// For a sync page: (peer, (after, last)) of the responder's log.
+    pub sync_cursor: Option<(String, (u64, u64))>,
+    /// Keep the frame bodies of new objects (to forward them).
+    pub keep_bodies: bool,
+}
+
+/// Local results: artifacts this node made and what its runs printed.
+#[derive(Default)]
+pub struct LocalWrite {
+    pub artifacts: Vec<(String, Vec<u8>)>,
+    /// (record id, is a rerun, text).
+    pub run_outputs: Vec<(String, bool, String)>,
+}
+
+enum Work {
+    Ingest(IngestWork),
+    Local(LocalWrite),
+    DecideTimedOut,
+}
+
+enum Done {
+    Ingest(Box<IngestOutcome>),
+    Local(Vec<ArtifactWrite>),
+    Decided(Vec<String>),
+}
+
+struct Command {
+    work: Work,
+    reply: oneshot::Sender<Result<Done, WriteError>>,
+}
+
+/// A handle to the writer (cheap to clone). The writer stops when every handle is gone.
+#[derive(Clone)]
+pub struct StoreWriter {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<EventBatch>,
+}
+
+impl std::fmt::Debug for StoreWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreWriter")
+    }
+}
+
+impl StoreWriter {
+    /// Starts the writer thread for `store`.
+    pub fn start(store: Arc<Store>) -> std::io::Result<StoreWriter> {
+        let (commands, rx) = mpsc::channel(QUEUE);
+        let (events, _) = broadcast::channel(EVENTS);
+        let publish = events.clone();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(&store, rx, &publish))?;
+        Ok(StoreWriter { commands, events })
+    }
+
+    /// Events after each commit, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<EventBatch> {
+        self.events.subscribe()
+    }
+
+    /// The sender side of the events (for views that subscribe later).
+    pub fn events(&self) -> &broadcast::Sender<EventBatch> {
+        &self.events
+    }
+
+    async fn send(&self, work: Work) -> Result<Done, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command { work, reply })
+            .await
+            .map_err(|_| WriteError::Closed)?;
+        answer.await.map_err(|_| WriteError::Closed)?
+    }
+
+    /// Stores checked bodies in one transaction (possibly shared with other commands).
+    pub async fn ingest(&self, work: IngestWork) -> Result<IngestOutcome, WriteError> {
+        match self.send(Work::Ingest(work)).await? {
+            Done::Ingest(out) => Ok(*out),
+            _ => unreachable!("an ingest is answered with its outcome"),
+        }
+    }
+
+    /// Stores artifacts (each checked against its cid) and run outputs.
+    pub async fn local(&self, write: LocalWrite) -> Result<Vec<ArtifactWrite>, WriteError> {
+        match self.send(Work::Local(write)).await? {
+            Done::Local(out) => Ok(out),
+            _ => unreachable!("a local write is answered with its artifacts"),
+        }
+    }
+
+    /// Stores artifacts fetched from peers.
+    pub async fn artifacts(
+        &self,
+        artifacts: Vec<(String, Vec<u8>)>,
+    ) -> Result<Vec<ArtifactWrite>, WriteError> {
+        self.local(LocalWrite {
+            artifacts,
+            run_outputs: Vec::new(),
+        })
+        .await
+    }
+
+    /// Decides challenges whose time is up; the records whose verdict changed.
+    pub async fn decide_timed_out(&self) -> Result<Vec<String>, WriteError> {
+        match self.send(Work::DecideTimedOut).await? {
+            Done::Decided(out) => Ok(out),
+            _ => unreachable!("a decision is answered with the records it changed"),
+        }
+    }
+}
+
+/// An event sender for a view of a store that no writer changes (`spored explorer` on a
+/// stopped node's data dir): nothing is ever sent on it.
+pub fn quiet_events() -> broadcast::Sender<EventBatch> {
+    broadcast::channel(1).0
+}
+
+fn run(store: &Store, mut rx: mpsc::Receiver<Command>, events: &broadcast::Sender<EventBatch>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        let (works, replies): (Vec<Work>, Vec<_>) =
+            batch.into_iter().map(|c| (c.work, c.reply)).unzip();
+        let written = store.write(|w| {
+            let mut done = Vec::with_capacity(works.len());
+            for work in works {
+                done.push(apply(w, work)?);
+            }
+            Ok((done, w.take_changes()))
+        });
+        match written {
+            Ok((done, changes)) => {
+                let batch = events_of(&done, changes);
+                if !batch.is_empty() {
+                    let _ = events.send(batch.into());
+                }
+                for (reply, done) in replies.into_iter().zip(done) {
+                    let _ = reply.send(Ok(done));
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, commands = replies.len(), "a write transaction failed");
+                let e = Arc::new(e);
+                for reply in replies {
+                    let _ = reply.send(Err(WriteError::Store(e.clone())));
+                }
+            }
+        }
+    }
+}
+
+fn apply(w: &mut crate::Writer<'_>, work: Work) -> Result<Done, StoreError> {
+    match work {
+        Work::Ingest(work) => {
+            let mut out = IngestOutcome::default();
+            let cursor = work
+                .sync_cursor
+                .as_ref()
+                .map(|(peer, range)| (peer.as_str(), *range));
+            write_checked(
+                w,
+                work.checked.into_iter(),
+                cursor,
+                work.keep_bodies,
+                &mut out,
+            )?;
+            out.finish();
+            Ok(Done::Ingest(Box::new(out)))
+        }
+        Work::Local(write) => {
+            let mut out = Vec::with_capacity(write.artifacts.len());
+            for (cid, bytes) in &write.artifacts {
+                out.push(match w.put_artifact(cid, bytes) {
+                    Ok(true) => ArtifactWrite::Stored,
+                    Ok(false) => ArtifactWrite::AlreadyStored,
+                    Err(
+                        e @ (StoreError::ArtifactMismatch { .. } | StoreError::ArtifactTooLarge(_)),
+                    ) => ArtifactWrite::Refused(e.to_string()),
+                    Err(e) => return Err(e),
+                });
+            }
+            for (id, rerun, text) in &write.run_outputs {
+                w.put_run_output(id, *rerun, text)?;
+            }
+            Ok(Done::Local(out))
+        }
+        Work::DecideTimedOut => Ok(Done::Decided(w.decide_timed_out()?)),
+    }
+}
+
+/// The events of one commit: what the commands stored, then what the store derived.
+fn events_of(done: &[Done], changes: Changes) -> Vec<NodeEvent> {
+    let mut events = Vec::new();
+    for d in done {
+        if let Done::Ingest(out) = d {
+            push_stored(&mut events, &out.stored, &changes);
+        }
+    }
+    for cid in changes.artifacts {
+        events.push(NodeEvent::ArtifactStored { cid });
+    }
+    for record in changes.verdicts {
+        events.push(NodeEvent::VerdictChanged { record });
+    }
+    events
+}
+
+fn push_stored(events: &mut Vec<NodeEvent>, stored: &Stored, changes: &Changes) {
+    for task_id in &stored.tasks {
+        events.push(NodeEvent::TaskStored {
+            task_id: task_id.clone(),
+        });
+    }
+    for (id, task_id) in stored.experiments.iter().zip(&stored.experiment_tasks) {
+        events.push(NodeEvent::RecordAccepted {
+            id: id.clone(),
+            task_id: task_id.clone(),
+            frontier_changed: changes.frontier_tasks.contains(task_id),
+        });
+    }
+    for (id, (event_type, record)) in stored.control_events.iter().zip(&stored.control_subjects) {
+        events.push(NodeEvent::ControlAccepted {
+            id: id.clone(),
+            event_type: event_type.clone(),
+            record: record.clone(),
+        });
+    }
+    for node_id in &stored.profiles {
+        events.push(NodeEvent::ProfileStored {
+            node_id: node_id.clone(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_names_the_frontier_change_of_each_record_by_its_task() {
+        let stored = Stored {
+            experiments: vec!["a".into(), "b".into()],
+            experiment_tasks: vec!["t1".into(), "t2".into()],
+            ..Default::default()
+        };
+        let changes = Changes {
+            frontier_tasks: ["t2".to_string()].into(),
+            verdicts: ["a".to_string()].into(),
+            artifacts: vec!["c".into()],
+        };
+        let events = events_of(
+            &[Done::Ingest(Box::new(IngestOutcome {
+                stored,
+                ..Default::default()
+            }))],
+            changes,
+        );
+        assert_eq!(
+            events,
+            vec![
+                NodeEvent::RecordAccepted {
+                    id: "a".into(),
+                    task_id: "t1".into(),
+                    frontier_changed: false
+                },
+                NodeEvent::RecordAccepted {
+                    id: "b".into(),
+                    task_id: "t2".into(),
+                    frontier_changed: true
+                },
+                NodeEvent::ArtifactStored { cid: "c".into() },
+                NodeEvent::VerdictChanged { record: "a".into() },
+            ]
+        );
+    }
+}

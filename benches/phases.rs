@@ -2,6 +2,8 @@
 //!
 //!     cargo bench --bench phases -- [--records 20000]
 
+#![allow(clippy::disallowed_methods)] // this process owns its stores
+
 use std::time::Instant;
 
 use spore_spec::wire::Message;

@@ -4,12 +4,14 @@
 //!
 //!     cargo bench --bench propagation -- [--nodes 10] [--messages 100]
 
+#![allow(clippy::disallowed_methods)] // this process owns its stores
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spore_actors::messages::GetListenAddrs;
 use spore_actors::net::NetConfig;
-use spore_actors::node::{self, NodeOptions, Registry};
+use spore_actors::node::{Node, NodeOptions, Registry};
 use spore_actors::Store;
 
 mod common;
@@ -27,7 +29,7 @@ fn main() {
             let store = Arc::new(Store::open(&dir.path().join("db/spored.redb")).unwrap());
             // each node dials up to three earlier ones: a connected mesh, not a star
             let peers = (0..i).rev().step_by(2).take(3).map(|j: usize| addrs[j].clone()).collect();
-            let registry = node::start(
+            let registry = Node::builder(
                 store,
                 NodeOptions {
                     seed: [100 + i as u8; 32],
@@ -39,7 +41,9 @@ fn main() {
                     legacy: Default::default(),
                 },
             )
-            .unwrap();
+            .spawn()
+            .unwrap()
+            .registry;
             let addr = loop {
                 if let Some(a) = registry.peers.send(GetListenAddrs).await.unwrap().into_iter().next() {
                     break a;

@@ -107,7 +107,18 @@ async fn node_info(registry: &Registry, mut info: Value) -> Value {
         .send(spore_actors::messages::GetPeers)
         .await
         .unwrap_or_default();
-    let read = registry.store.read();
+    let counts = registry
+        .reads
+        .read(|read| {
+            Ok([
+                ("experiment_count", read.experiment_count()?),
+                ("held_count", read.held_count()?),
+                ("task_count", read.task_count()?),
+                ("control_event_count", read.control_event_count()?),
+                ("artifact_count", read.artifact_count()?),
+            ])
+        })
+        .await;
     if let Value::Object(members) = &mut info {
         let connected = peers.iter().filter(|p| p.connected).count();
         members.push(("connected_peers".into(), Value::Int(connected as i64)));
@@ -117,23 +128,8 @@ async fn node_info(registry: &Registry, mut info: Value) -> Value {
             .await
             .unwrap_or(0);
         members.push(("legacy_peers".into(), Value::Int(legacy as i64)));
-        if let Ok(read) = read {
-            let count = read.experiment_count().unwrap_or(0);
-            members.push(("experiment_count".into(), Value::Int(count as i64)));
-            members.push((
-                "held_count".into(),
-                Value::Int(read.held_count().unwrap_or(0) as i64),
-            ));
-            members.push((
-                "task_count".into(),
-                Value::Int(read.task_count().unwrap_or(0) as i64),
-            ));
-            let events = read.control_event_count().unwrap_or(0);
-            members.push(("control_event_count".into(), Value::Int(events as i64)));
-            members.push((
-                "artifact_count".into(),
-                Value::Int(read.artifact_count().unwrap_or(0) as i64),
-            ));
+        for (name, count) in counts.unwrap_or_default() {
+            members.push((name.into(), Value::Int(count as i64)));
         }
     }
     info

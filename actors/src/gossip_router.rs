@@ -5,20 +5,22 @@
 //! follow them, and missing artifacts are fetched.
 
 use actix::prelude::*;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::frontier_tracker::FrontierTracker;
 use crate::ingest::{check_bodies, IngestOutcome};
 use crate::messages::*;
 use crate::store_writer::{IngestWork, StoreWriter};
 use crate::supervision::Restarts;
-use crate::task_registry::TaskRegistry;
+
+/// Batches being checked or stored at once. Beyond it, gossip is answered `Ignore` at once (a
+/// peer forwards it to others, and sync brings it later) and every other origin waits: legacy
+/// readers stop reading their socket, sync pages wait, so no queue grows without bound.
+pub const INGESTS_IN_FLIGHT: usize = 16;
 
 pub struct GossipRouter {
     writer: StoreWriter,
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
     peers: MeshLinks,
-    frontier: Addr<FrontierTracker>,
-    tasks: Addr<TaskRegistry>,
     legacy: LegacyLinks,
     restarts: Restarts,
 }
@@ -75,16 +77,13 @@ impl GossipRouter {
     pub fn new(
         writer: StoreWriter,
         peers: MeshLinks,
-        frontier: Addr<FrontierTracker>,
-        tasks: Addr<TaskRegistry>,
         legacy: LegacyLinks,
         restarts: Restarts,
     ) -> Self {
         GossipRouter {
             writer,
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(INGESTS_IN_FLIGHT)),
             peers,
-            frontier,
-            tasks,
             legacy,
             restarts,
         }
@@ -154,11 +153,10 @@ impl GossipRouter {
                 self.peers.fetch.do_send(FetchArtifact { cid, prefer });
             }
         }
-        if !outcome.stored.experiments.is_empty() || !outcome.stored.control_events.is_empty() {
-            self.frontier.do_send(outcome.stored.clone());
-        }
-        if !outcome.stored.tasks.is_empty() || !outcome.stored.profiles.is_empty() {
-            self.tasks.do_send(outcome.stored);
+        match outcome.stored.experiments.len() {
+            0 => {}
+            1 => debug!(id = %outcome.stored.experiments[0], "record stored"),
+            n => info!(new = n, "records stored"),
         }
         summary
     }
@@ -190,9 +188,36 @@ impl Handler<Ingest> for GossipRouter {
             _ => None,
         };
         let bodies = msg.bodies;
+        let permit = match &msg.origin {
+            Origin::Gossip { source, message_id } => {
+                match self.in_flight.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        self.peers.validated.do_send(Validated {
+                            source: *source,
+                            message_id: message_id.clone(),
+                            acceptance: libp2p::gossipsub::MessageAcceptance::Ignore,
+                        });
+                        return Box::pin(actix::fut::ready(IngestSummary {
+                            problems: vec!["busy: gossip ignored".into()],
+                            ..Default::default()
+                        }));
+                    }
+                }
+            }
+            _ => None,
+        };
+        let in_flight = self.in_flight.clone();
         // untrusted bytes are parsed and verified on blocking threads, outside the transaction;
         // then the one writer stores what passed
         let work = async move {
+            let _permit = match permit {
+                Some(permit) => permit,
+                None => in_flight
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| (true, "the router is closed".to_string()))?,
+            };
             let checked = tokio::task::spawn_blocking(move || check_bodies(bodies))
                 .await
                 .map_err(|e| (false, format!("ingest: {e}")))?;

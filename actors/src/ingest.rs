@@ -117,6 +117,7 @@ fn checking_threads() -> usize {
 /// checked on every core while this thread stores the chunks already checked, in order, so
 /// checking and storing overlap. For a process that owns its store (the CLI, tests); a running
 /// node stores through its `StoreWriter`.
+#[allow(clippy::disallowed_methods)] // for processes that own their store
 pub fn ingest(
     store: &Store,
     bodies: &[String],

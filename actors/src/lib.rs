@@ -18,7 +18,6 @@ pub fn unix_now() -> i64 {
 }
 pub mod default_task;
 pub mod experiment_runner;
-pub mod frontier_tracker;
 pub mod gossip_router;
 pub mod ingest;
 pub mod legacy;
@@ -27,6 +26,7 @@ pub mod net;
 pub mod node;
 pub mod peer_manager;
 pub mod peer_table;
+pub mod reads;
 pub mod research;
 pub mod sandbox;
 pub mod store_writer;

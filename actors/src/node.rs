@@ -1,4 +1,6 @@
-//! Starting a node: the supervisor's start order and the registry of actor addresses.
+//! A node is assembled in one place: [`Node::builder`] starts the store writer and every actor in
+//! dependency order, under supervision, and [`Node::shutdown`] stops them in order. `spored run`,
+//! the in-process tests and the benches all build their nodes here.
 
 use std::sync::Arc;
 
@@ -6,15 +8,18 @@ use actix::prelude::*;
 use libp2p::Multiaddr;
 use tracing::info;
 
-use crate::frontier_tracker::FrontierTracker;
+use crate::experiment_runner::{ExperimentRunner, RunnerConfig};
 use crate::gossip_router::{GossipRouter, LegacyLinks, MeshLinks};
 use crate::legacy::{LegacyBridge, LegacyOptions};
 use crate::messages::{Ingest, IngestSummary, Origin, Shutdown};
 use crate::net::{self, NetConfig};
 use crate::peer_manager::PeerManager;
+use crate::reads::Reads;
+use crate::research::{ResearchLoop, ResearchOptions};
 use crate::store_writer::StoreWriter;
 use crate::supervision::{Failure, RestartPolicy, Restarts};
 use crate::task_registry::TaskRegistry;
+use crate::verifier::{ChallengeArbiter, Verifier, VerifyOptions};
 use crate::Store;
 
 /// What a node needs to start.
@@ -36,7 +41,6 @@ pub struct NodeOptions {
 pub struct Registry {
     pub peers: Addr<PeerManager>,
     pub router: Addr<GossipRouter>,
-    pub frontier: Addr<FrontierTracker>,
     pub tasks: Addr<TaskRegistry>,
     pub legacy: Addr<LegacyBridge>,
     pub store: Arc<Store>,
@@ -45,6 +49,8 @@ pub struct Registry {
     pub failure: Failure,
     /// The one writer of the store; its events tell what each commit changed.
     pub writer: StoreWriter,
+    /// Reads for actor code (on blocking threads).
+    pub reads: Reads,
     /// Set once when the node begins to stop.
     pub stopping: Stopping,
 }
@@ -97,13 +103,113 @@ impl Registry {
     }
 }
 
+/// What a node does besides storing, serving and forwarding.
+pub enum Mode {
+    /// Stores, serves and forwards; runs nothing.
+    Relay,
+    /// Also re-runs other nodes' claims of its hardware class.
+    VerifyOnly(Work),
+    /// Also researches (and verifies).
+    Research(Work, Box<ResearchOptions>),
+}
+
+/// How the working side runs experiments and checks claims.
+pub struct Work {
+    pub runner: RunnerConfig,
+    pub verify: VerifyOptions,
+}
+
+/// Collects what a node needs; [`NodeBuilder::spawn`] starts it.
+pub struct NodeBuilder {
+    store: Arc<Store>,
+    options: NodeOptions,
+    mode: Mode,
+}
+
+/// A running node: its actors' registry, and the thread its working side runs on.
+pub struct Node {
+    pub registry: Registry,
+    work: Option<actix::ArbiterHandle>,
+}
+
+impl Node {
+    /// A relay node on `store` unless [`NodeBuilder::mode`] says otherwise.
+    pub fn builder(store: Arc<Store>, options: NodeOptions) -> NodeBuilder {
+        NodeBuilder {
+            store,
+            options,
+            mode: Mode::Relay,
+        }
+    }
+
+    /// Stops the node in order: first the flag that makes the working side publish nothing
+    /// more, then the working side's thread (its futures are dropped, a training child is
+    /// killed), then the network (peers see the connections close).
+    pub async fn shutdown(&self) {
+        self.registry.stopping.stop();
+        if let Some(work) = &self.work {
+            work.stop();
+        }
+        self.registry.shutdown().await;
+    }
+}
+
+impl NodeBuilder {
+    pub fn mode(mut self, mode: Mode) -> NodeBuilder {
+        self.mode = mode;
+        self
+    }
+
+    /// Starts the store writer and every actor. Must run inside an actix System.
+    pub fn spawn(self) -> Result<Node, String> {
+        let registry = start(self.store, self.options)?;
+        let (work, research) = match self.mode {
+            Mode::Relay => {
+                return Ok(Node {
+                    registry,
+                    work: None,
+                })
+            }
+            Mode::VerifyOnly(work) => (work, None),
+            Mode::Research(work, research) => (work, Some(research)),
+        };
+        // The working side runs on a thread of its own (an actix Arbiter): its messages, the
+        // training child's output and the research loop never queue behind the System thread,
+        // which drives the swarm, the legacy connections and the control socket.
+        let arbiter = actix::Arbiter::new().handle();
+        let Work { runner, verify } = work;
+        let seed = verify.seed;
+        let runner =
+            ExperimentRunner::start_in_arbiter(&arbiter, move |_| ExperimentRunner::new(runner));
+        let challenges = {
+            let registry = registry.clone();
+            ChallengeArbiter::start_in_arbiter(&arbiter, move |_| {
+                ChallengeArbiter::new(registry, seed)
+            })
+        };
+        {
+            let (registry, runner) = (registry.clone(), runner.clone());
+            Verifier::start_in_arbiter(&arbiter, move |_| {
+                Verifier::new(registry, runner, verify, Some(challenges.recipient()))
+            });
+        }
+        if let Some(research) = research {
+            arbiter.spawn(ResearchLoop::new(registry.clone(), runner, *research).run());
+        }
+        Ok(Node {
+            registry,
+            work: Some(arbiter),
+        })
+    }
+}
+
 /// Starts the actors in dependency order. Must run inside an actix System.
 ///
 /// The stateless actors run under actix's supervisor with [`RestartPolicy::default`]: a failed
 /// actor is restarted after a growing backoff, and one that keeps failing is reported in
 /// [`Registry::failure`]. The PeerManager owns the swarm and is not restarted: if it stops, the
 /// node stops.
-pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
+fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
     let legacy_listener = match &options.legacy_listen {
         Some(addr) => Some(bind_legacy(addr)?),
         None => None,
@@ -114,15 +220,11 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
     let restarts = |name| Restarts::new(name, RestartPolicy::default(), failure.clone());
     let writer = StoreWriter::start(store.clone())
         .map_err(|e| format!("cannot start the store writer: {e}"))?;
-    let frontier = {
-        let (store, restarts) = (store.clone(), restarts("frontier tracker"));
-        Supervisor::start(move |_| FrontierTracker::new(store.clone(), restarts))
-    };
+    let reads = Reads::new(store.clone());
     let tasks = {
-        let store = store.clone();
-        let pinned = options.pinned_task.clone();
+        let (reads, writer) = (reads.clone(), writer.clone());
         let restarts = restarts("task registry");
-        Supervisor::start(move |_| TaskRegistry::new(store.clone(), pinned.clone(), restarts))
+        Supervisor::start(move |_| TaskRegistry::new(reads.clone(), writer.clone(), restarts))
     };
     // PeerManager and GossipRouter need each other's address: create the PeerManager's context
     // first, hand its address to the router, then run the PeerManager in it.
@@ -131,28 +233,19 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
     let legacy_ctx: Context<LegacyBridge> = Context::new();
     let legacy_addr = legacy_ctx.address();
     let router = {
-        let (writer, peers, frontier, tasks, legacy) = (
+        let (writer, peers, legacy) = (
             writer.clone(),
             MeshLinks::to(&peers_addr),
-            frontier.clone(),
-            tasks.clone(),
             LegacyLinks::to(&legacy_addr),
         );
         let restarts = restarts("gossip router");
         Supervisor::start(move |_| {
-            GossipRouter::new(
-                writer.clone(),
-                peers.clone(),
-                frontier.clone(),
-                tasks.clone(),
-                legacy.clone(),
-                restarts,
-            )
+            GossipRouter::new(writer.clone(), peers.clone(), legacy.clone(), restarts)
         })
     };
     let peer_manager = PeerManager::new(
         swarm,
-        store.clone(),
+        reads.clone(),
         writer.clone(),
         router.clone(),
         options.listen,
@@ -161,7 +254,7 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
     );
     let peers = peers_ctx.run(peer_manager);
     let legacy = legacy_ctx.run(LegacyBridge::new(
-        store.clone(),
+        reads.clone(),
         writer.clone(),
         router.clone().recipient(),
         peers.clone().recipient(),
@@ -172,13 +265,13 @@ pub fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String
     Ok(Registry {
         peers,
         router,
-        frontier,
         tasks,
         legacy,
         store,
         peer_id,
         failure,
         writer,
+        reads,
         stopping: Stopping::default(),
     })
 }

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -20,8 +19,8 @@ use crate::gossip_router::GossipRouter;
 use crate::messages::*;
 use crate::net::{self, Behaviour, BehaviourEvent, Request, Response};
 use crate::peer_table::{ArtifactFetches, PeerTable, Redial, Refusal};
+use crate::reads::Reads;
 use crate::store_writer::StoreWriter;
-use crate::Store;
 
 /// One page of a peer's log, as received.
 struct Page {
@@ -47,7 +46,7 @@ enum Pending {
 
 pub struct PeerManager {
     swarm: Swarm<Behaviour>,
-    store: Arc<Store>,
+    reads: Reads,
     writer: StoreWriter,
     router: Addr<GossipRouter>,
     listen: Vec<Multiaddr>,
@@ -67,7 +66,7 @@ pub struct PeerManager {
 impl PeerManager {
     pub fn new(
         swarm: Swarm<Behaviour>,
-        store: Arc<Store>,
+        reads: Reads,
         writer: StoreWriter,
         router: Addr<GossipRouter>,
         listen: Vec<Multiaddr>,
@@ -76,7 +75,7 @@ impl PeerManager {
     ) -> Self {
         PeerManager {
             swarm,
-            store,
+            reads,
             writer,
             router,
             listen,
@@ -111,23 +110,24 @@ impl PeerManager {
 
     /// Asks `peer` for the next page of its log after what we already hold from it (only while
     /// connected: a request to a gone peer would dial it).
-    fn request_log(&mut self, peer: PeerId) {
+    fn request_log(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
         if !self.swarm.is_connected(&peer) {
             self.table.end_sync(&peer.to_string());
             return;
         }
-        let after = match self
-            .store
-            .read()
-            .and_then(|r| r.sync_cursor(&peer.to_string()))
-        {
-            Ok(seq) => seq,
-            Err(e) => {
-                warn!(%peer, error = %e, "cannot read sync cursor");
-                return;
-            }
-        };
-        self.request_log_after(peer, after);
+        let key = peer.to_string();
+        let cursor = self.reads.read(move |r| r.sync_cursor(&key));
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(cursor).map(
+            move |cursor, act, _| match cursor {
+                // still connected? (the read took a moment)
+                Ok(after) if act.swarm.is_connected(&peer) => act.request_log_after(peer, after),
+                Ok(_) => act.table.end_sync(&peer.to_string()),
+                Err(e) => {
+                    warn!(%peer, error = %e, "cannot read sync cursor");
+                    act.table.end_sync(&peer.to_string());
+                }
+            },
+        ));
     }
 
     fn request_log_after(&mut self, peer: PeerId, after: u64) {
@@ -147,10 +147,10 @@ impl PeerManager {
         );
     }
 
-    fn start_sync(&mut self, peer: PeerId) {
+    fn start_sync(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
         if self.table.start_sync(&peer.to_string()) {
             debug!(%peer, "sync started");
-            self.request_log(peer);
+            self.request_log(peer, ctx);
         }
     }
 
@@ -239,7 +239,7 @@ impl PeerManager {
                         .behaviour_mut()
                         .kad
                         .add_address(&peer_id, endpoint.get_remote_address().clone());
-                    self.start_sync(peer_id);
+                    self.start_sync(peer_id, ctx);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -408,17 +408,8 @@ impl PeerManager {
             }
             return;
         }
-        let store = self.store.clone();
-        let work = tokio::task::spawn_blocking(move || -> Response {
-            let read = match store.read() {
-                Ok(r) => r,
-                Err(e) => {
-                    return Response::Refused {
-                        reason: e.to_string(),
-                    }
-                }
-            };
-            match request {
+        let work = self.reads.read(move |read| {
+            Ok(match request {
                 Request::Log { after, limit } => {
                     let limit = (limit as usize).clamp(1, net::SYNC_PAGE_ITEMS);
                     match read.log_after(after, limit, net::SYNC_PAGE_BYTES) {
@@ -440,7 +431,7 @@ impl PeerManager {
                     },
                 },
                 Request::Unreadable(reason) => Response::Refused { reason },
-            }
+            })
         });
         ctx.spawn(
             actix::fut::wrap_future::<_, Self>(work).map(move |result, act, _| {
@@ -600,10 +591,10 @@ impl Actor for PeerManager {
         ctx.run_interval(Duration::from_millis(200), |act, _| act.pump_fetches());
         // Anti-entropy: gossip can miss a peer (published before it subscribed, dropped under
         // load); asking each peer for its log after our cursor now and then closes any gap.
-        ctx.run_interval(self.resync_interval, |act, _| {
+        ctx.run_interval(self.resync_interval, |act, ctx| {
             let peers: Vec<PeerId> = act.swarm.connected_peers().copied().collect();
             for peer in peers {
-                act.start_sync(peer);
+                act.start_sync(peer, ctx);
             }
         });
     }

@@ -9,7 +9,6 @@
 //! baseline) is run first when the task has no records.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -31,7 +30,7 @@ use crate::llm::{self, LlmSettings, PromptContext};
 use crate::messages::FetchArtifact;
 use crate::node::Registry;
 use crate::store_writer::{ArtifactWrite, LocalWrite};
-use crate::Store;
+use crate::task_registry::GetActiveTask;
 
 mod command;
 
@@ -178,10 +177,6 @@ impl ResearchLoop {
         }
     }
 
-    fn store(&self) -> &Arc<Store> {
-        &self.registry.store
-    }
-
     /// Runs until stopped (or `max_experiments`). Errors in one iteration are logged and the
     /// loop goes on after a pause.
     pub async fn run(self) {
@@ -237,51 +232,41 @@ impl ResearchLoop {
     /// The task to research: the pinned one, else the most active one this node can run, else
     /// the built-in default task (stored and announced on first use).
     async fn task(&self) -> Result<TaskManifest, String> {
-        let read = self.store().read().map_err(|e| e.to_string())?;
-        if let Some(pinned) = &self.options.pinned_task {
-            let id = read
-                .resolve_task(pinned)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("the pinned task {pinned} is not known yet"))?;
-            let row = read.task(&id).map_err(|e| e.to_string())?;
-            let row = row.ok_or_else(|| format!("task {id} has no manifest yet"))?;
-            let runnable = [ARTIFACT_TYPE, command_task::ARTIFACT_TYPE];
-            if !runnable.contains(&row.manifest.artifact_type.as_str()) {
-                return Err(format!(
-                    "the pinned task {id} uses artifact type {:?}; this node researches {runnable:?}",
-                    row.manifest.artifact_type
-                ));
-            }
-            return Ok(row.manifest);
-        }
-        if let Some(id) = read.active_task(None).map_err(|e| e.to_string())? {
-            if let Some(row) = read.task(&id).map_err(|e| e.to_string())? {
-                if row.manifest.artifact_type == ARTIFACT_TYPE {
-                    return Ok(row.manifest);
-                }
-            }
-        }
-        let manifest = default_task::manifest();
-        if read
-            .task(&manifest.task_id)
-            .map_err(|e| e.to_string())?
-            .is_none()
-        {
-            drop(read);
-            let body = Message::Task(manifest.clone()).encode_body();
-            let summary = self
+        let pinned = self.options.pinned_task.clone();
+        // the most active task is the TaskRegistry's to know
+        let active = match pinned {
+            Some(_) => None,
+            None => self
                 .registry
-                .publish_local(vec![body])
+                .tasks
+                .send(GetActiveTask)
                 .await
-                .map_err(|e| e.to_string())?;
-            if summary.rejected > 0 {
-                return Err(format!(
-                    "the default task was refused: {:?}",
-                    summary.problems
-                ));
-            }
-            info!(task_id = %manifest.task_id, "research: using the built-in default task");
+                .map_err(|e| format!("the task registry is gone: {e}"))??,
+        };
+        let chosen = self
+            .registry
+            .reads
+            .read(move |read| Ok(task_to_research(read, pinned.as_deref(), active.as_deref())))
+            .await
+            .map_err(|e| e.to_string())??;
+        let manifest = match chosen {
+            TaskChoice::Known(manifest) => return Ok(*manifest),
+            TaskChoice::Default { stored: true } => return Ok(default_task::manifest()),
+            TaskChoice::Default { stored: false } => default_task::manifest(),
+        };
+        let body = Message::Task(manifest.clone()).encode_body();
+        let summary = self
+            .registry
+            .publish_local(vec![body])
+            .await
+            .map_err(|e| e.to_string())?;
+        if summary.rejected > 0 {
+            return Err(format!(
+                "the default task was refused: {:?}",
+                summary.problems
+            ));
         }
+        info!(task_id = %manifest.task_id, "research: using the built-in default task");
         Ok(manifest)
     }
 
@@ -300,12 +285,12 @@ impl ResearchLoop {
         if task.artifact_type == command_task::ARTIFACT_TYPE {
             return self.command_iteration(identity, rng, &task, budget).await;
         }
-        let Some(choice) = self.choose(&task, rng)? else {
+        let Some(choice) = self.choose(&task, rng).await? else {
             return self.run_baseline(identity, &task, budget).await.map(Some);
         };
         let goal = task.goal();
         let parent = &choice.parent;
-        let Some(parent_bytes) = self.artifact(&choice.record.code_cid)? else {
+        let Some(parent_bytes) = self.artifact(&choice.record.code_cid).await? else {
             info!(cid = %choice.record.code_cid, "research: fetching the parent's config first");
             return Ok(None);
         };
@@ -387,12 +372,13 @@ impl ResearchLoop {
     }
 
     /// A stored artifact; when missing, asks peers for it and returns `None`.
-    fn artifact(&self, cid: &str) -> Result<Option<Vec<u8>>, String> {
+    async fn artifact(&self, cid: &str) -> Result<Option<Vec<u8>>, String> {
+        let key = cid.to_string();
         let found = self
-            .store()
-            .read()
-            .map_err(|e| e.to_string())?
-            .artifact(cid)
+            .registry
+            .reads
+            .read(move |read| read.artifact(&key))
+            .await
             .map_err(|e| e.to_string())?;
         if found.is_none() {
             self.registry.peers.do_send(FetchArtifact {
@@ -405,80 +391,23 @@ impl ResearchLoop {
 
     /// The parent of the next experiment (see the module docs); `None`: the task has no root
     /// yet, so the baseline runs first.
-    fn choose(&self, task: &TaskManifest, rng: &mut SplitMix64) -> Result<Option<Choice>, String> {
-        let read = self.store().read().map_err(|e| e.to_string())?;
-        let frontier_ids = read
-            .frontier_ids(&task.task_id, task.goal())
-            .map_err(|e| e.to_string())?;
-        let stats = read
-            .task_stats(&task.task_id)
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
-        if frontier_ids.is_empty() {
-            // A root exists but nothing is on the frontier (the root crashed): run the baseline
-            // again only if the task has no root at all.
-            if stats.root.is_some() {
-                return Err("the task's root is not on the frontier (it crashed?)".into());
-            }
-            return Ok(None);
-        }
-        let mut candidates = Vec::new();
-        for id in &frontier_ids {
-            let Some(entry) = read.index_entry(id).map_err(|e| e.to_string())? else {
-                continue;
-            };
-            let children = read.children(id).map_err(|e| e.to_string())?.len();
-            candidates.push(Candidate {
-                id: id.clone(),
-                metric: entry.metric,
-                children,
-            });
-        }
-        let best = candidates.first().map_or(f64::NAN, |c| c.metric);
-        let recent = read
-            .recent_ids(&task.task_id, 20)
-            .map_err(|e| e.to_string())?;
-        let near_best = recent
-            .iter()
-            .filter_map(|id| read.index_entry(id).ok().flatten())
-            .filter(|e| e.status == Status::Keep && (e.metric - best).abs() <= 0.01 * best.abs())
-            .count();
-        let exploit = exploit_share(stats.count, near_best);
-        let parent = choose_parent(&candidates, exploit, rng)
-            .ok_or("empty frontier")?
-            .clone();
-        let record = read
-            .experiment(&parent.id)
-            .map_err(|e| e.to_string())?
-            .ok_or("frontier record missing from the store")?;
-        let tried: HashSet<String> = read
-            .task_record_ids(&task.task_id)
-            .map_err(|e| e.to_string())?
-            .iter()
-            .filter_map(|id| read.experiment(id).ok().flatten())
-            .map(|r| r.code_cid)
-            .collect();
-        let tried_from_parent: Vec<(String, f64, String)> = read
-            .children(&parent.id)
-            .map_err(|e| e.to_string())?
-            .iter()
-            .filter_map(|id| read.experiment(id).ok().flatten())
-            .map(|r| {
-                (
-                    r.status.as_str().to_string(),
-                    r.val_bpb.value(),
-                    r.description,
-                )
+    async fn choose(
+        &self,
+        task: &TaskManifest,
+        rng: &mut SplitMix64,
+    ) -> Result<Option<Choice>, String> {
+        let (task, mut draws) = (task.clone(), rng.clone());
+        let (choice, draws) = self
+            .registry
+            .reads
+            .read(move |read| {
+                let choice = choose_in(read, &task, &mut draws);
+                Ok((choice, draws))
             })
-            .collect();
-        Ok(Some(Choice {
-            parent,
-            record,
-            best,
-            task_records: stats.count,
-            tried,
-            tried_from_parent,
-        }))
+            .await
+            .map_err(|e| e.to_string())?;
+        *rng = draws;
+        choice
     }
 
     async fn run_baseline(
@@ -487,11 +416,16 @@ impl ResearchLoop {
         task: &TaskManifest,
         budget: Duration,
     ) -> Result<Status, String> {
-        let read = self.store().read().map_err(|e| e.to_string())?;
-        let bytes = match read
-            .artifact(&task.base_code_cid)
-            .map_err(|e| e.to_string())?
-        {
+        let stored = self
+            .registry
+            .reads
+            .read({
+                let cid = task.base_code_cid.clone();
+                move |read| read.artifact(&cid)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let bytes = match stored {
             Some(bytes) => bytes,
             None => {
                 let builtin = self.builtin_baseline(task)?;
@@ -505,7 +439,6 @@ impl ResearchLoop {
                 builtin
             }
         };
-        drop(read);
         let config = RunConfig::from_bytes(&bytes)
             .map_err(|e| format!("the task's base config cannot be used: {e}"))?;
         let proposal = Proposal::of(
@@ -759,6 +692,133 @@ pub fn builtin_baseline(dir: &std::path::Path, task: &TaskManifest) -> Result<Ve
         config.model.vocab_size = preparation.vocab_size();
     }
     Ok(config.to_bytes())
+}
+
+/// What the research loop works on.
+enum TaskChoice {
+    Known(Box<TaskManifest>),
+    /// The built-in default task; `stored`: its manifest is in the store already.
+    Default {
+        stored: bool,
+    },
+}
+
+/// The task to research: the pinned one, else the most active one (`active`) if this node can
+/// run it, else the built-in default task.
+fn task_to_research(
+    read: &crate::Reader,
+    pinned: Option<&str>,
+    active: Option<&str>,
+) -> Result<TaskChoice, String> {
+    if let Some(pinned) = pinned {
+        let id = read
+            .resolve_task(pinned)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the pinned task {pinned} is not known yet"))?;
+        let row = read.task(&id).map_err(|e| e.to_string())?;
+        let row = row.ok_or_else(|| format!("task {id} has no manifest yet"))?;
+        let runnable = [ARTIFACT_TYPE, command_task::ARTIFACT_TYPE];
+        if !runnable.contains(&row.manifest.artifact_type.as_str()) {
+            return Err(format!(
+                "the pinned task {id} uses artifact type {:?}; this node researches {runnable:?}",
+                row.manifest.artifact_type
+            ));
+        }
+        return Ok(TaskChoice::Known(Box::new(row.manifest)));
+    }
+    if let Some(id) = active {
+        if let Some(row) = read.task(id).map_err(|e| e.to_string())? {
+            if row.manifest.artifact_type == ARTIFACT_TYPE {
+                return Ok(TaskChoice::Known(Box::new(row.manifest)));
+            }
+        }
+    }
+    let stored = read
+        .task(&default_task::manifest().task_id)
+        .map_err(|e| e.to_string())?
+        .is_some();
+    Ok(TaskChoice::Default { stored })
+}
+
+/// The parent of the next experiment (see the module docs); `None`: the task has no root yet,
+/// so the baseline runs first.
+fn choose_in(
+    read: &crate::Reader,
+    task: &TaskManifest,
+    rng: &mut SplitMix64,
+) -> Result<Option<Choice>, String> {
+    let frontier_ids = read
+        .frontier_ids(&task.task_id, task.goal())
+        .map_err(|e| e.to_string())?;
+    let stats = read
+        .task_stats(&task.task_id)
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    if frontier_ids.is_empty() {
+        // A root exists but nothing is on the frontier (the root crashed): run the baseline
+        // again only if the task has no root at all.
+        if stats.root.is_some() {
+            return Err("the task's root is not on the frontier (it crashed?)".into());
+        }
+        return Ok(None);
+    }
+    let mut candidates = Vec::new();
+    for id in &frontier_ids {
+        let Some(entry) = read.index_entry(id).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        let children = read.children(id).map_err(|e| e.to_string())?.len();
+        candidates.push(Candidate {
+            id: id.clone(),
+            metric: entry.metric,
+            children,
+        });
+    }
+    let best = candidates.first().map_or(f64::NAN, |c| c.metric);
+    let recent = read
+        .recent_ids(&task.task_id, 20)
+        .map_err(|e| e.to_string())?;
+    let near_best = recent
+        .iter()
+        .filter_map(|id| read.index_entry(id).ok().flatten())
+        .filter(|e| e.status == Status::Keep && (e.metric - best).abs() <= 0.01 * best.abs())
+        .count();
+    let exploit = exploit_share(stats.count, near_best);
+    let parent = choose_parent(&candidates, exploit, rng)
+        .ok_or("empty frontier")?
+        .clone();
+    let record = read
+        .experiment(&parent.id)
+        .map_err(|e| e.to_string())?
+        .ok_or("frontier record missing from the store")?;
+    let tried: HashSet<String> = read
+        .task_record_ids(&task.task_id)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter_map(|id| read.experiment(id).ok().flatten())
+        .map(|r| r.code_cid)
+        .collect();
+    let tried_from_parent: Vec<(String, f64, String)> = read
+        .children(&parent.id)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter_map(|id| read.experiment(id).ok().flatten())
+        .map(|r| {
+            (
+                r.status.as_str().to_string(),
+                r.val_bpb.value(),
+                r.description,
+            )
+        })
+        .collect();
+    Ok(Some(Choice {
+        parent,
+        record,
+        best,
+        task_records: stats.count,
+        tried,
+        tried_from_parent,
+    }))
 }
 
 #[cfg(test)]

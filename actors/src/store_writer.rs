@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use actix::prelude::*;
+
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::warn;
 
@@ -201,6 +203,56 @@ impl StoreWriter {
     }
 }
 
+/// An actor: look at the store again (something it follows changed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Look;
+
+/// One wake-up from [`wake_ups`].
+pub struct Wake;
+
+/// A stream for `ctx.add_stream`: one [`Wake`] after each commit with an event that `wakes`
+/// picks (it sees every event, in order), and one after events were missed (a lag: the actor
+/// reads the store, which has everything). Events that arrive while the actor is busy make one
+/// wake-up, so nothing queues up behind a slow actor. It ends when the writer is gone.
+pub fn wake_ups<F>(writer: &StoreWriter, wakes: F) -> impl futures::Stream<Item = Wake>
+where
+    F: FnMut(&NodeEvent) -> bool + 'static,
+{
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    fn woken<F: FnMut(&NodeEvent) -> bool>(wakes: &mut F, batch: &EventBatch) -> bool {
+        // every event is shown to `wakes` (it may log them), not just up to the first match
+        let mut woken = false;
+        for event in batch.iter() {
+            woken |= wakes(event);
+        }
+        woken
+    }
+    futures::stream::unfold(
+        (writer.subscribe(), wakes),
+        |(mut events, mut wakes)| async move {
+            loop {
+                let mut wake = match events.recv().await {
+                    Ok(batch) => woken(&mut wakes, &batch),
+                    Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Closed) => return None,
+                };
+                // what else is waiting makes the same wake-up
+                loop {
+                    match events.try_recv() {
+                        Ok(batch) => wake |= woken(&mut wakes, &batch),
+                        Err(TryRecvError::Lagged(_)) => wake = true,
+                        Err(_) => break,
+                    }
+                }
+                if wake {
+                    return Some((Wake, (events, wakes)));
+                }
+            }
+        },
+    )
+}
+
 /// An event sender for a view of a store that no writer changes (`spored explorer` on a
 /// stopped node's data dir): nothing is ever sent on it.
 pub fn quiet_events() -> broadcast::Sender<EventBatch> {
@@ -218,6 +270,7 @@ fn run(store: &Store, mut rx: mpsc::Receiver<Command>, events: &broadcast::Sende
         }
         let (works, replies): (Vec<Work>, Vec<_>) =
             batch.into_iter().map(|c| (c.work, c.reply)).unzip();
+        #[allow(clippy::disallowed_methods)] // this is the one writer
         let written = store.write(|w| {
             let mut done = Vec::with_capacity(works.len());
             for work in works {

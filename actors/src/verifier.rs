@@ -23,11 +23,11 @@ use tracing::{info, warn};
 use crate::command_task::{self, Evaluator, SandboxOptions};
 use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest, RunSandboxed};
 use crate::node::Registry;
+use crate::reads::Reads;
 use crate::research::{builtin_baseline, task_data};
 use crate::store::{claim_of, LogKind};
-use crate::store_writer::{LocalWrite, NodeEvent, StoreWriter};
+use crate::store_writer::{wake_ups, LocalWrite, Look, NodeEvent, StoreWriter, Wake};
 use crate::verdict;
-use crate::Store;
 
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
@@ -41,61 +41,47 @@ pub struct VerifyOptions {
     pub sandbox: command_task::SandboxOptions,
 }
 
-enum Job {
+/// Work the verifier queues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Job {
     Verify(String),
     Respond { record: String, challenger: String },
 }
 
-pub struct Verifier {
-    registry: Registry,
-    runner: Addr<ExperimentRunner>,
-    options: VerifyOptions,
-    identity: Identity,
-    me: String,
-    class: String,
-    cursor: u64,
-    queue: VecDeque<Job>,
-    queued: HashSet<String>,
-    /// Challenges whose record has not arrived yet: (record, challenger).
-    waiting: Vec<(String, String)>,
-    busy: bool,
-    /// Rerun results by record (a record is re-run once, whatever asks for it).
-    reruns: HashMap<String, f64>,
-    arbiter: Option<Recipient<Challenged>>,
+/// The verifier's decisions as a function of the store: which records to re-run and which
+/// challenges to answer, from the arrival log after a cursor. No actor, no IO but the snapshot
+/// it is given (unit-tested below; the actor runs it on a blocking thread).
+#[derive(Clone, Debug)]
+pub struct Planner {
+    /// This node's id.
+    pub me: String,
+    /// This node's verification class.
+    pub class: String,
+    /// Base spot-check probability.
+    pub probability: f64,
 }
 
-impl Verifier {
-    pub fn new(
-        registry: Registry,
-        runner: Addr<ExperimentRunner>,
-        options: VerifyOptions,
-        arbiter: Option<Recipient<Challenged>>,
-    ) -> Verifier {
-        let identity = Identity::from_seed(options.seed);
-        let me = identity.node_id();
-        let class = hardware::verification_class(&options.gpu_model);
-        Verifier {
-            registry,
-            runner,
-            options,
-            identity,
-            me,
-            class,
-            cursor: 0,
-            queue: VecDeque::new(),
-            queued: HashSet::new(),
-            waiting: Vec::new(),
-            busy: false,
-            reruns: HashMap::new(),
-            arbiter,
-        }
-    }
+/// What one look at the log decided.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Where the next look starts.
+    pub cursor: u64,
+    pub jobs: Vec<Job>,
+    /// Challenges whose record has not arrived yet: (record, challenger).
+    pub waiting: Vec<(String, String)>,
+    /// Whether entries were read (then there may be more).
+    pub read_some: bool,
+}
 
+/// Log entries read per look (the actor looks again while it reads some).
+const PLAN_PAGE: usize = 1_000;
+
+impl Planner {
     /// The spot-check decision for `record` (deterministic per node and record): the base
     /// probability ×3 for a publisher in bad standing (score < 0), else ×2 for a new or little
     /// known one (score < 5), as the reference; then ×2 for a frontier record.
     fn spot_check(&self, record: &ExperimentRecord, publisher_score: f64, frontier: bool) -> bool {
-        let mut p = self.options.probability;
+        let mut p = self.probability;
         if publisher_score < 0.0 {
             p *= 3.0;
         } else if publisher_score < 5.0 {
@@ -109,25 +95,28 @@ impl Verifier {
         draw < p.min(1.0)
     }
 
-    /// Reads what arrived since the last look and queues the work it calls for. Returns
-    /// whether it read anything (then there may be more to read).
-    fn scan(&mut self) -> bool {
-        let store = self.registry.store.clone();
-        let Ok(read) = store.read() else { return false };
-        let Ok(entries) = read.log_after(self.cursor, 1_000, 8 * 1024 * 1024) else {
-            return false;
+    /// Reads the log after `cursor` and decides the work it calls for; `waiting` are the
+    /// challenges still waiting for their record.
+    pub fn plan(
+        &self,
+        read: &crate::Reader,
+        cursor: u64,
+        waiting: &[(String, String)],
+    ) -> Result<Plan, crate::StoreError> {
+        let entries = read.log_after(cursor, PLAN_PAGE, 8 * 1024 * 1024)?;
+        let mut plan = Plan {
+            cursor: entries.last().map_or(cursor, |e| e.seq),
+            read_some: !entries.is_empty(),
+            ..Plan::default()
         };
-        let read_some = !entries.is_empty();
-        if let Some(last) = entries.last() {
-            self.cursor = last.seq;
-        }
+        let mut waiting = waiting.to_vec();
         for entry in entries {
             match (entry.kind, Message::decode_body(entry.body.as_bytes())) {
                 (LogKind::Experiment, Ok(Some(Message::Experiment(record)))) => {
                     if record.node_id == self.me
                         || record.status == Status::Crash
                         || hardware::verification_class(&record.gpu_model) != self.class
-                        || self.already_signed(&read, &record.id, None)
+                        || self.already_signed(read, &record.id, None)
                     {
                         continue;
                     }
@@ -142,42 +131,39 @@ impl Verifier {
                         .flatten()
                         .zip(read.task_goal(&record.task_id).ok())
                         .is_some_and(|(e, goal)| e.is_frontier(goal));
-                    if self.spot_check(&record, publisher_score, frontier)
-                        && self.queued.insert(format!("v:{}", record.id))
-                    {
-                        self.queue.push_back(Job::Verify(record.id.clone()));
+                    if self.spot_check(&record, publisher_score, frontier) {
+                        plan.jobs.push(Job::Verify(record.id.clone()));
                     }
                 }
                 (LogKind::Control, Ok(Some(Message::Control(event))))
                     if event.kind() == Some(ControlKind::Challenge) && event.node_id != self.me =>
                 {
                     let record = event.payload_str("experiment_id").to_string();
-                    self.waiting.push((record, event.node_id.clone()));
+                    waiting.push((record, event.node_id.clone()));
                 }
                 _ => {}
             }
         }
         // challenges to answer, once their record is here
-        let waiting = std::mem::take(&mut self.waiting);
         for (id, challenger) in waiting {
             match read.experiment(&id) {
                 Ok(Some(record)) => {
                     let answerable = record.node_id != self.me
                         && record.status != Status::Crash
                         && hardware::verification_class(&record.gpu_model) == self.class
-                        && !self.already_signed(&read, &id, Some(&challenger));
-                    if answerable && self.queued.insert(format!("r:{id}:{challenger}")) {
-                        self.queue.push_back(Job::Respond {
+                        && !self.already_signed(read, &id, Some(&challenger));
+                    if answerable {
+                        plan.jobs.push(Job::Respond {
                             record: id,
                             challenger,
                         });
                     }
                 }
-                _ if self.waiting.len() < 10_000 => self.waiting.push((id, challenger)),
+                _ if plan.waiting.len() < 10_000 => plan.waiting.push((id, challenger)),
                 _ => {}
             }
         }
-        read_some
+        Ok(plan)
     }
 
     /// Whether this node already signed a verification or challenge of `id` (or, with a
@@ -197,182 +183,9 @@ impl Verifier {
         })
     }
 
-    /// Starts the next job when none runs.
-    fn pump(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
-            return;
-        }
-        let Some(job) = self.queue.pop_front() else {
-            return;
-        };
-        let id = match &job {
-            Job::Verify(id) | Job::Respond { record: id, .. } => id.clone(),
-        };
-        self.busy = true;
-        let cached = self.reruns.get(&id).copied();
-        let rerun = self.rerun(id.clone(), cached);
-        ctx.spawn(
-            actix::fut::wrap_future::<_, Self>(rerun).map(move |result, act, ctx| {
-                act.busy = false;
-                match result {
-                    Ok((record, bpb)) => {
-                        act.reruns.insert(record.id.clone(), bpb);
-                        act.conclude(job, &record, bpb);
-                    }
-                    Err(e) => warn!(record = %id, error = %e, "verification: rerun not possible"),
-                }
-                act.pump(ctx);
-            }),
-        );
-    }
-
-    /// Re-runs record `id` (or takes the earlier rerun's figure).
-    fn rerun(
-        &self,
-        id: String,
-        cached: Option<f64>,
-    ) -> impl std::future::Future<Output = Result<(ExperimentRecord, f64), String>> + 'static {
-        let store = self.registry.store.clone();
-        let writer = self.registry.writer.clone();
-        let runner = self.runner.clone();
-        let dir = self.options.datasets_dir.clone();
-        let sandbox = self.options.sandbox.clone();
-        async move {
-            let read = store.read().map_err(|e| e.to_string())?;
-            let record = read
-                .experiment(&id)
-                .map_err(|e| e.to_string())?
-                .ok_or("record not stored")?;
-            if let Some(bpb) = cached {
-                return Ok((record, bpb));
-            }
-            let task = read
-                .task(&record.task_id)
-                .map_err(|e| e.to_string())?
-                .ok_or("its task is unknown here")?
-                .manifest;
-            drop(read);
-            let artifacts = Artifacts {
-                store: store.clone(),
-                writer: &writer,
-            };
-            let (value, output) = match task.artifact_type.as_str() {
-                command_task::ARTIFACT_TYPE => {
-                    rerun_command(&artifacts, &runner, &sandbox, &task, &record).await?
-                }
-                command_task::REFERENCE_ARTIFACT => {
-                    rerun_reference(&artifacts, &runner, &sandbox, &record).await?
-                }
-                _ => rerun_native(&artifacts, &runner, &dir, &task, &record).await?,
-            };
-            let _ = writer
-                .local(LocalWrite {
-                    artifacts: Vec::new(),
-                    run_outputs: vec![(record.id.clone(), true, output)],
-                })
-                .await;
-            Ok((record, value))
-        }
-    }
-
-    /// Signs what the rerun says.
-    fn conclude(&mut self, job: Job, record: &ExperimentRecord, bpb: f64) {
-        if self.registry.stopping.is_set() {
-            return; // a rerun that ended because the node stops proves nothing
-        }
-        let claim = match self.registry.store.read() {
-            Ok(read) => read.claim(record).unwrap_or_else(|_| claim_of(record)),
-            Err(_) => claim_of(record),
-        };
-        let tol = claim.tolerance();
-        let within = (bpb - claim.claimed).abs() <= tol;
-        let on_frontier = self.registry.store.read().ok().is_some_and(|read| {
-            let entry = read.index_entry(&record.id).ok().flatten();
-            let goal = read.task_goal(&record.task_id).ok();
-            entry.zip(goal).is_some_and(|(e, g)| e.is_frontier(g))
-        });
-        let s = |x: &str| Value::Str(x.to_string());
-        let common = |extra: Vec<(&'static str, Value)>| {
-            let mut members = vec![
-                ("experiment_id", s(&record.id)),
-                ("task_id", s(&record.task_id)),
-            ];
-            members.extend(extra);
-            members
-        };
-        let (kind, payload) = match job {
-            Job::Verify(_) if within => (
-                "verification",
-                common(vec![
-                    (
-                        "event_id",
-                        s(&format!("verification:{}:{}", record.id, self.me)),
-                    ),
-                    ("verified_node_id", s(&record.node_id)),
-                    ("verifier_id", s(&self.me)),
-                    ("verifier_bpb", Value::Float(bpb)),
-                    ("verifier_gpu", s(&self.options.gpu_model)),
-                    ("is_frontier", Value::Bool(on_frontier)),
-                ]),
-            ),
-            Job::Verify(_) => {
-                if self.class_peers(record) == 0 {
-                    info!(record = %record.id, claimed = claim.claimed, rerun = bpb, "verification: outside the tolerance, but no other node of this class can answer a challenge");
-                    return;
-                }
-                (
-                    "challenge",
-                    common(vec![
-                        (
-                            "event_id",
-                            s(&format!("challenge:{}:{}", record.id, self.me)),
-                        ),
-                        ("challenger_id", s(&self.me)),
-                        ("challenger_bpb", Value::Float(bpb)),
-                        ("challenger_gpu", s(&self.options.gpu_model)),
-                    ]),
-                )
-            }
-            Job::Respond { challenger, .. } => (
-                "challenge_response",
-                common(vec![
-                    (
-                        "event_id",
-                        s(&format!(
-                            "challenge_response:{}:{}:{}",
-                            record.id, challenger, self.me
-                        )),
-                    ),
-                    ("challenger_id", s(&challenger)),
-                    ("verifier_id", s(&self.me)),
-                    ("verifier_bpb", Value::Float(bpb)),
-                    ("verifier_gpu", s(&self.options.gpu_model)),
-                ]),
-            ),
-        };
-        info!(record = %record.id, claimed = claim.claimed, rerun = bpb, tolerance = tol, "verification: signing a {kind}");
-        let event = sign_event(&self.identity, kind, payload);
-        if kind == "challenge" {
-            if let Some(arbiter) = &self.arbiter {
-                arbiter.do_send(Challenged {
-                    record: record.id.clone(),
-                });
-            }
-        }
-        let registry = self.registry.clone();
-        actix::spawn(async move {
-            let _ = registry
-                .publish_local(vec![Message::Control(event).encode_body()])
-                .await;
-        });
-    }
-
     /// Other nodes of the record's class that could answer a challenge (publishers of records
     /// of the class in its task, and signers of verification work of the class).
-    fn class_peers(&self, record: &ExperimentRecord) -> usize {
-        let Ok(read) = self.registry.store.read() else {
-            return 0;
-        };
+    fn class_peers(&self, read: &crate::Reader, record: &ExperimentRecord) -> usize {
         let mut nodes: HashSet<String> = read
             .nodes_stats(&record.task_id)
             .unwrap_or_default()
@@ -394,12 +207,309 @@ impl Verifier {
         nodes.remove(&record.node_id);
         nodes.len()
     }
+
+    /// What signing a rerun's result needs to know besides the result.
+    fn facts(&self, read: &crate::Reader, record: &ExperimentRecord) -> Facts {
+        let claim = read.claim(record).unwrap_or_else(|_| claim_of(record));
+        let on_frontier = {
+            let entry = read.index_entry(&record.id).ok().flatten();
+            let goal = read.task_goal(&record.task_id).ok();
+            entry.zip(goal).is_some_and(|(e, g)| e.is_frontier(g))
+        };
+        Facts {
+            claim,
+            on_frontier,
+            class_peers: self.class_peers(read, record),
+        }
+    }
+}
+
+/// The store's side of a rerun's conclusion.
+struct Facts {
+    claim: verdict::Claim,
+    on_frontier: bool,
+    /// Other nodes of the class that could answer a challenge.
+    class_peers: usize,
+}
+
+pub struct Verifier {
+    registry: Registry,
+    runner: Addr<ExperimentRunner>,
+    options: VerifyOptions,
+    identity: Identity,
+    planner: Planner,
+    cursor: u64,
+    queue: VecDeque<Job>,
+    queued: HashSet<String>,
+    /// Challenges whose record has not arrived yet: (record, challenger).
+    waiting: Vec<(String, String)>,
+    /// A look at the store is under way; `look_again`: another was asked for meanwhile.
+    looking: bool,
+    look_again: bool,
+    busy: bool,
+    /// Rerun results by record (a record is re-run once, whatever asks for it).
+    reruns: HashMap<String, f64>,
+    arbiter: Option<Recipient<Challenged>>,
+}
+
+impl Verifier {
+    pub fn new(
+        registry: Registry,
+        runner: Addr<ExperimentRunner>,
+        options: VerifyOptions,
+        arbiter: Option<Recipient<Challenged>>,
+    ) -> Verifier {
+        let identity = Identity::from_seed(options.seed);
+        let me = identity.node_id();
+        let class = hardware::verification_class(&options.gpu_model);
+        let planner = Planner {
+            me,
+            class,
+            probability: options.probability,
+        };
+        Verifier {
+            registry,
+            runner,
+            options,
+            identity,
+            planner,
+            cursor: 0,
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            waiting: Vec::new(),
+            looking: false,
+            look_again: false,
+            busy: false,
+            reruns: HashMap::new(),
+            arbiter,
+        }
+    }
+
+    /// Looks at what arrived since the last look (on a blocking thread) and queues the work it
+    /// calls for.
+    fn look(&mut self, ctx: &mut Context<Self>) {
+        if self.looking {
+            self.look_again = true;
+            return;
+        }
+        self.looking = true;
+        let (planner, cursor, waiting) = (self.planner.clone(), self.cursor, self.waiting.clone());
+        let plan = self
+            .registry
+            .reads
+            .read(move |read| planner.plan(read, cursor, &waiting));
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(plan).map(|plan, act, ctx| {
+                act.looking = false;
+                match plan {
+                    Ok(plan) => {
+                        act.cursor = plan.cursor;
+                        act.waiting = plan.waiting;
+                        for job in plan.jobs {
+                            let key = match &job {
+                                Job::Verify(id) => format!("v:{id}"),
+                                Job::Respond { record, challenger } => {
+                                    format!("r:{record}:{challenger}")
+                                }
+                            };
+                            if act.queued.insert(key) {
+                                act.queue.push_back(job);
+                            }
+                        }
+                        if plan.read_some {
+                            act.look_again = true; // the log may hold more than one page
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "verifier: cannot read the arrival log"),
+                }
+                if std::mem::take(&mut act.look_again) {
+                    ctx.notify(Look);
+                }
+                act.pump(ctx);
+            }),
+        );
+    }
+
+    /// Starts the next job when none runs.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        let Some(job) = self.queue.pop_front() else {
+            return;
+        };
+        let id = match &job {
+            Job::Verify(id) | Job::Respond { record: id, .. } => id.clone(),
+        };
+        self.busy = true;
+        let cached = self.reruns.get(&id).copied();
+        let rerun = self.rerun(id.clone(), cached);
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(rerun).map(move |result, act, ctx| {
+                act.busy = false;
+                match result {
+                    Ok((record, bpb, facts)) => {
+                        act.reruns.insert(record.id.clone(), bpb);
+                        act.conclude(job, &record, bpb, facts);
+                    }
+                    Err(e) => warn!(record = %id, error = %e, "verification: rerun not possible"),
+                }
+                act.pump(ctx);
+            }),
+        );
+    }
+
+    /// Re-runs record `id` (or takes the earlier rerun's figure).
+    fn rerun(
+        &self,
+        id: String,
+        cached: Option<f64>,
+    ) -> impl std::future::Future<Output = Result<(ExperimentRecord, f64, Facts), String>> + 'static
+    {
+        let reads = self.registry.reads.clone();
+        let planner = self.planner.clone();
+        let writer = self.registry.writer.clone();
+        let runner = self.runner.clone();
+        let dir = self.options.datasets_dir.clone();
+        let sandbox = self.options.sandbox.clone();
+        async move {
+            let (record, task) = reads
+                .read(move |read| {
+                    let Some(record) = read.experiment(&id)? else {
+                        return Ok(None);
+                    };
+                    let task = read.task(&record.task_id)?.map(|row| row.manifest);
+                    Ok(Some((record, task)))
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("record not stored")?;
+            let facts_reads = reads.clone();
+            let facts = |record: ExperimentRecord, value: f64| async move {
+                let (record, facts) = facts_reads
+                    .read(move |read| {
+                        let facts = planner.facts(read, &record);
+                        Ok((record, facts))
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((record, value, facts))
+            };
+            if let Some(bpb) = cached {
+                return facts(record, bpb).await;
+            }
+            let task = task.ok_or("its task is unknown here")?;
+            let artifacts = Artifacts {
+                reads: reads.clone(),
+                writer: &writer,
+            };
+            let (value, output) = match task.artifact_type.as_str() {
+                command_task::ARTIFACT_TYPE => {
+                    rerun_command(&artifacts, &runner, &sandbox, &task, &record).await?
+                }
+                command_task::REFERENCE_ARTIFACT => {
+                    rerun_reference(&artifacts, &runner, &sandbox, &record).await?
+                }
+                _ => rerun_native(&artifacts, &runner, &dir, &task, &record).await?,
+            };
+            let _ = writer
+                .local(LocalWrite {
+                    artifacts: Vec::new(),
+                    run_outputs: vec![(record.id.clone(), true, output)],
+                })
+                .await;
+            facts(record, value).await
+        }
+    }
+
+    /// Signs what the rerun says.
+    fn conclude(&mut self, job: Job, record: &ExperimentRecord, bpb: f64, facts: Facts) {
+        if self.registry.stopping.is_set() {
+            return; // a rerun that ended because the node stops proves nothing
+        }
+        let Facts {
+            claim,
+            on_frontier,
+            class_peers,
+        } = facts;
+        let tol = claim.tolerance();
+        let within = (bpb - claim.claimed).abs() <= tol;
+        let me = self.planner.me.clone();
+        let s = |x: &str| Value::Str(x.to_string());
+        let common = |extra: Vec<(&'static str, Value)>| {
+            let mut members = vec![
+                ("experiment_id", s(&record.id)),
+                ("task_id", s(&record.task_id)),
+            ];
+            members.extend(extra);
+            members
+        };
+        let (kind, payload) = match job {
+            Job::Verify(_) if within => (
+                "verification",
+                common(vec![
+                    ("event_id", s(&format!("verification:{}:{me}", record.id))),
+                    ("verified_node_id", s(&record.node_id)),
+                    ("verifier_id", s(&me)),
+                    ("verifier_bpb", Value::Float(bpb)),
+                    ("verifier_gpu", s(&self.options.gpu_model)),
+                    ("is_frontier", Value::Bool(on_frontier)),
+                ]),
+            ),
+            Job::Verify(_) => {
+                if class_peers == 0 {
+                    info!(record = %record.id, claimed = claim.claimed, rerun = bpb, "verification: outside the tolerance, but no other node of this class can answer a challenge");
+                    return;
+                }
+                (
+                    "challenge",
+                    common(vec![
+                        ("event_id", s(&format!("challenge:{}:{me}", record.id))),
+                        ("challenger_id", s(&me)),
+                        ("challenger_bpb", Value::Float(bpb)),
+                        ("challenger_gpu", s(&self.options.gpu_model)),
+                    ]),
+                )
+            }
+            Job::Respond { challenger, .. } => (
+                "challenge_response",
+                common(vec![
+                    (
+                        "event_id",
+                        s(&format!(
+                            "challenge_response:{}:{challenger}:{me}",
+                            record.id
+                        )),
+                    ),
+                    ("challenger_id", s(&challenger)),
+                    ("verifier_id", s(&me)),
+                    ("verifier_bpb", Value::Float(bpb)),
+                    ("verifier_gpu", s(&self.options.gpu_model)),
+                ]),
+            ),
+        };
+        info!(record = %record.id, claimed = claim.claimed, rerun = bpb, tolerance = tol, "verification: signing a {kind}");
+        let event = sign_event(&self.identity, kind, payload);
+        if kind == "challenge" {
+            if let Some(arbiter) = &self.arbiter {
+                arbiter.do_send(Challenged {
+                    record: record.id.clone(),
+                });
+            }
+        }
+        let registry = self.registry.clone();
+        actix::spawn(async move {
+            let _ = registry
+                .publish_local(vec![Message::Control(event).encode_body()])
+                .await;
+        });
+    }
 }
 
 /// Where a rerun finds its artifacts: the store, and the writer's events for one that is still
 /// being fetched.
 struct Artifacts<'a> {
-    store: std::sync::Arc<Store>,
+    reads: Reads,
     writer: &'a StoreWriter,
 }
 
@@ -438,9 +548,9 @@ impl Artifacts<'_> {
     }
 
     async fn stored(&self, cid: &str) -> Option<Vec<u8>> {
-        let store = self.store.clone();
         let cid = cid.to_string();
-        tokio::task::spawn_blocking(move || store.read().ok()?.artifact(&cid).ok().flatten())
+        self.reads
+            .read(move |read| read.artifact(&cid))
             .await
             .ok()
             .flatten()
@@ -577,55 +687,30 @@ impl Actor for Verifier {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        info!(class = %self.class, probability = self.options.probability, "verifier started");
+        info!(class = %self.planner.class, probability = self.options.probability, "verifier started");
         // woken by the store's events, not by a timer: a record or a challenge arrived
-        follow_events(ctx, &self.registry.writer, |e| {
+        ctx.add_stream(wake_ups(&self.registry.writer, |e| {
             matches!(e, NodeEvent::RecordAccepted { .. })
                 || matches!(e, NodeEvent::ControlAccepted { event_type, .. } if event_type == "challenge")
-        });
+        }));
         ctx.notify(Look); // what arrived before this start
     }
-}
-
-/// An actor: look at the store again (something it follows changed).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Look;
-
-/// Sends `Look` to the actor of `ctx` after each commit with an event `wakes` picks, and after
-/// events were missed (a lag: the actor reads the store, which has everything). Events that
-/// arrive together make one `Look`.
-fn follow_events<A>(ctx: &mut Context<A>, writer: &StoreWriter, wakes: fn(&NodeEvent) -> bool)
-where
-    A: Actor<Context = Context<A>> + Handler<Look>,
-{
-    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-    let mut events = writer.subscribe();
-    let me = ctx.address();
-    ctx.spawn(actix::fut::wrap_future(async move {
-        loop {
-            match events.recv().await {
-                Ok(batch) if !batch.iter().any(wakes) => continue,
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => break,
-            }
-            while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {}
-            if me.try_send(Look).is_err() && !me.connected() {
-                break;
-            }
-        }
-    }));
 }
 
 impl Handler<Look> for Verifier {
     type Result = ();
 
     fn handle(&mut self, _: Look, ctx: &mut Context<Self>) {
-        if self.scan() {
-            ctx.notify(Look); // the log may hold more than one page
-        }
-        self.pump(ctx);
+        self.look(ctx);
     }
+}
+
+impl StreamHandler<Wake> for Verifier {
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.look(ctx);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {} // the node is stopping
 }
 
 /// ChallengeArbiter: this node challenged record `record`.
@@ -667,10 +752,17 @@ impl ChallengeArbiter {
     fn schedule_deadline(&mut self, ctx: &mut Context<Self>) {
         let next = self
             .registry
-            .store
-            .read()
-            .ok()
-            .and_then(|read| read.next_challenge_deadline().ok().flatten());
+            .reads
+            .read(|read| read.next_challenge_deadline());
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(next).map(|next, act, ctx| match next {
+                Ok(next) => act.set_deadline(next, ctx),
+                Err(e) => warn!(error = %e, "challenge arbiter: cannot read the store"),
+            }),
+        );
+    }
+
+    fn set_deadline(&mut self, next: Option<i64>, ctx: &mut Context<Self>) {
         if self.deadline.as_ref().map(|(at, _)| *at) == next {
             return;
         }
@@ -692,7 +784,7 @@ impl ChallengeArbiter {
                         if let Err(e) = result {
                             warn!(error = %e, "deciding timed-out challenges failed");
                         }
-                        act.tick();
+                        act.tick(ctx);
                         act.schedule_deadline(ctx);
                     }),
             );
@@ -700,131 +792,202 @@ impl ChallengeArbiter {
         self.deadline = Some((at, handle));
     }
 
-    fn tick(&mut self) {
-        let store = self.registry.store.clone();
-        let Ok(read) = store.read() else { return };
+    /// Looks at this node's open challenges (on a blocking thread) and signs the disputes of
+    /// those that are decided.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.mine.is_empty() {
+            return;
+        }
+        let (me, mine) = (self.me.clone(), self.mine.clone());
         let now = crate::unix_now();
-        let mut done = Vec::new();
-        for id in self.mine.iter() {
-            let Ok(Some(v)) = read.verdict(id) else {
-                continue;
-            };
-            let events = read.events_about(id).unwrap_or_default();
-            if events
-                .iter()
-                .any(|e| e.node_id == self.me && e.kind() == Some(ControlKind::Dispute))
-            {
-                done.push(id.clone());
-                continue;
-            }
-            let Some(challenge) = v.challenges.iter().find(|c| c.challenger == self.me) else {
-                continue;
-            };
-            let Some((outcome, truth)) = challenge.decided else {
-                if challenge.responses.is_empty()
-                    && now >= challenge.timestamp + verdict::challenge_timeout()
-                {
-                    info!(record = %id, "challenge: nobody answered before the timeout; dropped");
-                    done.push(id.clone());
+        let decided = self
+            .registry
+            .reads
+            .read(move |read| Ok(arbitrate(read, &me, &mine, now)));
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(decided).map(|decided, act, _| {
+                let decisions = match decided {
+                    Ok(d) => d,
+                    Err(e) => return warn!(error = %e, "challenge arbiter: cannot read the store"),
+                };
+                for decision in decisions {
+                    let id = match decision {
+                        Arbitration::Closed(id) => id,
+                        Arbitration::Dispute { record, payload } => {
+                            let event = sign_event(&act.identity, "dispute", payload);
+                            let registry = act.registry.clone();
+                            actix::spawn(async move {
+                                let _ = registry
+                                    .publish_local(vec![Message::Control(event).encode_body()])
+                                    .await;
+                            });
+                            record
+                        }
+                    };
+                    act.mine.remove(&id);
                 }
-                continue;
-            };
-            let Ok(Some(record)) = read.experiment(id) else {
-                continue;
-            };
-            let claim = read.claim(&record).unwrap_or_else(|_| claim_of(&record));
-            let (mut support, mut oppose) = (Vec::new(), Vec::new());
-            for (node, bpb) in &challenge.responses {
-                if (bpb - claim.claimed).abs() <= claim.tolerance() {
-                    support.push(node.clone());
-                } else {
-                    oppose.push(node.clone());
-                }
-            }
-            let (winners, losers) = match outcome {
-                verdict::Outcome::Upheld => (support, oppose),
-                verdict::Outcome::Rejected => (oppose, support),
-            };
-            let s = |x: &str| Value::Str(x.to_string());
-            let list = |l: &[String]| Value::Array(l.iter().map(|n| s(n)).collect());
-            let event = sign_event(
-                &self.identity,
-                "dispute",
-                vec![
-                    ("event_id", s(&format!("dispute:{id}:{}", self.me))),
-                    ("experiment_id", s(id)),
-                    ("task_id", s(&record.task_id)),
-                    ("original_node_id", s(&record.node_id)),
-                    ("challenger_id", s(&self.me)),
-                    ("challenger_bpb", Value::Float(challenge.challenger_bpb)),
-                    ("outcome", s(outcome.as_str())),
-                    ("ground_truth_bpb", Value::Float(truth)),
-                    (
-                        "verifier_count",
-                        Value::Int(challenge.responses.len() as i64),
-                    ),
-                    ("winner_verifier_ids", list(&winners)),
-                    ("loser_verifier_ids", list(&losers)),
-                ],
-            );
-            info!(record = %id, outcome = outcome.as_str(), ground_truth = truth, "challenge decided: signing the dispute");
-            let registry = self.registry.clone();
-            actix::spawn(async move {
-                let _ = registry
-                    .publish_local(vec![Message::Control(event).encode_body()])
-                    .await;
-            });
-            done.push(id.clone());
-        }
-        for id in done {
-            self.mine.remove(&id);
-        }
+            }),
+        );
     }
+}
+
+/// What became of one of this node's challenges.
+#[derive(Debug, PartialEq)]
+pub enum Arbitration {
+    /// Nothing more to do (disputed already, or nobody answered before the timeout).
+    Closed(String),
+    /// Decided: sign a dispute with this payload.
+    Dispute {
+        record: String,
+        payload: Vec<(&'static str, Value)>,
+    },
+}
+
+/// The arbiter's decisions for this node's challenges (`mine`) as a function of the store and
+/// `now`: which are over, and the dispute to sign for each decided one.
+pub fn arbitrate(
+    read: &crate::Reader,
+    me: &str,
+    mine: &HashSet<String>,
+    now: i64,
+) -> Vec<Arbitration> {
+    let mut out = Vec::new();
+    for id in mine {
+        let Ok(Some(v)) = read.verdict(id) else {
+            continue;
+        };
+        let events = read.events_about(id).unwrap_or_default();
+        if events
+            .iter()
+            .any(|e| e.node_id == me && e.kind() == Some(ControlKind::Dispute))
+        {
+            out.push(Arbitration::Closed(id.clone()));
+            continue;
+        }
+        let Some(challenge) = v.challenges.iter().find(|c| c.challenger == me) else {
+            continue;
+        };
+        let Some((outcome, truth)) = challenge.decided else {
+            if challenge.responses.is_empty()
+                && now >= challenge.timestamp + verdict::challenge_timeout()
+            {
+                info!(record = %id, "challenge: nobody answered before the timeout; dropped");
+                out.push(Arbitration::Closed(id.clone()));
+            }
+            continue;
+        };
+        let Ok(Some(record)) = read.experiment(id) else {
+            continue;
+        };
+        let claim = read.claim(&record).unwrap_or_else(|_| claim_of(&record));
+        let (mut support, mut oppose) = (Vec::new(), Vec::new());
+        for (node, bpb) in &challenge.responses {
+            if (bpb - claim.claimed).abs() <= claim.tolerance() {
+                support.push(node.clone());
+            } else {
+                oppose.push(node.clone());
+            }
+        }
+        let (winners, losers) = match outcome {
+            verdict::Outcome::Upheld => (support, oppose),
+            verdict::Outcome::Rejected => (oppose, support),
+        };
+        let s = |x: &str| Value::Str(x.to_string());
+        let list = |l: &[String]| Value::Array(l.iter().map(|n| s(n)).collect());
+        info!(record = %id, outcome = outcome.as_str(), ground_truth = truth, "challenge decided: signing the dispute");
+        out.push(Arbitration::Dispute {
+            record: id.clone(),
+            payload: vec![
+                ("event_id", s(&format!("dispute:{id}:{me}"))),
+                ("experiment_id", s(id)),
+                ("task_id", s(&record.task_id)),
+                ("original_node_id", s(&record.node_id)),
+                ("challenger_id", s(me)),
+                ("challenger_bpb", Value::Float(challenge.challenger_bpb)),
+                ("outcome", s(outcome.as_str())),
+                ("ground_truth_bpb", Value::Float(truth)),
+                (
+                    "verifier_count",
+                    Value::Int(challenge.responses.len() as i64),
+                ),
+                ("winner_verifier_ids", list(&winners)),
+                ("loser_verifier_ids", list(&losers)),
+            ],
+        });
+    }
+    out
+}
+
+/// This node's challenges that have no dispute of its own yet (what the arbiter follows after a
+/// restart).
+fn open_challenges_of(
+    read: &crate::Reader,
+    me: &str,
+) -> Result<HashSet<String>, crate::StoreError> {
+    let events = read.control_events()?;
+    let disputed: HashSet<&str> = events
+        .iter()
+        .filter(|e| e.node_id == me && e.kind() == Some(ControlKind::Dispute))
+        .map(|e| e.payload_str("experiment_id"))
+        .collect();
+    Ok(events
+        .iter()
+        .filter(|e| e.node_id == me && e.kind() == Some(ControlKind::Challenge))
+        .map(|e| e.payload_str("experiment_id"))
+        .filter(|id| !disputed.contains(id))
+        .map(str::to_string)
+        .collect())
 }
 
 impl Actor for ChallengeArbiter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // resume: this node's challenges without its dispute
-        if let Ok(read) = self.registry.store.read() {
-            let events = read.control_events().unwrap_or_default();
-            let disputed: HashSet<String> = events
-                .iter()
-                .filter(|e| e.node_id == self.me && e.kind() == Some(ControlKind::Dispute))
-                .map(|e| e.payload_str("experiment_id").to_string())
-                .collect();
-            for e in &events {
-                let id = e.payload_str("experiment_id");
-                if e.node_id == self.me
-                    && e.kind() == Some(ControlKind::Challenge)
-                    && !disputed.contains(id)
-                {
-                    self.mine.insert(id.to_string());
+        // resume: this node's challenges without its dispute, then follow the events
+        let me = self.me.clone();
+        let resumed = self
+            .registry
+            .reads
+            .read(move |read| open_challenges_of(read, &me));
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(resumed).map(|resumed, act, ctx| {
+                match resumed {
+                    Ok(open) if !open.is_empty() => {
+                        info!(
+                            open = open.len(),
+                            "challenge arbiter: resuming this node's challenges"
+                        );
+                        act.mine.extend(open);
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "challenge arbiter: cannot read the store"),
                 }
-            }
-            if !self.mine.is_empty() {
-                info!(
-                    open = self.mine.len(),
-                    "challenge arbiter: resuming this node's challenges"
-                );
-            }
-        }
-        follow_events(ctx, &self.registry.writer, |e| {
+                ctx.notify(Look);
+            }),
+        );
+        ctx.add_stream(wake_ups(&self.registry.writer, |e| {
             matches!(
                 e,
                 NodeEvent::ControlAccepted { .. } | NodeEvent::VerdictChanged { .. }
             )
-        });
-        ctx.notify(Look);
+        }));
     }
+}
+
+impl StreamHandler<Wake> for ChallengeArbiter {
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.tick(ctx);
+        self.schedule_deadline(ctx);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {} // the node is stopping
 }
 
 impl Handler<Look> for ChallengeArbiter {
     type Result = ();
 
     fn handle(&mut self, _: Look, ctx: &mut Context<Self>) {
-        self.tick();
+        self.tick(ctx);
         self.schedule_deadline(ctx);
     }
 }

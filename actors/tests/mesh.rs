@@ -2,6 +2,8 @@
 //! a rogue peer is refused, not stored, not forwarded, and costs the rogue its score; oversized
 //! requests, unknown protocols and request floods cost the sender a ban, not the node its service.
 
+#![allow(clippy::disallowed_methods)] // this process owns its stores
+
 mod common;
 
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use libp2p::gossipsub::IdentTopic;
 use libp2p::Multiaddr;
 use spore_actors::messages::{GetListenAddrs, GetPeers};
 use spore_actors::net::{self, NetConfig};
-use spore_actors::node::{self, NodeOptions, Registry};
+use spore_actors::node::{Node, NodeOptions, Registry};
 use spore_actors::Store;
 use spore_spec::wire::Message;
 use spore_spec::{ExperimentRecord, Status};
@@ -27,7 +29,7 @@ struct TestNode {
 async fn start_node(seed: u8, peers: Vec<Multiaddr>) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("db/spored.redb")).unwrap());
-    let registry = node::start(
+    let registry = Node::builder(
         store,
         NodeOptions {
             seed: [seed; 32],
@@ -42,7 +44,9 @@ async fn start_node(seed: u8, peers: Vec<Multiaddr>) -> TestNode {
             legacy: Default::default(),
         },
     )
-    .unwrap();
+    .spawn()
+    .unwrap()
+    .registry;
     let addr = wait_for("a listen address", || async {
         registry
             .peers

@@ -1,6 +1,8 @@
 //! The store on a real redb file: lineage, held children, frontier for both goals, counters,
 //! persistence, and the reference's lineage, frontier and negative vectors.
 
+#![allow(clippy::disallowed_methods)] // this process owns its stores
+
 mod common;
 
 use common::{identity, record, TASK};

@@ -2,6 +2,8 @@
 //! challenge → responses → decision, the frontier after a rejection, order independence, and the
 //! events that must not count.
 
+#![allow(clippy::disallowed_methods)] // this process owns its stores
+
 use spore_actors::ingest::ingest;
 use spore_actors::verdict::Outcome;
 use spore_actors::Store;
@@ -495,5 +497,159 @@ fn an_honest_event_id_cannot_be_pre_empted_by_another_signer() {
             .unwrap()
             .verified_by,
         2
+    );
+}
+
+/// The verifier's planner, as a function of the store: which claims to re-run and which
+/// challenges to answer, page by page, never its own or another class's records.
+#[test]
+fn the_verifier_plans_reruns_of_others_claims_of_its_class_and_answers_challenges() {
+    use spore_actors::verifier::{Job, Planner};
+    let (_d, store) = open();
+    let w = world();
+    let mine = record(&who(3), Some(&w.root), 1.9, 3);
+    let mut gpu = record(&who(1), Some(&w.root), 1.8, 4);
+    gpu.gpu_model = "H100".into();
+    gpu.sign_with(&who(1));
+    let mut crash = record(&who(1), Some(&w.root), 0.0, 5);
+    crash.status = Status::Crash;
+    crash.sign_with(&who(1));
+    let mut bodies = records(&w);
+    bodies.extend([mine, gpu, crash].map(|r| body(Message::Experiment(r))));
+    assert_eq!(put(&store, &bodies), 0);
+    let planner = |probability| Planner {
+        me: who(3).node_id(),
+        class: CLASS.into(),
+        probability,
+    };
+    let read = store.read().unwrap();
+    let plan = planner(1.0).plan(&read, 0, &[]).unwrap();
+    assert_eq!(
+        plan.jobs,
+        vec![
+            Job::Verify(w.root.id.clone()),
+            Job::Verify(w.child.id.clone())
+        ],
+        "not its own record, not another class's, not a crash"
+    );
+    assert!(plan.read_some);
+    let next = planner(1.0).plan(&read, plan.cursor, &[]).unwrap();
+    assert!(
+        next.jobs.is_empty() && !next.read_some,
+        "nothing read twice"
+    );
+    assert!(planner(0.0).plan(&read, 0, &[]).unwrap().jobs.is_empty());
+    drop(read);
+
+    // a challenge by node 5 of a record that has not arrived: it waits, then is answered
+    let late = record(&who(1), Some(&w.child), 1.4, 6);
+    put(
+        &store,
+        &[body(Message::Control(challenge(&who(5), &late, 1.7, 7)))],
+    );
+    let read = store.read().unwrap();
+    let waiting = planner(0.0).plan(&read, plan.cursor, &[]).unwrap();
+    assert!(waiting.jobs.is_empty());
+    assert_eq!(waiting.waiting, vec![(late.id.clone(), who(5).node_id())]);
+    drop(read);
+    put(&store, &[body(Message::Experiment(late.clone()))]);
+    let read = store.read().unwrap();
+    let answered = planner(0.0)
+        .plan(&read, waiting.cursor, &waiting.waiting)
+        .unwrap();
+    assert_eq!(
+        answered.jobs,
+        vec![Job::Respond {
+            record: late.id.clone(),
+            challenger: who(5).node_id(),
+        }]
+    );
+    assert!(answered.waiting.is_empty());
+}
+
+/// The challenge arbiter, as a function of the store and the time: nothing while a challenge
+/// is open, the dispute with winners and losers once it is decided, closed once disputed.
+#[test]
+fn the_arbiter_signs_a_dispute_once_its_challenge_is_decided() {
+    use spore_actors::verifier::{arbitrate, Arbitration};
+    let (_d, store) = open();
+    let w = world();
+    put(&store, &records(&w));
+    let me = who(5).node_id();
+    let mine: std::collections::HashSet<String> = [w.child.id.clone()].into();
+    let now = t0() + 60;
+    put(
+        &store,
+        &[
+            body(Message::Control(challenge(&who(5), &w.child, 1.9, 20))),
+            body(Message::Control(response(
+                &who(2),
+                &w.child,
+                &who(5),
+                1.9,
+                21,
+            ))),
+            body(Message::Control(response(
+                &who(3),
+                &w.child,
+                &who(5),
+                1.5,
+                22,
+            ))),
+        ],
+    );
+    assert!(
+        arbitrate(&store.read().unwrap(), &me, &mine, now).is_empty(),
+        "two of three responses: still open"
+    );
+    put(
+        &store,
+        &[body(Message::Control(response(
+            &who(4),
+            &w.child,
+            &who(5),
+            1.9001,
+            23,
+        )))],
+    );
+    let decided = arbitrate(&store.read().unwrap(), &me, &mine, now);
+    let [Arbitration::Dispute { record, payload }] = decided.as_slice() else {
+        panic!("one dispute expected: {decided:?}");
+    };
+    assert_eq!(record, &w.child.id);
+    let field = |name: &str| {
+        payload
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(field("outcome"), Some(s("rejected")));
+    assert_eq!(
+        field("winner_verifier_ids"),
+        Some(Value::Array(vec![
+            s(&who(2).node_id()),
+            s(&who(4).node_id())
+        ]))
+    );
+    assert_eq!(
+        field("loser_verifier_ids"),
+        Some(Value::Array(vec![s(&who(3).node_id())]))
+    );
+    // once this node's dispute is stored, the challenge is closed
+    put(
+        &store,
+        &[body(Message::Control(dispute(
+            &who(5),
+            &w.child,
+            1.9,
+            "rejected",
+            1.9,
+            &[&who(2), &who(4)],
+            24,
+        )))],
+    );
+    assert_eq!(
+        arbitrate(&store.read().unwrap(), &me, &mine, now),
+        vec![Arbitration::Closed(w.child.id.clone())]
     );
 }

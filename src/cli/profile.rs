@@ -1,5 +1,8 @@
 //! `spored profile set|show`: this node's signed profile.
 
+// A command without a running node opens the store itself; with one, it asks the node.
+#![allow(clippy::disallowed_methods)]
+
 use anyhow::Result;
 use clap::Subcommand;
 use spore_spec::{NodeProfile, Signed};

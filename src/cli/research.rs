@@ -1,15 +1,15 @@
-//! Starting the working side of `spored run`: the ExperimentRunner, the Verifier and the
-//! ChallengeArbiter (research and verify-only modes), and the research loop (research mode).
+//! The working side of `spored run` from its config: the ExperimentRunner, the Verifier and the
+//! ChallengeArbiter (research and verify-only modes), and the research loop (research mode); the
+//! library's node builder starts them.
 
 use std::time::Duration;
 
-use actix::Actor as _;
 use anyhow::{Context as _, Result};
-use spore_actors::experiment_runner::{ExperimentRunner, RunnerConfig};
+use spore_actors::experiment_runner::RunnerConfig;
 use spore_actors::llm::LlmSettings;
-use spore_actors::node::Registry;
-use spore_actors::research::{ResearchLoop, ResearchOptions};
-use spore_actors::verifier::{ChallengeArbiter, Verifier, VerifyOptions};
+use spore_actors::node::{Mode, Work};
+use spore_actors::research::ResearchOptions;
+use spore_actors::verifier::VerifyOptions;
 use tracing::info;
 
 use crate::config::{NodeConfig, NodeMode};
@@ -27,16 +27,13 @@ fn total_memory() -> u64 {
         .map_or(8 << 30, |kb| kb * 1024)
 }
 
-pub fn start(
-    registry: &Registry,
-    config: &NodeConfig,
-    data_dir: &DataDir,
-    seed: [u8; 32],
-) -> Result<()> {
+/// What this node's config asks it to do besides serving the mesh (relay mode is not asked
+/// here: it runs nothing).
+pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32]) -> Result<Mode> {
     let program = std::env::current_exe().context("cannot find the spored executable")?;
     // Half of this node's share of memory: the estimate is rough and the node needs room too.
     let memory_limit = total_memory() / 100 * config.resource as u64 / 2;
-    let runner_config = RunnerConfig {
+    let runner = RunnerConfig {
         program,
         work_dir: data_dir.root.join("runs"),
         resource: config.resource,
@@ -46,31 +43,26 @@ pub fn start(
         show_progress: true,
         grace: None,
     };
-    let hardware = spore_train::child::detect(&runner_config.device);
+    let hardware = spore_train::child::detect(&runner.device);
     info!(
         hardware = %hardware.class,
         backend = hardware.backend,
-        threads = runner_config.threads(),
+        threads = runner.threads(),
         mode = config.mode.as_str(),
         "experiment runner"
     );
-    let runner = ExperimentRunner::new(runner_config).start();
-    let arbiter = ChallengeArbiter::new(registry.clone(), seed).start();
-    Verifier::new(
-        registry.clone(),
-        runner.clone(),
-        VerifyOptions {
+    let work = Work {
+        runner,
+        verify: VerifyOptions {
             seed,
             gpu_model: hardware.class.clone(),
             probability: config.verify_probability,
             datasets_dir: data_dir.datasets(),
             sandbox: config.sandbox(),
         },
-        Some(arbiter.recipient()),
-    )
-    .start();
+    };
     if config.mode != NodeMode::Research {
-        return Ok(());
+        return Ok(Mode::VerifyOnly(work));
     }
     let llm = super::llm::load(&data_dir.llm())?.map(|c| LlmSettings {
         provider: c.provider,
@@ -89,7 +81,7 @@ pub fn start(
             info!("research: no LLM configured (`spored set`); proposals from the built-in search")
         }
     }
-    let options = ResearchOptions {
+    let research = ResearchOptions {
         seed,
         pinned_task: (!config.task_id.is_empty()).then(|| config.task_id.clone()),
         time_budget: (config.time_budget > 0).then(|| Duration::from_secs(config.time_budget)),
@@ -106,6 +98,5 @@ pub fn start(
         datasets_dir: data_dir.datasets(),
         sandbox: config.sandbox(),
     };
-    actix_rt::spawn(ResearchLoop::new(registry.clone(), runner, options).run());
-    Ok(())
+    Ok(Mode::Research(work, Box::new(research)))
 }

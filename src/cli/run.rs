@@ -9,7 +9,7 @@ use spore_actors::auto_operator::{self, AutoOperator, UpdateOptions, UpdateReady
 use spore_actors::legacy::{GetLegacyAddr, LegacyOptions, SetLegacyPeers};
 use spore_actors::messages::GetListenAddrs;
 use spore_actors::net::NetConfig;
-use spore_actors::node::{self, NodeOptions};
+use spore_actors::node::{self, Mode, Node, NodeOptions};
 use spore_actors::peer_manager::SetPeers;
 use spore_actors::store::StoreError;
 use spore_actors::Store;
@@ -262,7 +262,15 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
     let node_id = identity.node_id();
     let ctx_paths = ctx.data_dir.clone();
     let restart = actix_rt::System::new().block_on(async move {
-        let registry = node::start(store, options).map_err(|e| anyhow::anyhow!(e))?;
+        let mode = match config.mode {
+            NodeMode::Relay => Mode::Relay,
+            _ => research::mode(&config, &ctx.data_dir, identity.seed())?,
+        };
+        let node = Node::builder(store, options)
+            .mode(mode)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let registry = node.registry.clone();
         // a panic anywhere stops the node with its reason (see `supervision`)
         spore_actors::supervision::report_panics(registry.failure.clone());
         let peer_id = registry.peer_id;
@@ -311,9 +319,6 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
                 Value::Array(addrs.iter().map(|a| Value::Str(a.to_string())).collect()),
             ),
         ]);
-        if config.mode != NodeMode::Relay {
-            research::start(&registry, &config, &ctx.data_dir, identity.seed())?;
-        }
         let control = socket.clone();
         let control_registry = registry.clone();
         actix_rt::spawn(async move {
@@ -361,7 +366,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         // first of all: no experiment cut short by this stop may be published
         registry.stopping.stop();
         web_handle.stop(true).await;
-        registry.shutdown().await;
+        node.shutdown().await;
         let _ = std::fs::remove_file(&socket);
         if let Some(reason) = failed {
             bail!("the node stopped: {reason} (see the log above)");

@@ -1,5 +1,8 @@
 //! `spored task create|list|show|use` and `spored tasks`.
 
+// A command without a running node opens the store itself; with one, it asks the node.
+#![allow(clippy::disallowed_methods)]
+
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use spore_actors::command_task::{self, Evaluator};

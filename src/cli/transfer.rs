@@ -1,6 +1,9 @@
 //! `spored export` and `spored import`: a task as JSONL, one message envelope per line (the
 //! same bytes a peer would send), so an export is also a replay of the task.
 
+// A command without a running node opens the store itself; with one, it asks the node.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read};
 use std::path::PathBuf;

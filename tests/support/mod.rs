@@ -276,7 +276,11 @@ pub fn follow_live(web: &str) -> std::sync::Arc<std::sync::Mutex<Vec<J>>> {
     use std::io::Write as _;
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut stream = std::net::TcpStream::connect(web.trim_start_matches("http://")).unwrap();
-    write!(stream, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .unwrap();
     let collected = seen.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {

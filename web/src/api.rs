@@ -82,6 +82,7 @@ async fn read<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let store = state.store.clone();
     web::block(move || {
+        #[allow(clippy::disallowed_methods)] // on a blocking thread
         let read = store.read()?;
         let mut view = View::new(&read);
         f(&mut view)

@@ -103,6 +103,8 @@ impl Drop for ClientGuard {
     }
 }
 
+/// Runs on a blocking thread (`web::block`).
+#[allow(clippy::disallowed_methods)]
 fn render(store: &Store, events: &[NodeEvent]) -> Vec<Arc<str>> {
     let Ok(read) = store.read() else {
         // the clients cannot be told what changed: they reload instead

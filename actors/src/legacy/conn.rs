@@ -25,7 +25,7 @@ use super::limits::{Budget, Spend};
 use super::serve::{self, SyncKind};
 use super::{CodeArrived, LegacyBridge, PexAsked, PexLearned};
 use crate::messages::{Ingest, Offence, Origin};
-use crate::Store;
+use crate::reads::Reads;
 
 /// Bytes a connection may have queued for writing before it counts as too slow and is closed.
 pub const OUTBOX_CAP: usize = 64 * 1024 * 1024;
@@ -135,7 +135,7 @@ pub async fn write_loop(
 pub struct Reader {
     pub conn: u64,
     pub key: String,
-    pub store: Arc<Store>,
+    pub reads: Reads,
     pub router: Recipient<Ingest>,
     pub bridge: actix::Addr<LegacyBridge>,
     pub outbox: Outbox,
@@ -254,9 +254,13 @@ impl Reader {
     async fn on_frame(&mut self, body: Vec<u8>, batch: &mut Batcher, sync: &mut OurSync) {
         // signed objects go to the router whole (it decodes and checks them); anything else is
         // decoded here, once
-        let message = match peek_type(&body) {
-            Some(t) if is_object_type(t) => None,
-            _ => match Message::decode_body(&body) {
+        let (body, message) = if peek_type(&body).is_some_and(is_object_type) {
+            (body, None)
+        } else {
+            let Some((body, decoded)) = decode_frame(body).await else {
+                return; // the decoder failed (its panic is reported as the node's failure)
+            };
+            let message = match decoded {
                 Ok(Some(
                     Message::Experiment(_)
                     | Message::Task(_)
@@ -266,7 +270,8 @@ impl Reader {
                 Ok(Some(m)) => Some(m),
                 Ok(None) => return, // a type this protocol does not define: ignored
                 Err(e) => return self.offence(&format!("malformed frame: {e}")),
-            },
+            };
+            (body, message)
         };
         let Some(message) = message else {
             let Ok(text) = String::from_utf8(body) else {
@@ -342,16 +347,19 @@ impl Reader {
             debug!(peer = %self.key, "code_request for something that is not a cid: ignored");
             return;
         }
-        let store = self.store.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            serve::artifact(&store, &cid).map(|code| Message::CodeResponse {
-                code_cid: cid,
-                code,
+        let found = self
+            .reads
+            .read(move |read| {
+                Ok(
+                    serve::artifact(read, &cid).map(|code| Message::CodeResponse {
+                        code_cid: cid,
+                        code,
+                    }),
+                )
             })
-        })
-        .await
-        .ok()
-        .flatten();
+            .await
+            .ok()
+            .flatten();
         if let Some(message) = found {
             if self.outbox.send_message(&message).is_err() {
                 self.close.send_replace(true);
@@ -367,15 +375,15 @@ impl Reader {
             debug!(peer = %self.key, kind = kind.name(), "sync request while one is answered: dropped");
             return;
         }
-        let (store, outbox, close, key) = (
-            self.store.clone(),
+        let (reads, outbox, close, key) = (
+            self.reads.clone(),
             self.outbox.clone(),
             self.close.clone(),
             self.key.clone(),
         );
         tokio::spawn(async move {
             let started = Instant::now();
-            let sent = stream_answer(&store, &outbox, kind, since).await;
+            let sent = stream_answer(&reads, &outbox, kind, since).await;
             slot.store(false, Ordering::Release);
             match sent {
                 Ok(count) => debug!(
@@ -457,27 +465,23 @@ impl Batcher {
 
 /// Writes the items of a sync answer, then its terminator `{"since", "count"}`.
 async fn stream_answer(
-    store: &Arc<Store>,
+    reads: &Reads,
     outbox: &Outbox,
     kind: SyncKind,
     since: i64,
 ) -> Result<i64, String> {
     let mut count = 0i64;
     if kind == SyncKind::Experiments {
-        let s = store.clone();
-        let until = tokio::task::spawn_blocking(move || s.read().and_then(|r| r.last_seq()))
+        let until = reads
+            .read(|r| r.last_seq())
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let mut after = 0;
         loop {
-            let s = store.clone();
-            let page = tokio::task::spawn_blocking(move || {
-                serve::experiment_page(&s, after, until, since)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            let page = reads
+                .read(move |r| serve::experiment_page(r, after, until, since))
+                .await
+                .map_err(|e| e.to_string())?;
             let Some((bodies, last)) = page else { break };
             after = last;
             for body in bodies {
@@ -487,10 +491,9 @@ async fn stream_answer(
             }
         }
     } else {
-        let s = store.clone();
-        let bodies = tokio::task::spawn_blocking(move || serve::small_answer(&s, kind, since))
+        let bodies = reads
+            .read(move |r| serve::small_answer(r, kind, since))
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         for body in bodies {
             outbox.wait_below(STREAM_HIGH_WATER).await;
@@ -503,6 +506,28 @@ async fn stream_answer(
         .map_err(|_| "peer too slow")?;
     Ok(count)
 }
+
+/// Frames up to this size are decoded on the connection's own task; larger ones (artifacts, or
+/// a stranger's big object) on a blocking thread, so no frame can hold up the thread that
+/// drives every connection. A small frame decodes in microseconds.
+const DECODE_INLINE_BYTES: usize = 16 * 1024;
+
+/// Decodes a frame that is not a signed object, giving the body back (signed objects go on to
+/// the router whole).
+async fn decode_frame(body: Vec<u8>) -> Option<(Vec<u8>, DecodeResult)> {
+    if body.len() <= DECODE_INLINE_BYTES {
+        let decoded = Message::decode_body(&body);
+        return Some((body, decoded));
+    }
+    tokio::task::spawn_blocking(move || {
+        let decoded = Message::decode_body(&body);
+        (body, decoded)
+    })
+    .await
+    .ok()
+}
+
+type DecodeResult = Result<Option<Message>, spore_spec::wire::WireError>;
 
 /// The envelope type when the body starts the way every implementation writes it
 /// (`{"type":"…"`); `None` sends the frame through the full decoder.

@@ -27,8 +27,8 @@ use self::conn::Outbox;
 use self::limits::{Budget, Offences};
 use crate::messages::{FetchArtifact, Forward, Ingest, LegacyFetch, Offence, Shutdown};
 use crate::peer_table::Redial;
+use crate::reads::Reads;
 use crate::store_writer::StoreWriter;
-use crate::Store;
 
 /// Settings of the legacy side.
 #[derive(Clone, Debug)]
@@ -87,7 +87,7 @@ struct Fetch {
 }
 
 pub struct LegacyBridge {
-    store: Arc<Store>,
+    reads: Reads,
     writer: StoreWriter,
     router: Recipient<Ingest>,
     /// The mesh, for artifacts no legacy peer has.
@@ -113,7 +113,7 @@ pub struct LegacyBridge {
 impl LegacyBridge {
     /// `listener`: bound by the caller, so a port in use is an error at start.
     pub fn new(
-        store: Arc<Store>,
+        reads: Reads,
         writer: StoreWriter,
         router: Recipient<Ingest>,
         mesh_fetch: Recipient<FetchArtifact>,
@@ -122,7 +122,7 @@ impl LegacyBridge {
     ) -> Self {
         let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         LegacyBridge {
-            store,
+            reads,
             writer,
             router,
             mesh_fetch,
@@ -224,7 +224,7 @@ impl LegacyBridge {
         let reader = conn::Reader {
             conn,
             key: key.clone(),
-            store: self.store.clone(),
+            reads: self.reads.clone(),
             router: self.router.clone(),
             bridge: bridge.clone(),
             outbox: outbox.clone(),
@@ -259,23 +259,21 @@ impl LegacyBridge {
         );
         // what a reference node sends its peers at start: its manifests (to the peers it
         // dialled; a node that dials us asks for them) and its own profile
-        let (store, node_id) = (self.store.clone(), self.options.node_id.clone());
+        let (reads, node_id) = (self.reads.clone(), self.options.node_id.clone());
         tokio::spawn(async move {
-            let bodies = tokio::task::spawn_blocking(move || -> Vec<String> {
-                let Ok(read) = store.read() else {
-                    return Vec::new();
-                };
-                let mut bodies = Vec::new();
-                if outbound {
-                    bodies = serve::manifest_bodies(&read, 0).unwrap_or_default();
-                }
-                if let Ok(Some(profile)) = read.profile(&node_id) {
-                    bodies.push(Message::Profile(profile).encode_body());
-                }
-                bodies
-            })
-            .await
-            .unwrap_or_default();
+            let bodies = reads
+                .read(move |read| {
+                    let mut bodies = Vec::new();
+                    if outbound {
+                        bodies = serve::manifest_bodies(read, 0).unwrap_or_default();
+                    }
+                    if let Ok(Some(profile)) = read.profile(&node_id) {
+                        bodies.push(Message::Profile(profile).encode_body());
+                    }
+                    Ok(bodies)
+                })
+                .await
+                .unwrap_or_default();
             for body in bodies {
                 let _ = outbox.send(&body);
             }

@@ -1,12 +1,10 @@
 //! Answers to a reference node's sync requests, read from the store (reference §d.3), and the
 //! artifact lookup behind `code_request`.
 
-use std::sync::Arc;
-
 use spore_spec::wire::Message;
 
 use crate::store::{LogKind, TaskSource};
-use crate::{Reader, Store, StoreError};
+use crate::{Reader, StoreError};
 
 /// The three kinds of sync the reference protocol has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,7 +51,7 @@ const PAGE_BYTES: usize = 2 * 1024 * 1024;
 /// (the log's order), up to `until`. Returns the bodies and where the next page starts, or
 /// `None` when the log is exhausted.
 pub fn experiment_page(
-    store: &Store,
+    read: &Reader,
     after: u64,
     until: u64,
     since: i64,
@@ -61,7 +59,6 @@ pub fn experiment_page(
     if after >= until {
         return Ok(None);
     }
-    let read = store.read()?;
     let entries = read.log_after(after, PAGE_ITEMS, PAGE_BYTES)?;
     let Some(last) = entries.last().map(|e| e.seq) else {
         return Ok(None);
@@ -85,11 +82,10 @@ fn timestamp_of(body: &str) -> Option<i64> {
 /// The answer to `control_sync_request{since}` (`timestamp > since`, ordered by timestamp and
 /// event id) or `task_sync_request{since}` (signed manifests only, `timestamp > since`, ordered
 /// by timestamp and task id), as frame bodies.
-pub fn small_answer(store: &Store, kind: SyncKind, since: i64) -> Result<Vec<String>, StoreError> {
-    let read = store.read()?;
+pub fn small_answer(read: &Reader, kind: SyncKind, since: i64) -> Result<Vec<String>, StoreError> {
     match kind {
-        SyncKind::Control => control_bodies(&read, since),
-        SyncKind::Tasks => manifest_bodies(&read, since),
+        SyncKind::Control => control_bodies(read, since),
+        SyncKind::Tasks => manifest_bodies(read, since),
         SyncKind::Experiments => Ok(Vec::new()),
     }
 }
@@ -135,11 +131,11 @@ pub fn manifest_bodies(read: &Reader, since: i64) -> Result<Vec<String>, StoreEr
 
 /// The artifact a `code_request` names, only by its exact 64-hex SHA-256 (the reference opens
 /// any path it is given, its private key included).
-pub fn artifact(store: &Arc<Store>, cid: &str) -> Option<Vec<u8>> {
+pub fn artifact(read: &Reader, cid: &str) -> Option<Vec<u8>> {
     if !is_cid(cid) {
         return None;
     }
-    store.read().ok()?.artifact(cid).ok().flatten()
+    read.artifact(cid).ok().flatten()
 }
 
 /// 64 lowercase hex characters.

@@ -25,14 +25,14 @@ impl ResearchLoop {
         task: &TaskManifest,
         budget: Duration,
     ) -> Result<Option<Status>, String> {
-        let Some(evaluator) = self.artifact(&task.prepare_cid)? else {
+        let Some(evaluator) = self.artifact(&task.prepare_cid).await? else {
             info!(cid = %task.prepare_cid, "research: fetching the task's evaluator first");
             return Ok(None);
         };
         let evaluator = Evaluator::parse(&evaluator)
             .map_err(|e| format!("task {}'s evaluator cannot be used: {e}", task.task_id))?;
-        let Some(choice) = self.choose(task, rng)? else {
-            let Some(base) = self.artifact(&task.base_code_cid)? else {
+        let Some(choice) = self.choose(task, rng).await? else {
+            let Some(base) = self.artifact(&task.base_code_cid).await? else {
                 info!(cid = %task.base_code_cid, "research: fetching the task's base file first");
                 return Ok(None);
             };
@@ -60,7 +60,7 @@ impl ResearchLoop {
             actix_rt::time::sleep(Duration::from_secs(25)).await;
             return Ok(None);
         };
-        let Some(parent_code) = self.artifact(&choice.record.code_cid)? else {
+        let Some(parent_code) = self.artifact(&choice.record.code_cid).await? else {
             info!(cid = %choice.record.code_cid, "research: fetching the parent's file first");
             return Ok(None);
         };

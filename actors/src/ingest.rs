@@ -93,6 +93,7 @@ pub fn check_bodies(bodies: Vec<String>) -> Vec<(String, Result<Checked, String>
             .zip(results.chunks_mut(per_thread))
         {
             s.spawn(move || {
+                crate::lower_thread_priority(CHECK_NICENESS);
                 for (body, slot) in part.iter().zip(out) {
                     *slot = Some(check_body(body.as_bytes()));
                 }
@@ -105,6 +106,10 @@ pub fn check_bodies(bodies: Vec<String>) -> Vec<(String, Result<Checked, String>
         .map(|(b, r)| (b, r.unwrap_or_else(|| Err("not checked".into()))))
         .collect()
 }
+
+/// How much lower than the network's thread checking threads run (see
+/// [`crate::lower_thread_priority`]).
+const CHECK_NICENESS: i32 = 10;
 
 fn checking_threads() -> usize {
     std::thread::available_parallelism()

@@ -10,6 +10,25 @@ pub mod store;
 
 pub use store::{Reader, Store, StoreError, Writer};
 
+/// Lowers the calling thread's scheduling priority (on Linux `nice` is per thread) by `by`
+/// steps, for CPU-heavy background work (checking signatures, writing the store): when the
+/// cores are busy, the thread that drives the network and the actors still gets its turn at
+/// once instead of waiting for a time slice. Best effort: elsewhere it does nothing.
+pub fn lower_thread_priority(by: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread's own id.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if *libc::__errno_location() == 0 {
+            libc::setpriority(libc::PRIO_PROCESS, tid, (now + by).min(19));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = by;
+}
+
 /// Seconds since the Unix epoch (signed timestamps, challenge timeouts).
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

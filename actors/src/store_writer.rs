@@ -143,7 +143,10 @@ impl StoreWriter {
         let publish = events.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(&store, rx, &publish))?;
+            .spawn(move || {
+                crate::lower_thread_priority(5);
+                run(&store, rx, &publish)
+            })?;
         Ok(StoreWriter { commands, events })
     }
 

@@ -30,6 +30,13 @@ impl Live {
         let out = rendered.clone();
         actix_web::rt::spawn(async move {
             loop {
+                // nobody watching (a relay syncing 100k records, say): nothing to render
+                if out.receiver_count() == 0 {
+                    match events.recv().await {
+                        Err(broadcast::error::RecvError::Closed) => break,
+                        _ => continue,
+                    }
+                }
                 let batch = match events.recv().await {
                     Ok(batch) => batch,
                     Err(broadcast::error::RecvError::Lagged(_)) => {

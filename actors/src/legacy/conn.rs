@@ -177,6 +177,7 @@ impl Reader {
             started: Instant::now(),
         };
         self.next_sync_stage(&mut sync);
+        let mut frames = 0u64;
         let reason = 'read: loop {
             // every whole frame in the buffer
             let mut used = 0;
@@ -186,6 +187,12 @@ impl Reader {
                         let body = body.to_vec();
                         used += len;
                         self.on_frame(body, &mut batch, &mut sync).await;
+                        // a buffer full of tiny frames (a ping flood) must not hold the thread
+                        // that drives every connection: let the others run now and then
+                        frames += 1;
+                        if frames.is_multiple_of(FRAMES_PER_TURN) {
+                            tokio::task::yield_now().await;
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => break 'read format!("stream broken: {e}"),
@@ -506,6 +513,9 @@ async fn stream_answer(
         .map_err(|_| "peer too slow")?;
     Ok(count)
 }
+
+/// Frames a connection handles before it lets the other tasks of its thread run.
+const FRAMES_PER_TURN: u64 = 256;
 
 /// Frames up to this size are decoded on the connection's own task; larger ones (artifacts, or
 /// a stranger's big object) on a blocking thread, so no frame can hold up the thread that

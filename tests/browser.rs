@@ -8,6 +8,8 @@
 use std::path::Path;
 
 use serde_json::{json, Value as J};
+use spore_actors::verifier::sign_event;
+use spore_spec::json::Value;
 use spore_spec::wire::Message;
 use spore_spec::{ExperimentRecord, Identity, NodeProfile, Signed as _, Status, TaskManifest};
 use support::browser::{on_path, Browser};
@@ -283,4 +285,67 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
         browser.js("return typeof window.__xss"),
         J::String("undefined".into())
     );
+
+    // a verdict change reaches the open page: other nodes of the class re-run the live record,
+    // find 1.95 instead of its claimed 1.8, and their challenge is decided against it; the page
+    // takes it off the frontier (its parent returns) without a reload
+    browser.click("#tabs button[data-tab=dag]");
+    let ring = |id: &str| {
+        format!("document.querySelector('#dag g.node[data-id=\"{id}\"] circle.ring')")
+    };
+    assert_eq!(
+        browser.js(&format!("return !!{}", ring(&live.id))),
+        J::Bool(true)
+    );
+    let s = |x: &str| Value::Str(x.to_string());
+    let about = |extra: Vec<(&'static str, Value)>| {
+        let mut payload = vec![("experiment_id", s(&live.id)), ("task_id", s(&t))];
+        payload.extend(extra);
+        payload
+    };
+    let challenger = Identity::from_seed([43; 32]);
+    let mut events = vec![sign_event(
+        &challenger,
+        "challenge",
+        about(vec![
+            ("event_id", s(&format!("challenge:{}:{}", live.id, challenger.node_id()))),
+            ("challenger_id", s(&challenger.node_id())),
+            ("challenger_bpb", Value::Float(1.95)),
+            ("challenger_gpu", s("CPU_TEST")),
+        ]),
+    )];
+    for n in 44..47 {
+        let verifier = Identity::from_seed([n; 32]);
+        events.push(sign_event(
+            &verifier,
+            "challenge_response",
+            about(vec![
+                ("challenger_id", s(&challenger.node_id())),
+                ("verifier_id", s(&verifier.node_id())),
+                ("verifier_bpb", Value::Float(1.95)),
+                ("verifier_gpu", s("CPU_TEST")),
+            ]),
+        ));
+    }
+    let verdict = dir.path().join("verdict.jsonl");
+    write_jsonl(&verdict, events.into_iter().map(Message::Control).collect());
+    let import = spored(dir.path())
+        .args(["import", verdict.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    browser.wait_for(
+        "the rejected record off the frontier, its parent back on it",
+        &format!("return !!{} && !{}", ring(&hostile.id), ring(&live.id)),
+    );
+    assert_eq!(
+        browser.js("return window.__marker"),
+        J::String("same page".into()),
+        "the verdict arrived live, not by a reload"
+    );
+    browser.screenshot("6-verdict");
 }

@@ -30,13 +30,6 @@ impl Live {
         let out = rendered.clone();
         actix_web::rt::spawn(async move {
             loop {
-                // nobody watching (a relay syncing 100k records, say): nothing to render
-                if out.receiver_count() == 0 {
-                    match events.recv().await {
-                        Err(broadcast::error::RecvError::Closed) => break,
-                        _ => continue,
-                    }
-                }
                 let batch = match events.recv().await {
                     Ok(batch) => batch,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -45,6 +38,9 @@ impl Live {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 };
+                if out.receiver_count() == 0 {
+                    continue; // nobody watching (a relay syncing 100k records, say)
+                }
                 let store = store.clone();
                 let events = web::block(move || render(&store, &batch)).await;
                 for event in events.into_iter().flatten() {

@@ -99,7 +99,8 @@ pub struct ParseError {
 /// Parses one JSON document (surrounding whitespace allowed, nothing after it).
 ///
 /// Accepts what Python's `json.loads` accepts except lone UTF-16 surrogates, which a Rust string
-/// cannot hold; refuses nesting deeper than [`MAX_DEPTH`].
+/// cannot hold; refuses nesting deeper than [`MAX_DEPTH`] and objects of more than
+/// [`MAX_MEMBERS`] members.
 pub fn parse(bytes: &[u8]) -> Result<Value, ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|e| ParseError {
         offset: e.valid_up_to(),
@@ -114,6 +115,11 @@ pub fn parse(bytes: &[u8]) -> Result<Value, ParseError> {
     }
     Ok(value)
 }
+
+/// Members one object may have. Every object of the protocol has a few dozen at most; a
+/// stranger's frame of a million distinct keys is refused once it passes this many, after
+/// reading a few hundred kilobytes, instead of being built in full.
+pub const MAX_MEMBERS: usize = 10_000;
 
 /// Members of an object that are checked for a duplicate key by a plain scan; larger objects
 /// get a hash index (every signed object of the protocol has fewer members than this).
@@ -214,6 +220,9 @@ impl Parser<'_> {
             match earlier {
                 Some(i) => members[i].1 = value,
                 None => {
+                    if members.len() == MAX_MEMBERS {
+                        return Err(self.err("object has too many members"));
+                    }
                     if let Some(index) = &mut index {
                         index.insert(key.clone(), members.len());
                     }
@@ -611,6 +620,17 @@ mod tests {
         assert_eq!(members[3], ("k3".into(), Value::Str("three".into())));
         assert_eq!(members[99], ("k99".into(), Value::Str("last".into())));
         assert_eq!(members[100], ("k100".into(), Value::Int(100)));
+    }
+
+    #[test]
+    fn objects_beyond_the_member_cap_are_refused() {
+        let object = |n: usize| {
+            let keys: Vec<String> = (0..n).map(|i| format!("\"k{i}\":{i}")).collect();
+            format!("{{{}}}", keys.join(","))
+        };
+        assert!(parse(object(MAX_MEMBERS).as_bytes()).is_ok());
+        let err = parse(object(MAX_MEMBERS + 1).as_bytes()).unwrap_err();
+        assert_eq!(err.what, "object has too many members");
     }
 
     #[test]

@@ -290,9 +290,8 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
     // find 1.95 instead of its claimed 1.8, and their challenge is decided against it; the page
     // takes it off the frontier (its parent returns) without a reload
     browser.click("#tabs button[data-tab=dag]");
-    let ring = |id: &str| {
-        format!("document.querySelector('#dag g.node[data-id=\"{id}\"] circle.ring')")
-    };
+    let ring =
+        |id: &str| format!("document.querySelector('#dag g.node[data-id=\"{id}\"] circle.ring')");
     assert_eq!(
         browser.js(&format!("return !!{}", ring(&live.id))),
         J::Bool(true)
@@ -308,7 +307,10 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
         &challenger,
         "challenge",
         about(vec![
-            ("event_id", s(&format!("challenge:{}:{}", live.id, challenger.node_id()))),
+            (
+                "event_id",
+                s(&format!("challenge:{}:{}", live.id, challenger.node_id())),
+            ),
             ("challenger_id", s(&challenger.node_id())),
             ("challenger_bpb", Value::Float(1.95)),
             ("challenger_gpu", s("CPU_TEST")),

@@ -59,6 +59,7 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32]) -> Result<M
             probability: config.verify_probability,
             datasets_dir: data_dir.datasets(),
             sandbox: config.sandbox(),
+            rerun: None,
         },
     };
     if config.mode != NodeMode::Research {

@@ -2,6 +2,7 @@
 //! the experiment runner and the research loop.
 
 pub mod auto_operator;
+pub mod clock;
 pub mod command_task;
 pub mod console;
 pub mod lineage;

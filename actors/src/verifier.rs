@@ -507,7 +507,12 @@ impl Verifier {
             ),
         };
         info!(record = %record.id, claimed = claim.claimed, rerun = bpb, tolerance = tol, "verification: signing a {kind}");
-        let event = sign_event(&self.identity, kind, payload);
+        let event = sign_event_at(
+            &self.identity,
+            kind,
+            payload,
+            self.registry.store.clock().now(),
+        );
         if kind == "challenge" {
             if let Some(arbiter) = &self.arbiter {
                 arbiter.do_send(Challenged {
@@ -688,11 +693,21 @@ pub fn sign_event(
     kind: &str,
     payload: Vec<(&'static str, Value)>,
 ) -> ControlEvent {
+    sign_event_at(identity, kind, payload, crate::unix_now())
+}
+
+/// Signs a control event of `kind` with `payload` at `timestamp` (the node's clock).
+pub fn sign_event_at(
+    identity: &Identity,
+    kind: &str,
+    payload: Vec<(&'static str, Value)>,
+    timestamp: i64,
+) -> ControlEvent {
     let mut event = ControlEvent {
         event_type: kind.into(),
         payload: object(payload),
         node_id: identity.node_id(),
-        timestamp: crate::unix_now(),
+        timestamp,
         signature: String::new(),
         id: String::new(),
         version: 1,
@@ -788,25 +803,25 @@ impl ChallengeArbiter {
             ctx.cancel_future(handle);
         }
         let Some(at) = next else { return };
-        // whole seconds: wake one second after the deadline so the store sees it as passed
-        let wait = at
-            .saturating_sub(crate::unix_now())
-            .saturating_add(1)
-            .max(0) as u64;
-        let handle = ctx.run_later(Duration::from_secs(wait), |act, ctx| {
-            act.deadline = None;
-            let writer = act.registry.writer.clone();
-            ctx.spawn(
-                actix::fut::wrap_future::<_, Self>(async move { writer.decide_timed_out().await })
-                    .map(|result, act, ctx| {
-                        if let Err(e) = result {
-                            warn!(error = %e, "deciding timed-out challenges failed");
-                        }
-                        act.tick(ctx);
-                        act.schedule_deadline(ctx);
-                    }),
-            );
-        });
+        // the store's clock decides (a test moves it by hand); then the writer decides
+        let (clock, writer) = (
+            self.registry.store.clock().clone(),
+            self.registry.writer.clone(),
+        );
+        let due = async move {
+            clock.until(at).await;
+            writer.decide_timed_out().await
+        };
+        let handle = ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(due).map(|result, act, ctx| {
+                act.deadline = None;
+                if let Err(e) = result {
+                    warn!(error = %e, "deciding timed-out challenges failed");
+                }
+                act.tick(ctx);
+                act.schedule_deadline(ctx);
+            }),
+        );
         self.deadline = Some((at, handle));
     }
 
@@ -817,7 +832,7 @@ impl ChallengeArbiter {
             return;
         }
         let (me, mine) = (self.me.clone(), self.mine.clone());
-        let now = crate::unix_now();
+        let now = self.registry.store.clock().now();
         let decided = self
             .registry
             .reads
@@ -832,7 +847,8 @@ impl ChallengeArbiter {
                     let id = match decision {
                         Arbitration::Closed(id) => id,
                         Arbitration::Dispute { record, payload } => {
-                            let event = sign_event(&act.identity, "dispute", payload);
+                            let now = act.registry.store.clock().now();
+                            let event = sign_event_at(&act.identity, "dispute", payload, now);
                             let registry = act.registry.clone();
                             actix::spawn(async move {
                                 let _ = registry

@@ -4,7 +4,8 @@
 //! wrong, challenged, answered by the others' reruns, disputed by its challengers and rejected on
 //! every node: off the frontier, its parent back. The real runner keeps its own end-to-end test
 //! (`tests/verify.rs`); this one exercises the actors' wiring (events, planner, arbiter, writer)
-//! in about a second.
+//! in milliseconds. A second test moves the nodes' clock by hand past a challenge's 30-minute
+//! deadline.
 
 #![allow(clippy::disallowed_methods)] // this process owns its stores
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{identity, record, TASK};
 use libp2p::Multiaddr;
+use spore_actors::clock::Clock;
 use spore_actors::experiment_runner::RunnerConfig;
 use spore_actors::messages::GetListenAddrs;
 use spore_actors::net::NetConfig;
@@ -32,9 +34,15 @@ struct Verifier {
 }
 
 /// A verify-only node that checks every record of class `CPU` (probability 1) with `rerun`.
-async fn start_verifier(seed: u8, peers: Vec<Multiaddr>, rerun: RerunSource) -> Verifier {
+async fn start_verifier(
+    seed: u8,
+    peers: Vec<Multiaddr>,
+    rerun: RerunSource,
+    clock: Clock,
+) -> Verifier {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("db/spored.redb")).unwrap());
+    let store =
+        Arc::new(Store::open_with_clock(&dir.path().join("db/spored.redb"), clock).unwrap());
     let work = Work {
         // never started: the rerun source answers
         runner: RunnerConfig {
@@ -128,7 +136,7 @@ fn a_fabricated_claim_is_challenged_answered_disputed_and_rejected_on_every_node
         let mut nodes: Vec<Verifier> = Vec::new();
         for seed in 1..=4 {
             let peers = nodes.iter().map(|n| n.addr.clone()).collect();
-            nodes.push(start_verifier(seed, peers, rerun.clone()).await);
+            nodes.push(start_verifier(seed, peers, rerun.clone(), Clock::system()).await);
         }
         let publish = |node: &Verifier, r: &ExperimentRecord| {
             let registry = node.node.registry.clone();
@@ -196,6 +204,88 @@ fn a_fabricated_claim_is_challenged_answered_disputed_and_rejected_on_every_node
             assert_eq!(outcome(n, &fake.id), Some(Outcome::Rejected));
         }
         for n in &nodes {
+            n.node.shutdown().await;
+        }
+    });
+}
+
+/// Rerun figures: the fabricated record gives 1.9, any other its claim.
+fn honest_reruns() -> RerunSource {
+    RerunSource(Arc::new(|r: &ExperimentRecord| {
+        if r.description == "fabricated" {
+            1.9
+        } else {
+            r.val_bpb.value()
+        }
+    }))
+}
+
+fn events_of(v: &Verifier, id: &str, kind: &str) -> usize {
+    let read = v.node.registry.store.read().unwrap();
+    let events = read.events_about(id).unwrap();
+    events.iter().filter(|e| e.event_type == kind).count()
+}
+
+/// With two verifiers, each challenge gets one response (the other's): too few to decide at
+/// once, so it waits for its deadline. The nodes' clock is moved past it by hand; the arbiters
+/// then have the store decide it by the responses, sign their disputes, and the record is
+/// rejected on both.
+#[test]
+fn a_challenge_with_too_few_responses_is_decided_at_its_deadline_by_the_nodes_clock() {
+    actix_rt::System::new().block_on(async {
+        let clock = Clock::manual(spore_actors::unix_now());
+        let a = start_verifier(1, vec![], honest_reruns(), clock.clone()).await;
+        let b = start_verifier(2, vec![a.addr.clone()], honest_reruns(), clock.clone()).await;
+        let root = record(
+            &identity(20),
+            None,
+            TASK,
+            Status::Keep,
+            2.0,
+            clock.now() - 60,
+        );
+        let mut fake = record(
+            &identity(21),
+            Some(&root.id),
+            TASK,
+            Status::Keep,
+            1.5,
+            clock.now(),
+        );
+        fake.description = "fabricated".into();
+        fake.sign_with(&identity(21));
+        for r in [&root, &fake] {
+            let body = Message::Experiment(r.clone()).encode_body();
+            let summary = a.node.registry.publish_local(vec![body]).await.unwrap();
+            assert_eq!(summary.accepted, 1);
+        }
+        wait_until("two challenges, each answered once, on both nodes", || {
+            [&a, &b].iter().all(|n| {
+                events_of(n, &fake.id, "challenge") == 2
+                    && events_of(n, &fake.id, "challenge_response") == 2
+            })
+        })
+        .await;
+        // nothing decides it before its time
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        for n in [&a, &b] {
+            assert_eq!(outcome(n, &fake.id), None, "decided before the deadline");
+        }
+        let started = Instant::now();
+        clock.advance(31 * 60);
+        wait_until("the record rejected at the deadline on both nodes", || {
+            [&a, &b].iter().all(|n| {
+                outcome(n, &fake.id) == Some(Outcome::Rejected)
+                    && events_of(n, &fake.id, "dispute") == 2
+            })
+        })
+        .await;
+        eprintln!(
+            "2 nodes: decided and disputed {:.0} ms after the clock passed the deadline",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        for n in [&a, &b] {
+            assert_eq!(frontier(n), vec![root.id.clone()]);
             n.node.shutdown().await;
         }
     });

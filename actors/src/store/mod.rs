@@ -21,6 +21,8 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, WriteTransaction};
 
+use crate::clock::Clock;
+
 pub use artifacts::MAX_ARTIFACT_BYTES;
 pub use codec::IndexEntry;
 pub use control::ControlOutcome;
@@ -77,6 +79,8 @@ from_redb!(
 /// The node's database.
 pub struct Store {
     db: Database,
+    /// What "now" is for verdicts (a challenge's timeout): the system's, or a test's.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Store {
@@ -87,8 +91,13 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating if needed) the store file at `path`.
-    #[allow(clippy::disallowed_methods)] // the backfills run before any writer exists
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with_clock(path, Clock::system())
+    }
+
+    /// [`Store::open`] with the clock verdicts are computed by (a test's manual clock).
+    #[allow(clippy::disallowed_methods)] // the backfills run before any writer exists
+    pub fn open_with_clock(path: &Path, clock: Clock) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
         }
@@ -103,7 +112,7 @@ impl Store {
             }
             Err(e) => return Err(StoreError::Db(e.into())),
         };
-        let store = Store { db };
+        let store = Store { db, clock };
         // Opening every table once creates the missing ones, so readers never find one absent;
         // indexes added after a store was written are built here, once.
         let built = store.write(|w| w.backfill_node_indexes())?;
@@ -131,7 +140,7 @@ impl Store {
         f: impl FnOnce(&mut Writer<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let txn = self.db.begin_write()?;
-        let result = Writer::new(&txn).and_then(|mut writer| {
+        let result = Writer::new(&txn, self.clock.now()).and_then(|mut writer| {
             let r = f(&mut writer)?;
             writer.flush()?;
             Ok(r)
@@ -153,7 +162,13 @@ impl Store {
         let txn = self.db.begin_read()?;
         Ok(Reader {
             t: tables::ReadTables::open(&txn)?,
+            now: self.clock.now(),
         })
+    }
+
+    /// The clock verdicts are computed by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 }
 
@@ -165,6 +180,8 @@ pub struct Writer<'t> {
     held_count: Option<u64>,
     next_seq: Option<u64>,
     changes: Changes,
+    /// The store's clock when the transaction began.
+    now: i64,
 }
 
 /// What a transaction changed beyond the objects it was asked to store, for the events the
@@ -180,7 +197,7 @@ pub struct Changes {
 }
 
 impl<'t> Writer<'t> {
-    fn new(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+    fn new(txn: &'t WriteTransaction, now: i64) -> Result<Self, StoreError> {
         Ok(Writer {
             t: tables::WriteTables::open(txn)?,
             stats: Default::default(),
@@ -188,6 +205,7 @@ impl<'t> Writer<'t> {
             held_count: None,
             next_seq: None,
             changes: Changes::default(),
+            now,
         })
     }
 
@@ -205,4 +223,6 @@ impl<'t> Writer<'t> {
 /// Reads from one snapshot (see [`Store::read`]).
 pub struct Reader {
     t: tables::ReadTables,
+    /// The store's clock when the snapshot was taken.
+    now: i64,
 }

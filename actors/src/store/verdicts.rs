@@ -218,12 +218,7 @@ impl Writer<'_> {
         let id = record.id.as_str();
         let events = events_about(&self.t.control_by_experiment, &self.t.control_events, id)?;
         let claim = claim_in(&self.t.tasks, &self.t.artifacts, record)?;
-        let v = verdict::verdict(
-            &claim,
-            &events,
-            crate::unix_now(),
-            verdict::challenge_timeout(),
-        );
+        let v = verdict::verdict(&claim, &events, self.now, verdict::challenge_timeout());
         let mut summary = VerdictSummary::of(&v);
         // dispute credits: take back what an earlier verdict on this record gave, give the new
         let stored = self.t.verdicts.get(id)?.map(|bytes| bytes.value().to_vec());
@@ -338,7 +333,7 @@ impl Writer<'_> {
     /// Verdicts whose open challenge is older than the timeout, recomputed (a challenge with
     /// responses is decided when its time is up). Returns the records whose verdict changed.
     pub fn decide_timed_out(&mut self) -> Result<Vec<String>, StoreError> {
-        let deadline = crate::unix_now() - verdict::challenge_timeout();
+        let deadline = self.now - verdict::challenge_timeout();
         let due: Vec<String> = self
             .t
             .open_challenges
@@ -482,7 +477,7 @@ impl Reader {
         Ok(Some(verdict::verdict(
             &self.claim(&record)?,
             &events,
-            crate::unix_now(),
+            self.now,
             verdict::challenge_timeout(),
         )))
     }

@@ -75,7 +75,8 @@ async fn handle(stream: tokio::net::UnixStream, registry: Registry, info: Value)
                     held += summary.held as i64;
                     duplicates += summary.duplicates as i64;
                     rejected += summary.rejected as i64;
-                    problems.extend(summary.problems.into_iter().take(20));
+                    let reasons = summary.problems.iter().map(|p| p.to_string());
+                    problems.extend(reasons.take(20));
                 }
                 if done {
                     break;

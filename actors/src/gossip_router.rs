@@ -106,15 +106,16 @@ impl GossipRouter {
                 if rejected {
                     self.peers.penalize.do_send(Penalize {
                         peer: *source,
-                        reason: summary.problems.join("; "),
+                        reason: reasons(&summary.problems),
+                        points: crate::ingest::points(&summary.problems),
                     });
                 }
             }
             Origin::Legacy { conn } if summary.rejected > 0 => {
                 self.legacy.offence.do_send(Offence {
                     conn: *conn,
-                    count: summary.rejected as usize,
-                    reason: summary.problems.join("; "),
+                    points: crate::ingest::points(&summary.problems),
+                    reason: reasons(&summary.problems),
                 });
             }
             Origin::Local | Origin::Legacy { .. } | Origin::Sync { .. } => {}
@@ -162,6 +163,11 @@ impl GossipRouter {
     }
 }
 
+fn reasons(problems: &[crate::ingest::IngestError]) -> String {
+    let reasons: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    reasons.join("; ")
+}
+
 impl Actor for GossipRouter {
     type Context = Context<Self>;
 
@@ -198,10 +204,8 @@ impl Handler<Ingest> for GossipRouter {
                             message_id: message_id.clone(),
                             acceptance: libp2p::gossipsub::MessageAcceptance::Ignore,
                         });
-                        return Box::pin(actix::fut::ready(IngestSummary {
-                            problems: vec!["busy: gossip ignored".into()],
-                            ..Default::default()
-                        }));
+                        // not the sender's fault: nothing refused, nothing counted
+                        return Box::pin(actix::fut::ready(IngestSummary::default()));
                     }
                 }
             }
@@ -248,10 +252,7 @@ impl Handler<Ingest> for GossipRouter {
                         // after a backoff, and stops the node if it keeps failing
                         ctx.stop();
                     }
-                    IngestSummary {
-                        problems: vec![e],
-                        ..Default::default()
-                    }
+                    IngestSummary::default()
                 }
             },
         ))

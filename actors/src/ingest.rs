@@ -28,16 +28,75 @@ pub enum Checked {
     Artifact { cid: String, bytes: Vec<u8> },
 }
 
+/// Why an inbound object was refused. The kind says what was wrong and so how much it weighs
+/// against the peer that sent it ([`IngestError::severity`]), on either transport.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// Not a frame of the protocol: not JSON, a bad envelope, a message that carries no object.
+    #[error("{0}")]
+    Wire(String),
+    /// A signed object that fails its checks: id, signature, schema, the kind's rules.
+    #[error("{0}")]
+    Object(String),
+    /// A valid object that can never join the graph or count (a second root, a child naming
+    /// another task, an event of a foreign class): possibly honest disagreement.
+    #[error("{0}")]
+    Lineage(String),
+    /// Artifact bytes that do not hash to their cid, or too large.
+    #[error("artifact: {0}")]
+    Artifact(String),
+    /// Requests beyond the peer's budget.
+    #[error("{0}")]
+    Rate(String),
+}
+
+/// How much an offence weighs against its sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// What an honest peer may send (it disagrees on lineage): half of a serious offence.
+    Minor,
+    /// What no honest peer sends: forged or malformed data, floods.
+    Serious,
+}
+
+impl Severity {
+    /// Offence points: a serious offence counts 2, a minor one 1 (the ban thresholds are set in
+    /// these points: `peer_table::BAN_AT_POINTS`, the legacy bridge's offence window).
+    pub fn points(self) -> u32 {
+        match self {
+            Severity::Minor => 1,
+            Severity::Serious => 2,
+        }
+    }
+}
+
+impl IngestError {
+    pub fn severity(&self) -> Severity {
+        match self {
+            IngestError::Lineage(_) => Severity::Minor,
+            IngestError::Wire(_)
+            | IngestError::Object(_)
+            | IngestError::Artifact(_)
+            | IngestError::Rate(_) => Severity::Serious,
+        }
+    }
+}
+
+/// Offence points of everything `problems` holds.
+pub fn points(problems: &[IngestError]) -> u32 {
+    problems.iter().map(|p| p.severity().points()).sum()
+}
+
 /// Decodes and verifies one frame body.
-pub fn check_body(body: &[u8]) -> Result<Checked, String> {
-    match Message::decode_body(body).map_err(|e| e.to_string())? {
+pub fn check_body(body: &[u8]) -> Result<Checked, IngestError> {
+    match Message::decode_body(body).map_err(|e| IngestError::Wire(e.to_string()))? {
         Some(message) => check_message(message),
-        None => Err("unknown message type".into()),
+        None => Err(IngestError::Wire("unknown message type".into())),
     }
 }
 
 /// Verifies the object a decoded message carries (artifacts are checked when stored).
-pub fn check_message(message: Message) -> Result<Checked, String> {
+pub fn check_message(message: Message) -> Result<Checked, IngestError> {
     let object = match message {
         Message::CodeResponse { code_cid, code } => {
             return Ok(Checked::Artifact {
@@ -50,20 +109,20 @@ pub fn check_message(message: Message) -> Result<Checked, String> {
         Message::Control(o) => SignedObject::Control(o),
         Message::Profile(o) => SignedObject::Profile(o),
         other => {
-            return Err(format!(
+            return Err(IngestError::Wire(format!(
                 "`{}` carries no signed object",
                 other.message_type()
-            ))
+            )))
         }
     };
     check_object(object)
 }
 
 /// Verifies id, signature and rules of a signed object.
-pub fn check_object(object: SignedObject) -> Result<Checked, String> {
+pub fn check_object(object: SignedObject) -> Result<Checked, IngestError> {
     object
         .verify()
-        .map_err(|e| format!("{}: {e}", object.kind()))?;
+        .map_err(|e| IngestError::Object(format!("{}: {e}", object.kind())))?;
     Ok(Checked::Object(Box::new(object)))
 }
 
@@ -73,7 +132,7 @@ const CHECK_CHUNK: usize = 128;
 /// Checks every body (on every core for large batches), keeping each body with its result,
 /// in order. This is the expensive part of ingesting (parse, id, signature) and runs before,
 /// and outside, any write transaction.
-pub fn check_bodies(bodies: Vec<String>) -> Vec<(String, Result<Checked, String>)> {
+pub fn check_bodies(bodies: Vec<String>) -> Vec<(String, Result<Checked, IngestError>)> {
     if bodies.len() <= CHECK_CHUNK {
         return bodies
             .into_iter()
@@ -83,7 +142,7 @@ pub fn check_bodies(bodies: Vec<String>) -> Vec<(String, Result<Checked, String>
             })
             .collect();
     }
-    let mut results: Vec<Option<Result<Checked, String>>> = Vec::new();
+    let mut results: Vec<Option<Result<Checked, IngestError>>> = Vec::new();
     results.resize_with(bodies.len(), || None);
     let threads = checking_threads();
     std::thread::scope(|s| {
@@ -103,7 +162,12 @@ pub fn check_bodies(bodies: Vec<String>) -> Vec<(String, Result<Checked, String>
     bodies
         .into_iter()
         .zip(results)
-        .map(|(b, r)| (b, r.unwrap_or_else(|| Err("not checked".into()))))
+        .map(|(b, r)| {
+            (
+                b,
+                r.unwrap_or_else(|| Err(IngestError::Wire("not checked".into()))),
+            )
+        })
         .collect()
 }
 
@@ -140,8 +204,9 @@ pub fn ingest(
     let chunks = bodies.len().div_ceil(CHECK_CHUNK);
     let next_chunk = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
-        let (tx, rx) =
-            std::sync::mpsc::sync_channel::<(usize, Vec<Result<Checked, String>>)>(threads * 2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Result<Checked, IngestError>>)>(
+            threads * 2,
+        );
         for _ in 0..threads {
             let (tx, next_chunk) = (tx.clone(), &next_chunk);
             s.spawn(move || loop {
@@ -194,7 +259,7 @@ impl IngestOutcome {
 /// Stores checked bodies (each with its check's result, in order) inside a write transaction.
 pub fn write_checked<B: AsRef<str>>(
     w: &mut Writer<'_>,
-    checked: impl Iterator<Item = (B, Result<Checked, String>)>,
+    checked: impl Iterator<Item = (B, Result<Checked, IngestError>)>,
     sync_cursor: Option<(&str, (u64, u64))>,
     keep_bodies: bool,
     out: &mut IngestOutcome,
@@ -211,7 +276,9 @@ pub fn write_checked<B: AsRef<str>>(
                         e @ (StoreError::ArtifactMismatch { .. } | StoreError::ArtifactTooLarge(_)),
                     ) => {
                         out.summary.rejected += 1;
-                        out.summary.problems.push(format!("artifact: {e}"));
+                        out.summary
+                            .problems
+                            .push(IngestError::Artifact(e.to_string()));
                     }
                     Err(e) => return Err(e),
                 }
@@ -247,9 +314,10 @@ pub fn write_checked<B: AsRef<str>>(
                         ExperimentOutcome::Duplicate => out.summary.duplicates += 1,
                         ExperimentOutcome::Rejected(reason) => {
                             out.summary.rejected += 1;
-                            out.summary
-                                .problems
-                                .push(format!("experiment {}: {reason}", record.id));
+                            out.summary.problems.push(IngestError::Lineage(format!(
+                                "experiment {}: {reason}",
+                                record.id
+                            )));
                         }
                     }
                 }
@@ -291,9 +359,10 @@ pub fn write_checked<B: AsRef<str>>(
                 }
                 ControlOutcome::Refused(why) => {
                     out.summary.rejected += 1;
-                    out.summary
-                        .problems
-                        .push(format!("{} {}: {why}", event.event_type, event.id));
+                    out.summary.problems.push(IngestError::Lineage(format!(
+                        "{} {}: {why}",
+                        event.event_type, event.id
+                    )));
                 }
             },
             SignedObject::Profile(profile) => match w.insert_profile(&profile)? {

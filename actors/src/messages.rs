@@ -38,8 +38,8 @@ pub struct IngestSummary {
     pub held: u64,
     pub duplicates: u64,
     pub rejected: u64,
-    /// One line per rejected body, with its reason.
-    pub problems: Vec<String>,
+    /// One per rejected body, with its kind and reason.
+    pub problems: Vec<crate::ingest::IngestError>,
     /// For a sync page: whether the peer's cursor moved to the page's end (false when the
     /// cursor was not where the page started, e.g. an earlier page failed).
     pub cursor_advanced: bool,
@@ -68,6 +68,8 @@ pub struct Validated {
 pub struct Penalize {
     pub peer: PeerId,
     pub reason: String,
+    /// Offence points ([`crate::ingest::Severity::points`]).
+    pub points: u32,
 }
 
 /// PeerManager: get the artifact `cid`, preferably from `prefer`.
@@ -146,7 +148,8 @@ pub struct Forward {
 #[rtype(result = "()")]
 pub struct Offence {
     pub conn: u64,
-    pub count: usize,
+    /// Offence points ([`crate::ingest::Severity::points`]).
+    pub points: u32,
     pub reason: String,
 }
 

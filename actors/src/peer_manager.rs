@@ -16,6 +16,7 @@ use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use tracing::{debug, info, warn};
 
 use crate::gossip_router::GossipRouter;
+use crate::ingest::Severity;
 use crate::messages::*;
 use crate::net::{self, Behaviour, BehaviourEvent, Request, Response};
 use crate::peer_table::{ArtifactFetches, PeerTable, Redial, Refusal};
@@ -154,9 +155,14 @@ impl PeerManager {
         }
     }
 
+    /// Counts a serious offence of `peer` (malformed or forged data, a flood).
     fn penalize(&mut self, peer: PeerId, reason: &str) {
-        warn!(%peer, reason, "peer misbehaved");
-        if self.table.offend(&peer.to_string()) {
+        self.penalize_points(peer, reason, Severity::Serious.points());
+    }
+
+    fn penalize_points(&mut self, peer: PeerId, reason: &str, points: u32) {
+        warn!(%peer, reason, points, "peer misbehaved");
+        if self.table.offend(&peer.to_string(), points) {
             warn!(%peer, "peer banned");
             self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
             let _ = self.swarm.disconnect_peer_id(peer);
@@ -641,7 +647,7 @@ impl Handler<Penalize> for PeerManager {
     type Result = ();
 
     fn handle(&mut self, msg: Penalize, _: &mut Context<Self>) {
-        self.penalize(msg.peer, &msg.reason);
+        self.penalize_points(msg.peer, &msg.reason, msg.points);
     }
 }
 

@@ -3,8 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-/// Offences after which a peer is banned for the rest of the process.
-pub const BAN_AFTER_OFFENCES: u32 = 3;
+/// Offence points after which a peer is banned for the rest of the process: three serious
+/// offences (forged or malformed data, floods) or six minor ones (lineage refusals, which an
+/// honest peer may cause); see [`crate::ingest::Severity`].
+pub const BAN_AT_POINTS: u32 = 6;
 /// Inbound requests served at once per peer; more count as a flood. A well-behaved node keeps
 /// at most [`MAX_ARTIFACT_REQUESTS`] artifact requests and one log request in flight.
 pub const MAX_INBOUND_PER_PEER: u32 = 8;
@@ -35,10 +37,10 @@ pub struct PeerTable {
 
 impl PeerTable {
     /// Counts an offence; true when it bans the peer now.
-    pub fn offend(&mut self, peer: &str) -> bool {
+    pub fn offend(&mut self, peer: &str, points: u32) -> bool {
         let n = self.offences.entry(peer.to_string()).or_default();
-        *n += 1;
-        *n >= BAN_AFTER_OFFENCES && self.banned.insert(peer.to_string())
+        *n = n.saturating_add(points);
+        *n >= BAN_AT_POINTS && self.banned.insert(peer.to_string())
     }
 
     pub fn offences(&self, peer: &str) -> u32 {
@@ -238,14 +240,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn three_offences_ban_once() {
+    fn three_serious_or_six_minor_offences_ban_once() {
+        use crate::ingest::Severity::{Minor, Serious};
         let mut t = PeerTable::default();
-        assert!(!t.offend("p"));
-        assert!(!t.offend("p"));
-        assert!(t.offend("p"));
-        assert!(!t.offend("p"), "banning happens once");
+        assert!(!t.offend("p", Serious.points()));
+        assert!(!t.offend("p", Serious.points()));
+        assert!(t.offend("p", Serious.points()));
+        assert!(!t.offend("p", Serious.points()), "banning happens once");
         assert!(t.is_banned("p"));
-        assert_eq!(t.offences("p"), 4);
+        assert_eq!(t.offences("p"), 8);
+        for _ in 0..5 {
+            assert!(!t.offend("q", Minor.points()));
+        }
+        assert!(
+            t.offend("q", Minor.points()),
+            "the sixth lineage refusal bans"
+        );
     }
 
     #[test]

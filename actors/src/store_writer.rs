@@ -14,7 +14,7 @@ use actix::prelude::*;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::warn;
 
-use crate::ingest::{write_checked, Checked, IngestOutcome};
+use crate::ingest::{write_checked, Checked, IngestError, IngestOutcome};
 use crate::messages::Stored;
 use crate::store::Changes;
 use crate::{Store, StoreError};
@@ -90,7 +90,7 @@ pub enum ArtifactWrite {
 
 /// Checked frame bodies to store, as [`crate::ingest::ingest`] does in a process of its own.
 pub struct IngestWork {
-    pub checked: Vec<(String, Result<Checked, String>)>,
+    pub checked: Vec<(String, Result<Checked, IngestError>)>,
     /// For a sync page: (peer, (after, last)) of the responder's log.
     pub sync_cursor: Option<(String, (u64, u64))>,
     /// Keep the frame bodies of new objects (to forward them).

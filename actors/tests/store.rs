@@ -485,3 +485,51 @@ fn a_large_sync_page_is_stored_in_order_and_the_cursor_only_moves_from_where_the
     assert!(next.summary.cursor_advanced);
     assert_eq!(store.read().unwrap().sync_cursor("peer-a").unwrap(), 301);
 }
+
+/// Each refusal says what was wrong, so it weighs as much as it should against its sender:
+/// broken frames and forgeries are serious, a lineage disagreement is minor.
+#[test]
+fn refusals_carry_their_kind_and_severity() {
+    use spore_actors::ingest::{ingest, IngestError, Severity};
+    let (_dir, store) = open();
+    let who = identity(1);
+    let root = record(&who, None, TASK, Status::Keep, 2.0, 1_700_000_000);
+    let second_root = record(&who, None, TASK, Status::Keep, 1.9, 1_700_000_001);
+    let forged = Message::Experiment(root.clone())
+        .encode_body()
+        .replace("\"val_bpb\":2.0", "\"val_bpb\":1.0");
+    let bodies = vec![
+        "not json".to_string(),
+        r#"{"type":"ping","payload":{}}"#.to_string(),
+        forged,
+        Message::Experiment(root.clone()).encode_body(),
+        Message::Experiment(second_root).encode_body(),
+    ];
+    let out = ingest(&store, &bodies, None, false).unwrap();
+    assert_eq!((out.summary.accepted, out.summary.rejected), (1, 4));
+    let kinds: Vec<(&str, Severity)> = out
+        .summary
+        .problems
+        .iter()
+        .map(|p| {
+            let kind = match p {
+                IngestError::Wire(_) => "wire",
+                IngestError::Object(_) => "object",
+                IngestError::Lineage(_) => "lineage",
+                IngestError::Artifact(_) => "artifact",
+                IngestError::Rate(_) => "rate",
+            };
+            (kind, p.severity())
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("wire", Severity::Serious),
+            ("wire", Severity::Serious),
+            ("object", Severity::Serious),
+            ("lineage", Severity::Minor),
+        ]
+    );
+    assert_eq!(spore_actors::ingest::points(&out.summary.problems), 7);
+}

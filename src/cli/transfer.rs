@@ -116,11 +116,12 @@ type CheckedBatch = Vec<(usize, Result<Checked, String>)>;
 
 /// One line of an import: a message envelope (the bytes a peer sends) or a bare signed object.
 fn check_line(bytes: &[u8]) -> Result<Checked, String> {
-    match Message::decode_body(bytes) {
+    let checked = match Message::decode_body(bytes) {
         Ok(Some(message)) => check_message(message),
         // not an envelope: a bare signed object
         Ok(None) | Err(_) => check_object(SignedObject::parse(bytes).map_err(|e| e.to_string())?),
-    }
+    };
+    checked.map_err(|e| e.to_string())
 }
 
 #[derive(Default)]

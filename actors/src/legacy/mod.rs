@@ -253,7 +253,11 @@ impl LegacyBridge {
                 dialled_as,
                 outbox: outbox.clone(),
                 close,
-                offences: Offences::new(self.options.max_offences, Duration::from_secs(60)),
+                // in offence points: `max_offences` serious offences (twice as many minor ones)
+                offences: Offences::new(
+                    self.options.max_offences * crate::ingest::Severity::Serious.points() as usize,
+                    Duration::from_secs(60),
+                ),
                 fetching: 0,
             },
         );
@@ -485,7 +489,7 @@ impl Handler<Offence> for LegacyBridge {
             return;
         };
         debug!(peer = %c.key, reason = %msg.reason, "invalid data from a legacy peer");
-        if c.offences.add(msg.count, Instant::now()) {
+        if c.offences.add(msg.points as usize, Instant::now()) {
             warn!(peer = %c.key, reason = %msg.reason, "legacy peer keeps sending invalid data: disconnecting");
             self.close(msg.conn, "invalid data");
         }
@@ -538,7 +542,7 @@ impl Handler<CodeArrived> for LegacyBridge {
             self.fetch_queue.push_back(msg.cid);
             ctx.notify(Offence {
                 conn: msg.conn,
-                count: 1,
+                points: crate::ingest::Severity::Serious.points(),
                 reason: "artifact bytes do not match their cid".into(),
             });
         } else {

@@ -22,7 +22,7 @@ use spore_actors::node::{Node, NodeOptions};
 use spore_actors::Store;
 
 mod common;
-use common::{arg, generate, spored, start_relay};
+use common::{arg, cpu_seconds, generate, spored, start_relay};
 
 /// Lateness of each tick (µs) while a scenario runs.
 type Ticks = Arc<Mutex<Vec<u64>>>;
@@ -289,21 +289,6 @@ fn main() {
     stop.store(true, Ordering::Relaxed);
     system.join().unwrap();
     drop(relay);
-}
-
-/// CPU seconds (user + system) of process `pid` ("self" for this one) so far.
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// `experiment_count` of the explorer's `/api/stat`.

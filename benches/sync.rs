@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{spored, start_relay};
+use common::{cpu_seconds, spored, start_relay};
 
 /// `$BENCH_LOG_DIR/<name>.log` when that is set.
 fn log(name: &str) -> Stdio {
@@ -29,21 +29,6 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// CPU seconds (user + system) the process has used so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn count(dir: &Path) -> u64 {
@@ -86,8 +71,8 @@ fn main() {
     let (pa, pb) = (a.child.id(), b.child.id());
     println!(
         "CPU used: A {:.1} s, B {:.1} s (of {:.1} s available on {} cores)",
-        cpu_secs(pa),
-        cpu_secs(pb),
+        cpu_seconds(&pa.to_string()),
+        cpu_seconds(&pb.to_string()),
         secs * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );

@@ -14,13 +14,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{identity, record, TASK};
+use common::{identity, loopback_options, record, TASK};
 use libp2p::Multiaddr;
 use spore_actors::clock::Clock;
 use spore_actors::experiment_runner::RunnerConfig;
 use spore_actors::messages::GetListenAddrs;
-use spore_actors::net::NetConfig;
-use spore_actors::node::{Mode, Node, NodeOptions, Work};
+use spore_actors::node::{Mode, Node, Work};
 use spore_actors::verdict::Outcome;
 use spore_actors::verifier::{RerunSource, VerifyOptions};
 use spore_actors::Store;
@@ -64,24 +63,10 @@ async fn start_verifier(
             rerun: Some(rerun),
         },
     };
-    let node = Node::builder(
-        store,
-        NodeOptions {
-            seed: [seed; 32],
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            peers,
-            pinned_task: None,
-            net: NetConfig {
-                resync_interval: Duration::from_secs(1),
-                ..NetConfig::default()
-            },
-            legacy_listen: None,
-            legacy: Default::default(),
-        },
-    )
-    .mode(Mode::VerifyOnly(work))
-    .spawn()
-    .unwrap();
+    let node = Node::builder(store, loopback_options(seed, peers))
+        .mode(Mode::VerifyOnly(work))
+        .spawn()
+        .unwrap();
     let addr = loop {
         let addrs = node.registry.peers.send(GetListenAddrs).await.unwrap();
         if let Some(a) = addrs.into_iter().next() {

@@ -9,13 +9,13 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{identity, record, TASK};
+use common::{identity, loopback_options, record, TASK};
 use futures::StreamExt as _;
 use libp2p::gossipsub::IdentTopic;
 use libp2p::Multiaddr;
 use spore_actors::messages::{GetListenAddrs, GetPeers};
 use spore_actors::net::{self, NetConfig};
-use spore_actors::node::{Node, NodeOptions, Registry};
+use spore_actors::node::{Node, Registry};
 use spore_actors::Store;
 use spore_spec::wire::Message;
 use spore_spec::{ExperimentRecord, Status};
@@ -29,24 +29,10 @@ struct TestNode {
 async fn start_node(seed: u8, peers: Vec<Multiaddr>) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("db/spored.redb")).unwrap());
-    let registry = Node::builder(
-        store,
-        NodeOptions {
-            seed: [seed; 32],
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            peers,
-            pinned_task: None,
-            net: NetConfig {
-                resync_interval: Duration::from_secs(1),
-                ..NetConfig::default()
-            },
-            legacy_listen: None,
-            legacy: Default::default(),
-        },
-    )
-    .spawn()
-    .unwrap()
-    .registry;
+    let registry = Node::builder(store, loopback_options(seed, peers))
+        .spawn()
+        .unwrap()
+        .registry;
     let addr = wait_for("a listen address", || async {
         registry
             .peers

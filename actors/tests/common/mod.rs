@@ -2,6 +2,10 @@
 
 #![allow(dead_code)]
 
+use std::time::Duration;
+
+use spore_actors::net::NetConfig;
+use spore_actors::node::NodeOptions;
 use spore_spec::{ExperimentRecord, Identity, Number, Signed, Status};
 
 pub const TASK: &str = "3094a2dfd2296bef1d10bad5bd5636e6b84fe0b57c823b043cb6c98cf3fbb371";
@@ -47,4 +51,21 @@ pub fn record(
     };
     r.sign_with(who);
     r
+}
+
+/// A node on 127.0.0.1 (OS-chosen port) with identity `[seed; 32]`, dialling `peers`,
+/// re-syncing every second, without the reference protocol's listener.
+pub fn loopback_options(seed: u8, peers: Vec<libp2p::Multiaddr>) -> NodeOptions {
+    NodeOptions {
+        seed: [seed; 32],
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        peers,
+        pinned_task: None,
+        net: NetConfig {
+            resync_interval: Duration::from_secs(1),
+            ..NetConfig::default()
+        },
+        legacy_listen: None,
+        legacy: Default::default(),
+    }
 }

@@ -29,7 +29,7 @@ use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest, RunR
 use crate::llm::{self, LlmSettings, PromptContext};
 use crate::messages::FetchArtifact;
 use crate::node::Registry;
-use crate::store_writer::{ArtifactWrite, LocalWrite};
+use crate::store_writer::{ArtifactWrite, LocalWrite, NodeEvent};
 use crate::task_registry::GetActiveTask;
 
 mod command;
@@ -211,6 +211,8 @@ impl ResearchLoop {
                 info!("research: {done} experiments done (max reached); still serving the mesh");
                 return;
             }
+            // subscribed before the iteration: an artifact stored while it runs still wakes it
+            let mut stored = self.registry.writer.subscribe();
             match self.iteration(identity, rng, discard_streak).await {
                 Ok(Some(status)) => {
                     done += 1;
@@ -220,7 +222,8 @@ impl ResearchLoop {
                         discard_streak + 1
                     };
                 }
-                Ok(None) => actix_rt::time::sleep(Duration::from_secs(5)).await,
+                // waiting for an artifact from peers: go on when one is stored
+                Ok(None) => artifact_stored(&mut stored, ARTIFACT_PATIENCE).await,
                 Err(e) => {
                     warn!("research: {e}; retrying in 10 s");
                     actix_rt::time::sleep(Duration::from_secs(10)).await;
@@ -693,6 +696,32 @@ pub fn builtin_baseline(dir: &std::path::Path, task: &TaskManifest) -> Result<Ve
     }
     Ok(config.to_bytes())
 }
+
+/// The longest the research loop waits for an artifact it asked peers for before it looks
+/// again (it asks again then).
+const ARTIFACT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Returns once an artifact is stored (or events were missed, or `within` passed).
+async fn artifact_stored(events: &mut EventReceiver, within: Duration) {
+    use tokio::sync::broadcast::error::RecvError;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(batch)) => {
+                if batch
+                    .iter()
+                    .any(|e| matches!(e, NodeEvent::ArtifactStored { .. }))
+                {
+                    return;
+                }
+            }
+            Ok(Err(RecvError::Lagged(_))) | Err(_) => return,
+            Ok(Err(RecvError::Closed)) => return tokio::time::sleep_until(deadline).await,
+        }
+    }
+}
+
+type EventReceiver = tokio::sync::broadcast::Receiver<crate::store_writer::EventBatch>;
 
 /// What the research loop works on.
 enum TaskChoice {

@@ -45,6 +45,7 @@ pub mod messages;
 pub mod net;
 pub mod node;
 pub mod peer_manager;
+pub mod peer_score;
 pub mod peer_table;
 pub mod reads;
 pub mod research;

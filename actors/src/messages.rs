@@ -91,7 +91,8 @@ pub struct PeerInfo {
     pub connected: bool,
     /// gossipsub's score of the peer (negative after invalid messages).
     pub gossip_score: Option<f64>,
-    pub offences: u32,
+    /// Offence points, decayed (`peer_score`).
+    pub offence_points: f64,
     pub banned: bool,
 }
 

@@ -16,7 +16,7 @@ use crate::net::{self, NetConfig};
 use crate::peer_manager::PeerManager;
 use crate::reads::Reads;
 use crate::research::{ResearchLoop, ResearchOptions};
-use crate::store_writer::StoreWriter;
+use crate::store_writer::{StoreHandles, StoreWriter};
 use crate::supervision::{Failure, RestartPolicy, Restarts};
 use crate::task_registry::TaskRegistry;
 use crate::verifier::{ChallengeArbiter, Verifier, VerifyOptions};
@@ -243,10 +243,16 @@ fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
             GossipRouter::new(writer.clone(), peers.clone(), legacy.clone(), restarts)
         })
     };
+    // one standing per peer for both transports
+    let scores = crate::peer_score::SharedScores::default();
+    let store_handles = StoreHandles {
+        reads: reads.clone(),
+        writer: writer.clone(),
+    };
     let peer_manager = PeerManager::new(
         swarm,
-        reads.clone(),
-        writer.clone(),
+        store_handles,
+        scores.clone(),
         router.clone(),
         options.listen,
         options.peers,
@@ -256,6 +262,7 @@ fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
     let legacy = legacy_ctx.run(LegacyBridge::new(
         reads.clone(),
         writer.clone(),
+        scores,
         router.clone().recipient(),
         peers.clone().recipient(),
         legacy_listener,

@@ -19,9 +19,10 @@ use crate::gossip_router::GossipRouter;
 use crate::ingest::Severity;
 use crate::messages::*;
 use crate::net::{self, Behaviour, BehaviourEvent, Request, Response};
+use crate::peer_score::{PeerRef, SharedScores, MESH_BAN_AT};
 use crate::peer_table::{ArtifactFetches, PeerTable, Redial, Refusal};
 use crate::reads::Reads;
-use crate::store_writer::StoreWriter;
+use crate::store_writer::{StoreHandles, StoreWriter};
 
 /// One page of a peer's log, as received.
 struct Page {
@@ -49,6 +50,7 @@ pub struct PeerManager {
     swarm: Swarm<Behaviour>,
     reads: Reads,
     writer: StoreWriter,
+    scores: SharedScores,
     router: Addr<GossipRouter>,
     listen: Vec<Multiaddr>,
     /// Configured peers, re-dialled while not connected.
@@ -67,8 +69,8 @@ pub struct PeerManager {
 impl PeerManager {
     pub fn new(
         swarm: Swarm<Behaviour>,
-        reads: Reads,
-        writer: StoreWriter,
+        store: StoreHandles,
+        scores: SharedScores,
         router: Addr<GossipRouter>,
         listen: Vec<Multiaddr>,
         bootstrap: Vec<Multiaddr>,
@@ -76,8 +78,9 @@ impl PeerManager {
     ) -> Self {
         PeerManager {
             swarm,
-            reads,
-            writer,
+            reads: store.reads,
+            writer: store.writer,
+            scores,
             router,
             listen,
             bootstrap,
@@ -155,6 +158,20 @@ impl PeerManager {
         }
     }
 
+    fn is_banned(&self, peer: PeerId) -> bool {
+        let scores = self.scores.lock().unwrap_or_else(|e| e.into_inner());
+        scores.is_banned(&PeerRef::Mesh(peer))
+    }
+
+    fn banned_peers(&self) -> Vec<PeerId> {
+        let scores = self.scores.lock().unwrap_or_else(|e| e.into_inner());
+        let banned = scores.banned().filter_map(|p| match p {
+            PeerRef::Mesh(peer) => Some(*peer),
+            PeerRef::Legacy(_) => None,
+        });
+        banned.collect()
+    }
+
     /// Counts a serious offence of `peer` (malformed or forged data, a flood).
     fn penalize(&mut self, peer: PeerId, reason: &str) {
         self.penalize_points(peer, reason, Severity::Serious.points());
@@ -162,7 +179,17 @@ impl PeerManager {
 
     fn penalize_points(&mut self, peer: PeerId, reason: &str, points: u32) {
         warn!(%peer, reason, points, "peer misbehaved");
-        if self.table.offend(&peer.to_string(), points) {
+        let banned = self
+            .scores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .offend(
+                &PeerRef::Mesh(peer),
+                points,
+                MESH_BAN_AT,
+                std::time::Instant::now(),
+            );
+        if banned {
             warn!(%peer, "peer banned");
             self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
             let _ = self.swarm.disconnect_peer_id(peer);
@@ -229,7 +256,7 @@ impl PeerManager {
                 num_established,
                 ..
             } => {
-                if self.table.is_banned(&peer_id.to_string()) {
+                if self.is_banned(peer_id) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
@@ -381,7 +408,7 @@ impl PeerManager {
         ctx: &mut Context<Self>,
     ) {
         let key = peer.to_string();
-        if self.table.is_banned(&key) {
+        if self.is_banned(peer) {
             return;
         }
         if let Request::Unreadable(reason) = &request {
@@ -675,7 +702,7 @@ impl Handler<GetPeers> for PeerManager {
             .all_peers()
             .map(|(p, _)| *p)
             .chain(connected.iter().copied())
-            .chain(self.table.banned().filter_map(|p| p.parse().ok()))
+            .chain(self.banned_peers())
             .collect();
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
@@ -683,13 +710,14 @@ impl Handler<GetPeers> for PeerManager {
             if !seen.insert(peer) {
                 continue;
             }
-            let key = peer.to_string();
+            let scores = self.scores.lock().unwrap_or_else(|e| e.into_inner());
+            let who = PeerRef::Mesh(peer);
             out.push(PeerInfo {
                 peer_id: peer,
                 connected: connected.contains(&peer),
                 gossip_score: self.swarm.behaviour().gossipsub.peer_score(&peer),
-                offences: self.table.offences(&key),
-                banned: self.table.is_banned(&key),
+                offence_points: scores.points(&who, std::time::Instant::now()),
+                banned: scores.is_banned(&who),
             });
         }
         MessageResult(out)

@@ -1,12 +1,8 @@
-//! PeerManager's bookkeeping, as plain data: offences and bans, sync in progress, inbound
-//! request budgets, artifact fetches in flight.
+//! PeerManager's bookkeeping, as plain data: sync in progress, inbound request budgets,
+//! artifact fetches in flight. (Offences and bans: `peer_score`, shared with the legacy bridge.)
 
 use std::collections::{HashMap, HashSet};
 
-/// Offence points after which a peer is banned for the rest of the process: three serious
-/// offences (forged or malformed data, floods) or six minor ones (lineage refusals, which an
-/// honest peer may cause); see [`crate::ingest::Severity`].
-pub const BAN_AT_POINTS: u32 = 6;
 /// Inbound requests served at once per peer; more count as a flood. A well-behaved node keeps
 /// at most [`MAX_ARTIFACT_REQUESTS`] artifact requests and one log request in flight.
 pub const MAX_INBOUND_PER_PEER: u32 = 8;
@@ -27,8 +23,6 @@ pub enum Refusal {
 
 #[derive(Debug, Default)]
 pub struct PeerTable {
-    offences: HashMap<String, u32>,
-    banned: HashSet<String>,
     syncing: HashSet<String>,
     inbound: HashMap<String, u32>,
     /// Per peer: the start of the current one-second window and the requests in it.
@@ -36,26 +30,6 @@ pub struct PeerTable {
 }
 
 impl PeerTable {
-    /// Counts an offence; true when it bans the peer now.
-    pub fn offend(&mut self, peer: &str, points: u32) -> bool {
-        let n = self.offences.entry(peer.to_string()).or_default();
-        *n = n.saturating_add(points);
-        *n >= BAN_AT_POINTS && self.banned.insert(peer.to_string())
-    }
-
-    pub fn offences(&self, peer: &str) -> u32 {
-        self.offences.get(peer).copied().unwrap_or(0)
-    }
-
-    pub fn is_banned(&self, peer: &str) -> bool {
-        self.banned.contains(peer)
-    }
-
-    pub fn banned(&self) -> impl Iterator<Item = &String> {
-        self.banned.iter()
-    }
-
-    /// Marks a sync with `peer` as started; false if one is already running.
     pub fn start_sync(&mut self, peer: &str) -> bool {
         self.syncing.insert(peer.to_string())
     }
@@ -238,25 +212,6 @@ impl Redial {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn three_serious_or_six_minor_offences_ban_once() {
-        use crate::ingest::Severity::{Minor, Serious};
-        let mut t = PeerTable::default();
-        assert!(!t.offend("p", Serious.points()));
-        assert!(!t.offend("p", Serious.points()));
-        assert!(t.offend("p", Serious.points()));
-        assert!(!t.offend("p", Serious.points()), "banning happens once");
-        assert!(t.is_banned("p"));
-        assert_eq!(t.offences("p"), 8);
-        for _ in 0..5 {
-            assert!(!t.offend("q", Minor.points()));
-        }
-        assert!(
-            t.offend("q", Minor.points()),
-            "the sixth lineage refusal bans"
-        );
-    }
 
     #[test]
     fn inbound_budget_and_sync_flags() {

@@ -227,7 +227,7 @@ fn a_forged_record_is_refused_not_forwarded_and_costs_the_sender() {
                     }
                     let peers = victim_peers.send(GetPeers).await.unwrap();
                     let seen = peers.iter().find(|p| p.peer_id == rogue_id);
-                    if seen.is_some_and(|p| p.offences >= 1 && p.gossip_score.is_some_and(|s| s < 0.0)) {
+                    if seen.is_some_and(|p| p.offence_points >= 1.0 && p.gossip_score.is_some_and(|s| s < 0.0)) {
                         break;
                     }
                 }
@@ -424,7 +424,7 @@ fn oversized_requests_unknown_protocols_and_request_floods_cost_the_sender_not_t
                 flooded = true;
             }
             let victim = &victim;
-            async move { standing(victim, flood_id).await.is_some_and(|p| p.banned && p.offences >= 3) }
+            async move { standing(victim, flood_id).await.is_some_and(|p| p.banned && p.offence_points >= 6.0) }
         })
         .await;
         drive_until(&mut flood, "the flooder disconnected", |flood| {
@@ -451,7 +451,7 @@ fn oversized_requests_unknown_protocols_and_request_floods_cost_the_sender_not_t
         assert_eq!(new.accepted, 1);
         wait_for("a new record at the honest peer", || async { (count(&honest) == 51).then_some(()) }).await;
         let honest_standing = standing(&victim, honest.registry.peer_id).await.unwrap();
-        assert_eq!((honest_standing.offences, honest_standing.banned), (0, false));
+        assert_eq!((honest_standing.offence_points, honest_standing.banned), (0.0, false));
         victim.registry.shutdown().await;
         honest.registry.shutdown().await;
     });

@@ -1,7 +1,6 @@
-//! Per-connection limits of the legacy bridge, without IO: a request budget (token bucket) and
-//! an offence window.
+//! Per-connection limits of the legacy bridge, without IO: a request budget (token bucket).
+//! (Offences count in `peer_score`, shared with the mesh.)
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Requests (`code_request`, `ping`, `pex_request`, the sync requests) a peer may send: `rate`
@@ -57,40 +56,6 @@ impl Budget {
     }
 }
 
-/// Invalid objects and frames a connection sent recently. One bad object is refused and the
-/// traffic after it is read as usual; more than `max` within `window` closes the connection.
-#[derive(Debug)]
-pub struct Offences {
-    max: usize,
-    window: Duration,
-    times: VecDeque<Instant>,
-}
-
-impl Offences {
-    pub fn new(max: usize, window: Duration) -> Offences {
-        Offences {
-            max,
-            window,
-            times: VecDeque::new(),
-        }
-    }
-
-    /// Counts `n` offences; true when the connection should now be closed.
-    pub fn add(&mut self, n: usize, now: Instant) -> bool {
-        while self
-            .times
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) > self.window)
-        {
-            self.times.pop_front();
-        }
-        for _ in 0..n.min(self.max + 1) {
-            self.times.push_back(now);
-        }
-        self.times.len() > self.max
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,18 +82,5 @@ mod tests {
             }
         }
         assert_eq!(first_refusal, Some(true), "a new second, a new offence");
-    }
-
-    #[test]
-    fn offences_close_only_past_the_limit_within_the_window() {
-        let t0 = Instant::now();
-        let mut o = Offences::new(3, Duration::from_secs(60));
-        assert!(!o.add(1, t0));
-        assert!(!o.add(2, t0));
-        assert!(o.add(1, t0), "the fourth within a minute closes");
-        let mut o = Offences::new(3, Duration::from_secs(60));
-        assert!(!o.add(3, t0));
-        assert!(!o.add(1, t0 + Duration::from_secs(61)), "old ones expired");
-        assert!(o.add(1_000_000, t0 + Duration::from_secs(62)));
     }
 }

@@ -24,8 +24,10 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use self::conn::Outbox;
-use self::limits::{Budget, Offences};
+use self::limits::Budget;
+use crate::ingest::Severity;
 use crate::messages::{FetchArtifact, Forward, Ingest, LegacyFetch, Offence, Shutdown};
+use crate::peer_score::{PeerRef, SharedScores};
 use crate::peer_table::Redial;
 use crate::reads::Reads;
 use crate::store_writer::StoreWriter;
@@ -75,7 +77,8 @@ struct Conn {
     dialled_as: Option<String>,
     outbox: Outbox,
     close: Arc<watch::Sender<bool>>,
-    offences: Offences,
+    /// The peer's address: what its offences are counted under (plain TCP proves no more).
+    addr: Option<std::net::SocketAddr>,
     fetching: usize,
 }
 
@@ -89,6 +92,7 @@ struct Fetch {
 pub struct LegacyBridge {
     reads: Reads,
     writer: StoreWriter,
+    scores: SharedScores,
     router: Recipient<Ingest>,
     /// The mesh, for artifacts no legacy peer has.
     mesh_fetch: Recipient<FetchArtifact>,
@@ -115,6 +119,7 @@ impl LegacyBridge {
     pub fn new(
         reads: Reads,
         writer: StoreWriter,
+        scores: SharedScores,
         router: Recipient<Ingest>,
         mesh_fetch: Recipient<FetchArtifact>,
         listener: Option<TcpListener>,
@@ -124,6 +129,7 @@ impl LegacyBridge {
         LegacyBridge {
             reads,
             writer,
+            scores,
             router,
             mesh_fetch,
             options,
@@ -213,6 +219,7 @@ impl LegacyBridge {
         ctx: &mut Context<Self>,
     ) {
         let _ = stream.set_nodelay(true);
+        let addr = stream.peer_addr().ok();
         let conn = self.next_conn;
         self.next_conn += 1;
         let (read, write) = stream.into_split();
@@ -253,11 +260,7 @@ impl LegacyBridge {
                 dialled_as,
                 outbox: outbox.clone(),
                 close,
-                // in offence points: `max_offences` serious offences (twice as many minor ones)
-                offences: Offences::new(
-                    self.options.max_offences * crate::ingest::Severity::Serious.points() as usize,
-                    Duration::from_secs(60),
-                ),
+                addr,
                 fetching: 0,
             },
         );
@@ -489,7 +492,15 @@ impl Handler<Offence> for LegacyBridge {
             return;
         };
         debug!(peer = %c.key, reason = %msg.reason, "invalid data from a legacy peer");
-        if c.offences.add(msg.points as usize, Instant::now()) {
+        let Some(addr) = c.addr else { return };
+        // `max_offences` serious offences' worth of points (twice as many minor ones), decaying
+        let limit = (self.options.max_offences as u32 * Severity::Serious.points()) as f64;
+        let past_limit = self
+            .scores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .offend(&PeerRef::Legacy(addr), msg.points, limit, Instant::now());
+        if past_limit {
             warn!(peer = %c.key, reason = %msg.reason, "legacy peer keeps sending invalid data: disconnecting");
             self.close(msg.conn, "invalid data");
         }

@@ -764,6 +764,10 @@ pub struct ChallengeArbiter {
     mine: HashSet<String>,
     /// The timer for the next challenge that runs out of time.
     deadline: Option<(i64, SpawnHandle)>,
+    /// A read of the next deadline is under way; `reschedule`: another was asked for meanwhile
+    /// (reads finish in any order; only the newest may set the timer).
+    scheduling: bool,
+    reschedule: bool,
 }
 
 impl ChallengeArbiter {
@@ -776,6 +780,8 @@ impl ChallengeArbiter {
             me,
             mine: HashSet::new(),
             deadline: None,
+            scheduling: false,
+            reschedule: false,
         }
     }
 
@@ -783,14 +789,26 @@ impl ChallengeArbiter {
     /// then even if no event arrives: a challenge with responses is decided, one without is
     /// dropped).
     fn schedule_deadline(&mut self, ctx: &mut Context<Self>) {
+        if self.scheduling {
+            self.reschedule = true;
+            return;
+        }
+        self.scheduling = true;
         let next = self
             .registry
             .reads
             .read(|read| read.next_challenge_deadline());
         ctx.spawn(
-            actix::fut::wrap_future::<_, Self>(next).map(|next, act, ctx| match next {
-                Ok(next) => act.set_deadline(next, ctx),
-                Err(e) => warn!(error = %e, "challenge arbiter: cannot read the store"),
+            actix::fut::wrap_future::<_, Self>(next).map(|next, act, ctx| {
+                act.scheduling = false;
+                if std::mem::take(&mut act.reschedule) {
+                    // the store changed while this read ran: its answer may be stale
+                    return act.schedule_deadline(ctx);
+                }
+                match next {
+                    Ok(next) => act.set_deadline(next, ctx),
+                    Err(e) => warn!(error = %e, "challenge arbiter: cannot read the store"),
+                }
             }),
         );
     }

@@ -482,14 +482,19 @@ impl Reader {
         )))
     }
 
-    /// When the oldest undecided challenge runs out of time (Unix seconds), if there is one.
+    /// The next time (Unix seconds, after this snapshot's "now") an undecided challenge runs
+    /// out of time, if any. Deadlines already passed are not returned: what could be decided
+    /// then was (a challenge nobody answered stays open, and a late response decides it when it
+    /// is stored), so a waiter never wakes for them again and again.
     pub fn next_challenge_deadline(&self) -> Result<Option<i64>, StoreError> {
-        let mut oldest: Option<i64> = None;
+        let mut next: Option<i64> = None;
         for item in self.t.open_challenges.iter()? {
-            let t = item?.1.value();
-            oldest = Some(oldest.map_or(t, |o| o.min(t)));
+            let deadline = item?.1.value().saturating_add(verdict::challenge_timeout());
+            if deadline > self.now {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+            }
         }
-        Ok(oldest.map(|t| t.saturating_add(verdict::challenge_timeout())))
+        Ok(next)
     }
 
     /// Records with a challenge not decided yet.

@@ -292,7 +292,20 @@ pub fn write_checked<B: AsRef<str>>(
         };
         match object {
             SignedObject::Experiment(record) => {
-                for (record, outcome) in w.insert_experiment(record)? {
+                let id = record.id.clone();
+                let inserted = match w.insert_experiment(record) {
+                    Ok(inserted) => inserted,
+                    // refused before anything was written: this record only, not the batch
+                    Err(e @ StoreError::HeldPoolFull(_)) => {
+                        out.summary.rejected += 1;
+                        out.summary
+                            .problems
+                            .push(IngestError::Lineage(format!("experiment {id}: {e}")));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                for (record, outcome) in inserted {
                     match outcome {
                         ExperimentOutcome::Accepted { .. } => {
                             out.summary.accepted += 1;

@@ -129,7 +129,8 @@ pub struct NodeBuilder {
 /// A running node: its actors' registry, and the thread its working side runs on.
 pub struct Node {
     pub registry: Registry,
-    work: Option<actix::ArbiterHandle>,
+    /// The working side's thread (taken, stopped and joined by [`Node::shutdown`]).
+    work: std::sync::Mutex<Option<actix::Arbiter>>,
 }
 
 impl Node {
@@ -144,13 +145,18 @@ impl Node {
 
     /// Stops the node in order: first the flag that makes the working side publish nothing
     /// more, then the working side's thread (its futures are dropped, a training child is
-    /// killed), then the network (peers see the connections close).
+    /// killed), then the network (peers see the connections close), then the store writer
+    /// (after what it was sent).
     pub async fn shutdown(&self) {
         self.registry.stopping.stop();
-        if let Some(work) = &self.work {
+        let work = self.work.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(work) = work {
+            // its actors hold the store too: they are gone once the thread has ended
             work.stop();
+            let _ = tokio::task::spawn_blocking(move || work.join()).await;
         }
         self.registry.shutdown().await;
+        self.registry.writer.close().await;
     }
 }
 
@@ -167,7 +173,7 @@ impl NodeBuilder {
             Mode::Relay => {
                 return Ok(Node {
                     registry,
-                    work: None,
+                    work: Default::default(),
                 })
             }
             Mode::VerifyOnly(work) => (work, None),
@@ -176,7 +182,8 @@ impl NodeBuilder {
         // The working side runs on a thread of its own (an actix Arbiter): its messages, the
         // training child's output and the research loop never queue behind the System thread,
         // which drives the swarm, the legacy connections and the control socket.
-        let arbiter = actix::Arbiter::new().handle();
+        let thread = actix::Arbiter::new();
+        let arbiter = thread.handle();
         let Work { runner, verify } = work;
         let seed = verify.seed;
         let runner =
@@ -198,7 +205,7 @@ impl NodeBuilder {
         }
         Ok(Node {
             registry,
-            work: Some(arbiter),
+            work: std::sync::Mutex::new(Some(thread)),
         })
     }
 }

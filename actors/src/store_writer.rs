@@ -109,9 +109,12 @@ enum Work {
     Ingest(IngestWork),
     Local(LocalWrite),
     DecideTimedOut,
+    /// Finish what was sent before, then stop the thread.
+    Stop,
 }
 
 enum Done {
+    Stopped,
     Ingest(Box<IngestOutcome>),
     Local(Vec<ArtifactWrite>),
     Decided(Vec<String>),
@@ -130,11 +133,13 @@ pub struct StoreHandles {
     pub writer: StoreWriter,
 }
 
-/// A handle to the writer (cheap to clone). The writer stops when every handle is gone.
+/// A handle to the writer (cheap to clone). The writer stops when [`StoreWriter::close`] is
+/// called or every handle is gone.
 #[derive(Clone)]
 pub struct StoreWriter {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<EventBatch>,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -149,13 +154,26 @@ impl StoreWriter {
         let (commands, rx) = mpsc::channel(QUEUE);
         let (events, _) = broadcast::channel(EVENTS);
         let publish = events.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || {
-                crate::lower_thread_priority(5);
-                run(&store, rx, &publish)
-            })?;
-        Ok(StoreWriter { commands, events })
+            .spawn(move || run(&store, rx, &publish))?;
+        Ok(StoreWriter {
+            commands,
+            events,
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Stores what was sent before, then stops the writer thread and waits for it: it lets go of
+    /// the store, so the redb file can be closed cleanly once the other handles are gone (a
+    /// file not closed is checked and repaired at the next start). Later writes fail with
+    /// [`WriteError::Closed`].
+    pub async fn close(&self) {
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let _ = self.send(Work::Stop).await;
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 
     /// Events after each commit, from now on.
@@ -271,13 +289,26 @@ pub fn quiet_events() -> broadcast::Sender<EventBatch> {
 }
 
 fn run(store: &Store, mut rx: mpsc::Receiver<Command>, events: &broadcast::Sender<EventBatch>) {
+    let mut stop = None;
     while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(command) => batch.push(command),
-                Err(_) => break,
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            if matches!(command.work, Work::Stop) {
+                stop = Some(command.reply);
+                break;
             }
+            batch.push(command);
+            if batch.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if batch.is_empty() {
+            if let Some(reply) = stop.take() {
+                let _ = reply.send(Ok(Done::Stopped));
+                return;
+            }
+            continue;
         }
         let (works, replies): (Vec<Work>, Vec<_>) =
             batch.into_iter().map(|c| (c.work, c.reply)).unzip();
@@ -306,6 +337,10 @@ fn run(store: &Store, mut rx: mpsc::Receiver<Command>, events: &broadcast::Sende
                     let _ = reply.send(Err(WriteError::Store(e.clone())));
                 }
             }
+        }
+        if let Some(reply) = stop.take() {
+            let _ = reply.send(Ok(Done::Stopped));
+            return;
         }
     }
 }
@@ -346,6 +381,7 @@ fn apply(w: &mut crate::Writer<'_>, work: Work) -> Result<Done, StoreError> {
             Ok(Done::Local(out))
         }
         Work::DecideTimedOut => Ok(Done::Decided(w.decide_timed_out()?)),
+        Work::Stop => Ok(Done::Stopped),
     }
 }
 

@@ -12,14 +12,17 @@ use crate::messages::*;
 use crate::store_writer::{IngestWork, StoreWriter};
 use crate::supervision::Restarts;
 
-/// Batches being checked or stored at once. Beyond it, gossip is answered `Ignore` at once (a
-/// peer forwards it to others, and sync brings it later) and every other origin waits: legacy
+/// Batches being checked or stored at once, per kind: gossip has permits of its own, so a sync
+/// or legacy peers cannot crowd it out. Beyond its bound, gossip is answered `Ignore` at once (a
+/// peer forwards it to others, and sync brings it later); every other origin waits: legacy
 /// readers stop reading their socket, sync pages wait, so no queue grows without bound.
 pub const INGESTS_IN_FLIGHT: usize = 16;
+pub const GOSSIP_IN_FLIGHT: usize = 64;
 
 pub struct GossipRouter {
     writer: StoreWriter,
     in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+    gossip_in_flight: std::sync::Arc<tokio::sync::Semaphore>,
     peers: MeshLinks,
     legacy: LegacyLinks,
     restarts: Restarts,
@@ -83,6 +86,7 @@ impl GossipRouter {
         GossipRouter {
             writer,
             in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(INGESTS_IN_FLIGHT)),
+            gossip_in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(GOSSIP_IN_FLIGHT)),
             peers,
             legacy,
             restarts,
@@ -196,7 +200,7 @@ impl Handler<Ingest> for GossipRouter {
         let bodies = msg.bodies;
         let permit = match &msg.origin {
             Origin::Gossip { source, message_id } => {
-                match self.in_flight.clone().try_acquire_owned() {
+                match self.gossip_in_flight.clone().try_acquire_owned() {
                     Ok(permit) => Some(permit),
                     Err(_) => {
                         self.peers.validated.do_send(Validated {

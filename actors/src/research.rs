@@ -9,6 +9,7 @@
 //! baseline) is run first when the task has no records.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -162,6 +163,9 @@ pub struct ResearchLoop {
     registry: Registry,
     runner: Addr<ExperimentRunner>,
     options: ResearchOptions,
+    /// Store events since the loop found an artifact missing and asked peers for it (taken
+    /// when it waits; otherwise no subscription is held, so no event batch is kept for it).
+    missing_artifact: Arc<std::sync::Mutex<Option<EventReceiver>>>,
 }
 
 impl ResearchLoop {
@@ -174,6 +178,7 @@ impl ResearchLoop {
             registry,
             runner,
             options,
+            missing_artifact: Arc::default(),
         }
     }
 
@@ -211,8 +216,6 @@ impl ResearchLoop {
                 info!("research: {done} experiments done (max reached); still serving the mesh");
                 return;
             }
-            // subscribed before the iteration: an artifact stored while it runs still wakes it
-            let mut stored = self.registry.writer.subscribe();
             match self.iteration(identity, rng, discard_streak).await {
                 Ok(Some(status)) => {
                     done += 1;
@@ -222,8 +225,19 @@ impl ResearchLoop {
                         discard_streak + 1
                     };
                 }
-                // waiting for an artifact from peers: go on when one is stored
-                Ok(None) => artifact_stored(&mut stored, ARTIFACT_PATIENCE).await,
+                Ok(None) => {
+                    let missing = self
+                        .missing_artifact
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    match missing {
+                        // waiting for an artifact from peers: go on when one is stored
+                        Some(mut events) => artifact_stored(&mut events, ARTIFACT_PATIENCE).await,
+                        // waiting for something no event announces (an LLM to be configured)
+                        None => actix_rt::time::sleep(Duration::from_secs(5)).await,
+                    }
+                }
                 Err(e) => {
                     warn!("research: {e}; retrying in 10 s");
                     actix_rt::time::sleep(Duration::from_secs(10)).await;
@@ -376,6 +390,8 @@ impl ResearchLoop {
 
     /// A stored artifact; when missing, asks peers for it and returns `None`.
     async fn artifact(&self, cid: &str) -> Result<Option<Vec<u8>>, String> {
+        // subscribed before looking: an artifact stored right after the look still wakes us
+        let events = self.registry.writer.subscribe();
         let key = cid.to_string();
         let found = self
             .registry
@@ -388,6 +404,10 @@ impl ResearchLoop {
                 cid: cid.to_string(),
                 prefer: None,
             });
+            *self
+                .missing_artifact
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(events);
         }
         Ok(found)
     }

@@ -129,8 +129,10 @@ async fn node_info(registry: &Registry, mut info: Value) -> Value {
             .await
             .unwrap_or(0);
         members.push(("legacy_peers".into(), Value::Int(legacy as i64)));
-        for (name, count) in counts.unwrap_or_default() {
-            members.push((name.into(), Value::Int(count as i64)));
+        if let Ok(counts) = counts {
+            for (name, count) in counts {
+                members.push((name.into(), Value::Int(count as i64)));
+            }
         }
     }
     info

@@ -281,9 +281,18 @@ pub fn follow_live(web: &str) -> std::sync::Arc<std::sync::Mutex<Vec<J>>> {
         "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     )
     .unwrap();
+    // subscribed once the stream's first comment (": live") arrives: nothing after is missed
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    while !line.starts_with(": live") {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            panic!("the live stream closed before it began");
+        }
+    }
     let collected = seen.clone();
     std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
+        for line in reader.lines() {
             let Ok(line) = line else { break };
             if let Some(data) = line.trim().strip_prefix("data: ") {
                 if let Ok(event) = serde_json::from_str::<J>(data) {

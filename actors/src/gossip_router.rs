@@ -111,14 +111,14 @@ impl GossipRouter {
                     self.peers.penalize.do_send(Penalize {
                         peer: *source,
                         reason: reasons(&summary.problems),
-                        points: crate::ingest::points(&summary.problems),
+                        points: crate::refusal::points(&summary.problems),
                     });
                 }
             }
             Origin::Legacy { conn } if summary.rejected > 0 => {
                 self.legacy.offence.do_send(Offence {
                     conn: *conn,
-                    points: crate::ingest::points(&summary.problems),
+                    points: crate::refusal::points(&summary.problems),
                     reason: reasons(&summary.problems),
                 });
             }
@@ -167,7 +167,7 @@ impl GossipRouter {
     }
 }
 
-fn reasons(problems: &[crate::ingest::IngestError]) -> String {
+fn reasons(problems: &[crate::refusal::IngestError]) -> String {
     let reasons: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
     reasons.join("; ")
 }

@@ -48,6 +48,8 @@ pub mod peer_manager;
 pub mod peer_score;
 pub mod peer_table;
 pub mod reads;
+pub mod refusal;
+pub mod registry;
 pub mod research;
 pub mod sandbox;
 pub mod store_writer;

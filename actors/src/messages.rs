@@ -39,7 +39,7 @@ pub struct IngestSummary {
     pub duplicates: u64,
     pub rejected: u64,
     /// One per rejected body, with its kind and reason.
-    pub problems: Vec<crate::ingest::IngestError>,
+    pub problems: Vec<crate::refusal::IngestError>,
     /// For a sync page: whether the peer's cursor moved to the page's end (false when the
     /// cursor was not where the page started, e.g. an earlier page failed).
     pub cursor_advanced: bool,
@@ -68,7 +68,7 @@ pub struct Validated {
 pub struct Penalize {
     pub peer: PeerId,
     pub reason: String,
-    /// Offence points ([`crate::ingest::Severity::points`]).
+    /// Offence points ([`crate::refusal::Severity::points`]).
     pub points: u32,
 }
 
@@ -149,7 +149,7 @@ pub struct Forward {
 #[rtype(result = "()")]
 pub struct Offence {
     pub conn: u64,
-    /// Offence points ([`crate::ingest::Severity::points`]).
+    /// Offence points ([`crate::refusal::Severity::points`]).
     pub points: u32,
     pub reason: String,
 }

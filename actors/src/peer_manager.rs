@@ -16,12 +16,12 @@ use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use tracing::{debug, info, warn};
 
 use crate::gossip_router::GossipRouter;
-use crate::ingest::Severity;
 use crate::messages::*;
 use crate::net::{self, Behaviour, BehaviourEvent, Request, Response};
 use crate::peer_score::{PeerRef, SharedScores, MESH_BAN_AT};
 use crate::peer_table::{ArtifactFetches, PeerTable, Redial, Refusal};
 use crate::reads::Reads;
+use crate::refusal::Severity;
 use crate::store_writer::{StoreHandles, StoreWriter};
 
 /// One page of a peer's log, as received.

@@ -1,4 +1,4 @@
-//! One standing per peer, for both transports: offence points ([`crate::ingest::Severity`])
+//! One standing per peer, for both transports: offence points ([`crate::refusal::Severity`])
 //! that decay with a half-life, so an old mistake fades while a peer that keeps offending
 //! crosses its threshold. A libp2p peer is known by its peer id (authenticated by Noise); a
 //! reference-protocol peer by its connection's address (plain TCP proves no identity). The
@@ -93,7 +93,7 @@ fn decayed(points: f64, at: Instant, now: Instant) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::Severity::{Minor, Serious};
+    use crate::refusal::Severity::{Minor, Serious};
 
     fn mesh(n: u8) -> PeerRef {
         PeerRef::Mesh(

@@ -29,7 +29,7 @@ use crate::default_task;
 use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest, RunResult};
 use crate::llm::{self, LlmSettings, PromptContext};
 use crate::messages::FetchArtifact;
-use crate::node::Registry;
+use crate::registry::Registry;
 use crate::store_writer::{ArtifactWrite, LocalWrite, NodeEvent};
 use crate::task_registry::GetActiveTask;
 

@@ -22,8 +22,8 @@ use tracing::{info, warn};
 
 use crate::command_task::{self, Evaluator, SandboxOptions};
 use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest, RunSandboxed};
-use crate::node::Registry;
 use crate::reads::Reads;
+use crate::registry::Registry;
 use crate::research::{builtin_baseline, task_data};
 use crate::store::{claim_of, LogKind};
 use crate::store_writer::{wake_ups, LocalWrite, Look, NodeEvent, StoreWriter, Wake};

@@ -342,7 +342,7 @@ impl Reader {
         debug!(peer = %self.key, reason, "legacy offence");
         self.bridge.do_send(Offence {
             conn: self.conn,
-            points: crate::ingest::Severity::Serious.points(),
+            points: crate::refusal::Severity::Serious.points(),
             reason: reason.to_string(),
         });
     }

@@ -25,11 +25,11 @@ use tracing::{debug, info, warn};
 
 use self::conn::Outbox;
 use self::limits::Budget;
-use crate::ingest::Severity;
 use crate::messages::{FetchArtifact, Forward, Ingest, LegacyFetch, Offence, Shutdown};
 use crate::peer_score::{PeerRef, SharedScores};
 use crate::peer_table::Redial;
 use crate::reads::Reads;
+use crate::refusal::Severity;
 use crate::store_writer::StoreWriter;
 
 /// Settings of the legacy side.
@@ -553,7 +553,7 @@ impl Handler<CodeArrived> for LegacyBridge {
             self.fetch_queue.push_back(msg.cid);
             ctx.notify(Offence {
                 conn: msg.conn,
-                points: crate::ingest::Severity::Serious.points(),
+                points: crate::refusal::Severity::Serious.points(),
                 reason: "artifact bytes do not match their cid".into(),
             });
         } else {

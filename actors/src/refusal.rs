@@ -1,0 +1,61 @@
+//! Why an inbound object was refused, and how much that weighs against the peer that sent it.
+//! (Its own file: the messages carry it and the ingest makes it.)
+
+/// Why an inbound object was refused. The kind says what was wrong and so how much it weighs
+/// against the peer that sent it ([`IngestError::severity`]), on either transport.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// Not a frame of the protocol: not JSON, a bad envelope, a message that carries no object.
+    #[error("{0}")]
+    Wire(String),
+    /// A signed object that fails its checks: id, signature, schema, the kind's rules.
+    #[error("{0}")]
+    Object(String),
+    /// A valid object that can never join the graph or count (a second root, a child naming
+    /// another task, an event of a foreign class): possibly honest disagreement.
+    #[error("{0}")]
+    Lineage(String),
+    /// Artifact bytes that do not hash to their cid, or too large.
+    #[error("artifact: {0}")]
+    Artifact(String),
+    /// Requests beyond the peer's budget.
+    #[error("{0}")]
+    Rate(String),
+}
+
+/// How much an offence weighs against its sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// What an honest peer may send (it disagrees on lineage): half of a serious offence.
+    Minor,
+    /// What no honest peer sends: forged or malformed data, floods.
+    Serious,
+}
+
+impl Severity {
+    /// Offence points: a serious offence counts 2, a minor one 1 (the ban thresholds are set in
+    /// these points: `peer_score::MESH_BAN_AT` and the legacy bridge's limit).
+    pub fn points(self) -> u32 {
+        match self {
+            Severity::Minor => 1,
+            Severity::Serious => 2,
+        }
+    }
+}
+
+impl IngestError {
+    pub fn severity(&self) -> Severity {
+        match self {
+            IngestError::Lineage(_) => Severity::Minor,
+            IngestError::Wire(_)
+            | IngestError::Object(_)
+            | IngestError::Artifact(_)
+            | IngestError::Rate(_) => Severity::Serious,
+        }
+    }
+}
+
+/// Offence points of everything `problems` holds.
+pub fn points(problems: &[IngestError]) -> u32 {
+    problems.iter().map(|p| p.severity().points()).sum()
+}

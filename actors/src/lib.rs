@@ -5,6 +5,7 @@ pub mod auto_operator;
 pub mod clock;
 pub mod command_task;
 pub mod console;
+pub mod control_socket;
 pub mod lineage;
 pub mod llm;
 pub mod store;

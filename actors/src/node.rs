@@ -8,6 +8,7 @@ use actix::prelude::*;
 use libp2p::Multiaddr;
 use tracing::info;
 
+use crate::control_socket::{self, ControlInfo};
 use crate::experiment_runner::{ExperimentRunner, RunnerConfig};
 use crate::gossip_router::{GossipRouter, LegacyLinks, MeshLinks};
 use crate::legacy::{LegacyBridge, LegacyOptions};
@@ -57,11 +58,14 @@ pub struct NodeBuilder {
     store: Arc<Store>,
     options: NodeOptions,
     mode: Mode,
+    control: Option<(std::path::PathBuf, ControlInfo)>,
 }
 
 /// A running node: its actors' registry, and the thread its working side runs on.
 pub struct Node {
     pub registry: Registry,
+    /// The control socket's path (removed by [`Node::shutdown`]).
+    control: Option<std::path::PathBuf>,
     /// The working side's thread (taken, stopped and joined by [`Node::shutdown`]).
     work: std::sync::Mutex<Option<actix::Arbiter>>,
 }
@@ -73,6 +77,7 @@ impl Node {
             store,
             options,
             mode: Mode::Relay,
+            control: None,
         }
     }
 
@@ -89,6 +94,9 @@ impl Node {
             let _ = tokio::task::spawn_blocking(move || work.join()).await;
         }
         self.registry.shutdown().await;
+        if let Some(path) = &self.control {
+            let _ = std::fs::remove_file(path);
+        }
         self.registry.writer.close().await;
     }
 }
@@ -99,13 +107,24 @@ impl NodeBuilder {
         self
     }
 
+    /// Also serve the local control socket at `path` (`spored info`, `spored import`).
+    pub fn control_socket(mut self, path: std::path::PathBuf, info: ControlInfo) -> NodeBuilder {
+        self.control = Some((path, info));
+        self
+    }
+
     /// Starts the store writer and every actor. Must run inside an actix System.
     pub fn spawn(self) -> Result<Node, String> {
         let registry = start(self.store, self.options)?;
+        let control = self.control.map(|(path, info)| {
+            start_control_socket(&path, &registry, info);
+            path
+        });
         let (work, research) = match self.mode {
             Mode::Relay => {
                 return Ok(Node {
                     registry,
+                    control,
                     work: Default::default(),
                 })
             }
@@ -138,9 +157,28 @@ impl NodeBuilder {
         }
         Ok(Node {
             registry,
+            control,
             work: std::sync::Mutex::new(Some(thread)),
         })
     }
+}
+
+/// Serves the control socket on the System thread. Without it the node still works (the CLI
+/// then says the node does not answer), so a socket that cannot be bound or stops accepting is
+/// logged, not fatal.
+fn start_control_socket(path: &std::path::Path, registry: &Registry, info: ControlInfo) {
+    let listener = match control_socket::bind(path) {
+        Ok(listener) => listener,
+        Err(e) => {
+            return tracing::warn!(path = %path.display(), error = %e, "no control socket: `spored info` and `import` cannot reach this node")
+        }
+    };
+    let registry = registry.clone();
+    actix_rt::spawn(async move {
+        if let Err(e) = control_socket::serve(listener, registry, info).await {
+            tracing::warn!(error = %e, "control socket stopped");
+        }
+    });
 }
 
 /// Starts the actors in dependency order. Must run inside an actix System.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use libp2p::Multiaddr;
 use spore_actors::auto_operator::{self, AutoOperator, UpdateOptions, UpdateReady};
+use spore_actors::control_socket::ControlInfo;
 use spore_actors::legacy::{GetLegacyAddr, LegacyOptions, SetLegacyPeers};
 use spore_actors::messages::GetListenAddrs;
 use spore_actors::net::NetConfig;
@@ -13,12 +14,10 @@ use spore_actors::node::{self, Mode, Node, NodeOptions};
 use spore_actors::peer_manager::SetPeers;
 use spore_actors::store::StoreError;
 use spore_actors::Store;
-use spore_spec::json::{object, Value};
 use tracing::{info, warn};
 
 use super::{research, Context};
 use crate::config::NodeMode;
-use crate::control;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -266,8 +265,14 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             NodeMode::Relay => Mode::Relay,
             _ => research::mode(&config, &ctx.data_dir, identity.seed())?,
         };
+        let control = ControlInfo {
+            node_id: node_id.clone(),
+            mode: config.mode.as_str().into(),
+            version: auto_operator::version(),
+        };
         let node = Node::builder(store, options)
             .mode(mode)
+            .control_socket(socket.clone(), control)
             .spawn()
             .map_err(|e| anyhow::anyhow!(e))?;
         let registry = node.registry.clone();
@@ -309,23 +314,6 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             )
         })?;
         spore_actors::say!("explorer on http://{bound}");
-        let info = object([
-            ("node_id", Value::Str(node_id.clone())),
-            ("peer_id", Value::Str(peer_id.to_string())),
-            ("mode", Value::Str(config.mode.as_str().into())),
-            ("version", Value::Str(auto_operator::version())),
-            (
-                "listen",
-                Value::Array(addrs.iter().map(|a| Value::Str(a.to_string())).collect()),
-            ),
-        ]);
-        let control = socket.clone();
-        let control_registry = registry.clone();
-        actix_rt::spawn(async move {
-            if let Err(e) = control::serve(&control, control_registry, info).await {
-                warn!(error = %e, "control socket stopped");
-            }
-        });
         let (ready_tx, mut updates) = tokio::sync::mpsc::channel::<UpdateReady>(1);
         if config.auto_update && !config.update_manifest_url.is_empty() {
             use actix::Actor as _;
@@ -367,7 +355,6 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         registry.stopping.stop();
         web_handle.stop(true).await;
         node.shutdown().await;
-        let _ = std::fs::remove_file(&socket);
         if let Some(reason) = failed {
             bail!("the node stopped: {reason} (see the log above)");
         }

@@ -7,8 +7,10 @@
 use actix::prelude::*;
 use tracing::{debug, info, warn};
 
+use crate::artifact_fetcher::FetchArtifact;
 use crate::ingest::{check_bodies, IngestOutcome};
 use crate::messages::*;
+use crate::peer_score::PeerRef;
 use crate::store_writer::{IngestWork, StoreWriter};
 use crate::supervision::Restarts;
 
@@ -25,6 +27,7 @@ pub struct GossipRouter {
     gossip_in_flight: std::sync::Arc<tokio::sync::Semaphore>,
     peers: MeshLinks,
     legacy: LegacyLinks,
+    fetcher: Recipient<FetchArtifact>,
     restarts: Restarts,
 }
 
@@ -34,23 +37,17 @@ pub struct MeshLinks {
     pub validated: Recipient<Validated>,
     pub penalize: Recipient<Penalize>,
     pub publish: Recipient<Publish>,
-    pub fetch: Recipient<FetchArtifact>,
 }
 
 impl MeshLinks {
     pub fn to<A>(addr: &Addr<A>) -> MeshLinks
     where
-        A: Actor<Context = Context<A>>
-            + Handler<Validated>
-            + Handler<Penalize>
-            + Handler<Publish>
-            + Handler<FetchArtifact>,
+        A: Actor<Context = Context<A>> + Handler<Validated> + Handler<Penalize> + Handler<Publish>,
     {
         MeshLinks {
             validated: addr.clone().recipient(),
             penalize: addr.clone().recipient(),
             publish: addr.clone().recipient(),
-            fetch: addr.clone().recipient(),
         }
     }
 }
@@ -59,18 +56,16 @@ impl MeshLinks {
 #[derive(Clone)]
 pub struct LegacyLinks {
     pub forward: Recipient<Forward>,
-    pub fetch: Recipient<LegacyFetch>,
     pub offence: Recipient<Offence>,
 }
 
 impl LegacyLinks {
     pub fn to<A>(addr: &Addr<A>) -> LegacyLinks
     where
-        A: Actor<Context = Context<A>> + Handler<Forward> + Handler<LegacyFetch> + Handler<Offence>,
+        A: Actor<Context = Context<A>> + Handler<Forward> + Handler<Offence>,
     {
         LegacyLinks {
             forward: addr.clone().recipient(),
-            fetch: addr.clone().recipient(),
             offence: addr.clone().recipient(),
         }
     }
@@ -81,6 +76,7 @@ impl GossipRouter {
         writer: StoreWriter,
         peers: MeshLinks,
         legacy: LegacyLinks,
+        fetcher: Recipient<FetchArtifact>,
         restarts: Restarts,
     ) -> Self {
         GossipRouter {
@@ -89,6 +85,7 @@ impl GossipRouter {
             gossip_in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(GOSSIP_IN_FLIGHT)),
             peers,
             legacy,
+            fetcher,
             restarts,
         }
     }
@@ -115,7 +112,7 @@ impl GossipRouter {
                     });
                 }
             }
-            Origin::Legacy { conn } if summary.rejected > 0 => {
+            Origin::Legacy { conn, .. } if summary.rejected > 0 => {
                 self.legacy.offence.do_send(Offence {
                     conn: *conn,
                     points: crate::refusal::points(&summary.problems),
@@ -128,7 +125,7 @@ impl GossipRouter {
         // from this node or a legacy peer also goes on the mesh.
         if !outcome.stored_bodies.is_empty() {
             let except = match origin {
-                Origin::Legacy { conn } => Some(*conn),
+                Origin::Legacy { conn, .. } => Some(*conn),
                 _ => None,
             };
             let bodies = outcome.stored_bodies.iter().map(|(_, b)| b.clone());
@@ -142,21 +139,17 @@ impl GossipRouter {
                 }
             }
         }
-        if let Origin::Legacy { conn } = origin {
-            for cid in outcome.missing_artifacts {
-                self.legacy.fetch.do_send(LegacyFetch {
-                    cid,
-                    prefer: Some(*conn),
-                });
-            }
-        } else {
-            let prefer = match origin {
-                Origin::Gossip { source, .. } | Origin::Sync { source } => Some(*source),
-                _ => None,
-            };
-            for cid in outcome.missing_artifacts {
-                self.peers.fetch.do_send(FetchArtifact { cid, prefer });
-            }
+        // the artifacts of new records: from the peer that sent them first, then any other
+        let prefer = match origin {
+            Origin::Gossip { source, .. } | Origin::Sync { source } => Some(PeerRef::Mesh(*source)),
+            Origin::Legacy { addr, .. } => addr.map(PeerRef::Legacy),
+            Origin::Local => None,
+        };
+        for cid in outcome.missing_artifacts {
+            self.fetcher.do_send(FetchArtifact {
+                cid,
+                prefer: prefer.clone(),
+            });
         }
         match outcome.stored.experiments.len() {
             0 => {}

@@ -18,7 +18,11 @@ pub enum Origin {
     Local,
     /// A connection of the legacy bridge (a reference 0.6.0 peer): stored, then published on
     /// the mesh and sent to the other legacy peers.
-    Legacy { conn: u64 },
+    Legacy {
+        conn: u64,
+        /// The peer's address (what its standing and artifact requests go by).
+        addr: Option<std::net::SocketAddr>,
+    },
 }
 
 /// Frame bodies (`{"type":…,"payload":…}`) to check, store and, if new, pass on.
@@ -70,14 +74,6 @@ pub struct Penalize {
     pub reason: String,
     /// Offence points ([`crate::refusal::Severity::points`]).
     pub points: u32,
-}
-
-/// PeerManager: get the artifact `cid`, preferably from `prefer`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FetchArtifact {
-    pub cid: String,
-    pub prefer: Option<PeerId>,
 }
 
 /// PeerManager: what the node knows about its peers.
@@ -152,12 +148,4 @@ pub struct Offence {
     /// Offence points ([`crate::refusal::Severity::points`]).
     pub points: u32,
     pub reason: String,
-}
-
-/// GossipRouter: fetch the artifact `cid` from legacy peers, `prefer` first.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LegacyFetch {
-    pub cid: String,
-    pub prefer: Option<u64>,
 }

@@ -180,6 +180,8 @@ pub struct NetConfig {
     pub request_timeout: Duration,
     /// How often each connected peer's log is checked for anything gossip missed.
     pub resync_interval: Duration,
+    /// How hard artifacts are pulled from peers (both transports).
+    pub fetch: crate::artifact_fetcher::FetchLimits,
 }
 
 impl Default for NetConfig {
@@ -190,6 +192,7 @@ impl Default for NetConfig {
             max_connections_per_peer: 2,
             request_timeout: Duration::from_secs(60),
             resync_interval: Duration::from_secs(10),
+            fetch: Default::default(),
         }
     }
 }

@@ -8,16 +8,17 @@ use actix::prelude::*;
 use libp2p::Multiaddr;
 use tracing::info;
 
+use crate::artifact_fetcher::{ArtifactFetcher, FetcherLinks, Transports};
 use crate::control_socket::{self, ControlInfo};
 use crate::experiment_runner::{ExperimentRunner, RunnerConfig};
 use crate::gossip_router::{GossipRouter, LegacyLinks, MeshLinks};
 use crate::legacy::{LegacyBridge, LegacyOptions};
 use crate::net::{self, NetConfig};
-use crate::peer_manager::PeerManager;
+use crate::peer_manager::{PeerManager, Peering};
 use crate::reads::Reads;
 pub use crate::registry::{Registry, Stopping};
 use crate::research::{ResearchLoop, ResearchOptions};
-use crate::store_writer::{StoreHandles, StoreWriter};
+use crate::store_writer::StoreWriter;
 use crate::supervision::{Failure, RestartPolicy, Restarts};
 use crate::task_registry::TaskRegistry;
 use crate::verifier::{ChallengeArbiter, Verifier, VerifyOptions};
@@ -210,39 +211,56 @@ fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
     let peers_addr = peers_ctx.address();
     let legacy_ctx: Context<LegacyBridge> = Context::new();
     let legacy_addr = legacy_ctx.address();
+    // the fetcher asks through both transports, and they tell it who is there
+    let fetcher = ArtifactFetcher::new(
+        writer.clone(),
+        Transports {
+            mesh: peers_addr.clone().recipient(),
+            mesh_offend: peers_addr.clone().recipient(),
+            legacy: legacy_addr.clone().recipient(),
+            legacy_offend: legacy_addr.clone().recipient(),
+        },
+        options.net.fetch.clone(),
+    )
+    .start();
     let router = {
-        let (writer, peers, legacy) = (
+        let (writer, peers, legacy, fetch) = (
             writer.clone(),
             MeshLinks::to(&peers_addr),
             LegacyLinks::to(&legacy_addr),
+            fetcher.clone().recipient(),
         );
         let restarts = restarts("gossip router");
         Supervisor::start(move |_| {
-            GossipRouter::new(writer.clone(), peers.clone(), legacy.clone(), restarts)
+            GossipRouter::new(
+                writer.clone(),
+                peers.clone(),
+                legacy.clone(),
+                fetch.clone(),
+                restarts,
+            )
         })
     };
     // one standing per peer for both transports
     let scores = crate::peer_score::SharedScores::default();
-    let store_handles = StoreHandles {
-        reads: reads.clone(),
-        writer: writer.clone(),
-    };
     let peer_manager = PeerManager::new(
         swarm,
-        store_handles,
+        reads.clone(),
         scores.clone(),
         router.clone(),
-        options.listen,
-        options.peers,
-        options.net.resync_interval,
+        FetcherLinks::to(&fetcher),
+        Peering {
+            listen: options.listen,
+            bootstrap: options.peers,
+            resync_interval: options.net.resync_interval,
+        },
     );
     let peers = peers_ctx.run(peer_manager);
     let legacy = legacy_ctx.run(LegacyBridge::new(
         reads.clone(),
-        writer.clone(),
         scores,
         router.clone().recipient(),
-        peers.clone().recipient(),
+        FetcherLinks::to(&fetcher),
         legacy_listener,
         options.legacy,
     ));
@@ -252,6 +270,7 @@ fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
         router,
         tasks,
         legacy,
+        fetcher,
         store,
         peer_id,
         failure,

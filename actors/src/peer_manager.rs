@@ -1,6 +1,7 @@
 //! PeerManager: owns the libp2p Swarm. Turns network events into messages for the GossipRouter,
-//! serves sync and artifact requests from the store, runs sync with each new peer, fetches
-//! artifacts, keeps scores and bans, and re-dials configured peers that dropped.
+//! serves sync and artifact requests from the store, runs sync with each new peer, requests the
+//! artifacts the [`ArtifactFetcher`](crate::artifact_fetcher) asks for, keeps scores and bans,
+//! and re-dials configured peers that dropped.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -15,14 +16,14 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use tracing::{debug, info, warn};
 
+use crate::artifact_fetcher::{AskArtifact, FetcherLinks, Offend};
 use crate::gossip_router::GossipRouter;
 use crate::messages::*;
 use crate::net::{self, Behaviour, BehaviourEvent, Request, Response};
 use crate::peer_score::{PeerRef, SharedScores, MESH_BAN_AT};
-use crate::peer_table::{ArtifactFetches, PeerTable, Redial, Refusal};
+use crate::peer_table::{PeerTable, Redial, Refusal};
 use crate::reads::Reads;
 use crate::refusal::Severity;
-use crate::store_writer::{StoreHandles, StoreWriter};
 
 /// One page of a peer's log, as received.
 struct Page {
@@ -49,7 +50,6 @@ enum Pending {
 pub struct PeerManager {
     swarm: Swarm<Behaviour>,
     reads: Reads,
-    writer: StoreWriter,
     scores: SharedScores,
     router: Addr<GossipRouter>,
     listen: Vec<Multiaddr>,
@@ -57,7 +57,7 @@ pub struct PeerManager {
     bootstrap: Vec<Multiaddr>,
     redial: Redial,
     table: PeerTable,
-    fetches: ArtifactFetches,
+    fetcher: FetcherLinks,
     pending: HashMap<OutboundRequestId, Pending>,
     /// Peers whose log page is being stored, with the next page if it arrived meanwhile.
     storing: HashMap<PeerId, Option<Page>>,
@@ -66,27 +66,38 @@ pub struct PeerManager {
     resync_interval: Duration,
 }
 
+/// Where the PeerManager listens, whom it dials, and how often it re-syncs.
+pub struct Peering {
+    pub listen: Vec<Multiaddr>,
+    /// Configured peers, re-dialled while not connected.
+    pub bootstrap: Vec<Multiaddr>,
+    pub resync_interval: Duration,
+}
+
 impl PeerManager {
     pub fn new(
         swarm: Swarm<Behaviour>,
-        store: StoreHandles,
+        reads: Reads,
         scores: SharedScores,
         router: Addr<GossipRouter>,
-        listen: Vec<Multiaddr>,
-        bootstrap: Vec<Multiaddr>,
-        resync_interval: Duration,
+        fetcher: FetcherLinks,
+        peering: Peering,
     ) -> Self {
+        let Peering {
+            listen,
+            bootstrap,
+            resync_interval,
+        } = peering;
         PeerManager {
             swarm,
-            reads: store.reads,
-            writer: store.writer,
+            reads,
             scores,
             router,
             listen,
             bootstrap,
             redial: Redial::default(),
             table: PeerTable::default(),
-            fetches: ArtifactFetches::default(),
+            fetcher,
             pending: HashMap::new(),
             storing: HashMap::new(),
             dialled: HashMap::new(),
@@ -196,54 +207,6 @@ impl PeerManager {
         }
     }
 
-    /// Starts queued artifact requests while request slots are free.
-    fn pump_fetches(&mut self) {
-        while let Some((cid, prefer)) = self.fetches.next_to_request(std::time::Instant::now()) {
-            let prefer = prefer.and_then(|p| p.parse::<PeerId>().ok());
-            if !self.request_artifact(&cid, prefer) {
-                self.fetches.request_done();
-            }
-        }
-    }
-
-    /// Sends one artifact request to the next untried connected peer; false when none is left
-    /// (the fetch is then given up; a later record or explorer request names the cid again).
-    fn request_artifact(&mut self, cid: &str, prefer: Option<PeerId>) -> bool {
-        let prefer = prefer.filter(|p| self.swarm.is_connected(p));
-        let mut candidates: Vec<String> = prefer.iter().map(|p| p.to_string()).collect();
-        candidates.extend(self.swarm.connected_peers().map(|p| p.to_string()));
-        let Some(peer) = self.fetches.next_peer(cid, &candidates) else {
-            debug!(cid, "no peer left to fetch the artifact from");
-            self.fetches.finish(cid);
-            return false;
-        };
-        let Ok(peer) = peer.parse::<PeerId>() else {
-            self.fetches.finish(cid);
-            return false;
-        };
-        let id = self.swarm.behaviour_mut().sync.send_request(
-            &peer,
-            Request::Artifact {
-                cid: cid.to_string(),
-            },
-        );
-        self.pending.insert(
-            id,
-            Pending::Artifact {
-                cid: cid.to_string(),
-            },
-        );
-        true
-    }
-
-    /// An artifact request failed or came back empty: try the next peer in the same slot.
-    fn retry_fetch(&mut self, cid: &str) {
-        if !self.request_artifact(cid, None) {
-            self.fetches.request_done();
-            self.pump_fetches();
-        }
-    }
-
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>, ctx: &mut Context<Self>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -272,6 +235,7 @@ impl PeerManager {
                         .behaviour_mut()
                         .kad
                         .add_address(&peer_id, endpoint.get_remote_address().clone());
+                    self.fetcher.link(PeerRef::Mesh(peer_id), true);
                     self.start_sync(peer_id, ctx);
                 }
             }
@@ -281,6 +245,7 @@ impl PeerManager {
                 ..
             } => {
                 info!(peer = %peer_id, "peer disconnected");
+                self.fetcher.link(PeerRef::Mesh(peer_id), false);
                 self.table.end_sync(&peer_id.to_string());
                 if let Some(addr) = self.dialled.get(&peer_id) {
                     self.redial
@@ -371,13 +336,15 @@ impl PeerManager {
                     self.on_log_page(peer, page, ctx)
                 }
                 (Some(Pending::Artifact { cid }), Response::Artifact { bytes, .. }) => {
-                    self.on_artifact(peer, cid, bytes, ctx)
+                    self.fetcher.answer(cid, PeerRef::Mesh(peer), bytes)
                 }
                 (Some(Pending::Log { .. }), Response::Refused { reason }) => {
                     debug!(%peer, reason, "sync refused");
                     self.table.end_sync(&peer.to_string());
                 }
-                (Some(Pending::Artifact { cid }), _) => self.retry_fetch(&cid),
+                (Some(Pending::Artifact { cid }), _) => {
+                    self.fetcher.answer(cid, PeerRef::Mesh(peer), None)
+                }
                 (_, _) => self.penalize(peer, "unexpected sync response"),
             },
             Event::OutboundFailure {
@@ -390,7 +357,9 @@ impl PeerManager {
                     debug!(%peer, error = %error, "sync request failed");
                     self.table.end_sync(&peer.to_string());
                 }
-                Some(Pending::Artifact { cid }) => self.retry_fetch(&cid),
+                Some(Pending::Artifact { cid }) => {
+                    self.fetcher.answer(cid, PeerRef::Mesh(peer), None)
+                }
                 None => {}
             },
             Event::InboundFailure { peer, error, .. } => {
@@ -546,40 +515,6 @@ impl PeerManager {
             },
         ));
     }
-
-    fn on_artifact(
-        &mut self,
-        peer: PeerId,
-        cid: String,
-        bytes: Option<Vec<u8>>,
-        ctx: &mut Context<Self>,
-    ) {
-        let Some(bytes) = bytes else {
-            self.retry_fetch(&cid);
-            return;
-        };
-        if spore_spec::crypto::sha256_hex(&bytes) != cid {
-            self.penalize(peer, "artifact bytes do not match their cid");
-            self.retry_fetch(&cid);
-            return;
-        }
-        self.fetches.request_done();
-        self.pump_fetches();
-        let writer = self.writer.clone();
-        let work = async move {
-            let stored = writer.artifacts(vec![(cid.clone(), bytes)]).await;
-            (cid, stored)
-        };
-        ctx.spawn(actix::fut::wrap_future::<_, Self>(work).map(
-            |(cid, result), act, _| match result {
-                Ok(_) => {
-                    debug!(cid, "artifact stored");
-                    act.fetches.finish(&cid);
-                }
-                Err(e) => warn!(error = %e, "storing an artifact failed"),
-            },
-        ));
-    }
 }
 
 /// Drives the swarm from inside the actor, so handlers can use it directly.
@@ -620,8 +555,6 @@ impl Actor for PeerManager {
         self.dial_bootstrap();
         ctx.spawn(SwarmDriver);
         ctx.run_interval(Duration::from_secs(1), |act, _| act.dial_bootstrap());
-        // artifact requests are paced per second: start the ones that waited for the next window
-        ctx.run_interval(Duration::from_millis(200), |act, _| act.pump_fetches());
         // Anti-entropy: gossip can miss a peer (published before it subscribed, dropped under
         // load); asking each peer for its log after our cursor now and then closes any gap.
         ctx.run_interval(self.resync_interval, |act, ctx| {
@@ -678,14 +611,31 @@ impl Handler<Penalize> for PeerManager {
     }
 }
 
-impl Handler<FetchArtifact> for PeerManager {
+impl Handler<AskArtifact> for PeerManager {
     type Result = ();
 
-    fn handle(&mut self, msg: FetchArtifact, _: &mut Context<Self>) {
-        if self.fetches.begin(&msg.cid) {
-            self.fetches
-                .enqueue(&msg.cid, msg.prefer.map(|p| p.to_string()));
-            self.pump_fetches();
+    /// Requests the artifact of a connected peer (a request to a gone peer would dial it: it
+    /// is answered "no bytes" at once instead).
+    fn handle(&mut self, msg: AskArtifact, _: &mut Context<Self>) {
+        let AskArtifact { cid, peer } = msg;
+        let PeerRef::Mesh(id) = peer else {
+            return self.fetcher.answer(cid, peer, None);
+        };
+        if !self.swarm.is_connected(&id) {
+            return self.fetcher.answer(cid, peer, None);
+        }
+        let request = Request::Artifact { cid: cid.clone() };
+        let request_id = self.swarm.behaviour_mut().sync.send_request(&id, request);
+        self.pending.insert(request_id, Pending::Artifact { cid });
+    }
+}
+
+impl Handler<Offend> for PeerManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Offend, _: &mut Context<Self>) {
+        if let PeerRef::Mesh(peer) = msg.peer {
+            self.penalize_points(peer, &msg.reason, msg.points);
         }
     }
 }

@@ -1,13 +1,14 @@
 //! PeerManager's bookkeeping, as plain data: sync in progress, inbound request budgets,
-//! artifact fetches in flight. (Offences and bans: `peer_score`, shared with the legacy bridge.)
+//! re-dials. (Offences and bans: `peer_score`, shared with the legacy bridge; artifact fetches:
+//! `artifact_fetcher`, shared by both transports.)
 
 use std::collections::{HashMap, HashSet};
 
 /// Inbound requests served at once per peer; more count as a flood. A well-behaved node keeps
-/// at most [`MAX_ARTIFACT_REQUESTS`] artifact requests and one log request in flight.
+/// at most a few artifact requests (`FetchLimits::per_mesh_peer`) and one log request in flight.
 pub const MAX_INBOUND_PER_PEER: u32 = 8;
 /// Requests accepted from one peer per second; a syncing peer needs far fewer (one log page at
-/// a time, at most [`ARTIFACT_REQUESTS_PER_SECOND`] artifact requests).
+/// a time, at most `FetchLimits::per_peer_per_second` artifact requests).
 pub const MAX_REQUESTS_PER_SECOND: u32 = 500;
 
 /// Why an inbound request was refused.
@@ -68,93 +69,6 @@ impl PeerTable {
         if let Some(n) = self.inbound.get_mut(peer) {
             *n = n.saturating_sub(1);
         }
-    }
-}
-
-/// Artifact fetches: one per cid, each peer tried once, at most [`MAX_ARTIFACT_REQUESTS`] requests
-/// on the wire at once (the rest wait in a bounded queue), so a node that learns many records at
-/// once never floods the peer that sent them.
-#[derive(Debug, Default)]
-pub struct ArtifactFetches {
-    tried: HashMap<String, HashSet<String>>,
-    waiting: std::collections::VecDeque<(String, Option<String>)>,
-    requests: usize,
-    /// The start of the current one-second window and the requests started in it.
-    window: Option<(std::time::Instant, u32)>,
-}
-
-/// Artifact requests on the wire at once.
-pub const MAX_ARTIFACT_REQUESTS: usize = 4;
-/// Artifact requests started per second, well under a server's [`MAX_REQUESTS_PER_SECOND`].
-pub const ARTIFACT_REQUESTS_PER_SECOND: u32 = 200;
-/// Artifacts tracked (fetching or waiting) at once; more are dropped and fetched on demand.
-pub const MAX_ARTIFACT_FETCHES: usize = 100_000;
-
-impl ArtifactFetches {
-    /// Starts tracking `cid`; false when it is already tracked or too many are.
-    pub fn begin(&mut self, cid: &str) -> bool {
-        if self.tried.contains_key(cid) || self.tried.len() >= MAX_ARTIFACT_FETCHES {
-            return false;
-        }
-        self.tried.insert(cid.to_string(), HashSet::new());
-        true
-    }
-
-    /// Queues a tracked cid to be requested when a request slot frees up.
-    pub fn enqueue(&mut self, cid: &str, prefer: Option<String>) {
-        self.waiting.push_back((cid.to_string(), prefer));
-    }
-
-    /// The next queued cid, if a request slot is free and this second's starts are not used up
-    /// (the slot is taken).
-    pub fn next_to_request(&mut self, now: std::time::Instant) -> Option<(String, Option<String>)> {
-        if self.requests >= MAX_ARTIFACT_REQUESTS || self.waiting.is_empty() {
-            return None;
-        }
-        let (start, started) = self.window.get_or_insert((now, 0));
-        if now.duration_since(*start) >= std::time::Duration::from_secs(1) {
-            (*start, *started) = (now, 0);
-        }
-        if *started >= ARTIFACT_REQUESTS_PER_SECOND {
-            return None;
-        }
-        *started += 1;
-        let next = self.waiting.pop_front()?;
-        self.requests += 1;
-        Some(next)
-    }
-
-    /// Cids waiting for a request slot.
-    pub fn queued(&self) -> usize {
-        self.waiting.len()
-    }
-
-    /// A request finished (answered or failed): its slot is free again.
-    pub fn request_done(&mut self) {
-        self.requests = self.requests.saturating_sub(1);
-    }
-
-    /// The first of `candidates` not tried yet for `cid`, marked as tried.
-    pub fn next_peer<'a>(
-        &mut self,
-        cid: &str,
-        candidates: impl IntoIterator<Item = &'a String>,
-    ) -> Option<String> {
-        let tried = self.tried.get_mut(cid)?;
-        let peer = candidates
-            .into_iter()
-            .find(|p| !tried.contains(*p))?
-            .clone();
-        tried.insert(peer.clone());
-        Some(peer)
-    }
-
-    pub fn finish(&mut self, cid: &str) {
-        self.tried.remove(cid);
-    }
-
-    pub fn in_flight(&self) -> usize {
-        self.tried.len()
     }
 }
 
@@ -246,43 +160,6 @@ mod tests {
     }
 
     #[test]
-    fn artifact_requests_are_capped_and_queued() {
-        let mut f = ArtifactFetches::default();
-        for i in 0..10 {
-            let cid = format!("c{i}");
-            assert!(f.begin(&cid));
-            f.enqueue(&cid, None);
-        }
-        let now = std::time::Instant::now();
-        let started: Vec<_> = std::iter::from_fn(|| f.next_to_request(now)).collect();
-        assert_eq!(started.len(), MAX_ARTIFACT_REQUESTS);
-        f.request_done();
-        assert_eq!(f.next_to_request(now).map(|c| c.0).as_deref(), Some("c4"));
-        assert!(f.next_to_request(now).is_none());
-    }
-
-    #[test]
-    fn artifact_requests_are_paced_under_a_servers_rate() {
-        let mut f = ArtifactFetches::default();
-        for i in 0..1000 {
-            let cid = format!("c{i}");
-            f.begin(&cid);
-            f.enqueue(&cid, None);
-        }
-        let now = std::time::Instant::now();
-        let mut started = 0;
-        while f.next_to_request(now).is_some() {
-            started += 1;
-            f.request_done(); // answered at once: only the rate holds it back
-        }
-        assert_eq!(started, ARTIFACT_REQUESTS_PER_SECOND);
-        const { assert!(ARTIFACT_REQUESTS_PER_SECOND < MAX_REQUESTS_PER_SECOND) };
-        let later = now + std::time::Duration::from_secs(1);
-        assert!(f.next_to_request(later).is_some());
-        assert_eq!(f.queued(), 1000 - ARTIFACT_REQUESTS_PER_SECOND as usize - 1);
-    }
-
-    #[test]
     fn redial_backs_off_until_a_connection_holds() {
         let mut r = Redial::default();
         let t0 = std::time::Instant::now();
@@ -311,18 +188,5 @@ mod tests {
         }
         assert!(!c.attempt("b", now + REDIAL_MAX - std::time::Duration::from_secs(1)));
         assert!(c.attempt("b", now + REDIAL_MAX));
-    }
-
-    #[test]
-    fn artifact_fetch_tries_each_peer_once() {
-        let mut f = ArtifactFetches::default();
-        let peers = vec!["a".to_string(), "b".to_string()];
-        assert!(f.begin("c1"));
-        assert!(!f.begin("c1"));
-        assert_eq!(f.next_peer("c1", &peers).as_deref(), Some("a"));
-        assert_eq!(f.next_peer("c1", &peers).as_deref(), Some("b"));
-        assert_eq!(f.next_peer("c1", &peers), None);
-        f.finish("c1");
-        assert_eq!(f.in_flight(), 0);
     }
 }

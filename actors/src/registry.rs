@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::artifact_fetcher::ArtifactFetcher;
 use crate::gossip_router::GossipRouter;
 use crate::legacy::LegacyBridge;
 use crate::messages::{Ingest, IngestSummary, Origin, Shutdown};
@@ -23,6 +24,8 @@ pub struct Registry {
     pub router: Addr<GossipRouter>,
     pub tasks: Addr<TaskRegistry>,
     pub legacy: Addr<LegacyBridge>,
+    /// Gets missing artifacts from peers of either transport.
+    pub fetcher: Addr<ArtifactFetcher>,
     pub store: Arc<Store>,
     pub peer_id: libp2p::PeerId,
     /// Reported when a supervised actor keeps failing; the node should then stop.

@@ -24,11 +24,11 @@ use spore_train::rng::SplitMix64;
 use spore_train::RunConfig;
 use tracing::{info, warn};
 
+use crate::artifact_fetcher::FetchArtifact;
 use crate::command_task;
 use crate::default_task;
 use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest, RunResult};
 use crate::llm::{self, LlmSettings, PromptContext};
-use crate::messages::FetchArtifact;
 use crate::registry::Registry;
 use crate::store_writer::{ArtifactWrite, LocalWrite, NodeEvent};
 use crate::task_registry::GetActiveTask;
@@ -400,7 +400,7 @@ impl ResearchLoop {
             .await
             .map_err(|e| e.to_string())?;
         if found.is_none() {
-            self.registry.peers.do_send(FetchArtifact {
+            self.registry.fetcher.do_send(FetchArtifact {
                 cid: cid.to_string(),
                 prefer: None,
             });
@@ -453,7 +453,7 @@ impl ResearchLoop {
             None => {
                 let builtin = self.builtin_baseline(task)?;
                 if spore_spec::crypto::sha256_hex(&builtin) != task.base_code_cid {
-                    self.registry.peers.do_send(FetchArtifact {
+                    self.registry.fetcher.do_send(FetchArtifact {
                         cid: task.base_code_cid.clone(),
                         prefer: None,
                     });

@@ -125,14 +125,6 @@ struct Command {
     reply: oneshot::Sender<Result<Done, WriteError>>,
 }
 
-/// What an actor that reads and writes the store holds: reads on blocking threads, writes
-/// through the one writer.
-#[derive(Clone, Debug)]
-pub struct StoreHandles {
-    pub reads: crate::reads::Reads,
-    pub writer: StoreWriter,
-}
-
 /// A handle to the writer (cheap to clone). The writer stops when [`StoreWriter::close`] is
 /// called or every handle is gone.
 #[derive(Clone)]

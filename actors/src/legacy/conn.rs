@@ -135,6 +135,8 @@ pub async fn write_loop(
 pub struct Reader {
     pub conn: u64,
     pub key: String,
+    /// The peer's address, when the socket knew it.
+    pub addr: Option<std::net::SocketAddr>,
     pub reads: Reads,
     pub router: Recipient<Ingest>,
     pub bridge: actix::Addr<LegacyBridge>,
@@ -162,6 +164,7 @@ impl Reader {
         let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut batch = Batcher {
             conn: self.conn,
+            addr: self.addr,
             router: self.router.clone(),
             filling: Vec::new(),
             bytes: 0,
@@ -416,6 +419,7 @@ impl Reader {
 /// in the socket, so a fast sender cannot fill our memory.
 struct Batcher {
     conn: u64,
+    addr: Option<std::net::SocketAddr>,
     router: Recipient<Ingest>,
     filling: Vec<String>,
     bytes: usize,
@@ -441,7 +445,10 @@ impl Batcher {
         }
         self.bytes = 0;
         let ingest = self.router.send(Ingest {
-            origin: Origin::Legacy { conn: self.conn },
+            origin: Origin::Legacy {
+                conn: self.conn,
+                addr: self.addr,
+            },
             bodies: std::mem::take(&mut self.filling),
             sync_range: None,
         });

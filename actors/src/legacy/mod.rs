@@ -4,14 +4,15 @@
 //! checked and stored by the GossipRouter, then forwarded to the other side (and to the other
 //! legacy peers) with its exact bytes.
 //!
-//! The actor owns the connections' shared state (who is connected, what was dialled, artifact
-//! fetches, offences); each connection runs as a reader and a writer task ([`conn`]).
+//! The actor owns the connections' shared state (who is connected, what was dialled, offences);
+//! each connection runs as a reader and a writer task ([`conn`]). Artifacts are requested for
+//! the [`ArtifactFetcher`](crate::artifact_fetcher), which chooses the peer.
 
 pub mod conn;
 pub mod limits;
 pub mod serve;
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -25,12 +26,12 @@ use tracing::{debug, info, warn};
 
 use self::conn::Outbox;
 use self::limits::Budget;
-use crate::messages::{FetchArtifact, Forward, Ingest, LegacyFetch, Offence, Shutdown};
+use crate::artifact_fetcher::{AskArtifact, FetcherLinks, Offend};
+use crate::messages::{Forward, Ingest, Offence, Shutdown};
 use crate::peer_score::{PeerRef, SharedScores};
 use crate::peer_table::Redial;
 use crate::reads::Reads;
 use crate::refusal::Severity;
-use crate::store_writer::StoreWriter;
 
 /// Settings of the legacy side.
 #[derive(Clone, Debug)]
@@ -46,8 +47,6 @@ pub struct LegacyOptions {
     /// Requests per second a peer may send on average, and at once.
     pub request_rate: f64,
     pub request_burst: f64,
-    /// How long an artifact request may go unanswered before the next peer is asked.
-    pub fetch_timeout: Duration,
 }
 
 impl Default for LegacyOptions {
@@ -60,16 +59,12 @@ impl Default for LegacyOptions {
             max_offences: 10,
             request_rate: 1_000.0,
             request_burst: 10_000.0,
-            fetch_timeout: Duration::from_secs(30),
         }
     }
 }
 
-/// Artifact requests in flight to one peer at most (a reference node answers them one by one).
-const FETCH_WINDOW: usize = 32;
 /// Peers learnt from one `pex_response` that are dialled.
 const PEX_DIALS: usize = 16;
-const MAX_FETCHES: usize = 100_000;
 
 struct Conn {
     key: String,
@@ -79,23 +74,13 @@ struct Conn {
     close: Arc<watch::Sender<bool>>,
     /// The peer's address: what its offences are counted under (plain TCP proves no more).
     addr: Option<std::net::SocketAddr>,
-    fetching: usize,
-}
-
-struct Fetch {
-    prefer: Option<u64>,
-    tried: HashSet<u64>,
-    /// The peer asked now, and when.
-    asked: Option<(u64, Instant)>,
 }
 
 pub struct LegacyBridge {
     reads: Reads,
-    writer: StoreWriter,
     scores: SharedScores,
     router: Recipient<Ingest>,
-    /// The mesh, for artifacts no legacy peer has.
-    mesh_fetch: Recipient<FetchArtifact>,
+    fetcher: FetcherLinks,
     options: LegacyOptions,
     listener: Option<TcpListener>,
     listen_addr: Option<SocketAddr>,
@@ -107,10 +92,6 @@ pub struct LegacyBridge {
     redial: Redial,
     /// Configured peers whose failure was logged (each is logged once).
     unreachable: HashSet<String>,
-    fetches: HashMap<String, Fetch>,
-    fetch_queue: VecDeque<String>,
-    artifacts: Vec<(String, Vec<u8>)>,
-    storing_artifacts: bool,
     stopping: bool,
 }
 
@@ -118,20 +99,18 @@ impl LegacyBridge {
     /// `listener`: bound by the caller, so a port in use is an error at start.
     pub fn new(
         reads: Reads,
-        writer: StoreWriter,
         scores: SharedScores,
         router: Recipient<Ingest>,
-        mesh_fetch: Recipient<FetchArtifact>,
+        fetcher: FetcherLinks,
         listener: Option<TcpListener>,
         options: LegacyOptions,
     ) -> Self {
         let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         LegacyBridge {
             reads,
-            writer,
             scores,
             router,
-            mesh_fetch,
+            fetcher,
             options,
             listener,
             listen_addr,
@@ -141,10 +120,6 @@ impl LegacyBridge {
             dialling: HashSet::new(),
             redial: Redial::default(),
             unreachable: HashSet::new(),
-            fetches: HashMap::new(),
-            fetch_queue: VecDeque::new(),
-            artifacts: Vec::new(),
-            storing_artifacts: false,
             stopping: false,
         }
     }
@@ -231,6 +206,7 @@ impl LegacyBridge {
         let reader = conn::Reader {
             conn,
             key: key.clone(),
+            addr,
             reads: self.reads.clone(),
             router: self.router.clone(),
             bridge: bridge.clone(),
@@ -261,9 +237,11 @@ impl LegacyBridge {
                 outbox: outbox.clone(),
                 close,
                 addr,
-                fetching: 0,
             },
         );
+        if let Some(addr) = addr {
+            self.fetcher.link(PeerRef::Legacy(addr), true);
+        }
         // what a reference node sends its peers at start: its manifests (to the peers it
         // dialled; a node that dials us asks for them) and its own profile
         let (reads, node_id) = (self.reads.clone(), self.options.node_id.clone());
@@ -285,7 +263,6 @@ impl LegacyBridge {
                 let _ = outbox.send(&body);
             }
         });
-        self.pump_fetches();
     }
 
     fn close(&mut self, conn: u64, why: &str) {
@@ -295,93 +272,12 @@ impl LegacyBridge {
         }
     }
 
-    /// Starts artifact requests while peers have room in their window. Stops as soon as no
-    /// peer has room, so a long queue costs nothing per call.
-    fn pump_fetches(&mut self) {
-        let mut room: usize = self
-            .conns
-            .values()
-            .map(|c| FETCH_WINDOW.saturating_sub(c.fetching))
-            .sum();
-        let mut waiting = VecDeque::new();
-        while let Some(cid) = self.fetch_queue.pop_front() {
-            let Some(fetch) = self.fetches.get_mut(&cid) else {
-                continue;
-            };
-            let candidates: Vec<u64> = fetch
-                .prefer
-                .into_iter()
-                .chain(self.conns.keys().copied())
-                .filter(|c| !fetch.tried.contains(c) && self.conns.contains_key(c))
-                .collect();
-            if candidates.is_empty() {
-                // no legacy peer has it: let the mesh try
-                self.fetches.remove(&cid);
-                self.mesh_fetch.do_send(FetchArtifact { cid, prefer: None });
-                continue;
-            }
-            if room == 0 {
-                waiting.push_back(cid);
-                break;
-            }
-            let Some(conn) = candidates
-                .into_iter()
-                .find(|c| self.conns[c].fetching < FETCH_WINDOW)
-            else {
-                waiting.push_back(cid);
-                continue;
-            };
-            let c = self.conns.get_mut(&conn).expect("a candidate is connected");
-            fetch.tried.insert(conn);
-            fetch.asked = Some((conn, Instant::now()));
-            c.fetching += 1;
-            room -= 1;
-            let _ = c.outbox.send_message(&Message::CodeRequest {
-                code_cid: cid.clone(),
-            });
-        }
-        waiting.append(&mut self.fetch_queue);
-        self.fetch_queue = waiting;
-    }
-
-    /// Requests that went unanswered too long: the next peer is asked.
-    fn expire_fetches(&mut self) {
-        let now = Instant::now();
-        let timeout = self.options.fetch_timeout;
-        let mut expired = Vec::new();
-        for (cid, fetch) in &mut self.fetches {
-            if let Some((conn, at)) = fetch.asked {
-                if now.duration_since(at) >= timeout || !self.conns.contains_key(&conn) {
-                    fetch.asked = None;
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.fetching = c.fetching.saturating_sub(1);
-                    }
-                    expired.push(cid.clone());
-                }
-            }
-        }
-        self.fetch_queue.extend(expired);
-        self.pump_fetches();
-    }
-
-    fn store_artifacts(&mut self, ctx: &mut Context<Self>) {
-        if self.storing_artifacts || self.artifacts.is_empty() {
-            return;
-        }
-        self.storing_artifacts = true;
-        let batch = std::mem::take(&mut self.artifacts);
-        let writer = self.writer.clone();
-        let work = async move { writer.artifacts(batch).await };
-        ctx.spawn(
-            actix::fut::wrap_future::<_, Self>(work).map(|result, act, ctx| {
-                act.storing_artifacts = false;
-                match result {
-                    Ok(written) => debug!(n = written.len(), "artifacts from legacy peers stored"),
-                    Err(e) => warn!(error = %e, "storing artifacts failed"),
-                }
-                act.store_artifacts(ctx);
-            }),
-        );
+    /// The connection to `addr`, if any.
+    fn conn_of(&self, addr: &SocketAddr) -> Option<u64> {
+        self.conns
+            .iter()
+            .find(|(_, c)| c.addr.as_ref() == Some(addr))
+            .map(|(id, _)| *id)
     }
 }
 
@@ -413,7 +309,6 @@ impl Actor for LegacyBridge {
         }
         self.dial_configured(ctx);
         ctx.run_interval(Duration::from_secs(1), |act, ctx| act.dial_configured(ctx));
-        ctx.run_interval(Duration::from_millis(500), |act, _| act.expire_fetches());
     }
 }
 
@@ -456,9 +351,11 @@ impl Handler<Closed> for LegacyBridge {
             if let Some(target) = &c.dialled_as {
                 self.redial.closed(target, Instant::now());
             }
+            // its unanswered artifact requests go to the next peer
+            if let Some(addr) = c.addr {
+                self.fetcher.link(PeerRef::Legacy(addr), false);
+            }
         }
-        // its unanswered artifact requests go to the next peer
-        self.expire_fetches();
     }
 }
 
@@ -507,23 +404,43 @@ impl Handler<Offence> for LegacyBridge {
     }
 }
 
-impl Handler<LegacyFetch> for LegacyBridge {
+impl Handler<Offend> for LegacyBridge {
     type Result = ();
 
-    fn handle(&mut self, msg: LegacyFetch, _: &mut Context<Self>) {
-        if self.fetches.contains_key(&msg.cid) || self.fetches.len() >= MAX_FETCHES {
+    fn handle(&mut self, msg: Offend, ctx: &mut Context<Self>) {
+        let PeerRef::Legacy(addr) = msg.peer else {
             return;
+        };
+        if let Some(conn) = self.conn_of(&addr) {
+            ctx.notify(Offence {
+                conn,
+                points: msg.points,
+                reason: msg.reason,
+            });
         }
-        self.fetches.insert(
-            msg.cid.clone(),
-            Fetch {
-                prefer: msg.prefer,
-                tried: HashSet::new(),
-                asked: None,
-            },
-        );
-        self.fetch_queue.push_back(msg.cid);
-        self.pump_fetches();
+    }
+}
+
+impl Handler<AskArtifact> for LegacyBridge {
+    type Result = ();
+
+    /// Sends a `code_request`. A reference node answers only when it has the artifact, so a
+    /// request it cannot answer ends by the fetcher's timeout; a gone peer is answered "no
+    /// bytes" at once.
+    fn handle(&mut self, msg: AskArtifact, _: &mut Context<Self>) {
+        let AskArtifact { cid, peer } = msg;
+        let sent = match &peer {
+            PeerRef::Legacy(addr) => self.conn_of(addr).is_some_and(|conn| {
+                let request = Message::CodeRequest {
+                    code_cid: cid.clone(),
+                };
+                self.conns[&conn].outbox.send_message(&request).is_ok()
+            }),
+            PeerRef::Mesh(_) => false,
+        };
+        if !sent {
+            self.fetcher.answer(cid, peer, None);
+        }
     }
 }
 
@@ -539,29 +456,12 @@ pub struct CodeArrived {
 impl Handler<CodeArrived> for LegacyBridge {
     type Result = ();
 
-    fn handle(&mut self, msg: CodeArrived, ctx: &mut Context<Self>) {
-        let Some(fetch) = self.fetches.get_mut(&msg.cid) else {
-            return; // unasked, or answered late: ignored, as the reference does
-        };
-        if fetch.asked.is_some_and(|(c, _)| c == msg.conn) {
-            fetch.asked = None;
-            if let Some(c) = self.conns.get_mut(&msg.conn) {
-                c.fetching = c.fetching.saturating_sub(1);
-            }
+    /// Handed to the fetcher, which ignores what it did not ask for and checks the rest.
+    fn handle(&mut self, msg: CodeArrived, _: &mut Context<Self>) {
+        if let Some(addr) = self.conns.get(&msg.conn).and_then(|c| c.addr) {
+            self.fetcher
+                .answer(msg.cid, PeerRef::Legacy(addr), Some(msg.bytes));
         }
-        if spore_spec::crypto::sha256_hex(&msg.bytes) != msg.cid {
-            self.fetch_queue.push_back(msg.cid);
-            ctx.notify(Offence {
-                conn: msg.conn,
-                points: crate::refusal::Severity::Serious.points(),
-                reason: "artifact bytes do not match their cid".into(),
-            });
-        } else {
-            self.fetches.remove(&msg.cid);
-            self.artifacts.push((msg.cid, msg.bytes));
-            self.store_artifacts(ctx);
-        }
-        self.pump_fetches();
     }
 }
 

@@ -56,6 +56,7 @@ pub mod research;
 pub mod sandbox;
 pub mod store_writer;
 pub mod supervision;
+pub mod sync_session;
 pub mod task_registry;
 pub mod verdict;
 pub mod verifier;

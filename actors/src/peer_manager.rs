@@ -24,21 +24,12 @@ use crate::peer_score::{PeerRef, SharedScores, MESH_BAN_AT};
 use crate::peer_table::{PeerTable, Redial, Refusal};
 use crate::reads::Reads;
 use crate::refusal::Severity;
-
-/// One page of a peer's log, as received.
-struct Page {
-    bodies: Vec<String>,
-    /// The cursor the page was asked for, and the responder's sequence number of its last body.
-    after: u64,
-    last: u64,
-    /// The responder had nothing after it.
-    end: bool,
-    fetch_ms: u64,
-}
+use crate::sync_session::{Page, Step, Stored, SyncSessions};
 
 /// What an outbound request was for.
 enum Pending {
     Log {
+        sync: u64,
         after: u64,
         sent: std::time::Instant,
     },
@@ -59,8 +50,8 @@ pub struct PeerManager {
     table: PeerTable,
     fetcher: FetcherLinks,
     pending: HashMap<OutboundRequestId, Pending>,
-    /// Peers whose log page is being stored, with the next page if it arrived meanwhile.
-    storing: HashMap<PeerId, Option<Page>>,
+    /// Our sync with each peer (`sync_session`).
+    syncs: SyncSessions<PeerId>,
     /// The address each dialled peer answered on.
     dialled: HashMap<PeerId, Multiaddr>,
     resync_interval: Duration,
@@ -99,7 +90,7 @@ impl PeerManager {
             table: PeerTable::default(),
             fetcher,
             pending: HashMap::new(),
-            storing: HashMap::new(),
+            syncs: SyncSessions::default(),
             dialled: HashMap::new(),
             resync_interval,
         }
@@ -123,49 +114,46 @@ impl PeerManager {
         }
     }
 
-    /// Asks `peer` for the next page of its log after what we already hold from it (only while
-    /// connected: a request to a gone peer would dial it).
-    fn request_log(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
-        if !self.swarm.is_connected(&peer) {
-            self.table.end_sync(&peer.to_string());
+    /// Starts a sync with `peer` unless one runs: reads our cursor for it, then asks for its
+    /// log after the cursor (only while connected: a request to a gone peer would dial it).
+    fn start_sync(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
+        let Some(sync) = self.syncs.start(&peer) else {
             return;
-        }
+        };
+        debug!(%peer, "sync started");
         let key = peer.to_string();
         let cursor = self.reads.read(move |r| r.sync_cursor(&key));
-        ctx.spawn(actix::fut::wrap_future::<_, Self>(cursor).map(
-            move |cursor, act, _| match cursor {
-                // still connected? (the read took a moment)
-                Ok(after) if act.swarm.is_connected(&peer) => act.request_log_after(peer, after),
-                Ok(_) => act.table.end_sync(&peer.to_string()),
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(cursor).map(move |cursor, act, ctx| match cursor {
+                Ok(after) => {
+                    let step = act.syncs.cursor(&peer, sync, after);
+                    act.sync_steps(peer, step.into_iter().collect(), ctx);
+                }
                 Err(e) => {
                     warn!(%peer, error = %e, "cannot read sync cursor");
-                    act.table.end_sync(&peer.to_string());
+                    act.syncs.end(&peer);
                 }
-            },
-        ));
-    }
-
-    fn request_log_after(&mut self, peer: PeerId, after: u64) {
-        let id = self.swarm.behaviour_mut().sync.send_request(
-            &peer,
-            Request::Log {
-                after,
-                limit: net::SYNC_PAGE_ITEMS as u32,
-            },
-        );
-        self.pending.insert(
-            id,
-            Pending::Log {
-                after,
-                sent: std::time::Instant::now(),
-            },
+            }),
         );
     }
 
-    fn start_sync(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
-        if self.table.start_sync(&peer.to_string()) {
-            debug!(%peer, "sync started");
-            self.request_log(peer, ctx);
+    /// Carries out what the sync session decided.
+    fn sync_steps(&mut self, peer: PeerId, steps: Vec<Step>, ctx: &mut Context<Self>) {
+        for step in steps {
+            match step {
+                // still connected? (a read or a store took a moment)
+                Step::Request { .. } if !self.swarm.is_connected(&peer) => self.syncs.end(&peer),
+                Step::Request { sync, after } => {
+                    let request = Request::Log {
+                        after,
+                        limit: net::SYNC_PAGE_ITEMS as u32,
+                    };
+                    let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                    let sent = std::time::Instant::now();
+                    self.pending.insert(id, Pending::Log { sync, after, sent });
+                }
+                Step::Store { sync, page } => self.store_page(peer, sync, page, ctx),
+            }
         }
     }
 
@@ -246,7 +234,7 @@ impl PeerManager {
             } => {
                 info!(peer = %peer_id, "peer disconnected");
                 self.fetcher.link(PeerRef::Mesh(peer_id), false);
-                self.table.end_sync(&peer_id.to_string());
+                self.syncs.end(&peer_id);
                 if let Some(addr) = self.dialled.get(&peer_id) {
                     self.redial
                         .closed(&addr.to_string(), std::time::Instant::now());
@@ -325,7 +313,8 @@ impl PeerManager {
                     },
                 ..
             } => match (self.pending.remove(&request_id), response) {
-                (Some(Pending::Log { after, sent }), Response::Log { bodies, last, end }) => {
+                (Some(Pending::Log { sync, after, sent }), Response::Log { bodies, last, end }) => {
+                    let in_sync = bodies.is_empty();
                     let page = Page {
                         bodies,
                         after,
@@ -333,14 +322,18 @@ impl PeerManager {
                         end,
                         fetch_ms: sent.elapsed().as_millis() as u64,
                     };
-                    self.on_log_page(peer, page, ctx)
+                    let steps = self.syncs.page(&peer, sync, page);
+                    if in_sync {
+                        debug!(%peer, "in sync");
+                    }
+                    self.sync_steps(peer, steps, ctx)
                 }
                 (Some(Pending::Artifact { cid }), Response::Artifact { bytes, .. }) => {
                     self.fetcher.answer(cid, PeerRef::Mesh(peer), bytes)
                 }
-                (Some(Pending::Log { .. }), Response::Refused { reason }) => {
+                (Some(Pending::Log { sync, .. }), Response::Refused { reason }) => {
                     debug!(%peer, reason, "sync refused");
-                    self.table.end_sync(&peer.to_string());
+                    self.syncs.failed(&peer, sync);
                 }
                 (Some(Pending::Artifact { cid }), _) => {
                     self.fetcher.answer(cid, PeerRef::Mesh(peer), None)
@@ -353,9 +346,9 @@ impl PeerManager {
                 error,
                 ..
             } => match self.pending.remove(&request_id) {
-                Some(Pending::Log { .. }) => {
+                Some(Pending::Log { sync, .. }) => {
                     debug!(%peer, error = %error, "sync request failed");
-                    self.table.end_sync(&peer.to_string());
+                    self.syncs.failed(&peer, sync);
                 }
                 Some(Pending::Artifact { cid }) => {
                     self.fetcher.answer(cid, PeerRef::Mesh(peer), None)
@@ -450,29 +443,8 @@ impl PeerManager {
         );
     }
 
-    /// A page of `peer`'s log arrived. Pages are stored one at a time per peer; the next page
-    /// is requested while this one is checked and stored, and a page that arrives before the
-    /// previous one is stored waits (at most one), so memory stays at two pages per peer.
-    fn on_log_page(&mut self, peer: PeerId, page: Page, ctx: &mut Context<Self>) {
-        if !self.table.is_syncing(&peer.to_string()) {
-            return; // the sync it belonged to was ended; the cursor says where to start again
-        }
-        if page.bodies.is_empty() {
-            self.table.end_sync(&peer.to_string());
-            debug!(%peer, "in sync");
-            return;
-        }
-        match self.storing.get_mut(&peer) {
-            Some(waiting) => *waiting = Some(page),
-            None => self.store_page(peer, page, ctx),
-        }
-    }
-
-    fn store_page(&mut self, peer: PeerId, page: Page, ctx: &mut Context<Self>) {
-        self.storing.insert(peer, None);
-        if !page.end {
-            self.request_log_after(peer, page.last);
-        }
+    /// Hands a page of `peer`'s log to the router, then tells the sync session how it went.
+    fn store_page(&mut self, peer: PeerId, sync: u64, page: Page, ctx: &mut Context<Self>) {
         let Page {
             bodies,
             after,
@@ -489,8 +461,7 @@ impl PeerManager {
         };
         ctx.spawn(actix::fut::wrap_future::<_, Self>(self.router.send(ingest)).map(
             move |result, act, ctx| {
-                let waiting = act.storing.remove(&peer).flatten();
-                match result {
+                let how = match result {
                     Ok(summary) => {
                         let store_ms = started.elapsed().as_millis() as u64;
                         info!(%peer, received = count, accepted = summary.accepted, held = summary.held, rejected = summary.rejected, fetch_ms, store_ms, "sync page");
@@ -498,20 +469,21 @@ impl PeerManager {
                             act.penalize(peer, "invalid objects in a sync page");
                         }
                         if !summary.cursor_advanced {
-                            // an earlier page was not stored: start again from the cursor
-                            act.table.end_sync(&peer.to_string());
-                        } else if end {
-                            act.table.end_sync(&peer.to_string());
-                            info!(%peer, "sync done");
-                        } else if let Some(next) = waiting {
-                            act.store_page(peer, next, ctx);
+                            Stored::CursorMoved
+                        } else {
+                            if end {
+                                info!(%peer, "sync done");
+                            }
+                            Stored::Advanced
                         }
                     }
                     Err(e) => {
                         warn!(%peer, error = %e, "router unavailable, sync paused");
-                        act.table.end_sync(&peer.to_string());
+                        Stored::Failed
                     }
-                }
+                };
+                let steps = act.syncs.stored(&peer, sync, how);
+                act.sync_steps(peer, steps, ctx);
             },
         ));
     }

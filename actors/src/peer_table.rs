@@ -1,8 +1,8 @@
-//! PeerManager's bookkeeping, as plain data: sync in progress, inbound request budgets,
-//! re-dials. (Offences and bans: `peer_score`, shared with the legacy bridge; artifact fetches:
-//! `artifact_fetcher`, shared by both transports.)
+//! PeerManager's bookkeeping, as plain data: inbound request budgets, re-dials. Elsewhere:
+//! syncs (`sync_session`), offences and bans (`peer_score`, shared with the legacy bridge),
+//! artifact fetches (`artifact_fetcher`, shared by both transports).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Inbound requests served at once per peer; more count as a flood. A well-behaved node keeps
 /// at most a few artifact requests (`FetchLimits::per_mesh_peer`) and one log request in flight.
@@ -24,25 +24,12 @@ pub enum Refusal {
 
 #[derive(Debug, Default)]
 pub struct PeerTable {
-    syncing: HashSet<String>,
     inbound: HashMap<String, u32>,
     /// Per peer: the start of the current one-second window and the requests in it.
     rate: HashMap<String, (std::time::Instant, u32)>,
 }
 
 impl PeerTable {
-    pub fn start_sync(&mut self, peer: &str) -> bool {
-        self.syncing.insert(peer.to_string())
-    }
-
-    pub fn is_syncing(&self, peer: &str) -> bool {
-        self.syncing.contains(peer)
-    }
-
-    pub fn end_sync(&mut self, peer: &str) {
-        self.syncing.remove(peer);
-    }
-
     /// Takes one inbound request slot, or says why the peer is over its budget (too many at
     /// once, or too many this second).
     pub fn begin_inbound(&mut self, peer: &str, now: std::time::Instant) -> Result<(), Refusal> {
@@ -128,7 +115,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inbound_budget_and_sync_flags() {
+    fn inbound_budget() {
         let mut t = PeerTable::default();
         let now = std::time::Instant::now();
         for _ in 0..MAX_INBOUND_PER_PEER {
@@ -154,9 +141,6 @@ mod tests {
             .all(|r| *r == Refusal::Rate { offence: false }));
         let later = now + std::time::Duration::from_secs(1);
         assert!(q.begin_inbound("q", later).is_ok());
-        assert!(t.start_sync("p") && !t.start_sync("p"));
-        t.end_sync("p");
-        assert!(t.start_sync("p"));
     }
 
     #[test]

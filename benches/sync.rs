@@ -69,10 +69,11 @@ fn main() {
     }
     let secs = started.elapsed().as_secs_f64();
     let (pa, pb) = (a.child.id(), b.child.id());
+    let cpu_b = cpu_seconds(&pb.to_string());
     println!(
         "CPU used: A {:.1} s, B {:.1} s (of {:.1} s available on {} cores)",
         cpu_seconds(&pa.to_string()),
-        cpu_seconds(&pb.to_string()),
+        cpu_b,
         secs * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
@@ -86,5 +87,21 @@ fn main() {
         proc_kib(pa, "VmRSS:") as f64 / 1024.0,
         proc_kib(pb, "VmHWM:") as f64 / 1024.0,
         proc_kib(pb, "VmRSS:") as f64 / 1024.0,
+    );
+    // the check alone on the same records (parse, id, signature; `spored verify`, one thread),
+    // with both nodes idle
+    let verify_start = Instant::now();
+    let verified = spored(&da)
+        .arg("verify")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(verified.success());
+    let check = verify_start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let synced = cpu_b * 1e6 / n as f64;
+    println!(
+        "sync cost: {synced:.1} µs CPU per record on the syncing node (start-up included); the check alone: {check:.1} µs per record; ratio {:.2}",
+        synced / check
     );
 }

@@ -82,6 +82,22 @@ fn three_nodes_share_records_and_a_killed_node_catches_up() {
     wait_until("c caught up", 60, || holds(&dc, 32, 4, 6));
     assert_eq!(info(&dc)["held_count"], 0);
 
+    // what c took from its peers reaches the disk within a second (`store_writer::LAZY_FOR`):
+    // killed hard after that, its store holds all of it
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut c = c;
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    drop(c);
+    let offline = info(&dc);
+    assert_eq!(
+        (&offline["experiment_count"], &offline["task_count"]),
+        (&J::from(32), &J::from(4)),
+        "{offline}"
+    );
+    let c = start(&dc, &[&a.addr]);
+    wait_until("c back", 60, || holds(&dc, 32, 4, 6));
+
     // stop everything cleanly; the stores are intact and agree
     for mut node in [a, b, c] {
         let pid = node.child.id().to_string();

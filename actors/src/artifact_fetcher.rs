@@ -40,6 +40,15 @@ pub struct FetchLimits {
     pub timeout: Duration,
 }
 
+impl FetchLimits {
+    fn cap(&self, peer: &PeerRef) -> usize {
+        match peer {
+            PeerRef::Mesh(_) => self.per_mesh_peer,
+            PeerRef::Legacy(_) => self.per_legacy_peer,
+        }
+    }
+}
+
 impl Default for FetchLimits {
     fn default() -> Self {
         FetchLimits {
@@ -96,6 +105,9 @@ pub struct FetchPlan {
     fetches: HashMap<String, Fetch>,
     /// Tracked cids not asked of anyone now.
     queue: VecDeque<String>,
+    /// Every request made, oldest first (stale entries are skipped): what [`FetchPlan::expire`]
+    /// looks at, so it costs nothing per cid that waits.
+    asked_order: VecDeque<(Instant, String)>,
     in_flight: usize,
 }
 
@@ -106,6 +118,7 @@ impl FetchPlan {
             peers: HashMap::new(),
             fetches: HashMap::new(),
             queue: VecDeque::new(),
+            asked_order: VecDeque::new(),
             in_flight: 0,
         }
     }
@@ -192,24 +205,44 @@ impl FetchPlan {
     /// Requests unanswered for longer than the timeout: their peer's slot is freed and the
     /// cid goes to the next peer. Returns them (cid, peer).
     pub fn expire(&mut self, now: Instant) -> Vec<(String, PeerRef)> {
-        let timeout = self.limits.timeout;
         let mut expired = Vec::new();
-        for (cid, fetch) in &mut self.fetches {
-            if let Some((peer, at)) = &fetch.asked {
-                if now.duration_since(*at) >= timeout {
-                    expired.push((cid.clone(), peer.clone()));
-                    if let Some(slots) = self.peers.get_mut(peer) {
-                        slots.in_flight -= 1;
-                    }
-                    fetch.asked = None;
-                }
+        while let Some((at, _)) = self.asked_order.front() {
+            if now.duration_since(*at) < self.limits.timeout {
+                break;
             }
-        }
-        self.in_flight -= expired.len();
-        for (cid, _) in &expired {
+            let (at, cid) = self.asked_order.pop_front().expect("looked at");
+            let Some(fetch) = self.fetches.get_mut(&cid) else {
+                continue; // done since
+            };
+            // still this request? (not answered and asked again since)
+            if fetch
+                .asked
+                .as_ref()
+                .is_none_or(|(_, asked_at)| *asked_at != at)
+            {
+                continue;
+            }
+            let (peer, _) = fetch.asked.take().expect("looked at");
+            if let Some(slots) = self.peers.get_mut(&peer) {
+                slots.in_flight -= 1;
+            }
+            self.in_flight -= 1;
             self.queue.push_front(cid.clone());
+            expired.push((cid, peer));
         }
         expired
+    }
+
+    /// Whether any connected peer could take a request now.
+    fn any_room(&mut self, now: Instant) -> bool {
+        let limits = &self.limits;
+        self.peers.iter_mut().any(|(peer, slots)| {
+            let (start, started) = &mut slots.window;
+            if now.duration_since(*start) >= Duration::from_secs(1) {
+                (*start, *started) = (now, 0);
+            }
+            slots.in_flight < limits.cap(peer) && *started < limits.per_peer_per_second
+        })
     }
 
     /// The requests to start now, and the fetches to give up (no untried connected peer).
@@ -217,7 +250,11 @@ impl FetchPlan {
         let mut plan = Plan::default();
         let mut waiting = VecDeque::new();
         let mut looked = 0;
-        while self.in_flight < self.limits.in_flight && looked < SCAN {
+        // with no peer connected, every fetch is given up; with every peer busy, nothing moves
+        while self.in_flight < self.limits.in_flight
+            && looked < SCAN
+            && (self.peers.is_empty() || self.any_room(now))
+        {
             let Some(cid) = self.queue.pop_front() else {
                 break;
             };
@@ -232,6 +269,7 @@ impl FetchPlan {
                 Choice::Ask(peer) => {
                     fetch.tried.insert(peer.clone());
                     fetch.asked = Some((peer.clone(), now));
+                    self.asked_order.push_back((now, cid.clone()));
                     self.in_flight += 1;
                     plan.asks.push(Ask { cid, peer });
                 }
@@ -272,10 +310,7 @@ fn choose(
             continue;
         }
         untried = true;
-        let cap = match peer {
-            PeerRef::Mesh(_) => limits.per_mesh_peer,
-            PeerRef::Legacy(_) => limits.per_legacy_peer,
-        };
+        let cap = limits.cap(peer);
         let (start, started) = &mut slots.window;
         if now.duration_since(*start) >= Duration::from_secs(1) {
             (*start, *started) = (now, 0);
@@ -713,10 +748,13 @@ mod tests {
             }
         }
         assert_eq!(started, 3);
-        // answered "missing", and the only peer is tried: those three are given up
-        assert_eq!(plan.tracked(), 7);
+        // answered "missing" by the only peer: those three are given up when the queue moves
+        // again, the next second
+        assert_eq!(plan.tracked(), 10);
         let step = plan.next(now + Duration::from_secs(1));
+        assert_eq!(step.given_up.len(), 3);
         assert_eq!(step.asks.len(), 3);
+        assert_eq!(plan.tracked(), 7);
     }
 
     #[test]

@@ -208,6 +208,8 @@ impl Handler<Ingest> for GossipRouter {
             }
             _ => None,
         };
+        // this node's own objects are on disk before the reply; peers' may wait a moment
+        let durable = matches!(msg.origin, Origin::Local);
         let in_flight = self.in_flight.clone();
         // untrusted bytes are parsed and verified on blocking threads, outside the transaction;
         // then the one writer stores what passed
@@ -227,6 +229,7 @@ impl Handler<Ingest> for GossipRouter {
                     checked,
                     sync_cursor,
                     keep_bodies: true, // new objects' bodies are forwarded (mesh, legacy peers)
+                    durable,
                 })
                 .await
                 .map_err(|e| (e.is_storage_failure(), e.to_string()))

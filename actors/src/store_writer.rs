@@ -8,6 +8,7 @@
 //! ([`crate::ingest::check_bodies`]), never inside the transaction.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -16,7 +17,7 @@ use tracing::warn;
 
 use crate::ingest::{write_checked, Checked, IngestError, IngestOutcome};
 use crate::messages::Stored;
-use crate::store::Changes;
+use crate::store::{Changes, Durability};
 use crate::{Store, StoreError};
 
 /// Commands that may wait for the writer (senders wait when it is full).
@@ -95,6 +96,9 @@ pub struct IngestWork {
     pub sync_cursor: Option<(String, (u64, u64))>,
     /// Keep the frame bodies of new objects (to forward them).
     pub keep_bodies: bool,
+    /// Made on this node (a publish, an import): on disk before the reply. Objects from peers
+    /// reach the disk within [`LAZY_FOR`] (they are still on the peers if a crash loses them).
+    pub durable: bool,
 }
 
 /// Local results: artifacts this node made and what its runs printed.
@@ -280,9 +284,72 @@ pub fn quiet_events() -> broadcast::Sender<EventBatch> {
     broadcast::channel(1).0
 }
 
+/// Objects from peers may wait this long in commits that are seen at once but not yet on disk;
+/// a commit of this node's own work, or the first commit this long after the last durable one,
+/// or an idle writer makes them durable. A crash loses at most this much of what peers sent,
+/// and the sync cursors go back with it (they are committed with the records), so the next
+/// sync fetches it again. Saves most of a commit's cost while a sync streams pages in.
+pub const LAZY_FOR: Duration = Duration::from_secs(1);
+
+impl Work {
+    fn durable(&self) -> bool {
+        match self {
+            Work::Ingest(work) => work.durable,
+            Work::Local(_) | Work::DecideTimedOut | Work::Stop => true,
+        }
+    }
+}
+
+/// Waits for the next command; while commits wait to be made durable, at most until they are
+/// due (`None` then: time to make them durable).
+fn next_command(
+    rx: &mut mpsc::Receiver<Command>,
+    lazy_since: Option<Instant>,
+    timer: Option<&tokio::runtime::Runtime>,
+) -> Option<Option<Command>> {
+    match (lazy_since, timer) {
+        (None, _) | (_, None) => rx.blocking_recv().map(Some),
+        (Some(since), Some(timer)) => {
+            let left = LAZY_FOR.saturating_sub(since.elapsed());
+            // the timeout is made inside the runtime (its timer needs one)
+            match timer.block_on(async { tokio::time::timeout(left, rx.recv()).await }) {
+                Ok(command) => command.map(Some),
+                Err(_) => Some(None),
+            }
+        }
+    }
+}
+
+/// An empty durable commit: what lazy commits before it wrote reaches the disk.
+fn make_durable(store: &Store, lazy_since: &mut Option<Instant>) {
+    if lazy_since.take().is_some() {
+        #[allow(clippy::disallowed_methods)] // this is the one writer
+        if let Err(e) = store.write(|_| Ok(())) {
+            warn!(error = %e, "making the last commits durable failed");
+        }
+    }
+}
+
 fn run(store: &Store, mut rx: mpsc::Receiver<Command>, events: &broadcast::Sender<EventBatch>) {
     let mut stop = None;
-    while let Some(first) = rx.blocking_recv() {
+    let mut lazy_since: Option<Instant> = None;
+    // a timer of its own, for the wait until lazy commits are due
+    let timer = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .inspect_err(
+            |e| warn!(error = %e, "no timer for the store writer: every commit is durable"),
+        )
+        .ok();
+    loop {
+        let first = match next_command(&mut rx, lazy_since, timer.as_ref()) {
+            None => break,
+            Some(None) => {
+                make_durable(store, &mut lazy_since);
+                continue;
+            }
+            Some(Some(first)) => first,
+        };
         let mut batch = Vec::new();
         let mut next = Some(first);
         while let Some(command) = next.take() {
@@ -297,15 +364,24 @@ fn run(store: &Store, mut rx: mpsc::Receiver<Command>, events: &broadcast::Sende
         }
         if batch.is_empty() {
             if let Some(reply) = stop.take() {
+                make_durable(store, &mut lazy_since);
                 let _ = reply.send(Ok(Done::Stopped));
                 return;
             }
             continue;
         }
+        let durable = timer.is_none()
+            || batch.iter().any(|c| c.work.durable())
+            || lazy_since.is_some_and(|since| since.elapsed() >= LAZY_FOR);
         let (works, replies): (Vec<Work>, Vec<_>) =
             batch.into_iter().map(|c| (c.work, c.reply)).unzip();
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::Lazy
+        };
         #[allow(clippy::disallowed_methods)] // this is the one writer
-        let written = store.write(|w| {
+        let written = store.write_with(durability, |w| {
             let mut done = Vec::with_capacity(works.len());
             for work in works {
                 done.push(apply(w, work)?);
@@ -314,6 +390,11 @@ fn run(store: &Store, mut rx: mpsc::Receiver<Command>, events: &broadcast::Sende
         });
         match written {
             Ok((done, changes)) => {
+                if durable {
+                    lazy_since = None;
+                } else {
+                    lazy_since.get_or_insert_with(Instant::now);
+                }
                 let batch = events_of(&done, changes);
                 if !batch.is_empty() {
                     let _ = events.send(batch.into());
@@ -331,10 +412,13 @@ fn run(store: &Store, mut rx: mpsc::Receiver<Command>, events: &broadcast::Sende
             }
         }
         if let Some(reply) = stop.take() {
+            make_durable(store, &mut lazy_since);
             let _ = reply.send(Ok(Done::Stopped));
             return;
         }
     }
+    // every handle is gone
+    make_durable(store, &mut lazy_since);
 }
 
 fn apply(w: &mut crate::Writer<'_>, work: Work) -> Result<Done, StoreError> {

@@ -524,6 +524,7 @@ fn a_record_stored_while_a_browser_listens_arrives_as_a_server_sent_event() {
             checked: spore_actors::ingest::check_bodies(vec![body]),
             sync_cursor: None,
             keep_bodies: false,
+            durable: true,
         }))
         .unwrap();
     assert_eq!(stored.summary.accepted, 1, "{:?}", stored.summary);

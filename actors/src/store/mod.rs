@@ -33,6 +33,15 @@ pub use profiles::ProfileOutcome;
 pub use tasks::{TaskOutcome, TaskRow, TaskSource};
 pub use verdicts::{claim_of, VerdictSummary};
 
+/// When a commit reaches the disk ([`Store::write_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk when the commit returns.
+    Immediate,
+    /// On disk with the next immediate commit.
+    Lazy,
+}
+
 /// redb page cache of one store.
 pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
@@ -139,7 +148,24 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Writer<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let txn = self.db.begin_write()?;
+        #[allow(clippy::disallowed_methods)] // the same rule covers both
+        self.write_with(Durability::Immediate, f)
+    }
+
+    /// [`Store::write`] with the durability of its commit: [`Durability::Lazy`] commits are
+    /// seen by readers at once but reach the disk only with the next durable commit (the store
+    /// writer's batching of what peers send; see `store_writer`). After a crash the store is
+    /// as of its last durable commit.
+    pub fn write_with<R>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        if durability == Durability::Lazy {
+            // refused only in the shared-between-processes modes, which this store does not use
+            let _ = txn.set_durability(redb::Durability::None);
+        }
         let result = Writer::new(&txn, self.clock.now()).and_then(|mut writer| {
             let r = f(&mut writer)?;
             writer.flush()?;

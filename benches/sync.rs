@@ -53,6 +53,13 @@ fn main() {
     );
 
     let a = start_relay(&da, None, log("a"));
+    std::thread::sleep(Duration::from_secs(1));
+    let pa = a.child.id();
+    println!(
+        "A started, before serving: RSS {:.1} MiB ({} KiB anonymous)",
+        proc_kib(pa, "VmRSS:") as f64 / 1024.0,
+        proc_kib(pa, "RssAnon:")
+    );
     let started = Instant::now();
     let b = start_relay(&db, Some(&a.p2p), log("b"));
     let (mut last, mut progress) = (0, Instant::now());
@@ -68,7 +75,7 @@ fn main() {
         );
     }
     let secs = started.elapsed().as_secs_f64();
-    let (pa, pb) = (a.child.id(), b.child.id());
+    let pb = b.child.id();
     let cpu_b = cpu_seconds(&pb.to_string());
     println!(
         "CPU used: A {:.1} s, B {:.1} s (of {:.1} s available on {} cores)",
@@ -88,6 +95,35 @@ fn main() {
         proc_kib(pb, "VmHWM:") as f64 / 1024.0,
         proc_kib(pb, "VmRSS:") as f64 / 1024.0,
     );
+    println!(
+        "A now: {} KiB anonymous, {} KiB file-backed (the binary's pages)",
+        proc_kib(pa, "RssAnon:"),
+        proc_kib(pa, "RssFile:"),
+    );
+    if std::env::var_os("BENCH_SMAPS").is_some() {
+        let smaps = std::fs::read_to_string(format!("/proc/{pa}/smaps")).unwrap_or_default();
+        let mut region = String::new();
+        for line in smaps.lines() {
+            if !line.contains(':')
+                || line
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.contains('-'))
+            {
+                region = line.to_string();
+            } else if let Some(kib) = line.strip_prefix("Rss:") {
+                let kib: u64 = kib
+                    .trim()
+                    .trim_end_matches(" kB")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0);
+                if kib > 1024 {
+                    println!("  {kib:>7} KiB  {region}");
+                }
+            }
+        }
+    }
     // the check alone on the same records (parse, id, signature; `spored verify`, one thread),
     // with both nodes idle
     let verify_start = Instant::now();

@@ -202,7 +202,7 @@ const BATCH_LINES: usize = 256;
 /// import is stored whole or not at all.
 pub fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
     let started = Instant::now();
-    let store = match spore_actors::Store::open(&ctx.data_dir.store()) {
+    let store = match spore_actors::Store::open_for_bulk(&ctx.data_dir.store()) {
         Ok(store) => store,
         Err(StoreError::InUse { .. }) => return import_into_running_node(ctx, &args),
         Err(e) => return Err(e).context("opening the store"),

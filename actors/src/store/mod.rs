@@ -42,8 +42,15 @@ pub enum Durability {
     Lazy,
 }
 
-/// redb page cache of one store.
-pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// redb page cache of one store. Small on purpose: records are keyed by their (random) ids, so
+/// at 100k records no cache of a size a relay can afford holds the working set, and measured at
+/// 8, 16 and 32 MiB the sync, import and explorer figures did not move beyond run-to-run noise,
+/// while the peak RSS of a relay serving 100k records went 85-94 -> 47-50 MiB
+/// (docs/benchmarks.md, issue #18).
+pub const CACHE_BYTES: usize = 8 * 1024 * 1024;
+/// The page cache of a bulk import's short-lived process: inserting 100k records in one
+/// transaction, 32 MiB makes it ~20 % faster than [`CACHE_BYTES`].
+pub const BULK_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// The store's file name inside `<data_dir>/db/`.
 pub const STORE_FILE: &str = "spored.redb";
@@ -105,14 +112,24 @@ impl Store {
     }
 
     /// [`Store::open`] with the clock verdicts are computed by (a test's manual clock).
-    #[allow(clippy::disallowed_methods)] // the backfills run before any writer exists
     pub fn open_with_clock(path: &Path, clock: Clock) -> Result<Store, StoreError> {
+        Store::open_with(path, clock, CACHE_BYTES)
+    }
+
+    /// [`Store::open`] for one bulk write (`spored import` without a running node): a larger
+    /// page cache, [`BULK_CACHE_BYTES`], for the few seconds the process lives.
+    pub fn open_for_bulk(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, Clock::system(), BULK_CACHE_BYTES)
+    }
+
+    #[allow(clippy::disallowed_methods)] // the backfills run before any writer exists
+    fn open_with(path: &Path, clock: Clock, cache_bytes: usize) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
         }
         // redb's default page cache (1 GiB) would hold most of a large store in memory; a node
         // should stay small, and reads of recent data hit the OS page cache anyway.
-        let db = match Database::builder().set_cache_size(CACHE_BYTES).create(path) {
+        let db = match Database::builder().set_cache_size(cache_bytes).create(path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StoreError::InUse {

@@ -8,7 +8,7 @@ use actix::prelude::*;
 use tracing::{debug, info, warn};
 
 use crate::artifact_fetcher::FetchArtifact;
-use crate::ingest::{check_bodies, IngestOutcome};
+use crate::ingest::{check_bodies, check_peer_bodies, IngestOutcome};
 use crate::messages::*;
 use crate::peer_score::PeerRef;
 use crate::store_writer::{IngestWork, StoreWriter};
@@ -209,7 +209,8 @@ impl Handler<Ingest> for GossipRouter {
             _ => None,
         };
         // this node's own objects are on disk before the reply; peers' may wait a moment
-        let durable = matches!(msg.origin, Origin::Local);
+        let local = matches!(msg.origin, Origin::Local);
+        let durable = local;
         let in_flight = self.in_flight.clone();
         // untrusted bytes are parsed and verified on blocking threads, outside the transaction;
         // then the one writer stores what passed
@@ -221,7 +222,9 @@ impl Handler<Ingest> for GossipRouter {
                     .await
                     .map_err(|_| (true, "the router is closed".to_string()))?,
             };
-            let checked = tokio::task::spawn_blocking(move || check_bodies(bodies))
+            // artifacts come from peers only as answers to this node's requests (the fetcher)
+            let check = if local { check_bodies } else { check_peer_bodies };
+            let checked = tokio::task::spawn_blocking(move || check(bodies))
                 .await
                 .map_err(|e| (false, format!("ingest: {e}")))?;
             writer

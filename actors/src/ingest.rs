@@ -37,6 +37,19 @@ pub fn check_body(body: &[u8]) -> Result<Checked, IngestError> {
     }
 }
 
+/// A frame body from a peer (gossip, a sync page, a reference peer's batch): as
+/// [`check_body`], but artifact bytes (`code_response`) are refused. A node takes artifacts only
+/// as answers to its own requests, for the cid it asked ([`crate::artifact_fetcher`]); one
+/// pushed at it unasked would let any peer make every node store its bytes.
+pub fn check_peer_body(body: &[u8]) -> Result<Checked, IngestError> {
+    match check_body(body)? {
+        Checked::Artifact { .. } => Err(IngestError::Wire(
+            "an artifact nobody asked for (`code_response` is taken only as an answer)".into(),
+        )),
+        checked => Ok(checked),
+    }
+}
+
 /// Verifies the object a decoded message carries (artifacts are checked when stored).
 pub fn check_message(message: Message) -> Result<Checked, IngestError> {
     let object = match message {
@@ -75,11 +88,23 @@ const CHECK_CHUNK: usize = 128;
 /// in order. This is the expensive part of ingesting (parse, id, signature) and runs before,
 /// and outside, any write transaction.
 pub fn check_bodies(bodies: Vec<String>) -> Vec<(String, Result<Checked, IngestError>)> {
+    check_bodies_with(bodies, check_body)
+}
+
+/// [`check_bodies`] for bodies from peers ([`check_peer_body`]: no unasked artifacts).
+pub fn check_peer_bodies(bodies: Vec<String>) -> Vec<(String, Result<Checked, IngestError>)> {
+    check_bodies_with(bodies, check_peer_body)
+}
+
+fn check_bodies_with(
+    bodies: Vec<String>,
+    check: fn(&[u8]) -> Result<Checked, IngestError>,
+) -> Vec<(String, Result<Checked, IngestError>)> {
     if bodies.len() <= CHECK_CHUNK {
         return bodies
             .into_iter()
             .map(|b| {
-                let checked = check_body(b.as_bytes());
+                let checked = check(b.as_bytes());
                 (b, checked)
             })
             .collect();
@@ -96,7 +121,7 @@ pub fn check_bodies(bodies: Vec<String>) -> Vec<(String, Result<Checked, IngestE
             s.spawn(move || {
                 crate::lower_thread_priority(CHECK_NICENESS);
                 for (body, slot) in part.iter().zip(out) {
-                    *slot = Some(check_body(body.as_bytes()));
+                    *slot = Some(check(body.as_bytes()));
                 }
             });
         }

@@ -456,3 +456,124 @@ fn oversized_requests_unknown_protocols_and_request_floods_cost_the_sender_not_t
         honest.registry.shutdown().await;
     });
 }
+
+/// Does `node` hold the artifact `cid`?
+fn holds_artifact(node: &TestNode, cid: &str) -> bool {
+    node.registry
+        .store
+        .read()
+        .unwrap()
+        .artifact(cid)
+        .unwrap()
+        .is_some()
+}
+
+#[test]
+fn artifacts_pushed_unasked_are_refused_by_gossip_sync_and_reference_frames() {
+    use libp2p::request_response::{Event, Message as RrMessage};
+    use spore_actors::net::{Request, Response};
+    actix_rt::System::new().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db/spored.redb")).unwrap());
+        let mut options = loopback_options(50, vec![]);
+        options.legacy_listen = Some("127.0.0.1:0".into());
+        let registry = Node::builder(store, options).spawn().unwrap().registry;
+        let addr = wait_for("a listen address", || async {
+            registry.peers.send(GetListenAddrs).await.unwrap().into_iter().next()
+        })
+        .await
+        .with(libp2p::multiaddr::Protocol::P2p(registry.peer_id));
+        let victim = TestNode {
+            _dir: dir,
+            registry,
+            addr,
+        };
+        let victim_id = victim.registry.peer_id;
+        let junk = |what: &str| {
+            let code = format!("junk pushed by {what}").into_bytes();
+            let cid = spore_spec::crypto::sha256_hex(&code);
+            (cid.clone(), Message::CodeResponse { code_cid: cid, code }.encode_body())
+        };
+
+        // 1. by gossip, from a peer speaking the whole protocol
+        let (gossiped, body) = junk("gossip");
+        let mut rogue = net::build_swarm([67; 32], &NetConfig::default()).unwrap();
+        rogue.dial(victim.addr.clone()).unwrap();
+        let rogue_id = *rogue.local_peer_id();
+        let topic = IdentTopic::new(net::TOPIC_EXPERIMENTS);
+        let mut published = false;
+        drive_until(&mut rogue, "the gossiped artifact refused", |rogue| {
+            if !published {
+                published = rogue
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic.clone(), body.clone().into_bytes())
+                    .is_ok();
+            }
+            let victim = &victim;
+            async move {
+                standing(victim, rogue_id)
+                    .await
+                    .is_some_and(|p| p.offence_points >= 1.0)
+            }
+        })
+        .await;
+        assert!(!holds_artifact(&victim, &gossiped), "gossiped artifact stored");
+        drop(rogue);
+
+        // 2. inside a sync page: the victim syncs from whoever connects; this one answers
+        // every log request with an artifact
+        let (synced, body) = junk("a sync page");
+        let mut server = rogue_swarm(68, "/spore/sync/1");
+        server.dial(victim.addr.clone()).unwrap();
+        let server_id = *server.local_peer_id();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            tokio::select! {
+                event = server.select_next_some() => {
+                    if let libp2p::swarm::SwarmEvent::Behaviour(Event::Message {
+                        message: RrMessage::Request { request: Request::Log { .. }, channel, .. },
+                        ..
+                    }) = event
+                    {
+                        let page = Response::Log { bodies: vec![body.clone()], last: 1, end: true };
+                        let _ = server.behaviour_mut().send_response(channel, page);
+                    }
+                }
+                _ = actix_rt::time::sleep(Duration::from_millis(100)) => {
+                    if standing(&victim, server_id).await.is_some_and(|p| p.offence_points >= 1.0) {
+                        break;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "the sync page's artifact was not refused");
+        }
+        assert!(!holds_artifact(&victim, &synced), "artifact from a sync page stored");
+        drop(server);
+
+        // 3. a reference-protocol peer's unasked `code_response` frame
+        let (framed, body) = junk("a reference frame");
+        let legacy = victim
+            .registry
+            .legacy
+            .send(spore_actors::legacy::GetLegacyAddr)
+            .await
+            .unwrap()
+            .unwrap();
+        {
+            use tokio::io::AsyncWriteExt as _;
+            let mut stream = tokio::net::TcpStream::connect(legacy).await.unwrap();
+            let frame = spore_spec::wire::encode_frame(body.as_bytes()).unwrap();
+            stream.write_all(&frame).await.unwrap();
+            // then an honest record on the same connection: stored, so the frame before it was
+            // read and handled
+            let record = chain(1, 40_000).remove(0);
+            let honest = Message::Experiment(record).encode_frame().unwrap();
+            stream.write_all(&honest).await.unwrap();
+            wait_for("the record after the frame", || async { (count(&victim) == 1).then_some(()) })
+                .await;
+        }
+        assert!(!holds_artifact(&victim, &framed), "unasked reference artifact stored");
+        victim.registry.shutdown().await;
+    });
+}

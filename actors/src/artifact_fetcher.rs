@@ -143,6 +143,14 @@ impl FetchPlan {
         self.fetches.contains_key(cid)
     }
 
+    /// Whether `peer` was asked for `cid` in the fetch running now: only its bytes are taken
+    /// (and hashed) at all.
+    pub fn was_asked(&self, cid: &str, peer: &PeerRef) -> bool {
+        self.fetches
+            .get(cid)
+            .is_some_and(|f| f.tried.contains(peer))
+    }
+
     /// Cids being fetched (asked or waiting).
     pub fn tracked(&self) -> usize {
         self.fetches.len()
@@ -280,10 +288,9 @@ impl FetchPlan {
                 }
             }
         }
-        // those that waited keep their place ahead of the ones not looked at
-        while let Some(cid) = waiting.pop_back() {
-            self.queue.push_front(cid);
-        }
+        // those that waited go behind the rest, so the next call looks further: a long run of
+        // cids waiting for one busy peer cannot hide the ones another peer could serve now
+        self.queue.extend(waiting);
         plan
     }
 }
@@ -445,6 +452,8 @@ pub struct ArtifactFetcher {
     plan: FetchPlan,
     writer: StoreWriter,
     transports: Transports,
+    /// Cids whose bytes are being hashed (later copies are dropped meanwhile).
+    checking: HashSet<String>,
     /// Checked artifacts waiting for the writer, and whether a batch is being stored.
     to_store: Vec<(String, Vec<u8>)>,
     storing: bool,
@@ -456,6 +465,7 @@ impl ArtifactFetcher {
             plan: FetchPlan::new(limits),
             writer,
             transports,
+            checking: HashSet::new(),
             to_store: Vec::new(),
             storing: false,
         }
@@ -539,8 +549,9 @@ impl Handler<ArtifactAnswer> for ArtifactFetcher {
             self.plan.answered(&cid, &peer, false);
             return self.pump();
         };
-        if !self.plan.is_fetching(&cid) {
-            return; // unasked, or answered after another peer's bytes: not even hashed
+        if !self.plan.was_asked(&cid, &peer) || !self.checking.insert(cid.clone()) {
+            // not asked of this peer, done already, or a copy being checked: not even hashed
+            return;
         }
         // up to 7 MiB: hashed on a blocking thread, not the one that drives the network
         let check = tokio::task::spawn_blocking(move || {
@@ -550,8 +561,9 @@ impl Handler<ArtifactAnswer> for ArtifactFetcher {
         ctx.spawn(
             actix::fut::wrap_future::<_, Self>(check).map(move |checked, act, ctx| {
                 let Ok((cid, bytes, ok)) = checked else {
-                    return;
+                    return; // the hashing thread panicked: reported as the node's failure
                 };
+                act.checking.remove(&cid);
                 act.plan.answered(&cid, &peer, ok);
                 if ok {
                     act.to_store.push((cid, bytes));
@@ -716,6 +728,39 @@ mod tests {
             asked += plan.next(now).asks.len();
         }
         assert_eq!(asked, limits.in_flight);
+    }
+
+    #[test]
+    fn cids_waiting_for_a_busy_peer_do_not_hide_those_an_idle_peer_can_serve() {
+        let now = Instant::now();
+        let (fast, silent) = (mesh(), legacy(1));
+        let mut plan = plan_with(&[&fast, &silent], FetchLimits::default(), now);
+        // 1,000 fetches that the fast peer lacks (it says so at once) and the silent one, whose
+        // 32 slots stay taken for the whole timeout, holds up; then one the fast peer has
+        for i in 0..1_000 {
+            plan.want(&format!("w{i}"), Some(silent.clone()));
+        }
+        plan.want("honest", Some(fast.clone()));
+        // the actor pumps after every answer; say one every 5 ms
+        let mut at = now;
+        let asked = loop {
+            at += Duration::from_millis(5);
+            assert!(
+                at < now + Duration::from_secs(20),
+                "the honest cid waited 20 s"
+            );
+            let step = plan.next(at);
+            if step.asks.iter().any(|a| a.cid == "honest") {
+                break at - now;
+            }
+            for a in step.asks.iter().filter(|a| a.peer == fast) {
+                plan.answered(&a.cid, &fast, false);
+            }
+        };
+        // each of the 1,000 tried the fast peer once first (its pace: 200 a second), then only
+        // waits for the silent one behind the honest cid
+        assert!(asked <= Duration::from_secs(6), "asked after {asked:?}");
+        assert!(plan.was_asked("w0", &silent) && !plan.was_asked("w0", &mesh()));
     }
 
     #[test]

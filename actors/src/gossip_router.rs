@@ -223,7 +223,11 @@ impl Handler<Ingest> for GossipRouter {
                     .map_err(|_| (true, "the router is closed".to_string()))?,
             };
             // artifacts come from peers only as answers to this node's requests (the fetcher)
-            let check = if local { check_bodies } else { check_peer_bodies };
+            let check = if local {
+                check_bodies
+            } else {
+                check_peer_bodies
+            };
             let checked = tokio::task::spawn_blocking(move || check(bodies))
                 .await
                 .map_err(|e| (false, format!("ingest: {e}")))?;

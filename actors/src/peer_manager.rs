@@ -131,7 +131,7 @@ impl PeerManager {
                 }
                 Err(e) => {
                     warn!(%peer, error = %e, "cannot read sync cursor");
-                    act.syncs.end(&peer);
+                    act.syncs.failed(&peer, sync);
                 }
             }),
         );
@@ -338,7 +338,12 @@ impl PeerManager {
                 (Some(Pending::Artifact { cid }), _) => {
                     self.fetcher.answer(cid, PeerRef::Mesh(peer), None)
                 }
-                (_, _) => self.penalize(peer, "unexpected sync response"),
+                (pending, _) => {
+                    if let Some(Pending::Log { sync, .. }) = pending {
+                        self.syncs.failed(&peer, sync);
+                    }
+                    self.penalize(peer, "unexpected sync response")
+                }
             },
             Event::OutboundFailure {
                 peer,
@@ -407,10 +412,13 @@ impl PeerManager {
             Ok(match request {
                 Request::Log { after, limit } => {
                     let limit = (limit as usize).clamp(1, net::SYNC_PAGE_ITEMS);
+                    // only what is on disk: a crash must not renumber what a peer has seen
+                    let top = read.durable_log_seq();
                     match read.log_after(after, limit, net::SYNC_PAGE_BYTES) {
-                        Ok(entries) => {
+                        Ok(mut entries) => {
+                            entries.retain(|e| e.seq <= top);
                             let last = entries.last().map_or(after, |e| e.seq);
-                            let end = read.last_seq().map_or(true, |top| last >= top);
+                            let end = last >= top;
                             let bodies = entries.into_iter().map(|e| e.body).collect();
                             Response::Log { bodies, last, end }
                         }

@@ -131,6 +131,12 @@ impl<P: Eq + Hash + Clone> SyncSessions<P> {
             self.sessions.remove(peer); // in sync
             return Vec::new();
         }
+        if page.last <= page.after {
+            // objects, yet the log did not move: a broken or hostile peer; asking again would
+            // loop, storing it could move the cursor back
+            self.sessions.remove(peer);
+            return Vec::new();
+        }
         if session.storing {
             session.waiting = Some(page);
             return Vec::new();
@@ -234,6 +240,24 @@ mod tests {
         assert_eq!(stores(&steps), vec![(20, 25)]);
         assert!(s.is_syncing(&"p"), "done once the last page is stored");
         assert!(s.stored(&"p", n, Stored::Advanced).is_empty());
+        assert!(!s.is_syncing(&"p"));
+    }
+
+    #[test]
+    fn a_page_whose_log_does_not_move_ends_the_sync() {
+        let mut s = SyncSessions::default();
+        let n = s.start(&"p").unwrap();
+        let mut stuck = page(10, 20, false);
+        stuck.last = 10;
+        assert!(s.page(&"p", n, stuck).is_empty());
+        assert!(!s.is_syncing(&"p"));
+        let n = s.start(&"p").unwrap();
+        let mut back = page(10, 20, false);
+        back.last = 3;
+        assert!(
+            s.page(&"p", n, back).is_empty(),
+            "nothing stored, the cursor stays"
+        );
         assert!(!s.is_syncing(&"p"));
     }
 

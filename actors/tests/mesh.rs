@@ -479,7 +479,13 @@ fn artifacts_pushed_unasked_are_refused_by_gossip_sync_and_reference_frames() {
         options.legacy_listen = Some("127.0.0.1:0".into());
         let registry = Node::builder(store, options).spawn().unwrap().registry;
         let addr = wait_for("a listen address", || async {
-            registry.peers.send(GetListenAddrs).await.unwrap().into_iter().next()
+            registry
+                .peers
+                .send(GetListenAddrs)
+                .await
+                .unwrap()
+                .into_iter()
+                .next()
         })
         .await
         .with(libp2p::multiaddr::Protocol::P2p(registry.peer_id));
@@ -488,11 +494,17 @@ fn artifacts_pushed_unasked_are_refused_by_gossip_sync_and_reference_frames() {
             registry,
             addr,
         };
-        let victim_id = victim.registry.peer_id;
         let junk = |what: &str| {
             let code = format!("junk pushed by {what}").into_bytes();
             let cid = spore_spec::crypto::sha256_hex(&code);
-            (cid.clone(), Message::CodeResponse { code_cid: cid, code }.encode_body())
+            (
+                cid.clone(),
+                Message::CodeResponse {
+                    code_cid: cid,
+                    code,
+                }
+                .encode_body(),
+            )
         };
 
         // 1. by gossip, from a peer speaking the whole protocol
@@ -518,7 +530,10 @@ fn artifacts_pushed_unasked_are_refused_by_gossip_sync_and_reference_frames() {
             }
         })
         .await;
-        assert!(!holds_artifact(&victim, &gossiped), "gossiped artifact stored");
+        assert!(
+            !holds_artifact(&victim, &gossiped),
+            "gossiped artifact stored"
+        );
         drop(rogue);
 
         // 2. inside a sync page: the victim syncs from whoever connects; this one answers
@@ -546,9 +561,15 @@ fn artifacts_pushed_unasked_are_refused_by_gossip_sync_and_reference_frames() {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "the sync page's artifact was not refused");
+            assert!(
+                Instant::now() < deadline,
+                "the sync page's artifact was not refused"
+            );
         }
-        assert!(!holds_artifact(&victim, &synced), "artifact from a sync page stored");
+        assert!(
+            !holds_artifact(&victim, &synced),
+            "artifact from a sync page stored"
+        );
         drop(server);
 
         // 3. a reference-protocol peer's unasked `code_response` frame
@@ -570,10 +591,15 @@ fn artifacts_pushed_unasked_are_refused_by_gossip_sync_and_reference_frames() {
             let record = chain(1, 40_000).remove(0);
             let honest = Message::Experiment(record).encode_frame().unwrap();
             stream.write_all(&honest).await.unwrap();
-            wait_for("the record after the frame", || async { (count(&victim) == 1).then_some(()) })
-                .await;
+            wait_for("the record after the frame", || async {
+                (count(&victim) == 1).then_some(())
+            })
+            .await;
         }
-        assert!(!holds_artifact(&victim, &framed), "unasked reference artifact stored");
+        assert!(
+            !holds_artifact(&victim, &framed),
+            "unasked reference artifact stored"
+        );
         victim.registry.shutdown().await;
     });
 }

@@ -533,3 +533,32 @@ fn refusals_carry_their_kind_and_severity() {
     );
     assert_eq!(spore_actors::ingest::points(&out.summary.problems), 7);
 }
+
+#[test]
+fn peers_are_served_the_log_only_as_far_as_it_is_on_disk() {
+    use spore_actors::store::Durability;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db/spored.redb");
+    let who = identity(3);
+    let root = record(&who, None, TASK, Status::Keep, 1.0, 100);
+    let child = record(&who, Some(&root.id), TASK, Status::Keep, 0.9, 101);
+    {
+        let store = Store::open(&path).unwrap();
+        store.write(|w| w.insert_experiment(root.clone())).unwrap();
+        store
+            .write_with(Durability::Lazy, |w| w.insert_experiment(child.clone()))
+            .unwrap();
+        let read = store.read().unwrap();
+        assert_eq!(read.last_seq().unwrap(), 2, "readers see the lazy commit");
+        assert_eq!(
+            read.durable_log_seq(),
+            1,
+            "peers are served only the durable part"
+        );
+        store.write(|_| Ok(())).unwrap();
+        assert_eq!(store.read().unwrap().durable_log_seq(), 2);
+    }
+    // reopened: what is in the file is durable
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.read().unwrap().durable_log_seq(), 2);
+}

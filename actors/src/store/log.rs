@@ -75,6 +75,13 @@ impl Reader {
         Ok(self.t.log.last()?.map_or(0, |(k, _)| k.value()))
     }
 
+    /// The arrival log's last number that was on disk when this snapshot was taken (the rest
+    /// came in lazy commits, see `store_writer::LAZY_FOR`): what peers may be served, since a
+    /// crash could give the numbers after it to other objects.
+    pub fn durable_log_seq(&self) -> u64 {
+        self.durable_log
+    }
+
     pub fn log_len(&self) -> Result<u64, StoreError> {
         Ok(self.t.log.len()?)
     }

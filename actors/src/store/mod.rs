@@ -18,6 +18,7 @@ mod tasks;
 mod verdicts;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, ReadableDatabase, WriteTransaction};
 
@@ -97,6 +98,11 @@ pub struct Store {
     db: Database,
     /// What "now" is for verdicts (a challenge's timeout): the system's, or a test's.
     clock: Clock,
+    /// The arrival log's last number as of the last commit, and as of the last durable one:
+    /// peers are served the log only up to the durable one ([`Reader::durable_log_seq`]), so
+    /// no peer moves its cursor past numbers a crash could give to other objects later.
+    written_log: AtomicU64,
+    durable_log: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -138,7 +144,12 @@ impl Store {
             }
             Err(e) => return Err(StoreError::Db(e.into())),
         };
-        let store = Store { db, clock };
+        let store = Store {
+            db,
+            clock,
+            written_log: AtomicU64::new(0),
+            durable_log: AtomicU64::new(0),
+        };
         // Opening every table once creates the missing ones, so readers never find one absent;
         // indexes added after a store was written are built here, once.
         let built = store.write(|w| w.backfill_node_indexes())?;
@@ -156,6 +167,10 @@ impl Store {
                 "indexed control events by record and applied verdicts"
             );
         }
+        // what is in the file now is on disk (the backfills made every table exist)
+        let top = store.read()?.last_seq()?;
+        store.written_log.store(top, Ordering::SeqCst);
+        store.durable_log.store(top, Ordering::SeqCst);
         Ok(store)
     }
 
@@ -186,11 +201,19 @@ impl Store {
         let result = Writer::new(&txn, self.clock.now()).and_then(|mut writer| {
             let r = f(&mut writer)?;
             writer.flush()?;
-            Ok(r)
+            // the last number this transaction gave, if it appended to the log
+            Ok((r, writer.next_seq.map(|next| next - 1)))
         });
         match result {
-            Ok(r) => {
+            Ok((r, appended)) => {
                 txn.commit()?;
+                if let Some(top) = appended {
+                    self.written_log.fetch_max(top, Ordering::SeqCst);
+                }
+                if durability == Durability::Immediate {
+                    let written = self.written_log.load(Ordering::SeqCst);
+                    self.durable_log.fetch_max(written, Ordering::SeqCst);
+                }
                 Ok(r)
             }
             Err(e) => {
@@ -206,6 +229,7 @@ impl Store {
         Ok(Reader {
             t: tables::ReadTables::open(&txn)?,
             now: self.clock.now(),
+            durable_log: self.durable_log.load(Ordering::SeqCst),
         })
     }
 
@@ -268,4 +292,6 @@ pub struct Reader {
     t: tables::ReadTables,
     /// The store's clock when the snapshot was taken.
     now: i64,
+    /// The arrival log's last number known to be on disk when the snapshot was taken.
+    durable_log: u64,
 }

@@ -99,8 +99,11 @@ impl GossipRouter {
                 self.peers.validated.do_send(Validated {
                     source: *source,
                     message_id: message_id.clone(),
+                    // a copy in other bytes of an object held here is not passed on: anyone
+                    // could make endless variants of one valid record for every node to forward
                     acceptance: acceptance(
-                        summary.accepted + summary.held + summary.duplicates > 0,
+                        summary.accepted + summary.held + (summary.duplicates - summary.variants)
+                            > 0,
                         rejected,
                     ),
                 });

@@ -291,7 +291,11 @@ pub fn write_checked<B: AsRef<str>>(
                             out.stored.experiment_tasks.push(record.task_id);
                         }
                         ExperimentOutcome::Held { .. } => out.summary.held += 1,
-                        ExperimentOutcome::Duplicate => out.summary.duplicates += 1,
+                        ExperimentOutcome::Duplicate => {
+                            out.summary.duplicates += 1;
+                            let canonical = Message::Experiment(record).encode_body();
+                            out.summary.variants += u64::from(body.as_ref() != canonical);
+                        }
                         ExperimentOutcome::Rejected(reason) => {
                             out.summary.rejected += 1;
                             out.summary.problems.push(IngestError::Lineage(format!(
@@ -319,7 +323,11 @@ pub fn write_checked<B: AsRef<str>>(
                     }
                     out.stored.tasks.push(manifest.task_id);
                 }
-                TaskOutcome::Duplicate => out.summary.duplicates += 1,
+                TaskOutcome::Duplicate => {
+                    out.summary.duplicates += 1;
+                    let canonical = Message::Task(manifest).encode_body();
+                    out.summary.variants += u64::from(body.as_ref() != canonical);
+                }
             },
             SignedObject::Control(event) => match w.insert_control_event(&event)? {
                 ControlOutcome::Accepted => {
@@ -335,7 +343,9 @@ pub fn write_checked<B: AsRef<str>>(
                     ));
                 }
                 ControlOutcome::Duplicate | ControlOutcome::DuplicateEventId { .. } => {
-                    out.summary.duplicates += 1
+                    out.summary.duplicates += 1;
+                    let canonical = Message::Control(event).encode_body();
+                    out.summary.variants += u64::from(body.as_ref() != canonical);
                 }
                 ControlOutcome::Refused(why) => {
                     out.summary.rejected += 1;
@@ -353,7 +363,11 @@ pub fn write_checked<B: AsRef<str>>(
                     }
                     out.stored.profiles.push(profile.node_id);
                 }
-                ProfileOutcome::Duplicate | ProfileOutcome::Stale => out.summary.duplicates += 1,
+                ProfileOutcome::Duplicate | ProfileOutcome::Stale => {
+                    out.summary.duplicates += 1;
+                    let canonical = Message::Profile(profile).encode_body();
+                    out.summary.variants += u64::from(body.as_ref() != canonical);
+                }
             },
         }
     }

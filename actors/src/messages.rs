@@ -41,6 +41,9 @@ pub struct IngestSummary {
     pub accepted: u64,
     pub held: u64,
     pub duplicates: u64,
+    /// Of the duplicates, those whose bytes differ from the stored object's (whitespace, key
+    /// order, escapes, extra envelope members): never forwarded by gossip.
+    pub variants: u64,
     pub rejected: u64,
     /// One per rejected body, with its kind and reason.
     pub problems: Vec<crate::refusal::IngestError>,

@@ -603,3 +603,62 @@ fn artifacts_pushed_unasked_are_refused_by_gossip_sync_and_reference_frames() {
         victim.registry.shutdown().await;
     });
 }
+
+#[test]
+fn a_copy_of_a_held_object_in_other_bytes_is_not_forwarded() {
+    actix_rt::System::new().block_on(async {
+        let victim = start_node(55, vec![]).await;
+        let records = chain(2, 50_000);
+        victim.registry.publish_local(bodies(&records[..1])).await.unwrap();
+        let topic = IdentTopic::new(net::TOPIC_EXPERIMENTS);
+        // the same record in other bytes (a space in the envelope), and a genuinely new one
+        let held = bodies(&records[..1]).remove(0);
+        let variant = held.replacen("\"payload\":", "\"payload\": ", 1);
+        assert_ne!(variant, held);
+        let fresh = bodies(&records[1..]).remove(0);
+
+        let mut rogue = net::build_swarm([68; 32], &NetConfig::default()).unwrap();
+        let mut observer = net::build_swarm([69; 32], &NetConfig::default()).unwrap();
+        rogue.dial(victim.addr.clone()).unwrap();
+        observer.dial(victim.addr.clone()).unwrap();
+        let rogue_id = *rogue.local_peer_id();
+        let (mut sent_variant, mut sent_fresh) = (false, false);
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            tokio::select! {
+                _ = rogue.select_next_some() => {}
+                event = observer.select_next_some() => {
+                    if let libp2p::swarm::SwarmEvent::Behaviour(net::BehaviourEvent::Gossipsub(
+                        libp2p::gossipsub::Event::Message { message, .. },
+                    )) = event
+                    {
+                        seen.push(message.data);
+                    }
+                }
+                _ = actix_rt::time::sleep(Duration::from_millis(200)) => {
+                    // once both are in the victim's mesh: the variant first, then the new one
+                    let meshed = |s: &libp2p::Swarm<net::Behaviour>| s.behaviour().gossipsub.mesh_peers(&topic.hash()).count() > 0;
+                    if !sent_variant && meshed(&rogue) && meshed(&observer) {
+                        sent_variant = rogue.behaviour_mut().gossipsub.publish(topic.clone(), variant.clone().into_bytes()).is_ok();
+                    } else if sent_variant && !sent_fresh {
+                        actix_rt::time::sleep(Duration::from_millis(500)).await;
+                        sent_fresh = rogue.behaviour_mut().gossipsub.publish(topic.clone(), fresh.clone().into_bytes()).is_ok();
+                    }
+                    if seen.iter().any(|m| m == fresh.as_bytes()) {
+                        break;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "the new record never reached the observer");
+        }
+        assert!(
+            !seen.iter().any(|m| m == variant.as_bytes()),
+            "the variant was forwarded"
+        );
+        assert_eq!(count(&victim), 2);
+        let rogue_standing = standing(&victim, rogue_id).await.unwrap();
+        assert_eq!(rogue_standing.offence_points, 0.0, "a variant is not an offence");
+        victim.registry.shutdown().await;
+    });
+}

@@ -96,9 +96,39 @@ impl DataDir {
         Ok(Identity::from_seed(seed))
     }
 
+    /// Makes the data dir private (mode 0700: the store, the control socket, the settings are
+    /// the node's): created so when missing; tightened when it holds a node's files or nothing,
+    /// never when it is some other directory (`--data-dir /tmp` must not change /tmp).
+    pub fn make_private(&self) -> Result<()> {
+        if !self.root.exists() {
+            std::fs::create_dir_all(&self.root)
+                .with_context(|| format!("creating {}", self.root.display()))?;
+        } else {
+            let ours = ["identity", "db", "config.toml"]
+                .iter()
+                .any(|name| self.root.join(name).exists());
+            let empty = std::fs::read_dir(&self.root)
+                .map(|mut entries| entries.next().is_none())
+                .unwrap_or(false);
+            if !ours && !empty {
+                return Ok(());
+            }
+        }
+        let mode = std::fs::metadata(&self.root)?.permissions().mode() & 0o777;
+        if mode != 0o700 {
+            std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting {} to mode 0700", self.root.display()))?;
+            if mode & 0o077 != 0 {
+                tracing::info!(path = %self.root.display(), was = format!("{mode:o}"), "data dir made private (0700)");
+            }
+        }
+        Ok(())
+    }
+
     /// Loads the identity, creating a new one (key file mode 0600) when there is none.
     /// Returns whether it was created.
     pub fn ensure_identity(&self) -> Result<(Identity, bool)> {
+        self.make_private()?;
         if self.has_identity() {
             return Ok((self.load_identity()?, false));
         }

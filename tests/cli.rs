@@ -95,6 +95,30 @@ fn init_makes_a_private_key_config_and_store() {
     );
     assert!(node.path().join("config.toml").exists());
     assert!(node.path().join("db/spored.redb").exists());
+    let dir_mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode(&node.path()), 0o700, "the data dir is private");
+    // a data dir made readable by others is tightened again
+    std::fs::set_permissions(node.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    node.ok(&["init"]);
+    assert_eq!(dir_mode(&node.path()), 0o700);
+    // a directory that is not a data dir keeps its mode
+    let other = node.dir.path().join("shared");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "not spored's").unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_spored"))
+        .arg("--data-dir")
+        .arg(&other)
+        .arg("init")
+        .env("HOME", node.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(dir_mode(&other), 0o755);
     // idempotent: same identity the second time
     let node_id = std::fs::read_to_string(node.path().join("identity/node_id")).unwrap();
     node.ok(&["init"]);

@@ -165,3 +165,37 @@ fn a_node_whose_stdout_reader_went_away_keeps_serving_and_stops_cleanly() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn the_control_socket_is_private_and_an_endless_line_costs_only_its_connection() {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let node = start(tmp.path(), &[]);
+    let socket = tmp.path().join("spored.sock");
+    wait_until("the control socket", 60, || socket.exists());
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
+    let dir_mode = std::fs::metadata(tmp.path()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700, "data dir mode {dir_mode:o}");
+
+    // a command line that never ends: the node reads 12 MiB of it, then hangs up
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let chunk = vec![b'x'; 1024 * 1024];
+    let mut written = 0;
+    while written < 64 {
+        if stream.write_all(&chunk).is_err() {
+            break; // the node closed the connection
+        }
+        written += 1;
+    }
+    assert!(
+        written < 64,
+        "the node kept reading a line of {written} MiB"
+    );
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    // and it still answers
+    assert_eq!(info(tmp.path())["experiment_count"], 0);
+    drop(node);
+}

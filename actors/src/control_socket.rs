@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use spore_spec::json::{self, object, Value};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tracing::{debug, warn};
 
 use crate::registry::Registry;
@@ -30,11 +30,52 @@ pub struct ControlInfo {
 /// Binds the socket at `path` (replacing a stale one) with mode 0600.
 pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt as _;
-    let _ = std::fs::remove_file(path);
-    let listener = std::os::unix::net::UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    // bound under a temporary name, made 0600, then renamed into place: the socket appears at
+    // its path with its final mode (no window in which another user could connect)
+    let name = path
+        .file_name()
+        .map_or("spored.sock".into(), |n| n.to_string_lossy());
+    let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = std::os::unix::net::UnixListener::bind(&tmp)?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     listener.set_nonblocking(true)?;
     tokio::net::UnixListener::from_std(listener)
+}
+
+/// A command or object line longer than this ends the connection (the biggest honest line is
+/// one frame body: an artifact of 7 MiB as base64 in its envelope).
+pub const MAX_LINE_BYTES: usize = 12 * 1024 * 1024;
+
+/// The next line (without its newline), reading at most [`MAX_LINE_BYTES`] of it.
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+) -> std::io::Result<Option<String>> {
+    use tokio::io::AsyncBufReadExt as _;
+    use tokio::io::AsyncReadExt as _;
+    let mut line = Vec::new();
+    let n = (&mut *reader)
+        .take(MAX_LINE_BYTES as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > MAX_LINE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "a line over {MAX_LINE_BYTES} bytes"
+        )));
+    }
+    String::from_utf8(line)
+        .map(Some)
+        .map_err(|_| std::io::Error::other("a line that is not UTF-8"))
 }
 
 /// Answers on `listener` until the accept fails (the caller reports it).
@@ -61,8 +102,8 @@ async fn handle(
     info: ControlInfo,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut lines = tokio::io::BufReader::new(read).lines();
-    let command = lines.next_line().await?.unwrap_or_default();
+    let mut lines = tokio::io::BufReader::new(read);
+    let command = next_line(&mut lines).await?.unwrap_or_default();
     let command = json::parse(command.as_bytes())
         .ok()
         .and_then(|v| v.get("command").and_then(Value::as_str).map(str::to_string))
@@ -75,7 +116,7 @@ async fn handle(
             let mut batch = Vec::with_capacity(BATCH);
             let mut bytes = 0;
             loop {
-                let line = lines.next_line().await?;
+                let line = next_line(&mut lines).await?;
                 let done = line.is_none();
                 if let Some(line) = line {
                     bytes += line.len();

@@ -6,21 +6,41 @@
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IngestError {
     /// Not a frame of the protocol: not JSON, a bad envelope, a message that carries no object.
-    #[error("{0}")]
+    #[error("{}", Capped(.0))]
     Wire(String),
     /// A signed object that fails its checks: id, signature, schema, the kind's rules.
-    #[error("{0}")]
+    #[error("{}", Capped(.0))]
     Object(String),
     /// A valid object that can never join the graph or count (a second root, a child naming
     /// another task, an event of a foreign class): possibly honest disagreement.
-    #[error("{0}")]
+    #[error("{}", Capped(.0))]
     Lineage(String),
     /// Artifact bytes that do not hash to their cid, or too large.
-    #[error("artifact: {0}")]
+    #[error("artifact: {}", Capped(.0))]
     Artifact(String),
     /// Requests beyond the peer's budget.
-    #[error("{0}")]
+    #[error("{}", Capped(.0))]
     Rate(String),
+}
+
+/// A reason as logs and replies show it: reasons can quote what a stranger sent, so at most
+/// [`MAX_REASON_BYTES`] of one are shown, with the full length.
+pub struct Capped<'a>(pub &'a str);
+
+/// Bytes of a reason shown at most.
+pub const MAX_REASON_BYTES: usize = 300;
+
+impl std::fmt::Display for Capped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.len() <= MAX_REASON_BYTES {
+            return f.write_str(self.0);
+        }
+        let mut end = MAX_REASON_BYTES;
+        while !self.0.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{}… ({} bytes)", &self.0[..end], self.0.len())
+    }
 }
 
 /// How much an offence weighs against its sender.
@@ -58,4 +78,19 @@ impl IngestError {
 /// Offence points of everything `problems` holds.
 pub fn points(problems: &[IngestError]) -> u32 {
     problems.iter().map(|p| p.severity().points()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_shown_capped_at_a_char_boundary() {
+        let short = IngestError::Object("bad id".into());
+        assert_eq!(short.to_string(), "bad id");
+        let long = IngestError::Wire(format!("x{}", "é".repeat(400)));
+        let shown = long.to_string();
+        assert!(shown.len() < MAX_REASON_BYTES + 30, "{}", shown.len());
+        assert!(shown.ends_with("… (801 bytes)"), "{shown}");
+    }
 }

@@ -672,6 +672,20 @@ pub struct TaskData {
 /// The corpus a task trains on (the built-in one, or one `spored prepare` stored here) and
 /// its preparation (byte-level tokens, or a BPE document `spored prepare --bpe` stored here).
 pub fn task_data(dir: &std::path::Path, task: &TaskManifest) -> Result<TaskData, String> {
+    // these name files here: only an exact 64-hex cid may (a stranger's manifest could say
+    // `../../x`)
+    for (what, cid) in [
+        ("prepare_cid", &task.prepare_cid),
+        ("dataset_cid", &task.dataset_cid),
+    ] {
+        if !spore_spec::crypto::is_lower_hex(cid, 64) {
+            return Err(format!(
+                "task {} has a {what} that is not a 64-hex cid: {}",
+                task.task_id,
+                crate::refusal::Capped(cid)
+            ));
+        }
+    }
     let prepare = if task.prepare_cid == spore_spec::crypto::sha256_hex(PREPARE_SPEC.as_bytes()) {
         None
     } else {
@@ -873,6 +887,33 @@ fn choose_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifests_cids_name_files_only_as_64_hex() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "not a dataset").unwrap();
+        let task = TaskManifest {
+            task_id: "t".into(),
+            prepare_cid: spore_spec::crypto::sha256_hex(PREPARE_SPEC.as_bytes()),
+            dataset_cid: "../datasets/secret".into(),
+            ..TaskManifest::default()
+        };
+        let err = task_data(dir.path(), &task).err().unwrap();
+        assert!(
+            err.contains("dataset_cid that is not a 64-hex cid"),
+            "{err}"
+        );
+        let task = TaskManifest {
+            prepare_cid: "../../identity/private_key".into(),
+            dataset_cid: KJV_SHA256.into(),
+            ..task
+        };
+        let err = task_data(dir.path(), &task).err().unwrap();
+        assert!(
+            err.contains("prepare_cid that is not a 64-hex cid"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn exploit_share_follows_the_reference() {

@@ -68,6 +68,9 @@ pub enum Job {
 pub struct Planner {
     /// This node's id.
     pub me: String,
+    /// The key of this node's spot-check draws ([`Planner::draw_key`]): only this node knows
+    /// which records it will pick, so a publisher cannot grind a record id no verifier picks.
+    pub draw_key: [u8; 32],
     /// This node's verification class.
     pub class: String,
     /// Base spot-check probability.
@@ -90,6 +93,12 @@ pub struct Plan {
 const PLAN_PAGE: usize = 1_000;
 
 impl Planner {
+    /// The draw key of the node with identity seed `seed` (derived from it, so stable across
+    /// restarts, and secret as the seed is).
+    pub fn draw_key(seed: &[u8; 32]) -> [u8; 32] {
+        spore_spec::crypto::hmac_sha256(seed, b"spored spot-check draw v1")
+    }
+
     /// The spot-check decision for `record` (deterministic per node and record): the base
     /// probability ×3 for a publisher in bad standing (score < 0), else ×2 for a new or little
     /// known one (score < 5), as the reference; then ×2 for a frontier record.
@@ -103,7 +112,7 @@ impl Planner {
         if frontier {
             p *= 2.0;
         }
-        let h = spore_spec::crypto::sha256(format!("{}:{}", self.me, record.id).as_bytes());
+        let h = spore_spec::crypto::hmac_sha256(&self.draw_key, record.id.as_bytes());
         let draw = u64::from_le_bytes(h[..8].try_into().expect("8 bytes")) as f64 / u64::MAX as f64;
         draw < p.min(1.0)
     }
@@ -277,6 +286,7 @@ impl Verifier {
         let class = hardware::verification_class(&options.gpu_model);
         let planner = Planner {
             me,
+            draw_key: Planner::draw_key(&options.seed),
             class,
             probability: options.probability,
         };
@@ -426,7 +436,7 @@ impl Verifier {
                     rerun_command(&artifacts, &runner, &sandbox, &task, &record).await?
                 }
                 command_task::REFERENCE_ARTIFACT => {
-                    rerun_reference(&artifacts, &runner, &sandbox, &record).await?
+                    rerun_reference(&artifacts, &runner, &sandbox, &task, &record).await?
                 }
                 _ => rerun_native(&artifacts, &runner, &dir, &task, &record).await?,
             };
@@ -597,7 +607,8 @@ async fn rerun_native(
         None => artifacts.wait(&record.code_cid, "config artifact").await?,
     };
     let data = task_data(dir, task)?;
-    let budget = Duration::from_secs(record.time_budget.max(1) as u64 * 2);
+    // steps bound the run; twice the task's budget leaves a slower machine room
+    let budget = rerun_budget(task, 2);
     info!(record = %record.id, steps = record.num_steps, "verification: re-running a claim");
     let result = runner
         .send(RunExperiment(RunRequest {
@@ -630,7 +641,7 @@ async fn rerun_command(
     let evaluator = Evaluator::parse(&document).map_err(|e| format!("its evaluator: {e}"))?;
     let code = artifacts.wait(&record.code_cid, "code artifact").await?;
     let interpreter = sandbox.interpreter(&evaluator.interpreter)?;
-    let budget = Duration::from_secs(record.time_budget.max(1) as u64);
+    let budget = rerun_budget(task, 1);
     let job = evaluator.job(&code, &interpreter, sandbox.limits(budget));
     info!(record = %record.id, "verification: re-running a command task's claim in the sandbox");
     let outcome = rerun_sandboxed(runner, job, record).await?;
@@ -662,6 +673,7 @@ async fn rerun_reference(
     artifacts: &Artifacts<'_>,
     runner: &Addr<ExperimentRunner>,
     sandbox: &SandboxOptions,
+    task: &spore_spec::TaskManifest,
     record: &ExperimentRecord,
 ) -> Result<(f64, String), String> {
     let workspace = sandbox
@@ -675,7 +687,7 @@ async fn rerun_reference(
         ));
     }
     let code = artifacts.wait(&record.code_cid, "train.py").await?;
-    let budget = Duration::from_secs(record.time_budget.max(1) as u64);
+    let budget = rerun_budget(task, 1);
     let job = workspace.job(&code, budget, sandbox.limits(budget));
     info!(record = %record.id, torch = %workspace.torch_version, "verification: re-running a reference train.py in the sandbox");
     let outcome = rerun_sandboxed(runner, job, record).await?;
@@ -686,6 +698,22 @@ async fn rerun_reference(
         Some(why) => Err(format!("the rerun failed: {why}")),
     }
 }
+
+/// A rerun's time: the task's budget (never the record's: a publisher must not set what its
+/// verifiers spend), [`DEFAULT_RERUN_SECS`] when the task names none, at most
+/// [`MAX_RERUN_SECS`], times `factor`; no arithmetic here can overflow.
+pub fn rerun_budget(task: &spore_spec::TaskManifest, factor: u32) -> Duration {
+    let secs = match u64::try_from(task.time_budget) {
+        Ok(0) | Err(_) => DEFAULT_RERUN_SECS,
+        Ok(secs) => secs.min(MAX_RERUN_SECS),
+    };
+    Duration::from_secs(secs.saturating_mul(u64::from(factor)))
+}
+
+/// A task's budget when it names none (the reference's default experiment length).
+pub const DEFAULT_RERUN_SECS: u64 = 300;
+/// The longest budget a rerun is given, whatever a task says.
+pub const MAX_RERUN_SECS: u64 = 3_600;
 
 /// Signs a control event of `kind` with `payload` now.
 pub fn sign_event(
@@ -1049,5 +1077,60 @@ impl Handler<Challenged> for ChallengeArbiter {
 
     fn handle(&mut self, msg: Challenged, _: &mut Context<Self>) {
         self.mine.insert(msg.record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rerun_gets_the_tasks_budget_bounded_never_the_records() {
+        let task = |secs| spore_spec::TaskManifest {
+            time_budget: secs,
+            ..Default::default()
+        };
+        assert_eq!(rerun_budget(&task(300), 2), Duration::from_secs(600));
+        assert_eq!(
+            rerun_budget(&task(i64::MAX), 1),
+            Duration::from_secs(MAX_RERUN_SECS)
+        );
+        assert_eq!(
+            rerun_budget(&task(i64::MAX), u32::MAX).as_secs(),
+            MAX_RERUN_SECS * u32::MAX as u64
+        );
+        assert_eq!(
+            rerun_budget(&task(-5), 1),
+            Duration::from_secs(DEFAULT_RERUN_SECS)
+        );
+        assert_eq!(
+            rerun_budget(&task(0), 1),
+            Duration::from_secs(DEFAULT_RERUN_SECS)
+        );
+    }
+
+    #[test]
+    fn spot_check_draws_are_keyed_by_the_nodes_secret() {
+        let planner = |seed: u8| Planner {
+            me: "the same public node id".into(),
+            draw_key: Planner::draw_key(&[seed; 32]),
+            class: "CPU".into(),
+            probability: 0.5,
+        };
+        let (a, b) = (planner(1), planner(2));
+        let record = |i: usize| ExperimentRecord {
+            id: spore_spec::crypto::sha256_hex(format!("record {i}").as_bytes()),
+            ..Default::default()
+        };
+        let picks = |p: &Planner| -> Vec<bool> {
+            (0..200)
+                .map(|i| p.spot_check(&record(i), 10.0, false))
+                .collect()
+        };
+        let (pa, pb) = (picks(&a), picks(&b));
+        assert_eq!(pa, picks(&planner(1)), "deterministic for one node");
+        assert_ne!(pa, pb, "what the public node id alone cannot tell");
+        let share = pa.iter().filter(|p| **p).count();
+        assert!((60..140).contains(&share), "about half picked: {share}");
     }
 }

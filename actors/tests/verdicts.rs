@@ -519,6 +519,7 @@ fn the_verifier_plans_reruns_of_others_claims_of_its_class_and_answers_challenge
     assert_eq!(put(&store, &bodies), 0);
     let planner = |probability| Planner {
         me: who(3).node_id(),
+        draw_key: Planner::draw_key(&[3; 32]),
         class: CLASS.into(),
         probability,
     };

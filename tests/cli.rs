@@ -532,7 +532,13 @@ fn profile_and_llm_settings() {
         std::fs::metadata(&llm).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    // a key file others can read is tightened when it is read
+    std::fs::set_permissions(&llm, std::fs::Permissions::from_mode(0o644)).unwrap();
     let shown = node.ok(&["set"]);
+    assert_eq!(
+        std::fs::metadata(&llm).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert!(
         shown.contains("Current: groq model moonshotai/kimi-k2-instruct-0905 key gsk-1234...WXYZ"),
         "{shown}"

@@ -99,11 +99,12 @@ impl GossipRouter {
                 self.peers.validated.do_send(Validated {
                     source: *source,
                     message_id: message_id.clone(),
-                    // a copy in other bytes of an object held here is not passed on: anyone
-                    // could make endless variants of one valid record for every node to forward
+                    // passed on: what was stored, and the canonical copy of what is held here.
+                    // Not: a copy in other bytes (anyone could make endless variants of one
+                    // valid record for every node to forward), nor an orphan held for its
+                    // parent (anyone could sign endless orphans; sync brings honest ones)
                     acceptance: acceptance(
-                        summary.accepted + summary.held + (summary.duplicates - summary.variants)
-                            > 0,
+                        summary.accepted + (summary.duplicates - summary.variants) > 0,
                         rejected,
                     ),
                 });

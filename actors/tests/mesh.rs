@@ -605,7 +605,7 @@ fn artifacts_pushed_unasked_are_refused_by_gossip_sync_and_reference_frames() {
 }
 
 #[test]
-fn a_copy_of_a_held_object_in_other_bytes_is_not_forwarded() {
+fn copies_in_other_bytes_and_orphans_are_not_forwarded() {
     actix_rt::System::new().block_on(async {
         let victim = start_node(55, vec![]).await;
         let records = chain(2, 50_000);
@@ -616,6 +616,9 @@ fn a_copy_of_a_held_object_in_other_bytes_is_not_forwarded() {
         let variant = held.replacen("\"payload\":", "\"payload\": ", 1);
         assert_ne!(variant, held);
         let fresh = bodies(&records[1..]).remove(0);
+        // and a record whose parent nobody has: held, not passed on
+        let orphan = record(&identity(9), Some(&"e".repeat(64)), TASK, Status::Keep, 0.5, 50_100);
+        let orphan = bodies(&[orphan]).remove(0);
 
         let mut rogue = net::build_swarm([68; 32], &NetConfig::default()).unwrap();
         let mut observer = net::build_swarm([69; 32], &NetConfig::default()).unwrap();
@@ -640,7 +643,8 @@ fn a_copy_of_a_held_object_in_other_bytes_is_not_forwarded() {
                     // once both are in the victim's mesh: the variant first, then the new one
                     let meshed = |s: &libp2p::Swarm<net::Behaviour>| s.behaviour().gossipsub.mesh_peers(&topic.hash()).count() > 0;
                     if !sent_variant && meshed(&rogue) && meshed(&observer) {
-                        sent_variant = rogue.behaviour_mut().gossipsub.publish(topic.clone(), variant.clone().into_bytes()).is_ok();
+                        sent_variant = rogue.behaviour_mut().gossipsub.publish(topic.clone(), variant.clone().into_bytes()).is_ok()
+                            && rogue.behaviour_mut().gossipsub.publish(topic.clone(), orphan.clone().into_bytes()).is_ok();
                     } else if sent_variant && !sent_fresh {
                         actix_rt::time::sleep(Duration::from_millis(500)).await;
                         sent_fresh = rogue.behaviour_mut().gossipsub.publish(topic.clone(), fresh.clone().into_bytes()).is_ok();
@@ -656,7 +660,13 @@ fn a_copy_of_a_held_object_in_other_bytes_is_not_forwarded() {
             !seen.iter().any(|m| m == variant.as_bytes()),
             "the variant was forwarded"
         );
+        assert!(
+            !seen.iter().any(|m| m == orphan.as_bytes()),
+            "the orphan was forwarded"
+        );
         assert_eq!(count(&victim), 2);
+        let held = victim.registry.store.read().unwrap().held_count().unwrap();
+        assert_eq!(held, 1, "the orphan is held");
         let rogue_standing = standing(&victim, rogue_id).await.unwrap();
         assert_eq!(rogue_standing.offence_points, 0.0, "a variant is not an offence");
         victim.registry.shutdown().await;

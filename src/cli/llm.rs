@@ -105,8 +105,25 @@ pub fn set(ctx: &Context, args: SetArgs) -> Result<()> {
     Ok(())
 }
 
+/// `llm.toml` holds an API key: a file others can read (copied in, restored from a backup) is
+/// made 0600 when it is read.
+fn tighten(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {} to mode 0600", path.display()))?;
+        tracing::warn!(path = %path.display(), was = format!("{mode:o}"), "llm.toml (it holds an API key) was readable by others; now 0600");
+    }
+    Ok(())
+}
+
 /// The configured LLM, if `llm.toml` exists; a broken file is an error naming it.
 pub fn load(path: &std::path::Path) -> Result<Option<LlmConfig>> {
+    tighten(path)?;
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let c: LlmConfig =
@@ -127,6 +144,7 @@ fn show(path: &std::path::Path) -> Result<()> {
         table.row(vec![name.into(), base.into(), model.into()]);
     }
     table.print();
+    tighten(path)?;
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let c: LlmConfig =

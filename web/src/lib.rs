@@ -118,12 +118,22 @@ pub fn serve(
 ) -> std::io::Result<(actix_web::dev::ServerHandle, SocketAddr)> {
     let live = live::Live::start(explorer.store.clone(), &explorer.events);
     let data = web::Data::new(State { explorer, live });
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
-        .workers(2)
-        .disable_signals()
-        // live streams never end by themselves: give them 2 s, not 30, when the node stops
-        .shutdown_timeout(2)
-        .bind(addr)?;
+    // on a loopback address, only requests that name a loopback host: a web page whose name a
+    // DNS-rebinding attacker points at 127.0.0.1 sends its own name and is refused
+    let loopback = addr.ip().is_loopback();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(
+                move |req: actix_web::dev::ServiceRequest, next| host_rule(loopback, req, next),
+            ))
+            .configure(routes)
+    })
+    .workers(2)
+    .disable_signals()
+    // live streams never end by themselves: give them 2 s, not 30, when the node stops
+    .shutdown_timeout(2)
+    .bind(addr)?;
     let bound = server.addrs().first().copied().unwrap_or(addr);
     let server = server.run();
     let handle = server.handle();
@@ -131,8 +141,49 @@ pub fn serve(
     Ok((handle, bound))
 }
 
+/// Browsers following the live stream at most; more are answered 503 (each holds a connection
+/// and a renderer's queue).
+pub const MAX_LIVE_CLIENTS: usize = 64;
+
 async fn events(state: web::Data<State>) -> HttpResponse {
+    if state.live.clients() >= MAX_LIVE_CLIENTS {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "10"))
+            .body("too many live clients");
+    }
     state.live.stream()
+}
+
+/// Refuses (421) a request whose `Host` is not a loopback name when the explorer is bound to a
+/// loopback address (`loopback`); a request without `Host` (HTTP/1.0 tools) passes.
+async fn host_rule(
+    loopback: bool,
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse, actix_web::Error> {
+    let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+    if loopback && host.is_some_and(|h| !is_loopback_host(h)) {
+        let refused = HttpResponse::MisdirectedRequest()
+            .body("this explorer answers only to localhost / 127.0.0.1 / [::1]");
+        return Ok(req.into_response(refused));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// Whether a `Host` header value (`name[:port]`, `[v6][:port]`) names this machine's loopback.
+pub fn is_loopback_host(value: &str) -> bool {
+    let host = if let Some(rest) = value.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((inside, tail)) if tail.is_empty() || tail.starts_with(':') => inside,
+            _ => return false,
+        }
+    } else {
+        value.rsplit_once(':').map_or(value, |(h, _)| h)
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What the page may load: only its own script, style and API. Record and profile strings are
@@ -169,4 +220,37 @@ async fn openapi() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(include_str!("../ui/openapi.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_told_apart_from_rebound_names() {
+        for ok in [
+            "localhost",
+            "localhost:8470",
+            "LOCALHOST:1",
+            "127.0.0.1",
+            "127.0.0.1:8470",
+            "127.8.9.10:80",
+            "[::1]",
+            "[::1]:8470",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8470",
+            "localhost.evil.example",
+            "10.0.0.1:8470",
+            "[::2]:80",
+            "[::1]x",
+            "127.0.0.1.evil.example",
+            "",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
 }

@@ -72,10 +72,16 @@ impl Live {
                         (rx, guard, None),
                     ));
                 }
-                let chunk = match rx.recv().await {
-                    Ok(event) => format!("data: {event}\n\n"),
-                    Err(broadcast::error::RecvError::Lagged(_)) => format!("data: {RESYNC}\n\n"),
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                // a comment now and then when nothing happens: a client that went away is
+                // noticed when the write fails, and frees its place (`MAX_LIVE_CLIENTS`)
+                let next = tokio::time::timeout(KEEP_ALIVE, rx.recv()).await;
+                let chunk = match next {
+                    Err(_) => ": keep-alive\n\n".to_string(),
+                    Ok(Ok(event)) => format!("data: {event}\n\n"),
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                        format!("data: {RESYNC}\n\n")
+                    }
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return None,
                 };
                 Some((Ok(web::Bytes::from(chunk)), (rx, guard, None)))
             },
@@ -86,6 +92,9 @@ impl Live {
             .streaming(stream)
     }
 }
+
+/// A live stream with nothing to send sends a comment this often.
+pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Tells a client it missed events and should reload what it shows.
 const RESYNC: &str = r#"{"event":"resync"}"#;

@@ -543,3 +543,88 @@ fn a_record_stored_while_a_browser_listens_arrives_as_a_server_sent_event() {
         "<img src=x onerror=alert(1)> live"
     );
 }
+
+/// The status code of one GET of `path` sent with `host` as its `Host`.
+fn status_with_host(port: u16, path: &str, host: &str) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    raw.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_rebound_host_name_is_refused_and_live_clients_are_capped() {
+    use std::io::BufRead as _;
+    let f = fixture();
+    let server = Server::start(f.store.clone(), "n");
+    // DNS rebinding: a page at evil.example whose name now points at 127.0.0.1
+    for path in ["/api/stat", "/", "/api/tasks"] {
+        assert_eq!(
+            status_with_host(server.port, path, "evil.example"),
+            421,
+            "{path}"
+        );
+        let port = server.port;
+        assert_eq!(
+            status_with_host(server.port, path, &format!("evil.example:{port}")),
+            421
+        );
+        assert_eq!(
+            status_with_host(server.port, path, &format!("localhost:{port}")),
+            200
+        );
+        assert_eq!(
+            status_with_host(server.port, path, &format!("[::1]:{port}")),
+            200
+        );
+    }
+    // live clients: up to the cap, then 503
+    let mut open = Vec::new();
+    for _ in 0..spore_web::MAX_LIVE_CLIENTS {
+        let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(s, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut reader = std::io::BufReader::new(s);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        open.push(reader);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.json("/api/stat")["ws_client"] != spore_web::MAX_LIVE_CLIENTS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "clients never counted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        status_with_host(server.port, "/api/events", "127.0.0.1"),
+        503
+    );
+    // one leaves: noticed at the next keep-alive, then a new one is served again
+    drop(open.pop());
+    let deadline = std::time::Instant::now() + spore_web::live::KEEP_ALIVE * 2;
+    while server.json("/api/stat")["ws_client"] != spore_web::MAX_LIVE_CLIENTS - 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a closed client still counted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(s, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+}

@@ -145,6 +145,10 @@ pub struct Reader {
     /// Sync answers being streamed to this peer, one per kind at most.
     pub serving: [Arc<AtomicBool>; 3],
     pub budget: Budget,
+    /// Closed when no whole frame came within this of opening.
+    pub first_frame_timeout: Duration,
+    /// Closed when nothing came for this long; pinged after half of it.
+    pub idle_timeout: Duration,
 }
 
 /// Where our own sync with the peer stands: records, then control events, then tasks.
@@ -181,6 +185,9 @@ impl Reader {
         };
         self.next_sync_stage(&mut sync);
         let mut frames = 0u64;
+        let opened = Instant::now();
+        let mut last_read = opened;
+        let mut pinged = false;
         let reason = 'read: loop {
             // every whole frame in the buffer
             let mut used = 0;
@@ -211,7 +218,27 @@ impl Reader {
                 None => {
                     batch.start();
                     let idle = tokio::time::sleep_until(sync.idle_until.into());
+                    // a stranger that connects and says nothing, or a peer gone silent, does
+                    // not hold a connection slot
+                    let deadline = if frames == 0 {
+                        opened + self.first_frame_timeout
+                    } else if pinged {
+                        last_read + self.idle_timeout
+                    } else {
+                        last_read + self.idle_timeout / 2
+                    };
                     tokio::select! {
+                        _ = tokio::time::sleep_until(deadline.into()) => {
+                            if frames == 0 {
+                                break 'read "no frame within the first-frame deadline".to_string();
+                            }
+                            if pinged {
+                                break 'read "idle: no answer to a ping".to_string();
+                            }
+                            pinged = true;
+                            let _ = self.outbox.send_message(&Message::Ping);
+                            None
+                        }
                         r = socket.read_buf(&mut buf) => Some(r),
                         _ = batch.stored() => None,
                         _ = closed.wait_for(|c| *c) => break 'read "closed".to_string(),
@@ -226,7 +253,11 @@ impl Reader {
             };
             match ready {
                 Some(Ok(0)) => break "the peer closed the connection".to_string(),
-                Some(Ok(_)) | None => {}
+                Some(Ok(_)) => {
+                    last_read = Instant::now();
+                    pinged = false;
+                }
+                None => {}
                 Some(Err(e)) => break format!("read failed: {e}"),
             }
         };

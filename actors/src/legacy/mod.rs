@@ -47,6 +47,14 @@ pub struct LegacyOptions {
     /// Requests per second a peer may send on average, and at once.
     pub request_rate: f64,
     pub request_burst: f64,
+    /// A connection that sends no whole frame within this is closed (a reference node speaks
+    /// at once: it asks for peers and for a sync).
+    pub first_frame_timeout: Duration,
+    /// A connection silent this long is closed; after half of it, it is pinged (a live peer
+    /// answers `pong`).
+    pub idle_timeout: Duration,
+    /// Inbound connections from one IP address at most.
+    pub max_inbound_per_ip: usize,
 }
 
 impl Default for LegacyOptions {
@@ -59,6 +67,9 @@ impl Default for LegacyOptions {
             max_offences: 10,
             request_rate: 1_000.0,
             request_burst: 10_000.0,
+            first_frame_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
+            max_inbound_per_ip: 8,
         }
     }
 }
@@ -222,6 +233,8 @@ impl LegacyBridge {
                 self.options.request_burst,
                 Instant::now(),
             ),
+            first_frame_timeout: self.options.first_frame_timeout,
+            idle_timeout: self.options.idle_timeout,
         };
         tokio::spawn(async move {
             let reason = reader.run(read).await;
@@ -325,8 +338,16 @@ impl Handler<Accepted> for LegacyBridge {
 
     fn handle(&mut self, msg: Accepted, ctx: &mut Context<Self>) {
         let inbound = self.conns.len() - self.outbound_count();
-        if self.stopping || inbound >= self.options.max_inbound {
-            debug!(addr = %msg.addr, "legacy connection refused: at the inbound limit");
+        let same_ip = self
+            .conns
+            .values()
+            .filter(|c| c.dialled_as.is_none() && c.addr.is_some_and(|a| a.ip() == msg.addr.ip()))
+            .count();
+        if self.stopping {
+            return;
+        }
+        if let Err(why) = admit_inbound(inbound, same_ip, &self.options) {
+            debug!(addr = %msg.addr, why, "legacy connection refused");
             return;
         }
         self.open(msg.stream, msg.addr.to_string(), None, ctx);
@@ -538,6 +559,22 @@ impl LegacyBridge {
     }
 }
 
+/// Whether one more inbound connection is taken, with `inbound` open and `same_ip` of them from
+/// its address.
+pub fn admit_inbound(
+    inbound: usize,
+    same_ip: usize,
+    options: &LegacyOptions,
+) -> Result<(), &'static str> {
+    if inbound >= options.max_inbound {
+        Err("at the inbound limit")
+    } else if same_ip >= options.max_inbound_per_ip {
+        Err("at the limit for its address")
+    } else {
+        Ok(())
+    }
+}
+
 /// A pex entry the reference would dial: `host:port` with exactly one `:` and a port.
 pub fn pex_entry_ok(entry: &str) -> bool {
     let mut parts = entry.split(':');
@@ -605,6 +642,22 @@ impl Handler<Shutdown> for LegacyBridge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inbound_connections_are_capped_in_all_and_per_address() {
+        let options = LegacyOptions {
+            max_inbound: 10,
+            max_inbound_per_ip: 3,
+            ..LegacyOptions::default()
+        };
+        assert!(admit_inbound(0, 0, &options).is_ok());
+        assert!(admit_inbound(9, 2, &options).is_ok());
+        assert_eq!(
+            admit_inbound(5, 3, &options),
+            Err("at the limit for its address")
+        );
+        assert_eq!(admit_inbound(10, 0, &options), Err("at the inbound limit"));
+    }
 
     #[test]
     fn pex_entries_are_host_port_with_one_colon() {

@@ -1,0 +1,129 @@
+//! The reference protocol's listener under strangers, in process on 127.0.0.0/8 (sources bound
+//! to 127.0.0.2–5 so each stands for another address): a connection that never speaks is closed
+//! at the first-frame deadline, one that goes silent is pinged and closed unless it answers, and
+//! one address cannot take more than its share of inbound connections.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::loopback_options;
+use spore_actors::legacy::GetLegacyAddr;
+use spore_actors::node::Node;
+use spore_actors::Store;
+use spore_spec::wire::{split_frame, Message};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpSocket, TcpStream};
+
+async fn connect_from(source: [u8; 4], to: std::net::SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::from((source, 0)))
+        .unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Frames the node sent within `wait`, and whether it closed the connection meanwhile.
+async fn read_for(stream: &mut TcpStream, wait: Duration) -> (Vec<Message>, bool) {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = Vec::new();
+    let mut closed = false;
+    loop {
+        let mut chunk = [0u8; 64 * 1024];
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Err(_) => break,
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let mut messages = Vec::new();
+    let mut at = 0;
+    while let Ok(Some((body, len))) = split_frame(&buf[at..]) {
+        if let Ok(Some(m)) = Message::decode_body(body) {
+            messages.push(m);
+        }
+        at += len;
+    }
+    (messages, closed)
+}
+
+#[test]
+fn silent_strangers_and_crowds_from_one_address_do_not_hold_connections() {
+    actix_rt::System::new().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db/spored.redb")).unwrap());
+        let mut options = loopback_options(60, vec![]);
+        options.legacy_listen = Some("127.0.0.1:0".into());
+        options.legacy.first_frame_timeout = Duration::from_secs(1);
+        options.legacy.idle_timeout = Duration::from_secs(2);
+        options.legacy.max_inbound_per_ip = 3;
+        let node = Node::builder(store, options).spawn().unwrap();
+        let addr = node
+            .registry
+            .legacy
+            .send(GetLegacyAddr)
+            .await
+            .unwrap()
+            .unwrap();
+        let ping = Message::Ping.encode_frame().unwrap();
+
+        // three from one address are taken (the node greets each), a fourth is closed at once
+        let mut crowd = Vec::new();
+        for _ in 0..3 {
+            let mut s = connect_from([127, 0, 0, 2], addr).await;
+            s.write_all(&ping).await.unwrap();
+            let (greeting, closed) = read_for(&mut s, Duration::from_millis(300)).await;
+            assert!(
+                !closed && !greeting.is_empty(),
+                "a connection within the share"
+            );
+            crowd.push(s);
+        }
+        let mut fourth = connect_from([127, 0, 0, 2], addr).await;
+        let (_, closed) = read_for(&mut fourth, Duration::from_millis(500)).await;
+        assert!(closed, "a fourth connection from one address");
+        // another address still gets in
+        let mut other = connect_from([127, 0, 0, 3], addr).await;
+        other.write_all(&ping).await.unwrap();
+        let (greeting, closed) = read_for(&mut other, Duration::from_millis(300)).await;
+        assert!(!closed && !greeting.is_empty(), "another address");
+        drop(crowd);
+
+        // a stranger that never sends a frame is closed at the first-frame deadline
+        let started = Instant::now();
+        let mut silent = connect_from([127, 0, 0, 4], addr).await;
+        let (_, closed) = read_for(&mut silent, Duration::from_secs(5)).await;
+        assert!(closed, "a silent connection stayed open");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            "{took:?}"
+        );
+
+        // after its first frame, a peer that goes silent is pinged at half the idle timeout;
+        // answering keeps it, staying silent closes it
+        let mut answers = connect_from([127, 0, 0, 5], addr).await;
+        let mut mute = connect_from([127, 0, 0, 5], addr).await;
+        answers.write_all(&ping).await.unwrap();
+        mute.write_all(&ping).await.unwrap();
+        let pong = Message::Pong.encode_frame().unwrap();
+        let started = Instant::now();
+        let mut pinged = false;
+        while started.elapsed() < Duration::from_secs(4) {
+            let (messages, closed) = read_for(&mut answers, Duration::from_millis(200)).await;
+            assert!(!closed, "a peer that answers pings was closed");
+            if messages.iter().any(|m| matches!(m, Message::Ping)) {
+                pinged = true;
+                answers.write_all(&pong).await.unwrap();
+            }
+        }
+        assert!(pinged, "never pinged");
+        let (_, closed) = read_for(&mut mute, Duration::from_secs(1)).await;
+        assert!(closed, "a peer that never answered was kept");
+        node.shutdown().await;
+    });
+}

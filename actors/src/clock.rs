@@ -49,7 +49,7 @@ impl Clock {
 
     pub fn now(&self) -> i64 {
         match &*self.0 {
-            Source::System => crate::unix_now(),
+            Source::System => unix_now(),
             Source::Manual { now, .. } => now.load(Ordering::SeqCst),
         }
     }
@@ -66,7 +66,7 @@ impl Clock {
     pub async fn until(&self, at: i64) {
         match &*self.0 {
             Source::System => loop {
-                let left = at.saturating_sub(crate::unix_now());
+                let left = at.saturating_sub(unix_now());
                 if left <= 0 {
                     return;
                 }
@@ -78,6 +78,13 @@ impl Clock {
             }
         }
     }
+}
+
+/// Seconds since the Unix epoch (signed timestamps, challenge timeouts): the system clock.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

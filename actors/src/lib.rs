@@ -32,12 +32,7 @@ pub fn lower_thread_priority(by: i32) {
     let _ = by;
 }
 
-/// Seconds since the Unix epoch (signed timestamps, challenge timeouts).
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use clock::unix_now;
 pub mod default_task;
 pub mod experiment_runner;
 pub mod gossip_router;

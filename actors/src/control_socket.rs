@@ -32,10 +32,8 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt as _;
     // bound under a temporary name, made 0600, then renamed into place: the socket appears at
     // its path with its final mode (no window in which another user could connect)
-    let name = path
-        .file_name()
-        .map_or("spored.sock".into(), |n| n.to_string_lossy());
-    let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    // no longer than `spored.sock`, so a data dir path that fits the socket path limit fits
+    let tmp = path.with_file_name(format!(".s{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let listener = std::os::unix::net::UnixListener::bind(&tmp)?;
     let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
@@ -68,6 +66,9 @@ async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
     }
     if line.last() == Some(&b'\n') {
         line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
     } else if line.len() > MAX_LINE_BYTES {
         return Err(std::io::Error::other(format!(
             "a line over {MAX_LINE_BYTES} bytes"

@@ -342,10 +342,16 @@ pub fn write_checked<B: AsRef<str>>(
                         event.payload_str("experiment_id").to_string(),
                     ));
                 }
-                ControlOutcome::Duplicate | ControlOutcome::DuplicateEventId { .. } => {
+                ControlOutcome::Duplicate => {
                     out.summary.duplicates += 1;
                     let canonical = Message::Control(event).encode_body();
                     out.summary.variants += u64::from(body.as_ref() != canonical);
+                }
+                // another event under an event id already taken: never stored, so never
+                // passed on (a key could sign endless ones)
+                ControlOutcome::DuplicateEventId { .. } => {
+                    out.summary.duplicates += 1;
+                    out.summary.variants += 1;
                 }
                 ControlOutcome::Refused(why) => {
                     out.summary.rejected += 1;
@@ -363,10 +369,15 @@ pub fn write_checked<B: AsRef<str>>(
                     }
                     out.stored.profiles.push(profile.node_id);
                 }
-                ProfileOutcome::Duplicate | ProfileOutcome::Stale => {
+                ProfileOutcome::Duplicate => {
                     out.summary.duplicates += 1;
                     let canonical = Message::Profile(profile).encode_body();
                     out.summary.variants += u64::from(body.as_ref() != canonical);
+                }
+                // older than the profile held: never stored, never passed on
+                ProfileOutcome::Stale => {
+                    out.summary.duplicates += 1;
+                    out.summary.variants += 1;
                 }
             },
         }

@@ -41,8 +41,9 @@ pub struct IngestSummary {
     pub accepted: u64,
     pub held: u64,
     pub duplicates: u64,
-    /// Of the duplicates, those whose bytes differ from the stored object's (whitespace, key
-    /// order, escapes, extra envelope members): never forwarded by gossip.
+    /// Of the duplicates, those not passed on by gossip: bytes that differ from the stored
+    /// object's (whitespace, key order, escapes, extra envelope members), and objects that lost
+    /// a dedupe rule (an event id already taken, a profile older than the one held).
     pub variants: u64,
     pub rejected: u64,
     /// One per rejected body, with its kind and reason.

@@ -712,8 +712,9 @@ pub fn rerun_budget(task: &spore_spec::TaskManifest, factor: u32) -> Duration {
 
 /// A task's budget when it names none (the reference's default experiment length).
 pub const DEFAULT_RERUN_SECS: u64 = 300;
-/// The longest budget a rerun is given, whatever a task says.
-pub const MAX_RERUN_SECS: u64 = 3_600;
+/// The longest budget a rerun is given, whatever a task says: the most `spored task` lets a
+/// task set (a day).
+pub const MAX_RERUN_SECS: u64 = 86_400;
 
 /// Signs a control event of `kind` with `payload` now.
 pub fn sign_event(

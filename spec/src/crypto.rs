@@ -42,7 +42,6 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// Lowercase hex SHA-256 of `bytes`: the id (CID) of a canonical payload or an artifact.
 /// HMAC-SHA256 of `message` under `key`.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
@@ -50,6 +49,7 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     tag.as_ref().try_into().expect("32 bytes")
 }
 
+/// Lowercase hex SHA-256 of `bytes`: the id (CID) of a canonical payload or an artifact.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     to_hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }

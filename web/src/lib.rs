@@ -161,7 +161,11 @@ async fn host_rule(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse, actix_web::Error> {
-    let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+    // a Host that is not text is no loopback name either
+    let host = req
+        .headers()
+        .get("host")
+        .map(|h| h.to_str().unwrap_or("\u{fffd}"));
     if loopback && host.is_some_and(|h| !is_loopback_host(h)) {
         let refused = HttpResponse::MisdirectedRequest()
             .body("this explorer answers only to localhost / 127.0.0.1 / [::1]");
@@ -180,7 +184,10 @@ pub fn is_loopback_host(value: &str) -> bool {
     } else {
         value.rsplit_once(':').map_or(value, |(h, _)| h)
     };
-    host.eq_ignore_ascii_case("localhost")
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let host = host.as_str();
+    host == "localhost"
+        || host.ends_with(".localhost")
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -230,6 +237,8 @@ mod tests {
     fn loopback_hosts_are_told_apart_from_rebound_names() {
         for ok in [
             "localhost",
+            "localhost.",
+            "spored.localhost:8470",
             "localhost:8470",
             "LOCALHOST:1",
             "127.0.0.1",
@@ -244,6 +253,8 @@ mod tests {
             "evil.example",
             "evil.example:8470",
             "localhost.evil.example",
+            "evillocalhost",
+            "\u{fffd}",
             "10.0.0.1:8470",
             "[::2]:80",
             "[::1]x",

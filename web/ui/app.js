@@ -460,13 +460,17 @@ async function refreshAll(refit = true) {
 }
 
 let pending = null;
-function startLive() {
+function startLive(lost = false) {
   const dot = $("#live");
   const source = new EventSource("/api/events");
-  let lost = false;
-  // EventSource reconnects by itself; what happened meanwhile is read again on reconnect
+  // after a dropped connection EventSource reconnects by itself; after a refusal (the node
+  // serves 64 live clients at most: 503) it gives up, so start again a little later. What
+  // happened meanwhile is read again on reconnect.
   source.onopen = () => { dot.className = "live on"; if (lost) { lost = false; refreshAll(false); } };
-  source.onerror = () => { dot.className = "live off"; lost = true; };
+  source.onerror = () => {
+    dot.className = "live off"; lost = true;
+    if (source.readyState === EventSource.CLOSED) setTimeout(() => startLive(true), 10000);
+  };
   source.onmessage = (msg) => {
     let event;
     try { event = JSON.parse(msg.data); } catch { return; }

@@ -145,7 +145,8 @@ pub struct Reader {
     /// Sync answers being streamed to this peer, one per kind at most.
     pub serving: [Arc<AtomicBool>; 3],
     pub budget: Budget,
-    /// Closed when no whole frame came within this of opening.
+    /// Closed when no whole frame came within this of opening (this node sends `pex_request`
+    /// first, which a 0.6.0 node always answers).
     pub first_frame_timeout: Duration,
     /// Closed when nothing came for this long; pinged after half of it.
     pub idle_timeout: Duration,
@@ -196,6 +197,10 @@ impl Reader {
                     Ok(Some((body, len))) => {
                         let body = body.to_vec();
                         used += len;
+                        // whole frames, not bytes, keep a connection alive (a frame dribbled
+                        // a byte at a time does not)
+                        last_read = Instant::now();
+                        pinged = false;
                         self.on_frame(body, &mut batch, &mut sync).await;
                         // a buffer full of tiny frames (a ping flood) must not hold the thread
                         // that drives every connection: let the others run now and then
@@ -253,11 +258,7 @@ impl Reader {
             };
             match ready {
                 Some(Ok(0)) => break "the peer closed the connection".to_string(),
-                Some(Ok(_)) => {
-                    last_read = Instant::now();
-                    pinged = false;
-                }
-                None => {}
+                Some(Ok(_)) | None => {}
                 Some(Err(e)) => break format!("read failed: {e}"),
             }
         };

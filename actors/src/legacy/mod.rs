@@ -47,13 +47,13 @@ pub struct LegacyOptions {
     /// Requests per second a peer may send on average, and at once.
     pub request_rate: f64,
     pub request_burst: f64,
-    /// A connection that sends no whole frame within this is closed (a reference node speaks
-    /// at once: it asks for peers and for a sync).
+    /// A connection that sends no whole frame within this is closed (this node sends a
+    /// `pex_request` on every connection, which a 0.6.0 node answers at once).
     pub first_frame_timeout: Duration,
     /// A connection silent this long is closed; after half of it, it is pinged (a live peer
     /// answers `pong`).
     pub idle_timeout: Duration,
-    /// Inbound connections from one IP address at most.
+    /// Inbound connections from one IPv4 address, or one IPv6 /64, at most.
     pub max_inbound_per_ip: usize,
 }
 
@@ -341,7 +341,10 @@ impl Handler<Accepted> for LegacyBridge {
         let same_ip = self
             .conns
             .values()
-            .filter(|c| c.dialled_as.is_none() && c.addr.is_some_and(|a| a.ip() == msg.addr.ip()))
+            .filter(|c| {
+                c.dialled_as.is_none()
+                    && c.addr.is_some_and(|a| same_network(a.ip(), msg.addr.ip()))
+            })
             .count();
         if self.stopping {
             return;
@@ -575,6 +578,17 @@ pub fn admit_inbound(
     }
 }
 
+/// Whether two peers count as one address for the per-address cap: the same IPv4 address, or
+/// the same IPv6 /64 (one subscriber's usual allocation).
+pub fn same_network(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => a == b,
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
+        _ => false,
+    }
+}
+
 /// A pex entry the reference would dial: `host:port` with exactly one `:` and a port.
 pub fn pex_entry_ok(entry: &str) -> bool {
     let mut parts = entry.split(':');
@@ -642,6 +656,19 @@ impl Handler<Shutdown> for LegacyBridge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_64_counts_as_one_address() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(same_network(
+            ip("2001:db8:1:2::1"),
+            ip("2001:db8:1:2:ffff::9")
+        ));
+        assert!(!same_network(ip("2001:db8:1:3::1"), ip("2001:db8:1:2::1")));
+        assert!(same_network(ip("192.0.2.1"), ip("192.0.2.1")));
+        assert!(!same_network(ip("192.0.2.1"), ip("192.0.2.2")));
+        assert!(!same_network(ip("::ffff:192.0.2.1"), ip("192.0.2.1")));
+    }
 
     #[test]
     fn inbound_connections_are_capped_in_all_and_per_address() {

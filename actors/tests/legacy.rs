@@ -13,6 +13,7 @@ use spore_actors::legacy::GetLegacyAddr;
 use spore_actors::node::Node;
 use spore_actors::Store;
 use spore_spec::wire::{split_frame, Message};
+use spore_spec::Signed as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -124,6 +125,85 @@ fn silent_strangers_and_crowds_from_one_address_do_not_hold_connections() {
         assert!(pinged, "never pinged");
         let (_, closed) = read_for(&mut mute, Duration::from_secs(1)).await;
         assert!(closed, "a peer that never answered was kept");
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn a_peer_that_does_not_read_is_cut_off_at_its_outbox_cap_and_the_node_serves_on() {
+    actix_rt::System::new().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db/spored.redb")).unwrap());
+        let mut options = loopback_options(61, vec![]);
+        options.legacy_listen = Some("127.0.0.1:0".into());
+        let node = Node::builder(store, options).spawn().unwrap();
+        let addr = node
+            .registry
+            .legacy
+            .send(GetLegacyAddr)
+            .await
+            .unwrap()
+            .unwrap();
+
+        // a peer that speaks once, then never reads what it is sent
+        let mut deaf = connect_from([127, 0, 0, 6], addr).await;
+        deaf.write_all(&Message::Ping.encode_frame().unwrap())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        // the node stores ~24 MiB of new records, each forwarded to its reference peers
+        let who = common::identity(7);
+        let mut parent: Option<String> = None;
+        let mut published = 0;
+        for round in 0..4 {
+            let mut bodies = Vec::new();
+            for i in 0..4_000 {
+                let mut r = common::record(
+                    &who,
+                    parent.as_deref(),
+                    common::TASK,
+                    spore_spec::Status::Keep,
+                    1.0,
+                    60_000 + round * 4_000 + i,
+                );
+                r.description = "x".repeat(1_200);
+                r.sign_with(&who);
+                parent = Some(r.id.clone());
+                bodies.push(Message::Experiment(r).encode_body());
+            }
+            published += bodies.iter().map(String::len).sum::<usize>();
+            let summary = node.registry.publish_local(bodies).await.unwrap();
+            assert_eq!(summary.accepted, 4_000);
+        }
+        assert!(published > 20 * 1024 * 1024, "{published}");
+
+        // the deaf peer was cut off: what it can still read ends, well short of what was sent
+        let mut received = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(5), deaf.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(n)) => received += n,
+                Err(_) => break false,
+            }
+        };
+        assert!(
+            ended,
+            "the node kept the connection of a peer that does not read"
+        );
+        assert!(
+            received < published / 2,
+            "received {received} of {published}"
+        );
+        // and a new peer is served
+        let mut fresh = connect_from([127, 0, 0, 7], addr).await;
+        fresh
+            .write_all(&Message::Ping.encode_frame().unwrap())
+            .await
+            .unwrap();
+        let (greeting, closed) = read_for(&mut fresh, Duration::from_millis(500)).await;
+        assert!(!closed && !greeting.is_empty());
         node.shutdown().await;
     });
 }

@@ -27,8 +27,12 @@ use super::{CodeArrived, LegacyBridge, PexAsked, PexLearned};
 use crate::messages::{Ingest, Offence, Origin};
 use crate::reads::Reads;
 
-/// Bytes a connection may have queued for writing before it counts as too slow and is closed.
-pub const OUTBOX_CAP: usize = 64 * 1024 * 1024;
+/// Bytes a connection may have queued for writing before it counts as too slow and is closed
+/// (one frame bigger than this, an artifact, is taken when nothing else is queued).
+pub const OUTBOX_CAP: usize = 8 * 1024 * 1024;
+/// Bytes all connections together may have queued; past it, the connection that would add more
+/// is closed as too slow.
+pub const TOTAL_OUTBOX_CAP: usize = 256 * 1024 * 1024;
 /// A sync answer waits while more than this is queued.
 const STREAM_HIGH_WATER: usize = 4 * 1024 * 1024;
 /// A frame that cannot be written within this is a dead peer.
@@ -44,22 +48,32 @@ const SYNC_IDLE: Duration = Duration::from_secs(60);
 pub struct Outbox {
     tx: mpsc::UnboundedSender<Vec<u8>>,
     queued: Arc<AtomicUsize>,
+    /// Bytes queued on every connection of the bridge.
+    total: Arc<AtomicUsize>,
     drained: Arc<Notify>,
 }
 
-/// The outbox is over [`OUTBOX_CAP`]: the peer does not read fast enough.
+/// The outbox is over [`OUTBOX_CAP`] (the peer does not read fast enough), or all outboxes are
+/// over [`TOTAL_OUTBOX_CAP`].
 #[derive(Debug)]
 pub struct Overflow;
 
 impl Outbox {
-    pub fn new() -> (Outbox, mpsc::UnboundedReceiver<Vec<u8>>) {
+    /// An outbox counting into `total` (shared by the bridge's connections).
+    pub fn new(total: Arc<AtomicUsize>) -> (Outbox, mpsc::UnboundedReceiver<Vec<u8>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let outbox = Outbox {
             tx,
             queued: Arc::new(AtomicUsize::new(0)),
+            total,
             drained: Arc::new(Notify::new()),
         };
         (outbox, rx)
+    }
+
+    fn release(&self, len: usize) {
+        self.queued.fetch_sub(len, Ordering::Relaxed);
+        self.total.fetch_sub(len, Ordering::Relaxed);
     }
 
     /// Queues one frame body. A body over the frame cap is skipped (it cannot be sent).
@@ -68,12 +82,17 @@ impl Outbox {
             return Ok(());
         };
         let len = frame.len();
-        if self.queued.load(Ordering::Relaxed) + len > OUTBOX_CAP {
+        let queued = self.queued.load(Ordering::Relaxed);
+        if queued > 0 && queued + len > OUTBOX_CAP {
+            return Err(Overflow);
+        }
+        if self.total.load(Ordering::Relaxed) + len > TOTAL_OUTBOX_CAP {
             return Err(Overflow);
         }
         self.queued.fetch_add(len, Ordering::Relaxed);
+        self.total.fetch_add(len, Ordering::Relaxed);
         if self.tx.send(frame).is_err() {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
+            self.release(len);
         }
         Ok(())
     }
@@ -118,14 +137,18 @@ pub async fn write_loop(
             }
         }
         let written = tokio::time::timeout(WRITE_TIMEOUT, socket.write_all(&chunk)).await;
-        outbox.queued.fetch_sub(chunk.len(), Ordering::Relaxed);
+        outbox.release(chunk.len());
         outbox.drained.notify_waiters();
         if !matches!(written, Ok(Ok(()))) {
             debug!("legacy write failed or stalled: closing");
             break;
         }
     }
+    // what was still queued is dropped now, and no longer counts
     rx.close();
+    while let Ok(frame) = rx.try_recv() {
+        outbox.release(frame.len());
+    }
     outbox.drained.notify_waiters();
     close.send_replace(true);
     let _ = socket.shutdown().await;

@@ -103,6 +103,8 @@ pub struct LegacyBridge {
     redial: Redial,
     /// Configured peers whose failure was logged (each is logged once).
     unreachable: HashSet<String>,
+    /// Bytes queued for writing on every connection (`conn::TOTAL_OUTBOX_CAP`).
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     stopping: bool,
 }
 
@@ -131,6 +133,7 @@ impl LegacyBridge {
             dialling: HashSet::new(),
             redial: Redial::default(),
             unreachable: HashSet::new(),
+            queued: Arc::default(),
             stopping: false,
         }
     }
@@ -209,7 +212,7 @@ impl LegacyBridge {
         let conn = self.next_conn;
         self.next_conn += 1;
         let (read, write) = stream.into_split();
-        let (outbox, rx) = Outbox::new();
+        let (outbox, rx) = Outbox::new(self.queued.clone());
         let (close, _) = watch::channel(false);
         let close = Arc::new(close);
         let bridge = ctx.address();

@@ -92,6 +92,18 @@ struct Slots {
     window: (Instant, u32),
 }
 
+impl Slots {
+    /// Whether `peer` could take one more request at `now` (a free slot, and the second's
+    /// pace not used up; a new second starts a new count).
+    fn has_room(&mut self, peer: &PeerRef, limits: &FetchLimits, now: Instant) -> bool {
+        let (start, started) = &mut self.window;
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            (*start, *started) = (now, 0);
+        }
+        self.in_flight < limits.cap(peer) && *started < limits.per_peer_per_second
+    }
+}
+
 /// Queued cids looked at per [`FetchPlan::next`] at most, so a long queue behind busy peers
 /// costs little per call.
 const SCAN: usize = 256;
@@ -198,10 +210,7 @@ impl FetchPlan {
             return;
         }
         if let Some((asked, _)) = fetch.asked.take() {
-            self.in_flight -= 1;
-            if let Some(slots) = self.peers.get_mut(&asked) {
-                slots.in_flight -= 1;
-            }
+            self.free_slot(&asked);
         }
         if got {
             self.fetches.remove(cid);
@@ -231,26 +240,27 @@ impl FetchPlan {
                 continue;
             }
             let (peer, _) = fetch.asked.take().expect("looked at");
-            if let Some(slots) = self.peers.get_mut(&peer) {
-                slots.in_flight -= 1;
-            }
-            self.in_flight -= 1;
+            self.free_slot(&peer);
             self.queue.push_front(cid.clone());
             expired.push((cid, peer));
         }
         expired
     }
 
+    /// A request to `peer` ended (answered, failed, timed out): its slot is free.
+    fn free_slot(&mut self, peer: &PeerRef) {
+        self.in_flight -= 1;
+        if let Some(slots) = self.peers.get_mut(peer) {
+            slots.in_flight -= 1;
+        }
+    }
+
     /// Whether any connected peer could take a request now.
     fn any_room(&mut self, now: Instant) -> bool {
         let limits = &self.limits;
-        self.peers.iter_mut().any(|(peer, slots)| {
-            let (start, started) = &mut slots.window;
-            if now.duration_since(*start) >= Duration::from_secs(1) {
-                (*start, *started) = (now, 0);
-            }
-            slots.in_flight < limits.cap(peer) && *started < limits.per_peer_per_second
-        })
+        self.peers
+            .iter_mut()
+            .any(|(peer, slots)| slots.has_room(peer, limits, now))
     }
 
     /// The requests to start now, and the fetches to give up (no untried connected peer).
@@ -317,12 +327,7 @@ fn choose(
             continue;
         }
         untried = true;
-        let cap = limits.cap(peer);
-        let (start, started) = &mut slots.window;
-        if now.duration_since(*start) >= Duration::from_secs(1) {
-            (*start, *started) = (now, 0);
-        }
-        if slots.in_flight >= cap || *started >= limits.per_peer_per_second {
+        if !slots.has_room(peer, limits, now) {
             continue;
         }
         // lower sorts first: the preferred peer, then mesh, then the least loaded

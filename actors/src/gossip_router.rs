@@ -8,7 +8,7 @@ use actix::prelude::*;
 use tracing::{debug, info, warn};
 
 use crate::artifact_fetcher::FetchArtifact;
-use crate::ingest::{check_bodies, check_peer_bodies, IngestOutcome};
+use crate::ingest::{check_bodies, check_peer_bodies, is_canonical, IngestOutcome};
 use crate::messages::*;
 use crate::peer_score::PeerRef;
 use crate::store_writer::{IngestWork, StoreWriter};
@@ -215,6 +215,7 @@ impl Handler<Ingest> for GossipRouter {
         // this node's own objects are on disk before the reply; peers' may wait a moment
         let local = matches!(msg.origin, Origin::Local);
         let durable = local;
+        let gossip = matches!(msg.origin, Origin::Gossip { .. });
         let in_flight = self.in_flight.clone();
         // untrusted bytes are parsed and verified on blocking threads, outside the transaction;
         // then the one writer stores what passed
@@ -232,10 +233,19 @@ impl Handler<Ingest> for GossipRouter {
             } else {
                 check_peer_bodies
             };
-            let checked = tokio::task::spawn_blocking(move || check(bodies))
-                .await
-                .map_err(|e| (false, format!("ingest: {e}")))?;
-            writer
+            let (checked, canonical) = tokio::task::spawn_blocking(move || {
+                let checked = check(bodies);
+                // only gossip forwards duplicates, so only gossip asks whether it got a
+                // variant (here, not in the one writer's transaction)
+                let canonical = !gossip
+                    || checked
+                        .iter()
+                        .all(|(b, c)| c.as_ref().map_or(true, |c| is_canonical(b, c)));
+                (checked, canonical)
+            })
+            .await
+            .map_err(|e| (false, format!("ingest: {e}")))?;
+            let mut outcome = writer
                 .ingest(IngestWork {
                     checked,
                     sync_cursor,
@@ -243,7 +253,11 @@ impl Handler<Ingest> for GossipRouter {
                     durable,
                 })
                 .await
-                .map_err(|e| (e.is_storage_failure(), e.to_string()))
+                .map_err(|e| (e.is_storage_failure(), e.to_string()))?;
+            if !canonical {
+                outcome.summary.variants = outcome.summary.duplicates;
+            }
+            Ok(outcome)
         };
         let origin = msg.origin;
         Box::pin(actix::fut::wrap_future::<_, Self>(work).map(

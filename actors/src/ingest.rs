@@ -50,6 +50,22 @@ pub fn check_peer_body(body: &[u8]) -> Result<Checked, IngestError> {
     }
 }
 
+/// Whether `body` is byte for byte the frame body this node would send for the object it
+/// carries (a copy in other bytes, whitespace or key order, is a variant). Artifacts count as
+/// canonical: they are never gossiped.
+pub fn is_canonical(body: &str, checked: &Checked) -> bool {
+    let Checked::Object(object) = checked else {
+        return true;
+    };
+    let message = match object.as_ref().clone() {
+        SignedObject::Experiment(o) => Message::Experiment(o),
+        SignedObject::Task(o) => Message::Task(o),
+        SignedObject::Control(o) => Message::Control(o),
+        SignedObject::Profile(o) => Message::Profile(o),
+    };
+    body == message.encode_body()
+}
+
 /// Verifies the object a decoded message carries (artifacts are checked when stored).
 pub fn check_message(message: Message) -> Result<Checked, IngestError> {
     let object = match message {
@@ -291,11 +307,7 @@ pub fn write_checked<B: AsRef<str>>(
                             out.stored.experiment_tasks.push(record.task_id);
                         }
                         ExperimentOutcome::Held { .. } => out.summary.held += 1,
-                        ExperimentOutcome::Duplicate => {
-                            out.summary.duplicates += 1;
-                            let canonical = Message::Experiment(record).encode_body();
-                            out.summary.variants += u64::from(body.as_ref() != canonical);
-                        }
+                        ExperimentOutcome::Duplicate => out.summary.duplicates += 1,
                         ExperimentOutcome::Rejected(reason) => {
                             out.summary.rejected += 1;
                             out.summary.problems.push(IngestError::Lineage(format!(
@@ -323,11 +335,7 @@ pub fn write_checked<B: AsRef<str>>(
                     }
                     out.stored.tasks.push(manifest.task_id);
                 }
-                TaskOutcome::Duplicate => {
-                    out.summary.duplicates += 1;
-                    let canonical = Message::Task(manifest).encode_body();
-                    out.summary.variants += u64::from(body.as_ref() != canonical);
-                }
+                TaskOutcome::Duplicate => out.summary.duplicates += 1,
             },
             SignedObject::Control(event) => match w.insert_control_event(&event)? {
                 ControlOutcome::Accepted => {
@@ -342,11 +350,7 @@ pub fn write_checked<B: AsRef<str>>(
                         event.payload_str("experiment_id").to_string(),
                     ));
                 }
-                ControlOutcome::Duplicate => {
-                    out.summary.duplicates += 1;
-                    let canonical = Message::Control(event).encode_body();
-                    out.summary.variants += u64::from(body.as_ref() != canonical);
-                }
+                ControlOutcome::Duplicate => out.summary.duplicates += 1,
                 // another event under an event id already taken: never stored, so never
                 // passed on (a key could sign endless ones)
                 ControlOutcome::DuplicateEventId { .. } => {
@@ -369,11 +373,7 @@ pub fn write_checked<B: AsRef<str>>(
                     }
                     out.stored.profiles.push(profile.node_id);
                 }
-                ProfileOutcome::Duplicate => {
-                    out.summary.duplicates += 1;
-                    let canonical = Message::Profile(profile).encode_body();
-                    out.summary.variants += u64::from(body.as_ref() != canonical);
-                }
+                ProfileOutcome::Duplicate => out.summary.duplicates += 1,
                 // older than the profile held: never stored, never passed on
                 ProfileOutcome::Stale => {
                     out.summary.duplicates += 1;

@@ -41,9 +41,10 @@ pub struct IngestSummary {
     pub accepted: u64,
     pub held: u64,
     pub duplicates: u64,
-    /// Of the duplicates, those not passed on by gossip: bytes that differ from the stored
-    /// object's (whitespace, key order, escapes, extra envelope members), and objects that lost
-    /// a dedupe rule (an event id already taken, a profile older than the one held).
+    /// Of the duplicates, those not passed on by gossip: objects that lost a dedupe rule (an
+    /// event id already taken, a profile older than the one held) and, for gossip, copies in
+    /// other bytes than the canonical ones (whitespace, key order, escapes, extra envelope
+    /// members; found by the router, off the writer's thread).
     pub variants: u64,
     pub rejected: u64,
     /// One per rejected body, with its kind and reason.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::loopback_options;
-use spore_actors::legacy::GetLegacyAddr;
+use spore_actors::legacy::{GetLegacyAddr, LegacyOptions};
 use spore_actors::node::Node;
 use spore_actors::Store;
 use spore_spec::wire::{split_frame, Message};
@@ -52,24 +52,31 @@ async fn read_for(stream: &mut TcpStream, wait: Duration) -> (Vec<Message>, bool
     (messages, closed)
 }
 
+/// A node with identity `seed` listening for reference peers on 127.0.0.1, its reference
+/// options set by `legacy`; its data dir, and the listener's address.
+async fn start_node(
+    seed: u8,
+    legacy: impl FnOnce(&mut LegacyOptions),
+) -> (tempfile::TempDir, Node, std::net::SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("db/spored.redb")).unwrap());
+    let mut options = loopback_options(seed, vec![]);
+    options.legacy_listen = Some("127.0.0.1:0".into());
+    legacy(&mut options.legacy);
+    let node = Node::builder(store, options).spawn().unwrap();
+    let addr = node.registry.legacy.send(GetLegacyAddr).await.unwrap();
+    (dir, node, addr.unwrap())
+}
+
 #[test]
 fn silent_strangers_and_crowds_from_one_address_do_not_hold_connections() {
     actix_rt::System::new().block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("db/spored.redb")).unwrap());
-        let mut options = loopback_options(60, vec![]);
-        options.legacy_listen = Some("127.0.0.1:0".into());
-        options.legacy.first_frame_timeout = Duration::from_secs(1);
-        options.legacy.idle_timeout = Duration::from_secs(2);
-        options.legacy.max_inbound_per_ip = 3;
-        let node = Node::builder(store, options).spawn().unwrap();
-        let addr = node
-            .registry
-            .legacy
-            .send(GetLegacyAddr)
-            .await
-            .unwrap()
-            .unwrap();
+        let (_dir, node, addr) = start_node(60, |legacy| {
+            legacy.first_frame_timeout = Duration::from_secs(1);
+            legacy.idle_timeout = Duration::from_secs(2);
+            legacy.max_inbound_per_ip = 3;
+        })
+        .await;
         let ping = Message::Ping.encode_frame().unwrap();
 
         // three from one address are taken (the node greets each), a fourth is closed at once
@@ -132,18 +139,7 @@ fn silent_strangers_and_crowds_from_one_address_do_not_hold_connections() {
 #[test]
 fn a_peer_that_does_not_read_is_cut_off_at_its_outbox_cap_and_the_node_serves_on() {
     actix_rt::System::new().block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("db/spored.redb")).unwrap());
-        let mut options = loopback_options(61, vec![]);
-        options.legacy_listen = Some("127.0.0.1:0".into());
-        let node = Node::builder(store, options).spawn().unwrap();
-        let addr = node
-            .registry
-            .legacy
-            .send(GetLegacyAddr)
-            .await
-            .unwrap()
-            .unwrap();
+        let (_dir, node, addr) = start_node(61, |_| {}).await;
 
         // a peer that speaks once, then never reads what it is sent
         let mut deaf = connect_from([127, 0, 0, 6], addr).await;

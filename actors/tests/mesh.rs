@@ -27,12 +27,13 @@ struct TestNode {
 }
 
 async fn start_node(seed: u8, peers: Vec<Multiaddr>) -> TestNode {
+    start_node_with(loopback_options(seed, peers)).await
+}
+
+async fn start_node_with(options: spore_actors::node::NodeOptions) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("db/spored.redb")).unwrap());
-    let registry = Node::builder(store, loopback_options(seed, peers))
-        .spawn()
-        .unwrap()
-        .registry;
+    let registry = Node::builder(store, options).spawn().unwrap().registry;
     let addr = wait_for("a listen address", || async {
         registry
             .peers
@@ -473,27 +474,9 @@ fn artifacts_pushed_unasked_are_refused_by_gossip_sync_and_reference_frames() {
     use libp2p::request_response::{Event, Message as RrMessage};
     use spore_actors::net::{Request, Response};
     actix_rt::System::new().block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("db/spored.redb")).unwrap());
         let mut options = loopback_options(50, vec![]);
         options.legacy_listen = Some("127.0.0.1:0".into());
-        let registry = Node::builder(store, options).spawn().unwrap().registry;
-        let addr = wait_for("a listen address", || async {
-            registry
-                .peers
-                .send(GetListenAddrs)
-                .await
-                .unwrap()
-                .into_iter()
-                .next()
-        })
-        .await
-        .with(libp2p::multiaddr::Protocol::P2p(registry.peer_id));
-        let victim = TestNode {
-            _dir: dir,
-            registry,
-            addr,
-        };
+        let victim = start_node_with(options).await;
         let junk = |what: &str| {
             let code = format!("junk pushed by {what}").into_bytes();
             let cid = spore_spec::crypto::sha256_hex(&code);

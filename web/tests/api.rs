@@ -208,12 +208,17 @@ impl Server {
 
     /// GET `path`: (status, body).
     fn get(&self, path: &str) -> (u16, String) {
+        self.get_as(path, "127.0.0.1")
+    }
+
+    /// GET `path` with `host` as its `Host`: (status, body).
+    fn get_as(&self, path: &str, host: &str) -> (u16, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut raw = String::new();
@@ -221,6 +226,20 @@ impl Server {
         let (head, body) = raw.split_once("\r\n\r\n").unwrap();
         let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
         (status, body.to_string())
+    }
+
+    /// Opens the live stream (it must answer 200); the reader is past the status line.
+    fn follow_live(&self) -> std::io::BufReader<TcpStream> {
+        use std::io::BufRead as _;
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(s, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut reader = std::io::BufReader::new(s);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        reader
     }
 
     fn json(&self, path: &str) -> J {
@@ -483,14 +502,7 @@ fn a_record_stored_while_a_browser_listens_arrives_as_a_server_sent_event() {
     // the node's own writer: its events after the commit are what the browser is sent
     let writer = spore_actors::store_writer::StoreWriter::start(f.store.clone()).unwrap();
     let server = Server::start_with(f.store.clone(), "n", writer.events().clone());
-    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    write!(s, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut reader = std::io::BufReader::new(s);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let mut reader = server.follow_live();
     // wait until the server counts this client, then store a record through the writer
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while server.json("/api/stat")["ws_client"] != 1 {
@@ -544,59 +556,22 @@ fn a_record_stored_while_a_browser_listens_arrives_as_a_server_sent_event() {
     );
 }
 
-/// The status code of one GET of `path` sent with `host` as its `Host`.
-fn status_with_host(port: u16, path: &str, host: &str) -> u16 {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    raw.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn a_rebound_host_name_is_refused_and_live_clients_are_capped() {
-    use std::io::BufRead as _;
     let f = fixture();
     let server = Server::start(f.store.clone(), "n");
     // DNS rebinding: a page at evil.example whose name now points at 127.0.0.1
     for path in ["/api/stat", "/", "/api/tasks"] {
-        assert_eq!(
-            status_with_host(server.port, path, "evil.example"),
-            421,
-            "{path}"
-        );
+        assert_eq!(server.get_as(path, "evil.example").0, 421, "{path}");
         let port = server.port;
-        assert_eq!(
-            status_with_host(server.port, path, &format!("evil.example:{port}")),
-            421
-        );
-        assert_eq!(
-            status_with_host(server.port, path, &format!("localhost:{port}")),
-            200
-        );
-        assert_eq!(
-            status_with_host(server.port, path, &format!("[::1]:{port}")),
-            200
-        );
+        assert_eq!(server.get_as(path, &format!("evil.example:{port}")).0, 421);
+        assert_eq!(server.get_as(path, &format!("localhost:{port}")).0, 200);
+        assert_eq!(server.get_as(path, &format!("[::1]:{port}")).0, 200);
     }
     // live clients: up to the cap, then 503
     let mut open = Vec::new();
     for _ in 0..spore_web::MAX_LIVE_CLIENTS {
-        let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .unwrap();
-        write!(s, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-        let mut reader = std::io::BufReader::new(s);
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-        open.push(reader);
+        open.push(server.follow_live());
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while server.json("/api/stat")["ws_client"] != spore_web::MAX_LIVE_CLIENTS {
@@ -606,10 +581,7 @@ fn a_rebound_host_name_is_refused_and_live_clients_are_capped() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(
-        status_with_host(server.port, "/api/events", "127.0.0.1"),
-        503
-    );
+    assert_eq!(server.get_as("/api/events", "127.0.0.1").0, 503);
     // one leaves: noticed at the next keep-alive, then a new one is served again
     drop(open.pop());
     let deadline = std::time::Instant::now() + spore_web::live::KEEP_ALIVE * 2;
@@ -620,11 +592,5 @@ fn a_rebound_host_name_is_refused_and_live_clients_are_capped() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    write!(s, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(s).read_line(&mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    server.follow_live();
 }

@@ -218,6 +218,11 @@ fn hostile_code_edits_end_as_crash_records_with_their_reason() {
             "time limit",
             "import time\ntime.sleep(3600)\ndef solve():\n    return 6",
         ),
+        (
+            // what a failing candidate prints is not signed into this node's record
+            "exited with code 1",
+            "raise SystemExit('error: SPAM visit evil.example for free GPUs')\ndef solve():\n    return 7",
+        ),
     ];
     let answers = hostile
         .iter()
@@ -237,9 +242,9 @@ fn hostile_code_edits_end_as_crash_records_with_their_reason() {
             &base,
         ],
     );
-    let node = start(&dir, &["--max-experiments", "7"]);
-    wait_until("the baseline and six hostile edits", 120, || {
-        records(&node.web, &task).len() >= 7
+    let node = start(&dir, &["--max-experiments", "8"]);
+    wait_until("the baseline and seven hostile edits", 120, || {
+        records(&node.web, &task).len() >= 8
     });
     let list = records(&node.web, &task);
     let root = list.iter().find(|r| r["parent"].is_null()).unwrap();
@@ -255,7 +260,7 @@ fn hostile_code_edits_end_as_crash_records_with_their_reason() {
         let description = r["description"].as_str().unwrap();
         assert_eq!(r["status"], "crash", "edit {i}: {r}");
         assert!(
-            description.starts_with(&format!("hostile edit {i} [failed: sandbox: ")),
+            description.starts_with(&format!("hostile edit {i} [failed: ")),
             "edit {i}: {description}"
         );
         assert!(
@@ -263,12 +268,19 @@ fn hostile_code_edits_end_as_crash_records_with_their_reason() {
             "edit {i} should fail with {reason:?}: {description}\n{}",
             log_of(&dir)
         );
+        assert!(!description.contains("SPAM"), "edit {i}: {description}");
         assert_eq!(r["agent_model"], "hostile-model");
         assert_eq!(r["val_bpb"].as_f64(), Some(0.0));
-        // what the evaluator printed is kept for the explorer
+        // what the evaluator printed is kept for the explorer (on this node only)
         let detail = experiment(&node.web, r["id"].as_str().unwrap());
         assert_eq!(detail["metric"], "score");
         assert!(detail["run_output"].is_string(), "{detail}");
+        if reason.starts_with("exited") {
+            assert!(
+                detail["run_output"].as_str().unwrap().contains("SPAM"),
+                "{detail}"
+            );
+        }
     }
     // the host is untouched: the key is as it was, nothing was written outside, and no
     // sandboxed process outlived its run

@@ -69,13 +69,27 @@ pub struct RunResult {
     /// The child was stopped from outside (see [`stopped_by_signal`]): not a result of the
     /// experiment, so neither a record nor a verdict may be made of it.
     pub interrupted: bool,
-    /// Why it failed (empty on success).
+    /// Why it failed, in this node's words (empty on success). Never text the child printed:
+    /// it goes into the record's description, which this node signs.
     pub error: String,
+    /// The child's own last error line, if it failed: for local eyes only (the log, the
+    /// console), never signed.
+    pub detail: String,
     /// Everything the child printed on stdout.
     pub output: String,
     /// The child's peak resident memory (MiB), measured from outside.
     pub peak_rss_mb: f64,
     pub wall: Duration,
+}
+
+impl RunResult {
+    /// Why it failed with the child's own last error line: for logs and the console.
+    pub fn failure_text(&self) -> String {
+        match self.detail.is_empty() {
+            true => self.error.clone(),
+            false => format!("{}: {}", self.error, self.detail),
+        }
+    }
 }
 
 /// Extra time after the budget before the child is killed: start-up, the first step (kernel
@@ -233,13 +247,14 @@ impl Runner {
         let exit_ok = status.is_some_and(|s| s.success());
         let success = parsed.success(exit_ok);
         let interrupted = !success && status.is_some_and(stopped_by_signal);
-        let error = if success {
-            String::new()
+        let (error, detail) = if success {
+            (String::new(), String::new())
         } else if killed {
-            format!(
+            let why = format!(
                 "killed: ran past the time budget + grace ({:.0} s)",
                 deadline.as_secs_f64()
-            )
+            );
+            (why, String::new())
         } else {
             failure_reason(status, &tail)
         };
@@ -251,6 +266,7 @@ impl Runner {
             success,
             interrupted,
             error,
+            detail,
             output,
             wall: Duration::ZERO,
         })
@@ -269,29 +285,36 @@ fn stopped_by_signal(status: std::process::ExitStatus) -> bool {
     )
 }
 
-/// The reason a child failed: its last error line, or how it died.
-fn failure_reason(status: Option<std::process::ExitStatus>, stderr_tail: &[String]) -> String {
+/// The reason a child failed, in this node's words (how it died or exited), and the child's
+/// own last error line (local only).
+fn failure_reason(
+    status: Option<std::process::ExitStatus>,
+    stderr_tail: &[String],
+) -> (String, String) {
     use std::os::unix::process::ExitStatusExt;
-    let last = stderr_tail
+    let detail: String = stderr_tail
         .iter()
         .rev()
         .find(|l| l.starts_with("error") || l.contains("panicked"))
         .or(stderr_tail.last())
-        .map(|l| l.trim().trim_start_matches("error: ").to_string());
-    match status {
+        .map(|l| {
+            l.trim()
+                .trim_start_matches("error: ")
+                .chars()
+                .take(300)
+                .collect()
+        })
+        .unwrap_or_default();
+    let why = match status {
         Some(s) if s.signal() == Some(9) => {
             "killed by SIGKILL (out of memory, or stopped from outside)".into()
         }
-        Some(s) if s.signal().is_some() => format!(
-            "killed by signal {}{}",
-            s.signal().unwrap_or(0),
-            last.map(|l| format!(": {l}")).unwrap_or_default()
-        ),
-        Some(s) => {
-            last.unwrap_or_else(|| format!("training exited with {s} and printed no metrics"))
-        }
+        Some(s) if s.signal().is_some() => format!("killed by signal {}", s.signal().unwrap_or(0)),
+        Some(s) if detail.is_empty() => format!("training exited with {s} and printed no metrics"),
+        Some(s) => format!("training failed ({s})"),
         None => "training child vanished".into(),
-    }
+    };
+    (why, detail)
 }
 
 /// A progress display: a bar on a terminal, a plain line every 10 s otherwise.

@@ -540,6 +540,7 @@ impl ResearchLoop {
     ) -> ExperimentRecord {
         let p = &result.parsed;
         let val_bpb = if result.success { p.val_bpb } else { 0.0 };
+        // only this node's own words about a failure: what the program printed stays local
         let mut description = made.description.to_string();
         if !result.error.is_empty() {
             description = format!("{description} [failed: {}]", result.error);
@@ -615,7 +616,7 @@ impl ResearchLoop {
         let outcome = if result.success {
             format!("{}={:.6}{versus}", made.metric, result.parsed.val_bpb)
         } else {
-            format!("failed: {}", result.error)
+            format!("failed: {}", result.failure_text())
         };
         let steps = match result.parsed.num_steps {
             0 => String::new(),

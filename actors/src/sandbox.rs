@@ -159,18 +159,15 @@ pub struct Outcome {
     /// Largest resident set of one process (MiB).
     pub peak_rss_mb: f64,
     pub wall: Duration,
-    /// Why the run failed, in words, with the limit it hit (`None`: it exited 0 within its
-    /// limits).
+    /// Why the run failed, in this node's words, with the limit it hit (`None`: it exited 0
+    /// within its limits). Never text the program printed: this may be signed into a record.
     pub failure: Option<String>,
+    /// The program's own last error line, for local eyes only (logs, the run output).
+    pub detail: Option<String>,
 }
 
 impl Outcome {
     fn reason(&self, limits: &Limits) -> Option<String> {
-        let detail = last_error_line(&self.stderr);
-        let with = |text: String| match &detail {
-            Some(d) => format!("{text}: {d}"),
-            None => text,
-        };
         Some(match &self.violation {
             Some(Violation::WallTime) => format!(
                 "sandbox: time limit: ran past {:.0} s of wall-clock time and was killed",
@@ -184,28 +181,24 @@ impl Outcome {
                 "sandbox: output limit: printed more than {} bytes and was killed",
                 limits.output_bytes
             ),
-            Some(Violation::Memory) => with(format!(
-                "sandbox: memory limit ({} MiB) reached",
-                limits.memory_mb
-            )),
-            Some(Violation::Processes) => with(format!(
-                "sandbox: process limit ({}) reached",
-                limits.processes
-            )),
+            Some(Violation::Memory) => {
+                format!("sandbox: memory limit ({} MiB) reached", limits.memory_mb)
+            }
+            Some(Violation::Processes) => {
+                format!("sandbox: process limit ({}) reached", limits.processes)
+            }
             Some(Violation::Network) => {
-                with("sandbox: network access denied (no network in the sandbox)".into())
+                "sandbox: network access denied (no network in the sandbox)".into()
             }
-            Some(Violation::FileAccess) => {
-                with("sandbox: file access outside the sandbox denied".into())
-            }
+            Some(Violation::FileAccess) => "sandbox: file access outside the sandbox denied".into(),
             Some(Violation::FileSize) => format!(
                 "sandbox: file size limit ({} MiB) reached and the run was killed",
                 limits.disk_mb
             ),
             None => match self.exit_code {
                 Some(0) => return None,
-                Some(code) if code > 128 => with(format!("killed by signal {}", code - 128)),
-                Some(code) => with(format!("exited with code {code}")),
+                Some(code) if code > 128 => format!("killed by signal {}", code - 128),
+                Some(code) => format!("exited with code {code}"),
                 None => "stopped".into(),
             },
         })
@@ -275,6 +268,7 @@ impl Sandbox {
         };
         out.wall = started.elapsed();
         out.failure = out.reason(&job.limits);
+        out.detail = out.failure.as_ref().and(last_error_line(&out.stderr));
         out
     }
 
@@ -495,6 +489,7 @@ impl Sandbox {
             peak_rss_mb: meter.peak_rss_kib as f64 / 1024.0,
             wall: Duration::ZERO,
             failure: None,
+            detail: None,
         })
     }
 }

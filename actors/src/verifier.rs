@@ -622,7 +622,7 @@ async fn rerun_native(
         .await
         .map_err(|e| format!("the experiment runner is gone: {e}"))?;
     if !result.success {
-        return Err(format!("the rerun failed: {}", result.error));
+        return Err(format!("the rerun failed: {}", result.failure_text()));
     }
     Ok((result.parsed.val_bpb, result.output))
 }
@@ -647,7 +647,7 @@ async fn rerun_command(
     let outcome = rerun_sandboxed(runner, job, record).await?;
     let result = crate::research::command_result(&outcome, &task.metric);
     if !result.success {
-        return Err(format!("the rerun failed: {}", result.error));
+        return Err(format!("the rerun failed: {}", result.failure_text()));
     }
     Ok((result.parsed.val_bpb, result.output))
 }
@@ -695,7 +695,10 @@ async fn rerun_reference(
     match outcome.failure {
         None if parsed.success(true) => Ok((parsed.val_bpb, outcome.stdout)),
         None => Err("the rerun printed no val_bpb".into()),
-        Some(why) => Err(format!("the rerun failed: {why}")),
+        Some(why) => Err(format!(
+            "the rerun failed: {why}{}",
+            outcome.detail.map(|d| format!(": {d}")).unwrap_or_default()
+        )),
     }
 }
 

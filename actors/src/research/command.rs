@@ -168,6 +168,7 @@ pub fn command_result(outcome: &crate::sandbox::Outcome, metric: &str) -> RunRes
             ..Parsed::default()
         },
         success: error.is_empty(),
+        detail: outcome.detail.clone().unwrap_or_default(),
         // the sandbox runs in a session of its own: a stop signal for the node does not reach it
         interrupted: false,
         error,

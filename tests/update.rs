@@ -64,6 +64,7 @@ fn manifest_with_unknown_step(rel: &Path, binary: &Path) -> String {
     let mut members = vec![
         ("version".to_string(), Value::Str("9.9.5".into())),
         ("released_at".to_string(), Value::Int(1)),
+        ("expires_at".to_string(), Value::Int(i64::MAX)),
         (
             "binaries".to_string(),
             Value::Object(vec![(

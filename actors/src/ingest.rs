@@ -279,7 +279,7 @@ pub fn write_checked<B: AsRef<str>>(
                 let inserted = match w.insert_experiment(record) {
                     Ok(inserted) => inserted,
                     // refused before anything was written: this record only, not the batch
-                    Err(e @ StoreError::HeldPoolFull(_)) => {
+                    Err(e @ (StoreError::HeldPoolFull(_) | StoreError::HeldQuotaFull { .. })) => {
                         out.summary.rejected += 1;
                         out.summary
                             .problems

@@ -562,3 +562,91 @@ fn peers_are_served_the_log_only_as_far_as_it_is_on_disk() {
     let store = Store::open(&path).unwrap();
     assert_eq!(store.read().unwrap().durable_log_seq(), 2);
 }
+
+#[test]
+fn held_orphans_have_a_quota_per_signer_and_expire() {
+    use spore_actors::clock::Clock;
+    use spore_actors::ingest::ingest;
+    use spore_actors::store::{HELD_FOR_SECS, MAX_HELD_PER_SIGNER};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db/spored.redb");
+    let clock = Clock::manual(1_800_000_000);
+    let store = Store::open_with_clock(&path, clock.clone()).unwrap();
+    let (flooder, honest) = (identity(1), identity(2));
+    let orphan = |i: u64| {
+        let parent = spore_spec::crypto::sha256_hex(&i.to_be_bytes());
+        record(
+            &flooder,
+            Some(&parent),
+            TASK,
+            Status::Keep,
+            1.0,
+            1_700_000_000 + i as i64,
+        )
+    };
+    // an honest child that outran its parent, in the same batch as a stranger's flood
+    let root = record(&honest, None, TASK, Status::Keep, 2.0, 1_600_000_000);
+    let child = record(
+        &honest,
+        Some(&root.id),
+        TASK,
+        Status::Keep,
+        1.5,
+        1_600_000_001,
+    );
+    let mut bodies: Vec<String> = (0..MAX_HELD_PER_SIGNER + 5)
+        .map(|i| Message::Experiment(orphan(i)).encode_body())
+        .collect();
+    bodies.push(Message::Experiment(child.clone()).encode_body());
+    let out = ingest(&store, &bodies, None, false).unwrap();
+    // the flooder's orphans past its quota are refused one by one, never the batch
+    assert_eq!(out.summary.held, MAX_HELD_PER_SIGNER + 1);
+    assert_eq!(out.summary.rejected, 5);
+    assert!(
+        out.summary
+            .problems
+            .iter()
+            .any(|p| p.to_string().contains("the most one signer may")),
+        "{:?}",
+        out.summary.problems
+    );
+    // the parent comes: the honest child is released
+    let placed = offer(&store, &root);
+    assert_eq!(placed.len(), 2, "{placed:?}");
+    assert!(placed
+        .iter()
+        .all(|(_, o)| matches!(o, ExperimentOutcome::Accepted { .. })));
+    assert_eq!(
+        store.read().unwrap().held_count().unwrap(),
+        MAX_HELD_PER_SIGNER
+    );
+    drop(store);
+
+    // the quota is kept across a restart
+    let store = Store::open_with_clock(&path, clock.clone()).unwrap();
+    let more = store.write(|w| w.insert_experiment(orphan(5_000)));
+    assert!(
+        matches!(more, Err(StoreError::HeldQuotaFull { .. })),
+        "{more:?}"
+    );
+    // an hour later the flood expires: the signer's new orphan is held, the old ones go
+    clock.advance(HELD_FOR_SECS + 1);
+    assert!(matches!(
+        first_outcome(&store, &orphan(5_001)),
+        ExperimentOutcome::Held { .. }
+    ));
+    let expired = store.write(|w| w.expire_held(usize::MAX)).unwrap();
+    assert!(expired > 0);
+    assert_eq!(store.read().unwrap().held_count().unwrap(), 1);
+    // and a fresh flood is counted from zero again
+    for i in 0..MAX_HELD_PER_SIGNER - 1 {
+        assert!(matches!(
+            first_outcome(&store, &orphan(10_000 + i)),
+            ExperimentOutcome::Held { .. }
+        ));
+    }
+    assert!(matches!(
+        store.write(|w| w.insert_experiment(orphan(20_000))),
+        Err(StoreError::HeldQuotaFull { .. })
+    ));
+}

@@ -14,6 +14,15 @@ use crate::lineage::{decide, Decision, LineageReject, ParentState};
 /// Most records held at once while they wait for a parent; more are refused, not dropped
 /// silently, so a flood of orphans cannot grow the store without bound.
 pub const MAX_HELD: u64 = 100_000;
+/// Most records of one signer held at once. An honest node's child outruns its parent only
+/// for moments (sync serves parents first), so one signer's backlog this large is a flood; the
+/// quota keeps one signer from filling the whole pool.
+pub const MAX_HELD_PER_SIGNER: u64 = 1_000;
+/// How long a record waits for its parent before it is dropped (an hour: a parent that is
+/// this late is most likely never coming; if it does, the child comes again with any resync).
+pub const HELD_FOR_SECS: i64 = 3_600;
+/// Expired held records dropped per hold, so one hold never pays for a whole backlog.
+const EXPIRE_PER_HOLD: usize = 256;
 
 /// What happened to one record offered to the store.
 #[derive(Clone, Debug, PartialEq)]
@@ -287,23 +296,76 @@ impl Writer<'_> {
         record: &ExperimentRecord,
         parent: &str,
     ) -> Result<ExperimentOutcome, StoreError> {
-        let held = &mut self.t.held;
         let held_key = key(&[parent.as_bytes(), record.id.as_bytes()]);
-        if held.get(held_key.as_slice())?.is_none() {
+        if self.t.held.get(held_key.as_slice())?.is_none() {
+            self.expire_held(EXPIRE_PER_HOLD)?;
             let count = match self.held_count {
                 Some(n) => n,
-                None => held.len()?,
+                None => self.t.held.len()?,
             };
             if count >= MAX_HELD {
                 return Err(StoreError::HeldPoolFull(count));
             }
+            let signer = record.node_id.as_str();
+            let of_signer = self.t.held_signers.get(signer)?.map_or(0, |v| v.value());
+            if of_signer >= MAX_HELD_PER_SIGNER {
+                return Err(StoreError::HeldQuotaFull {
+                    signer: signer.to_string(),
+                    held: of_signer,
+                });
+            }
             let bytes = record.to_wire_json().into_bytes();
-            held.insert(held_key.as_slice(), bytes.as_slice())?;
+            let t = &mut self.t;
+            t.held.insert(held_key.as_slice(), bytes.as_slice())?;
+            let since = key(&[&sortable_i64(self.now), &held_key]);
+            t.held_since.insert(since.as_slice(), ())?;
+            t.held_signers.insert(signer, of_signer + 1)?;
             self.held_count = Some(count + 1);
         }
         Ok(ExperimentOutcome::Held {
             parent: parent.to_string(),
         })
+    }
+
+    /// Drops up to `limit` held records that waited longer than [`HELD_FOR_SECS`]; returns how
+    /// many were dropped.
+    pub fn expire_held(&mut self, limit: usize) -> Result<u64, StoreError> {
+        let cutoff = sortable_i64(self.now.saturating_sub(HELD_FOR_SECS));
+        let mut due = Vec::new();
+        for item in self.t.held_since.range(..cutoff.as_slice())?.take(limit) {
+            due.push(item?.0.value().to_vec());
+        }
+        let mut dropped = 0;
+        for since in due {
+            self.t.held_since.remove(since.as_slice())?;
+            let held_key = &since[8..];
+            // gone already when its parent came and released it
+            let Some(bytes) = self.t.held.remove(held_key)? else {
+                continue;
+            };
+            let record = parse_record(bytes.value())?;
+            drop(bytes);
+            self.uncount_held_signer(&record.node_id)?;
+            if let Some(n) = self.held_count.as_mut() {
+                *n -= 1;
+            }
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
+
+    fn uncount_held_signer(&mut self, signer: &str) -> Result<(), StoreError> {
+        let left = self
+            .t
+            .held_signers
+            .get(signer)?
+            .map_or(0, |v| v.value())
+            .saturating_sub(1);
+        match left {
+            0 => self.t.held_signers.remove(signer)?,
+            n => self.t.held_signers.insert(signer, n)?,
+        };
+        Ok(())
     }
 
     fn take_held_children(&mut self, parent: &str) -> Result<Vec<ExperimentRecord>, StoreError> {
@@ -320,10 +382,37 @@ impl Writer<'_> {
         for k in &keys {
             held.remove(k.as_slice())?;
         }
+        for record in &released {
+            self.uncount_held_signer(&record.node_id)?;
+        }
         if let Some(n) = self.held_count.as_mut() {
             *n -= keys.len() as u64;
         }
         Ok(released)
+    }
+
+    /// Indexes held records stored before the pool had quotas and expiry: each counts for its
+    /// signer and waits from now. Runs once, when the index is empty and the pool is not.
+    pub fn backfill_held_index(&mut self) -> Result<u64, StoreError> {
+        if !self.t.held_since.is_empty()? || self.t.held.is_empty()? {
+            return Ok(0);
+        }
+        let mut rows = Vec::new();
+        for item in self.t.held.iter()? {
+            let (k, v) = item?;
+            rows.push((k.value().to_vec(), parse_record(v.value())?.node_id));
+        }
+        for (held_key, signer) in &rows {
+            let since = key(&[&sortable_i64(self.now), held_key]);
+            self.t.held_since.insert(since.as_slice(), ())?;
+            let n = self
+                .t
+                .held_signers
+                .get(signer.as_str())?
+                .map_or(0, |v| v.value());
+            self.t.held_signers.insert(signer.as_str(), n + 1)?;
+        }
+        Ok(rows.len() as u64)
     }
 
     /// The cached counters of `task_id`, loaded on first use in this transaction.

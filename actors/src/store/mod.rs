@@ -27,7 +27,7 @@ use crate::clock::Clock;
 pub use artifacts::MAX_ARTIFACT_BYTES;
 pub use codec::IndexEntry;
 pub use control::ControlOutcome;
-pub use experiments::{ExperimentOutcome, TaskStats};
+pub use experiments::{ExperimentOutcome, TaskStats, HELD_FOR_SECS, MAX_HELD_PER_SIGNER};
 pub use log::{LogEntry, LogKind};
 pub use nodes::{NodeStats, MAX_NODE_NAMES};
 pub use profiles::ProfileOutcome;
@@ -73,6 +73,8 @@ pub enum StoreError {
     BadCid(String),
     #[error("held-record pool is full ({0} records waiting for parents)")]
     HeldPoolFull(u64),
+    #[error("{signer} already has {held} records waiting for parents (the most one signer may)")]
+    HeldQuotaFull { signer: String, held: u64 },
     #[error("{0}")]
     Aborted(String),
 }
@@ -159,6 +161,10 @@ impl Store {
         let counted = store.write(|w| w.backfill_node_stats())?;
         if counted > 0 {
             tracing::info!(records = counted, "built the per-node counters");
+        }
+        let held = store.write(|w| w.backfill_held_index())?;
+        if held > 0 {
+            tracing::info!(held, "indexed the held records by arrival and signer");
         }
         let events = store.write(|w| w.backfill_verdicts())?;
         if events > 0 {

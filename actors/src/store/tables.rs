@@ -20,6 +20,12 @@ pub const FRONTIER: TableDefinition<&[u8], ()> = TableDefinition::new("frontier_
 pub const TASK_STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("task_stats_v1");
 /// missing parent id ‖ record id → the held record's wire JSON.
 pub const HELD: TableDefinition<&[u8], &[u8]> = TableDefinition::new("held_v1");
+/// sortable arrival time ‖ missing parent id ‖ record id → (): when each held record came, so
+/// the pool expires ([`super::experiments::HELD_FOR_SECS`]). An entry whose record was released
+/// since is dropped when its time comes.
+pub const HELD_SINCE: TableDefinition<&[u8], ()> = TableDefinition::new("held_since_v1");
+/// Signer (node id) → number of its records held (per-signer quota).
+pub const HELD_SIGNERS: TableDefinition<&str, u64> = TableDefinition::new("held_signers_v1");
 /// Task id → task row JSON (manifest or legacy).
 pub const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks_v1");
 /// Event id → event wire JSON.
@@ -99,6 +105,8 @@ table_set! {
     frontier: FRONTIER<&'static [u8], ()>,
     task_stats: TASK_STATS<&'static str, &'static [u8]>,
     held: HELD<&'static [u8], &'static [u8]>,
+    held_since: HELD_SINCE<&'static [u8], ()>,
+    held_signers: HELD_SIGNERS<&'static str, u64>,
     tasks: TASKS<&'static str, &'static [u8]>,
     control_events: CONTROL_EVENTS<&'static str, &'static [u8]>,
     control_by_time: CONTROL_BY_TIME<&'static [u8], ()>,

@@ -71,6 +71,9 @@ pub struct NodeConfig {
     pub web_port: u16,
     /// Local-network discovery (multicast); off by default.
     pub mdns: bool,
+    /// Dial and tell others about peers on loopback, private and link-local addresses learnt
+    /// from other peers (PEX, identify); off by default (a LAN network turns it on).
+    pub allow_local_peers: bool,
     /// Share of the machine an experiment may use, 1..=100 (percent).
     pub resource: u8,
     /// Training budget per experiment in seconds; 0 uses the task's `time_budget`.
@@ -117,6 +120,7 @@ impl Default for NodeConfig {
             web_host: "127.0.0.1".into(),
             web_port: 8470,
             mdns: false,
+            allow_local_peers: false,
             resource: 100,
             time_budget: 0,
             max_experiments: 0,

@@ -1,6 +1,7 @@
 //! spore-actors: the spored node: the store (redb), the lineage rules, the actors of the mesh,
 //! the experiment runner and the research loop.
 
+pub mod addresses;
 pub mod artifact_fetcher;
 pub mod auto_operator;
 pub mod clock;

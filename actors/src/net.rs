@@ -175,6 +175,9 @@ pub struct Behaviour {
 #[derive(Clone, Debug)]
 pub struct NetConfig {
     pub mdns: bool,
+    /// Addresses on loopback, private and link-local networks that peers report (identify)
+    /// are kept and told to others ([`crate::addresses`]).
+    pub allow_local_peers: bool,
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
     pub request_timeout: Duration,
@@ -188,6 +191,7 @@ impl Default for NetConfig {
     fn default() -> Self {
         NetConfig {
             mdns: false,
+            allow_local_peers: false,
             max_connections: 256,
             max_connections_per_peer: 2,
             request_timeout: Duration::from_secs(60),
@@ -253,11 +257,11 @@ pub fn behaviour(key: &Keypair, config: &NetConfig) -> Result<Behaviour, String>
             .with_request_timeout(config.request_timeout)
             .with_max_concurrent_streams(64),
     );
-    let mut kad = kad::Behaviour::with_config(
-        peer_id,
-        kad::store::MemoryStore::new(peer_id),
-        kad::Config::new(StreamProtocol::new("/spore/kad/1")),
-    );
+    let mut kad_config = kad::Config::new(StreamProtocol::new("/spore/kad/1"));
+    // only addresses the peer manager checked go into the table (see `crate::addresses`)
+    kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
+    let mut kad =
+        kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
     kad.set_mode(Some(kad::Mode::Server));
     let mdns = if config.mdns {
         Some(

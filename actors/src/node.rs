@@ -253,6 +253,7 @@ fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
             listen: options.listen,
             bootstrap: options.peers,
             resync_interval: options.net.resync_interval,
+            allow_local_peers: options.net.allow_local_peers,
         },
     );
     let peers = peers_ctx.run(peer_manager);

@@ -38,6 +38,9 @@ enum Pending {
     },
 }
 
+/// Addresses taken from one identify message (a peer may list any number).
+const MAX_LEARNT_ADDRS: usize = 8;
+
 pub struct PeerManager {
     swarm: Swarm<Behaviour>,
     reads: Reads,
@@ -55,6 +58,8 @@ pub struct PeerManager {
     /// The address each dialled peer answered on.
     dialled: HashMap<PeerId, Multiaddr>,
     resync_interval: Duration,
+    /// Keep loopback, private and link-local addresses peers report ([`crate::addresses`]).
+    allow_local_peers: bool,
 }
 
 /// Where the PeerManager listens, whom it dials, and how often it re-syncs.
@@ -63,6 +68,8 @@ pub struct Peering {
     /// Configured peers, re-dialled while not connected.
     pub bootstrap: Vec<Multiaddr>,
     pub resync_interval: Duration,
+    /// Keep loopback, private and link-local addresses peers report.
+    pub allow_local_peers: bool,
 }
 
 impl PeerManager {
@@ -78,6 +85,7 @@ impl PeerManager {
             listen,
             bootstrap,
             resync_interval,
+            allow_local_peers,
         } = peering;
         PeerManager {
             swarm,
@@ -93,6 +101,17 @@ impl PeerManager {
             syncs: SyncSessions::default(),
             dialled: HashMap::new(),
             resync_interval,
+            allow_local_peers,
+        }
+    }
+
+    /// Keeps an address a peer listens on in the routing table (which Kademlia tells others
+    /// about), if [`crate::addresses`] allows it.
+    fn learn_address(&mut self, peer: PeerId, addr: Multiaddr) {
+        if crate::addresses::may_use_learnt_multiaddr(&addr, self.allow_local_peers) {
+            self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+        } else {
+            debug!(%peer, %addr, "a loopback, private or special address: not kept");
         }
     }
 
@@ -219,10 +238,10 @@ impl PeerManager {
                 }
                 if num_established.get() == 1 {
                     info!(peer = %peer_id, address = %endpoint.get_remote_address(), "peer connected");
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+                    // where we reached it is where it listens (an inbound peer's port is not)
+                    if endpoint.is_dialer() {
+                        self.learn_address(peer_id, endpoint.get_remote_address().clone());
+                    }
                     self.fetcher.link(PeerRef::Mesh(peer_id), true);
                     self.start_sync(peer_id, ctx);
                 }
@@ -251,8 +270,8 @@ impl PeerManager {
                 info,
                 ..
             })) => {
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                for addr in info.listen_addrs.into_iter().take(MAX_LEARNT_ADDRS) {
+                    self.learn_address(peer_id, addr);
                 }
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {

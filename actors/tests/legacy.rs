@@ -203,3 +203,111 @@ fn a_peer_that_does_not_read_is_cut_off_at_its_outbox_cap_and_the_node_serves_on
         node.shutdown().await;
     });
 }
+
+/// A listener on 127.0.0.1 that counts the connections it gets (and keeps them open).
+async fn counting_listener() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (addr, count)
+}
+
+/// Connects from `source` and reads until the node's `pex_request` (its first words).
+async fn greeted(source: [u8; 4], to: std::net::SocketAddr) -> TcpStream {
+    let mut s = connect_from(source, to).await;
+    let (messages, closed) = read_for(&mut s, Duration::from_millis(500)).await;
+    assert!(!closed);
+    assert!(
+        messages.iter().any(|m| matches!(m, Message::PexRequest)),
+        "{messages:?}"
+    );
+    s
+}
+
+fn pex(peers: &[&str]) -> Vec<u8> {
+    Message::PexResponse {
+        peers: peers.iter().map(|p| p.to_string()).collect(),
+    }
+    .encode_frame()
+    .unwrap()
+}
+
+async fn peers_told(s: &mut TcpStream) -> Vec<String> {
+    s.write_all(&Message::PexRequest.encode_frame().unwrap())
+        .await
+        .unwrap();
+    let (messages, _) = read_for(s, Duration::from_millis(500)).await;
+    messages
+        .into_iter()
+        .find_map(|m| match m {
+            Message::PexResponse { peers } => Some(peers),
+            _ => None,
+        })
+        .expect("a pex_response")
+}
+
+#[test]
+fn pex_answers_are_taken_only_when_asked_and_local_addresses_only_when_allowed() {
+    use std::sync::atomic::Ordering::SeqCst;
+    actix_rt::System::new().block_on(async {
+        let (asked, asked_count) = counting_listener().await;
+        let (unasked, unasked_count) = counting_listener().await;
+        let (local, local_count) = counting_listener().await;
+        let (configured, configured_count) = counting_listener().await;
+
+        // a node on a LAN (local peers allowed) dials what it asked for
+        let (_a_dir, a, a_addr) = start_node(61, |l| l.allow_local_peers = true).await;
+        let mut stranger = greeted([127, 0, 0, 2], a_addr).await;
+        stranger.write_all(&pex(&[&asked])).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while asked_count.load(SeqCst) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the asked-for peer was not dialled"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // a second pex_response nobody asked for is ignored
+        stranger.write_all(&pex(&[&unasked])).await.unwrap();
+        // and it tells others the peer it reached
+        assert_eq!(peers_told(&mut stranger).await, vec![asked]);
+
+        // a node on the internet (the default) neither dials nor tells loopback addresses,
+        // learnt (by IP or by name) or configured
+        let localhost = local.replace("127.0.0.1", "localhost");
+        let (_b_dir, b, b_addr) = start_node(62, |l| l.peers = vec![configured.clone()]).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while configured_count.load(SeqCst) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the configured peer was not dialled"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut other = greeted([127, 0, 0, 3], b_addr).await;
+        other.write_all(&pex(&[&local, &localhost])).await.unwrap();
+        assert_eq!(peers_told(&mut other).await, Vec::<String>::new());
+
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(
+            unasked_count.load(SeqCst),
+            0,
+            "an unasked pex_response was dialled"
+        );
+        assert_eq!(
+            local_count.load(SeqCst),
+            0,
+            "a learnt loopback address was dialled"
+        );
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}

@@ -246,6 +246,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         pinned_task: (!config.task_id.is_empty()).then(|| config.task_id.clone()),
         net: NetConfig {
             mdns: config.mdns,
+            allow_local_peers: config.allow_local_peers,
             ..NetConfig::default()
         },
         legacy_listen: config
@@ -254,6 +255,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         legacy: LegacyOptions {
             peers: legacy_peers,
             node_id: identity.node_id(),
+            allow_local_peers: config.allow_local_peers,
             ..LegacyOptions::default()
         },
     };

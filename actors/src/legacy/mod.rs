@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use self::conn::Outbox;
-use self::limits::Budget;
+use self::limits::{Budget, Spend};
 use crate::artifact_fetcher::{AskArtifact, FetcherLinks, Offend};
 use crate::messages::{Forward, Ingest, Offence, Shutdown};
 use crate::peer_score::{PeerRef, SharedScores};
@@ -55,6 +55,12 @@ pub struct LegacyOptions {
     pub idle_timeout: Duration,
     /// Inbound connections from one IPv4 address, or one IPv6 /64, at most.
     pub max_inbound_per_ip: usize,
+    /// Peers learnt by PEX on loopback, private or link-local addresses are dialled and
+    /// advertised ([`crate::addresses`]).
+    pub allow_local_peers: bool,
+    /// Peers learnt by PEX that are dialled, per second on average and at once.
+    pub pex_dial_rate: f64,
+    pub pex_dial_burst: f64,
 }
 
 impl Default for LegacyOptions {
@@ -70,6 +76,9 @@ impl Default for LegacyOptions {
             first_frame_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
             max_inbound_per_ip: 8,
+            allow_local_peers: false,
+            pex_dial_rate: 0.5,
+            pex_dial_burst: 32.0,
         }
     }
 }
@@ -85,6 +94,9 @@ struct Conn {
     close: Arc<watch::Sender<bool>>,
     /// The peer's address: what its offences are counted under (plain TCP proves no more).
     addr: Option<std::net::SocketAddr>,
+    /// This node asked the peer for its peers (every connection starts with a `pex_request`)
+    /// and has not had the answer yet: a `pex_response` at any other time is ignored.
+    pex_asked: bool,
 }
 
 pub struct LegacyBridge {
@@ -105,6 +117,8 @@ pub struct LegacyBridge {
     unreachable: HashSet<String>,
     /// Bytes queued for writing on every connection (`conn::TOTAL_OUTBOX_CAP`).
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// Dials of peers learnt by PEX, all connections together.
+    pex_dials: Budget,
     stopping: bool,
 }
 
@@ -119,6 +133,11 @@ impl LegacyBridge {
         options: LegacyOptions,
     ) -> Self {
         let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let pex_dials = Budget::new(
+            options.pex_dial_rate,
+            options.pex_dial_burst,
+            Instant::now(),
+        );
         LegacyBridge {
             reads,
             scores,
@@ -134,6 +153,7 @@ impl LegacyBridge {
             redial: Redial::default(),
             unreachable: HashSet::new(),
             queued: Arc::default(),
+            pex_dials,
             stopping: false,
         }
     }
@@ -156,11 +176,32 @@ impl LegacyBridge {
             return;
         }
         let t = target.clone();
+        let allow_local = self.options.allow_local_peers;
         let attempt = async move {
-            tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(t.as_str()))
+            let connect = async {
+                if configured {
+                    return TcpStream::connect(t.as_str())
+                        .await
+                        .map_err(|e| e.to_string());
+                }
+                // a learnt name is resolved here, so what it points at is checked too
+                let resolved = tokio::net::lookup_host(t.as_str())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let usable: Vec<SocketAddr> = resolved
+                    .filter(|a| crate::addresses::may_use_learnt(a.ip(), allow_local))
+                    .collect();
+                if usable.is_empty() {
+                    return Err("a loopback, private or special address (not dialled)".into());
+                }
+                TcpStream::connect(usable.as_slice())
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            tokio::time::timeout(Duration::from_secs(10), connect)
                 .await
                 .map_err(|_| "timed out".to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
+                .and_then(|r| r)
         };
         ctx.spawn(actix::fut::wrap_future::<_, Self>(attempt).map(
             move |result, act, ctx| {
@@ -253,6 +294,7 @@ impl LegacyBridge {
                 outbox: outbox.clone(),
                 close,
                 addr,
+                pex_asked: true,
             },
         );
         if let Some(addr) = addr {
@@ -506,10 +548,11 @@ impl Handler<PexAsked> for LegacyBridge {
         let Some(c) = self.conns.get(&msg.conn) else {
             return;
         };
+        let allow_local = self.options.allow_local_peers;
         let peers = self
             .dialled_ok
             .iter()
-            .filter(|p| **p != c.key)
+            .filter(|p| **p != c.key && may_advertise(p, allow_local))
             .cloned()
             .collect();
         let _ = c.outbox.send_message(&Message::PexResponse { peers });
@@ -528,16 +571,30 @@ impl Handler<PexLearned> for LegacyBridge {
     type Result = ();
 
     fn handle(&mut self, msg: PexLearned, ctx: &mut Context<Self>) {
+        let Some(c) = self.conns.get_mut(&msg.conn) else {
+            return;
+        };
+        if !std::mem::replace(&mut c.pex_asked, false) {
+            debug!(peer = %c.key, "a pex_response nobody asked for: ignored");
+            return;
+        }
+        let allow_local = self.options.allow_local_peers;
         let mut dials = 0;
         for peer in msg.peers {
-            if dials >= PEX_DIALS || self.outbound_count() + dials >= self.options.max_outbound {
+            // dials in flight count against the outbound limit
+            let outbound = self.outbound_count() + self.dialling.len();
+            if dials >= PEX_DIALS || outbound >= self.options.max_outbound {
                 break;
             }
-            if !pex_entry_ok(&peer) || self.is_self(&peer) {
+            if !pex_entry_ok(&peer) || self.is_self(&peer) || !may_advertise(&peer, allow_local) {
                 continue;
             }
             if self.is_connected_to(&peer) || self.dialling.contains(&peer) {
                 continue;
+            }
+            if self.pex_dials.spend(Instant::now()) != Spend::Serve {
+                debug!("pex dial budget spent: the rest of this pex_response is not dialled");
+                break;
             }
             dials += 1;
             self.dial(peer, false, ctx);
@@ -589,6 +646,19 @@ pub fn same_network(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
         (IpAddr::V4(a), IpAddr::V4(b)) => a == b,
         (IpAddr::V6(a), IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
         _ => false,
+    }
+}
+
+/// Whether a `host:port` may be dialled when learnt, or told to a peer: an IP literal must pass
+/// [`crate::addresses::may_use_learnt`]; a name passes here and is checked once resolved (see
+/// `dial`).
+pub fn may_advertise(entry: &str, allow_local: bool) -> bool {
+    let Some((host, _)) = entry.rsplit_once(':') else {
+        return false;
+    };
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => crate::addresses::may_use_learnt(ip, allow_local),
+        Err(_) => true,
     }
 }
 

@@ -38,6 +38,9 @@ pub fn topic_for(message_type: &str) -> &'static str {
     }
 }
 
+/// Streams open at once on one connection, all protocols together (sync, gossip, identify,
+/// ping, Kademlia): a peer cannot make this node keep thousands of streams' buffers.
+pub const MAX_STREAMS_PER_CONNECTION: usize = 64;
 /// Largest gossip message and sync page (a frame of the reference protocol is at most 10 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
 /// Objects per sync page and bytes per page; a page is one response.
@@ -171,6 +174,19 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
+impl Response {
+    /// About how many bytes this response takes in memory (its bodies or artifact).
+    pub fn size(&self) -> usize {
+        match self {
+            Response::Log { bodies, .. } => bodies.iter().map(|b| b.len() + 24).sum::<usize>() + 64,
+            Response::Artifact { cid, bytes } => {
+                cid.len() + bytes.as_ref().map_or(0, Vec::len) + 64
+            }
+            Response::Refused { reason } => reason.len() + 64,
+        }
+    }
+}
+
 /// Settings of the transport and behaviours.
 #[derive(Clone, Debug)]
 pub struct NetConfig {
@@ -255,7 +271,10 @@ pub fn behaviour(key: &Keypair, config: &NetConfig) -> Result<Behaviour, String>
         [(StreamProtocol::new("/spore/sync/1"), ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(config.request_timeout)
-            .with_max_concurrent_streams(64),
+            // a stream is held from the request until its response is written: more than the
+            // requests a peer may have in flight (8) plus ours to it (a sync page and a few
+            // artifacts) is never needed
+            .with_max_concurrent_streams(16),
     );
     let mut kad_config = kad::Config::new(StreamProtocol::new("/spore/kad/1"));
     // only addresses the peer manager checked go into the table (see `crate::addresses`)
@@ -296,7 +315,12 @@ pub fn build_swarm(seed: [u8; 32], config: &NetConfig) -> Result<Swarm<Behaviour
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            yamux::Config::default,
+            || {
+                // every protocol's streams on one connection, together
+                let mut yamux = yamux::Config::default();
+                yamux.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
+                yamux
+            },
         )
         .map_err(|e| format!("transport: {e}"))?
         .with_behaviour(move |key| {

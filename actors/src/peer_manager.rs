@@ -50,7 +50,7 @@ pub struct PeerManager {
     /// Configured peers, re-dialled while not connected.
     bootstrap: Vec<Multiaddr>,
     redial: Redial,
-    table: PeerTable,
+    table: PeerTable<request_response::InboundRequestId>,
     fetcher: FetcherLinks,
     pending: HashMap<OutboundRequestId, Pending>,
     /// Our sync with each peer (`sync_session`).
@@ -252,6 +252,7 @@ impl PeerManager {
                 ..
             } => {
                 info!(peer = %peer_id, "peer disconnected");
+                self.table.forget(&peer_id.to_string());
                 self.fetcher.link(PeerRef::Mesh(peer_id), false);
                 self.syncs.end(&peer_id);
                 if let Some(addr) = self.dialled.get(&peer_id) {
@@ -319,10 +320,12 @@ impl PeerManager {
                 peer,
                 message:
                     Message::Request {
-                        request, channel, ..
+                        request_id,
+                        request,
+                        channel,
                     },
                 ..
-            } => self.serve(peer, request, channel, ctx),
+            } => self.serve(peer, request_id, request, channel, ctx),
             Event::Message {
                 peer,
                 message:
@@ -379,16 +382,24 @@ impl PeerManager {
                 }
                 None => {}
             },
-            Event::InboundFailure { peer, error, .. } => {
+            // a request holds its slot and bytes until its response is written or fails
+            Event::InboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
                 debug!(%peer, error = %error, "inbound request failed");
+                self.table.end_inbound(&request_id);
             }
-            Event::ResponseSent { .. } => {}
+            Event::ResponseSent { request_id, .. } => self.table.end_inbound(&request_id),
         }
     }
 
     fn serve(
         &mut self,
         peer: PeerId,
+        id: request_response::InboundRequestId,
         request: Request,
         channel: request_response::ResponseChannel<Response>,
         ctx: &mut Context<Self>,
@@ -409,10 +420,19 @@ impl PeerManager {
             self.penalize(peer, &format!("unreadable request: {reason}"));
             return;
         }
-        if let Err(refusal) = self.table.begin_inbound(&key, std::time::Instant::now()) {
+        let reserve = match &request {
+            Request::Log { .. } => net::SYNC_PAGE_BYTES,
+            Request::Artifact { .. } => crate::store::MAX_ARTIFACT_BYTES,
+            Request::Unreadable(_) => 0,
+        };
+        let admitted = self
+            .table
+            .begin_inbound(id, &key, std::time::Instant::now(), reserve);
+        if let Err(refusal) = admitted {
             let (reason, offence) = match refusal {
                 Refusal::Rate { offence } => ("busy: too many requests this second", offence),
                 Refusal::InFlight => ("too many requests at once", true),
+                Refusal::Busy => ("busy: too many responses waiting to be sent", false),
             };
             let refused = Response::Refused {
                 reason: reason.into(),
@@ -457,15 +477,20 @@ impl PeerManager {
         });
         ctx.spawn(
             actix::fut::wrap_future::<_, Self>(work).map(move |result, act, _| {
-                act.table.end_inbound(&key);
                 let response = result.unwrap_or_else(|e| Response::Refused {
                     reason: e.to_string(),
                 });
-                let _ = act
+                if !act.table.sized(&id, response.size()) {
+                    return; // the request failed meanwhile (its connection closed)
+                }
+                let sent = act
                     .swarm
                     .behaviour_mut()
                     .sync
                     .send_response(channel, response);
+                if sent.is_err() {
+                    act.table.end_inbound(&id);
+                }
             }),
         );
     }

@@ -11,6 +11,12 @@ pub const MAX_INBOUND_PER_PEER: u32 = 8;
 /// a time, at most `FetchLimits::per_peer_per_second` artifact requests).
 pub const MAX_REQUESTS_PER_SECOND: u32 = 500;
 
+/// Bytes of responses being read from the store or waiting to be written, all peers together.
+/// Each request reserves the most its response can be (a log page, an artifact) when admitted,
+/// and the reservation shrinks to the response's size once it is built: a node answering many
+/// slow readers holds at most this much in responses.
+pub const MAX_PENDING_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Why an inbound request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -20,19 +26,64 @@ pub enum Refusal {
     Rate { offence: bool },
     /// More requests in flight at once than any honest node keeps: an offence every time.
     InFlight,
+    /// The responses of all peers together are at [`MAX_PENDING_RESPONSE_BYTES`]: answered
+    /// "busy", no offence (the asker did nothing wrong).
+    Busy,
 }
 
-#[derive(Debug, Default)]
-pub struct PeerTable {
+/// One inbound request, from admission until its response is written or fails.
+#[derive(Debug)]
+struct InFlight {
+    peer: String,
+    bytes: usize,
+}
+
+/// Inbound request budgets: per peer (in flight, per second) and in total (response bytes).
+/// `I` names one request (libp2p's inbound request id).
+#[derive(Debug)]
+pub struct PeerTable<I> {
     inbound: HashMap<String, u32>,
     /// Per peer: the start of the current one-second window and the requests in it.
     rate: HashMap<String, (std::time::Instant, u32)>,
+    requests: HashMap<I, InFlight>,
+    pending_bytes: usize,
+    max_pending_bytes: usize,
 }
 
-impl PeerTable {
-    /// Takes one inbound request slot, or says why the peer is over its budget (too many at
-    /// once, or too many this second).
-    pub fn begin_inbound(&mut self, peer: &str, now: std::time::Instant) -> Result<(), Refusal> {
+impl<I> Default for PeerTable<I> {
+    fn default() -> Self {
+        PeerTable::with_byte_budget(MAX_PENDING_RESPONSE_BYTES)
+    }
+}
+
+impl<I> PeerTable<I> {
+    pub fn with_byte_budget(max_pending_bytes: usize) -> Self {
+        PeerTable {
+            inbound: HashMap::new(),
+            rate: HashMap::new(),
+            requests: HashMap::new(),
+            pending_bytes: 0,
+            max_pending_bytes,
+        }
+    }
+
+    /// Bytes reserved by requests in flight.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+}
+
+impl<I: std::hash::Hash + Eq> PeerTable<I> {
+    /// Admits request `id` of `peer`, reserving `reserve` bytes for its response, or says why
+    /// not (too many at once or this second from the peer, or too many bytes pending in all).
+    /// An admitted request holds its slot until [`PeerTable::end_inbound`].
+    pub fn begin_inbound(
+        &mut self,
+        id: I,
+        peer: &str,
+        now: std::time::Instant,
+        reserve: usize,
+    ) -> Result<(), Refusal> {
         let (start, count) = self.rate.entry(peer.to_string()).or_insert((now, 0));
         if now.duration_since(*start) >= std::time::Duration::from_secs(1) {
             *start = now;
@@ -44,18 +95,63 @@ impl PeerTable {
                 offence: *count == MAX_REQUESTS_PER_SECOND + 1,
             });
         }
-        let n = self.inbound.entry(peer.to_string()).or_default();
-        if *n >= MAX_INBOUND_PER_PEER {
+        let n = self.inbound.get(peer).copied().unwrap_or(0);
+        if n >= MAX_INBOUND_PER_PEER {
             return Err(Refusal::InFlight);
         }
-        *n += 1;
+        if self.pending_bytes.saturating_add(reserve) > self.max_pending_bytes {
+            return Err(Refusal::Busy);
+        }
+        self.inbound.insert(peer.to_string(), n + 1);
+        self.pending_bytes += reserve;
+        self.requests.insert(
+            id,
+            InFlight {
+                peer: peer.to_string(),
+                bytes: reserve,
+            },
+        );
         Ok(())
     }
 
-    pub fn end_inbound(&mut self, peer: &str) {
-        if let Some(n) = self.inbound.get_mut(peer) {
-            *n = n.saturating_sub(1);
+    /// The response of `id` is built and is `bytes` long (at most what was reserved). False
+    /// when the request has ended meanwhile (its connection failed): drop the response.
+    pub fn sized(&mut self, id: &I, bytes: usize) -> bool {
+        let Some(request) = self.requests.get_mut(id) else {
+            return false;
+        };
+        let bytes = bytes.min(request.bytes);
+        self.pending_bytes -= request.bytes - bytes;
+        request.bytes = bytes;
+        true
+    }
+
+    /// Request `id` ended (its response was written, or it failed): its slot and bytes are
+    /// free. Ending a request twice, or one never admitted, does nothing.
+    pub fn end_inbound(&mut self, id: &I) {
+        let Some(request) = self.requests.remove(id) else {
+            return;
+        };
+        self.pending_bytes -= request.bytes;
+        if let Some(n) = self.inbound.get_mut(&request.peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.inbound.remove(&request.peer);
+            }
         }
+    }
+
+    /// The peer is gone: its rate window is forgotten (its requests in flight end with their
+    /// own events), so the table holds only peers that are connected or answering.
+    pub fn forget(&mut self, peer: &str) {
+        self.rate.remove(peer);
+    }
+
+    /// Peers the table holds anything about (for tests of its pruning).
+    pub fn peers_held(&self) -> usize {
+        let mut peers: std::collections::HashSet<&String> = self.rate.keys().collect();
+        peers.extend(self.inbound.keys());
+        peers.len()
     }
 }
 
@@ -118,19 +214,21 @@ mod tests {
     fn inbound_budget() {
         let mut t = PeerTable::default();
         let now = std::time::Instant::now();
-        for _ in 0..MAX_INBOUND_PER_PEER {
-            assert!(t.begin_inbound("p", now).is_ok());
+        for id in 0..MAX_INBOUND_PER_PEER {
+            assert!(t.begin_inbound(id, "p", now, 1).is_ok());
         }
-        assert_eq!(t.begin_inbound("p", now), Err(Refusal::InFlight));
-        t.end_inbound("p");
-        assert!(t.begin_inbound("p", now).is_ok());
+        assert_eq!(t.begin_inbound(100, "p", now, 1), Err(Refusal::InFlight));
+        t.end_inbound(&0);
+        t.end_inbound(&0);
+        assert!(t.begin_inbound(101, "p", now, 1).is_ok());
+        assert_eq!(t.begin_inbound(102, "p", now, 1), Err(Refusal::InFlight));
         // a burst beyond the per-second rate is refused even when each is answered at once;
         // only the first refusal of the window is an offence
         let mut q = PeerTable::default();
         let refusals: Vec<Refusal> = (0..MAX_REQUESTS_PER_SECOND + 10)
-            .filter_map(|_| {
-                let r = q.begin_inbound("q", now);
-                q.end_inbound("q");
+            .filter_map(|id| {
+                let r = q.begin_inbound(id, "q", now, 1);
+                q.end_inbound(&id);
                 r.err()
             })
             .collect();
@@ -140,7 +238,33 @@ mod tests {
             .iter()
             .all(|r| *r == Refusal::Rate { offence: false }));
         let later = now + std::time::Duration::from_secs(1);
-        assert!(q.begin_inbound("q", later).is_ok());
+        assert!(q.begin_inbound(9_999, "q", later, 1).is_ok());
+    }
+
+    #[test]
+    fn responses_waiting_for_slow_readers_are_bounded_in_bytes_and_the_table_is_pruned() {
+        let mut t = PeerTable::with_byte_budget(100);
+        let now = std::time::Instant::now();
+        // two peers each reserve the most a response can be
+        assert!(t.begin_inbound(1, "a", now, 60).is_ok());
+        assert_eq!(t.begin_inbound(2, "b", now, 60), Err(Refusal::Busy));
+        // the first response turns out small: room again
+        assert!(t.sized(&1, 10));
+        assert_eq!(t.pending_bytes(), 10);
+        assert!(t.begin_inbound(3, "b", now, 60).is_ok());
+        assert_eq!(t.pending_bytes(), 70);
+        // a response is never counted larger than reserved
+        assert!(t.sized(&3, 1_000));
+        assert_eq!(t.pending_bytes(), 70);
+        // until written, a response holds its slot; then everything is free
+        t.end_inbound(&1);
+        t.end_inbound(&3);
+        assert_eq!(t.pending_bytes(), 0);
+        assert!(!t.sized(&3, 5), "an ended request");
+        // peers that left are forgotten
+        t.forget("a");
+        t.forget("b");
+        assert_eq!(t.peers_held(), 0);
     }
 
     #[test]

@@ -81,6 +81,9 @@ impl PeerScores {
         standings.sort_by(|a, b| b.1.total_cmp(&a.1));
         for (who, _) in standings.into_iter().skip(MAX_TRACKED / 2) {
             self.points.remove(&who);
+            // a ban is forgotten with its points: the table stays bounded under a flood of
+            // fresh identities or addresses, and the worst offenders are the ones kept
+            self.banned.remove(&who);
         }
     }
 }
@@ -146,5 +149,15 @@ mod tests {
         }
         assert!(s.points.len() <= MAX_TRACKED);
         assert_eq!(s.points(&worst, t), 5.0, "the worst offender is remembered");
+        // bans are bounded with the points: a flood of fresh banned identities does not grow
+        // the table, and the worst stays banned
+        let mut b = PeerScores::default();
+        b.offend(&worst, 50, 10.0, t);
+        for port in 2..(MAX_TRACKED as u16 * 2) {
+            let who = PeerRef::Legacy(format!("127.0.0.2:{port}").parse().unwrap());
+            b.offend(&who, 10, 10.0, t);
+        }
+        assert!(b.banned.len() <= MAX_TRACKED);
+        assert!(b.is_banned(&worst));
     }
 }

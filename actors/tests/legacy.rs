@@ -311,3 +311,36 @@ fn pex_answers_are_taken_only_when_asked_and_local_addresses_only_when_allowed()
         b.shutdown().await;
     });
 }
+
+#[test]
+fn an_address_that_sent_invalid_data_is_refused_after_it_reconnects() {
+    actix_rt::System::new().block_on(async {
+        let (_dir, node, addr) = start_node(63, |legacy| legacy.max_offences = 2).await;
+        // experiments with no fields: invalid objects, a serious offence each
+        let junk = Message::PexRequest.encode_frame().unwrap();
+        let mut bad = Vec::new();
+        let body = br#"{"type":"experiment","payload":{"id":"x"}}"#;
+        bad.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        bad.extend_from_slice(body);
+        let mut offender = greeted([127, 0, 0, 6], addr).await;
+        for _ in 0..4 {
+            let _ = offender.write_all(&bad).await;
+        }
+        let (_, closed) = read_for(&mut offender, Duration::from_secs(2)).await;
+        assert!(closed, "an offender's connection stayed open");
+        // from a new port of the same address: closed at once, never greeted
+        let mut again = connect_from([127, 0, 0, 6], addr).await;
+        let _ = again.write_all(&junk).await;
+        let (messages, closed) = read_for(&mut again, Duration::from_millis(700)).await;
+        assert!(closed && messages.is_empty(), "{messages:?}");
+        // another address is served as before
+        let mut honest = greeted([127, 0, 0, 7], addr).await;
+        honest.write_all(&junk).await.unwrap();
+        let (messages, closed) = read_for(&mut honest, Duration::from_millis(500)).await;
+        assert!(!closed);
+        assert!(messages
+            .iter()
+            .any(|m| matches!(m, Message::PexResponse { .. })));
+        node.shutdown().await;
+    });
+}

@@ -208,6 +208,11 @@ impl LegacyBridge {
                 act.dialling.remove(&target);
                 match result {
                     Ok(stream) => {
+                        let refused = stream.peer_addr().is_ok_and(|a| act.is_refused(a));
+                        if !configured && refused {
+                            debug!(peer = %target, "learnt peer's address sent invalid data: not kept");
+                            return;
+                        }
                         if act.unreachable.remove(&target) {
                             info!(peer = %target, "legacy peer reachable again");
                         }
@@ -398,6 +403,10 @@ impl Handler<Accepted> for LegacyBridge {
             debug!(addr = %msg.addr, why, "legacy connection refused");
             return;
         }
+        if self.is_refused(msg.addr) {
+            debug!(addr = %msg.addr, "legacy connection refused: its address sent invalid data");
+            return;
+        }
         self.open(msg.stream, msg.addr.to_string(), None, ctx);
     }
 }
@@ -454,20 +463,23 @@ impl Handler<Offence> for LegacyBridge {
     type Result = ();
 
     fn handle(&mut self, msg: Offence, _: &mut Context<Self>) {
-        let Some(c) = self.conns.get_mut(&msg.conn) else {
+        let Some(c) = self.conns.get(&msg.conn) else {
             return;
         };
         debug!(peer = %c.key, reason = %msg.reason, "invalid data from a legacy peer");
         let Some(addr) = c.addr else { return };
-        // `max_offences` serious offences' worth of points (twice as many minor ones), decaying
-        let limit = (self.options.max_offences as u32 * Severity::Serious.points()) as f64;
-        let past_limit = self
-            .scores
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .offend(&PeerRef::Legacy(addr), msg.points, limit, Instant::now());
-        if past_limit {
-            warn!(peer = %c.key, reason = %msg.reason, "legacy peer keeps sending invalid data: disconnecting");
+        let key_text = c.key.clone();
+        let limit = self.offence_limit();
+        let (standing, first_time) = {
+            let mut scores = self.scores.lock().unwrap_or_else(|e| e.into_inner());
+            let key = score_key(addr);
+            let first_time = scores.offend(&key, msg.points, limit, Instant::now());
+            (scores.points(&key, Instant::now()), first_time)
+        };
+        if standing >= limit {
+            if first_time {
+                warn!(peer = %key_text, reason = %msg.reason, "legacy peer keeps sending invalid data: disconnecting, and refusing its address until its offences fade");
+            }
             self.close(msg.conn, "invalid data");
         }
     }
@@ -603,6 +615,20 @@ impl Handler<PexLearned> for LegacyBridge {
 }
 
 impl LegacyBridge {
+    /// `max_offences` serious offences' worth of points (twice as many minor ones), decaying.
+    fn offence_limit(&self) -> f64 {
+        (self.options.max_offences as u32 * Severity::Serious.points()) as f64
+    }
+
+    /// Whether connections from (or to) `addr` are refused: its address (IPv4, or IPv6 /64)
+    /// reached its offence limit, and its points have not yet faded to half of it (at least
+    /// one `peer_score::HALF_LIFE`, ten minutes).
+    fn is_refused(&self, addr: SocketAddr) -> bool {
+        let scores = self.scores.lock().unwrap_or_else(|e| e.into_inner());
+        let key = score_key(addr);
+        scores.is_banned(&key) && scores.points(&key, Instant::now()) >= self.offence_limit() / 2.0
+    }
+
     /// An address that is this node's own listener (a peer advertises the address it dialled
     /// us on).
     fn is_self(&self, peer: &str) -> bool {
@@ -636,6 +662,20 @@ pub fn admit_inbound(
     } else {
         Ok(())
     }
+}
+
+/// What a reference peer's offences count under: its IPv4 address, or its IPv6 /64, without
+/// the port (a reconnect comes from a new port; plain TCP proves nothing finer).
+pub fn score_key(addr: SocketAddr) -> PeerRef {
+    use std::net::{IpAddr, Ipv6Addr};
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    };
+    PeerRef::Legacy(SocketAddr::new(ip, 0))
 }
 
 /// Whether two peers count as one address for the per-address cap: the same IPv4 address, or

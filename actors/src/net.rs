@@ -38,6 +38,8 @@ pub fn topic_for(message_type: &str) -> &'static str {
     }
 }
 
+/// Connections this node dials (its configured peers), kept apart from the inbound ones.
+pub const OUTBOUND_RESERVE: u32 = 64;
 /// Streams open at once on one connection, all protocols together (sync, gossip, identify,
 /// ping, Kademlia): a peer cannot make this node keep thousands of streams' buffers.
 pub const MAX_STREAMS_PER_CONNECTION: usize = 64;
@@ -292,6 +294,13 @@ pub fn behaviour(key: &Keypair, config: &NetConfig) -> Result<Behaviour, String>
     };
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(config.max_connections))
+        // strangers dialling in cannot take the share this node's own dials (its configured
+        // peers: the mesh dials nobody else) need
+        .with_max_established_incoming(Some(
+            config.max_connections.saturating_sub(OUTBOUND_RESERVE),
+        ))
+        .with_max_established_outgoing(Some(OUTBOUND_RESERVE))
+        .with_max_pending_outgoing(Some(OUTBOUND_RESERVE))
         .with_max_established_per_peer(Some(config.max_connections_per_peer))
         .with_max_pending_incoming(Some(64));
     Ok(Behaviour {

@@ -353,7 +353,8 @@ pub fn write_checked<B: AsRef<str>>(
                 ControlOutcome::Duplicate => out.summary.duplicates += 1,
                 // another event under an event id already taken: never stored, so never
                 // passed on (a key could sign endless ones)
-                ControlOutcome::DuplicateEventId { .. } => {
+                // or a signer's later vote about a record it voted on
+                ControlOutcome::DuplicateEventId { .. } | ControlOutcome::DuplicateVote { .. } => {
                     out.summary.duplicates += 1;
                     out.summary.variants += 1;
                 }

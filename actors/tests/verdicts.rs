@@ -294,7 +294,13 @@ fn verifications_of_other_nodes_of_the_class_count_once_each() {
     impostor.node_id = who(3).node_id();
     impostor.sign_with(&who(3));
     assert_eq!(put(&store, &[body(Message::Control(impostor))]), 1);
-    // a second vote by the same node, even with another figure: stored, not counted
+    // a second, later vote by the same node, even with another figure: not stored, not counted
+    let before = store
+        .read()
+        .unwrap()
+        .events_about(&w.child.id)
+        .unwrap()
+        .len();
     let mut again = verification(&who(2), &w.child, 1.5001, 13);
     again.payload = object([
         ("event_id", s("verification:second")),
@@ -314,11 +320,7 @@ fn verifications_of_other_nodes_of_the_class_count_once_each() {
             .verified_by,
         2
     );
-    let full = read.verdict(&w.child.id).unwrap().unwrap();
-    assert!(full
-        .refused
-        .iter()
-        .any(|(_, why)| why.contains("second vote")));
+    assert_eq!(read.events_about(&w.child.id).unwrap().len(), before);
 }
 
 #[test]
@@ -652,5 +654,75 @@ fn the_arbiter_signs_a_dispute_once_its_challenge_is_decided() {
     assert_eq!(
         arbitrate(&store.read().unwrap(), &me, &mine, now),
         vec![Arbitration::Closed(w.child.id.clone())]
+    );
+}
+
+#[test]
+fn one_vote_per_signer_and_record_is_kept_whatever_the_arrival_order() {
+    let (a, b, c) = (who(1), who(2), who(3));
+    let r = record(&a, None, 2.0, 1);
+    // one signer's flood of verifications of one record, each under a fresh event id
+    let flood: Vec<ControlEvent> = (0..300)
+        .map(|i| {
+            event(
+                "verification",
+                &b,
+                &r,
+                10 + (i * 7919 % 300),
+                vec![
+                    ("event_id", s(&format!("verification:{}:{i}", r.id))),
+                    ("verified_node_id", s(&r.node_id)),
+                    ("verifier_id", s(&b.node_id())),
+                    ("verifier_bpb", Value::Float(2.0)),
+                    ("verifier_gpu", s(CLASS)),
+                ],
+            )
+        })
+        .collect();
+    let first = flood
+        .iter()
+        .min_by(|x, y| (x.timestamp, &x.id).cmp(&(y.timestamp, &y.id)))
+        .unwrap()
+        .id
+        .clone();
+    let honest = verification(&c, &r, 2.0, 5);
+    let mut kept = Vec::new();
+    for order in [false, true] {
+        let (_dir, store) = open();
+        let mut bodies = vec![
+            body(Message::Task(task())),
+            body(Message::Experiment(r.clone())),
+        ];
+        let mut events = flood.clone();
+        if order {
+            events.reverse();
+        }
+        bodies.extend(events.into_iter().map(|e| body(Message::Control(e))));
+        bodies.push(body(Message::Control(honest.clone())));
+        assert_eq!(
+            put(&store, &bodies),
+            0,
+            "later votes are duplicates, not refusals"
+        );
+        let read = store.read().unwrap();
+        let events = read.events_about(&r.id).unwrap();
+        assert_eq!(events.len(), 2, "one vote each of the two verifiers");
+        assert_eq!(read.control_event_count().unwrap(), 2);
+        assert_eq!(read.verdict_summary(&r.id).unwrap().unwrap().verified_by, 2);
+        kept.push(
+            events
+                .into_iter()
+                .find(|e| e.node_id == b.node_id())
+                .unwrap()
+                .id,
+        );
+        // the log skips the replaced votes: a peer syncing gets only the kept ones
+        let served = read.log_after(0, 10_000, usize::MAX).unwrap();
+        assert_eq!(served.len(), 4, "task, record, two votes");
+    }
+    assert_eq!(
+        kept,
+        [first.clone(), first],
+        "the first in (timestamp, id) order, both times"
     );
 }

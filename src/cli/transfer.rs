@@ -178,9 +178,9 @@ impl ImportReport {
             },
             SignedObject::Control(event) => match w.insert_control_event(&event)? {
                 ControlOutcome::Accepted => self.control_events += 1,
-                ControlOutcome::Duplicate | ControlOutcome::DuplicateEventId { .. } => {
-                    self.already_present += 1
-                }
+                ControlOutcome::Duplicate
+                | ControlOutcome::DuplicateEventId { .. }
+                | ControlOutcome::DuplicateVote { .. } => self.already_present += 1,
                 ControlOutcome::Refused(why) => self.problems.push(format!(
                     "line {line}: {} {}: {why}",
                     event.event_type, event.id

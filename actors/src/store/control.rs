@@ -16,6 +16,11 @@ pub enum ControlOutcome {
     DuplicateEventId {
         stored_id: String,
     },
+    /// The signer already has a vote of this kind about this record that comes first in
+    /// (timestamp, id) order: this one would never count, and is not stored.
+    DuplicateVote {
+        kept_id: String,
+    },
     /// It can never count for the record it names (its publisher's own, or another hardware
     /// class): refused, not stored.
     Refused(String),
@@ -27,8 +32,7 @@ impl Writer<'_> {
         &mut self,
         event: &ControlEvent,
     ) -> Result<ControlOutcome, StoreError> {
-        let events = &mut self.t.control_events;
-        if events.get(event.id.as_str())?.is_some() {
+        if self.t.control_events.get(event.id.as_str())?.is_some() {
             return Ok(ControlOutcome::Duplicate);
         }
         let dedupe = &mut self.t.control_dedupe;
@@ -38,9 +42,29 @@ impl Writer<'_> {
                 stored_id: stored.value().to_string(),
             });
         }
+        if let Some(vote) = vote_key(event) {
+            let kept = self
+                .t
+                .votes
+                .get(vote.as_str())?
+                .map(|v| v.value().to_string());
+            if let Some(kept) = kept {
+                match self.control_event_in_txn(&kept)? {
+                    Some(old) if (old.timestamp, &old.id) <= (event.timestamp, &event.id) => {
+                        return Ok(ControlOutcome::DuplicateVote { kept_id: kept });
+                    }
+                    Some(old) => self.remove_control_event(&old)?,
+                    None => {}
+                }
+            }
+            self.t.votes.insert(vote.as_str(), event.id.as_str())?;
+        }
+        let dedupe = &mut self.t.control_dedupe;
         dedupe.insert(dedupe_key.as_str(), event.id.as_str())?;
         let bytes = json::to_wire(&event.to_value()).into_bytes();
-        events.insert(event.id.as_str(), bytes.as_slice())?;
+        self.t
+            .control_events
+            .insert(event.id.as_str(), bytes.as_slice())?;
         self.t.control_by_time.insert(
             key(&[&sortable_i64(event.timestamp), event.id.as_bytes()]).as_slice(),
             (),
@@ -51,6 +75,50 @@ impl Writer<'_> {
         self.append_log(super::LogKind::Control, &event.id)?;
         Ok(ControlOutcome::Accepted)
     }
+}
+
+impl Writer<'_> {
+    fn control_event_in_txn(&self, id: &str) -> Result<Option<ControlEvent>, StoreError> {
+        let bytes = self.t.control_events.get(id)?;
+        bytes.map(|b| parse_event(b.value())).transpose()
+    }
+
+    /// Takes out a vote that a newer-arrived, earlier one replaces: from the events, their
+    /// indexes and the dedupe table (so it is refused if it comes again). Its arrival-log entry
+    /// stays and is skipped when served. Its verification-work count stays (it was work).
+    fn remove_control_event(&mut self, event: &ControlEvent) -> Result<(), StoreError> {
+        let t = &mut self.t;
+        t.control_events.remove(event.id.as_str())?;
+        t.control_by_time
+            .remove(key(&[&sortable_i64(event.timestamp), event.id.as_bytes()]).as_slice())?;
+        t.control_dedupe.remove(event.dedupe_key().as_str())?;
+        if let Some(exp) = super::verdicts::subject(event) {
+            let k = key(&[exp.as_bytes(), event.id.as_bytes()]);
+            t.control_by_experiment.remove(k.as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+/// The vote an event casts, as a [`super::tables::VOTES`] key: verifications and challenges,
+/// one per signer and record; responses, one per signer, record and challenge. `None` for
+/// events that are not votes about a record.
+pub(super) fn vote_key(event: &ControlEvent) -> Option<String> {
+    use spore_spec::ControlKind;
+    let record = super::verdicts::subject(event)?;
+    let kind = event.kind()?;
+    Some(match kind {
+        ControlKind::Verification | ControlKind::Challenge => {
+            format!("{record}:{}:{}", kind.as_str(), event.node_id)
+        }
+        ControlKind::ChallengeResponse => format!(
+            "{record}:{}:{}:{}",
+            kind.as_str(),
+            event.node_id,
+            event.payload_str("challenger_id")
+        ),
+        ControlKind::Dispute => return None,
+    })
 }
 
 impl Reader {

@@ -36,6 +36,10 @@ pub const CONTROL_BY_TIME: TableDefinition<&[u8], ()> = TableDefinition::new("co
 /// `<type>:<event_id>`, anyone could sign an event under an honest node's predictable event id
 /// first and have the honest one refused as a duplicate.
 pub const CONTROL_DEDUPE: TableDefinition<&str, &str> = TableDefinition::new("control_dedupe_v2");
+/// record id ‖ `:` ‖ vote kind ‖ `:` ‖ signer (‖ `:` ‖ challenger, for responses) → event id: the
+/// one vote of each signer about each record that is kept, the one first in (timestamp, id)
+/// order (the one the verdict counts, whatever the arrival order).
+pub const VOTES: TableDefinition<&str, &str> = TableDefinition::new("votes_v1");
 /// record id ‖ event id → (): the control events about each record.
 pub const CONTROL_BY_EXPERIMENT: TableDefinition<&[u8], ()> =
     TableDefinition::new("control_by_experiment_v1");
@@ -112,6 +116,7 @@ table_set! {
     control_by_time: CONTROL_BY_TIME<&'static [u8], ()>,
     control_dedupe: CONTROL_DEDUPE<&'static str, &'static str>,
     control_by_experiment: CONTROL_BY_EXPERIMENT<&'static [u8], ()>,
+    votes: VOTES<&'static str, &'static str>,
     verdicts: VERDICTS<&'static str, &'static [u8]>,
     open_challenges: OPEN_CHALLENGES<&'static str, i64>,
     profiles: PROFILES<&'static str, &'static [u8]>,

@@ -176,9 +176,12 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// How this node runs sandboxed code.
-    pub fn sandbox(&self) -> spore_actors::command_task::SandboxOptions {
+    /// How this node runs sandboxed code; nothing bound into the sandbox may show `data_dir`
+    /// or the user's home.
+    pub fn sandbox(&self, data_dir: &Path) -> spore_actors::command_task::SandboxOptions {
         let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let mut protected = vec![data_dir.to_path_buf()];
+        protected.extend(std::env::var_os("HOME").map(std::path::PathBuf::from));
         spore_actors::command_task::SandboxOptions {
             python: self.sandbox_python.clone(),
             memory_mb: self.sandbox_memory_mb,
@@ -186,6 +189,7 @@ impl NodeConfig {
             output_bytes: (self.sandbox_output_kb as usize) << 10,
             torch_python: some(&self.torch_python),
             reference_workspace: some(&self.reference_workspace).map(Into::into),
+            protected,
         }
     }
 

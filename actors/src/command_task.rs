@@ -152,6 +152,9 @@ pub struct SandboxOptions {
     /// records.
     pub torch_python: Option<String>,
     pub reference_workspace: Option<PathBuf>,
+    /// Directories no host directory bound into the sandbox may contain (the data dir with the
+    /// node's key, the user's home); nor may one lie inside the data dir.
+    pub protected: Vec<PathBuf>,
 }
 
 impl Default for SandboxOptions {
@@ -163,6 +166,7 @@ impl Default for SandboxOptions {
             output_bytes: 1 << 20,
             torch_python: None,
             reference_workspace: None,
+            protected: Vec::new(),
         }
     }
 }
@@ -180,11 +184,36 @@ impl SandboxOptions {
 
     /// The interpreter an evaluator names, on this node.
     pub fn interpreter(&self, name: &str) -> Result<Interpreter, String> {
-        match name {
-            "python3" => Interpreter::resolve(&self.python),
-            "sh" => Interpreter::resolve("/bin/sh"),
-            other => Err(format!("no interpreter {other:?} here")),
+        let interpreter = match name {
+            "python3" => Interpreter::resolve(&self.python)?,
+            "sh" => Interpreter::resolve("/bin/sh")?,
+            other => return Err(format!("no interpreter {other:?} here")),
+        };
+        self.check_binds(&interpreter.binds)?;
+        Ok(interpreter)
+    }
+
+    /// Refuses host directories to bind that would show the sandbox a protected one: one that
+    /// contains the data dir or the home directory (a Python whose `sys.prefix` is `/home/me`
+    /// or `/`), or lies inside the data dir.
+    pub fn check_binds(&self, binds: &[PathBuf]) -> Result<(), String> {
+        for bind in binds {
+            let bind = std::fs::canonicalize(bind).unwrap_or_else(|_| bind.clone());
+            for (i, protected) in self.protected.iter().enumerate() {
+                let protected =
+                    std::fs::canonicalize(protected).unwrap_or_else(|_| protected.clone());
+                let inside_data_dir = i == 0 && bind.starts_with(&protected);
+                if protected.starts_with(&bind) || inside_data_dir {
+                    return Err(format!(
+                        "{} would be bound into the sandbox and shows {}: use a Python \
+                         installed elsewhere (sandbox_python, torch_python)",
+                        bind.display(),
+                        protected.display()
+                    ));
+                }
+            }
         }
+        Ok(())
     }
 
     /// What re-running `python_train_script` records needs; the error is why they are skipped.
@@ -197,7 +226,11 @@ impl SandboxOptions {
             "python_train_script records need the reference's workspace: set reference_workspace \
              (a directory with its prepare.py and batching.py)",
         )?;
-        ReferenceWorkspace::open(python, dir)
+        let workspace = ReferenceWorkspace::open(python, dir)?;
+        let mut binds = workspace.python.binds.clone();
+        binds.extend(workspace.cache.clone());
+        self.check_binds(&binds)?;
+        Ok(workspace)
     }
 }
 
@@ -431,5 +464,35 @@ mod tests {
         assert_eq!(parse_metric("sort_ms_x: 3\n", "sort_ms"), None);
         assert_eq!(parse_metric("sort_ms: nan\n", "sort_ms"), None);
         assert_eq!(parse_metric("score: -2.5e3\n", "score"), Some(-2500.0));
+    }
+
+    #[test]
+    fn binds_that_would_show_the_data_dir_or_home_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let home = root.path().join("home/me");
+        let data = home.join(".spore");
+        let venv = home.join("venvs/eval");
+        for dir in [&data, &venv] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let options = SandboxOptions {
+            protected: vec![data.clone(), home.clone()],
+            ..SandboxOptions::default()
+        };
+        // a venv inside the home directory is fine; /usr is fine
+        assert!(options.check_binds(&[venv, "/usr".into()]).is_ok());
+        // a prefix that is, or contains, the home or the data dir is not
+        for bad in [
+            home.clone(),
+            root.path().join("home"),
+            data.clone(),
+            data.join("x"),
+        ] {
+            let err = options.check_binds(std::slice::from_ref(&bad)).unwrap_err();
+            assert!(
+                err.contains("would be bound into the sandbox"),
+                "{bad:?}: {err}"
+            );
+        }
     }
 }

@@ -47,13 +47,16 @@ const SECCOMP_FD: i32 = 99;
 /// x32 system calls likewise, and a process of a foreign architecture is killed. `None` on an
 /// architecture without a filter here (the network namespace still isolates).
 fn seccomp_program() -> Option<Vec<u8>> {
-    let (arch, nr_socket, nr_io_uring_setup): (u32, u32, u32) = if cfg!(target_arch = "x86_64") {
-        (0xC000_003E, 41, 425)
-    } else if cfg!(target_arch = "aarch64") {
-        (0xC000_00B7, 198, 425)
-    } else {
-        return None;
-    };
+    // ptrace, process_vm_readv, process_vm_writev, pidfd_getfd: a process of the run reaching
+    // into another one (the evaluator's output, its memory) fails with EPERM
+    let (arch, nr_socket, nr_io_uring_setup, peek): (u32, u32, u32, [u32; 4]) =
+        if cfg!(target_arch = "x86_64") {
+            (0xC000_003E, 41, 425, [101, 310, 311, 438])
+        } else if cfg!(target_arch = "aarch64") {
+            (0xC000_00B7, 198, 425, [117, 270, 271, 438])
+        } else {
+            return None;
+        };
     const LD_W_ABS: u16 = 0x20;
     const JEQ: u16 = 0x15;
     const JGE: u16 = 0x35;
@@ -61,19 +64,25 @@ fn seccomp_program() -> Option<Vec<u8>> {
     const KILL_PROCESS: u32 = 0x8000_0000;
     const ALLOW: u32 = 0x7fff_0000;
     let deny = 0x0005_0000 | libc::EAFNOSUPPORT as u32;
+    let eperm = 0x0005_0000 | libc::EPERM as u32;
     // (code, jump if true, jump if false, k); jumps count from the next instruction
-    let program: [(u16, u8, u8, u32); 11] = [
+    let program: [(u16, u8, u8, u32); 16] = [
         (LD_W_ABS, 0, 0, 4), // 0: arch
         (JEQ, 1, 0, arch),   // 1: native → 3
         (RET, 0, 0, KILL_PROCESS),
         (LD_W_ABS, 0, 0, 0),               // 3: nr
-        (JGE, 4, 0, 0x4000_0000),          // 4: x32 → deny
-        (JEQ, 3, 0, nr_io_uring_setup),    // 5: → deny
-        (JEQ, 0, 3, nr_socket),            // 6: not socket → allow
-        (LD_W_ABS, 0, 0, 16),              // 7: args[0] (family), low half
-        (JEQ, 1, 0, libc::AF_UNIX as u32), // 8: AF_UNIX → allow
-        (RET, 0, 0, deny),                 // 9: deny
-        (RET, 0, 0, ALLOW),                // 10: allow
+        (JGE, 8, 0, 0x4000_0000),          // 4: x32 → deny (13)
+        (JEQ, 7, 0, nr_io_uring_setup),    // 5: → deny (13)
+        (JEQ, 7, 0, peek[0]),              // 6: → eperm (14)
+        (JEQ, 6, 0, peek[1]),              // 7: → eperm
+        (JEQ, 5, 0, peek[2]),              // 8: → eperm
+        (JEQ, 4, 0, peek[3]),              // 9: → eperm
+        (JEQ, 0, 4, nr_socket),            // 10: not socket → allow (15)
+        (LD_W_ABS, 0, 0, 16),              // 11: args[0] (family), low half
+        (JEQ, 2, 0, libc::AF_UNIX as u32), // 12: AF_UNIX → allow (15)
+        (RET, 0, 0, deny),                 // 13: deny
+        (RET, 0, 0, eperm),                // 14: eperm
+        (RET, 0, 0, ALLOW),                // 15: allow
     ];
     let mut out = Vec::with_capacity(program.len() * 8);
     for (code, jt, jf, k) in program {
@@ -90,13 +99,13 @@ fn seccomp_program() -> Option<Vec<u8>> {
 pub struct Limits {
     pub wall: Duration,
     pub cpu: Duration,
-    /// Address space per process (MiB).
+    /// Address space per process, and resident memory of all its processes together (MiB).
     pub memory_mb: u64,
     /// Processes (and threads) the run may have at once.
     pub processes: u64,
     /// Bytes of stdout + stderr kept before the run is killed.
     pub output_bytes: usize,
-    /// Largest file the run may write, and the size of `/work` and `/tmp` each (MiB).
+    /// Largest file the run may write, and the size of `/work`, `/tmp` and `/dev/shm` each (MiB).
     pub disk_mb: u64,
 }
 
@@ -254,6 +263,14 @@ impl Sandbox {
         }
     }
 
+    /// The same sandbox run as the node's own user, as on a node that is not root (a root node
+    /// runs it as an unprivileged user of its own): for tests, on a root machine, of what a
+    /// non-root node allows.
+    pub fn as_own_user(mut self) -> Sandbox {
+        self.drop_to = None;
+        self
+    }
+
     /// Runs `job` to its end or its limit. Never panics; a failure to start is an outcome with
     /// the reason on stderr.
     pub fn run(&self, job: &Job) -> Outcome {
@@ -309,7 +326,9 @@ impl Sandbox {
             "--dev".into(),
             "/dev".into(),
         ]);
-        for dir in ["/tmp", "/work"] {
+        // every writable place is a tmpfs of a fixed size (`/dev/shm` too: bubblewrap's
+        // `/dev` would hold any amount)
+        for dir in ["/tmp", "/work", "/dev/shm"] {
             a.extend(["--size".into(), disk.clone(), "--tmpfs".into(), dir.into()]);
         }
         // after the tmpfs mounts, so a host directory under /work or /tmp stays visible
@@ -374,12 +393,17 @@ impl Sandbox {
             // the limit counts every process of this user, so leave room for those running now
             None => limits.processes + processes_of(unsafe { libc::getuid() }),
         };
+        // stdout and stderr are sockets, not pipes: a process of the run cannot reopen a socket
+        // through /proc/<pid>/fd (a pipe it can, when it runs as the node's own user), so
+        // nothing but what it was handed writes the lines the metric is read from
+        let (stdout, child_stdout) = socket_pair()?;
+        let (stderr, child_stderr) = socket_pair()?;
         let mut cmd = Command::new(&self.bwrap);
         cmd.args(self.args(job))
             .env_clear()
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(Stdio::from(child_stdout))
+            .stderr(Stdio::from(child_stderr));
         if let Some(id) = self.drop_to {
             cmd.uid(id).gid(id);
         }
@@ -424,13 +448,13 @@ impl Sandbox {
                 Ok(())
             });
         }
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .map_err(|e| format!("{}: {e}", self.bwrap.display()))?;
+        // our copies of the child's ends: closed, so the readers see the end of the output
+        drop(cmd);
         let pid = child.id() as i32;
         let over = Arc::new(AtomicBool::new(false));
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let stderr = child.stderr.take().ok_or("no stderr")?;
         let cap = limits.output_bytes;
         let stdout_reader = capped_reader(stdout, cap, over.clone());
         let stderr_reader = capped_reader(stderr, cap, over.clone());
@@ -456,6 +480,10 @@ impl Sandbox {
             if killed.is_none() {
                 if over.load(Ordering::Relaxed) {
                     killed = Some(Violation::Output);
+                } else if meter.tree_rss_kib > limits.memory_mb * 1024 {
+                    // the address-space limit is per process: this bounds all of them together
+                    // (sampled every 100 ms)
+                    killed = Some(Violation::Memory);
                 } else if Instant::now() >= deadline {
                     killed = Some(Violation::WallTime);
                 }
@@ -609,6 +637,16 @@ fn capped_reader(
             }
         }
     })
+}
+
+/// A connected pair of Unix stream sockets (close-on-exec): ours to read, the child's to write.
+fn socket_pair() -> Result<(std::os::unix::net::UnixStream, std::os::fd::OwnedFd), String> {
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    // the child writes only; we only read
+    let _ = ours.shutdown(std::net::Shutdown::Write);
+    let _ = theirs.shutdown(std::net::Shutdown::Read);
+    Ok((ours, theirs.into()))
 }
 
 /// An anonymous in-memory file holding `bytes`, positioned at its start.

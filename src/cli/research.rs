@@ -58,7 +58,7 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32]) -> Result<M
             gpu_model: hardware.class.clone(),
             probability: config.verify_probability,
             datasets_dir: data_dir.datasets(),
-            sandbox: config.sandbox(),
+            sandbox: config.sandbox(&data_dir.root),
             rerun: None,
         },
     };
@@ -97,7 +97,7 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32]) -> Result<M
         },
         llm,
         datasets_dir: data_dir.datasets(),
-        sandbox: config.sandbox(),
+        sandbox: config.sandbox(&data_dir.root),
     };
     Ok(Mode::Research(work, Box::new(research)))
 }

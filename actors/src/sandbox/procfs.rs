@@ -10,6 +10,8 @@ pub(super) struct TreeMeter {
     /// pid → CPU ticks last seen (a finished process keeps its last figure).
     ticks: std::collections::HashMap<i32, u64>,
     pub(super) peak_rss_kib: u64,
+    /// Resident memory of the whole tree at the last sample (KiB).
+    pub(super) tree_rss_kib: u64,
 }
 
 impl TreeMeter {
@@ -18,6 +20,7 @@ impl TreeMeter {
             root,
             ticks: Default::default(),
             peak_rss_kib: 0,
+            tree_rss_kib: 0,
         }
     }
 
@@ -44,7 +47,7 @@ impl TreeMeter {
             };
             let f: Vec<&str> = rest.split_whitespace().collect();
             let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            all.insert(pid, (num(1) as i32, num(11) + num(12)));
+            all.insert(pid, (num(1) as i32, num(11) + num(12), num(21)));
         }
         let mut tree = vec![self.root];
         let mut i = 0;
@@ -53,9 +56,12 @@ impl TreeMeter {
             tree.extend(all.iter().filter(|(_, v)| v.0 == parent).map(|(p, _)| *p));
             i += 1;
         }
+        let page_kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64) / 1024;
+        self.tree_rss_kib = 0;
         for pid in tree {
-            if let Some((_, ticks)) = all.get(&pid) {
+            if let Some((_, ticks, pages)) = all.get(&pid) {
                 self.ticks.insert(pid, *ticks);
+                self.tree_rss_kib += pages * page_kib;
             }
             if let Some(kib) = spore_train::child::peak_rss_kib(&pid.to_string()) {
                 self.peak_rss_kib = self.peak_rss_kib.max(kib);

@@ -318,12 +318,12 @@ fn an_address_that_sent_invalid_data_is_refused_after_it_reconnects() {
         let (_dir, node, addr) = start_node(63, |legacy| legacy.max_offences = 2).await;
         // experiments with no fields: invalid objects, a serious offence each
         let junk = Message::PexRequest.encode_frame().unwrap();
-        let mut bad = Vec::new();
-        let body = br#"{"type":"experiment","payload":{"id":"x"}}"#;
-        bad.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        bad.extend_from_slice(body);
         let mut offender = greeted([127, 0, 0, 6], addr).await;
-        for _ in 0..4 {
+        for i in 0..4 {
+            // each different: the same bytes again are dropped unread
+            let body = format!(r#"{{"type":"experiment","payload":{{"id":"x{i}"}}}}"#);
+            let mut bad = (body.len() as u32).to_be_bytes().to_vec();
+            bad.extend_from_slice(body.as_bytes());
             let _ = offender.write_all(&bad).await;
         }
         let (_, closed) = read_for(&mut offender, Duration::from_secs(2)).await;
@@ -341,6 +341,32 @@ fn an_address_that_sent_invalid_data_is_refused_after_it_reconnects() {
         assert!(messages
             .iter()
             .any(|m| matches!(m, Message::PexResponse { .. })));
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn a_request_flood_is_cut_off_at_once() {
+    actix_rt::System::new().block_on(async {
+        let (_dir, node, addr) = start_node(64, |legacy| {
+            legacy.request_rate = 100.0;
+            legacy.request_burst = 100.0;
+        })
+        .await;
+        // pings far past the budget within a second: closed, not merely refused for seconds
+        let mut flooder = greeted([127, 0, 0, 8], addr).await;
+        let ping = Message::Ping.encode_frame().unwrap();
+        let flood: Vec<u8> = ping
+            .iter()
+            .copied()
+            .cycle()
+            .take(ping.len() * 3_000)
+            .collect();
+        let started = Instant::now();
+        let _ = flooder.write_all(&flood).await;
+        let (_, closed) = read_for(&mut flooder, Duration::from_secs(3)).await;
+        assert!(closed, "a flooding connection stayed open");
+        assert!(started.elapsed() < Duration::from_secs(3));
         node.shutdown().await;
     });
 }

@@ -173,9 +173,47 @@ pub struct Reader {
     pub first_frame_timeout: Duration,
     /// Closed when nothing came for this long; pinged after half of it.
     pub idle_timeout: Duration,
+    /// Object frames this connection already sent.
+    pub seen: SeenFrames,
+    /// A request flood was reported: the bridge is closing the connection.
+    pub flooded: bool,
 }
 
 /// Where our own sync with the peer stands: records, then control events, then tasks.
+/// Fingerprints of the object frames one connection sent, so a replay of the same bytes costs
+/// one hash instead of a parse and a signature check. An honest peer never sends an object twice
+/// on one connection. Bounded: past [`SeenFrames::MAX`] it starts over.
+#[derive(Debug)]
+pub struct SeenFrames {
+    keys: std::collections::hash_map::RandomState,
+    seen: std::collections::HashSet<u64>,
+}
+
+impl Default for SeenFrames {
+    fn default() -> Self {
+        SeenFrames {
+            keys: std::collections::hash_map::RandomState::new(),
+            seen: Default::default(),
+        }
+    }
+}
+
+impl SeenFrames {
+    const MAX: usize = 1 << 16;
+
+    /// True the first time `bytes` are offered (keyed SipHash: a peer cannot aim collisions).
+    pub fn first_time(&mut self, bytes: &[u8]) -> bool {
+        use std::hash::BuildHasher as _;
+        if self.seen.len() >= Self::MAX {
+            self.seen.clear();
+        }
+        self.seen.insert(self.keys.hash_one(bytes))
+    }
+}
+
+/// Offence points of a request flood: past any connection's limit at once.
+const FLOOD_POINTS: u32 = 1_000;
+
 struct OurSync {
     stage: Option<SyncKind>,
     done: bool,
@@ -346,6 +384,11 @@ impl Reader {
                 sync.received += 1;
                 sync.idle_until = Instant::now() + SYNC_IDLE;
             }
+            // the same bytes again on this connection (a peer replaying what it sent, to make
+            // this node check the signatures over and over): dropped unread
+            if !self.seen.first_time(text.as_bytes()) {
+                return;
+            }
             batch.push(text).await;
             return;
         };
@@ -366,7 +409,19 @@ impl Reader {
             request => {
                 match self.budget.spend(Instant::now()) {
                     Spend::Serve => {}
-                    Spend::Refuse { offence } => {
+                    Spend::Refuse { flood: true, .. } => {
+                        // cut off now, and its address refused for a while
+                        if std::mem::replace(&mut self.flooded, true) {
+                            return;
+                        }
+                        self.bridge.do_send(Offence {
+                            conn: self.conn,
+                            points: FLOOD_POINTS,
+                            reason: "a request flood".into(),
+                        });
+                        return;
+                    }
+                    Spend::Refuse { offence, .. } => {
                         if offence {
                             self.offence("requests over the rate limit");
                         }

@@ -15,15 +15,24 @@ pub struct Budget {
     at: Instant,
     /// The last second an over-budget request was counted as an offence.
     last_offence: Option<Instant>,
+    /// Requests refused since `window` began (one second).
+    refused: u32,
+    window: Instant,
 }
+
+/// Requests refused within one second past which a peer is flooding, not merely asking fast:
+/// it is cut off at once (an honest peer never sends more than its budget refills).
+pub const FLOOD_REFUSALS: u32 = 2_000;
 
 /// What to do with a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Spend {
     Serve,
-    /// Over budget: drop it; `offence` for the first refusal of each second.
+    /// Over budget: drop it; `offence` for the first refusal of each second, `flood` once
+    /// more than [`FLOOD_REFUSALS`] were refused within one second.
     Refuse {
         offence: bool,
+        flood: bool,
     },
 }
 
@@ -35,6 +44,8 @@ impl Budget {
             tokens: burst,
             at: now,
             last_offence: None,
+            refused: 0,
+            window: now,
         }
     }
 
@@ -52,7 +63,14 @@ impl Budget {
         if offence {
             self.last_offence = Some(now);
         }
-        Spend::Refuse { offence }
+        if now.saturating_duration_since(self.window) >= Duration::from_secs(1) {
+            (self.window, self.refused) = (now, 0);
+        }
+        self.refused += 1;
+        Spend::Refuse {
+            offence,
+            flood: self.refused > FLOOD_REFUSALS,
+        }
     }
 }
 
@@ -67,20 +85,57 @@ mod tests {
         for _ in 0..1_000 {
             assert_eq!(b.spend(t0), Spend::Serve);
         }
-        assert_eq!(b.spend(t0), Spend::Refuse { offence: true });
-        assert_eq!(b.spend(t0), Spend::Refuse { offence: false });
+        assert_eq!(
+            b.spend(t0),
+            Spend::Refuse {
+                offence: true,
+                flood: false
+            }
+        );
+        assert_eq!(
+            b.spend(t0),
+            Spend::Refuse {
+                offence: false,
+                flood: false
+            }
+        );
         // 10 ms later one token has come back
         let t1 = t0 + Duration::from_millis(10);
         assert_eq!(b.spend(t1), Spend::Serve);
-        assert_eq!(b.spend(t1), Spend::Refuse { offence: false });
+        assert_eq!(
+            b.spend(t1),
+            Spend::Refuse {
+                offence: false,
+                flood: false
+            }
+        );
         let t2 = t0 + Duration::from_millis(1_005);
         assert_eq!(b.spend(t2), Spend::Serve, "refilled");
         let mut first_refusal = None;
         for _ in 0..200 {
-            if let Spend::Refuse { offence } = b.spend(t2) {
+            if let Spend::Refuse { offence, .. } = b.spend(t2) {
                 first_refusal.get_or_insert(offence);
             }
         }
         assert_eq!(first_refusal, Some(true), "a new second, a new offence");
+    }
+
+    #[test]
+    fn a_sustained_flood_is_told_apart_from_a_fast_peer() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(100.0, 100.0, t0);
+        let mut floods = 0;
+        for _ in 0..(100 + FLOOD_REFUSALS + 5) {
+            if let Spend::Refuse { flood: true, .. } = b.spend(t0) {
+                floods += 1;
+            }
+        }
+        assert_eq!(floods, 5, "past FLOOD_REFUSALS refusals in one second");
+        // a second later the count starts again
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(matches!(
+            b.spend(t1),
+            Spend::Serve | Spend::Refuse { flood: false, .. }
+        ));
     }
 }

@@ -284,6 +284,8 @@ impl LegacyBridge {
             ),
             first_frame_timeout: self.options.first_frame_timeout,
             idle_timeout: self.options.idle_timeout,
+            seen: Default::default(),
+            flooded: false,
         };
         tokio::spawn(async move {
             let reason = reader.run(read).await;

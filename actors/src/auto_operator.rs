@@ -71,9 +71,9 @@ pub fn make_manifest(
     binaries: &[(String, String, String)],
     steps: &[String],
     released_at: i64,
-    expires_at: i64,
+    expires_at: Option<i64>,
 ) -> Result<String, String> {
-    if expires_at <= released_at {
+    if expires_at.is_some_and(|e| e <= released_at) {
         return Err("a manifest must expire after it is released".into());
     }
     for (_, url, _) in binaries {
@@ -101,14 +101,19 @@ pub fn make_manifest(
     let mut members = vec![
         ("version".to_string(), Value::Str(version.into())),
         ("released_at".to_string(), Value::Int(released_at)),
-        ("expires_at".to_string(), Value::Int(expires_at)),
+    ];
+    // without an expiry: the old format, for nodes whose releases refuse the member
+    if let Some(expires_at) = expires_at {
+        members.push(("expires_at".to_string(), Value::Int(expires_at)));
+    }
+    members.extend([
         ("binaries".to_string(), Value::Object(bins)),
         (
             "steps".to_string(),
             Value::Array(steps.iter().map(|s| Value::Str(s.clone())).collect()),
         ),
         ("key".to_string(), Value::Str(key.node_id())),
-    ];
+    ]);
     let signature = key.sign_hex(json::to_canonical(&Value::Object(members.clone())).as_bytes());
     members.push(("signature".to_string(), Value::Str(signature)));
     Ok(json::to_wire(&Value::Object(members)))
@@ -450,7 +455,7 @@ mod tests {
             &[(platform(), "file:///x".into(), "ab".repeat(32))],
             &steps.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
             1,
-            EXPIRES,
+            Some(EXPIRES),
         )
         .unwrap_or_else(|e| {
             // make_manifest refuses unknown steps itself; build one by hand for the test
@@ -490,7 +495,7 @@ mod tests {
         let err =
             check_manifest(tampered.as_bytes(), &keys, "0.1.0", &platform(), NOW).unwrap_err();
         assert_eq!(err, "bad signature");
-        assert!(make_manifest(&key, "0.2.0", &[], &["rm_rf".into()], 1, EXPIRES).is_err());
+        assert!(make_manifest(&key, "0.2.0", &[], &["rm_rf".into()], 1, Some(EXPIRES)).is_err());
         let err = check_manifest(good.as_bytes(), &keys, "0.1.0", "plan9-mips", NOW).unwrap_err();
         assert!(err.contains("no binary for plan9-mips"), "{err}");
     }
@@ -522,7 +527,7 @@ mod tests {
         let text = json::to_wire(&Value::Object(signed));
         let err = check_manifest(text.as_bytes(), &keys, "0.1.0", &platform(), NOW).unwrap_err();
         assert!(err.contains("expires_at"), "{err}");
-        let err = make_manifest(&key, "0.2.0", &[], &[], 5, 5).unwrap_err();
+        let err = make_manifest(&key, "0.2.0", &[], &[], 5, Some(5)).unwrap_err();
         assert!(err.contains("expire"), "{err}");
     }
 
@@ -562,7 +567,7 @@ mod tests {
             "http://127.0.0.1:1@evil.example/x".into(),
             "ab".repeat(32),
         )];
-        assert!(make_manifest(&key, "0.2.0", &bins, &[], 1, EXPIRES).is_err());
+        assert!(make_manifest(&key, "0.2.0", &bins, &[], 1, Some(EXPIRES)).is_err());
     }
 
     /// A server on 127.0.0.1 that answers every request with `answer`, for `count` requests.

@@ -93,9 +93,15 @@ impl GossipRouter {
     /// Acts on what storing decided.
     fn dispatch(&self, origin: &Origin, outcome: IngestOutcome) -> IngestSummary {
         let summary = outcome.summary;
+        // refused for want of room (a full held pool): the sender did nothing wrong
+        let no_fault = !summary.problems.is_empty()
+            && summary
+                .problems
+                .iter()
+                .all(|p| p.severity() == crate::refusal::Severity::None);
+        let rejected = summary.rejected > 0 && !no_fault;
         match origin {
             Origin::Gossip { source, message_id } => {
-                let rejected = summary.rejected > 0;
                 self.peers.validated.do_send(Validated {
                     source: *source,
                     message_id: message_id.clone(),
@@ -116,7 +122,7 @@ impl GossipRouter {
                     });
                 }
             }
-            Origin::Legacy { conn, .. } if summary.rejected > 0 => {
+            Origin::Legacy { conn, .. } if rejected => {
                 self.legacy.offence.do_send(Offence {
                     conn: *conn,
                     points: crate::refusal::points(&summary.problems),

@@ -283,7 +283,7 @@ pub fn write_checked<B: AsRef<str>>(
                         out.summary.rejected += 1;
                         out.summary
                             .problems
-                            .push(IngestError::Lineage(format!("experiment {id}: {e}")));
+                            .push(IngestError::Full(format!("experiment {id}: {e}")));
                         continue;
                     }
                     Err(e) => return Err(e),

@@ -16,6 +16,9 @@ pub const MAX_REQUESTS_PER_SECOND: u32 = 500;
 /// and the reservation shrinks to the response's size once it is built: a node answering many
 /// slow readers holds at most this much in responses.
 pub const MAX_PENDING_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// The same, per peer: one artifact and one log page at a time, so a few peers that ask and
+/// never read cannot hold the whole budget.
+pub const MAX_PENDING_RESPONSE_BYTES_PER_PEER: usize = 16 * 1024 * 1024;
 
 /// Why an inbound request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +45,8 @@ struct InFlight {
 /// `I` names one request (libp2p's inbound request id).
 #[derive(Debug)]
 pub struct PeerTable<I> {
-    inbound: HashMap<String, u32>,
+    /// Per peer: requests in flight and the bytes they reserve.
+    inbound: HashMap<String, (u32, usize)>,
     /// Per peer: the start of the current one-second window and the requests in it.
     rate: HashMap<String, (std::time::Instant, u32)>,
     requests: HashMap<I, InFlight>,
@@ -95,14 +99,18 @@ impl<I: std::hash::Hash + Eq> PeerTable<I> {
                 offence: *count == MAX_REQUESTS_PER_SECOND + 1,
             });
         }
-        let n = self.inbound.get(peer).copied().unwrap_or(0);
+        let (n, bytes) = self.inbound.get(peer).copied().unwrap_or((0, 0));
         if n >= MAX_INBOUND_PER_PEER {
             return Err(Refusal::InFlight);
         }
-        if self.pending_bytes.saturating_add(reserve) > self.max_pending_bytes {
+        let per_peer = (self.max_pending_bytes / 4).min(MAX_PENDING_RESPONSE_BYTES_PER_PEER);
+        if self.pending_bytes.saturating_add(reserve) > self.max_pending_bytes
+            || bytes.saturating_add(reserve) > per_peer
+        {
             return Err(Refusal::Busy);
         }
-        self.inbound.insert(peer.to_string(), n + 1);
+        self.inbound
+            .insert(peer.to_string(), (n + 1, bytes + reserve));
         self.pending_bytes += reserve;
         self.requests.insert(
             id,
@@ -114,14 +122,17 @@ impl<I: std::hash::Hash + Eq> PeerTable<I> {
         Ok(())
     }
 
-    /// The response of `id` is built and is `bytes` long (at most what was reserved). False
-    /// when the request has ended meanwhile (its connection failed): drop the response.
+    /// The response of `id` is built and is `bytes` long (a log page may pass its reservation
+    /// by one object): its real size counts from now. False when the request has ended
+    /// meanwhile (its connection failed): drop the response.
     pub fn sized(&mut self, id: &I, bytes: usize) -> bool {
         let Some(request) = self.requests.get_mut(id) else {
             return false;
         };
-        let bytes = bytes.min(request.bytes);
-        self.pending_bytes -= request.bytes - bytes;
+        self.pending_bytes = self.pending_bytes - request.bytes + bytes;
+        if let Some((_, of_peer)) = self.inbound.get_mut(&request.peer) {
+            *of_peer = *of_peer - request.bytes + bytes;
+        }
         request.bytes = bytes;
         true
     }
@@ -133,8 +144,9 @@ impl<I: std::hash::Hash + Eq> PeerTable<I> {
             return;
         };
         self.pending_bytes -= request.bytes;
-        if let Some(n) = self.inbound.get_mut(&request.peer) {
+        if let Some((n, bytes)) = self.inbound.get_mut(&request.peer) {
             *n -= 1;
+            *bytes -= request.bytes;
             if *n == 0 {
                 self.inbound.remove(&request.peer);
             }
@@ -243,27 +255,34 @@ mod tests {
 
     #[test]
     fn responses_waiting_for_slow_readers_are_bounded_in_bytes_and_the_table_is_pruned() {
-        let mut t = PeerTable::with_byte_budget(100);
+        let mut t = PeerTable::with_byte_budget(400);
         let now = std::time::Instant::now();
-        // two peers each reserve the most a response can be
+        // one peer may hold a quarter of the budget
         assert!(t.begin_inbound(1, "a", now, 60).is_ok());
-        assert_eq!(t.begin_inbound(2, "b", now, 60), Err(Refusal::Busy));
-        // the first response turns out small: room again
+        assert_eq!(t.begin_inbound(2, "a", now, 60), Err(Refusal::Busy));
+        // its response turns out small: room again
         assert!(t.sized(&1, 10));
-        assert_eq!(t.pending_bytes(), 10);
-        assert!(t.begin_inbound(3, "b", now, 60).is_ok());
+        assert!(t.begin_inbound(2, "a", now, 60).is_ok());
         assert_eq!(t.pending_bytes(), 70);
-        // a response is never counted larger than reserved
-        assert!(t.sized(&3, 1_000));
-        assert_eq!(t.pending_bytes(), 70);
+        // peers together stop at the budget
+        for (id, peer) in [(3, "b"), (4, "c"), (5, "d"), (6, "e")] {
+            assert!(t.begin_inbound(id, peer, now, 80).is_ok());
+        }
+        assert_eq!(t.pending_bytes(), 390);
+        assert_eq!(t.begin_inbound(7, "f", now, 80), Err(Refusal::Busy));
+        // a response larger than reserved counts at its size
+        assert!(t.sized(&3, 100));
+        assert_eq!(t.pending_bytes(), 410);
         // until written, a response holds its slot; then everything is free
-        t.end_inbound(&1);
-        t.end_inbound(&3);
+        for id in 1..=6 {
+            t.end_inbound(&id);
+        }
         assert_eq!(t.pending_bytes(), 0);
         assert!(!t.sized(&3, 5), "an ended request");
         // peers that left are forgotten
-        t.forget("a");
-        t.forget("b");
+        for peer in ["a", "b", "c", "d", "e", "f"] {
+            t.forget(peer);
+        }
         assert_eq!(t.peers_held(), 0);
     }
 

@@ -21,6 +21,11 @@ pub enum IngestError {
     /// Requests beyond the peer's budget.
     #[error("{}", Capped(.0))]
     Rate(String),
+    /// A valid object this node has no room for now (the held-record pool, or its signer's
+    /// share of it, is full): no fault of the peer that relayed it (a reference node relays
+    /// every signed record), so it costs that peer nothing.
+    #[error("{}", Capped(.0))]
+    Full(String),
 }
 
 /// A reason as logs and replies show it: reasons can quote what a stranger sent, so at most
@@ -46,6 +51,8 @@ impl std::fmt::Display for Capped<'_> {
 /// How much an offence weighs against its sender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// No fault of the sender's.
+    None,
     /// What an honest peer may send (it disagrees on lineage): half of a serious offence.
     Minor,
     /// What no honest peer sends: forged or malformed data, floods.
@@ -57,6 +64,7 @@ impl Severity {
     /// these points: `peer_score::MESH_BAN_AT` and the legacy bridge's limit).
     pub fn points(self) -> u32 {
         match self {
+            Severity::None => 0,
             Severity::Minor => 1,
             Severity::Serious => 2,
         }
@@ -66,6 +74,7 @@ impl Severity {
 impl IngestError {
     pub fn severity(&self) -> Severity {
         match self {
+            IngestError::Full(_) => Severity::None,
             IngestError::Lineage(_) => Severity::Minor,
             IngestError::Wire(_)
             | IngestError::Object(_)

@@ -161,7 +161,18 @@ impl ImportReport {
         };
         match object {
             SignedObject::Experiment(record) => {
-                for (record, outcome) in w.insert_experiment(record)? {
+                let id = record.id.clone();
+                let inserted = match w.insert_experiment(record) {
+                    Ok(inserted) => inserted,
+                    // no room to hold it for its parent: this record only, nothing was written
+                    Err(e @ (StoreError::HeldPoolFull(_) | StoreError::HeldQuotaFull { .. })) => {
+                        self.problems
+                            .push(format!("line {line}: experiment {id}: {e}"));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                };
+                for (record, outcome) in inserted {
                     match outcome {
                         ExperimentOutcome::Accepted { .. } => self.experiments += 1,
                         ExperimentOutcome::Held { .. } => self.held += 1,

@@ -160,8 +160,9 @@ pub enum ReleaseCommand {
         /// Platform of the binary (default: this machine's, e.g. linux-x86_64)
         #[arg(long)]
         platform: Option<String>,
-        /// Days the manifest is valid; nodes refuse it afterwards (publish a fresh one)
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        /// Days the manifest is valid; nodes refuse it afterwards (publish a fresh one). 0: no
+        /// expiry, the format nodes of releases before expiries need (nodes since refuse it)
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3650))]
         valid_days: u32,
     },
 }
@@ -203,7 +204,9 @@ pub fn release(cmd: ReleaseCommand) -> Result<()> {
                 )],
                 &steps,
                 spore_actors::unix_now(),
-                spore_actors::unix_now().saturating_add(i64::from(valid_days) * 86_400),
+                (valid_days > 0).then(|| {
+                    spore_actors::unix_now().saturating_add(i64::from(valid_days) * 86_400)
+                }),
             )
             .map_err(|e| anyhow::anyhow!(e))?;
             spore_actors::say!("{manifest}");

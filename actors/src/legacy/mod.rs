@@ -670,7 +670,7 @@ pub fn admit_inbound(
 /// the port (a reconnect comes from a new port; plain TCP proves nothing finer).
 pub fn score_key(addr: SocketAddr) -> PeerRef {
     use std::net::{IpAddr, Ipv6Addr};
-    let ip = match addr.ip() {
+    let ip = match addr.ip().to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -684,7 +684,8 @@ pub fn score_key(addr: SocketAddr) -> PeerRef {
 /// the same IPv6 /64 (one subscriber's usual allocation).
 pub fn same_network(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
     use std::net::IpAddr;
-    match (a, b) {
+    // an IPv4 peer of a dual-stack listener arrives as ::ffff:a.b.c.d: compare it as IPv4
+    match (a.to_canonical(), b.to_canonical()) {
         (IpAddr::V4(a), IpAddr::V4(b)) => a == b,
         (IpAddr::V6(a), IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
         _ => false,
@@ -782,7 +783,19 @@ mod tests {
         assert!(!same_network(ip("2001:db8:1:3::1"), ip("2001:db8:1:2::1")));
         assert!(same_network(ip("192.0.2.1"), ip("192.0.2.1")));
         assert!(!same_network(ip("192.0.2.1"), ip("192.0.2.2")));
-        assert!(!same_network(ip("::ffff:192.0.2.1"), ip("192.0.2.1")));
+        // a dual-stack listener's IPv4 peers: compared as IPv4, not as one IPv6 /64
+        assert!(same_network(ip("::ffff:192.0.2.1"), ip("192.0.2.1")));
+        assert!(!same_network(
+            ip("::ffff:192.0.2.1"),
+            ip("::ffff:192.0.2.2")
+        ));
+        let key = |a: &str| score_key(a.parse().unwrap());
+        assert_eq!(key("[::ffff:192.0.2.1]:4000"), key("192.0.2.1:5000"));
+        assert_ne!(
+            key("[::ffff:192.0.2.1]:4000"),
+            key("[::ffff:192.0.2.2]:4000")
+        );
+        assert_eq!(key("[2001:db8:1:2::1]:1"), key("[2001:db8:1:2::9]:2"));
     }
 
     #[test]

@@ -16,8 +16,8 @@ pub enum ControlOutcome {
     DuplicateEventId {
         stored_id: String,
     },
-    /// The signer already has a vote of this kind about this record that comes first in
-    /// (timestamp, id) order: this one would never count, and is not stored.
+    /// The signer already has a vote of this kind about this record here (the first that
+    /// came): this one is not stored.
     DuplicateVote {
         kept_id: String,
     },
@@ -43,19 +43,10 @@ impl Writer<'_> {
             });
         }
         if let Some(vote) = vote_key(event) {
-            let kept = self
-                .t
-                .votes
-                .get(vote.as_str())?
-                .map(|v| v.value().to_string());
-            if let Some(kept) = kept {
-                match self.control_event_in_txn(&kept)? {
-                    Some(old) if (old.timestamp, &old.id) <= (event.timestamp, &event.id) => {
-                        return Ok(ControlOutcome::DuplicateVote { kept_id: kept });
-                    }
-                    Some(old) => self.remove_control_event(&old)?,
-                    None => {}
-                }
+            if let Some(kept) = self.t.votes.get(vote.as_str())? {
+                return Ok(ControlOutcome::DuplicateVote {
+                    kept_id: kept.value().to_string(),
+                });
             }
             self.t.votes.insert(vote.as_str(), event.id.as_str())?;
         }
@@ -77,38 +68,15 @@ impl Writer<'_> {
     }
 }
 
-impl Writer<'_> {
-    fn control_event_in_txn(&self, id: &str) -> Result<Option<ControlEvent>, StoreError> {
-        let bytes = self.t.control_events.get(id)?;
-        bytes.map(|b| parse_event(b.value())).transpose()
-    }
-
-    /// Takes out a vote that a newer-arrived, earlier one replaces: from the events, their
-    /// indexes and the dedupe table (so it is refused if it comes again). Its arrival-log entry
-    /// stays and is skipped when served. Its verification-work count stays (it was work).
-    fn remove_control_event(&mut self, event: &ControlEvent) -> Result<(), StoreError> {
-        let t = &mut self.t;
-        t.control_events.remove(event.id.as_str())?;
-        t.control_by_time
-            .remove(key(&[&sortable_i64(event.timestamp), event.id.as_bytes()]).as_slice())?;
-        t.control_dedupe.remove(event.dedupe_key().as_str())?;
-        if let Some(exp) = super::verdicts::subject(event) {
-            let k = key(&[exp.as_bytes(), event.id.as_bytes()]);
-            t.control_by_experiment.remove(k.as_slice())?;
-        }
-        Ok(())
-    }
-}
-
-/// The vote an event casts, as a [`super::tables::VOTES`] key: verifications and challenges,
-/// one per signer and record; responses, one per signer, record and challenge. `None` for
-/// events that are not votes about a record.
+/// The vote an event casts, as a [`super::tables::VOTES`] key: verifications, challenges and
+/// disputes, one per signer and record; responses, one per signer, record and challenge. `None`
+/// for events that are not about a record.
 pub(super) fn vote_key(event: &ControlEvent) -> Option<String> {
     use spore_spec::ControlKind;
     let record = super::verdicts::subject(event)?;
     let kind = event.kind()?;
     Some(match kind {
-        ControlKind::Verification | ControlKind::Challenge => {
+        ControlKind::Verification | ControlKind::Challenge | ControlKind::Dispute => {
             format!("{record}:{}:{}", kind.as_str(), event.node_id)
         }
         ControlKind::ChallengeResponse => format!(
@@ -117,7 +85,6 @@ pub(super) fn vote_key(event: &ControlEvent) -> Option<String> {
             event.node_id,
             event.payload_str("challenger_id")
         ),
-        ControlKind::Dispute => return None,
     })
 }
 

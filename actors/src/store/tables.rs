@@ -37,8 +37,7 @@ pub const CONTROL_BY_TIME: TableDefinition<&[u8], ()> = TableDefinition::new("co
 /// first and have the honest one refused as a duplicate.
 pub const CONTROL_DEDUPE: TableDefinition<&str, &str> = TableDefinition::new("control_dedupe_v2");
 /// record id ‖ `:` ‖ vote kind ‖ `:` ‖ signer (‖ `:` ‖ challenger, for responses) → event id: the
-/// one vote of each signer about each record that is kept, the one first in (timestamp, id)
-/// order (the one the verdict counts, whatever the arrival order).
+/// one vote of each signer about each record that is kept, the first that came.
 pub const VOTES: TableDefinition<&str, &str> = TableDefinition::new("votes_v1");
 /// record id ‖ event id → (): the control events about each record.
 pub const CONTROL_BY_EXPERIMENT: TableDefinition<&[u8], ()> =

@@ -40,9 +40,6 @@ pub fn topic_for(message_type: &str) -> &'static str {
 
 /// Connections this node dials (its configured peers), kept apart from the inbound ones.
 pub const OUTBOUND_RESERVE: u32 = 64;
-/// Streams open at once on one connection, all protocols together (sync, gossip, identify,
-/// ping, Kademlia): a peer cannot make this node keep thousands of streams' buffers.
-pub const MAX_STREAMS_PER_CONNECTION: usize = 64;
 /// Largest gossip message and sync page (a frame of the reference protocol is at most 10 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
 /// Objects per sync page and bytes per page; a page is one response.
@@ -273,10 +270,11 @@ pub fn behaviour(key: &Keypair, config: &NetConfig) -> Result<Behaviour, String>
         [(StreamProtocol::new("/spore/sync/1"), ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(config.request_timeout)
-            // a stream is held from the request until its response is written: more than the
-            // requests a peer may have in flight (8) plus ours to it (a sync page and a few
-            // artifacts) is never needed
-            .with_max_concurrent_streams(16),
+            // a stream is held from the request until its response is written. Room for more
+            // than a peer may have in flight (8): the requests past that reach the peer table
+            // and are refused as offences (past this, libp2p drops streams unread, and a flood
+            // would cost its sender nothing); yamux caps all streams of a connection at 512
+            .with_max_concurrent_streams(64),
     );
     let mut kad_config = kad::Config::new(StreamProtocol::new("/spore/kad/1"));
     // only addresses the peer manager checked go into the table (see `crate::addresses`)
@@ -324,12 +322,7 @@ pub fn build_swarm(seed: [u8; 32], config: &NetConfig) -> Result<Swarm<Behaviour
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            || {
-                // every protocol's streams on one connection, together
-                let mut yamux = yamux::Config::default();
-                yamux.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
-                yamux
-            },
+            yamux::Config::default,
         )
         .map_err(|e| format!("transport: {e}"))?
         .with_behaviour(move |key| {

@@ -16,9 +16,11 @@ pub const MAX_REQUESTS_PER_SECOND: u32 = 500;
 /// and the reservation shrinks to the response's size once it is built: a node answering many
 /// slow readers holds at most this much in responses.
 pub const MAX_PENDING_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-/// The same, per peer: one artifact and one log page at a time, so a few peers that ask and
-/// never read cannot hold the whole budget.
-pub const MAX_PENDING_RESPONSE_BYTES_PER_PEER: usize = 16 * 1024 * 1024;
+/// The same, per peer (and at most half of the whole): room for what an honest peer may have in
+/// flight (its artifact fetches, or a few log pages: a flood of requests is refused by count,
+/// as an offence, before it runs into this), so one peer that asks and never reads holds at
+/// most half of the budget.
+pub const MAX_PENDING_RESPONSE_BYTES_PER_PEER: usize = 32 * 1024 * 1024;
 
 /// Why an inbound request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +105,7 @@ impl<I: std::hash::Hash + Eq> PeerTable<I> {
         if n >= MAX_INBOUND_PER_PEER {
             return Err(Refusal::InFlight);
         }
-        let per_peer = (self.max_pending_bytes / 4).min(MAX_PENDING_RESPONSE_BYTES_PER_PEER);
+        let per_peer = (self.max_pending_bytes / 2).min(MAX_PENDING_RESPONSE_BYTES_PER_PEER);
         if self.pending_bytes.saturating_add(reserve) > self.max_pending_bytes
             || bytes.saturating_add(reserve) > per_peer
         {
@@ -257,9 +259,9 @@ mod tests {
     fn responses_waiting_for_slow_readers_are_bounded_in_bytes_and_the_table_is_pruned() {
         let mut t = PeerTable::with_byte_budget(400);
         let now = std::time::Instant::now();
-        // one peer may hold a quarter of the budget
-        assert!(t.begin_inbound(1, "a", now, 60).is_ok());
-        assert_eq!(t.begin_inbound(2, "a", now, 60), Err(Refusal::Busy));
+        // one peer may hold half of the budget
+        assert!(t.begin_inbound(1, "a", now, 120).is_ok());
+        assert_eq!(t.begin_inbound(2, "a", now, 120), Err(Refusal::Busy));
         // its response turns out small: room again
         assert!(t.sized(&1, 10));
         assert!(t.begin_inbound(2, "a", now, 60).is_ok());

@@ -206,7 +206,19 @@ struct Wire(TcpStream);
 
 impl Wire {
     fn connect(addr: &str) -> Wire {
-        let s = TcpStream::connect(addr).unwrap();
+        Wire::connect_from([127, 0, 0, 1], addr)
+    }
+
+    /// From another loopback address: the node keeps offences per address.
+    fn connect_from(source: [u8; 4], addr: &str) -> Wire {
+        let to: std::net::SocketAddr = addr.parse().unwrap();
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&std::net::SocketAddr::from((source, 0)).into())
+            .unwrap();
+        socket.connect(&to.into()).unwrap();
+        let s: TcpStream = socket.into();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         Wire(s)
     }
@@ -494,14 +506,8 @@ fn a_hostile_legacy_peer_gets_no_files_and_cannot_break_the_node() {
         info(tmp.path())["experiment_count"] == 1
     });
 
-    // a peer that keeps sending invalid data is disconnected
-    for _ in 0..20 {
-        peer.send("{\"type\":\"experiment\",\"payload\":{\"id\":1}}");
-    }
-    assert!(peer.closed_within(10), "a flood of invalid data is cut off");
-
     // a length prefix over the 10 MiB cap ends the connection at once
-    let mut big = Wire::connect(&node.legacy);
+    let mut big = Wire::connect_from([127, 0, 0, 2], &node.legacy);
     big.0
         .write_all(&(11u32 * 1024 * 1024).to_be_bytes())
         .unwrap();
@@ -510,11 +516,19 @@ fn a_hostile_legacy_peer_gets_no_files_and_cannot_break_the_node() {
         "an oversized frame closes the connection"
     );
 
-    // the node is up, and nothing stored was lost
+    // a peer that keeps sending invalid data is disconnected, and its address refused
+    for _ in 0..20 {
+        peer.send("{\"type\":\"experiment\",\"payload\":{\"id\":1}}");
+    }
+    assert!(peer.closed_within(10), "a flood of invalid data is cut off");
+    let mut back = Wire::connect(&node.legacy);
+    assert!(back.closed_within(5), "the offender's address is refused");
+
+    // the node is up for everyone else, and nothing stored was lost
     let i = info(tmp.path());
     assert_eq!(i["experiment_count"], 1);
     assert_eq!(i["artifact_count"], 1);
-    let mut again = Wire::connect(&node.legacy);
+    let mut again = Wire::connect_from([127, 0, 0, 3], &node.legacy);
     again.send(r#"{"type":"ping","payload":{}}"#);
     again.read_until("pong");
 }

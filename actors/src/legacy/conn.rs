@@ -385,8 +385,14 @@ impl Reader {
                 sync.idle_until = Instant::now() + SYNC_IDLE;
             }
             // the same bytes again on this connection (a peer replaying what it sent, to make
-            // this node check the signatures over and over): dropped unread
+            // this node check the signatures over and over): dropped unread, a minor offence
+            // (an honest peer may repeat itself now and then, never over and over)
             if !self.seen.first_time(text.as_bytes()) {
+                self.bridge.do_send(Offence {
+                    conn: self.conn,
+                    points: crate::refusal::Severity::Minor.points(),
+                    reason: "the same object again on one connection".into(),
+                });
                 return;
             }
             batch.push(text).await;

@@ -81,30 +81,41 @@ fn bad_configs_and_crashes_become_failures_with_a_reason() {
         Duration::from_secs(2),
     );
     assert!(!garbage.success);
+    // the child's own words are for the log and the console (`failure_text`); a record's
+    // description gets only this node's (`error`), which quote nothing the config said
     assert!(
-        garbage.error.contains("not valid TOML"),
+        garbage.failure_text().contains("not valid TOML"),
         "{}",
-        garbage.error
+        garbage.failure_text()
     );
+    assert!(!garbage.error.contains("rm -rf"), "{}", garbage.error);
 
     let mut negative = tiny();
     negative.train.lr = -1.0;
     let (neg, _) = run(&r, negative.to_bytes(), Duration::from_secs(2));
-    assert!(neg.error.contains("train.lr"), "{}", neg.error);
+    assert!(
+        neg.failure_text().contains("train.lr"),
+        "{}",
+        neg.failure_text()
+    );
 
     let mut huge = tiny();
     huge.model.d_model = 4096;
     huge.model.n_layer = 48;
     huge.model.n_head = 32;
     let (big, _) = run(&r, huge.to_bytes(), Duration::from_secs(2));
-    assert!(big.error.starts_with("model cannot fit"), "{}", big.error);
+    assert!(big.detail.starts_with("model cannot fit"), "{}", big.detail);
 
     // bf16 matrix products exist only on the GPU backend; the CPU refuses before training
     let mut half = tiny();
     half.train.precision = spore_train::config::Precision::Bf16;
     let (bf16, _) = run(&r, half.to_bytes(), Duration::from_secs(2));
     assert!(!bf16.success);
-    assert!(bf16.error.contains("needs a CUDA device"), "{}", bf16.error);
+    assert!(
+        bf16.detail.contains("needs a CUDA device"),
+        "{}",
+        bf16.detail
+    );
 
     let decided = spore_actors::research::decide(&big, Some(3.0), spore_spec::Goal::Minimize);
     assert_eq!(decided, spore_spec::Status::Crash);

@@ -272,6 +272,13 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             mode: config.mode.as_str().into(),
             version: auto_operator::version(),
         };
+        // the stop signals are ours before anything starts: the research loop may start a
+        // training child at once, and a stop sent then must stop the node cleanly, not kill it
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut usr2 = signal(SignalKind::user_defined2())?;
         let node = Node::builder(store, options)
             .mode(mode)
             .control_socket(socket.clone(), control)
@@ -335,13 +342,10 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
                 info!(steps, "post-install steps ran when the store opened (its backfills and migrations)");
             }
         }
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut hangup = signal(SignalKind::hangup())?;
-        let mut usr2 = signal(SignalKind::user_defined2())?;
+
         let (failed, again) = loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => { info!("interrupted: stopping"); break (None, Restart::No) }
+                _ = interrupt.recv() => { info!("interrupted: stopping"); break (None, Restart::No) }
                 _ = terminate.recv() => { info!("terminated: stopping"); break (None, Restart::No) }
                 _ = usr2.recv() => { info!("restart requested: stopping, then starting again"); break (None, Restart::Same) }
                 Some(update) = updates.recv() => { info!(version = %update.version, "stopping to start the update"); break (None, Restart::Into(update)) }

@@ -21,8 +21,15 @@ use crate::supervision::Restarts;
 pub const INGESTS_IN_FLIGHT: usize = 16;
 pub const GOSSIP_IN_FLIGHT: usize = 64;
 
+/// Objects remembered as recently stored at most (beyond it, the expired ones are dropped).
+const MAX_RECENT: usize = 100_000;
+
 pub struct GossipRouter {
     writer: StoreWriter,
+    /// When each object stored lately was stored: a gossiped copy of an object is passed on
+    /// only within `replay_window` of that (see `dispatch`).
+    recent: std::collections::HashMap<String, std::time::Instant>,
+    replay_window: std::time::Duration,
     in_flight: std::sync::Arc<tokio::sync::Semaphore>,
     gossip_in_flight: std::sync::Arc<tokio::sync::Semaphore>,
     peers: MeshLinks,
@@ -78,9 +85,12 @@ impl GossipRouter {
         legacy: LegacyLinks,
         fetcher: Recipient<FetchArtifact>,
         restarts: Restarts,
+        replay_window: std::time::Duration,
     ) -> Self {
         GossipRouter {
             writer,
+            recent: Default::default(),
+            replay_window,
             in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(INGESTS_IN_FLIGHT)),
             gossip_in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(GOSSIP_IN_FLIGHT)),
             peers,
@@ -90,9 +100,50 @@ impl GossipRouter {
         }
     }
 
-    /// Acts on what storing decided.
-    fn dispatch(&self, origin: &Origin, outcome: IngestOutcome) -> IngestSummary {
-        let summary = outcome.summary;
+    /// Whether `key` was stored here within the replay window.
+    fn stored_lately(&self, key: &str) -> bool {
+        self.recent
+            .get(key)
+            .is_some_and(|at| at.elapsed() < self.replay_window)
+    }
+
+    fn remember_stored(&mut self, stored: &Stored) {
+        let now = std::time::Instant::now();
+        if self.recent.len() >= MAX_RECENT {
+            let window = self.replay_window;
+            self.recent.retain(|_, at| at.elapsed() < window);
+        }
+        if self.recent.len() >= MAX_RECENT {
+            self.recent.clear();
+        }
+        let keys = stored
+            .experiments
+            .iter()
+            .chain(&stored.tasks)
+            .chain(&stored.control_events)
+            .chain(&stored.profiles);
+        for key in keys {
+            self.recent.insert(key.clone(), now);
+        }
+    }
+
+    /// Acts on what storing decided; `keys` are the objects the batch carried.
+    fn dispatch(
+        &mut self,
+        origin: &Origin,
+        outcome: IngestOutcome,
+        keys: &[String],
+    ) -> IngestSummary {
+        self.remember_stored(&outcome.stored);
+        let mut summary = outcome.summary;
+        // a canonical copy of an object stored long ago (a replay, after gossipsub's own
+        // duplicate cache forgot it) is not passed on: every node would pass it on again
+        if matches!(origin, Origin::Gossip { .. })
+            && summary.accepted == 0
+            && !keys.iter().any(|k| self.stored_lately(k))
+        {
+            summary.variants = summary.duplicates;
+        }
         // refused for want of room (a full held pool): the sender did nothing wrong
         let no_fault = !summary.problems.is_empty()
             && summary
@@ -170,6 +221,21 @@ impl GossipRouter {
     }
 }
 
+/// The key an object is remembered under once stored (as `Stored` lists it).
+fn object_key(checked: &crate::ingest::Checked) -> Option<String> {
+    use crate::ingest::Checked;
+    use spore_spec::object::SignedObject;
+    let Checked::Object(object) = checked else {
+        return None;
+    };
+    Some(match object.as_ref() {
+        SignedObject::Experiment(o) => o.id.clone(),
+        SignedObject::Task(o) => o.task_id.clone(),
+        SignedObject::Control(o) => o.id.clone(),
+        SignedObject::Profile(o) => o.node_id.clone(),
+    })
+}
+
 fn reasons(problems: &[crate::refusal::IngestError]) -> String {
     let reasons: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
     reasons.join("; ")
@@ -239,15 +305,22 @@ impl Handler<Ingest> for GossipRouter {
             } else {
                 check_peer_bodies
             };
-            let (checked, canonical) = tokio::task::spawn_blocking(move || {
+            let (checked, canonical, keys) = tokio::task::spawn_blocking(move || {
                 let checked = check(bodies);
                 // only gossip forwards duplicates, so only gossip asks whether it got a
-                // variant (here, not in the one writer's transaction)
+                // variant (here, not in the one writer's transaction), and what it carried
                 let canonical = !gossip
                     || checked
                         .iter()
                         .all(|(b, c)| c.as_ref().map_or(true, |c| is_canonical(b, c)));
-                (checked, canonical)
+                let keys: Vec<String> = match gossip {
+                    true => checked
+                        .iter()
+                        .filter_map(|(_, c)| c.as_ref().ok().and_then(object_key))
+                        .collect(),
+                    false => Vec::new(),
+                };
+                (checked, canonical, keys)
             })
             .await
             .map_err(|e| (false, format!("ingest: {e}")))?;
@@ -263,27 +336,29 @@ impl Handler<Ingest> for GossipRouter {
             if !canonical {
                 outcome.summary.variants = outcome.summary.duplicates;
             }
-            Ok(outcome)
+            Ok((outcome, keys))
         };
         let origin = msg.origin;
         Box::pin(actix::fut::wrap_future::<_, Self>(work).map(
-            move |result: Result<IngestOutcome, (bool, String)>, act, ctx| match result {
-                Ok(outcome) => {
-                    debug!(
-                        accepted = outcome.summary.accepted,
-                        rejected = outcome.summary.rejected,
-                        "ingested"
-                    );
-                    act.dispatch(&origin, outcome)
-                }
-                Err((storage_failed, e)) => {
-                    warn!(error = %e, "a batch was not stored");
-                    if storage_failed {
-                        // the storage itself failed: stop; the supervisor restarts the router
-                        // after a backoff, and stops the node if it keeps failing
-                        ctx.stop();
+            move |result: Result<(IngestOutcome, Vec<String>), (bool, String)>, act, ctx| {
+                match result {
+                    Ok((outcome, keys)) => {
+                        debug!(
+                            accepted = outcome.summary.accepted,
+                            rejected = outcome.summary.rejected,
+                            "ingested"
+                        );
+                        act.dispatch(&origin, outcome, &keys)
                     }
-                    IngestSummary::default()
+                    Err((storage_failed, e)) => {
+                        warn!(error = %e, "a batch was not stored");
+                        if storage_failed {
+                            // the storage itself failed: stop; the supervisor restarts the router
+                            // after a backoff, and stops the node if it keeps failing
+                            ctx.stop();
+                        }
+                        IngestSummary::default()
+                    }
                 }
             },
         ))

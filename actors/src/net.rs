@@ -198,6 +198,10 @@ pub struct NetConfig {
     pub request_timeout: Duration,
     /// How often each connected peer's log is checked for anything gossip missed.
     pub resync_interval: Duration,
+    /// Gossip passes an object on only this soon after it was first stored here, and
+    /// gossipsub remembers message ids as long: the exact bytes of an old object, replayed,
+    /// travel no further (a copy within the window is a duplicate gossipsub drops itself).
+    pub gossip_replay_window: Duration,
     /// How hard artifacts are pulled from peers (both transports).
     pub fetch: crate::artifact_fetcher::FetchLimits,
 }
@@ -211,6 +215,7 @@ impl Default for NetConfig {
             max_connections_per_peer: 2,
             request_timeout: Duration::from_secs(60),
             resync_interval: Duration::from_secs(10),
+            gossip_replay_window: Duration::from_secs(600),
             fetch: Default::default(),
         }
     }
@@ -225,6 +230,7 @@ pub fn behaviour(key: &Keypair, config: &NetConfig) -> Result<Behaviour, String>
         // Hold every message until the router has checked it (validate, then forward).
         .validate_messages()
         .max_transmit_size(MAX_MESSAGE_BYTES)
+        .duplicate_cache_time(config.gossip_replay_window)
         // Same bytes, same message, whoever publishes them.
         .message_id_fn(|m: &gossipsub::Message| {
             gossipsub::MessageId::from(spore_spec::crypto::sha256_hex(&m.data))

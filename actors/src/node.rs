@@ -231,6 +231,7 @@ fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
             fetcher.clone().recipient(),
         );
         let restarts = restarts("gossip router");
+        let replay_window = options.net.gossip_replay_window;
         Supervisor::start(move |_| {
             GossipRouter::new(
                 writer.clone(),
@@ -238,6 +239,7 @@ fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
                 legacy.clone(),
                 fetch.clone(),
                 restarts,
+                replay_window,
             )
         })
     };

@@ -31,6 +31,8 @@ pub const HALF_LIFE: Duration = Duration::from_secs(600);
 /// (forged or malformed data, floods) or six minor ones (lineage refusals, which an honest
 /// peer may cause), in a short time.
 pub const MESH_BAN_AT: f64 = 6.0;
+/// What a limit is met within: the fading of offences made within a minute or so.
+const FADE_SLACK: f64 = 0.05;
 /// Peers remembered at most; beyond it, the entries that have decayed most are forgotten.
 pub const MAX_TRACKED: usize = 4096;
 
@@ -52,7 +54,9 @@ impl PeerScores {
         if self.points.len() > MAX_TRACKED {
             self.forget_faded(now);
         }
-        standing >= limit && self.banned.insert(who.clone())
+        // offences seconds apart have faded a hair: three serious ones in a short time are
+        // 5.99 points, and they must ban as the limit of 6 says
+        standing >= limit - FADE_SLACK && self.banned.insert(who.clone())
     }
 
     /// `who`'s points as of `now` (decayed).
@@ -123,6 +127,11 @@ mod tests {
         }
         assert!(s.offend(&mesh(2), Minor.points(), MESH_BAN_AT, t));
         assert!(!s.is_banned(&mesh(3)));
+        // a second apart, they have faded a hair, and still ban
+        let at = |secs: u64| t + std::time::Duration::from_secs(secs);
+        assert!(!s.offend(&mesh(4), Serious.points(), MESH_BAN_AT, at(0)));
+        assert!(!s.offend(&mesh(4), Serious.points(), MESH_BAN_AT, at(1)));
+        assert!(s.offend(&mesh(4), Serious.points(), MESH_BAN_AT, at(2)));
     }
 
     #[test]

@@ -478,7 +478,7 @@ impl Handler<Offence> for LegacyBridge {
             let first_time = scores.offend(&key, msg.points, limit, Instant::now());
             (scores.points(&key, Instant::now()), first_time)
         };
-        if standing >= limit {
+        if first_time || standing >= limit {
             if first_time {
                 warn!(peer = %key_text, reason = %msg.reason, "legacy peer keeps sending invalid data: disconnecting, and refusing its address until its offences fade");
             }

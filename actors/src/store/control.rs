@@ -73,7 +73,7 @@ impl Writer<'_> {
 /// for events that are not about a record.
 pub(super) fn vote_key(event: &ControlEvent) -> Option<String> {
     use spore_spec::ControlKind;
-    let record = super::verdicts::subject(event)?;
+    let record = subject(event)?;
     let kind = event.kind()?;
     Some(match kind {
         ControlKind::Verification | ControlKind::Challenge | ControlKind::Dispute => {
@@ -122,4 +122,10 @@ pub(super) fn counts_as_verification_work(event_type: &str) -> bool {
 
 pub(super) fn parse_event(bytes: &[u8]) -> Result<ControlEvent, StoreError> {
     super::codec::parse_stored(bytes, "control_events_v1", ControlEvent::from_json)
+}
+
+/// The record a control event is about, when it names one.
+pub(super) fn subject(event: &ControlEvent) -> Option<&str> {
+    let id = event.payload_str("experiment_id");
+    spore_spec::crypto::is_lower_hex(id, 64).then_some(id)
 }

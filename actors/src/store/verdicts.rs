@@ -9,6 +9,7 @@ use spore_spec::json::{self, object, Value};
 use spore_spec::{hardware, ControlEvent, ExperimentRecord, Goal, Status};
 
 use super::codec::{key, prefix_end, IndexEntry};
+use super::control::subject;
 use super::{Reader, StoreError, Writer};
 use crate::verdict::{self, Claim, Outcome, Verdict};
 
@@ -139,12 +140,6 @@ impl VerdictSummary {
             },
         })
     }
-}
-
-/// The record a control event is about, when it names one.
-pub(super) fn subject(event: &ControlEvent) -> Option<&str> {
-    let id = event.payload_str("experiment_id");
-    spore_spec::crypto::is_lower_hex(id, 64).then_some(id)
 }
 
 impl Writer<'_> {

@@ -388,12 +388,10 @@ impl Reader {
             // this node check the signatures over and over): dropped unread, a minor offence
             // (an honest peer may repeat itself now and then, never over and over)
             if !self.seen.first_time(text.as_bytes()) {
-                self.bridge.do_send(Offence {
-                    conn: self.conn,
-                    points: crate::refusal::Severity::Minor.points(),
-                    reason: "the same object again on one connection".into(),
-                });
-                return;
+                return self.offend(
+                    crate::refusal::Severity::Minor.points(),
+                    "the same object again on one connection",
+                );
             }
             batch.push(text).await;
             return;
@@ -420,12 +418,7 @@ impl Reader {
                         if std::mem::replace(&mut self.flooded, true) {
                             return;
                         }
-                        self.bridge.do_send(Offence {
-                            conn: self.conn,
-                            points: FLOOD_POINTS,
-                            reason: "a request flood".into(),
-                        });
-                        return;
+                        return self.offend(FLOOD_POINTS, "a request flood");
                     }
                     Spend::Refuse { offence, .. } => {
                         if offence {
@@ -457,11 +450,16 @@ impl Reader {
         }
     }
 
+    /// A serious offence (invalid data, a flood of refused requests).
     fn offence(&self, reason: &str) {
+        self.offend(crate::refusal::Severity::Serious.points(), reason);
+    }
+
+    fn offend(&self, points: u32, reason: &str) {
         debug!(peer = %self.key, reason, "legacy offence");
         self.bridge.do_send(Offence {
             conn: self.conn,
-            points: crate::refusal::Severity::Serious.points(),
+            points,
             reason: reason.to_string(),
         });
     }

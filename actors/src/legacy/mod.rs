@@ -669,26 +669,25 @@ pub fn admit_inbound(
 /// What a reference peer's offences count under: its IPv4 address, or its IPv6 /64, without
 /// the port (a reconnect comes from a new port; plain TCP proves nothing finer).
 pub fn score_key(addr: SocketAddr) -> PeerRef {
-    use std::net::{IpAddr, Ipv6Addr};
-    let ip = match addr.ip().to_canonical() {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-    };
-    PeerRef::Legacy(SocketAddr::new(ip, 0))
+    PeerRef::Legacy(SocketAddr::new(network_of(addr.ip()), 0))
 }
 
 /// Whether two peers count as one address for the per-address cap: the same IPv4 address, or
 /// the same IPv6 /64 (one subscriber's usual allocation).
 pub fn same_network(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
-    use std::net::IpAddr;
-    // an IPv4 peer of a dual-stack listener arrives as ::ffff:a.b.c.d: compare it as IPv4
-    match (a.to_canonical(), b.to_canonical()) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => a == b,
-        (IpAddr::V6(a), IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
-        _ => false,
+    network_of(a) == network_of(b)
+}
+
+/// The address a peer counts as: its IPv4 address (an IPv4 peer of a dual-stack listener
+/// arrives as ::ffff:a.b.c.d), or its IPv6 /64.
+fn network_of(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
     }
 }
 

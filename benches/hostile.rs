@@ -32,18 +32,12 @@ use spore_spec::wire::Message;
 use spore_spec::{ControlEvent, ExperimentRecord, Identity, Number, Signed, Status};
 
 mod common;
-use common::{arg, cpu_seconds, generate, spored, start_relay};
+use common::{arg, cpu_seconds, generate, spored, start_relay, wait_for_records};
 
 fn frame(body: &[u8]) -> Vec<u8> {
     let mut f = (body.len() as u32).to_be_bytes().to_vec();
     f.extend_from_slice(body);
     f
-}
-
-fn count(dir: &Path) -> u64 {
-    let out = spored(dir).args(["--json", "info"]).output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["experiment_count"].as_u64().unwrap_or(0)
 }
 
 /// A TCP connection to `to` from the loopback address `127.0.0.<last>`.
@@ -63,18 +57,7 @@ fn cold_sync(tmp: &Path, name: &str, a: &str, n: u64) -> (f64, f64) {
     let dir = tmp.join(name);
     let started = Instant::now();
     let b = start_relay(&dir, Some(a), Stdio::null());
-    let (mut last, mut progress) = (0, Instant::now());
-    while last < n {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = count(&dir);
-        if now > last {
-            (last, progress) = (now, Instant::now());
-        }
-        assert!(
-            progress.elapsed() < Duration::from_secs(60),
-            "{name}: sync stalled at {last} of {n} records for 60 s"
-        );
-    }
+    wait_for_records(&dir, n, Duration::from_millis(100));
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(&b.child.id().to_string());
     (n as f64 / secs, cpu)
@@ -347,6 +330,5 @@ fn main() {
         kib("VmRSS:"),
         std::fs::read_dir(format!("/proc/{pa}/fd")).map_or(0, |d| d.count())
     );
-    let _ = count(&da);
     drop(threads);
 }

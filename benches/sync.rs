@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{cpu_seconds, spored, start_relay};
+use common::{cpu_seconds, spored, start_relay, wait_for_records};
 
 /// `$BENCH_LOG_DIR/<name>.log` when that is set.
 fn log(name: &str) -> Stdio {
@@ -29,12 +29,6 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-fn count(dir: &Path) -> u64 {
-    let out = spored(dir).args(["--json", "info"]).output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["experiment_count"].as_u64().unwrap_or(0)
 }
 
 fn main() {
@@ -62,18 +56,7 @@ fn main() {
     );
     let started = Instant::now();
     let b = start_relay(&db, Some(&a.p2p), log("b"));
-    let (mut last, mut progress) = (0, Instant::now());
-    while last < n as u64 {
-        std::thread::sleep(Duration::from_millis(250));
-        let now = count(&db);
-        if now > last {
-            (last, progress) = (now, Instant::now());
-        }
-        assert!(
-            progress.elapsed() < Duration::from_secs(60),
-            "sync stalled at {last} of {n} records for 60 s"
-        );
-    }
+    wait_for_records(&db, n as u64, Duration::from_millis(250));
     let secs = started.elapsed().as_secs_f64();
     let pb = b.child.id();
     let cpu_b = cpu_seconds(&pb.to_string());

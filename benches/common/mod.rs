@@ -282,3 +282,28 @@ pub fn cpu_seconds(pid: &str) -> f64 {
     };
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// The records the node on `dir` holds (`spored info`).
+pub fn experiment_count(dir: &std::path::Path) -> u64 {
+    let out = spored(dir).args(["--json", "info"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["experiment_count"].as_u64().unwrap_or(0)
+}
+
+/// Waits, looking every `poll`, until the node on `dir` holds `n` records; panics when it
+/// gains none for 60 s.
+pub fn wait_for_records(dir: &std::path::Path, n: u64, poll: std::time::Duration) {
+    let (mut last, mut progress) = (0, std::time::Instant::now());
+    while last < n {
+        std::thread::sleep(poll);
+        let now = experiment_count(dir);
+        if now > last {
+            (last, progress) = (now, std::time::Instant::now());
+        }
+        assert!(
+            progress.elapsed() < std::time::Duration::from_secs(60),
+            "{}: sync stalled at {last} of {n} records for 60 s",
+            dir.display()
+        );
+    }
+}

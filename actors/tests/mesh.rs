@@ -586,58 +586,94 @@ fn artifacts_pushed_unasked_are_refused_by_gossip_sync_and_reference_frames() {
     });
 }
 
+/// A rogue peer and an observer, both dialled to `victim` (swarms of `seeds`): once both are in
+/// the victim's gossip mesh and `ready()`, the rogue publishes each of `first`, then `last` half a
+/// second later. Returns what the observer received, once `last` reached it (at most 30 s), and
+/// the rogue's peer id.
+async fn gossip_via_rogue(
+    victim: &TestNode,
+    seeds: (u8, u8),
+    config: &NetConfig,
+    ready: impl Fn() -> bool,
+    first: &[&str],
+    last: &str,
+) -> (Vec<Vec<u8>>, libp2p::PeerId) {
+    let topic = IdentTopic::new(net::TOPIC_EXPERIMENTS);
+    let mut rogue = net::build_swarm([seeds.0; 32], config).unwrap();
+    let mut observer = net::build_swarm([seeds.1; 32], config).unwrap();
+    rogue.dial(victim.addr.clone()).unwrap();
+    observer.dial(victim.addr.clone()).unwrap();
+    let (mut sent_first, mut sent_last) = (false, false);
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::select! {
+            _ = rogue.select_next_some() => {}
+            event = observer.select_next_some() => {
+                if let libp2p::swarm::SwarmEvent::Behaviour(net::BehaviourEvent::Gossipsub(
+                    libp2p::gossipsub::Event::Message { message, .. },
+                )) = event
+                {
+                    seen.push(message.data);
+                }
+            }
+            _ = actix_rt::time::sleep(Duration::from_millis(200)) => {
+                let meshed = |s: &libp2p::Swarm<net::Behaviour>| s.behaviour().gossipsub.mesh_peers(&topic.hash()).count() > 0;
+                if !sent_first && ready() && meshed(&rogue) && meshed(&observer) {
+                    sent_first = first.iter().all(|body| {
+                        rogue.behaviour_mut().gossipsub.publish(topic.clone(), body.as_bytes().to_vec()).is_ok()
+                    });
+                } else if sent_first && !sent_last {
+                    actix_rt::time::sleep(Duration::from_millis(500)).await;
+                    sent_last = rogue.behaviour_mut().gossipsub.publish(topic.clone(), last.as_bytes().to_vec()).is_ok();
+                }
+                if seen.iter().any(|m| m == last.as_bytes()) {
+                    return (seen, *rogue.local_peer_id());
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new record never reached the observer"
+        );
+    }
+}
+
 #[test]
 fn copies_in_other_bytes_and_orphans_are_not_forwarded() {
     actix_rt::System::new().block_on(async {
         let victim = start_node(55, vec![]).await;
         let records = chain(2, 50_000);
-        victim.registry.publish_local(bodies(&records[..1])).await.unwrap();
-        let topic = IdentTopic::new(net::TOPIC_EXPERIMENTS);
+        victim
+            .registry
+            .publish_local(bodies(&records[..1]))
+            .await
+            .unwrap();
         // the same record in other bytes (a space in the envelope), and a genuinely new one
         let held = bodies(&records[..1]).remove(0);
         let variant = held.replacen("\"payload\":", "\"payload\": ", 1);
         assert_ne!(variant, held);
         let fresh = bodies(&records[1..]).remove(0);
         // and a record whose parent nobody has: held, not passed on
-        let orphan = record(&identity(9), Some(&"e".repeat(64)), TASK, Status::Keep, 0.5, 50_100);
+        let orphan = record(
+            &identity(9),
+            Some(&"e".repeat(64)),
+            TASK,
+            Status::Keep,
+            0.5,
+            50_100,
+        );
         let orphan = bodies(&[orphan]).remove(0);
 
-        let mut rogue = net::build_swarm([68; 32], &NetConfig::default()).unwrap();
-        let mut observer = net::build_swarm([69; 32], &NetConfig::default()).unwrap();
-        rogue.dial(victim.addr.clone()).unwrap();
-        observer.dial(victim.addr.clone()).unwrap();
-        let rogue_id = *rogue.local_peer_id();
-        let (mut sent_variant, mut sent_fresh) = (false, false);
-        let mut seen: Vec<Vec<u8>> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            tokio::select! {
-                _ = rogue.select_next_some() => {}
-                event = observer.select_next_some() => {
-                    if let libp2p::swarm::SwarmEvent::Behaviour(net::BehaviourEvent::Gossipsub(
-                        libp2p::gossipsub::Event::Message { message, .. },
-                    )) = event
-                    {
-                        seen.push(message.data);
-                    }
-                }
-                _ = actix_rt::time::sleep(Duration::from_millis(200)) => {
-                    // once both are in the victim's mesh: the variant first, then the new one
-                    let meshed = |s: &libp2p::Swarm<net::Behaviour>| s.behaviour().gossipsub.mesh_peers(&topic.hash()).count() > 0;
-                    if !sent_variant && meshed(&rogue) && meshed(&observer) {
-                        sent_variant = rogue.behaviour_mut().gossipsub.publish(topic.clone(), variant.clone().into_bytes()).is_ok()
-                            && rogue.behaviour_mut().gossipsub.publish(topic.clone(), orphan.clone().into_bytes()).is_ok();
-                    } else if sent_variant && !sent_fresh {
-                        actix_rt::time::sleep(Duration::from_millis(500)).await;
-                        sent_fresh = rogue.behaviour_mut().gossipsub.publish(topic.clone(), fresh.clone().into_bytes()).is_ok();
-                    }
-                    if seen.iter().any(|m| m == fresh.as_bytes()) {
-                        break;
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "the new record never reached the observer");
-        }
+        let (seen, rogue_id) = gossip_via_rogue(
+            &victim,
+            (68, 69),
+            &NetConfig::default(),
+            || true,
+            &[&variant, &orphan],
+            &fresh,
+        )
+        .await;
         assert!(
             !seen.iter().any(|m| m == variant.as_bytes()),
             "the variant was forwarded"
@@ -650,7 +686,10 @@ fn copies_in_other_bytes_and_orphans_are_not_forwarded() {
         let held = victim.registry.store.read().unwrap().held_count().unwrap();
         assert_eq!(held, 1, "the orphan is held");
         let rogue_standing = standing(&victim, rogue_id).await.unwrap();
-        assert_eq!(rogue_standing.offence_points, 0.0, "a variant is not an offence");
+        assert_eq!(
+            rogue_standing.offence_points, 0.0,
+            "a variant is not an offence"
+        );
         victim.registry.shutdown().await;
     });
 }
@@ -664,8 +703,11 @@ fn an_old_object_replayed_by_gossip_is_not_passed_on() {
         options.net.gossip_replay_window = window;
         let victim = start_node_with(options).await;
         let records = chain(2, 60_000);
-        victim.registry.publish_local(bodies(&records[..1])).await.unwrap();
-        let topic = IdentTopic::new(net::TOPIC_EXPERIMENTS);
+        victim
+            .registry
+            .publish_local(bodies(&records[..1]))
+            .await
+            .unwrap();
         // the exact bytes the victim stored, once its gossipsub and router forgot them
         let replay = bodies(&records[..1]).remove(0);
         let fresh = bodies(&records[1..]).remove(0);
@@ -673,41 +715,9 @@ fn an_old_object_replayed_by_gossip_is_not_passed_on() {
             gossip_replay_window: window,
             ..NetConfig::default()
         };
-        let mut rogue = net::build_swarm([78; 32], &config).unwrap();
-        let mut observer = net::build_swarm([79; 32], &config).unwrap();
-        rogue.dial(victim.addr.clone()).unwrap();
-        observer.dial(victim.addr.clone()).unwrap();
         let stored_at = Instant::now();
-        let (mut sent_replay, mut sent_fresh) = (false, false);
-        let mut seen: Vec<Vec<u8>> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            tokio::select! {
-                _ = rogue.select_next_some() => {}
-                event = observer.select_next_some() => {
-                    if let libp2p::swarm::SwarmEvent::Behaviour(net::BehaviourEvent::Gossipsub(
-                        libp2p::gossipsub::Event::Message { message, .. },
-                    )) = event
-                    {
-                        seen.push(message.data);
-                    }
-                }
-                _ = actix_rt::time::sleep(Duration::from_millis(200)) => {
-                    let meshed = |s: &libp2p::Swarm<net::Behaviour>| s.behaviour().gossipsub.mesh_peers(&topic.hash()).count() > 0;
-                    let old = stored_at.elapsed() > window + Duration::from_secs(1);
-                    if !sent_replay && old && meshed(&rogue) && meshed(&observer) {
-                        sent_replay = rogue.behaviour_mut().gossipsub.publish(topic.clone(), replay.clone().into_bytes()).is_ok();
-                    } else if sent_replay && !sent_fresh {
-                        actix_rt::time::sleep(Duration::from_millis(500)).await;
-                        sent_fresh = rogue.behaviour_mut().gossipsub.publish(topic.clone(), fresh.clone().into_bytes()).is_ok();
-                    }
-                    if seen.iter().any(|m| m == fresh.as_bytes()) {
-                        break;
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "the new record never reached the observer");
-        }
+        let old = || stored_at.elapsed() > window + Duration::from_secs(1);
+        let (seen, _) = gossip_via_rogue(&victim, (78, 79), &config, old, &[&replay], &fresh).await;
         assert!(
             !seen.iter().any(|m| m == replay.as_bytes()),
             "the replayed record was passed on"

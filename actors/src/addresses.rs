@@ -94,13 +94,33 @@ pub fn may_use_learnt(ip: IpAddr, allow_local: bool) -> bool {
 /// (`/dns…`) are refused: this node's transport does not resolve them, and a name can point
 /// anywhere.
 pub fn may_use_learnt_multiaddr(addr: &Multiaddr, allow_local: bool) -> bool {
-    let mut parts = addr.iter();
-    let ip = match parts.next() {
-        Some(Protocol::Ip4(ip)) => IpAddr::V4(ip),
-        Some(Protocol::Ip6(ip)) => IpAddr::V6(ip),
-        _ => return false,
+    let Some(ip) = ip_of(addr) else {
+        return false;
     };
-    matches!(parts.next(), Some(Protocol::Tcp(port)) if port > 0) && may_use_learnt(ip, allow_local)
+    matches!(addr.iter().nth(1), Some(Protocol::Tcp(port)) if port > 0)
+        && may_use_learnt(ip, allow_local)
+}
+
+/// The address a peer counts as for per-address caps and bans: its IPv4 address (an IPv4 peer
+/// of a dual-stack listener arrives as ::ffff:a.b.c.d), or its IPv6 /64 (one subscriber's usual
+/// allocation). Plain TCP proves nothing finer, and a port is free to change.
+pub fn network_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
+}
+
+/// The IP a mesh address starts with (`/ip4/…` or `/ip6/…`), if any.
+pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    match addr.iter().next()? {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ pub mod node;
 pub mod peer_manager;
 pub mod peer_score;
 pub mod peer_table;
+pub mod per_address;
 pub mod reads;
 pub mod refusal;
 pub mod registry;

@@ -165,6 +165,7 @@ pub enum Response {
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
+    pub per_address: crate::per_address::PerAddressLimit,
     pub gossipsub: gossipsub::Behaviour,
     pub sync: request_response::Behaviour<SyncCodec>,
     pub identify: identify::Behaviour,
@@ -195,6 +196,8 @@ pub struct NetConfig {
     pub allow_local_peers: bool,
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
+    /// Inbound connections one address (IPv4, or IPv6 /64) may hold, pending or established.
+    pub max_inbound_per_ip: u32,
     pub request_timeout: Duration,
     /// How often each connected peer's log is checked for anything gossip missed.
     pub resync_interval: Duration,
@@ -213,6 +216,7 @@ impl Default for NetConfig {
             allow_local_peers: false,
             max_connections: 256,
             max_connections_per_peer: 2,
+            max_inbound_per_ip: 8,
             request_timeout: Duration::from_secs(60),
             resync_interval: Duration::from_secs(10),
             gossip_replay_window: Duration::from_secs(600),
@@ -309,6 +313,7 @@ pub fn behaviour(key: &Keypair, config: &NetConfig) -> Result<Behaviour, String>
         .with_max_pending_incoming(Some(64));
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
+        per_address: crate::per_address::PerAddressLimit::new(config.max_inbound_per_ip),
         gossipsub,
         sync,
         identify: identify::Behaviour::new(identify::Config::new("/spore/1".into(), key.public())),

@@ -21,7 +21,12 @@ use crate::gossip_router::GossipRouter;
 use crate::messages::*;
 use crate::net::{self, Behaviour, BehaviourEvent, Request, Response};
 use crate::peer_score::{PeerRef, SharedScores, MESH_BAN_AT};
-use crate::peer_table::{PeerTable, Redial, Refusal};
+use crate::peer_table::{PeerTable, Redial, Refusal, Settled};
+
+/// What an artifact request holds of the response budget until its artifact is read.
+const ARTIFACT_RESERVE: usize = 64 * 1024;
+/// The answer when responses waiting to be written are at their budget.
+const BUSY: &str = "busy: too many responses waiting to be sent";
 use crate::reads::Reads;
 use crate::refusal::Severity;
 use crate::sync_session::{Page, Step, Stored, SyncSessions};
@@ -51,6 +56,8 @@ pub struct PeerManager {
     bootstrap: Vec<Multiaddr>,
     redial: Redial,
     table: PeerTable<request_response::InboundRequestId>,
+    /// The address (IPv4, or IPv6 /64) of each open connection, for the response budget.
+    conn_addresses: HashMap<libp2p::swarm::ConnectionId, std::net::IpAddr>,
     fetcher: FetcherLinks,
     pending: HashMap<OutboundRequestId, Pending>,
     /// Our sync with each peer (`sync_session`).
@@ -96,6 +103,7 @@ impl PeerManager {
             bootstrap,
             redial: Redial::default(),
             table: PeerTable::default(),
+            conn_addresses: HashMap::new(),
             fetcher,
             pending: HashMap::new(),
             syncs: SyncSessions::default(),
@@ -222,10 +230,15 @@ impl PeerManager {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
+                if let Some(ip) = crate::addresses::ip_of(endpoint.get_remote_address()) {
+                    self.conn_addresses
+                        .insert(connection_id, crate::addresses::network_of(ip));
+                }
                 if self.is_banned(peer_id) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
@@ -247,10 +260,18 @@ impl PeerManager {
                 }
             }
             SwarmEvent::ConnectionClosed {
+                connection_id,
+                num_established,
+                ..
+            } if num_established > 0 => {
+                self.conn_addresses.remove(&connection_id);
+            }
+            SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
                 ..
             } => {
+                self.conn_addresses.remove(&connection_id);
                 info!(peer = %peer_id, "peer disconnected");
                 self.table.forget(&peer_id.to_string());
                 self.fetcher.link(PeerRef::Mesh(peer_id), false);
@@ -318,14 +339,21 @@ impl PeerManager {
         match event {
             Event::Message {
                 peer,
+                connection_id,
                 message:
                     Message::Request {
                         request_id,
                         request,
                         channel,
                     },
-                ..
-            } => self.serve(peer, request_id, request, channel, ctx),
+            } => {
+                // responses held count per address (peer ids are free)
+                let address = match self.conn_addresses.get(&connection_id) {
+                    Some(ip) => ip.to_string(),
+                    None => peer.to_string(),
+                };
+                self.serve(peer, &address, request_id, request, channel, ctx)
+            }
             Event::Message {
                 peer,
                 message:
@@ -399,6 +427,7 @@ impl PeerManager {
     fn serve(
         &mut self,
         peer: PeerId,
+        address: &str,
         id: request_response::InboundRequestId,
         request: Request,
         channel: request_response::ResponseChannel<Response>,
@@ -422,17 +451,18 @@ impl PeerManager {
         }
         let reserve = match &request {
             Request::Log { .. } => net::SYNC_PAGE_BYTES,
-            Request::Artifact { .. } => crate::store::MAX_ARTIFACT_BYTES,
+            // most artifacts are small: a floor, settled at the real size once read
+            Request::Artifact { .. } => ARTIFACT_RESERVE,
             Request::Unreadable(_) => 0,
         };
-        let admitted = self
-            .table
-            .begin_inbound(id, &key, std::time::Instant::now(), reserve);
+        let admitted =
+            self.table
+                .begin_inbound(id, &key, address, std::time::Instant::now(), reserve);
         if let Err(refusal) = admitted {
             let (reason, offence) = match refusal {
                 Refusal::Rate { offence } => ("busy: too many requests this second", offence),
                 Refusal::InFlight => ("too many requests at once", true),
-                Refusal::Busy => ("busy: too many responses waiting to be sent", false),
+                Refusal::Busy => (BUSY, false),
             };
             let refused = Response::Refused {
                 reason: reason.into(),
@@ -477,11 +507,17 @@ impl PeerManager {
         });
         ctx.spawn(
             actix::fut::wrap_future::<_, Self>(work).map(move |result, act, _| {
-                let response = result.unwrap_or_else(|e| Response::Refused {
+                let mut response = result.unwrap_or_else(|e| Response::Refused {
                     reason: e.to_string(),
                 });
-                if !act.table.sized(&id, response.size()) {
-                    return; // the request failed meanwhile (its connection closed)
+                match act.table.settle(&id, response.size()) {
+                    Settled::Fits => {}
+                    Settled::Busy => {
+                        response = Response::Refused {
+                            reason: BUSY.into(),
+                        }
+                    }
+                    Settled::Gone => return, // the request failed meanwhile
                 }
                 let sent = act
                     .swarm

@@ -11,16 +11,12 @@ pub const MAX_INBOUND_PER_PEER: u32 = 8;
 /// a time, at most `FetchLimits::per_peer_per_second` artifact requests).
 pub const MAX_REQUESTS_PER_SECOND: u32 = 500;
 
-/// Bytes of responses being read from the store or waiting to be written, all peers together.
-/// Each request reserves the most its response can be (a log page, an artifact) when admitted,
-/// and the reservation shrinks to the response's size once it is built: a node answering many
-/// slow readers holds at most this much in responses.
-pub const MAX_PENDING_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-/// The same, per peer (and at most half of the whole): room for what an honest peer may have in
-/// flight (its artifact fetches, or a few log pages: a flood of requests is refused by count,
-/// as an offence, before it runs into this), so one peer that asks and never reads holds at
-/// most half of the budget.
-pub const MAX_PENDING_RESPONSE_BYTES_PER_PEER: usize = 32 * 1024 * 1024;
+/// Bytes of responses waiting to be written, all peers together: a node answering many slow
+/// readers holds at most this much in responses. A quarter of it is the most one address (an
+/// IPv4 address, or an IPv6 /64; see [`crate::addresses::network_of`]) may hold, whatever the
+/// number of peer ids it connects with: one machine that asks and never reads cannot make the
+/// node answer "busy" to everyone else.
+pub const MAX_PENDING_RESPONSE_BYTES: usize = 128 * 1024 * 1024;
 
 /// Why an inbound request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,26 +27,40 @@ pub enum Refusal {
     Rate { offence: bool },
     /// More requests in flight at once than any honest node keeps: an offence every time.
     InFlight,
-    /// The responses of all peers together are at [`MAX_PENDING_RESPONSE_BYTES`]: answered
-    /// "busy", no offence (the asker did nothing wrong).
+    /// The responses waiting for this address, or for everyone, are at their budget: answered
+    /// "busy", no offence (the asker may have done nothing wrong).
     Busy,
+}
+
+/// What became of a response once built ([`PeerTable::settle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// It fits the budgets at its real size: send it.
+    Fits,
+    /// It does not fit: answer "busy" instead (the request keeps its slot until that is sent).
+    Busy,
+    /// The request ended meanwhile (its connection failed): drop the response.
+    Gone,
 }
 
 /// One inbound request, from admission until its response is written or fails.
 #[derive(Debug)]
 struct InFlight {
     peer: String,
+    address: String,
     bytes: usize,
 }
 
-/// Inbound request budgets: per peer (in flight, per second) and in total (response bytes).
-/// `I` names one request (libp2p's inbound request id).
+/// Inbound request budgets: per peer (in flight, per second), per address and in total
+/// (response bytes). `I` names one request (libp2p's inbound request id).
 #[derive(Debug)]
 pub struct PeerTable<I> {
-    /// Per peer: requests in flight and the bytes they reserve.
-    inbound: HashMap<String, (u32, usize)>,
+    /// Per peer: requests in flight.
+    inbound: HashMap<String, u32>,
     /// Per peer: the start of the current one-second window and the requests in it.
     rate: HashMap<String, (std::time::Instant, u32)>,
+    /// Per address: bytes its requests in flight hold.
+    held: HashMap<String, usize>,
     requests: HashMap<I, InFlight>,
     pending_bytes: usize,
     max_pending_bytes: usize,
@@ -67,26 +77,45 @@ impl<I> PeerTable<I> {
         PeerTable {
             inbound: HashMap::new(),
             rate: HashMap::new(),
+            held: HashMap::new(),
             requests: HashMap::new(),
             pending_bytes: 0,
             max_pending_bytes,
         }
     }
 
-    /// Bytes reserved by requests in flight.
+    /// Bytes held by requests in flight.
     pub fn pending_bytes(&self) -> usize {
         self.pending_bytes
+    }
+
+    fn fits(&self, address: &str, more: usize) -> bool {
+        let of_address = self.held.get(address).copied().unwrap_or(0);
+        self.pending_bytes.saturating_add(more) <= self.max_pending_bytes
+            && of_address.saturating_add(more) <= self.max_pending_bytes / 4
+    }
+
+    fn hold(&mut self, address: &str, less: usize, more: usize) {
+        self.pending_bytes = self.pending_bytes - less + more;
+        let of_address = self.held.entry(address.to_string()).or_default();
+        *of_address = *of_address - less + more;
+        if *of_address == 0 {
+            self.held.remove(address);
+        }
     }
 }
 
 impl<I: std::hash::Hash + Eq> PeerTable<I> {
-    /// Admits request `id` of `peer`, reserving `reserve` bytes for its response, or says why
-    /// not (too many at once or this second from the peer, or too many bytes pending in all).
-    /// An admitted request holds its slot until [`PeerTable::end_inbound`].
+    /// Admits request `id` of `peer`, which came from `address`, holding `reserve` bytes until
+    /// its response is built (the least that response can be: its real size is settled in
+    /// [`PeerTable::settle`]), or says why not (too many at once or this second from the peer,
+    /// or too many bytes held for its address or in all). An admitted request holds its slot
+    /// until [`PeerTable::end_inbound`].
     pub fn begin_inbound(
         &mut self,
         id: I,
         peer: &str,
+        address: &str,
         now: std::time::Instant,
         reserve: usize,
     ) -> Result<(), Refusal> {
@@ -101,42 +130,44 @@ impl<I: std::hash::Hash + Eq> PeerTable<I> {
                 offence: *count == MAX_REQUESTS_PER_SECOND + 1,
             });
         }
-        let (n, bytes) = self.inbound.get(peer).copied().unwrap_or((0, 0));
+        let n = self.inbound.get(peer).copied().unwrap_or(0);
         if n >= MAX_INBOUND_PER_PEER {
             return Err(Refusal::InFlight);
         }
-        let per_peer = (self.max_pending_bytes / 2).min(MAX_PENDING_RESPONSE_BYTES_PER_PEER);
-        if self.pending_bytes.saturating_add(reserve) > self.max_pending_bytes
-            || bytes.saturating_add(reserve) > per_peer
-        {
+        if !self.fits(address, reserve) {
             return Err(Refusal::Busy);
         }
-        self.inbound
-            .insert(peer.to_string(), (n + 1, bytes + reserve));
-        self.pending_bytes += reserve;
+        self.inbound.insert(peer.to_string(), n + 1);
+        self.hold(address, 0, reserve);
         self.requests.insert(
             id,
             InFlight {
                 peer: peer.to_string(),
+                address: address.to_string(),
                 bytes: reserve,
             },
         );
         Ok(())
     }
 
-    /// The response of `id` is built and is `bytes` long (a log page may pass its reservation
-    /// by one object): its real size counts from now. False when the request has ended
-    /// meanwhile (its connection failed): drop the response.
-    pub fn sized(&mut self, id: &I, bytes: usize) -> bool {
-        let Some(request) = self.requests.get_mut(id) else {
-            return false;
+    /// The response of `id` is built and is `bytes` long: from now it holds its real size if
+    /// that fits the budgets, else it is to be answered "busy" (and holds nothing).
+    pub fn settle(&mut self, id: &I, bytes: usize) -> Settled {
+        let Some(request) = self.requests.get(id) else {
+            return Settled::Gone;
         };
-        self.pending_bytes = self.pending_bytes - request.bytes + bytes;
-        if let Some((_, of_peer)) = self.inbound.get_mut(&request.peer) {
-            *of_peer = *of_peer - request.bytes + bytes;
+        let (address, reserved) = (request.address.clone(), request.bytes);
+        self.hold(&address, reserved, 0);
+        let settled = if self.fits(&address, bytes) {
+            self.hold(&address, 0, bytes);
+            Settled::Fits
+        } else {
+            Settled::Busy
+        };
+        if let Some(request) = self.requests.get_mut(id) {
+            request.bytes = if settled == Settled::Fits { bytes } else { 0 };
         }
-        request.bytes = bytes;
-        true
+        settled
     }
 
     /// Request `id` ended (its response was written, or it failed): its slot and bytes are
@@ -145,10 +176,9 @@ impl<I: std::hash::Hash + Eq> PeerTable<I> {
         let Some(request) = self.requests.remove(id) else {
             return;
         };
-        self.pending_bytes -= request.bytes;
-        if let Some((n, bytes)) = self.inbound.get_mut(&request.peer) {
+        self.hold(&request.address, request.bytes, 0);
+        if let Some(n) = self.inbound.get_mut(&request.peer) {
             *n -= 1;
-            *bytes -= request.bytes;
             if *n == 0 {
                 self.inbound.remove(&request.peer);
             }
@@ -161,10 +191,11 @@ impl<I: std::hash::Hash + Eq> PeerTable<I> {
         self.rate.remove(peer);
     }
 
-    /// Peers the table holds anything about (for tests of its pruning).
+    /// Peers and addresses the table holds anything about (for tests of its pruning).
     pub fn peers_held(&self) -> usize {
         let mut peers: std::collections::HashSet<&String> = self.rate.keys().collect();
         peers.extend(self.inbound.keys());
+        peers.extend(self.held.keys());
         peers.len()
     }
 }
@@ -229,19 +260,25 @@ mod tests {
         let mut t = PeerTable::default();
         let now = std::time::Instant::now();
         for id in 0..MAX_INBOUND_PER_PEER {
-            assert!(t.begin_inbound(id, "p", now, 1).is_ok());
+            assert!(t.begin_inbound(id, "p", "ip", now, 1).is_ok());
         }
-        assert_eq!(t.begin_inbound(100, "p", now, 1), Err(Refusal::InFlight));
+        assert_eq!(
+            t.begin_inbound(100, "p", "ip", now, 1),
+            Err(Refusal::InFlight)
+        );
         t.end_inbound(&0);
         t.end_inbound(&0);
-        assert!(t.begin_inbound(101, "p", now, 1).is_ok());
-        assert_eq!(t.begin_inbound(102, "p", now, 1), Err(Refusal::InFlight));
+        assert!(t.begin_inbound(101, "p", "ip", now, 1).is_ok());
+        assert_eq!(
+            t.begin_inbound(102, "p", "ip", now, 1),
+            Err(Refusal::InFlight)
+        );
         // a burst beyond the per-second rate is refused even when each is answered at once;
         // only the first refusal of the window is an offence
         let mut q = PeerTable::default();
         let refusals: Vec<Refusal> = (0..MAX_REQUESTS_PER_SECOND + 10)
             .filter_map(|id| {
-                let r = q.begin_inbound(id, "q", now, 1);
+                let r = q.begin_inbound(id, "q", "ip", now, 1);
                 q.end_inbound(&id);
                 r.err()
             })
@@ -252,37 +289,44 @@ mod tests {
             .iter()
             .all(|r| *r == Refusal::Rate { offence: false }));
         let later = now + std::time::Duration::from_secs(1);
-        assert!(q.begin_inbound(9_999, "q", later, 1).is_ok());
+        assert!(q.begin_inbound(9_999, "q", "ip", later, 1).is_ok());
     }
 
     #[test]
-    fn responses_waiting_for_slow_readers_are_bounded_in_bytes_and_the_table_is_pruned() {
+    fn responses_waiting_for_slow_readers_are_bounded_per_address_and_in_all() {
         let mut t = PeerTable::with_byte_budget(400);
         let now = std::time::Instant::now();
-        // one peer may hold half of the budget
-        assert!(t.begin_inbound(1, "a", now, 120).is_ok());
-        assert_eq!(t.begin_inbound(2, "a", now, 120), Err(Refusal::Busy));
+        // one address may hold a quarter of the budget, whatever its peer ids
+        assert!(t.begin_inbound(1, "a", "ip-a", now, 60).is_ok());
+        assert_eq!(
+            t.begin_inbound(2, "a2", "ip-a", now, 60),
+            Err(Refusal::Busy)
+        );
         // its response turns out small: room again
-        assert!(t.sized(&1, 10));
-        assert!(t.begin_inbound(2, "a", now, 60).is_ok());
+        assert_eq!(t.settle(&1, 10), Settled::Fits);
+        assert!(t.begin_inbound(2, "a2", "ip-a", now, 60).is_ok());
         assert_eq!(t.pending_bytes(), 70);
-        // peers together stop at the budget
-        for (id, peer) in [(3, "b"), (4, "c"), (5, "d"), (6, "e")] {
-            assert!(t.begin_inbound(id, peer, now, 80).is_ok());
+        // a response too large for its address's share is answered "busy" and holds nothing
+        assert_eq!(t.settle(&2, 95), Settled::Busy);
+        assert_eq!(t.pending_bytes(), 10);
+        assert_eq!(t.settle(&2, 90), Settled::Fits);
+        // addresses together stop at the budget
+        for (id, peer) in [(3, "b"), (4, "c"), (5, "d")] {
+            assert!(t.begin_inbound(id, peer, peer, now, 100).is_ok());
         }
-        assert_eq!(t.pending_bytes(), 390);
-        assert_eq!(t.begin_inbound(7, "f", now, 80), Err(Refusal::Busy));
-        // a response larger than reserved counts at its size
-        assert!(t.sized(&3, 100));
-        assert_eq!(t.pending_bytes(), 410);
+        assert_eq!(t.pending_bytes(), 400);
+        assert_eq!(t.begin_inbound(6, "e", "e", now, 1), Err(Refusal::Busy));
+        assert_eq!(t.settle(&3, 1), Settled::Fits);
+        assert_eq!(t.settle(&3, 100), Settled::Fits);
+        assert_eq!(t.settle(&4, 101), Settled::Busy);
         // until written, a response holds its slot; then everything is free
         for id in 1..=6 {
             t.end_inbound(&id);
         }
         assert_eq!(t.pending_bytes(), 0);
-        assert!(!t.sized(&3, 5), "an ended request");
-        // peers that left are forgotten
-        for peer in ["a", "b", "c", "d", "e", "f"] {
+        assert_eq!(t.settle(&3, 5), Settled::Gone, "an ended request");
+        // peers that left are forgotten, and addresses hold nothing
+        for peer in ["a", "a2", "b", "c", "d", "e"] {
             t.forget(peer);
         }
         assert_eq!(t.peers_held(), 0);

@@ -18,7 +18,7 @@ use spore_actors::net::{self, NetConfig};
 use spore_actors::node::{Node, Registry};
 use spore_actors::Store;
 use spore_spec::wire::Message;
-use spore_spec::{ExperimentRecord, Status};
+use spore_spec::{ExperimentRecord, Signed as _, Status};
 
 struct TestNode {
     _dir: tempfile::TempDir,
@@ -317,17 +317,33 @@ fn rogue_swarm(
 }
 
 /// Drives `rogue` until `done` says so (checked every 100 ms), for at most 30 s.
-async fn drive_until<B, F, Fut>(rogue: &mut libp2p::Swarm<B>, what: &str, mut done: F)
+async fn drive_until<B, F, Fut>(rogue: &mut libp2p::Swarm<B>, what: &str, done: F)
 where
     B: libp2p::swarm::NetworkBehaviour,
     B::ToSwarm: std::fmt::Debug,
     F: FnMut(&mut libp2p::Swarm<B>) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    drive_until_with(rogue, what, |_| {}, done).await
+}
+
+/// [`drive_until`], handing each of the swarm's events to `on_event`.
+async fn drive_until_with<B, E, F, Fut>(
+    rogue: &mut libp2p::Swarm<B>,
+    what: &str,
+    mut on_event: E,
+    mut done: F,
+) where
+    B: libp2p::swarm::NetworkBehaviour,
+    B::ToSwarm: std::fmt::Debug,
+    E: FnMut(libp2p::swarm::SwarmEvent<B::ToSwarm>),
+    F: FnMut(&mut libp2p::Swarm<B>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         tokio::select! {
-            _ = rogue.select_next_some() => {}
+            event = rogue.select_next_some() => on_event(event),
             _ = actix_rt::time::sleep(Duration::from_millis(100)) => {
                 if done(rogue).await {
                     return;
@@ -336,6 +352,88 @@ where
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
     }
+}
+
+/// A TCP transport that dials from `source` (libp2p's own binds the unspecified address, so on
+/// loopback every dial comes from 127.0.0.1). It does not listen.
+struct DialFrom(std::net::Ipv4Addr);
+
+impl libp2p::core::Transport for DialFrom {
+    type Output = libp2p::tcp::tokio::TcpStream;
+    type Error = std::io::Error;
+    type ListenerUpgrade = futures::future::Pending<Result<Self::Output, Self::Error>>;
+    type Dial = futures::future::BoxFuture<'static, Result<Self::Output, Self::Error>>;
+
+    fn listen_on(
+        &mut self,
+        _: libp2p::core::transport::ListenerId,
+        addr: Multiaddr,
+    ) -> Result<(), libp2p::core::transport::TransportError<Self::Error>> {
+        Err(libp2p::core::transport::TransportError::MultiaddrNotSupported(addr))
+    }
+
+    fn remove_listener(&mut self, _: libp2p::core::transport::ListenerId) -> bool {
+        false
+    }
+
+    fn dial(
+        &mut self,
+        addr: Multiaddr,
+        _: libp2p::core::transport::DialOpts,
+    ) -> Result<Self::Dial, libp2p::core::transport::TransportError<Self::Error>> {
+        use libp2p::multiaddr::Protocol;
+        let mut parts = addr.iter();
+        let (Some(Protocol::Ip4(ip)), Some(Protocol::Tcp(port))) = (parts.next(), parts.next())
+        else {
+            return Err(libp2p::core::transport::TransportError::MultiaddrNotSupported(addr));
+        };
+        let source = self.0;
+        Ok(Box::pin(async move {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind((source, 0).into())?;
+            let stream = socket.connect((ip, port).into()).await?;
+            Ok(libp2p::tcp::tokio::TcpStream(stream))
+        }))
+    }
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<libp2p::core::transport::TransportEvent<Self::ListenerUpgrade, Self::Error>>
+    {
+        std::task::Poll::Pending
+    }
+}
+
+/// [`rogue_swarm`] on `/spore/sync/1`, dialling from `source`.
+fn swarm_from(
+    source: std::net::Ipv4Addr,
+    seed: u8,
+) -> libp2p::Swarm<libp2p::request_response::cbor::Behaviour<net::Request, net::Response>> {
+    use libp2p::core::upgrade::Version;
+    use libp2p::core::Transport as _;
+    use libp2p::request_response::{self, ProtocolSupport};
+    let key = libp2p::identity::Keypair::ed25519_from_bytes([seed; 32]).unwrap();
+    libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(|key| {
+            DialFrom(source)
+                .upgrade(Version::V1)
+                .authenticate(libp2p::noise::Config::new(key).unwrap())
+                .multiplex(libp2p::yamux::Config::default())
+        })
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::cbor::Behaviour::new(
+                [(
+                    libp2p::StreamProtocol::new("/spore/sync/1"),
+                    ProtocolSupport::Full,
+                )],
+                request_response::Config::default(),
+            )
+        })
+        .unwrap()
+        .build()
 }
 
 async fn standing(
@@ -723,6 +821,326 @@ fn an_old_object_replayed_by_gossip_is_not_passed_on() {
             "the replayed record was passed on"
         );
         assert_eq!(count(&victim), 2);
+        victim.registry.shutdown().await;
+    });
+}
+
+/// Drives `swarm` in a task of its own, counting its connections to `to` now open (`open`) and
+/// its dials that failed (`failed`). Dropping the task's handle (abort) drops the swarm.
+fn drive_counting(
+    mut swarm: libp2p::Swarm<
+        impl libp2p::swarm::NetworkBehaviour<ToSwarm: std::fmt::Debug> + 'static,
+    >,
+    to: libp2p::Multiaddr,
+    open: std::rc::Rc<std::cell::Cell<i32>>,
+    failed: std::rc::Rc<std::cell::Cell<i32>>,
+) -> actix_rt::task::JoinHandle<()> {
+    use libp2p::swarm::SwarmEvent;
+    actix_rt::spawn(async move {
+        swarm.dial(to).unwrap();
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => open.set(open.get() + 1),
+                SwarmEvent::ConnectionClosed { .. } => open.set(open.get() - 1),
+                SwarmEvent::OutgoingConnectionError { .. } => failed.set(failed.get() + 1),
+                _ => {}
+            }
+        }
+    })
+}
+
+#[test]
+fn one_address_with_fresh_peer_ids_cannot_take_every_inbound_slot() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    actix_rt::System::new().block_on(async {
+        let mut options = loopback_options(50, vec![]);
+        options.net.max_inbound_per_ip = 3;
+        let victim = start_node_with(options).await;
+        let records = chain(20, 40_000);
+        victim
+            .registry
+            .publish_local(bodies(&records))
+            .await
+            .unwrap();
+        let connected_here = || async {
+            let peers = victim.registry.peers.send(GetPeers).await.unwrap();
+            peers.iter().filter(|p| p.connected).count()
+        };
+
+        // five strangers on 127.0.0.1, each with a key of its own: three get in
+        let (open, failed) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+        let mut strangers: Vec<_> = (0..5u8)
+            .map(|i| {
+                let swarm = rogue_swarm(80 + i, "/spore/sync/1");
+                drive_counting(swarm, victim.addr.clone(), open.clone(), failed.clone())
+            })
+            .collect();
+        wait_for("three strangers in, two refused", || async {
+            (open.get() == 3 && failed.get() == 2).then_some(())
+        })
+        .await;
+        assert_eq!(connected_here().await, 3);
+
+        // an honest peer on another loopback address is let in and served
+        let mut honest = swarm_from(std::net::Ipv4Addr::new(127, 0, 0, 2), 60);
+        honest.dial(victim.addr.clone()).unwrap();
+        let victim_id = victim.registry.peer_id;
+        let served = Rc::new(Cell::new(0));
+        let mut asked = false;
+        let served_in = served.clone();
+        drive_until_with(
+            &mut honest,
+            "the honest peer served",
+            move |event| {
+                if let libp2p::swarm::SwarmEvent::Behaviour(
+                    libp2p::request_response::Event::Message {
+                        message:
+                            libp2p::request_response::Message::Response {
+                                response: net::Response::Log { bodies, .. },
+                                ..
+                            },
+                        ..
+                    },
+                ) = event
+                {
+                    served_in.set(bodies.len());
+                }
+            },
+            |honest| {
+                if !asked && honest.is_connected(&victim_id) {
+                    asked = true;
+                    honest.behaviour_mut().send_request(
+                        &victim_id,
+                        net::Request::Log {
+                            after: 0,
+                            limit: 100,
+                        },
+                    );
+                }
+                let served = served.get();
+                async move { served == 20 }
+            },
+        )
+        .await;
+        assert_eq!(connected_here().await, 4);
+
+        // a stranger that leaves frees its address's slot for the next
+        strangers.remove(0).abort();
+        wait_for("the first stranger gone", || async {
+            (connected_here().await == 3).then_some(())
+        })
+        .await;
+        let late = Rc::new(Cell::new(0));
+        strangers.push(drive_counting(
+            rogue_swarm(90, "/spore/sync/1"),
+            victim.addr.clone(),
+            late.clone(),
+            failed.clone(),
+        ));
+        wait_for("the late stranger in", || async {
+            (late.get() == 1).then_some(())
+        })
+        .await;
+        assert_eq!(connected_here().await, 4);
+        assert_eq!(failed.get(), 2);
+
+        for stranger in strangers {
+            stranger.abort();
+        }
+        victim.registry.shutdown().await;
+    });
+}
+
+/// The sync codec of a peer that sends its requests and never reads an answer: the responder's
+/// writes stall once the stream's window is full.
+#[derive(Clone, Default)]
+struct NeverReads(net::SyncCodec);
+
+impl libp2p::request_response::Codec for NeverReads {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = net::Request;
+    type Response = net::Response;
+
+    async fn read_request<T>(
+        &mut self,
+        p: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<net::Request>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        self.0.read_request(p, io).await
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &Self::Protocol,
+        _: &mut T,
+    ) -> std::io::Result<net::Response>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        futures::future::pending().await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        p: &Self::Protocol,
+        io: &mut T,
+        r: net::Request,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        self.0.write_request(p, io, r).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        p: &Self::Protocol,
+        io: &mut T,
+        r: net::Response,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        self.0.write_response(p, io, r).await
+    }
+}
+
+fn never_reading_swarm(seed: u8) -> libp2p::Swarm<libp2p::request_response::Behaviour<NeverReads>> {
+    use libp2p::request_response::{self, ProtocolSupport};
+    let key = libp2p::identity::Keypair::ed25519_from_bytes([seed; 32]).unwrap();
+    libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                NeverReads::default(),
+                [(
+                    libp2p::StreamProtocol::new("/spore/sync/1"),
+                    ProtocolSupport::Full,
+                )],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(120)),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build()
+}
+
+#[test]
+fn peers_that_ask_for_log_pages_and_never_read_cannot_keep_others_waiting() {
+    use libp2p::request_response::{Event, Message as RrMessage};
+    use net::{Request, Response};
+    actix_rt::System::new().block_on(async {
+        let victim = start_node(52, vec![]).await;
+        let victim_id = victim.registry.peer_id;
+        // records with a 2 KB diff each: a page is its byte cap (4 MiB) before its item cap
+        let who = identity(9);
+        let mut records: Vec<ExperimentRecord> = Vec::new();
+        for i in 0..4_000 {
+            let parent = records.last().map(|r| r.id.clone());
+            let mut r = record(&who, parent.as_deref(), TASK, Status::Keep, 1.0, 50_000 + i);
+            r.diff = format!("{i}\n{}", "+".repeat(2_000));
+            r.sign_with(&who);
+            records.push(r);
+        }
+        victim
+            .registry
+            .publish_local(bodies(&records))
+            .await
+            .unwrap();
+
+        // eight peer ids on one address (its connection cap) each ask for eight full pages,
+        // as many as a peer may have in flight, then stop reading
+        let mut slow: Vec<_> = (0..8u8).map(|i| never_reading_swarm(100 + i)).collect();
+        for rogue in &mut slow {
+            rogue.dial(victim.addr.clone()).unwrap();
+        }
+        let mut asked = 0;
+        while asked < slow.len() {
+            let rogue = &mut slow[asked];
+            drive_until(rogue, "a slow reader connected", |rogue| {
+                let connected = rogue.is_connected(&victim_id);
+                async move { connected }
+            })
+            .await;
+            for _ in 0..8 {
+                rogue.behaviour_mut().send_request(
+                    &victim_id,
+                    Request::Log {
+                        after: 0,
+                        limit: 2_000,
+                    },
+                );
+            }
+            asked += 1;
+        }
+        // let every request reach the node (pages start to be written, and stall)
+        for rogue in &mut slow {
+            let deadline = Instant::now() + Duration::from_millis(300);
+            drive_until(rogue, "requests written", |_| async move {
+                Instant::now() > deadline
+            })
+            .await;
+        }
+
+        // 64 pages of 4 MiB are twice the budget of all peers together; the address gets a
+        // quarter of it, and a peer elsewhere is served at once
+        let mut honest = swarm_from(std::net::Ipv4Addr::new(127, 0, 0, 3), 61);
+        honest.dial(victim.addr.clone()).unwrap();
+        let answer = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let answer_in = answer.clone();
+        let mut sent = false;
+        drive_until_with(
+            &mut honest,
+            "the honest peer's page",
+            move |event| {
+                if let libp2p::swarm::SwarmEvent::Behaviour(Event::Message {
+                    message: RrMessage::Response { response, .. },
+                    ..
+                }) = event
+                {
+                    *answer_in.borrow_mut() = Some(response);
+                }
+            },
+            |honest| {
+                if !sent && honest.is_connected(&victim_id) {
+                    sent = true;
+                    honest.behaviour_mut().send_request(
+                        &victim_id,
+                        Request::Log {
+                            after: 0,
+                            limit: 2_000,
+                        },
+                    );
+                }
+                let done = answer.borrow().is_some();
+                async move { done }
+            },
+        )
+        .await;
+        match answer.borrow_mut().take().unwrap() {
+            Response::Log { bodies, .. } => assert!(bodies.len() > 1_000, "{}", bodies.len()),
+            other => panic!("the honest peer was not served: {other:?}"),
+        }
+        // the node answers its operator at once throughout
+        let asked_at = Instant::now();
+        victim.registry.peers.send(GetPeers).await.unwrap();
+        assert!(asked_at.elapsed() < Duration::from_secs(1));
+        // no slow reader was counted an offence: asking is not wrong, only not reading
+        for rogue in &slow {
+            let standing = standing(&victim, *rogue.local_peer_id()).await.unwrap();
+            assert!(!standing.banned);
+        }
+        drop(slow);
         victim.registry.shutdown().await;
     });
 }

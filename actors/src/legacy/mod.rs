@@ -669,26 +669,13 @@ pub fn admit_inbound(
 /// What a reference peer's offences count under: its IPv4 address, or its IPv6 /64, without
 /// the port (a reconnect comes from a new port; plain TCP proves nothing finer).
 pub fn score_key(addr: SocketAddr) -> PeerRef {
-    PeerRef::Legacy(SocketAddr::new(network_of(addr.ip()), 0))
+    PeerRef::Legacy(SocketAddr::new(crate::addresses::network_of(addr.ip()), 0))
 }
 
 /// Whether two peers count as one address for the per-address cap: the same IPv4 address, or
 /// the same IPv6 /64 (one subscriber's usual allocation).
 pub fn same_network(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
-    network_of(a) == network_of(b)
-}
-
-/// The address a peer counts as: its IPv4 address (an IPv4 peer of a dual-stack listener
-/// arrives as ::ffff:a.b.c.d), or its IPv6 /64.
-fn network_of(ip: std::net::IpAddr) -> std::net::IpAddr {
-    use std::net::{IpAddr, Ipv6Addr};
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-    }
+    crate::addresses::network_of(a) == crate::addresses::network_of(b)
 }
 
 /// Whether a `host:port` may be dialled when learnt, or told to a peer: an IP literal must pass

@@ -303,7 +303,8 @@ fn a_research_node_publishes_what_the_llm_proposed() {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let _ = child.wait();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines[1].contains("learning rate to 0.0042"), "{lines:?}");
+    // the default task starts from its pinned root: the first experiment is the LLM's
+    assert!(lines[0].contains("learning rate to 0.0042"), "{lines:?}");
     let req = seen.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(req.header("authorization"), Some("Bearer sk-local"));
 

@@ -188,10 +188,11 @@ fn research_with(dir: &Path, n: usize, extra: &[&str]) -> Vec<String> {
 }
 
 #[test]
-fn a_research_node_publishes_a_root_and_children_in_the_default_task() {
+fn a_research_node_researches_the_default_task_from_its_pinned_root() {
     let tmp = tempfile::tempdir().unwrap();
     let lines = research(tmp.path(), 3);
-    assert!(lines[0].contains("baseline"), "{lines:?}");
+    // the root is pinned, not run: every experiment is a proposal of the built-in search
+    assert!(lines.iter().all(|l| !l.contains("baseline")), "{lines:?}");
 
     let task_id = default_task::manifest().task_id;
     let out = spored(tmp.path(), &["export", "--task", &task_id]);
@@ -214,9 +215,10 @@ fn a_research_node_publishes_a_root_and_children_in_the_default_task() {
         objects.iter().any(|o| o["type"] == "task"),
         "the default task is exported"
     );
-    assert_eq!(records.len(), 3);
+    assert_eq!(records.len(), 4);
     let roots: Vec<&&J> = records.iter().filter(|r| r["parent"].is_null()).collect();
     assert_eq!(roots.len(), 1, "exactly one root");
+    assert_eq!(roots[0]["id"], default_task::ROOT_ID);
     assert_eq!(roots[0]["agent_model"], "baseline");
     assert_eq!(roots[0]["status"], "keep");
     let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
@@ -243,7 +245,7 @@ fn a_research_node_publishes_a_root_and_children_in_the_default_task() {
         .iter()
         .map(|r| r["code_cid"].as_str().unwrap())
         .collect();
-    assert_eq!(codes.len(), 3, "no config was run twice");
+    assert_eq!(codes.len(), 4, "no config was run twice");
 }
 
 /// `spored ARGS` on the data dir `dir`, run to completion.
@@ -626,10 +628,12 @@ fn a_stop_signal_to_the_process_group_mid_experiment_publishes_nothing() {
             String::from_utf8_lossy(&out.stderr)
         );
         let status: J = serde_json::from_slice(&out.stdout).unwrap();
+        // the default task's pinned root is all there is (stored before the first experiment)
         assert_eq!(
-            status["experiment_count"], 0,
+            status["experiment_count"], 1,
             "{stop_at:?} {signal}: {status}\n{log}"
         );
+        assert_eq!(status["recent"][0]["id"], default_task::ROOT_ID);
         assert!(!log.contains("crash"), "{stop_at:?} {signal}:\n{log}");
         let stopping = log
             .find("stopping")

@@ -31,6 +31,36 @@ fn start(dir: &Path, peers: &[&str], mode_args: &[&str]) -> Node {
     support::launch(dir, cmd)
 }
 
+/// A task like the built-in one (its corpus, split and baseline) with a 4 s budget, created
+/// on the data dir `dir` (so its node is the creator); its id.
+fn create_task(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let default = spore_actors::default_task::manifest();
+    let out = spored(dir)
+        .args([
+            "--json",
+            "task",
+            "create",
+            "--name",
+            "verify",
+            "--artifact-type",
+        ])
+        .arg(&default.artifact_type)
+        .args(["--dataset-cid", &default.dataset_cid])
+        .args(["--prepare-cid", &default.prepare_cid])
+        .args(["--base-code-cid", &default.base_code_cid])
+        .args(["--time-budget", "4"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let task: J = serde_json::from_slice(&out.stdout).unwrap();
+    task["task_id"].as_str().unwrap().to_string()
+}
+
 fn record(web: &str, id: &str) -> J {
     let (status, body) = http_get(web, &format!("/api/experiment/{id}"));
     if status != 200 {
@@ -86,8 +116,21 @@ fn records_are_verified_by_peers_and_a_liar_loses_both_ways() {
         tmp.path().join("c"),
         tmp.path().join("liar"),
     );
-    // A researches one experiment (the task's baseline); B and C only verify; L is a liar
-    let a = start(&da, &[], &["--max-experiments", "1", "--time-budget", "4"]);
+    // A researches one experiment: the baseline of a task it created (the root of a task is
+    // its creator's); B and C only verify; L is a liar
+    let task = create_task(&da);
+    let a = start(
+        &da,
+        &[],
+        &[
+            "--max-experiments",
+            "1",
+            "--time-budget",
+            "4",
+            "--task",
+            &task,
+        ],
+    );
     let b = start(&db, &[&a.p2p], &["--verify-only"]);
     let c = start(&dc, &[&a.p2p, &b.p2p], &["--verify-only"]);
     let liar = start(&dl, &[&a.p2p], &["--no-train"]);

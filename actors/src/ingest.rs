@@ -239,6 +239,45 @@ impl IngestOutcome {
     }
 }
 
+/// Counts what storing records did (each record with its outcome) into `out`.
+fn count_experiments(
+    w: &mut Writer<'_>,
+    inserted: Vec<(spore_spec::ExperimentRecord, ExperimentOutcome)>,
+    keep_bodies: bool,
+    out: &mut IngestOutcome,
+) -> Result<(), StoreError> {
+    for (record, outcome) in inserted {
+        match outcome {
+            ExperimentOutcome::Accepted { .. } => {
+                out.summary.accepted += 1;
+                if spore_spec::crypto::is_lower_hex(&record.code_cid, 64)
+                    && !w.has_artifact(&record.code_cid)?
+                {
+                    out.missing_artifacts.push(record.code_cid.clone());
+                }
+                if keep_bodies {
+                    out.stored_bodies.push((
+                        "experiment".into(),
+                        Message::Experiment(record.clone()).encode_body(),
+                    ));
+                }
+                out.stored.experiments.push(record.id);
+                out.stored.experiment_tasks.push(record.task_id);
+            }
+            ExperimentOutcome::Held { .. } => out.summary.held += 1,
+            ExperimentOutcome::Duplicate => out.summary.duplicates += 1,
+            ExperimentOutcome::Rejected(reason) => {
+                out.summary.rejected += 1;
+                out.summary.problems.push(IngestError::Lineage(format!(
+                    "experiment {}: {reason}",
+                    record.id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Stores checked bodies (each with its check's result, in order) inside a write transaction.
 pub fn write_checked<B: AsRef<str>>(
     w: &mut Writer<'_>,
@@ -288,35 +327,7 @@ pub fn write_checked<B: AsRef<str>>(
                     }
                     Err(e) => return Err(e),
                 };
-                for (record, outcome) in inserted {
-                    match outcome {
-                        ExperimentOutcome::Accepted { .. } => {
-                            out.summary.accepted += 1;
-                            if spore_spec::crypto::is_lower_hex(&record.code_cid, 64)
-                                && !w.has_artifact(&record.code_cid)?
-                            {
-                                out.missing_artifacts.push(record.code_cid.clone());
-                            }
-                            if keep_bodies {
-                                out.stored_bodies.push((
-                                    "experiment".into(),
-                                    Message::Experiment(record.clone()).encode_body(),
-                                ));
-                            }
-                            out.stored.experiments.push(record.id);
-                            out.stored.experiment_tasks.push(record.task_id);
-                        }
-                        ExperimentOutcome::Held { .. } => out.summary.held += 1,
-                        ExperimentOutcome::Duplicate => out.summary.duplicates += 1,
-                        ExperimentOutcome::Rejected(reason) => {
-                            out.summary.rejected += 1;
-                            out.summary.problems.push(IngestError::Lineage(format!(
-                                "experiment {}: {reason}",
-                                record.id
-                            )));
-                        }
-                    }
-                }
+                count_experiments(w, inserted, keep_bodies, out)?;
             }
             SignedObject::Task(manifest) => match w.insert_manifest(&manifest)? {
                 TaskOutcome::Accepted => {
@@ -333,7 +344,10 @@ pub fn write_checked<B: AsRef<str>>(
                     if keep_bodies {
                         out.stored_bodies.push(("task".into(), body_of(&body)));
                     }
+                    // roots that waited for the manifest to tell whether they count
+                    let released = w.release_held_roots(&manifest.task_id)?;
                     out.stored.tasks.push(manifest.task_id);
+                    count_experiments(w, released, keep_bodies, out)?;
                 }
                 TaskOutcome::Duplicate => out.summary.duplicates += 1,
             },

@@ -31,6 +31,26 @@ pub enum LineageReject {
     },
     #[error("unsigned v1 task id {claimed} contradicts the derived task {derived}")]
     V1TaskHintMismatch { claimed: String, derived: String },
+    #[error("root for task {task_id} not signed by its creator {creator}")]
+    NotTheCreatorsRoot { task_id: String, creator: String },
+    #[error("root for task {task_id} is not its pinned root {pinned}")]
+    NotThePinnedRoot { task_id: String, pinned: String },
+}
+
+/// What the store knows about the task a parentless v2 record names. The reference takes the
+/// first root a node sees, so nodes that saw two roots in different orders hold different
+/// trees, and anyone could found a task's tree before its creator. Here a task with a manifest
+/// has only a root its creator signed; the built-in default task, whose key is public, has the
+/// one root the binary pins. A wrong root that came before the manifest is removed, with its
+/// tree, when the manifest comes (`store::removal`), so every node ends with the same tree.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskRoot {
+    /// The task's root, if it has one.
+    pub existing: Option<String>,
+    /// The signer of the task's manifest, when the manifest is stored.
+    pub creator: Option<String>,
+    /// The only root the task may have, when the binary pins one.
+    pub pinned: Option<String>,
 }
 
 /// The decision for one record.
@@ -41,19 +61,20 @@ pub enum Decision {
         task_id: String,
         is_root: bool,
     },
-    /// Waits for its parent.
+    /// Waits for its parent (or, for a second root of a task whose manifest is unknown, for
+    /// the manifest: `parent` is then the task id).
     Hold {
         parent: String,
     },
     Reject(LineageReject),
 }
 
-/// Decides where `record` belongs. `existing_root` is the root of the task a parentless v2
-/// record names (if that task has one).
+/// Decides where `record` belongs. `task_root` tells what is known of the root of the task a
+/// parentless record names.
 pub fn decide(
     record: &ExperimentRecord,
     parent: ParentState<'_>,
-    existing_root: impl FnOnce(&str) -> Option<String>,
+    task_root: impl FnOnce(&str) -> TaskRoot,
 ) -> Decision {
     match parent {
         ParentState::Unknown => Decision::Hold {
@@ -73,7 +94,27 @@ pub fn decide(
                     derived: task_id,
                 });
             }
-            if let Some(root) = existing_root(&task_id) {
+            let rule = task_root(&task_id);
+            let ruled = rule.creator.is_some() || rule.pinned.is_some();
+            if let Some(pinned) = rule.pinned {
+                if pinned != record.id {
+                    return Decision::Reject(LineageReject::NotThePinnedRoot { task_id, pinned });
+                }
+            }
+            if let Some(creator) = rule.creator {
+                if creator != record.node_id {
+                    return Decision::Reject(LineageReject::NotTheCreatorsRoot {
+                        task_id,
+                        creator,
+                    });
+                }
+            }
+            if let Some(root) = rule.existing {
+                if root != record.id && !ruled {
+                    // the root in place may be the wrong one: the task's manifest, when it
+                    // comes, tells (until then the reference's first root stands)
+                    return Decision::Hold { parent: task_id };
+                }
                 if root != record.id {
                     return Decision::Reject(LineageReject::SecondRoot {
                         task_id,

@@ -302,8 +302,25 @@ impl ResearchLoop {
         if task.artifact_type == command_task::ARTIFACT_TYPE {
             return self.command_iteration(identity, rng, &task, budget).await;
         }
-        let Some(choice) = self.choose(&task, rng).await? else {
-            return self.run_baseline(identity, &task, budget).await.map(Some);
+        let choice = match self.choose(&task, rng).await? {
+            Some(choice) => choice,
+            // no root yet. The default task's is pinned: store it and start from it
+            None if default_task::pinned_root(&task.task_id).is_some() => {
+                self.store_pinned_root().await?;
+                self.choose(&task, rng)
+                    .await?
+                    .ok_or("the default task's pinned root is not on its frontier")?
+            }
+            // only the creator's root counts (`lineage::TaskRoot`): a baseline run here would
+            // be refused
+            None if task.created_by != identity.node_id() => {
+                return Err(format!(
+                    "task {} has no root yet; waiting for its creator {} to publish one",
+                    short(&task.task_id),
+                    short(&task.created_by)
+                ))
+            }
+            None => return self.run_baseline(identity, &task, budget).await.map(Some),
         };
         let goal = task.goal();
         let parent = &choice.parent;
@@ -431,6 +448,45 @@ impl ResearchLoop {
             .map_err(|e| e.to_string())?;
         *rng = draws;
         choice
+    }
+
+    /// Stores the default task's pinned root and its artifact (the built-in baseline).
+    async fn store_pinned_root(&self) -> Result<(), String> {
+        let root = default_task::root();
+        let bytes = default_task::baseline().to_bytes();
+        if spore_spec::crypto::sha256_hex(&bytes) != root.code_cid {
+            return Err("the built-in baseline is not the pinned root's code".into());
+        }
+        let written = self
+            .registry
+            .writer
+            .local(LocalWrite {
+                artifacts: vec![(root.code_cid.clone(), bytes)],
+                run_outputs: Vec::new(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(ArtifactWrite::Refused(why)) = written.first() {
+            return Err(format!("the baseline artifact was refused: {why}"));
+        }
+        let summary = self
+            .registry
+            .publish_local(vec![Message::Experiment(root.clone()).encode_body()])
+            .await
+            .map_err(|e| e.to_string())?;
+        if summary.rejected > 0 {
+            return Err(format!(
+                "the default task's pinned root was refused: {:?}",
+                summary.problems
+            ));
+        }
+        info!(
+            root = %short(&root.id),
+            val_bpb = root.val_bpb.value(),
+            "research: the default task starts from its pinned root (the baseline, run once for {} s)",
+            root.time_budget
+        );
+        Ok(())
     }
 
     async fn run_baseline(
@@ -802,6 +858,11 @@ fn task_to_research(
         .map_err(|e| e.to_string())?
         .is_some();
     Ok(TaskChoice::Default { stored })
+}
+
+/// The first 8 characters of an id, for messages.
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
 }
 
 /// The parent of the next experiment (see the module docs); `None`: the task has no root yet,

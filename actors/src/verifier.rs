@@ -135,9 +135,13 @@ impl Planner {
         for entry in entries {
             match (entry.kind, Message::decode_body(entry.body.as_bytes())) {
                 (LogKind::Experiment, Ok(Some(Message::Experiment(record)))) => {
+                    // the default task's pinned root is vouched for by the binary, not by its
+                    // claim: re-running it (a full-length baseline) would tell nothing
                     if record.node_id == self.me
                         || record.status == Status::Crash
                         || hardware::verification_class(&record.gpu_model) != self.class
+                        || crate::default_task::pinned_root(&record.task_id)
+                            .is_some_and(|r| r == record.id)
                         || self.already_signed(read, &record.id, None)
                     {
                         continue;

@@ -1144,3 +1144,103 @@ fn peers_that_ask_for_log_pages_and_never_read_cannot_keep_others_waiting() {
         victim.registry.shutdown().await;
     });
 }
+
+#[test]
+fn a_stranger_racing_a_task_root_loses_on_every_node_whatever_came_first() {
+    use spore_spec::TaskManifest;
+    actix_rt::System::new().block_on(async {
+        let creator = identity(30);
+        let stranger = identity(31);
+        let mut manifest = TaskManifest {
+            name: "raced".into(),
+            task_type: "ml_train".into(),
+            metric: "val_bpb".into(),
+            goal: "minimize".into(),
+            created_by: creator.node_id(),
+            timestamp: 60_000,
+            version: 1,
+            ..Default::default()
+        };
+        manifest.sign_with(&creator);
+        let task = manifest.task_id.clone();
+        let theirs = record(&stranger, None, &task, Status::Keep, 0.5, 60_001);
+        let theirs_child = record(
+            &stranger,
+            Some(&theirs.id),
+            &task,
+            Status::Keep,
+            0.4,
+            60_002,
+        );
+        let ours = record(&creator, None, &task, Status::Keep, 1.0, 60_003);
+        let ours_child = record(&creator, Some(&ours.id), &task, Status::Keep, 0.9, 60_004);
+        let one = |m: Message| vec![m.encode_body()];
+
+        let b = start_node(56, vec![]).await;
+        let a = start_node(55, vec![b.addr.clone()]).await;
+        wait_for("a and b connected", || async {
+            let peers = a.registry.peers.send(GetPeers).await.unwrap();
+            peers.iter().any(|p| p.connected).then_some(())
+        })
+        .await;
+        // the stranger's tree, before any manifest: both nodes take it, as the reference would
+        a.registry
+            .publish_local(bodies(&[theirs.clone(), theirs_child.clone()]))
+            .await
+            .unwrap();
+        wait_for("the stranger's tree at b", || async {
+            (count(&b) == 2).then_some(())
+        })
+        .await;
+        // the creator's root reaches b before its manifest: it waits there
+        let held = b
+            .registry
+            .publish_local(one(Message::Experiment(ours.clone())))
+            .await
+            .unwrap();
+        assert_eq!(held.held, 1);
+        // the manifest, at b: b drops the stranger's tree and takes the creator's root; a gets
+        // the manifest and the root from b
+        let out = b
+            .registry
+            .publish_local(one(Message::Task(manifest.clone())))
+            .await
+            .unwrap();
+        assert_eq!(out.accepted, 2, "{out:?}");
+        b.registry
+            .publish_local(one(Message::Experiment(ours_child.clone())))
+            .await
+            .unwrap();
+        let tree = |node: &TestNode| {
+            let r = node.registry.store.read().unwrap();
+            let mut ids = r.task_record_ids(&task).unwrap();
+            ids.sort();
+            ids
+        };
+        let mut expected = vec![ours.id.clone(), ours_child.id.clone()];
+        expected.sort();
+        for node in [&a, &b] {
+            wait_for("the creator's tree alone", || async {
+                (tree(node) == expected).then_some(())
+            })
+            .await;
+        }
+        // the stranger sends its tree again: refused everywhere now
+        let again = a
+            .registry
+            .publish_local(bodies(std::slice::from_ref(&theirs)))
+            .await
+            .unwrap();
+        assert_eq!(again.rejected, 1);
+        // a newcomer syncing from a ends with the same tree
+        let c = start_node(57, vec![a.addr.clone()]).await;
+        wait_for("the newcomer's tree", || async {
+            (tree(&c) == expected).then_some(())
+        })
+        .await;
+        for node in [a, b, c] {
+            assert_eq!(count(&node), 2);
+            node.registry.shutdown().await;
+        }
+    });
+}

@@ -138,6 +138,24 @@ struct ImportReport {
 }
 
 impl ImportReport {
+    /// Counts what storing records did (each with its outcome), for line `line`.
+    fn count(
+        &mut self,
+        line: usize,
+        inserted: Vec<(spore_spec::ExperimentRecord, ExperimentOutcome)>,
+    ) {
+        for (record, outcome) in inserted {
+            match outcome {
+                ExperimentOutcome::Accepted { .. } => self.experiments += 1,
+                ExperimentOutcome::Held { .. } => self.held += 1,
+                ExperimentOutcome::Duplicate => self.already_present += 1,
+                ExperimentOutcome::Rejected(reason) => self
+                    .problems
+                    .push(format!("line {line}: experiment {}: {reason}", record.id)),
+            }
+        }
+    }
+
     fn apply(
         &mut self,
         w: &mut Writer<'_>,
@@ -172,19 +190,15 @@ impl ImportReport {
                     }
                     Err(e) => return Err(e),
                 };
-                for (record, outcome) in inserted {
-                    match outcome {
-                        ExperimentOutcome::Accepted { .. } => self.experiments += 1,
-                        ExperimentOutcome::Held { .. } => self.held += 1,
-                        ExperimentOutcome::Duplicate => self.already_present += 1,
-                        ExperimentOutcome::Rejected(reason) => self
-                            .problems
-                            .push(format!("line {line}: experiment {}: {reason}", record.id)),
-                    }
-                }
+                self.count(line, inserted);
             }
             SignedObject::Task(manifest) => match w.insert_manifest(&manifest)? {
-                TaskOutcome::Accepted => self.tasks += 1,
+                TaskOutcome::Accepted => {
+                    self.tasks += 1;
+                    // roots that waited for the manifest to tell whether they count
+                    let released = w.release_held_roots(&manifest.task_id)?;
+                    self.count(line, released);
+                }
                 TaskOutcome::Duplicate => self.already_present += 1,
             },
             SignedObject::Control(event) => match w.insert_control_event(&event)? {

@@ -9,7 +9,7 @@ use spore_spec::{ExperimentRecord, Goal, Status};
 use super::codec::{frontier_key, goal_byte, key, parse_record, prefix_end, sortable_i64};
 use super::codec::{push_str, ByteReader, IndexEntry};
 use super::{Reader, StoreError, Writer};
-use crate::lineage::{decide, Decision, LineageReject, ParentState};
+use crate::lineage::{decide, Decision, LineageReject, ParentState, TaskRoot};
 
 /// Most records held at once while they wait for a parent; more are refused, not dropped
 /// silently, so a flood of orphans cannot grow the store without bound.
@@ -189,19 +189,14 @@ impl Writer<'_> {
                 task_id: &entry.task_id,
             },
         };
-        let mut stats_lookup_error = None;
-        let decision = decide(record, parent_state, |task_id| {
-            match self.stats_for(task_id) {
-                Ok(stats) => stats.root.clone(),
-                Err(e) => {
-                    stats_lookup_error = Some(e);
-                    None
-                }
+        let decision = match &parent_entry {
+            // only a root's decision needs what is known of its task's root
+            None => {
+                let rule = self.task_root(record)?;
+                decide(record, parent_state, |_| rule)
             }
-        });
-        if let Some(e) = stats_lookup_error {
-            return Err(e);
-        }
+            Some(_) => decide(record, parent_state, |_| TaskRoot::default()),
+        };
         let (task_id, is_root) = match decision {
             Decision::Accept { task_id, is_root } => (task_id, is_root),
             Decision::Hold { parent } => return self.hold(record, &parent),
@@ -368,6 +363,20 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Offers again the roots held for `task_id` while it had another root and no manifest
+    /// (see [`crate::lineage::TaskRoot`]); call once its manifest is stored. Returns the outcome
+    /// of each, and of every held descendant they decided.
+    pub fn release_held_roots(
+        &mut self,
+        task_id: &str,
+    ) -> Result<Vec<(ExperimentRecord, ExperimentOutcome)>, StoreError> {
+        let mut decided = Vec::new();
+        for record in self.take_held_children(task_id)? {
+            decided.extend(self.insert_experiment(record)?);
+        }
+        Ok(decided)
+    }
+
     fn take_held_children(&mut self, parent: &str) -> Result<Vec<ExperimentRecord>, StoreError> {
         let held = &mut self.t.held;
         let prefix = parent.as_bytes();
@@ -415,8 +424,27 @@ impl Writer<'_> {
         Ok(rows.len() as u64)
     }
 
+    /// What is known of the root of the task parentless `record` names: its root, its
+    /// manifest's creator, and its pinned root (the built-in default task's).
+    fn task_root(&mut self, record: &ExperimentRecord) -> Result<TaskRoot, StoreError> {
+        if !record.signs_task_id() || record.task_id.is_empty() {
+            // a v1 root founds its own task: nobody else can have rooted it
+            let existing = self.stats_for(&record.id)?.root.clone();
+            return Ok(TaskRoot {
+                existing,
+                ..TaskRoot::default()
+            });
+        }
+        let task_id = record.task_id.as_str();
+        Ok(TaskRoot {
+            existing: self.stats_for(task_id)?.root.clone(),
+            creator: self.manifest_creator(task_id)?,
+            pinned: crate::default_task::pinned_root(task_id).map(str::to_string),
+        })
+    }
+
     /// The cached counters of `task_id`, loaded on first use in this transaction.
-    fn stats_for(&mut self, task_id: &str) -> Result<&mut TaskStats, StoreError> {
+    pub(super) fn stats_for(&mut self, task_id: &str) -> Result<&mut TaskStats, StoreError> {
         if !self.stats.contains_key(task_id) {
             let table = &self.t.task_stats;
             let stats = match table.get(task_id)? {

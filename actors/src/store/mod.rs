@@ -13,6 +13,7 @@ mod log;
 mod nodes;
 mod peers;
 mod profiles;
+mod removal;
 mod tables;
 mod tasks;
 mod verdicts;
@@ -173,6 +174,9 @@ impl Store {
                 "indexed control events by record and applied verdicts"
             );
         }
+        // a default-task tree grown from another root (before the root was pinned) goes
+        let task = crate::default_task::TASK_ID;
+        store.write(|w| w.enforce_root_rule(task, None, crate::default_task::pinned_root(task)))?;
         // what is in the file now is on disk (the backfills made every table exist)
         let top = store.read()?.last_seq()?;
         store.written_log.store(top, Ordering::SeqCst);

@@ -160,6 +160,49 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Rebuilds `node_id`'s counters after its records in `task_id` were removed: its entry for
+    /// the task goes, and its all-tasks entry is counted again from the records it has left;
+    /// `verified` records and `credit` of reputation that the removed ones had earned go back.
+    pub(super) fn recount_node(
+        &mut self,
+        task_id: &str,
+        node_id: &str,
+        credit: f64,
+        verified: u64,
+    ) -> Result<(), StoreError> {
+        let k = entry_key(task_id, node_id);
+        self.node_stats.remove(&k);
+        self.t.node_stats.remove(k.as_str())?;
+        let prefix = super::codec::key(&[node_id.as_bytes()]);
+        let end = super::codec::prefix_end(&prefix);
+        let mut left = Vec::new();
+        for item in self
+            .t
+            .node_records
+            .range(prefix.as_slice()..end.as_slice())?
+        {
+            let (k, _) = item?;
+            let id = String::from_utf8_lossy(&k.value()[prefix.len() + 8..]).into_owned();
+            if let Some(wire) = self.t.experiments.get(id.as_str())? {
+                left.push(super::codec::parse_record(wire.value())?);
+            }
+        }
+        let old = self.node_entry("", node_id)?.clone();
+        let mut fresh = NodeStats {
+            verified: old.verified.saturating_sub(verified),
+            verifications_performed: old.verifications_performed,
+            disputes_won: old.disputes_won,
+            disputes_lost: old.disputes_lost,
+            score: old.score - credit,
+            ..NodeStats::default()
+        };
+        for record in &left {
+            fresh.add(record);
+        }
+        *self.node_entry("", node_id)? = fresh;
+        Ok(())
+    }
+
     fn node_entry(&mut self, task_id: &str, node_id: &str) -> Result<&mut NodeStats, StoreError> {
         let k = entry_key(task_id, node_id);
         if !self.node_stats.contains_key(&k) {

@@ -116,7 +116,20 @@ impl Writer<'_> {
         };
         table.insert(manifest.task_id.as_str(), row.encode().as_slice())?;
         self.append_log(super::LogKind::Task, &manifest.task_id)?;
+        // a root that came before the manifest, from someone other than its creator, goes
+        let task_id = manifest.task_id.as_str();
+        let pinned = crate::default_task::pinned_root(task_id);
+        self.enforce_root_rule(task_id, Some(&manifest.created_by), pinned)?;
         Ok(TaskOutcome::Accepted)
+    }
+
+    /// The signer of `task_id`'s manifest, if the manifest is stored.
+    pub(super) fn manifest_creator(&self, task_id: &str) -> Result<Option<String>, StoreError> {
+        let Some(bytes) = self.t.tasks.get(task_id)? else {
+            return Ok(None);
+        };
+        let row = TaskRow::decode(bytes.value())?;
+        Ok((row.source == TaskSource::Manifest).then_some(row.manifest.created_by))
     }
 
     /// The goal of `task_id` as this transaction sees it (minimise when unknown or legacy).

@@ -379,6 +379,16 @@ pub fn write_checked<B: AsRef<str>>(
                         event.event_type, event.id
                     )));
                 }
+                // no room: this event only, no fault of whoever relayed it
+                ControlOutcome::Crowded { record } => {
+                    out.summary.rejected += 1;
+                    out.summary.problems.push(IngestError::Full(format!(
+                        "{} {}: record {record} already has {} challenges, responses and disputes",
+                        event.event_type,
+                        event.id,
+                        crate::store::MAX_CONTESTED_VOTES
+                    )));
+                }
             },
             SignedObject::Profile(profile) => match w.insert_profile(&profile)? {
                 ProfileOutcome::Accepted => {

@@ -120,7 +120,8 @@ impl Verdict {
     }
 }
 
-fn num(payload: &Value, key: &str) -> Option<f64> {
+/// The finite number at `key` of an event payload, if any.
+pub fn num(payload: &Value, key: &str) -> Option<f64> {
     match payload.get(key)? {
         Value::Int(i) => Some(*i as f64),
         Value::Float(f) if f.is_finite() => Some(*f),

@@ -713,3 +713,79 @@ fn one_vote_per_signer_and_record_is_kept_and_the_rest_cost_nothing() {
         assert_eq!(served.len(), 4, "task, record, two votes");
     }
 }
+
+/// Item 6 of issue #19: many signers (fresh keys are free) voting once each about one record.
+/// Verifications are counted one by one, as a full computation from all events counts them;
+/// challenges, responses and disputes beyond a bound are not kept, and what is kept still
+/// decides the record as before.
+#[test]
+fn many_signers_voting_on_one_record_are_counted_one_by_one_and_contests_are_bounded() {
+    use spore_actors::store::MAX_CONTESTED_VOTES;
+    let w = world();
+    // 600 verifiers: every third outside the tolerance (does not count)
+    let verifications: Vec<String> = (0..600u32)
+        .map(|i| {
+            let by = Identity::from_seed(spore_spec::crypto::sha256(&i.to_be_bytes()));
+            let bpb = if i % 3 == 0 { 1.7 } else { 1.5 };
+            body(Message::Control(verification(
+                &by,
+                &w.child,
+                bpb,
+                10 + i as i64,
+            )))
+        })
+        .collect();
+    // events first, then the record: its verdict is computed once from all of them; record
+    // first: counted one by one. Same verdict.
+    let (_a, after) = open();
+    put(&after, &records(&w));
+    assert_eq!(put(&after, &verifications), 0);
+    let (_b, before) = open();
+    put(
+        &before,
+        &[
+            body(Message::Task(task())),
+            body(Message::Experiment(w.root.clone())),
+        ],
+    );
+    put(&before, &verifications);
+    put(&before, &[body(Message::Experiment(w.child.clone()))]);
+    for store in [&after, &before] {
+        let read = store.read().unwrap();
+        let summary = read.verdict_summary(&w.child.id).unwrap().unwrap();
+        assert_eq!(summary.verified_by, 400);
+        assert!(read.index_entry(&w.child.id).unwrap().unwrap().verified);
+    }
+
+    // a flood of challenges from fresh keys: the first MAX_CONTESTED_VOTES are kept, the rest
+    // refused as no room (no offence)
+    let challenges: Vec<String> = (0..MAX_CONTESTED_VOTES as u32 + 40)
+        .map(|i| {
+            let by = Identity::from_seed(spore_spec::crypto::sha256(&(10_000 + i).to_be_bytes()));
+            body(Message::Control(challenge(
+                &by,
+                &w.child,
+                3.0,
+                1_000 + i as i64,
+            )))
+        })
+        .collect();
+    let out = ingest(&after, &challenges, None, false).unwrap();
+    assert_eq!(out.summary.accepted, MAX_CONTESTED_VOTES as u64);
+    assert_eq!(out.summary.rejected, 40);
+    assert_eq!(spore_actors::ingest::points(&out.summary.problems), 0);
+    let read = after.read().unwrap();
+    let summary = read.verdict_summary(&w.child.id).unwrap().unwrap();
+    assert!(summary.challenged, "the kept challenges are open");
+    // a verification now goes through the full computation, and still counts
+    drop(read);
+    let late = verification(&who(99), &w.child, 1.5, 5_000);
+    assert_eq!(put(&after, &[body(Message::Control(late))]), 0);
+    let summary = after
+        .read()
+        .unwrap()
+        .verdict_summary(&w.child.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.verified_by, 401);
+}

@@ -210,6 +210,10 @@ impl ImportReport {
                     "line {line}: {} {}: {why}",
                     event.event_type, event.id
                 )),
+                ControlOutcome::Crowded { record } => self.problems.push(format!(
+                    "line {line}: {} {}: record {record} already has the most challenges, responses and disputes kept",
+                    event.event_type, event.id
+                )),
             },
             SignedObject::Profile(profile) => match w.insert_profile(&profile)? {
                 ProfileOutcome::Accepted => self.profiles += 1,

@@ -24,7 +24,19 @@ pub enum ControlOutcome {
     /// It can never count for the record it names (its publisher's own, or another hardware
     /// class): refused, not stored.
     Refused(String),
+    /// The record already has [`MAX_CONTESTED_VOTES`] challenges, responses and disputes: not
+    /// stored (no honest dispute needs more; each one makes the record's verdict be computed
+    /// again from all of them).
+    Crowded {
+        record: String,
+    },
 }
+
+/// Most challenges, challenge responses and disputes kept about one record. A challenge is
+/// decided by three responses, so an honest record sees a handful; fresh keys are free, and
+/// without a bound a stranger could make each new one cost time in the number before it.
+/// Verifications are not bounded: they are counted one by one (`verdicts.rs`).
+pub const MAX_CONTESTED_VOTES: usize = 256;
 
 impl Writer<'_> {
     /// Stores a verified control event (no verdict logic: see `verdicts.rs`).
@@ -48,6 +60,15 @@ impl Writer<'_> {
                     kept_id: kept.value().to_string(),
                 });
             }
+            if let Some(record) = subject(event) {
+                if event.kind() != Some(spore_spec::ControlKind::Verification)
+                    && self.contested_votes(record)? >= MAX_CONTESTED_VOTES
+                {
+                    return Ok(ControlOutcome::Crowded {
+                        record: record.to_string(),
+                    });
+                }
+            }
             self.t.votes.insert(vote.as_str(), event.id.as_str())?;
         }
         let dedupe = &mut self.t.control_dedupe;
@@ -65,6 +86,24 @@ impl Writer<'_> {
         }
         self.append_log(super::LogKind::Control, &event.id)?;
         Ok(ControlOutcome::Accepted)
+    }
+}
+
+impl Writer<'_> {
+    /// The challenges, responses and disputes kept about `record`, counted up to
+    /// [`MAX_CONTESTED_VOTES`] (their vote keys sort before the record's verifications').
+    fn contested_votes(&self, record: &str) -> Result<usize, StoreError> {
+        let start = format!("{record}:");
+        let end = format!("{record}:verification");
+        let mut n = 0;
+        for item in self.t.votes.range(start.as_str()..end.as_str())? {
+            item?;
+            n += 1;
+            if n >= MAX_CONTESTED_VOTES {
+                break;
+            }
+        }
+        Ok(n)
     }
 }
 

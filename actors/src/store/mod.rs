@@ -27,7 +27,7 @@ use crate::clock::Clock;
 
 pub use artifacts::MAX_ARTIFACT_BYTES;
 pub use codec::IndexEntry;
-pub use control::ControlOutcome;
+pub use control::{ControlOutcome, MAX_CONTESTED_VOTES};
 pub use experiments::{ExperimentOutcome, TaskStats, HELD_FOR_SECS, MAX_HELD_PER_SIGNER};
 pub use log::{LogEntry, LogKind};
 pub use nodes::{NodeStats, MAX_NODE_NAMES};

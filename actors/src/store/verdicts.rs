@@ -164,10 +164,62 @@ impl Writer<'_> {
         if outcome == super::ControlOutcome::Accepted {
             self.index_event(event)?;
             if let Some(record) = &record {
-                self.apply_verdict_to(record)?;
+                if !self.count_verification(event, record)? {
+                    self.apply_verdict_to(record)?;
+                }
             }
         }
         Ok(outcome)
+    }
+
+    /// Counts a new verification of a stored record into its verdict without computing the
+    /// verdict again from every event (a record may have as many verifications as there are
+    /// keys). Only while nothing contests the record: then its verified-by count is the number
+    /// of verifications within the tolerance, one per signer (the vote table keeps one), and
+    /// nothing else in the verdict depends on them. Returns false when the verdict has to be
+    /// computed in full.
+    fn count_verification(
+        &mut self,
+        event: &ControlEvent,
+        record: &ExperimentRecord,
+    ) -> Result<bool, StoreError> {
+        if event.kind() != Some(spore_spec::ControlKind::Verification) {
+            return Ok(false);
+        }
+        let stored = self.t.verdicts.get(record.id.as_str())?;
+        let mut summary = match &stored {
+            Some(bytes) => VerdictSummary::decode(bytes.value())?,
+            None => VerdictSummary::default(),
+        };
+        drop(stored);
+        if summary.challenged || summary.outcome.is_some() || self.is_contested(&record.id)? {
+            return Ok(false);
+        }
+        let claim = claim_in(&self.t.tasks, &self.t.artifacts, record)?;
+        let agrees = verdict::num(&event.payload, "verifier_bpb")
+            .is_some_and(|bpb| (bpb - claim.claimed).abs() <= claim.tolerance());
+        if !agrees {
+            return Ok(true); // it does not count: the verdict stays as it is
+        }
+        summary.verified_by += 1;
+        self.t
+            .verdicts
+            .insert(record.id.as_str(), summary.encode().as_slice())?;
+        self.changes.verdicts.insert(record.id.clone());
+        self.mark_verified(&record.id)?;
+        Ok(true)
+    }
+
+    /// Whether any challenge, response or dispute about `id` is stored (counting or not).
+    fn is_contested(&self, id: &str) -> Result<bool, StoreError> {
+        let start = format!("{id}:");
+        let end = format!("{id}:verification");
+        Ok(self
+            .t
+            .votes
+            .range(start.as_str()..end.as_str())?
+            .next()
+            .is_some())
     }
 
     fn stored_record(&self, id: &str) -> Result<Option<ExperimentRecord>, StoreError> {

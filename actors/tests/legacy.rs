@@ -370,3 +370,139 @@ fn a_request_flood_is_cut_off_at_once() {
         node.shutdown().await;
     });
 }
+
+/// Reads frames until the node's `control_sync_response` (the end of its answer), for at most
+/// `wait`: the control events it sent and the count it reported, or `None` if it did not end.
+async fn control_answer(
+    stream: &mut TcpStream,
+    wait: Duration,
+) -> Option<(Vec<spore_spec::ControlEvent>, i64)> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = Vec::new();
+    let mut events = Vec::new();
+    loop {
+        let mut chunk = vec![0u8; 256 * 1024];
+        let n = match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return None,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut at = 0;
+        while let Ok(Some((body, len))) = split_frame(&buf[at..]) {
+            match Message::decode_body(body) {
+                Ok(Some(Message::Control(e))) => events.push(e),
+                Ok(Some(Message::ControlSyncResponse { count, .. })) => {
+                    return Some((events, count))
+                }
+                _ => {}
+            }
+            at += len;
+        }
+        buf.drain(..at);
+    }
+}
+
+#[test]
+fn control_sync_answers_are_streamed_whole_and_an_address_that_keeps_asking_waits_its_turn() {
+    use spore_spec::json::{object, Value};
+    actix_rt::System::new().block_on(async {
+        let (_dir, node, addr) = start_node(65, |_| {}).await;
+        // 2,500 verifications of a record nobody has yet, half of them in one second (more than
+        // a page), in an order that is neither time nor event id
+        let record = "ab".repeat(32);
+        let events: Vec<String> = (0..2_500u32)
+            .map(|i| {
+                let who =
+                    spore_spec::Identity::from_seed(spore_spec::crypto::sha256(&i.to_be_bytes()));
+                let s = |x: &str| Value::Str(x.into());
+                let mut e = spore_spec::ControlEvent {
+                    event_type: "verification".into(),
+                    payload: object([
+                        (
+                            "event_id",
+                            s(&format!("verification:{record}:{}", (i * 7_919) % 2_500)),
+                        ),
+                        ("experiment_id", s(&record)),
+                        ("verifier_id", s(&who.node_id())),
+                        ("verifier_bpb", Value::Float(1.0)),
+                        ("verifier_gpu", s("CPU_X86_64")),
+                    ]),
+                    node_id: who.node_id(),
+                    timestamp: 1_767_225_600 + if i % 2 == 0 { 500 } else { (i % 997) as i64 },
+                    signature: String::new(),
+                    id: String::new(),
+                    version: 1,
+                };
+                e.sign_with(&who);
+                Message::Control(e).encode_body()
+            })
+            .collect();
+        for chunk in events.chunks(500) {
+            let out = node.registry.publish_local(chunk.to_vec()).await.unwrap();
+            assert_eq!(out.accepted, 500, "{out:?}");
+        }
+        let ask = |since: i64| {
+            Message::ControlSyncRequest { since }
+                .encode_frame()
+                .unwrap()
+        };
+
+        // all of it, in (timestamp, event id) order; and only what is newer than `since`
+        let mut peer = connect_from([127, 0, 0, 8], addr).await;
+        peer.write_all(&ask(0)).await.unwrap();
+        let (got, count) = control_answer(&mut peer, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!((got.len(), count), (2_500, 2_500));
+        let order: Vec<(i64, String)> = got
+            .iter()
+            .map(|e| (e.timestamp, e.payload_str("event_id").to_string()))
+            .collect();
+        let bad = order.windows(2).position(|w| w[0] > w[1]);
+        assert!(
+            bad.is_none(),
+            "not in order at {bad:?}: {:?}",
+            bad.map(|i| &order[i..i + 2])
+        );
+        peer.write_all(&ask(1_767_225_600 + 500)).await.unwrap();
+        let (newer, _) = control_answer(&mut peer, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let expected = got
+            .iter()
+            .filter(|e| e.timestamp > 1_767_225_600 + 500)
+            .count();
+        assert_eq!(newer.len(), expected);
+
+        // an address that keeps asking (here, reconnecting each time) gets a few answers at
+        // once, then waits its turn
+        let mut answered = 0;
+        for _ in 0..8 {
+            let mut again = connect_from([127, 0, 0, 9], addr).await;
+            again.write_all(&ask(0)).await.unwrap();
+            if control_answer(&mut again, Duration::from_secs(20))
+                .await
+                .is_some()
+            {
+                answered += 1;
+            }
+        }
+        assert_eq!(answered, 8);
+        let mut ninth = connect_from([127, 0, 0, 9], addr).await;
+        ninth.write_all(&ask(0)).await.unwrap();
+        assert!(
+            control_answer(&mut ninth, Duration::from_secs(2))
+                .await
+                .is_none(),
+            "answered at once, past the address's burst"
+        );
+        // meanwhile another address is answered at once
+        let mut other = connect_from([127, 0, 0, 10], addr).await;
+        other.write_all(&ask(0)).await.unwrap();
+        let (all, _) = control_answer(&mut other, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 2_500);
+        node.shutdown().await;
+    });
+}

@@ -177,6 +177,9 @@ pub struct Reader {
     pub seen: SeenFrames,
     /// A request flood was reported: the bridge is closing the connection.
     pub flooded: bool,
+    /// When the peer's address may next be answered a full sync, per kind (shared by all
+    /// connections: a peer that reconnects to ask again waits its turn too).
+    pub sync_turns: Arc<std::sync::Mutex<super::limits::SyncTurns>>,
 }
 
 /// Where our own sync with the peer stands: records, then control events, then tasks.
@@ -499,13 +502,39 @@ impl Reader {
             debug!(peer = %self.key, kind = kind.name(), "sync request while one is answered: dropped");
             return;
         }
+        // each answer reads what it serves from the store: an address gets a few at once, then
+        // one per cool-down (`limits::SyncTurns`), later rather than never
+        let start = match self.addr {
+            Some(addr) => {
+                let address = crate::addresses::network_of(addr.ip());
+                self.sync_turns
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .reserve(address, kind as u8, Instant::now())
+            }
+            None => Some(Instant::now()),
+        };
+        let Some(start) = start else {
+            slot.store(false, Ordering::Release);
+            debug!(peer = %self.key, kind = kind.name(), "sync request past its address's turns: dropped");
+            return;
+        };
         let (reads, outbox, close, key) = (
             self.reads.clone(),
             self.outbox.clone(),
             self.close.clone(),
             self.key.clone(),
         );
+        let mut closed = self.close.subscribe();
         tokio::spawn(async move {
+            // a connection that closes while its answer waits ends the wait
+            tokio::select! {
+                _ = tokio::time::sleep_until(start.into()) => {}
+                _ = closed.wait_for(|closed| *closed) => {
+                    slot.store(false, Ordering::Release);
+                    return;
+                }
+            }
             let started = Instant::now();
             let sent = stream_answer(&reads, &outbox, kind, since).await;
             slot.store(false, Ordering::Release);
@@ -619,14 +648,21 @@ async fn stream_answer(
             }
         }
     } else {
-        let bodies = reads
-            .read(move |r| serve::small_answer(r, kind, since))
-            .await
-            .map_err(|e| e.to_string())?;
-        for body in bodies {
-            outbox.wait_below(STREAM_HIGH_WATER).await;
-            outbox.send(&body).map_err(|_| "peer too slow")?;
-            count += 1;
+        let mut at = serve::Position::Start;
+        loop {
+            let (bodies, next) = reads
+                .read(move |r| serve::small_page(r, kind, since, &at))
+                .await
+                .map_err(|e| e.to_string())?;
+            for body in bodies {
+                outbox.wait_below(STREAM_HIGH_WATER).await;
+                outbox.send(&body).map_err(|_| "peer too slow")?;
+                count += 1;
+            }
+            match next {
+                Some(next) => at = next,
+                None => break,
+            }
         }
     }
     outbox

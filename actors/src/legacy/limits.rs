@@ -139,3 +139,99 @@ mod tests {
         ));
     }
 }
+
+/// Full sync answers (records, control events, tasks) one address gets without waiting: a
+/// reference node asks for each kind once per connection (0.6.3 again every 30 s or more), and
+/// a few nodes may share an address behind one router.
+pub const SYNC_BURST: f64 = 8.0;
+/// After the burst, one answer of each kind per this long per address: each answer reads what
+/// it serves from the store, so a peer that asks again and again (or reconnects to ask) would
+/// otherwise make the node read its whole log over and over.
+pub const SYNC_COOLDOWN: Duration = Duration::from_secs(30);
+/// A request that would wait longer than this is dropped instead (the asker is far past any
+/// honest pace, and every waiting answer holds a task).
+pub const SYNC_MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// When each address may be answered next, per kind of sync (a token bucket per address and
+/// kind whose debt is a wait): plain data, shared by the bridge's connections.
+#[derive(Debug, Default)]
+pub struct SyncTurns {
+    /// (address, kind) → tokens (negative: answers already promised ahead) as of `at`.
+    buckets: std::collections::HashMap<(std::net::IpAddr, u8), (f64, Instant)>,
+}
+
+impl SyncTurns {
+    /// Most addresses remembered; past it, those whose bucket is full again are forgotten.
+    const MAX: usize = 4_096;
+
+    /// Takes a turn for an answer of `kind` to `address` (see
+    /// [`crate::addresses::network_of`]): `Some(when it may start)`, or `None` when that would
+    /// be more than [`SYNC_MAX_WAIT`] away (drop the request).
+    pub fn reserve(
+        &mut self,
+        address: std::net::IpAddr,
+        kind: u8,
+        now: Instant,
+    ) -> Option<Instant> {
+        let per_second = 1.0 / SYNC_COOLDOWN.as_secs_f64();
+        if self.buckets.len() >= Self::MAX {
+            self.buckets.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * per_second < SYNC_BURST
+            });
+        }
+        let (tokens, at) = self
+            .buckets
+            .entry((address, kind))
+            .or_insert((SYNC_BURST, now));
+        let refilled = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * per_second)
+            .min(SYNC_BURST);
+        let after = refilled - 1.0;
+        let wait = if after >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-after / per_second)
+        };
+        if wait > SYNC_MAX_WAIT {
+            return None;
+        }
+        (*tokens, *at) = (after, now);
+        Some(now + wait)
+    }
+}
+
+#[cfg(test)]
+mod sync_turn_tests {
+    use super::*;
+
+    #[test]
+    fn an_address_gets_a_burst_of_answers_then_one_per_cooldown_and_then_none() {
+        let mut turns = SyncTurns::default();
+        let now = Instant::now();
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let b: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..SYNC_BURST as usize {
+            assert_eq!(turns.reserve(a, 0, now), Some(now));
+        }
+        // the next waits a cool-down, the one after two
+        assert_eq!(turns.reserve(a, 0, now), Some(now + SYNC_COOLDOWN));
+        assert_eq!(turns.reserve(a, 0, now), Some(now + 2 * SYNC_COOLDOWN));
+        // other kinds and other addresses are counted apart
+        assert_eq!(turns.reserve(a, 1, now), Some(now));
+        assert_eq!(turns.reserve(b, 0, now), Some(now));
+        // past the longest wait: refused, and nothing is promised for it
+        let mut last = None;
+        for _ in 0..20 {
+            last = turns.reserve(a, 0, now);
+        }
+        assert_eq!(last, None);
+        let waits = SYNC_MAX_WAIT.as_secs() / SYNC_COOLDOWN.as_secs();
+        assert_eq!(
+            turns.reserve(a, 0, now + Duration::from_secs(1)),
+            None,
+            "still {waits} turns promised"
+        );
+        // time pays the debt back
+        let later = now + SYNC_COOLDOWN * (waits as u32 + SYNC_BURST as u32 + 2);
+        assert_eq!(turns.reserve(a, 0, later), Some(later));
+    }
+}

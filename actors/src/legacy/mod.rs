@@ -119,6 +119,8 @@ pub struct LegacyBridge {
     queued: Arc<std::sync::atomic::AtomicUsize>,
     /// Dials of peers learnt by PEX, all connections together.
     pex_dials: Budget,
+    /// When each address may next be answered a full sync, per kind (all connections).
+    sync_turns: Arc<std::sync::Mutex<limits::SyncTurns>>,
     stopping: bool,
 }
 
@@ -154,6 +156,7 @@ impl LegacyBridge {
             unreachable: HashSet::new(),
             queued: Arc::default(),
             pex_dials,
+            sync_turns: Arc::default(),
             stopping: false,
         }
     }
@@ -286,6 +289,7 @@ impl LegacyBridge {
             idle_timeout: self.options.idle_timeout,
             seen: Default::default(),
             flooded: false,
+            sync_turns: self.sync_turns.clone(),
         };
         tokio::spawn(async move {
             let reason = reader.run(read).await;

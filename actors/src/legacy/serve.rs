@@ -3,7 +3,7 @@
 
 use spore_spec::wire::Message;
 
-use crate::store::{LogKind, TaskSource};
+use crate::store::LogKind;
 use crate::{Reader, StoreError};
 
 /// The three kinds of sync the reference protocol has.
@@ -79,52 +79,74 @@ fn timestamp_of(body: &str) -> Option<i64> {
     }
 }
 
-/// The answer to `control_sync_request{since}` (`timestamp > since`, ordered by timestamp and
-/// event id) or `task_sync_request{since}` (signed manifests only, `timestamp > since`, ordered
-/// by timestamp and task id), as frame bodies.
-pub fn small_answer(read: &Reader, kind: SyncKind, since: i64) -> Result<Vec<String>, StoreError> {
-    match kind {
-        SyncKind::Control => control_bodies(read, since),
-        SyncKind::Tasks => manifest_bodies(read, since),
-        SyncKind::Experiments => Ok(Vec::new()),
-    }
+/// Objects per page of a control or task sync answer.
+const SMALL_PAGE_ITEMS: usize = 1_000;
+
+/// Where a control or task sync answer stands between pages.
+#[derive(Clone, Debug, Default)]
+pub enum Position {
+    #[default]
+    Start,
+    Control(Vec<u8>),
+    Task(String),
 }
 
-fn control_bodies(read: &Reader, since: i64) -> Result<Vec<String>, StoreError> {
-    {
-        {
-            let mut events: Vec<_> = read
-                .control_events()?
-                .into_iter()
-                .filter(|e| e.timestamp > since)
-                .collect();
+/// One page of the answer to `control_sync_request{since}` (`timestamp > since`, ordered by
+/// timestamp, then by `event_id` within a second, as the reference orders them; a second with
+/// more than 8,000 events is cut into pages, each ordered) or
+/// `task_sync_request{since}` (signed manifests only, `timestamp > since`, in task id order: the
+/// asker keeps the latest timestamp of the whole answer, so the order does not matter to it), as
+/// frame bodies, and where the next page starts (`None`: this was the last). Streamed page by
+/// page, so an answer never holds more than a page in memory.
+pub fn small_page(
+    read: &Reader,
+    kind: SyncKind,
+    since: i64,
+    at: &Position,
+) -> Result<(Vec<String>, Option<Position>), StoreError> {
+    match kind {
+        SyncKind::Control => {
+            let after = match at {
+                Position::Control(k) => Some(k.as_slice()),
+                _ => None,
+            };
+            let (mut events, last) = read.control_events_after(since, after, SMALL_PAGE_ITEMS)?;
             events.sort_by(|a, b| {
                 (a.timestamp, a.payload_str("event_id"))
                     .cmp(&(b.timestamp, b.payload_str("event_id")))
             });
-            Ok(events
+            let bodies = events
                 .into_iter()
                 .map(|e| Message::Control(e).encode_body())
-                .collect())
+                .collect();
+            Ok((bodies, last.map(Position::Control)))
         }
+        SyncKind::Tasks => {
+            let after = match at {
+                Position::Task(id) => Some(id.as_str()),
+                _ => None,
+            };
+            let (manifests, last) = read.manifests_after(since, after, SMALL_PAGE_ITEMS)?;
+            let bodies = manifests
+                .into_iter()
+                .map(|m| Message::Task(m).encode_body())
+                .collect();
+            Ok((bodies, last.map(Position::Task)))
+        }
+        SyncKind::Experiments => Ok((Vec::new(), None)),
     }
 }
 
-/// Signed manifests with `timestamp > since`, as frame bodies.
+/// Every signed manifest with `timestamp > since`, as frame bodies.
 pub fn manifest_bodies(read: &Reader, since: i64) -> Result<Vec<String>, StoreError> {
-    {
-        {
-            let mut tasks: Vec<_> = read
-                .tasks()?
-                .into_iter()
-                .filter(|t| t.source == TaskSource::Manifest && t.manifest.timestamp > since)
-                .map(|t| t.manifest)
-                .collect();
-            tasks.sort_by(|a, b| (a.timestamp, &a.task_id).cmp(&(b.timestamp, &b.task_id)));
-            Ok(tasks
-                .into_iter()
-                .map(|m| Message::Task(m).encode_body())
-                .collect())
+    let mut out = Vec::new();
+    let mut at = Position::Start;
+    loop {
+        let (bodies, next) = small_page(read, SyncKind::Tasks, since, &at)?;
+        out.extend(bodies);
+        match next {
+            Some(next) => at = next,
+            None => return Ok(out),
         }
     }
 }

@@ -138,6 +138,47 @@ impl Reader {
         Ok(self.t.control_events.len()?)
     }
 
+    /// One page of the events with `timestamp > since`, in (timestamp, id) order: up to
+    /// `limit` after position `after` (exclusive; `None` to start), then the rest of the last
+    /// event's second, so a page ends between seconds (and a reader can order each second as
+    /// it likes), unless that second holds more than 8 pages' worth. Returns the events and the
+    /// position of the last, `None` when nothing is left.
+    pub fn control_events_after(
+        &self,
+        since: i64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<ControlEvent>, Option<Vec<u8>>), StoreError> {
+        use std::ops::Bound;
+        let from = sortable_i64(since.saturating_add(1));
+        let start = match after {
+            Some(position) => Bound::Excluded(position),
+            None => Bound::Included(from.as_slice()),
+        };
+        let mut out = Vec::new();
+        let mut last: Option<Vec<u8>> = None;
+        for item in self
+            .t
+            .control_by_time
+            .range::<&[u8]>((start, Bound::Unbounded))?
+        {
+            let (k, _) = item?;
+            let k = k.value();
+            if out.len() >= limit {
+                let same_second = last.as_ref().is_some_and(|l| l[..8] == k[..8]);
+                if !same_second || out.len() >= 8 * limit {
+                    break;
+                }
+            }
+            let id = String::from_utf8_lossy(&k[8..]).into_owned();
+            if let Some(bytes) = self.t.control_events.get(id.as_str())? {
+                out.push(parse_event(bytes.value())?);
+            }
+            last = Some(k.to_vec());
+        }
+        Ok((out, last))
+    }
+
     /// Every stored event, oldest first.
     pub fn control_events(&self) -> Result<Vec<ControlEvent>, StoreError> {
         let by_time = &self.t.control_by_time;

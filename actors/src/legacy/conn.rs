@@ -266,6 +266,11 @@ impl Reader {
                         last_read = Instant::now();
                         pinged = false;
                         self.on_frame(body, &mut batch, &mut sync).await;
+                        // closed (an offence past the limit, a flood): what is still buffered
+                        // is not read
+                        if *closed.borrow() {
+                            break 'read "closed".to_string();
+                        }
                         // a buffer full of tiny frames (a ping flood) must not hold the thread
                         // that drives every connection: let the others run now and then
                         frames += 1;

@@ -166,6 +166,9 @@ pub struct ResearchLoop {
     /// Store events since the loop found an artifact missing and asked peers for it (taken
     /// when it waits; otherwise no subscription is held, so no event batch is kept for it).
     missing_artifact: Arc<std::sync::Mutex<Option<EventReceiver>>>,
+    /// Whether the user was told that a shorter budget than the task's competes with records
+    /// trained for the task's.
+    budget_noted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ResearchLoop {
@@ -179,6 +182,7 @@ impl ResearchLoop {
             runner,
             options,
             missing_artifact: Arc::default(),
+            budget_noted: Default::default(),
         }
     }
 
@@ -299,6 +303,17 @@ impl ResearchLoop {
             .options
             .time_budget
             .unwrap_or(Duration::from_secs(task.time_budget.max(1) as u64));
+        if budget.as_secs() < task.time_budget.max(1) as u64
+            && !self
+                .budget_noted
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            crate::say!(
+                "note: experiments train for {} s here, the task's records for {} s: they are kept only if they beat those",
+                budget.as_secs(),
+                task.time_budget
+            );
+        }
         if task.artifact_type == command_task::ARTIFACT_TYPE {
             return self.command_iteration(identity, rng, &task, budget).await;
         }

@@ -5,6 +5,7 @@
 use spore_spec::object::SignedObject;
 use spore_spec::wire::Message;
 
+use crate::lineage::LineageReject;
 use crate::messages::{IngestSummary, Stored};
 pub use crate::refusal::{points, IngestError, Severity};
 use crate::store::{ControlOutcome, ExperimentOutcome, ProfileOutcome, StoreError, TaskOutcome};
@@ -239,10 +240,12 @@ impl IngestOutcome {
     }
 }
 
-/// Counts what storing records did (each record with its outcome) into `out`.
+/// Counts what storing records did (each record with its outcome) into `out`; `released`: they
+/// were roots that waited for a manifest, not what the sender sent.
 fn count_experiments(
     w: &mut Writer<'_>,
     inserted: Vec<(spore_spec::ExperimentRecord, ExperimentOutcome)>,
+    released: bool,
     keep_bodies: bool,
     out: &mut IngestOutcome,
 ) -> Result<(), StoreError> {
@@ -268,10 +271,20 @@ fn count_experiments(
             ExperimentOutcome::Duplicate => out.summary.duplicates += 1,
             ExperimentOutcome::Rejected(reason) => {
                 out.summary.rejected += 1;
-                out.summary.problems.push(IngestError::Lineage(format!(
-                    "experiment {}: {reason}",
-                    record.id
-                )));
+                let text = format!("experiment {}: {reason}", record.id);
+                // a root a manifest does not allow is relayed by honest reference nodes, and one
+                // released by a manifest was not sent with it: neither is the sender's fault
+                let superseded = released
+                    || matches!(
+                        reason,
+                        LineageReject::NotTheCreatorsRoot { .. }
+                            | LineageReject::NotThePinnedRoot { .. }
+                    );
+                out.summary.problems.push(if superseded {
+                    IngestError::Superseded(text)
+                } else {
+                    IngestError::Lineage(text)
+                });
             }
         }
     }
@@ -327,7 +340,7 @@ pub fn write_checked<B: AsRef<str>>(
                     }
                     Err(e) => return Err(e),
                 };
-                count_experiments(w, inserted, keep_bodies, out)?;
+                count_experiments(w, inserted, false, keep_bodies, out)?;
             }
             SignedObject::Task(manifest) => match w.insert_manifest(&manifest)? {
                 TaskOutcome::Accepted => {
@@ -347,7 +360,7 @@ pub fn write_checked<B: AsRef<str>>(
                     // roots that waited for the manifest to tell whether they count
                     let released = w.release_held_roots(&manifest.task_id)?;
                     out.stored.tasks.push(manifest.task_id);
-                    count_experiments(w, released, keep_bodies, out)?;
+                    count_experiments(w, released, true, keep_bodies, out)?;
                 }
                 TaskOutcome::Duplicate => out.summary.duplicates += 1,
             },

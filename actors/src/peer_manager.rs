@@ -553,8 +553,11 @@ impl PeerManager {
                     Ok(summary) => {
                         let store_ms = started.elapsed().as_millis() as u64;
                         info!(%peer, received = count, accepted = summary.accepted, held = summary.held, rejected = summary.rejected, fetch_ms, store_ms, "sync page");
-                        if summary.rejected > 0 {
-                            act.penalize(peer, "invalid objects in a sync page");
+                        // one offence for a page, as heavy as its worst refusal (none for
+                        // what is no fault of the peer's: no room here, a superseded root)
+                        let points = crate::refusal::worst_points(&summary.problems);
+                        if points > 0 {
+                            act.penalize_points(peer, "invalid objects in a sync page", points);
                         }
                         if !summary.cursor_advanced {
                             Stored::CursorMoved

@@ -26,6 +26,12 @@ pub enum IngestError {
     /// every signed record), so it costs that peer nothing.
     #[error("{}", Capped(.0))]
     Full(String),
+    /// A valid object that lost to a rule every node applies alike, which an honest relay may
+    /// still pass on: a root its task's manifest does not allow (a reference node keeps the
+    /// first root it saw and relays it), or a root that waited for the manifest and lost.
+    /// Costs the peer nothing.
+    #[error("{}", Capped(.0))]
+    Superseded(String),
 }
 
 /// A reason as logs and replies show it: reasons can quote what a stranger sent, so at most
@@ -74,7 +80,7 @@ impl Severity {
 impl IngestError {
     pub fn severity(&self) -> Severity {
         match self {
-            IngestError::Full(_) => Severity::None,
+            IngestError::Full(_) | IngestError::Superseded(_) => Severity::None,
             IngestError::Lineage(_) => Severity::Minor,
             IngestError::Wire(_)
             | IngestError::Object(_)
@@ -87,6 +93,15 @@ impl IngestError {
 /// Offence points of everything `problems` holds.
 pub fn points(problems: &[IngestError]) -> u32 {
     problems.iter().map(|p| p.severity().points()).sum()
+}
+
+/// The points of the worst of `problems` (one offence for a whole batch, such as a sync page).
+pub fn worst_points(problems: &[IngestError]) -> u32 {
+    problems
+        .iter()
+        .map(|p| p.severity().points())
+        .max()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

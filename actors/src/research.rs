@@ -252,8 +252,9 @@ impl ResearchLoop {
 
     /// The task to research: the pinned one, else the most active one this node can run, else
     /// the built-in default task (stored and announced on first use).
-    async fn task(&self) -> Result<TaskManifest, String> {
+    async fn task(&self, me: &str) -> Result<TaskManifest, String> {
         let pinned = self.options.pinned_task.clone();
+        let me = me.to_string();
         // the most active task is the TaskRegistry's to know
         let active = match pinned {
             Some(_) => None,
@@ -267,7 +268,14 @@ impl ResearchLoop {
         let chosen = self
             .registry
             .reads
-            .read(move |read| Ok(task_to_research(read, pinned.as_deref(), active.as_deref())))
+            .read(move |read| {
+                Ok(task_to_research(
+                    read,
+                    pinned.as_deref(),
+                    active.as_deref(),
+                    &me,
+                ))
+            })
             .await
             .map_err(|e| e.to_string())??;
         let manifest = match chosen {
@@ -298,7 +306,7 @@ impl ResearchLoop {
         rng: &mut SplitMix64,
         discard_streak: usize,
     ) -> Result<Option<Status>, String> {
-        let task = self.task().await?;
+        let task = self.task(&identity.node_id()).await?;
         let budget = self
             .options
             .time_budget
@@ -844,6 +852,7 @@ fn task_to_research(
     read: &crate::Reader,
     pinned: Option<&str>,
     active: Option<&str>,
+    me: &str,
 ) -> Result<TaskChoice, String> {
     if let Some(pinned) = pinned {
         let id = read
@@ -863,7 +872,15 @@ fn task_to_research(
     }
     if let Some(id) = active {
         if let Some(row) = read.task(id).map_err(|e| e.to_string())? {
-            if row.manifest.artifact_type == ARTIFACT_TYPE {
+            // a task with no root yet waits for its creator's (`lineage::TaskRoot`): not one to
+            // pick for this node unless it is the creator (a stranger's fresh manifest would
+            // otherwise stall the loop)
+            let rooted = read
+                .task_stats(id)
+                .map_err(|e| e.to_string())?
+                .is_some_and(|s| s.root.is_some());
+            let ours = row.manifest.created_by == me;
+            if row.manifest.artifact_type == ARTIFACT_TYPE && (rooted || ours) {
                 return Ok(TaskChoice::Known(Box::new(row.manifest)));
             }
         }
@@ -1052,5 +1069,41 @@ mod tests {
             decide(&RunResult::default(), Some(1.0), Goal::Minimize),
             Status::Discard
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // this test owns its store
+mod task_choice_tests {
+    use super::*;
+
+    #[test]
+    fn a_strangers_fresh_task_without_a_root_is_not_researched_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(&dir.path().join("db/spored.redb")).unwrap();
+        let stranger = Identity::from_seed([7; 32]);
+        let me = Identity::from_seed([8; 32]).node_id();
+        let mut manifest = TaskManifest {
+            name: "fresh".into(),
+            task_type: "ml_train".into(),
+            artifact_type: ARTIFACT_TYPE.into(),
+            metric: "val_bpb".into(),
+            goal: "minimize".into(),
+            created_by: stranger.node_id(),
+            timestamp: i64::MAX / 2,
+            version: 1,
+            ..TaskManifest::default()
+        };
+        manifest.sign_with(&stranger);
+        store.write(|w| w.insert_manifest(&manifest)).unwrap();
+        let read = store.read().unwrap();
+        let active = read.active_task(None).unwrap();
+        assert_eq!(active.as_deref(), Some(manifest.task_id.as_str()));
+        // the stranger's task has no root: the default task instead
+        let choice = task_to_research(&read, None, active.as_deref(), &me).unwrap();
+        assert!(matches!(choice, TaskChoice::Default { .. }));
+        // its creator would research it (and run its baseline)
+        let choice = task_to_research(&read, None, active.as_deref(), &stranger.node_id()).unwrap();
+        assert!(matches!(choice, TaskChoice::Known(_)));
     }
 }

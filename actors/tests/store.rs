@@ -528,6 +528,7 @@ fn refusals_carry_their_kind_and_severity() {
                 IngestError::Artifact(_) => "artifact",
                 IngestError::Rate(_) => "rate",
                 IngestError::Full(_) => "full",
+                IngestError::Superseded(_) => "superseded",
             };
             (kind, p.severity())
         })
@@ -685,9 +686,19 @@ fn only_the_creators_root_counts_in_either_arrival_order() {
     manifest.sign_with(&creator);
     let task = manifest.task_id.clone();
     let theirs = record(&stranger, None, &task, Status::Keep, 0.5, 1_001);
-    let theirs_child = record(&stranger, Some(&theirs.id), &task, Status::Keep, 0.4, 1_002);
+    // far in the future: its index keys sort past a naive prefix range, and must still go
+    let theirs_child = record(
+        &stranger,
+        Some(&theirs.id),
+        &task,
+        Status::Keep,
+        0.4,
+        i64::MAX,
+    );
     let ours = record(&creator, None, &task, Status::Keep, 1.0, 1_003);
     let ours_child = record(&stranger, Some(&ours.id), &task, Status::Keep, 0.9, 1_004);
+    // another stranger's root
+    let late = record(&identity(22), None, &task, Status::Keep, 0.3, 1_005);
     let body = |m: Message| m.encode_body();
     let manifest_body = body(Message::Task(manifest.clone()));
     let [theirs_b, theirs_child_b, ours_b, ours_child_b] =
@@ -715,11 +726,16 @@ fn only_the_creators_root_counts_in_either_arrival_order() {
         "{:?}",
         out.summary.problems
     );
+    // an honest relay (a reference node keeps the first root it saw) is not at fault
+    assert_eq!(spore_actors::ingest::points(&out.summary.problems), 0);
     ingest(&first, &[ours_b.clone(), ours_child_b.clone()], None, false).unwrap();
 
-    // the stranger's tree first (and the creator's root, which waits as a second root), the
-    // manifest last: the stranger's tree goes, the creator's root and its child come in
+    // the stranger's tree first (and the creator's root, which waits as a second root, as does
+    // the other stranger's), the manifest last: the stranger's tree goes, the creator's root
+    // and its child come in, the other waiting root is refused (no fault of the manifest's
+    // sender)
     let (_b, last) = open();
+    let first_root = body(Message::Experiment(late.clone()));
     let out = ingest(
         &last,
         &[
@@ -733,6 +749,8 @@ fn only_the_creators_root_counts_in_either_arrival_order() {
     )
     .unwrap();
     assert_eq!((out.summary.accepted, out.summary.held), (2, 2));
+    let out = ingest(&last, std::slice::from_ref(&first_root), None, false).unwrap();
+    assert_eq!(out.summary.held, 1);
     let r = last.read().unwrap();
     assert_eq!(
         r.task_stats(&task).unwrap().unwrap().root,
@@ -748,9 +766,11 @@ fn only_the_creators_root_counts_in_either_arrival_order() {
     drop(r);
     let out = ingest(&last, std::slice::from_ref(&manifest_body), None, false).unwrap();
     assert_eq!(
-        out.summary.accepted, 3,
-        "the manifest, then the root and child that waited"
+        (out.summary.accepted, out.summary.rejected),
+        (3, 1),
+        "the manifest, then the root and child that waited; the other waiting root refused"
     );
+    assert_eq!(spore_actors::ingest::points(&out.summary.problems), 0);
     assert_eq!(
         out.stored.experiments,
         vec![ours.id.clone(), ours_child.id.clone()]

@@ -52,10 +52,21 @@ pub fn key(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// The smallest key greater than every key that starts with `prefix`.
+/// The smallest key greater than every key that starts with `prefix`: the prefix with its last
+/// byte that is not 0xff incremented (and what follows it dropped). Appending 0xff would not do:
+/// a key `prefix ‖ 0xff ‖ …` (a timestamp of 2^62 or more, whose sortable form starts with
+/// 0xff) sorts after `prefix ‖ 0xff`, and scans would miss it.
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
-    end.push(0xff);
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // only 0xff bytes (no prefix of this store's is): past any key a store would hold
+    let mut end = prefix.to_vec();
+    end.extend_from_slice(&[0xff; 64]);
     end
 }
 
@@ -196,6 +207,19 @@ pub fn frontier_key(goal: Goal, task_id: &str, metric: f64, id: &str) -> Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_range_holds_every_key_that_starts_with_it() {
+        let prefix = b"task".to_vec();
+        let end = prefix_end(&prefix);
+        let far_future = key(&[&prefix, &sortable_i64(i64::MAX), b"id"]);
+        let past = key(&[&prefix, &sortable_i64(i64::MIN), b"id"]);
+        for k in [&far_future, &past, &prefix] {
+            assert!(k.as_slice() >= prefix.as_slice() && k.as_slice() < end.as_slice());
+        }
+        assert!(b"tasl".as_slice() >= end.as_slice());
+        assert_eq!(prefix_end(&[1, 0xff, 0xff]), vec![2]);
+    }
 
     #[test]
     fn metric_keys_sort_best_first_for_both_goals() {

@@ -104,7 +104,15 @@ impl Writer<'_> {
             ]);
             t.node_records.remove(by_node.as_slice())?;
             t.verified.remove(id)?;
-            t.verdicts.remove(id)?;
+            // the dispute credits its verdict gave go back
+            let verdict = t.verdicts.remove(id)?.map(|b| b.value().to_vec());
+            if let Some(bytes) = verdict {
+                let summary = super::verdicts::VerdictSummary::decode(&bytes)?;
+                for (node, won, score) in &summary.credits {
+                    self.credit_dispute(node, *won, *score, -1.0)?;
+                }
+            }
+            let t = &mut self.t;
             t.open_challenges.remove(id)?;
             for kind in ["run", "rerun"] {
                 t.run_outputs.remove(format!("{id}:{kind}").as_str())?;

@@ -101,7 +101,7 @@ impl VerdictSummary {
         json::to_wire(&value).into_bytes()
     }
 
-    fn decode(bytes: &[u8]) -> Result<VerdictSummary, StoreError> {
+    pub(super) fn decode(bytes: &[u8]) -> Result<VerdictSummary, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt {
             table: "verdicts_v1",
             what: what.into(),

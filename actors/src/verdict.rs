@@ -186,6 +186,15 @@ pub fn check_event(event: &ControlEvent, claim: &Claim) -> Result<(), String> {
             claim.class
         ));
     }
+    // a challenge that agrees with the claim (the tolerance only grows once a command task's
+    // evaluator is known, so this never refuses one that could count later)
+    if kind == ControlKind::Challenge {
+        if let Some(bpb) = num(&event.payload, "challenger_bpb") {
+            if (bpb - claim.claimed).abs() <= claim.tolerance() {
+                return Err("a challenge within the tolerance".into());
+            }
+        }
+    }
     Ok(())
 }
 

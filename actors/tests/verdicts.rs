@@ -788,4 +788,50 @@ fn many_signers_voting_on_one_record_are_counted_one_by_one_and_contests_are_bou
         .unwrap()
         .unwrap();
     assert_eq!(summary.verified_by, 401);
+
+    // a publisher filling the challenge places of its record with junk before publishing it
+    // (challenges that agree with the claim, which can never count): once the record is here
+    // the junk gives its places back, and an honest challenge gets in
+    let (_c, prefilled) = open();
+    put(
+        &prefilled,
+        &[
+            body(Message::Task(task())),
+            body(Message::Experiment(w.root.clone())),
+        ],
+    );
+    let junk: Vec<String> = (0..MAX_CONTESTED_VOTES as u32)
+        .map(|i| {
+            let by = Identity::from_seed(spore_spec::crypto::sha256(&(20_000 + i).to_be_bytes()));
+            body(Message::Control(challenge(
+                &by,
+                &w.child,
+                1.5,
+                100 + i as i64,
+            )))
+        })
+        .collect();
+    assert_eq!(
+        put(&prefilled, &junk),
+        0,
+        "the record is unknown: nothing to judge by yet"
+    );
+    let honest = body(Message::Control(challenge(&who(5), &w.child, 3.0, 2_000)));
+    assert_eq!(
+        put(&prefilled, std::slice::from_ref(&honest)),
+        1,
+        "no place left"
+    );
+    put(&prefilled, &[body(Message::Experiment(w.child.clone()))]);
+    assert_eq!(put(&prefilled, &[honest]), 0);
+    let summary = prefilled
+        .read()
+        .unwrap()
+        .verdict_summary(&w.child.id)
+        .unwrap()
+        .unwrap();
+    assert!(summary.challenged);
+    // and junk sent once the record is known is refused at the door
+    let late_junk = challenge(&who(6), &w.child, 1.5, 3_000);
+    assert_eq!(put(&prefilled, &[body(Message::Control(late_junk))]), 1);
 }

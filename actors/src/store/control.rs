@@ -60,9 +60,9 @@ impl Writer<'_> {
                     kept_id: kept.value().to_string(),
                 });
             }
-            if let Some(record) = subject(event) {
-                if event.kind() != Some(spore_spec::ControlKind::Verification)
-                    && self.contested_votes(record)? >= MAX_CONTESTED_VOTES
+            if let (Some(record), Some(kind)) = (subject(event), event.kind()) {
+                if kind != spore_spec::ControlKind::Verification
+                    && self.contested_votes(record, kind.as_str())? >= MAX_CONTESTED_VOTES
                 {
                     return Ok(ControlOutcome::Crowded {
                         record: record.to_string(),
@@ -90,11 +90,10 @@ impl Writer<'_> {
 }
 
 impl Writer<'_> {
-    /// The challenges, responses and disputes kept about `record`, counted up to
-    /// [`MAX_CONTESTED_VOTES`] (their vote keys sort before the record's verifications').
-    fn contested_votes(&self, record: &str) -> Result<usize, StoreError> {
-        let start = format!("{record}:");
-        let end = format!("{record}:verification");
+    /// The votes of `kind` kept about `record`, counted up to [`MAX_CONTESTED_VOTES`].
+    fn contested_votes(&self, record: &str, kind: &str) -> Result<usize, StoreError> {
+        let start = format!("{record}:{kind}:");
+        let end = format!("{record}:{kind};"); // ';' follows ':'
         let mut n = 0;
         for item in self.t.votes.range(start.as_str()..end.as_str())? {
             item?;

@@ -192,7 +192,9 @@ impl Writer<'_> {
             None => VerdictSummary::default(),
         };
         drop(stored);
-        if summary.challenged || summary.outcome.is_some() || self.is_contested(&record.id)? {
+        // a challenge that counts is open or decided; one that does not count (nor responses
+        // to it, nor disputes) changes nothing in who verified the record
+        if summary.challenged || summary.outcome.is_some() {
             return Ok(false);
         }
         let claim = claim_in(&self.t.tasks, &self.t.artifacts, record)?;
@@ -208,18 +210,6 @@ impl Writer<'_> {
         self.changes.verdicts.insert(record.id.clone());
         self.mark_verified(&record.id)?;
         Ok(true)
-    }
-
-    /// Whether any challenge, response or dispute about `id` is stored (counting or not).
-    fn is_contested(&self, id: &str) -> Result<bool, StoreError> {
-        let start = format!("{id}:");
-        let end = format!("{id}:verification");
-        Ok(self
-            .t
-            .votes
-            .range(start.as_str()..end.as_str())?
-            .next()
-            .is_some())
     }
 
     fn stored_record(&self, id: &str) -> Result<Option<ExperimentRecord>, StoreError> {
@@ -266,6 +256,7 @@ impl Writer<'_> {
         let events = events_about(&self.t.control_by_experiment, &self.t.control_events, id)?;
         let claim = claim_in(&self.t.tasks, &self.t.artifacts, record)?;
         let v = verdict::verdict(&claim, &events, self.now, verdict::challenge_timeout());
+        self.release_votes_that_cannot_count(&v, &events)?;
         let mut summary = VerdictSummary::of(&v);
         // dispute credits: take back what an earlier verdict on this record gave, give the new
         let stored = self.t.verdicts.get(id)?.map(|bytes| bytes.value().to_vec());
@@ -302,6 +293,36 @@ impl Writer<'_> {
         }
         self.set_rejected(id, summary.outcome == Some(Outcome::Rejected))?;
         Ok(v)
+    }
+
+    /// Challenges, responses and disputes about a stored record that can never count give back
+    /// their place under [`super::MAX_CONTESTED_VOTES`] (they stay stored, as events): junk
+    /// sent before the record cannot keep honest challenges out once the record is here.
+    fn release_votes_that_cannot_count(
+        &mut self,
+        v: &Verdict,
+        events: &[ControlEvent],
+    ) -> Result<(), StoreError> {
+        if v.refused.is_empty() {
+            return Ok(());
+        }
+        let by_id: std::collections::HashMap<&str, &ControlEvent> =
+            events.iter().map(|e| (e.id.as_str(), e)).collect();
+        for (id, _) in &v.refused {
+            let Some(event) = by_id.get(id.as_str()) else {
+                continue;
+            };
+            if event.kind() == Some(spore_spec::ControlKind::Verification) {
+                continue;
+            }
+            if let Some(vote) = super::control::vote_key(event) {
+                let kept = self.t.votes.get(vote.as_str())?.map(|k| k.value() == id);
+                if kept == Some(true) {
+                    self.t.votes.remove(vote.as_str())?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Marks record `id` rejected (or not): a rejected record leaves its task's frontier, and its

@@ -509,19 +509,21 @@ impl Reader {
         }
         // each answer reads what it serves from the store: an address gets a few at once, then
         // one per cool-down (`limits::SyncTurns`), later rather than never
-        let start = match self.addr {
-            Some(addr) => {
-                let address = crate::addresses::network_of(addr.ip());
-                self.sync_turns
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .reserve(address, kind as u8, Instant::now())
-            }
+        let address = self.addr.map(|a| crate::addresses::network_of(a.ip()));
+        let start = match address {
+            Some(address) => self
+                .sync_turns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .reserve(address, kind as u8, Instant::now()),
             None => Some(Instant::now()),
         };
         let Some(start) = start else {
+            // far past any honest pace: an empty answer, so an asker that waits for the end of
+            // it goes on (what it missed comes with its next sync or by gossip)
             slot.store(false, Ordering::Release);
-            debug!(peer = %self.key, kind = kind.name(), "sync request past its address's turns: dropped");
+            debug!(peer = %self.key, kind = kind.name(), "sync request past its address's turns: answered empty");
+            let _ = self.outbox.send_message(&kind.response(since, 0));
             return;
         };
         let (reads, outbox, close, key) = (
@@ -531,12 +533,20 @@ impl Reader {
             self.key.clone(),
         );
         let mut closed = self.close.subscribe();
+        let turns = self.sync_turns.clone();
         tokio::spawn(async move {
-            // a connection that closes while its answer waits ends the wait
+            // a connection that closes while its answer waits ends the wait, and gives its
+            // turn back
             tokio::select! {
                 _ = tokio::time::sleep_until(start.into()) => {}
                 _ = closed.wait_for(|closed| *closed) => {
                     slot.store(false, Ordering::Release);
+                    if let Some(address) = address {
+                        turns
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .give_back(address, kind as u8);
+                    }
                     return;
                 }
             }
@@ -656,7 +666,7 @@ async fn stream_answer(
         let mut at = serve::Position::Start;
         loop {
             let (bodies, next) = reads
-                .read(move |r| serve::small_page(r, kind, since, &at))
+                .read(move |r| serve::small_page(r, kind, since, at))
                 .await
                 .map_err(|e| e.to_string())?;
             for body in bodies {

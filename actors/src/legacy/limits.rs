@@ -178,6 +178,10 @@ impl SyncTurns {
             self.buckets.retain(|_, (tokens, at)| {
                 *tokens + now.saturating_duration_since(*at).as_secs_f64() * per_second < SYNC_BURST
             });
+            if self.buckets.len() >= Self::MAX {
+                // thousands of addresses all asking at once: start over rather than scan on
+                self.buckets.clear();
+            }
         }
         let (tokens, at) = self
             .buckets
@@ -196,6 +200,14 @@ impl SyncTurns {
         }
         (*tokens, *at) = (after, now);
         Some(now + wait)
+    }
+
+    /// Gives back a turn taken for an answer that was never sent (its connection closed while
+    /// it waited), so neighbours behind the same address do not wait for it.
+    pub fn give_back(&mut self, address: std::net::IpAddr, kind: u8) {
+        if let Some((tokens, _)) = self.buckets.get_mut(&(address, kind)) {
+            *tokens = (*tokens + 1.0).min(SYNC_BURST);
+        }
     }
 }
 
@@ -230,6 +242,14 @@ mod sync_turn_tests {
             None,
             "still {waits} turns promised"
         );
+        // a turn given back (its connection closed while it waited) is the next one's
+        let c: std::net::IpAddr = "192.0.2.3".parse().unwrap();
+        for _ in 0..SYNC_BURST as usize {
+            turns.reserve(c, 0, now);
+        }
+        assert_eq!(turns.reserve(c, 0, now), Some(now + SYNC_COOLDOWN));
+        turns.give_back(c, 0);
+        assert_eq!(turns.reserve(c, 0, now), Some(now + SYNC_COOLDOWN));
         // time pays the debt back
         let later = now + SYNC_COOLDOWN * (waits as u32 + SYNC_BURST as u32 + 2);
         assert_eq!(turns.reserve(a, 0, later), Some(later));

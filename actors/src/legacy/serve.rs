@@ -87,26 +87,29 @@ const SMALL_PAGE_ITEMS: usize = 1_000;
 pub enum Position {
     #[default]
     Start,
+    /// After this key of the control events' time index.
     Control(Vec<u8>),
-    Task(String),
+    /// The ids of the manifests still to send, in order.
+    Tasks(Vec<String>),
 }
 
 /// One page of the answer to `control_sync_request{since}` (`timestamp > since`, ordered by
 /// timestamp, then by `event_id` within a second, as the reference orders them; a second with
-/// more than 8,000 events is cut into pages, each ordered) or
-/// `task_sync_request{since}` (signed manifests only, `timestamp > since`, in task id order: the
-/// asker keeps the latest timestamp of the whole answer, so the order does not matter to it), as
-/// frame bodies, and where the next page starts (`None`: this was the last). Streamed page by
-/// page, so an answer never holds more than a page in memory.
+/// more than 8,000 events is cut into pages, each ordered) or `task_sync_request{since}`
+/// (signed manifests only, `timestamp > since`, ordered by (timestamp, task_id): the asker's
+/// next `since` is the latest timestamp it stored, so an answer cut short must not have sent a
+/// later manifest before an earlier one), as frame bodies, and where the next page starts
+/// (`None`: this was the last). Streamed page by page: an answer holds at most a page of
+/// objects in memory (and, for tasks, the list of ids to send).
 pub fn small_page(
     read: &Reader,
     kind: SyncKind,
     since: i64,
-    at: &Position,
+    at: Position,
 ) -> Result<(Vec<String>, Option<Position>), StoreError> {
-    match kind {
-        SyncKind::Control => {
-            let after = match at {
+    match (kind, at) {
+        (SyncKind::Control, at) => {
+            let after = match &at {
                 Position::Control(k) => Some(k.as_slice()),
                 _ => None,
             };
@@ -121,19 +124,21 @@ pub fn small_page(
                 .collect();
             Ok((bodies, last.map(Position::Control)))
         }
-        SyncKind::Tasks => {
-            let after = match at {
-                Position::Task(id) => Some(id.as_str()),
-                _ => None,
+        (SyncKind::Tasks, at) => {
+            let mut ids = match at {
+                Position::Tasks(ids) => ids,
+                _ => read.manifest_ids_since(since)?,
             };
-            let (manifests, last) = read.manifests_after(since, after, SMALL_PAGE_ITEMS)?;
-            let bodies = manifests
-                .into_iter()
-                .map(|m| Message::Task(m).encode_body())
-                .collect();
-            Ok((bodies, last.map(Position::Task)))
+            let rest = ids.split_off(ids.len().min(SMALL_PAGE_ITEMS));
+            let mut bodies = Vec::with_capacity(ids.len());
+            for id in &ids {
+                if let Some(row) = read.task(id)? {
+                    bodies.push(Message::Task(row.manifest).encode_body());
+                }
+            }
+            Ok((bodies, (!rest.is_empty()).then_some(Position::Tasks(rest))))
         }
-        SyncKind::Experiments => Ok((Vec::new(), None)),
+        (SyncKind::Experiments, _) => Ok((Vec::new(), None)),
     }
 }
 
@@ -142,7 +147,7 @@ pub fn manifest_bodies(read: &Reader, since: i64) -> Result<Vec<String>, StoreEr
     let mut out = Vec::new();
     let mut at = Position::Start;
     loop {
-        let (bodies, next) = small_page(read, SyncKind::Tasks, since, &at)?;
+        let (bodies, next) = small_page(read, SyncKind::Tasks, since, at)?;
         out.extend(bodies);
         match next {
             Some(next) => at = next,

@@ -169,36 +169,18 @@ impl Reader {
         Ok(out)
     }
 
-    /// One page of the signed manifests with `timestamp > since`, in task id order: up to
-    /// `limit` rows of the task table after `after` (exclusive; `None` to start). Returns the
-    /// manifests and the last task id looked at, `None` when nothing is left.
-    pub fn manifests_after(
-        &self,
-        since: i64,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<(Vec<TaskManifest>, Option<String>), StoreError> {
-        use std::ops::Bound;
-        let start = match after {
-            Some(id) => Bound::Excluded(id),
-            None => Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        let mut last = None;
-        for item in self
-            .t
-            .tasks
-            .range::<&str>((start, Bound::Unbounded))?
-            .take(limit)
-        {
+    /// The ids of the signed manifests with `timestamp > since`, in (timestamp, task id) order.
+    pub fn manifest_ids_since(&self, since: i64) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        for item in self.t.tasks.iter()? {
             let (k, v) = item?;
-            last = Some(k.value().to_string());
             let row = TaskRow::decode(v.value())?;
             if row.source == TaskSource::Manifest && row.manifest.timestamp > since {
-                out.push(row.manifest);
+                found.push((row.manifest.timestamp, k.value().to_string()));
             }
         }
-        Ok((out, last))
+        found.sort();
+        Ok(found.into_iter().map(|(_, id)| id).collect())
     }
 
     pub fn task_count(&self) -> Result<u64, StoreError> {

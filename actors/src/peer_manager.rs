@@ -25,6 +25,9 @@ use crate::peer_table::{PeerTable, Redial, Refusal, Settled};
 
 /// What an artifact request holds of the response budget until its artifact is read.
 const ARTIFACT_RESERVE: usize = 64 * 1024;
+/// Artifact reads at once that hold only [`ARTIFACT_RESERVE`]; past them, each holds the largest
+/// artifact's size until read (16 × 7 MiB read at once at most beyond the byte budget).
+const ARTIFACT_READS_AT_FLOOR: usize = 16;
 /// The answer when responses waiting to be written are at their budget.
 const BUSY: &str = "busy: too many responses waiting to be sent";
 use crate::reads::Reads;
@@ -58,6 +61,8 @@ pub struct PeerManager {
     table: PeerTable<request_response::InboundRequestId>,
     /// The address (IPv4, or IPv6 /64) of each open connection, for the response budget.
     conn_addresses: HashMap<libp2p::swarm::ConnectionId, std::net::IpAddr>,
+    /// Artifact requests being read from the store now.
+    artifact_reads: usize,
     fetcher: FetcherLinks,
     pending: HashMap<OutboundRequestId, Pending>,
     /// Our sync with each peer (`sync_session`).
@@ -104,6 +109,7 @@ impl PeerManager {
             redial: Redial::default(),
             table: PeerTable::default(),
             conn_addresses: HashMap::new(),
+            artifact_reads: 0,
             fetcher,
             pending: HashMap::new(),
             syncs: SyncSessions::default(),
@@ -451,8 +457,13 @@ impl PeerManager {
         }
         let reserve = match &request {
             Request::Log { .. } => net::SYNC_PAGE_BYTES,
-            // most artifacts are small: a floor, settled at the real size once read
-            Request::Artifact { .. } => ARTIFACT_RESERVE,
+            // most artifacts are small: a floor, settled at the real size once read. While many
+            // are being read at once, each holds the most an artifact can be, so the budget
+            // bounds the memory of the reads too
+            Request::Artifact { .. } if self.artifact_reads < ARTIFACT_READS_AT_FLOOR => {
+                ARTIFACT_RESERVE
+            }
+            Request::Artifact { .. } => crate::store::MAX_ARTIFACT_BYTES,
             Request::Unreadable(_) => 0,
         };
         let admitted =
@@ -477,6 +488,8 @@ impl PeerManager {
             }
             return;
         }
+        let artifact = matches!(request, Request::Artifact { .. });
+        self.artifact_reads += artifact as usize;
         let work = self.reads.read(move |read| {
             Ok(match request {
                 Request::Log { after, limit } => {
@@ -507,6 +520,7 @@ impl PeerManager {
         });
         ctx.spawn(
             actix::fut::wrap_future::<_, Self>(work).map(move |result, act, _| {
+                act.artifact_reads -= artifact as usize;
                 let mut response = result.unwrap_or_else(|e| Response::Refused {
                     reason: e.to_string(),
                 });

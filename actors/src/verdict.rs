@@ -85,6 +85,9 @@ pub struct ChallengeState {
     pub responses: BTreeMap<String, f64>,
     /// `(outcome, ground truth)` once decided.
     pub decided: Option<(Outcome, f64)>,
+    /// Nobody answered it within the timeout: it lapsed, deciding nothing (an answer that
+    /// comes later still decides it).
+    pub lapsed: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -114,9 +117,11 @@ impl Verdict {
         }
     }
 
-    /// A challenge not decided yet.
+    /// A challenge not decided yet (and not lapsed).
     pub fn open_challenge(&self) -> bool {
-        self.challenges.iter().any(|c| c.decided.is_none())
+        self.challenges
+            .iter()
+            .any(|c| c.decided.is_none() && !c.lapsed)
     }
 }
 
@@ -253,6 +258,7 @@ pub fn verdict(claim: &Claim, events: &[ControlEvent], now: i64, timeout: i64) -
                             timestamp: e.timestamp,
                             responses: BTreeMap::new(),
                             decided: None,
+                            lapsed: false,
                         },
                     );
                 }
@@ -298,9 +304,11 @@ pub fn verdict(claim: &Claim, events: &[ControlEvent], now: i64, timeout: i64) -
         let bpbs: Vec<f64> = c.responses.values().copied().collect();
         let enough = bpbs.len() >= 3
             || (!bpbs.is_empty()
-                && (disputed.contains(&challenger) || now >= c.timestamp + timeout));
+                && (disputed.contains(&challenger) || now >= c.timestamp.saturating_add(timeout)));
         if enough {
             c.decided = Some(decide(claim.claimed, c.challenger_bpb, &bpbs, tol));
+        } else if bpbs.is_empty() && now >= c.timestamp.saturating_add(timeout) {
+            c.lapsed = true;
         }
         v.challenges.push(c);
     }
@@ -393,5 +401,63 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_challenge_nobody_answers_lapses_and_a_late_answer_still_decides_it() {
+        use spore_spec::json::object;
+        let claim = Claim {
+            id: "r".repeat(64),
+            publisher: "p".into(),
+            class: hardware::verification_class("CPU_X86_64"),
+            claimed: 1.5,
+            tolerance: 0.002,
+        };
+        let event = |kind: &str, by: &str, t: i64, extra: Vec<(&str, Value)>| {
+            let mut payload = vec![("experiment_id", Value::Str(claim.id.clone()))];
+            payload.extend(extra);
+            ControlEvent {
+                event_type: kind.into(),
+                payload: object(payload),
+                node_id: by.into(),
+                timestamp: t,
+                id: format!("{kind}-{by}-{t}"),
+                signature: String::new(),
+                version: 1,
+            }
+        };
+        let challenge = event(
+            "challenge",
+            "c",
+            1_000,
+            vec![
+                ("challenger_id", Value::Str("c".into())),
+                ("challenger_bpb", Value::Float(2.0)),
+                ("challenger_gpu", Value::Str("CPU_X86_64".into())),
+            ],
+        );
+        let open = verdict(&claim, std::slice::from_ref(&challenge), 1_500, 1_800);
+        assert!(open.open_challenge());
+        let lapsed = verdict(&claim, std::slice::from_ref(&challenge), 2_800, 1_800);
+        assert!(!lapsed.open_challenge());
+        assert_eq!(lapsed.outcome(), None);
+        // a far-future challenge does not overflow the deadline
+        let future = ControlEvent {
+            timestamp: i64::MAX,
+            ..challenge.clone()
+        };
+        assert!(verdict(&claim, &[future], 2_800, 1_800).open_challenge());
+        let answer = event(
+            "challenge_response",
+            "v",
+            3_000,
+            vec![
+                ("challenger_id", Value::Str("c".into())),
+                ("verifier_bpb", Value::Float(2.0)),
+                ("verifier_gpu", Value::Str("CPU_X86_64".into())),
+            ],
+        );
+        let decided = verdict(&claim, &[challenge, answer], 3_100, 1_800);
+        assert_eq!(decided.outcome(), Some(Outcome::Rejected));
     }
 }

@@ -281,7 +281,7 @@ impl Writer<'_> {
         match v
             .challenges
             .iter()
-            .filter(|c| c.decided.is_none())
+            .filter(|c| c.decided.is_none() && !c.lapsed)
             .map(|c| c.timestamp)
             .min()
         {

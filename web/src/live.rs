@@ -73,7 +73,9 @@ impl Live {
                     ));
                 }
                 // a comment now and then when nothing happens: a client that went away is
-                // noticed when the write fails, and frees its place (`MAX_LIVE_CLIENTS`)
+                // noticed when a write fails, and frees its place (`MAX_LIVE_CLIENTS`). The
+                // first write after it left may still succeed (its reset comes back), so that
+                // takes up to two keep-alives
                 let next = tokio::time::timeout(KEEP_ALIVE, rx.recv()).await;
                 let chunk = match next {
                     Err(_) => ": keep-alive\n\n".to_string(),

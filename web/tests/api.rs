@@ -582,9 +582,12 @@ fn a_rebound_host_name_is_refused_and_live_clients_are_capped() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(server.get_as("/api/events", "127.0.0.1").0, 503);
-    // one leaves: noticed at the next keep-alive, then a new one is served again
+    // one leaves: noticed when a write to it fails, then a new one is served again. The first
+    // keep-alive after it left may still be written (the kernel takes it; the client's reset
+    // comes back), so it fails by the second: within two keep-alives of the first, and the
+    // first comes within one (a third for a loaded machine's scheduling)
     drop(open.pop());
-    let deadline = std::time::Instant::now() + spore_web::live::KEEP_ALIVE * 2;
+    let deadline = std::time::Instant::now() + spore_web::live::KEEP_ALIVE * 3;
     while server.json("/api/stat")["ws_client"] != spore_web::MAX_LIVE_CLIENTS - 1 {
         assert!(
             std::time::Instant::now() < deadline,

@@ -174,13 +174,14 @@ async fn reload(ctx: &Context, args: &RunArgs, registry: &node::Registry) -> Res
     let file = crate::config::NodeConfig::load(&ctx.config_path)?;
     let config = with_flags(file, &ctx.data_dir, args)?;
     let (legacy_peers, peers) = split_peers(&config)?;
-    registry.legacy.send(SetLegacyPeers(legacy_peers)).await?;
-    registry.peers.send(SetPeers(peers)).await?;
+    // the log level first: what the new peers' connections log is logged at the new level
     if !config.log_level.is_empty() {
         if let Some(set) = crate::LOG_FILTER.get() {
             set(&config.log_level).map_err(|e| anyhow::anyhow!(e))?;
         }
     }
+    registry.legacy.send(SetLegacyPeers(legacy_peers)).await?;
+    registry.peers.send(SetPeers(peers)).await?;
     info!(log_level = %config.log_level, "config reloaded (peers, log level); other settings take effect at the next restart (SIGUSR2)");
     Ok(())
 }

@@ -311,11 +311,19 @@ fn a_research_node_publishes_what_the_llm_proposed() {
     let task = spore_actors::default_task::manifest().task_id;
     let out = spored(&["export", "--task", &task]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
+    // the LLM's experiment: the first line's (its id's first 12 characters)
+    let llm_id = lines[0].split_whitespace().nth(1).unwrap().to_string();
     let child_record = text
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|o| o["type"] == "experiment" && !o["payload"]["parent"].is_null())
-        .expect("a child record");
+        .find(|o| {
+            o["type"] == "experiment"
+                && o["payload"]["id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with(&llm_id))
+        })
+        .expect("the LLM's record");
+    assert!(!child_record["payload"]["parent"].is_null());
     assert_eq!(child_record["payload"]["agent_model"], "test-model");
     assert_eq!(
         child_record["payload"]["hypothesis"],

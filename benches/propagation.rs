@@ -35,7 +35,6 @@ fn main() {
                     seed: [100 + i as u8; 32],
                     listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
                     peers,
-                    pinned_task: None,
                     net: NetConfig::default(),
                     legacy_listen: None,
                     legacy: Default::default(),

@@ -115,7 +115,6 @@ fn main() {
                             seed: [42; 32],
                             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
                             peers: vec![],
-                            pinned_task: None,
                             net: NetConfig::default(),
                             legacy_listen: Some("127.0.0.1:0".into()),
                             legacy: Default::default(),
@@ -127,7 +126,7 @@ fn main() {
                     let explorer = spore_web::Explorer {
                         store,
                         node_id: "bench".into(),
-                        pinned_task: None,
+                        pinned_task: Default::default(),
                         peers: Some(registry.peers.clone()),
                         events: registry.writer.events().clone(),
                     };

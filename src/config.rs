@@ -197,10 +197,47 @@ impl NodeConfig {
         toml::to_string(self).expect("the config always serialises")
     }
 
-    /// Writes `path` atomically (temp file, then rename).
+    /// Writes `path` atomically (temp file, then rename): for a new config file only; a
+    /// user's file is changed key by key ([`set_key`]).
     pub fn save(&self, path: &Path) -> Result<()> {
         crate::data_dir::write_atomically(path, self.to_toml().as_bytes(), 0o644)
     }
+}
+
+/// Sets `key` to `value` in the config file at `path` (created when missing), leaving every
+/// other line, comment and blank as it was. The result must still be a valid config, else the
+/// file is not touched.
+pub fn set_key(path: &Path, key: &str, value: impl Into<toml_edit::Value>) -> Result<()> {
+    edit_toml(
+        path,
+        0o644,
+        |doc| doc[key] = toml_edit::value(value),
+        |text| NodeConfig::parse(text).map(drop),
+    )
+}
+
+/// Applies `change` to the TOML document at `path` (an empty one when missing) and writes it
+/// back atomically with `mode`, keeping comments and layout, if the new text passes `check`.
+/// The file must parse as TOML first.
+pub fn edit_toml(
+    path: &Path,
+    mode: u32,
+    change: impl FnOnce(&mut toml_edit::DocumentMut),
+    check: impl FnOnce(&str) -> Result<()>,
+) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end())
+    })?;
+    change(&mut doc);
+    let new = doc.to_string();
+    // checked before the file is replaced: a change that breaks it is never written
+    check(&new).with_context(|| format!("the change would make {} invalid", path.display()))?;
+    crate::data_dir::write_atomically(path, new.as_bytes(), mode)
 }
 
 #[cfg(test)]
@@ -228,6 +265,27 @@ mod tests {
             .to_string();
         assert!(e.contains("mode") || e.contains("fast"), "{e}");
         assert!(NodeConfig::parse("resource = 0\n").is_err());
+    }
+
+    #[test]
+    fn setting_a_key_keeps_the_users_comments_and_other_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let text = "# my node\nport = 7480   # not the default\n\n# pinned below\ntask_id = \"old\"\npeer = [\n  \"10.0.0.1:7470\", # office\n]\n";
+        std::fs::write(&path, text).unwrap();
+        set_key(&path, "task_id", "new").unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(after, text.replace("\"old\"", "\"new\""));
+        set_key(&path, "mode", "relay").unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            after.starts_with(&text.replace("\"old\"", "\"new\"")),
+            "{after}"
+        );
+        assert_eq!(NodeConfig::parse(&after).unwrap().mode, NodeMode::Relay);
+        // a value the config refuses leaves the file as it was
+        assert!(set_key(&path, "resource", 0).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), after);
     }
 
     #[test]

@@ -16,13 +16,41 @@ use spore_spec::json::{self, Value};
 pub fn request(socket: &Path, command: &str, lines: &[&[u8]]) -> Result<Value> {
     let stream = UnixStream::connect(socket)
         .with_context(|| format!("connecting to the running node at {}", socket.display()))?;
-    exchange(stream, command, lines)
+    exchange(stream, &command_line(command), lines)
+}
+
+fn command_line(command: &str) -> Value {
+    json::object([("command", Value::Str(command.into()))])
+}
+
+/// Asks the node that holds the store (see [`request_running`]) to answer a read `request`
+/// (`crate::query`); its error comes back as this call's error.
+pub fn query_running(socket: &Path, request: Value) -> Result<Value> {
+    let first = json::object([
+        ("command", Value::Str("query".into())),
+        ("request", request),
+    ]);
+    let mut reply = connect_running(socket).and_then(|s| exchange(s, &first, &[]))?;
+    if let Some(error) = reply.get("error").and_then(Value::as_str) {
+        anyhow::bail!("{error}");
+    }
+    match &mut reply {
+        Value::Object(members) => match members.iter().position(|(k, _)| k == "answer") {
+            Some(i) => Ok(members.swap_remove(i).1),
+            None => anyhow::bail!("the node's reply has no answer"),
+        },
+        _ => anyhow::bail!("the node's reply is not an object"),
+    }
 }
 
 /// [`request`] to a node known to hold the store (it refused us with "in use"): while it starts,
 /// its socket is not there yet or is a stale one left by a killed node, so connecting is retried
 /// for up to 10 s. Only the connection is retried; a request is sent once.
 pub fn request_running(socket: &Path, command: &str, lines: &[&[u8]]) -> Result<Value> {
+    exchange(connect_running(socket)?, &command_line(command), lines)
+}
+
+fn connect_running(socket: &Path) -> Result<UnixStream> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let stream = loop {
         match UnixStream::connect(socket) {
@@ -40,11 +68,11 @@ pub fn request_running(socket: &Path, command: &str, lines: &[&[u8]]) -> Result<
             }
         }
     };
-    exchange(stream, command, lines)
+    Ok(stream)
 }
 
-fn exchange(mut stream: UnixStream, command: &str, lines: &[&[u8]]) -> Result<Value> {
-    writeln!(stream, "{{\"command\":\"{command}\"}}")?;
+fn exchange(mut stream: UnixStream, first: &Value, lines: &[&[u8]]) -> Result<Value> {
+    writeln!(stream, "{}", json::to_wire(first))?;
     for line in lines {
         stream.write_all(line)?;
         stream.write_all(b"\n")?;

@@ -5,6 +5,7 @@ mod config;
 mod control;
 mod data_dir;
 mod output;
+mod query;
 
 use std::process::ExitCode;
 

@@ -27,7 +27,7 @@ impl Table {
 
     pub fn render(&self) -> String {
         let cut = |s: &str, max: usize| -> String {
-            let one_line = s.replace(['\n', '\r', '\t'], " ");
+            let one_line = clean(s);
             if one_line.chars().count() <= max {
                 one_line
             } else {
@@ -83,6 +83,55 @@ impl Table {
     }
 }
 
+/// `text` from a peer made safe for a terminal: escape sequences (CSI, OSC and the other
+/// string commands, two-character escapes) are removed whole, other control characters (C0,
+/// DEL, C1) and bidirectional overrides dropped, and line breaks and tabs become spaces. A
+/// record's description cannot set the window title, clear the screen or hide text this way.
+pub fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => skip_escape(&mut chars),
+            '\n' | '\r' | '\t' => out.push(' '),
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Skips the rest of an escape sequence whose ESC was just read.
+fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    match chars.next() {
+        // CSI: parameters and intermediates, then one final byte
+        Some('[') => {
+            for c in chars.by_ref() {
+                if ('\x40'..='\x7e').contains(&c) {
+                    break;
+                }
+            }
+        }
+        // OSC, DCS, SOS, PM, APC: a string ended by BEL or ST (ESC \\)
+        Some(']' | 'P' | 'X' | '^' | '_') => {
+            while let Some(c) = chars.next() {
+                if c == '\x07' {
+                    break;
+                }
+                if c == '\x1b' {
+                    if chars.peek() == Some(&'\\') {
+                        chars.next();
+                    }
+                    break;
+                }
+            }
+        }
+        // a two-character escape (or ESC at the end)
+        _ => {}
+    }
+}
+
 /// First `n` characters of an id.
 pub fn short(id: &str, n: usize) -> &str {
     &id[..n.min(id.len())]
@@ -102,4 +151,40 @@ pub fn human_count(n: i64) -> String {
 /// Prints one JSON value on one line.
 pub fn print_json(value: &spore_spec::Value) {
     spore_actors::say!("{}", spore_spec::json::to_wire(value));
+}
+
+/// Reading the JSON answers of `crate::query` to print them as text.
+pub mod field {
+    use spore_spec::Value;
+
+    /// Member `key` as a string ("" when absent or not a string).
+    pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+        v.get(key).and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// Member `key` as an integer (0 when absent).
+    pub fn n(v: &Value, key: &str) -> i64 {
+        v.get(key).and_then(Value::as_i64).unwrap_or(0)
+    }
+
+    /// Member `key` as a number.
+    pub fn f(v: &Value, key: &str) -> Option<f64> {
+        match v.get(key)? {
+            Value::Float(x) => Some(*x),
+            Value::Int(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+
+    pub fn b(v: &Value, key: &str) -> bool {
+        matches!(v.get(key), Some(Value::Bool(true)))
+    }
+
+    /// Member `key` as an array (empty when absent).
+    pub fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+        match v.get(key) {
+            Some(Value::Array(items)) => items,
+            _ => &[],
+        }
+    }
 }

@@ -12,19 +12,44 @@ use tokio::io::AsyncWriteExt as _;
 use tracing::{debug, warn};
 
 use crate::registry::Registry;
+use crate::Reader;
 
 /// Lines published per batch (one store transaction each).
 const BATCH: usize = 1000;
 /// Most bytes one client may send.
 const MAX_REQUEST_BYTES: usize = 512 * 1024 * 1024;
 
-/// What `info` answers besides what the node knows of itself at the time of asking.
-#[derive(Clone, Debug)]
+/// Answers a read command (`status`, `frontier`, …) from a store snapshot: the same function
+/// the command line runs on its own store when no node is running, so both give the same answer.
+/// Given the request object, it returns the answer or the error the command prints.
+pub type QueryFn = std::sync::Arc<dyn Fn(&Reader, &Value) -> Result<Value, String> + Send + Sync>;
+
+/// What `info` answers besides what the node knows of itself at the time of asking, and how
+/// `query` requests are answered.
+#[derive(Clone)]
 pub struct ControlInfo {
     pub node_id: String,
     /// `research`, `verify-only` or `relay`.
     pub mode: String,
     pub version: String,
+    /// Answers `query` requests; without it they get an error.
+    pub query: Option<QueryFn>,
+    /// Where `reload` requests go (the node takes its config again, as on SIGHUP); each carries
+    /// where to send the outcome: what the node now pins, or why it did not reload.
+    pub reload: Option<tokio::sync::mpsc::Sender<ReloadReply>>,
+}
+
+/// Answers one `reload` request: `Ok(json)` describing the settings in effect, or the error.
+pub type ReloadReply = tokio::sync::oneshot::Sender<Result<Value, String>>;
+
+impl std::fmt::Debug for ControlInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlInfo")
+            .field("node_id", &self.node_id)
+            .field("mode", &self.mode)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Binds the socket at `path` (replacing a stale one) with mode 0600.
@@ -104,13 +129,17 @@ async fn handle(
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = tokio::io::BufReader::new(read);
-    let command = next_line(&mut lines).await?.unwrap_or_default();
-    let command = json::parse(command.as_bytes())
-        .ok()
-        .and_then(|v| v.get("command").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_default();
+    let first = next_line(&mut lines).await?.unwrap_or_default();
+    let first = json::parse(first.as_bytes()).unwrap_or(Value::Null);
+    let command = first
+        .get("command")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let reply = match command.as_str() {
         "info" => node_info(&registry, info).await,
+        "query" => query(&registry, &info, first).await,
+        "reload" => reload(&info).await,
         "publish" => {
             let (mut accepted, mut held, mut duplicates, mut rejected) = (0i64, 0i64, 0i64, 0i64);
             let mut problems = Vec::new();
@@ -164,6 +193,39 @@ async fn handle(
     write.write_all(b"\n").await?;
     write.shutdown().await?;
     Ok(())
+}
+
+/// `{"command":"reload"}` → the settings in effect, or `{"error":"…"}`.
+async fn reload(info: &ControlInfo) -> Value {
+    let Some(reloads) = &info.reload else {
+        return object([("error", Value::Str("this node does not reload".into()))]);
+    };
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    if reloads.send(done).await.is_err() {
+        return object([("error", Value::Str("the node is shutting down".into()))]);
+    }
+    match outcome.await {
+        Ok(Ok(settings)) => settings,
+        Ok(Err(message)) => object([("error", Value::Str(message))]),
+        Err(_) => object([("error", Value::Str("the node is shutting down".into()))]),
+    }
+}
+
+/// `{"command":"query","request":{…}}` → `{"answer":…}` or `{"error":"…"}`.
+async fn query(registry: &Registry, info: &ControlInfo, first: Value) -> Value {
+    let Some(answer) = info.query.clone() else {
+        return object([("error", Value::Str("this node answers no queries".into()))]);
+    };
+    let request = first.get("request").cloned().unwrap_or(Value::Null);
+    let result = registry
+        .reads
+        .read(move |read| Ok(answer(read, &request)))
+        .await;
+    match result {
+        Ok(Ok(value)) => object([("answer", value)]),
+        Ok(Err(message)) => object([("error", Value::Str(message))]),
+        Err(e) => object([("error", Value::Str(format!("reading the store: {e}")))]),
+    }
 }
 
 async fn node_info(registry: &Registry, info: ControlInfo) -> Value {

@@ -51,6 +51,7 @@ pub mod refusal;
 pub mod registry;
 pub mod research;
 pub mod sandbox;
+pub mod setting;
 pub mod store_writer;
 pub mod supervision;
 pub mod sync_session;

@@ -31,7 +31,6 @@ pub struct NodeOptions {
     pub seed: [u8; 32],
     pub listen: Vec<Multiaddr>,
     pub peers: Vec<Multiaddr>,
-    pub pinned_task: Option<String>,
     pub net: NetConfig,
     /// `host:port` the reference protocol's listener binds; `None`: no listener.
     pub legacy_listen: Option<String>,

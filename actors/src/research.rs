@@ -22,7 +22,7 @@ use spore_train::proposer::{self, Proposal};
 use spore_train::report;
 use spore_train::rng::SplitMix64;
 use spore_train::RunConfig;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::artifact_fetcher::FetchArtifact;
 use crate::command_task;
@@ -30,6 +30,7 @@ use crate::default_task;
 use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest, RunResult};
 use crate::llm::{self, LlmSettings, PromptContext};
 use crate::registry::Registry;
+use crate::setting::Setting;
 use crate::store_writer::{ArtifactWrite, LocalWrite, NodeEvent};
 use crate::task_registry::GetActiveTask;
 
@@ -45,7 +46,8 @@ pub const FRAMEWORK: &str = "burn-0.21.0";
 #[derive(Clone, Debug)]
 pub struct ResearchOptions {
     pub seed: [u8; 32],
-    pub pinned_task: Option<String>,
+    /// The task `task_id` in config pins (`spored task use` changes it while the node runs).
+    pub pinned_task: Setting<Option<String>>,
     /// Overrides the task's time budget (tests, quick looks).
     pub time_budget: Option<Duration>,
     /// Stop researching after this many experiments (the node keeps serving).
@@ -58,7 +60,7 @@ pub struct ResearchOptions {
     /// Wait this long for peers to sync before the first experiment.
     pub initial_sync_wait: Duration,
     /// Ask this LLM for proposals (the built-in search stands in when it fails).
-    pub llm: Option<LlmSettings>,
+    pub llm: Setting<Option<LlmSettings>>,
     /// Where `spored prepare` stores corpora (`<dataset_cid>.txt`).
     pub datasets_dir: std::path::PathBuf,
     /// How command tasks' code runs.
@@ -215,6 +217,7 @@ impl ResearchLoop {
         }
         let mut done = 0u64;
         let mut discard_streak = 0usize;
+        let mut last_error: Option<String> = None;
         loop {
             if self.options.max_experiments.is_some_and(|m| done >= m) {
                 info!("research: {done} experiments done (max reached); still serving the mesh");
@@ -222,6 +225,7 @@ impl ResearchLoop {
             }
             match self.iteration(identity, rng, discard_streak).await {
                 Ok(Some(status)) => {
+                    last_error = None;
                     done += 1;
                     discard_streak = if status == Status::Keep {
                         0
@@ -243,7 +247,13 @@ impl ResearchLoop {
                     }
                 }
                 Err(e) => {
-                    warn!("research: {e}; retrying in 10 s");
+                    // said once: the same reason again (nothing changed yet) is not repeated
+                    if last_error.as_deref() != Some(e.as_str()) {
+                        warn!("research: {e}; trying again every 10 s (said once)");
+                    } else {
+                        debug!("research: {e}");
+                    }
+                    last_error = Some(e);
                     actix_rt::time::sleep(Duration::from_secs(10)).await;
                 }
             }
@@ -253,7 +263,7 @@ impl ResearchLoop {
     /// The task to research: the pinned one, else the most active one this node can run, else
     /// the built-in default task (stored and announced on first use).
     async fn task(&self, me: &str) -> Result<TaskManifest, String> {
-        let pinned = self.options.pinned_task.clone();
+        let pinned = self.options.pinned_task.get();
         let me = me.to_string();
         // the most active task is the TaskRegistry's to know
         let active = match pinned {
@@ -362,7 +372,7 @@ impl ResearchLoop {
         };
         let mut agent = AGENT_BUILTIN.to_string();
         let mut proposal = None;
-        if let Some(settings) = self.options.llm.clone() {
+        if let Some(settings) = self.options.llm.get() {
             let ctx = PromptContext {
                 parent_val_bpb: parent.metric,
                 best_val_bpb: choice.best,
@@ -837,6 +847,14 @@ async fn artifact_stored(events: &mut EventReceiver, within: Duration) {
 
 type EventReceiver = tokio::sync::broadcast::Receiver<crate::store_writer::EventBatch>;
 
+/// Artifact types a node researches: its GPT configs, and command tasks' source files.
+pub const RUNNABLE: [&str; 2] = [ARTIFACT_TYPE, command_task::ARTIFACT_TYPE];
+
+/// Whether this node can research a task whose records' code is `artifact_type`.
+pub fn can_research(artifact_type: &str) -> bool {
+    RUNNABLE.contains(&artifact_type)
+}
+
 /// What the research loop works on.
 enum TaskChoice {
     Known(Box<TaskManifest>),
@@ -861,11 +879,12 @@ fn task_to_research(
             .ok_or_else(|| format!("the pinned task {pinned} is not known yet"))?;
         let row = read.task(&id).map_err(|e| e.to_string())?;
         let row = row.ok_or_else(|| format!("task {id} has no manifest yet"))?;
-        let runnable = [ARTIFACT_TYPE, command_task::ARTIFACT_TYPE];
-        if !runnable.contains(&row.manifest.artifact_type.as_str()) {
+        if !can_research(&row.manifest.artifact_type) {
             return Err(format!(
-                "the pinned task {id} uses artifact type {:?}; this node researches {runnable:?}",
-                row.manifest.artifact_type
+                "the pinned task {id} uses artifact type {}, which spored cannot train (it \
+                 trains {RUNNABLE:?}); pin another (`spored task use ID`) or none (`spored task \
+                 use --unpin`)",
+                crate::refusal::Capped(&row.manifest.artifact_type)
             ));
         }
         return Ok(TaskChoice::Known(Box::new(row.manifest)));

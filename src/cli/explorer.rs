@@ -46,7 +46,7 @@ pub fn run(ctx: &Context, args: ExplorerArgs) -> Result<()> {
         let explorer = spore_web::Explorer {
             store,
             node_id,
-            pinned_task: pinned,
+            pinned_task: spore_actors::setting::Setting::new(pinned),
             peers: None,
             // no network: nothing new arrives while this serves
             events: spore_actors::store_writer::quiet_events(),

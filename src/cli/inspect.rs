@@ -6,10 +6,11 @@
 use anyhow::{Context as _, Result};
 use spore_actors::Reader;
 use spore_spec::json::{object, Value};
-use spore_spec::{ExperimentRecord, Goal, Status};
+use spore_spec::{ExperimentRecord, Goal};
 
 use super::Context;
-use crate::output::{human_count, print_json, short, Table};
+use crate::output::{clean, field, human_count, print_json, short, Table};
+use crate::query::opt;
 
 #[derive(clap::Args, Debug)]
 pub struct TaskArg {
@@ -39,39 +40,21 @@ pub struct GraphArgs {
     pub depth: usize,
 }
 
-/// A record as JSON output shows it: its signed fields plus local facts.
-fn record_json(read: &Reader, record: &ExperimentRecord, task_id: &str) -> Result<Value> {
-    let mut value = record.to_value();
-    let verified = read.index_entry(&record.id)?.is_some_and(|e| e.verified);
-    let summary = read.verdict_summary(&record.id)?.unwrap_or_default();
-    if let Value::Object(members) = &mut value {
-        members.push(("stored_task_id".into(), Value::Str(task_id.into())));
-        members.push(("verified".into(), Value::Bool(verified)));
-        members.push(("verified_by".into(), Value::Int(summary.verified_by as i64)));
-        members.push(("challenged".into(), Value::Bool(summary.challenged)));
-        members.push((
-            "dispute".into(),
-            summary
-                .outcome
-                .map_or(Value::Null, |o| Value::Str(o.as_str().into())),
-        ));
+/// What other nodes' reruns say of a record (as `crate::query` shows it), in a few characters:
+/// `3 nodes`, `challenged`, `upheld`, `rejected`, or `-` (unverified).
+fn verification(record: &Value) -> String {
+    let dispute = field::s(record, "dispute");
+    if !dispute.is_empty() {
+        return dispute.into();
     }
-    Ok(value)
-}
-
-/// What other nodes' reruns say of record `id`, in a few characters: `3 nodes`, `challenged`,
-/// `upheld`, `rejected`, or `-` (unverified).
-fn verification(read: &Reader, id: &str) -> Result<String> {
-    let Some(v) = read.verdict_summary(id)? else {
-        return Ok("-".into());
-    };
-    Ok(match (v.outcome, v.challenged, v.verified_by) {
-        (Some(o), _, _) => o.as_str().into(),
-        (None, true, _) => "challenged".into(),
-        (None, false, 0) => "-".into(),
-        (None, false, 1) => "1 node".into(),
-        (None, false, n) => format!("{n} nodes"),
-    })
+    if field::b(record, "challenged") {
+        return "challenged".into();
+    }
+    match field::n(record, "verified_by") {
+        0 => "-".into(),
+        1 => "1 node".into(),
+        n => format!("{n} nodes"),
+    }
 }
 
 fn load(read: &Reader, ids: &[String]) -> Result<Vec<ExperimentRecord>> {
@@ -93,72 +76,47 @@ pub fn metric(x: f64) -> String {
     }
 }
 
+fn metric_of(v: &Value, key: &str) -> String {
+    field::f(v, key).map_or("-".into(), metric)
+}
+
+fn task_arg(task: &TaskArg) -> (&'static str, Value) {
+    ("task", opt(task.task.as_deref()))
+}
+
 pub fn status(ctx: &Context, args: TaskArg) -> Result<()> {
-    let store = ctx.data_dir.open_store()?;
-    let read = store.read()?;
-    let task_id = ctx.resolve_task(&read, args.task.as_deref())?;
-    let row = read.task(&task_id)?;
-    let goal = read.task_goal(&task_id)?;
-    let stats = read.task_stats(&task_id)?.unwrap_or_default();
-    let frontier_size = read.frontier_size(&task_id, goal)?;
-    let best = read.frontier_ids_limited(&task_id, goal, 1)?;
-    let best = load(&read, &best)?.pop();
-    let recent = load(&read, &read.recent_ids(&task_id, 10)?)?;
-    let name = row
-        .as_ref()
-        .map_or("", |r| r.manifest.name.as_str())
-        .to_string();
+    let v = ctx.query("status", vec![task_arg(&args)])?;
     if ctx.json {
-        print_json(&object([
-            ("task_id", Value::Str(task_id.clone())),
-            ("name", Value::Str(name)),
-            ("goal", Value::Str(goal.as_str().into())),
-            ("experiment_count", Value::Int(stats.count as i64)),
-            ("keep_count", Value::Int(stats.keep as i64)),
-            ("discard_count", Value::Int(stats.discard as i64)),
-            ("crash_count", Value::Int(stats.crash as i64)),
-            ("frontier_size", Value::Int(frontier_size as i64)),
-            (
-                "best_val_bpb",
-                best.as_ref().map_or(Value::Null, |b| b.val_bpb.to_value()),
-            ),
-            (
-                "best_id",
-                best.as_ref()
-                    .map_or(Value::Null, |b| Value::Str(b.id.clone())),
-            ),
-            (
-                "recent",
-                Value::Array(
-                    recent
-                        .iter()
-                        .map(|r| record_json(&read, r, &task_id))
-                        .collect::<Result<_>>()?,
-                ),
-            ),
-        ]));
+        print_json(&v);
         return Ok(());
     }
-    println!("Task:        {} {}", task_id, name);
+    println!(
+        "Task:        {} {}",
+        field::s(&v, "task_id"),
+        clean(field::s(&v, "name"))
+    );
     println!(
         "Goal:        {} {}",
-        goal.as_str(),
-        row.as_ref()
-            .map_or("val_bpb", |r| r.manifest.metric.as_str())
+        field::s(&v, "goal"),
+        clean(field::s(&v, "metric"))
     );
     println!(
         "Experiments: {} (keep {}, discard {}, crash {})",
-        stats.count, stats.keep, stats.discard, stats.crash
+        field::n(&v, "experiment_count"),
+        field::n(&v, "keep_count"),
+        field::n(&v, "discard_count"),
+        field::n(&v, "crash_count")
     );
-    println!("Frontier:    {frontier_size}");
-    match &best {
-        Some(b) => println!(
+    println!("Frontier:    {}", field::n(&v, "frontier_size"));
+    match v.get("best_id").and_then(Value::as_str) {
+        Some(id) => println!(
             "Best:        {} ({})",
-            metric(b.val_bpb.value()),
-            short(&b.id, 12)
+            metric_of(&v, "best_val_bpb"),
+            short(id, 12)
         ),
         None => println!("Best:        -"),
     }
+    let recent = field::list(&v, "recent");
     if !recent.is_empty() {
         println!();
         let mut table = Table::new(&[
@@ -169,14 +127,14 @@ pub fn status(ctx: &Context, args: TaskArg) -> Result<()> {
             ("Verified", 10),
             ("Description", 50),
         ]);
-        for r in &recent {
+        for r in recent {
             table.row(vec![
-                short(&r.id, 12).into(),
-                metric(r.val_bpb.value()),
-                r.status.as_str().into(),
-                short(&r.node_id, 8).into(),
-                verification(&read, &r.id)?,
-                r.description.clone(),
+                short(field::s(r, "id"), 12).into(),
+                metric_of(r, "val_bpb"),
+                field::s(r, "status").into(),
+                short(field::s(r, "node_id"), 8).into(),
+                verification(r),
+                field::s(r, "description").into(),
             ]);
         }
         table.print();
@@ -185,49 +143,24 @@ pub fn status(ctx: &Context, args: TaskArg) -> Result<()> {
 }
 
 pub fn frontier(ctx: &Context, args: FrontierArgs) -> Result<()> {
-    let store = ctx.data_dir.open_store()?;
-    let read = store.read()?;
-    let task_id = ctx.resolve_task(&read, args.task.task.as_deref())?;
-    let goal = read.task_goal(&task_id)?;
-    let limit = if args.limit == 0 {
-        usize::MAX
-    } else {
-        args.limit
-    };
-    let ids = read.frontier_ids(&task_id, goal)?;
-    // Load records best first until `limit` of them pass the GPU filter.
-    let mut records = Vec::new();
-    let mut matching = 0;
-    for id in &ids {
-        if matching >= limit && args.gpu.is_none() {
-            break;
-        }
-        let Some(r) = read.experiment(id)? else {
-            continue;
-        };
-        if args.gpu.as_ref().is_some_and(|gpu| &r.gpu_model != gpu) {
-            continue;
-        }
-        matching += 1;
-        if records.len() < limit {
-            records.push(r);
-        }
-    }
-    let total = if args.gpu.is_some() {
-        matching
-    } else {
-        ids.len()
-    };
+    let v = ctx.query(
+        "frontier",
+        vec![
+            task_arg(&args.task),
+            ("gpu", opt(args.gpu.as_deref())),
+            ("limit", Value::Int(args.limit as i64)),
+        ],
+    )?;
+    let records = field::list(&v, "records");
     if ctx.json {
-        let list = records
-            .iter()
-            .map(|r| record_json(&read, r, &task_id))
-            .collect::<Result<_>>()?;
-        print_json(&Value::Array(list));
+        print_json(&Value::Array(records.to_vec()));
         return Ok(());
     }
     if records.is_empty() {
-        println!("No frontier yet for task {}.", short(&task_id, 16));
+        println!(
+            "No frontier yet for task {}.",
+            short(field::s(&v, "task_id"), 16)
+        );
         return Ok(());
     }
     let mut table = Table::new(&[
@@ -240,19 +173,20 @@ pub fn frontier(ctx: &Context, args: FrontierArgs) -> Result<()> {
         ("Verified", 10),
         ("Description", 50),
     ]);
-    for r in &records {
+    for r in records {
         table.row(vec![
-            short(&r.id, 12).into(),
-            metric(r.val_bpb.value()),
-            r.depth.to_string(),
-            r.gpu_model.clone(),
-            r.num_steps.to_string(),
-            human_count(r.num_params),
-            verification(&read, &r.id)?,
-            r.description.clone(),
+            short(field::s(r, "id"), 12).into(),
+            metric_of(r, "val_bpb"),
+            field::n(r, "depth").to_string(),
+            field::s(r, "gpu_model").into(),
+            field::n(r, "num_steps").to_string(),
+            human_count(field::n(r, "num_params")),
+            verification(r),
+            field::s(r, "description").into(),
         ]);
     }
     table.print();
+    let total = field::n(&v, "total") as usize;
     if total > records.len() {
         println!(
             "… {} more on the frontier (--limit 0 shows all)",
@@ -263,43 +197,40 @@ pub fn frontier(ctx: &Context, args: FrontierArgs) -> Result<()> {
 }
 
 pub fn graph(ctx: &Context, args: GraphArgs) -> Result<()> {
-    let store = ctx.data_dir.open_store()?;
-    let read = store.read()?;
-    let task_id = ctx.resolve_task(&read, args.task.task.as_deref())?;
-    let stats = read.task_stats(&task_id)?.unwrap_or_default();
-    let Some(root) = stats.root else {
-        println!("Task {} has no records yet.", short(&task_id, 16));
+    let v = ctx.query(
+        "graph",
+        vec![
+            task_arg(&args.task),
+            (
+                "depth",
+                Value::Int(args.depth.min(i64::MAX as usize) as i64),
+            ),
+        ],
+    )?;
+    if ctx.json {
+        print_json(&v);
         return Ok(());
-    };
-    // Depth-first with an explicit stack: deep trees cannot overflow the call stack.
-    let mut stack = vec![(root, 0usize)];
+    }
+    let task_id = field::s(&v, "task_id");
+    let nodes = field::list(&v, "nodes");
+    if nodes.is_empty() {
+        println!("Task {} has no records yet.", short(task_id, 16));
+        return Ok(());
+    }
     let mut out = String::new();
-    while let Some((id, level)) = stack.pop() {
-        let Some(r) = read.experiment(&id)? else {
-            continue;
-        };
-        let mark = match r.status {
-            Status::Keep => "[+]",
-            Status::Discard => "[x]",
-            Status::Crash => "[!]",
-        };
-        let description: String = r.description.replace('\n', " ").chars().take(40).collect();
+    for r in nodes {
+        let description: String = clean(field::s(r, "description")).chars().take(40).collect();
         out.push_str(&format!(
             "{}{} {} task={} val_bpb={} | {}\n",
-            "  ".repeat(level),
-            mark,
-            short(&r.id, 8),
-            short(&task_id, 8),
-            metric(r.val_bpb.value()),
+            "  ".repeat(field::n(r, "level") as usize),
+            crate::query::status_mark(field::s(r, "status")),
+            short(field::s(r, "id"), 8),
+            short(task_id, 8),
+            metric_of(r, "val_bpb"),
             description
         ));
-        if level < args.depth {
-            let mut children = read.children(&id)?;
-            children.reverse();
-            stack.extend(children.into_iter().map(|c| (c, level + 1)));
-        }
     }
-    print!("{out}");
+    spore_actors::console::say_raw(format_args!("{out}"));
     Ok(())
 }
 

@@ -4,9 +4,10 @@
 use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
+use spore_spec::json::{object, Value};
+
 use super::Context;
-use crate::data_dir::write_atomically;
-use crate::output::Table;
+use crate::output::{clean, print_json, Table};
 
 /// Known providers: (name, base URL, default model).
 const PROVIDERS: [(&str, &str, &str); 5] = [
@@ -27,13 +28,39 @@ const PROVIDERS: [(&str, &str, &str); 5] = [
 
 #[derive(clap::Args, Debug)]
 pub struct SetArgs {
-    /// anthropic, openai, groq, xai or custom (omit both to show the current setting)
+    /// anthropic, openai, groq, xai or custom (omit everything to show the current setting)
     pub provider: Option<String>,
+    /// The API key; `-` reads it from stdin. On the command line it is visible to other users
+    /// of this machine (`ps`): prefer --api-key-env or stdin
     pub api_key: Option<String>,
+    /// Read the API key from this environment variable
+    #[arg(long, value_name = "VAR", conflicts_with = "api_key")]
+    pub api_key_env: Option<String>,
+    /// The model to ask (default: the provider's)
     #[arg(long, short = 'm')]
     pub model: Option<String>,
+    /// The API's base URL (default: the provider's; required for custom)
     #[arg(long)]
     pub base_url: Option<String>,
+}
+
+/// The API key from the argument, stdin (`-`) or an environment variable.
+fn api_key(args: &SetArgs) -> Result<Option<String>> {
+    if let Some(var) = &args.api_key_env {
+        let key =
+            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?;
+        return Ok(Some(key.trim().to_string()));
+    }
+    match args.api_key.as_deref() {
+        Some("-") => {
+            let mut key = String::new();
+            std::io::stdin()
+                .read_line(&mut key)
+                .context("reading the API key from stdin")?;
+            Ok(Some(key.trim().to_string()))
+        }
+        other => Ok(other.map(str::to_string)),
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -70,13 +97,16 @@ pub fn mask(key: &str) -> String {
 
 pub fn set(ctx: &Context, args: SetArgs) -> Result<()> {
     let path = ctx.data_dir.llm();
-    let (Some(provider), Some(api_key)) = (args.provider.as_deref(), args.api_key.as_deref())
-    else {
+    let key = api_key(&args)?;
+    let (Some(provider), Some(api_key)) = (args.provider.as_deref(), key.as_deref()) else {
         if args.provider.is_some() {
-            bail!("missing API key: spored set <provider> <api-key>");
+            bail!("missing API key: spored set <provider> <api-key|->, or --api-key-env VAR");
         }
-        return show(&path);
+        return show(ctx, &path);
     };
+    if api_key.is_empty() {
+        bail!("the API key is empty");
+    }
     let Some((_, base, model)) = PROVIDERS.iter().find(|p| p.0 == provider) else {
         bail!("unknown provider {provider:?} (one of anthropic, openai, groq, xai, custom)");
     };
@@ -93,8 +123,34 @@ pub fn set(ctx: &Context, args: SetArgs) -> Result<()> {
         max_token: default_max_token(),
         temperature: default_temperature(),
     };
-    let text = toml::to_string(&config).context("serialising llm.toml")?;
-    write_atomically(&path, text.as_bytes(), 0o600)?;
+    // key by key: a user's comments and other keys (max_token, temperature) stay
+    tighten(&path)?;
+    crate::config::edit_toml(
+        &path,
+        0o600,
+        |doc| {
+            doc["provider"] = toml_edit::value(config.provider.as_str());
+            doc["api_key"] = toml_edit::value(config.api_key.as_str());
+            doc["model"] = toml_edit::value(config.model.as_str());
+            doc["base_url"] = toml_edit::value(config.base_url.as_str());
+        },
+        |text| {
+            toml::from_str::<LlmConfig>(text)
+                .map(drop)
+                .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+        },
+    )?;
+    let note = ctx.reload_running()?;
+    if ctx.json {
+        print_json(&object([
+            ("provider", Value::Str(config.provider)),
+            ("model", Value::Str(config.model)),
+            ("base_url", Value::Str(config.base_url)),
+            ("api_key", Value::Str(mask(&config.api_key))),
+            ("running_node", Value::Bool(note.is_some())),
+        ]));
+        return Ok(());
+    }
     println!(
         "LLM set: {} model {} key {} ({})",
         config.provider,
@@ -102,6 +158,9 @@ pub fn set(ctx: &Context, args: SetArgs) -> Result<()> {
         mask(&config.api_key),
         path.display()
     );
+    if note.is_some() {
+        println!("The running node proposes with it from its next experiment.");
+    }
     Ok(())
 }
 
@@ -138,25 +197,46 @@ pub fn load(path: &std::path::Path) -> Result<Option<LlmConfig>> {
     }
 }
 
-fn show(path: &std::path::Path) -> Result<()> {
+fn show(ctx: &Context, path: &std::path::Path) -> Result<()> {
+    let current = load(path)?;
+    if ctx.json {
+        let providers = PROVIDERS
+            .iter()
+            .map(|(name, base, model)| {
+                object([
+                    ("provider", Value::Str((*name).into())),
+                    ("base_url", Value::Str((*base).into())),
+                    ("model", Value::Str((*model).into())),
+                ])
+            })
+            .collect();
+        let current = current.map_or(Value::Null, |c| {
+            object([
+                ("provider", Value::Str(c.provider)),
+                ("model", Value::Str(c.model)),
+                ("base_url", Value::Str(c.base_url)),
+                ("api_key", Value::Str(mask(&c.api_key))),
+            ])
+        });
+        print_json(&object([
+            ("providers", Value::Array(providers)),
+            ("current", current),
+        ]));
+        return Ok(());
+    }
     let mut table = Table::new(&[("Provider", 10), ("Base URL", 40), ("Default model", 36)]);
     for (name, base, model) in PROVIDERS {
         table.row(vec![name.into(), base.into(), model.into()]);
     }
     table.print();
-    tighten(path)?;
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let c: LlmConfig =
-                toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
-            println!(
-                "\nCurrent: {} model {} key {}",
-                c.provider,
-                c.model,
-                mask(&c.api_key)
-            );
-        }
-        Err(_) => println!("\nNo LLM configured: `spored set <provider> <api-key>`."),
+    match current {
+        Some(c) => println!(
+            "\nCurrent: {} model {} key {}",
+            clean(&c.provider),
+            clean(&c.model),
+            mask(&c.api_key)
+        ),
+        None => println!("\nNo LLM configured: `spored set <provider> <api-key>`."),
     }
     Ok(())
 }

@@ -21,6 +21,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::NodeConfig;
 use crate::data_dir::DataDir;
+use spore_actors::{Store, StoreError};
+use spore_spec::json::Value;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -92,6 +94,13 @@ pub enum Command {
     /// Release keys and signed update manifests (for operators)
     #[command(subcommand)]
     Release(update::ReleaseCommand),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `spored man > spored.1; man ./spored.1`
+    Man,
 }
 
 /// What every command needs: where the data is, the effective config, output style.
@@ -118,17 +127,100 @@ impl Context {
         })
     }
 
-    /// The task named by `flag` (an id or unique prefix), else the active one.
-    pub fn resolve_task(&self, read: &spore_actors::Reader, flag: Option<&str>) -> Result<String> {
-        if let Some(given) = flag {
-            return read
-                .resolve_task(given)?
-                .with_context(|| format!("unknown task id {given:?} (see `spored tasks`)"));
+    /// Answers read query `name` (`crate::query`): from the store when no node runs, else
+    /// from the running node over its control socket, with the same code either way.
+    pub fn query(&self, name: &str, args: Vec<(&str, Value)>) -> Result<Value> {
+        let request = crate::query::request(name, &self.config.task_id, args);
+        match Store::open(&self.data_dir.store()) {
+            Ok(store) => {
+                #[allow(clippy::disallowed_methods)] // no node runs: this process owns the store
+                let read = store.read()?;
+                crate::query::answer(&read, &request).map_err(anyhow::Error::msg)
+            }
+            Err(StoreError::InUse { .. }) => {
+                crate::control::query_running(&self.data_dir.socket(), request)
+            }
+            Err(e) => Err(e)
+                .with_context(|| format!("opening the store in {}", self.data_dir.root.display())),
         }
-        let pinned = Some(self.config.task_id.as_str());
-        read.active_task(pinned)?.context(
-            "no task yet: create one with `spored task create --name NAME` or import records",
-        )
+    }
+
+    /// Stores signed objects this command made (frame bodies): into the store when no node
+    /// runs, else through the running node, which also publishes them to its peers.
+    pub fn publish(&self, bodies: Vec<String>) -> Result<Published> {
+        match Store::open(&self.data_dir.store()) {
+            Ok(store) => {
+                let out = spore_actors::ingest::ingest(&store, &bodies, None, false)?;
+                let s = out.summary;
+                Ok(Published {
+                    rejected: s.rejected as i64,
+                    problems: s.problems.iter().map(|p| p.to_string()).collect(),
+                })
+            }
+            Err(StoreError::InUse { .. }) => {
+                let lines: Vec<&[u8]> = bodies.iter().map(|b| b.as_bytes()).collect();
+                let reply =
+                    crate::control::request_running(&self.data_dir.socket(), "publish", &lines)?;
+                let n = |k: &str| reply.get(k).and_then(Value::as_i64).unwrap_or(0);
+                let problems = match reply.get("problems") {
+                    Some(Value::Array(list)) => list
+                        .iter()
+                        .filter_map(|p| p.as_str().map(str::to_string))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                Ok(Published {
+                    rejected: n("rejected"),
+                    problems,
+                })
+            }
+            Err(e) => Err(e)
+                .with_context(|| format!("opening the store in {}", self.data_dir.root.display())),
+        }
+    }
+}
+
+impl Context {
+    /// Tells a running node to take its config and LLM settings again (what SIGHUP does).
+    /// `None` when no node runs; else `Some(the task it now pins)`.
+    pub fn reload_running(&self) -> Result<Option<Option<String>>> {
+        let socket = self.data_dir.socket();
+        if !socket.exists() {
+            return Ok(None);
+        }
+        let Ok(reply) = crate::control::request(&socket, "reload", &[]) else {
+            return Ok(None); // a socket left by a stopped node: its next start reads the files
+        };
+        if let Some(error) = reply.get("error").and_then(Value::as_str) {
+            anyhow::bail!("saved, but the running node did not take it: {error}");
+        }
+        Ok(Some(
+            reply
+                .get("task_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        ))
+    }
+}
+
+/// What [`Context::publish`] did.
+pub struct Published {
+    pub rejected: i64,
+    pub problems: Vec<String>,
+}
+
+impl Published {
+    /// An error naming the first problem when anything was refused.
+    pub fn ensure_stored(&self) -> Result<()> {
+        if self.rejected > 0 {
+            anyhow::bail!(
+                "refused: {}",
+                self.problems
+                    .first()
+                    .map_or("no reason given", String::as_str)
+            );
+        }
+        Ok(())
     }
 }
 
@@ -140,6 +232,16 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     if let Command::Train(args) = cli.command {
         return train::run(args);
+    }
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory as _;
+        clap_complete::generate(shell, &mut Cli::command(), "spored", &mut std::io::stdout());
+        return Ok(());
+    }
+    if let Command::Man = cli.command {
+        use clap::CommandFactory as _;
+        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        return Ok(());
     }
     let ctx = Context::new(&cli)?;
     match cli.command {
@@ -161,17 +263,24 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Set(args) => llm::set(&ctx, args),
         Command::Info => inspect::info(&ctx),
         Command::Version => {
-            println!(
-                "spored {} (Spore Mesh protocol 0.6)",
-                env!("CARGO_PKG_VERSION")
-            );
+            if ctx.json {
+                crate::output::print_json(&spore_spec::json::object([
+                    ("version", Value::Str(env!("CARGO_PKG_VERSION").into())),
+                    ("protocol", Value::Str("0.6".into())),
+                ]));
+            } else {
+                println!(
+                    "spored {} (Spore Mesh protocol 0.6)",
+                    env!("CARGO_PKG_VERSION")
+                );
+            }
             Ok(())
         }
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Export(args) => transfer::export(&ctx, args),
         Command::Import(args) => transfer::import(&ctx, args),
         Command::Prepare(args) => prepare::run(&ctx, args),
-        Command::Train(_) | Command::Release(_) => {
+        Command::Train(_) | Command::Release(_) | Command::Completions { .. } | Command::Man => {
             unreachable!("handled before the context is built")
         }
     }

@@ -1,14 +1,25 @@
 //! `spored profile set|show`: this node's signed profile.
 
-// A command without a running node opens the store itself; with one, it asks the node.
-#![allow(clippy::disallowed_methods)]
-
 use anyhow::Result;
 use clap::Subcommand;
 use spore_spec::{NodeProfile, Signed};
 
+use spore_spec::json::Value;
+use spore_spec::wire::Message;
+
 use super::Context;
-use crate::output::print_json;
+use crate::output::{clean, print_json};
+
+/// This node's stored profile (from the running node when there is one).
+fn stored_profile(ctx: &Context, node_id: &str) -> Result<Option<NodeProfile>> {
+    let v = ctx.query("profile", vec![("node_id", Value::Str(node_id.into()))])?;
+    if v == Value::Null {
+        return Ok(None);
+    }
+    NodeProfile::from_json(v)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("the stored profile cannot be read: {e}"))
+}
 
 #[derive(Subcommand, Debug)]
 pub enum ProfileCommand {
@@ -20,14 +31,19 @@ pub enum ProfileCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct SetArgs {
+    /// The name the explorer and other nodes show for this node
     #[arg(long)]
     pub display_name: String,
+    /// A few words about this node or its operator
     #[arg(long, default_value = "")]
     pub bio: String,
+    /// A web page of the operator
     #[arg(long, default_value = "")]
     pub website: String,
+    /// An image URL shown beside the name
     #[arg(long, default_value = "")]
     pub avatar_url: String,
+    /// Where donations for this node's compute go
     #[arg(long, default_value = "")]
     pub donation_address: String,
 }
@@ -41,8 +57,7 @@ pub fn run(ctx: &Context, cmd: ProfileCommand) -> Result<()> {
 
 fn set(ctx: &Context, args: SetArgs) -> Result<()> {
     let (identity, _) = ctx.data_dir.ensure_identity()?;
-    let store = ctx.data_dir.open_store()?;
-    let previous = store.read()?.profile(&identity.node_id())?;
+    let previous = stored_profile(ctx, &identity.node_id())?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -54,12 +69,13 @@ fn set(ctx: &Context, args: SetArgs) -> Result<()> {
         avatar_url: args.avatar_url.trim().into(),
         donation_address: args.donation_address.trim().into(),
         // strictly newer than the stored one, so it always replaces it
-        timestamp: previous.map_or(now, |p| now.max(p.timestamp + 1)),
+        timestamp: previous.map_or(now, |p| now.max(p.timestamp.saturating_add(1))),
         schema_version: 1,
         ..NodeProfile::default()
     };
     profile.sign_with(&identity);
-    store.write(|w| w.insert_profile(&profile))?;
+    ctx.publish(vec![Message::Profile(profile.clone()).encode_body()])?
+        .ensure_stored()?;
     if ctx.json {
         print_json(&profile.to_value());
     } else {
@@ -74,8 +90,7 @@ fn set(ctx: &Context, args: SetArgs) -> Result<()> {
 
 fn show(ctx: &Context) -> Result<()> {
     let identity = ctx.data_dir.load_identity()?;
-    let store = ctx.data_dir.open_store()?;
-    let Some(profile) = store.read()?.profile(&identity.node_id())? else {
+    let Some(profile) = stored_profile(ctx, &identity.node_id())? else {
         anyhow::bail!("no profile yet: set one with `spored profile set --display-name NAME`");
     };
     if ctx.json {
@@ -90,7 +105,7 @@ fn show(ctx: &Context) -> Result<()> {
         ("avatar_url", &profile.avatar_url),
         ("donation_address", &profile.donation_address),
     ] {
-        println!("{k}: {v}");
+        println!("{k}: {}", clean(v));
     }
     println!("timestamp: {}", profile.timestamp);
     Ok(())

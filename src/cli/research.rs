@@ -9,6 +9,7 @@ use spore_actors::experiment_runner::RunnerConfig;
 use spore_actors::llm::LlmSettings;
 use spore_actors::node::{Mode, Work};
 use spore_actors::research::ResearchOptions;
+use spore_actors::setting::Setting;
 use spore_actors::verifier::VerifyOptions;
 use tracing::info;
 
@@ -27,9 +28,53 @@ fn total_memory() -> u64 {
         .map_or(8 << 30, |kb| kb * 1024)
 }
 
+/// The settings a running node takes again on reload (SIGHUP, or a command that changed them):
+/// shared with the research loop and the explorer, which read them where they use them.
+#[derive(Clone, Debug)]
+pub struct Live {
+    pub pinned_task: Setting<Option<String>>,
+    pub llm: Setting<Option<LlmSettings>>,
+}
+
+impl Live {
+    pub fn load(config: &NodeConfig, data_dir: &DataDir) -> Result<Live> {
+        Ok(Live {
+            pinned_task: Setting::new(pinned(config)),
+            llm: Setting::new(llm_settings(data_dir)?),
+        })
+    }
+
+    /// Takes the settings again; says whether the pinned task changed.
+    pub fn reload(&self, config: &NodeConfig, data_dir: &DataDir) -> Result<bool> {
+        let llm = llm_settings(data_dir)?;
+        let pinned = pinned(config);
+        let changed = self.pinned_task.get() != pinned;
+        self.pinned_task.set(pinned);
+        self.llm.set(llm);
+        Ok(changed)
+    }
+}
+
+fn pinned(config: &NodeConfig) -> Option<String> {
+    (!config.task_id.is_empty()).then(|| config.task_id.clone())
+}
+
+/// The LLM settings of `spored set`, if any.
+fn llm_settings(data_dir: &DataDir) -> Result<Option<LlmSettings>> {
+    Ok(super::llm::load(&data_dir.llm())?.map(|c| LlmSettings {
+        provider: c.provider,
+        api_key: c.api_key,
+        model: c.model,
+        base_url: c.base_url,
+        max_tokens: c.max_token,
+        temperature: c.temperature,
+        timeout: Duration::from_secs(180),
+    }))
+}
+
 /// What this node's config asks it to do besides serving the mesh (relay mode is not asked
 /// here: it runs nothing).
-pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32]) -> Result<Mode> {
+pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32], live: &Live) -> Result<Mode> {
     let program = std::env::current_exe().context("cannot find the spored executable")?;
     // Half of this node's share of memory: the estimate is rough and the node needs room too.
     let memory_limit = total_memory() / 100 * config.resource as u64 / 2;
@@ -65,15 +110,7 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32]) -> Result<M
     if config.mode != NodeMode::Research {
         return Ok(Mode::VerifyOnly(work));
     }
-    let llm = super::llm::load(&data_dir.llm())?.map(|c| LlmSettings {
-        provider: c.provider,
-        api_key: c.api_key,
-        model: c.model,
-        base_url: c.base_url,
-        max_tokens: c.max_token,
-        temperature: c.temperature,
-        timeout: Duration::from_secs(180),
-    });
+    let llm = live.llm.get();
     match &llm {
         Some(l) => {
             info!(provider = %l.provider, model = %l.model, "research: proposals from the LLM, the built-in search when it fails")
@@ -84,7 +121,7 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32]) -> Result<M
     }
     let research = ResearchOptions {
         seed,
-        pinned_task: (!config.task_id.is_empty()).then(|| config.task_id.clone()),
+        pinned_task: live.pinned_task.clone(),
         time_budget: (config.time_budget > 0).then(|| Duration::from_secs(config.time_budget)),
         max_experiments: (config.max_experiments > 0).then_some(config.max_experiments),
         gpu_model: hardware.class,
@@ -95,7 +132,7 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32]) -> Result<M
         } else {
             Duration::from_secs(15)
         },
-        llm,
+        llm: live.llm.clone(),
         datasets_dir: data_dir.datasets(),
         sandbox: config.sandbox(&data_dir.root),
     };

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use libp2p::Multiaddr;
 use spore_actors::auto_operator::{self, AutoOperator, UpdateOptions, UpdateReady};
-use spore_actors::control_socket::ControlInfo;
+use spore_actors::control_socket::{ControlInfo, ReloadReply};
 use spore_actors::legacy::{GetLegacyAddr, LegacyOptions, SetLegacyPeers};
 use spore_actors::messages::GetListenAddrs;
 use spore_actors::net::NetConfig;
@@ -170,7 +170,12 @@ fn split_peers(config: &crate::config::NodeConfig) -> Result<(Vec<String>, Vec<M
 
 /// SIGHUP: the config file again (with this run's flags on top): peers and log level change
 /// in place; anything else needs a restart (SIGUSR2), which the log says.
-async fn reload(ctx: &Context, args: &RunArgs, registry: &node::Registry) -> Result<()> {
+async fn reload(
+    ctx: &Context,
+    args: &RunArgs,
+    registry: &node::Registry,
+    live: &research::Live,
+) -> Result<spore_spec::Value> {
     let file = crate::config::NodeConfig::load(&ctx.config_path)?;
     let config = with_flags(file, &ctx.data_dir, args)?;
     let (legacy_peers, peers) = split_peers(&config)?;
@@ -182,8 +187,17 @@ async fn reload(ctx: &Context, args: &RunArgs, registry: &node::Registry) -> Res
     }
     registry.legacy.send(SetLegacyPeers(legacy_peers)).await?;
     registry.peers.send(SetPeers(peers)).await?;
-    info!(log_level = %config.log_level, "config reloaded (peers, log level); other settings take effect at the next restart (SIGUSR2)");
-    Ok(())
+    if live.reload(&config, &ctx.data_dir)? {
+        info!(task = %config.task_id, "pinned task changed: the next experiment is on it");
+    }
+    info!(log_level = %config.log_level, "config reloaded (peers, log level, pinned task, LLM); other settings take effect at the next restart (SIGUSR2)");
+    Ok(spore_spec::json::object([
+        (
+            "task_id",
+            crate::query::opt(live.pinned_task.get().as_deref()),
+        ),
+        ("llm", spore_spec::Value::Bool(live.llm.get().is_some())),
+    ]))
 }
 
 /// A reference peer, `host:port` (a name is resolved when dialled).
@@ -244,7 +258,6 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         seed: identity.seed(),
         listen: vec![listen],
         peers,
-        pinned_task: (!config.task_id.is_empty()).then(|| config.task_id.clone()),
         net: NetConfig {
             mdns: config.mdns,
             allow_local_peers: config.allow_local_peers,
@@ -262,16 +275,20 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
     };
     let socket = ctx.data_dir.socket();
     let node_id = identity.node_id();
+    let live = research::Live::load(&config, &ctx.data_dir)?;
     let ctx_paths = ctx.data_dir.clone();
     let restart = actix_rt::System::new().block_on(async move {
         let mode = match config.mode {
             NodeMode::Relay => Mode::Relay,
-            _ => research::mode(&config, &ctx.data_dir, identity.seed())?,
+            _ => research::mode(&config, &ctx.data_dir, identity.seed(), &live)?,
         };
+        let (reload_tx, mut reloads) = tokio::sync::mpsc::channel::<ReloadReply>(4);
         let control = ControlInfo {
             node_id: node_id.clone(),
             mode: config.mode.as_str().into(),
             version: auto_operator::version(),
+            query: Some(Arc::new(crate::query::answer)),
+            reload: Some(reload_tx),
         };
         // the stop signals are ours before anything starts: the research loop may start a
         // training child at once, and a stop sent then must stop the node cleanly, not kill it
@@ -313,7 +330,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         let explorer = spore_web::Explorer {
             store: registry.store.clone(),
             node_id: node_id.clone(),
-            pinned_task: (!config.task_id.is_empty()).then(|| config.task_id.clone()),
+            pinned_task: live.pinned_task.clone(),
             peers: Some(registry.peers.clone()),
             events: registry.writer.events().clone(),
         };
@@ -351,9 +368,16 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
                 _ = usr2.recv() => { info!("restart requested: stopping, then starting again"); break (None, Restart::Same) }
                 Some(update) = updates.recv() => { info!(version = %update.version, "stopping to start the update"); break (None, Restart::Into(update)) }
                 _ = hangup.recv() => {
-                    if let Err(e) = reload(&ctx, &args, &registry).await {
+                    if let Err(e) = reload(&ctx, &args, &registry, &live).await {
                         warn!(error = %format!("{e:#}"), "config not reloaded; the node runs on as it was");
                     }
+                }
+                Some(done) = reloads.recv() => {
+                    let outcome = reload(&ctx, &args, &registry, &live).await;
+                    if let Err(e) = &outcome {
+                        warn!(error = %format!("{e:#}"), "config not reloaded; the node runs on as it was");
+                    }
+                    let _ = done.send(outcome.map_err(|e| format!("{e:#}")));
                 }
                 reason = registry.failure.wait() => break (Some(reason), Restart::No),
             }

@@ -1,8 +1,5 @@
 //! `spored task create|list|show|use` and `spored tasks`.
 
-// A command without a running node opens the store itself; with one, it asks the node.
-#![allow(clippy::disallowed_methods)]
-
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use spore_actors::command_task::{self, Evaluator};
@@ -10,8 +7,11 @@ use spore_spec::crypto::sha256_hex;
 use spore_spec::json::{object, Value};
 use spore_spec::{Signed, TaskManifest};
 
+use spore_spec::wire::Message;
+
 use super::Context;
-use crate::output::{print_json, short, Table};
+use crate::config;
+use crate::output::{clean, field, print_json, short, Table};
 
 #[derive(Subcommand, Debug)]
 pub enum TaskCommand {
@@ -20,9 +20,19 @@ pub enum TaskCommand {
     /// List tasks
     List,
     /// Show one task
-    Show { task_id: String },
-    /// Pin the active task
-    Use { task_id: String },
+    Show {
+        /// Task id or unique prefix
+        task_id: String,
+    },
+    /// Pin the task this node researches (a running node switches at its next experiment)
+    Use {
+        /// Task id or unique prefix
+        #[arg(required_unless_present = "unpin")]
+        task_id: Option<String>,
+        /// Pin nothing: research the most active task this node can run
+        #[arg(long, conflicts_with = "task_id")]
+        unpin: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -31,26 +41,36 @@ pub struct CreateArgs {
     /// its evaluator are stored as artifacts; the other flags are not used
     #[arg(long, value_name = "FILE", conflicts_with_all = ["name", "base_code_cid", "prepare_cid"])]
     pub from: Option<std::path::PathBuf>,
+    /// The task's name, shown in listings and the explorer
     #[arg(long, required_unless_present = "from", default_value = "")]
     pub name: String,
+    /// What the task is about
     #[arg(long, default_value = "")]
     pub description: String,
+    /// The task type of the manifest
     #[arg(long, default_value = "ml_train")]
     pub task_type: String,
-    #[arg(long, default_value = "python_train_script")]
+    /// What a record's code is: `spore_gpt_config` (spored trains it) or the reference's
+    /// `python_train_script` (reference nodes train it; spored only syncs and serves it)
+    #[arg(long, default_value = spore_train::config::ARTIFACT_TYPE)]
     pub artifact_type: String,
+    /// The metric records report
     #[arg(long, default_value = "val_bpb")]
     pub metric: String,
+    /// Whether lower or higher metric values are better
     #[arg(long, default_value = "minimize", value_parser = ["minimize", "maximize"])]
     pub goal: String,
+    /// The root's code (default for spore_gpt_config: the built-in baseline)
     #[arg(long, default_value = "")]
     pub base_code_cid: String,
+    /// The data preparation (default for spore_gpt_config: the built-in byte-level one)
     #[arg(long, default_value = "")]
     pub prepare_cid: String,
+    /// The corpus (default for spore_gpt_config: the built-in King James Bible)
     #[arg(long, default_value = "")]
     pub dataset_cid: String,
     /// Seconds one experiment may train
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 60)]
     pub time_budget: i64,
 }
 
@@ -59,7 +79,7 @@ pub fn run(ctx: &Context, cmd: TaskCommand) -> Result<()> {
         TaskCommand::Create(args) => create(ctx, *args),
         TaskCommand::List => list(ctx),
         TaskCommand::Show { task_id } => show(ctx, &task_id),
-        TaskCommand::Use { task_id } => use_task(ctx, &task_id),
+        TaskCommand::Use { task_id, .. } => use_task(ctx, task_id.as_deref()),
     }
 }
 
@@ -75,12 +95,12 @@ fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
         let spec = CommandTaskFile::load(path)?;
         let mut manifest = spec.manifest(&identity.node_id(), now());
         manifest.sign_with(&identity);
-        let store = ctx.data_dir.open_store()?;
-        store.write(|w| {
-            w.put_artifact(&manifest.base_code_cid, &spec.candidate)?;
-            w.put_artifact(&manifest.prepare_cid, &spec.evaluator.document())?;
-            w.insert_manifest(&manifest)
-        })?;
+        let bodies = vec![
+            artifact_body(&manifest.base_code_cid, spec.candidate.clone()),
+            artifact_body(&manifest.prepare_cid, spec.evaluator.document()),
+            Message::Task(manifest.clone()).encode_body(),
+        ];
+        ctx.publish(bodies)?.ensure_stored()?;
         return created(ctx, &manifest);
     }
     let mut manifest = TaskManifest {
@@ -100,21 +120,80 @@ fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
         ..TaskManifest::default()
     };
     anyhow::ensure!(!manifest.name.is_empty(), "--name must not be empty");
+    anyhow::ensure!(
+        (1..=86_400).contains(&manifest.time_budget),
+        "--time-budget must be 1..=86400 seconds"
+    );
+    let mut bodies = Vec::new();
+    if manifest.artifact_type == spore_train::config::ARTIFACT_TYPE {
+        // the built-in corpus, preparation and baseline unless the flags name others
+        use spore_train::data::{KJV_SHA256, PREPARE_SPEC};
+        if manifest.dataset_cid.is_empty() {
+            manifest.dataset_cid = KJV_SHA256.into();
+        }
+        if manifest.prepare_cid.is_empty() {
+            manifest.prepare_cid = sha256_hex(PREPARE_SPEC.as_bytes());
+        }
+        if manifest.base_code_cid.is_empty() {
+            let baseline = spore_actors::default_task::baseline().to_bytes();
+            manifest.base_code_cid = sha256_hex(&baseline);
+            bodies.push(artifact_body(&manifest.base_code_cid, baseline));
+        }
+    }
     manifest.sign_with(&identity);
-    let store = ctx.data_dir.open_store()?;
-    store.write(|w| w.insert_manifest(&manifest))?;
+    bodies.push(Message::Task(manifest.clone()).encode_body());
+    ctx.publish(bodies)?.ensure_stored()?;
     created(ctx, &manifest)
 }
 
-/// Makes the new task the active one and says so.
+/// What a running node that took a new pin does.
+fn switch_note(pinned: Option<&str>) -> String {
+    match pinned {
+        Some(task) => format!(
+            " (the running node switches to {} at its next experiment)",
+            short(task, 16)
+        ),
+        None => " (the running node picks the most active task at its next experiment)".into(),
+    }
+}
+
+fn artifact_body(cid: &str, code: Vec<u8>) -> String {
+    Message::CodeResponse {
+        code_cid: cid.to_string(),
+        code,
+    }
+    .encode_body()
+}
+
+/// Makes the new task the active one when this node can research it, and says so.
 fn created(ctx: &Context, manifest: &TaskManifest) -> Result<()> {
-    let mut config = ctx.config.clone();
-    config.task_id = manifest.task_id.clone();
-    config.save(&ctx.config_path)?;
+    let runnable = spore_actors::research::can_research(&manifest.artifact_type);
+    let mut pinned = None;
+    if runnable {
+        config::set_key(&ctx.config_path, "task_id", manifest.task_id.as_str())?;
+        pinned = Some(ctx.reload_running()?.map(|t| switch_note(t.as_deref())));
+    }
     if ctx.json {
-        print_json(&manifest.to_value());
+        let mut value = manifest.to_value();
+        if let Value::Object(members) = &mut value {
+            members.push(("pinned".into(), Value::Bool(runnable)));
+        }
+        print_json(&value);
+        return Ok(());
+    }
+    println!("Created task {}", manifest.task_id);
+    if runnable {
+        println!(
+            "Pinned: this node researches it{}",
+            pinned.flatten().unwrap_or_default()
+        );
     } else {
-        println!("Created task {}", manifest.task_id);
+        println!(
+            "Not pinned: spored cannot train artifact type {:?} (it trains {:?}; reference nodes \
+             train the rest). The task syncs and reference nodes can research it.",
+            clean(&manifest.artifact_type),
+            spore_train::config::ARTIFACT_TYPE
+        );
     }
     Ok(())
 }
@@ -235,53 +314,15 @@ impl CommandTaskFile {
 }
 
 fn list(ctx: &Context) -> Result<()> {
-    let store = ctx.data_dir.open_store()?;
-    let read = store.read()?;
-    let active = read.active_task(Some(ctx.config.task_id.as_str()))?;
-    let mut rows = Vec::new();
-    for row in read.tasks()? {
-        let stats = read.task_stats(row.task_id())?.unwrap_or_default();
-        let best = read.frontier_ids_limited(row.task_id(), row.goal(), 1)?;
-        let best = match best.first() {
-            Some(id) => read.index_entry(id)?.map(|e| e.metric),
-            None => None,
-        };
-        rows.push((row, stats, best));
-    }
-    rows.sort_by(|a, b| {
-        (b.1.latest_timestamp, b.1.count, b.0.task_id()).cmp(&(
-            a.1.latest_timestamp,
-            a.1.count,
-            a.0.task_id(),
-        ))
-    });
+    let v = ctx.query("tasks", vec![])?;
     if ctx.json {
-        let list = rows
-            .iter()
-            .map(|(row, stats, best)| {
-                object([
-                    ("task_id", Value::Str(row.task_id().into())),
-                    ("name", Value::Str(row.manifest.name.clone())),
-                    ("task_type", Value::Str(row.manifest.task_type.clone())),
-                    ("metric", Value::Str(row.manifest.metric.clone())),
-                    ("goal", Value::Str(row.goal().as_str().into())),
-                    ("source", Value::Str(row.source.as_str().into())),
-                    ("experiment_count", Value::Int(stats.count as i64)),
-                    ("best", best.map_or(Value::Null, Value::Float)),
-                    (
-                        "root_experiment_id",
-                        stats.root.clone().map_or(Value::Null, Value::Str),
-                    ),
-                    (
-                        "is_active",
-                        Value::Bool(active.as_deref() == Some(row.task_id())),
-                    ),
-                ])
-            })
-            .collect();
-        print_json(&Value::Array(list));
+        print_json(&v);
         return Ok(());
     }
+    let rows = match &v {
+        Value::Array(rows) => rows.as_slice(),
+        _ => &[],
+    };
     if rows.is_empty() {
         println!("No tasks yet. Create one with `spored task create --name NAME`.");
         return Ok(());
@@ -297,21 +338,17 @@ fn list(ctx: &Context) -> Result<()> {
         ("Records", 8),
         ("Best", 10),
     ]);
-    for (row, stats, best) in &rows {
+    for row in rows {
         table.row(vec![
-            if active.as_deref() == Some(row.task_id()) {
-                "*".into()
-            } else {
-                String::new()
-            },
-            short(row.task_id(), 16).into(),
-            row.manifest.name.clone(),
-            row.manifest.task_type.clone(),
-            row.manifest.metric.clone(),
-            row.goal().as_str().into(),
-            row.source.as_str().into(),
-            stats.count.to_string(),
-            best.map_or("-".into(), super::inspect::metric),
+            if field::b(row, "is_active") { "*" } else { "" }.into(),
+            short(field::s(row, "task_id"), 16).into(),
+            field::s(row, "name").into(),
+            field::s(row, "task_type").into(),
+            field::s(row, "metric").into(),
+            field::s(row, "goal").into(),
+            field::s(row, "source").into(),
+            field::n(row, "experiment_count").to_string(),
+            field::f(row, "best").map_or("-".into(), super::inspect::metric),
         ]);
     }
     table.print();
@@ -319,66 +356,56 @@ fn list(ctx: &Context) -> Result<()> {
 }
 
 fn show(ctx: &Context, given: &str) -> Result<()> {
-    let store = ctx.data_dir.open_store()?;
-    let read = store.read()?;
-    let task_id = ctx.resolve_task(&read, Some(given))?;
-    let row = read.task(&task_id)?;
-    let stats = read.task_stats(&task_id)?.unwrap_or_default();
+    let v = ctx.query("task", vec![("task", Value::Str(given.into()))])?;
     if ctx.json {
-        let mut value = row
-            .as_ref()
-            .map_or(Value::Object(vec![]), |r| r.manifest.to_value());
-        if let Value::Object(members) = &mut value {
-            members.push((
-                "source".into(),
-                row.as_ref()
-                    .map_or(Value::Null, |r| Value::Str(r.source.as_str().into())),
-            ));
-            members.push(("experiment_count".into(), Value::Int(stats.count as i64)));
-            members.push((
-                "root_experiment_id".into(),
-                stats.root.clone().map_or(Value::Null, Value::Str),
-            ));
-        }
-        print_json(&value);
+        print_json(&v);
         return Ok(());
     }
-    println!("task_id: {task_id}");
-    if let Some(row) = &row {
-        let m = &row.manifest;
-        for (k, v) in [
-            ("name", m.name.as_str()),
-            ("description", m.description.as_str()),
-            ("task_type", m.task_type.as_str()),
-            ("artifact_type", m.artifact_type.as_str()),
-            ("metric", m.metric.as_str()),
-            ("goal", m.goal.as_str()),
-            ("base_code_cid", m.base_code_cid.as_str()),
-            ("prepare_cid", m.prepare_cid.as_str()),
-            ("dataset_cid", m.dataset_cid.as_str()),
-            ("created_by", m.created_by.as_str()),
-            ("source", row.source.as_str()),
-        ] {
-            println!("{k}: {v}");
-        }
-        println!("time_budget: {}", m.time_budget);
-        println!("timestamp: {}", m.timestamp);
+    for (key, value) in v.as_object().unwrap_or_default() {
+        let text = match value {
+            Value::Str(s) => clean(s),
+            Value::Null => "-".into(),
+            other => clean(&spore_spec::json::to_wire(other)),
+        };
+        println!("{key}: {text}");
     }
-    println!("experiment_count: {}", stats.count);
-    println!(
-        "root_experiment_id: {}",
-        stats.root.as_deref().unwrap_or("-")
-    );
     Ok(())
 }
 
-fn use_task(ctx: &Context, given: &str) -> Result<()> {
-    let store = ctx.data_dir.open_store()?;
-    let read = store.read()?;
-    let task_id = ctx.resolve_task(&read, Some(given))?;
-    let mut config = ctx.config.clone();
-    config.task_id = task_id.clone();
-    config.save(&ctx.config_path)?;
-    println!("Active task: {task_id}");
+fn use_task(ctx: &Context, given: Option<&str>) -> Result<()> {
+    let task_id = match given {
+        None => String::new(),
+        Some(given) => {
+            let task = ctx.query("task", vec![("task", Value::Str(given.into()))])?;
+            let artifact_type = field::s(&task, "artifact_type");
+            if !artifact_type.is_empty() && !spore_actors::research::can_research(artifact_type) {
+                anyhow::bail!(
+                    "spored cannot train tasks of artifact type {:?} (it trains {:?}); not pinned",
+                    clean(artifact_type),
+                    spore_train::config::ARTIFACT_TYPE
+                );
+            }
+            field::s(&task, "task_id").to_string()
+        }
+    };
+    config::set_key(&ctx.config_path, "task_id", task_id.as_str())?;
+    let note = ctx
+        .reload_running()?
+        .map(|t| switch_note(t.as_deref()))
+        .unwrap_or_default();
+    if ctx.json {
+        print_json(&object([
+            (
+                "task_id",
+                crate::query::opt((!task_id.is_empty()).then_some(task_id.as_str())),
+            ),
+            ("running_node", Value::Bool(!note.is_empty())),
+        ]));
+        return Ok(());
+    }
+    match task_id.as_str() {
+        "" => println!("No task pinned{note}"),
+        id => println!("Active task: {id}{note}"),
+    }
     Ok(())
 }

@@ -26,9 +26,9 @@ use crate::output::print_json;
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
-    /// Task id or unique prefix
+    /// Task id or unique prefix (default: the active task)
     #[arg(long)]
-    pub task: String,
+    pub task: Option<String>,
     /// Write here instead of stdout
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
@@ -44,56 +44,15 @@ pub struct ImportArgs {
 }
 
 pub fn export(ctx: &Context, args: ExportArgs) -> Result<()> {
-    let store = ctx.data_dir.open_store()?;
-    let read = store.read()?;
-    let task_id = ctx.resolve_task(&read, Some(&args.task))?;
-    let mut lines: Vec<String> = Vec::new();
-    let mut push = |m: Message| lines.push(m.encode_body());
-    if let Some(row) = read.task(&task_id)? {
-        if row.source == spore_actors::store::TaskSource::Manifest {
-            push(Message::Task(row.manifest));
-        }
-    }
-    // Parents first: breadth-first from the root, so an importer never has to hold anything.
-    let mut records = Vec::new();
-    if let Some(root) = read.task_stats(&task_id)?.and_then(|s| s.root) {
-        let mut queue = std::collections::VecDeque::from([root]);
-        while let Some(id) = queue.pop_front() {
-            let Some(record) = read.experiment(&id)? else {
-                continue;
-            };
-            queue.extend(read.children(&id)?);
-            records.push(record);
-        }
-    }
-    let mut nodes: Vec<&str> = records.iter().map(|r| r.node_id.as_str()).collect();
-    nodes.sort_unstable();
-    nodes.dedup();
-    for node in nodes {
-        if let Some(profile) = read.profile(node)? {
-            push(Message::Profile(profile));
-        }
-    }
-    let mut code_cids = Vec::new();
-    for record in &records {
-        code_cids.push(record.code_cid.clone());
-        push(Message::Experiment(record.clone()));
-    }
-    for event in read.control_events()? {
-        if event.payload_str("task_id") == task_id {
-            push(Message::Control(event));
-        }
-    }
-    code_cids.sort();
-    code_cids.dedup();
-    for cid in code_cids {
-        if let Ok(Some(code)) = read.artifact(&cid) {
-            push(Message::CodeResponse {
-                code_cid: cid,
-                code,
-            });
-        }
-    }
+    let v = ctx.query(
+        "export",
+        vec![("task", crate::query::opt(args.task.as_deref()))],
+    )?;
+    let task_id = crate::output::field::s(&v, "task_id").to_string();
+    let lines: Vec<&str> = crate::output::field::list(&v, "lines")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     let mut text = lines.join("\n");
     text.push('\n');
     match &args.output {

@@ -181,7 +181,7 @@ fn dag_node(view: &mut View, found: &views::Found) -> Result<Value, StoreError> 
 }
 
 pub async fn stat(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> Reply {
-    let pinned = state.pinned_task.clone();
+    let pinned = state.pinned_task.get();
     let node_id = state.node_id.clone();
     let peer_count = state.peer_count().await;
     let clients = state.live_clients();
@@ -224,7 +224,7 @@ pub async fn stat(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> Reply
 }
 
 pub async fn tasks(state: web::Data<Explorer>) -> Reply {
-    let pinned = state.pinned_task.clone();
+    let pinned = state.pinned_task.get();
     let value = read(&state, move |view| {
         let active = view.read.active_task(pinned.as_deref())?;
         let mut rows = Vec::new();
@@ -253,7 +253,7 @@ pub async fn tasks(state: web::Data<Explorer>) -> Reply {
 pub async fn task(state: web::Data<Explorer>, path: web::Path<String>) -> Reply {
     let task_id = path.into_inner();
     check_id("task id", &task_id)?;
-    let pinned = state.pinned_task.clone();
+    let pinned = state.pinned_task.get();
     let value = read(&state, move |view| {
         let Some(row) = view.read.task(&task_id)? else {
             return Err(ApiError::not_found("task", &task_id));
@@ -280,7 +280,7 @@ async fn feed_of(
     limit: usize,
     keeps_only: bool,
 ) -> Reply {
-    let pinned = state.pinned_task.clone();
+    let pinned = state.pinned_task.get();
     let value = read(&state, move |view| {
         let Some(task) = resolve_task(view, pinned.as_deref(), task_id.as_deref())? else {
             return Ok(Value::Array(vec![]));
@@ -339,7 +339,7 @@ pub async fn graph(state: web::Data<Explorer>, q: web::Query<GraphQuery>) -> Rep
         Some("dag") => true,
         Some(_) => return Err(ApiError::bad("shape must be full or dag")),
     };
-    let pinned = state.pinned_task.clone();
+    let pinned = state.pinned_task.get();
     let value = read(&state, move |view| {
         let Some(task) = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())? else {
             return Ok(object([
@@ -414,7 +414,7 @@ pub async fn graph(state: web::Data<Explorer>, q: web::Query<GraphQuery>) -> Rep
 pub async fn frontier(state: web::Data<Explorer>, q: web::Query<FrontierQuery>) -> Reply {
     let q = q.into_inner();
     let limit = clamp(q.limit, 1_000, 100_000);
-    let pinned = state.pinned_task.clone();
+    let pinned = state.pinned_task.get();
     let value = read(&state, move |view| {
         let Some(task) = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())? else {
             return Ok(Value::Array(vec![]));
@@ -554,7 +554,7 @@ pub async fn children(state: web::Data<Explorer>, path: web::Path<String>) -> Re
 pub async fn recent(state: web::Data<Explorer>, q: web::Query<LimitQuery>) -> Reply {
     let q = q.into_inner();
     let limit = clamp(q.limit, 50, 500);
-    let pinned = state.pinned_task.clone();
+    let pinned = state.pinned_task.get();
     let value = read(&state, move |view| {
         let Some(task) = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())? else {
             return Ok(Value::Array(vec![]));
@@ -735,7 +735,7 @@ pub async fn search(state: web::Data<Explorer>, q: web::Query<SearchQuery>) -> R
     if needle.chars().count() < 2 {
         return Err(ApiError::bad("q must have at least 2 characters"));
     }
-    let pinned = state.pinned_task.clone();
+    let pinned = state.pinned_task.get();
     let value = read(&state, move |view| {
         let mut ids: Vec<String> = Vec::new();
         if needle.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -945,7 +945,7 @@ pub async fn nodes(state: web::Data<Explorer>, q: web::Query<NodesQuery>) -> Rep
     let filter = NodeFilter::new(&q, None)?;
     let sort = sort_order(q.sort.as_deref())?;
     let limit = clamp(q.limit, 100, 500);
-    let pinned = state.pinned_task.clone();
+    let pinned = state.pinned_task.get();
     let value = read(&state, move |view| {
         let task = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())?;
         Ok(Value::Array(nodes_in_scope(
@@ -969,7 +969,7 @@ pub async fn nodes_search(state: web::Data<Explorer>, q: web::Query<NodesQuery>)
     }
     let filter = NodeFilter::new(&q, Some(needle))?;
     let limit = clamp(q.limit, 20, 100);
-    let pinned = state.pinned_task.clone();
+    let pinned = state.pinned_task.get();
     let value = read(&state, move |view| {
         let task = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())?;
         Ok(Value::Array(nodes_in_scope(
@@ -1012,7 +1012,7 @@ pub async fn node(
         return Err(ApiError::bad("offset must not be negative"));
     }
     let offset = offset as usize;
-    let pinned = state.pinned_task.clone();
+    let pinned = state.pinned_task.get();
     let value = read(&state, move |view| {
         let task = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())?;
         let all = view.read.node_stats("", &node_id)?;

@@ -19,7 +19,8 @@ use spore_actors::Store;
 pub struct Explorer {
     pub store: Arc<Store>,
     pub node_id: String,
-    pub pinned_task: Option<String>,
+    /// The task config pins (`spored task use` changes it while the node runs).
+    pub pinned_task: spore_actors::setting::Setting<Option<String>>,
     pub peers: Option<actix::Addr<PeerManager>>,
     /// The node's store events (its `StoreWriter` publishes them after each commit); live views
     /// follow them. A sender nobody sends on (no node) gives a quiet live stream.

@@ -180,7 +180,7 @@ impl Server {
                 let explorer = spore_web::Explorer {
                     store,
                     node_id,
-                    pinned_task: None,
+                    pinned_task: Default::default(),
                     peers: None,
                     events,
                 };

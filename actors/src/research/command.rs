@@ -48,7 +48,7 @@ impl ResearchLoop {
                 .await
                 .map(Some);
         };
-        let Some(settings) = self.options.llm.clone() else {
+        let Some(settings) = self.options.llm.get() else {
             static TOLD: std::sync::Once = std::sync::Once::new();
             TOLD.call_once(|| {
                 crate::say!(

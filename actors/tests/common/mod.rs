@@ -60,7 +60,6 @@ pub fn loopback_options(seed: u8, peers: Vec<libp2p::Multiaddr>) -> NodeOptions 
         seed: [seed; 32],
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         peers,
-        pinned_task: None,
         net: NetConfig {
             resync_interval: Duration::from_secs(1),
             ..NetConfig::default()

@@ -127,7 +127,7 @@ fn main() {
                         store,
                         node_id: "bench".into(),
                         pinned_task: Default::default(),
-                        peers: Some(registry.peers.clone()),
+                        node: Some(registry.clone()),
                         events: registry.writer.events().clone(),
                     };
                     let (web, bound) =

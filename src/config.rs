@@ -33,6 +33,15 @@ impl NodeMode {
     }
 }
 
+/// How the node's log lines look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// Every setting of a node. Field names of the reference's `NodeConfig` are kept, so a
 /// reference `config.toml` loads as is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,6 +95,12 @@ pub struct NodeConfig {
     /// Log filter (`info`, `warn,spore_actors=debug`, …); empty: the built-in one. `RUST_LOG`
     /// wins at start; SIGHUP applies this one.
     pub log_level: String,
+    /// `text` (one line per event, for people) or `json` (one JSON object per line, for log
+    /// collectors); read at start.
+    pub log_format: LogFormat,
+    /// The background log (`spored start`) is rotated past this size (MiB); three old files
+    /// are kept.
+    pub log_max_mb: u64,
     /// Python that command tasks' evaluators run under, in the sandbox (a name on PATH or a
     /// path; Debian's `/usr/bin/python3` first).
     pub sandbox_python: String,
@@ -126,6 +141,8 @@ impl Default for NodeConfig {
             max_experiments: 0,
             verify_probability: 0.05,
             log_level: String::new(),
+            log_format: LogFormat::Text,
+            log_max_mb: 64,
             sandbox_python: "python3".into(),
             sandbox_memory_mb: 2048,
             sandbox_processes: 64,
@@ -163,6 +180,9 @@ impl NodeConfig {
                 "verify_probability must be between 0 and 1, got {}",
                 self.verify_probability
             );
+        }
+        if self.log_max_mb == 0 {
+            anyhow::bail!("log_max_mb must be at least 1");
         }
         if !(1..=100).contains(&self.resource) {
             anyhow::bail!("resource must be between 1 and 100, got {}", self.resource);

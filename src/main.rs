@@ -4,8 +4,10 @@ mod cli;
 mod config;
 mod control;
 mod data_dir;
+mod logs;
 mod output;
 mod query;
+mod systemd;
 
 use std::process::ExitCode;
 
@@ -53,13 +55,24 @@ fn main() -> ExitCode {
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    // `log_format = "json"` (or `run --json`): one JSON object per line for log collectors
+    let json_logs = matches!(cli.command, cli::Command::Run(_))
+        && (cli.json || cli::configured_log_format(&cli) == config::LogFormat::Json);
+    // colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::registry()
         .with(filter)
-        .with(
+        .with(json_logs.then(|| {
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr)
+        }))
+        .with((!json_logs).then(|| {
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
+                .with_ansi(colour)
+        }))
         .init();
     let _ = LOG_FILTER.set(Box::new(move |directives: &str| {
         let filter = tracing_subscriber::EnvFilter::try_new(directives)
@@ -70,7 +83,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<cli::Busy>().is_some() {
+                ExitCode::from(cli::Busy::EXIT_CODE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -83,54 +83,7 @@ impl Table {
     }
 }
 
-/// `text` from a peer made safe for a terminal: escape sequences (CSI, OSC and the other
-/// string commands, two-character escapes) are removed whole, other control characters (C0,
-/// DEL, C1) and bidirectional overrides dropped, and line breaks and tabs become spaces. A
-/// record's description cannot set the window title, clear the screen or hide text this way.
-pub fn clean(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\x1b' => skip_escape(&mut chars),
-            '\n' | '\r' | '\t' => out.push(' '),
-            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {}
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Skips the rest of an escape sequence whose ESC was just read.
-fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
-    match chars.next() {
-        // CSI: parameters and intermediates, then one final byte
-        Some('[') => {
-            for c in chars.by_ref() {
-                if ('\x40'..='\x7e').contains(&c) {
-                    break;
-                }
-            }
-        }
-        // OSC, DCS, SOS, PM, APC: a string ended by BEL or ST (ESC \\)
-        Some(']' | 'P' | 'X' | '^' | '_') => {
-            while let Some(c) = chars.next() {
-                if c == '\x07' {
-                    break;
-                }
-                if c == '\x1b' {
-                    if chars.peek() == Some(&'\\') {
-                        chars.next();
-                    }
-                    break;
-                }
-            }
-        }
-        // a two-character escape (or ESC at the end)
-        _ => {}
-    }
-}
+pub use spore_actors::console::clean;
 
 /// First `n` characters of an id.
 pub fn short(id: &str, n: usize) -> &str {

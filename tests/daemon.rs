@@ -483,3 +483,107 @@ fn ctrl_c_during_an_experiment_stops_its_child_and_publishes_nothing() {
     });
     assert_eq!(json(&dir, &["info"])["experiment_count"], 2);
 }
+
+/// `/metrics` parsed as Prometheus does: the value of `name` whose labels include `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(x)
+            | prometheus_parse::Value::Gauge(x)
+            | prometheus_parse::Value::Untyped(x) => x,
+            _ => f64::NAN,
+        })
+}
+
+#[test]
+fn metrics_and_health_are_served_and_counters_move_when_records_arrive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let node = support::start(dir, &[]);
+    let (code, body) = support::http_get(&node.web, "/healthz");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let (code, before) = support::http_get(&node.web, "/metrics");
+    assert_eq!(code, 200, "{before}");
+    assert_eq!(
+        sample(&before, "spored_objects", &[("kind", "experiment")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&before, "spored_peers", &[("transport", "libp2p")]),
+        Some(0.0)
+    );
+    assert!(sample(&before, "spored_store_bytes", &[]).unwrap() > 0.0);
+    assert_eq!(sample(&before, "spored_sse_clients", &[]), Some(0.0));
+    assert_eq!(sample(&before, "spored_verifier_queue", &[]), Some(0.0));
+
+    // the reference's vectors through the running node, one of them forged
+    let mut lines = vector_lines();
+    let forged = lines
+        .iter()
+        .position(|l| l.contains("\"experiment\""))
+        .unwrap();
+    let good = lines.len() - 1;
+    lines[forged] = lines[forged].replacen("\"val_bpb\":", "\"val_bpb\":1", 1);
+    let file = dir.join("with-forged.jsonl");
+    write_jsonl(&file, &lines);
+    let out = output(dir, &["import", file.to_str().unwrap()]);
+    assert!(!out.status.success(), "a forged line refuses the import");
+    lines.remove(forged);
+    write_jsonl(&file, &lines);
+    ok(dir, &["import", file.to_str().unwrap()]);
+    let (_, after) = support::http_get(&node.web, "/metrics");
+    let local = |text: &str, outcome| {
+        sample(
+            text,
+            "spored_ingested_total",
+            &[("origin", "local"), ("outcome", outcome)],
+        )
+        .unwrap_or(0.0)
+    };
+    // stored now, or held until what they need arrives (a parent, their task's root)
+    assert!(local(&after, "accepted") > 0.0, "{after}");
+    assert_eq!(
+        local(&after, "accepted") + local(&after, "held") + local(&after, "duplicate"),
+        good as f64,
+        "{after}"
+    );
+    let stored = json(dir, &["info"])["experiment_count"].as_f64().unwrap();
+    assert_eq!(
+        sample(&after, "spored_objects", &[("kind", "experiment")]),
+        Some(stored)
+    );
+    // the same objects again: duplicates, counted as such
+    ok(dir, &["import", file.to_str().unwrap()]);
+    let (_, again) = support::http_get(&node.web, "/metrics");
+    assert_eq!(
+        local(&again, "accepted") + local(&again, "held") + local(&again, "duplicate"),
+        2.0 * good as f64,
+        "{again}"
+    );
+    assert!(
+        local(&again, "duplicate") > local(&after, "duplicate"),
+        "{again}"
+    );
+    assert_eq!(
+        local(&again, "accepted"),
+        local(&after, "accepted"),
+        "{again}"
+    );
+    // a name the explorer does not serve under is refused here too (its bind rules)
+    let host = node.web.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    use std::io::{Read as _, Write as _};
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(!raw.starts_with("HTTP/1.1 200"), "{raw}");
+}

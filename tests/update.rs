@@ -171,7 +171,35 @@ fn a_node_updates_only_to_a_signed_healthy_release_and_keeps_its_store() {
     let mut start = LOOPBACK_RUN.to_vec();
     start[0] = "start";
     start.push("--no-train");
-    ok(&dir, &start);
+    // the node runs as under systemd with `Type=notify` and `NotifyAccess=all`: what it tells
+    // the service manager is collected here
+    let notify_path = tmp.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    std::thread::spawn({
+        let told = told.clone();
+        move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = notify.recv(&mut buf) {
+                told.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    });
+    let out = spored(&dir)
+        .args(&start)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the node to tell systemd it is ready", 10, || {
+        told.lock().unwrap().iter().any(|m| m.contains("READY=1"))
+    });
     let _guard = support::StopOnDrop(dir.clone());
     let lines = vector_lines();
     import_lines(&dir, &lines[..8]);
@@ -251,6 +279,12 @@ fn a_node_updates_only_to_a_signed_healthy_release_and_keeps_its_store() {
     );
     wait_until("the pid file to name the new process", 10, || {
         std::fs::read_to_string(dir.join("spored.pid")).unwrap() != pid
+    });
+    // systemd follows the new process: the old one named it before it exited
+    let new_pid = std::fs::read_to_string(dir.join("spored.pid")).unwrap();
+    let main_pid = format!("MAINPID={}", new_pid.trim());
+    wait_until("MAINPID of the new process sent to systemd", 10, || {
+        told.lock().unwrap().iter().any(|m| m.contains(&main_pid))
     });
     assert!(log(&dir).contains("post-install steps"));
     // a later start (systemd, `spored start`) of the installed binary keeps the update

@@ -26,6 +26,8 @@ const MAX_RECENT: usize = 100_000;
 
 pub struct GossipRouter {
     writer: StoreWriter,
+    /// Ingest outcomes for `/metrics`.
+    metrics: crate::metrics::Metrics,
     /// When each object stored lately was stored: a gossiped copy of an object is passed on
     /// only within `replay_window` of that (see `dispatch`).
     recent: std::collections::HashMap<String, std::time::Instant>,
@@ -86,8 +88,10 @@ impl GossipRouter {
         fetcher: Recipient<FetchArtifact>,
         restarts: Restarts,
         replay_window: std::time::Duration,
+        metrics: crate::metrics::Metrics,
     ) -> Self {
         GossipRouter {
+            metrics,
             writer,
             recent: Default::default(),
             replay_window,
@@ -339,10 +343,21 @@ impl Handler<Ingest> for GossipRouter {
             Ok((outcome, keys))
         };
         let origin = msg.origin;
+        let sync_page = msg.sync_range.is_some() || matches!(origin, Origin::Sync { .. });
+        let label = match &origin {
+            Origin::Gossip { .. } => "gossip",
+            Origin::Sync { .. } => "sync",
+            Origin::Local => "local",
+            Origin::Legacy { .. } => "legacy",
+        };
         Box::pin(actix::fut::wrap_future::<_, Self>(work).map(
             move |result: Result<(IngestOutcome, Vec<String>), (bool, String)>, act, ctx| {
                 match result {
                     Ok((outcome, keys)) => {
+                        act.metrics.count_ingest(label, &outcome.summary);
+                        if sync_page {
+                            act.metrics.sync_page_stored();
+                        }
                         debug!(
                             accepted = outcome.summary.accepted,
                             rejected = outcome.summary.rejected,

@@ -40,6 +40,7 @@ pub mod gossip_router;
 pub mod ingest;
 pub mod legacy;
 pub mod messages;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod peer_manager;

@@ -195,6 +195,7 @@ fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
     let swarm = net::build_swarm(options.seed, &options.net)?;
     let peer_id = *swarm.local_peer_id();
     let failure = Failure::default();
+    let metrics = crate::metrics::Metrics::default();
     let restarts = |name| Restarts::new(name, RestartPolicy::default(), failure.clone());
     let writer = StoreWriter::start(store.clone())
         .map_err(|e| format!("cannot start the store writer: {e}"))?;
@@ -231,6 +232,7 @@ fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
         );
         let restarts = restarts("gossip router");
         let replay_window = options.net.gossip_replay_window;
+        let metrics = metrics.clone();
         Supervisor::start(move |_| {
             GossipRouter::new(
                 writer.clone(),
@@ -239,6 +241,7 @@ fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
                 fetch.clone(),
                 restarts,
                 replay_window,
+                metrics.clone(),
             )
         })
     };
@@ -279,6 +282,7 @@ fn start(store: Arc<Store>, options: NodeOptions) -> Result<Registry, String> {
         writer,
         reads,
         stopping: Stopping::default(),
+        metrics,
     })
 }
 

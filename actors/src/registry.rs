@@ -36,6 +36,8 @@ pub struct Registry {
     pub reads: Reads,
     /// Set once when the node begins to stop.
     pub stopping: Stopping,
+    /// What the node counts for operators (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Set once, when the node begins to stop (a signal, `spored stop`, a restart for an update):

@@ -608,6 +608,7 @@ impl ResearchLoop {
         };
         if result.interrupted {
             // not an outcome of the experiment: no record, no crash
+            self.registry.metrics.count_experiment("interrupted");
             return Err(format!(
                 "the experiment was stopped from outside ({}); nothing is published about it",
                 result.error
@@ -701,6 +702,12 @@ impl ResearchLoop {
                 summary.problems
             ));
         }
+        self.registry
+            .metrics
+            .count_experiment(record.status.as_str());
+        if let Some(speed) = spore_train::report::tokens_per_second(&result.output) {
+            self.registry.metrics.set_tokens_per_sec(speed);
+        }
         let versus = parent_metric.map_or(String::new(), |m| format!(" (parent {m:.6})"));
         let outcome = if result.success {
             format!("{}={:.6}{versus}", made.metric, result.parsed.val_bpb)
@@ -716,7 +723,7 @@ impl ResearchLoop {
             &record.id[..12],
             record.status.as_str(),
             result.wall.as_secs_f64(),
-            record.description
+            crate::console::clean(&record.description)
         );
         Ok(record.status)
     }

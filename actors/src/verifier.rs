@@ -342,6 +342,7 @@ impl Verifier {
                             if act.queued.insert(key) {
                                 act.queue.push_back(job);
                             }
+                            act.registry.metrics.set_verifier_queue(act.queue.len());
                         }
                         if plan.read_some {
                             act.look_again = true; // the log may hold more than one page
@@ -365,6 +366,7 @@ impl Verifier {
         let Some(job) = self.queue.pop_front() else {
             return;
         };
+        self.registry.metrics.set_verifier_queue(self.queue.len());
         let id = match &job {
             Job::Verify(id) | Job::Respond { record: id, .. } => id.clone(),
         };

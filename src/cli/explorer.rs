@@ -47,7 +47,7 @@ pub fn run(ctx: &Context, args: ExplorerArgs) -> Result<()> {
             store,
             node_id,
             pinned_task: spore_actors::setting::Setting::new(pinned),
-            peers: None,
+            node: None,
             // no network: nothing new arrives while this serves
             events: spore_actors::store_writer::quiet_events(),
         };

@@ -103,6 +103,24 @@ pub enum Command {
     Man,
 }
 
+/// A node that could not start because something it needs is still held by another process
+/// (the store, a port): not a fault of this binary. An update that exits so is tried again
+/// later, never refused (`update::start_update`). Exit status 75 (`EX_TEMPFAIL`).
+#[derive(Debug)]
+pub struct Busy(pub String);
+
+impl Busy {
+    pub const EXIT_CODE: u8 = 75;
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Busy {}
+
 /// What every command needs: where the data is, the effective config, output style.
 pub struct Context {
     pub data_dir: DataDir,
@@ -222,6 +240,16 @@ impl Published {
         }
         Ok(())
     }
+}
+
+/// The `log_format` of the config this command line names, before anything else is set up
+/// (an unreadable config is reported later, when the command loads it).
+pub fn configured_log_format(cli: &Cli) -> crate::config::LogFormat {
+    let Ok(data_dir) = DataDir::locate(cli.data_dir.as_deref()) else {
+        return Default::default();
+    };
+    let path = cli.config.clone().unwrap_or_else(|| data_dir.config());
+    NodeConfig::load(&path).map_or(Default::default(), |c| c.log_format)
 }
 
 /// Runs one parsed command line.

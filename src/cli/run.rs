@@ -239,6 +239,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         return Ok(());
     }
     super::update::run_installed_update(&ctx.data_dir)?;
+    crate::logs::rotate_when_large(config.log_max_mb.saturating_mul(1 << 20));
     let listen = peer_multiaddr(&format!("{}:{}", config.host, config.p2p_port))
         .context("invalid host/p2p_port to listen on")?;
     let (legacy_peers, peers) = split_peers(&config)?;
@@ -248,10 +249,13 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
     }
     let store = match Store::open(&ctx.data_dir.store()) {
         Ok(store) => Arc::new(store),
-        Err(StoreError::InUse { .. }) => bail!(
-            "another spored is already running on {} (stop it first)",
-            ctx.data_dir.root.display()
-        ),
+        Err(StoreError::InUse { .. }) => {
+            return Err(super::Busy(format!(
+                "another spored is already running on {} (stop it first)",
+                ctx.data_dir.root.display()
+            ))
+            .into())
+        }
         Err(e) => return Err(e.into()),
     };
     let options = NodeOptions {
@@ -331,16 +335,22 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
             store: registry.store.clone(),
             node_id: node_id.clone(),
             pinned_task: live.pinned_task.clone(),
-            peers: Some(registry.peers.clone()),
+            node: Some(registry.clone()),
             events: registry.writer.events().clone(),
         };
         let web = explorer_addr(&config.web_host, config.web_port)?;
-        let (web_handle, bound) = spore_web::serve(web, explorer).with_context(|| {
-            format!(
-                "cannot serve the explorer on {web} (another program has the port? use --web-port)"
-            )
-        })?;
+        let (web_handle, bound) = match spore_web::serve(web, explorer) {
+            Ok(served) => served,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(super::Busy(format!(
+                    "cannot serve the explorer on {web}: another program has the port (use --web-port)"
+                ))
+                .into())
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot serve the explorer on {web}")),
+        };
         spore_actors::say!("explorer on http://{bound}");
+        crate::systemd::notify("READY=1");
         let (ready_tx, mut updates) = tokio::sync::mpsc::channel::<UpdateReady>(1);
         if config.auto_update && !config.update_manifest_url.is_empty() {
             use actix::Actor as _;
@@ -368,12 +378,16 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
                 _ = usr2.recv() => { info!("restart requested: stopping, then starting again"); break (None, Restart::Same) }
                 Some(update) = updates.recv() => { info!(version = %update.version, "stopping to start the update"); break (None, Restart::Into(update)) }
                 _ = hangup.recv() => {
+                    crate::systemd::reloading();
                     if let Err(e) = reload(&ctx, &args, &registry, &live).await {
                         warn!(error = %format!("{e:#}"), "config not reloaded; the node runs on as it was");
                     }
+                    crate::systemd::notify("READY=1");
                 }
                 Some(done) = reloads.recv() => {
+                    crate::systemd::reloading();
                     let outcome = reload(&ctx, &args, &registry, &live).await;
+                    crate::systemd::notify("READY=1");
                     if let Err(e) = &outcome {
                         warn!(error = %format!("{e:#}"), "config not reloaded; the node runs on as it was");
                     }
@@ -384,6 +398,7 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         };
         // first of all: no experiment cut short by this stop may be published
         registry.stopping.stop();
+        crate::systemd::notify("STOPPING=1");
         web_handle.stop(true).await;
         node.shutdown().await;
         if let Some(reason) = failed {
@@ -392,10 +407,33 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         spore_actors::say!("stopped");
         Ok(again)
     })?;
+    // Everything of the old node must be let go before another process (the update, or this
+    // binary again) opens the data dir: a thread the runtime left behind may still hold the
+    // store for a moment after the node stopped.
+    if !matches!(restart, Restart::No) {
+        wait_released(&ctx_paths.store())?;
+    }
     match restart {
         Restart::No => Ok(()),
         Restart::Same => super::update::exec_self(),
         Restart::Into(update) => super::update::start_update(&ctx_paths, update),
+    }
+}
+
+/// Returns once no one holds the store at `path` (opening it succeeds), within 30 s.
+fn wait_released(path: &std::path::Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match Store::open(path) {
+            Ok(store) => {
+                drop(store);
+                return Ok(());
+            }
+            Err(StoreError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => return Err(e).context("the stopped node still holds its store after 30 s"),
+        }
     }
 }
 

@@ -71,6 +71,7 @@ pub fn start(ctx: &Context, args: Vec<std::ffi::OsString>) -> Result<()> {
     command
         .args(&run_args[1..])
         .stdin(std::process::Stdio::null())
+        .env("SPORED_LOG_FILE", &log_path)
         .stdout(log.try_clone()?)
         .stderr(log);
     // its own session: it outlives this terminal and its signals
@@ -181,13 +182,24 @@ pub fn log(ctx: &Context, args: LogArgs) -> Result<()> {
     if !args.follow {
         return Ok(());
     }
+    let mut position = file.stream_position()?;
     let mut reader = std::io::BufReader::new(file);
     loop {
         let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        let n = reader.read_line(&mut line)?;
+        if n == 0 {
+            // rotated (`crate::logs`): the rest of the old file was read; go on in the new one
+            if crate::logs::replaced(&path, reader.get_ref(), position) {
+                if let Ok(fresh) = std::fs::File::open(&path) {
+                    reader = std::io::BufReader::new(fresh);
+                    position = 0;
+                    continue;
+                }
+            }
             std::thread::sleep(Duration::from_millis(200));
             continue;
         }
+        position += n as u64;
         spore_actors::say!("{}", line.trim_end_matches('\n'));
     }
 }

@@ -36,23 +36,28 @@ pub fn start_update(data_dir: &DataDir, update: UpdateReady) -> Result<()> {
     let started = Instant::now();
     let verdict = loop {
         if let Some(status) = child.try_wait()? {
-            break Err(format!("it exited ({status})"));
+            if status.code() == Some(i32::from(super::Busy::EXIT_CODE)) {
+                break Err(Verdict::NotItsFault(format!(
+                    "something it needs was still held ({status})"
+                )));
+            }
+            break Err(Verdict::Failed(format!("it exited ({status})")));
         }
         if started.elapsed() > HEALTH_WAIT {
-            break Err(format!(
+            break Err(Verdict::Failed(format!(
                 "it did not answer within {} s",
                 HEALTH_WAIT.as_secs()
-            ));
+            )));
         }
         if let Ok(reply) = crate::control::request(&socket, "info", &[]) {
             let version = reply.get("version").and_then(|v| v.as_str()).unwrap_or("");
             if version == update.version {
                 break Ok(());
             }
-            break Err(format!(
+            break Err(Verdict::Failed(format!(
                 "it reports version {version:?}, not {}",
                 update.version
-            ));
+            )));
         }
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -76,20 +81,18 @@ pub fn start_update(data_dir: &DataDir, update: UpdateReady) -> Result<()> {
                 0o644,
             )?;
             info!(version = %update.version, pid = child.id(), "update healthy; the new binary runs the node");
+            // under systemd (`Type=notify`, `NotifyAccess=all`) the new process is the service
+            crate::systemd::notify(&format!("MAINPID={}\nREADY=1", child.id()));
             Ok(())
         }
-        Err(reason) => {
+        Err(Verdict::NotItsFault(reason)) => {
+            warn!(version = %update.version, reason, "the update could not start here; running the previous binary, the update is tried again at the next check");
+            stop_child(&mut child)?;
+            exec_self()
+        }
+        Err(Verdict::Failed(reason)) => {
             warn!(version = %update.version, reason, "update failed its health check: rolling back to the previous binary");
-            // stop what answered, if anything did
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while child.try_wait()?.is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_child(&mut child)?;
             let refused = bin_dir.join("refused");
             let mut list = std::fs::read_to_string(&refused).unwrap_or_default();
             list.push_str(&format!("{}\n", update.version));
@@ -97,6 +100,30 @@ pub fn start_update(data_dir: &DataDir, update: UpdateReady) -> Result<()> {
             exec_self()
         }
     }
+}
+
+/// Why an update was not kept.
+enum Verdict {
+    /// The release failed: refused for good (`bin/refused`).
+    Failed(String),
+    /// It could not start here for a reason outside it (exit status 75: the store or a port
+    /// still held): tried again at the next check.
+    NotItsFault(String),
+}
+
+/// Stops what the update started, if it still runs (SIGTERM, then SIGKILL after 30 s).
+fn stop_child(child: &mut std::process::Child) -> Result<()> {
+    // SAFETY: kill only sends a signal to the child this process started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait()?.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(())
 }
 
 /// Re-executes this binary with the same arguments (everything is closed: store, sockets).

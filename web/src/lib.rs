@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod live;
+pub mod metrics;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -11,17 +12,17 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use spore_actors::messages::GetPeers;
-use spore_actors::peer_manager::PeerManager;
 use spore_actors::Store;
 
 /// What the handlers share: the store (read snapshots), the node's identity and, in a running
-/// node, the PeerManager for peer counts.
+/// node, its actor registry (peer counts, metrics).
 pub struct Explorer {
     pub store: Arc<Store>,
     pub node_id: String,
     /// The task config pins (`spored task use` changes it while the node runs).
     pub pinned_task: spore_actors::setting::Setting<Option<String>>,
-    pub peers: Option<actix::Addr<PeerManager>>,
+    /// The running node's actors; `None` when serving a data dir without a network.
+    pub node: Option<spore_actors::registry::Registry>,
     /// The node's store events (its `StoreWriter` publishes them after each commit); live views
     /// follow them. A sender nobody sends on (no node) gives a quiet live stream.
     pub events: tokio::sync::broadcast::Sender<spore_actors::store_writer::EventBatch>,
@@ -30,8 +31,9 @@ pub struct Explorer {
 impl Explorer {
     /// Connected peers (0 when serving a data dir without a network).
     pub async fn peer_count(&self) -> usize {
-        match &self.peers {
-            Some(addr) => addr
+        match &self.node {
+            Some(node) => node
+                .peers
                 .send(GetPeers)
                 .await
                 .map_or(0, |peers| peers.iter().filter(|p| p.connected).count()),
@@ -69,6 +71,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/openapi.json", web::get().to(openapi))
         .route("/api/events", web::get().to(events))
         .route("/api/stat", web::get().to(api::stat))
+        .route("/metrics", web::get().to(metrics::metrics))
+        .route("/healthz", web::get().to(metrics::healthz))
         .route("/api/tasks", web::get().to(api::tasks))
         .route("/api/tasks/hot", web::get().to(api::tasks_hot))
         .route("/api/nodes", web::get().to(api::nodes))

@@ -181,7 +181,7 @@ impl Server {
                     store,
                     node_id,
                     pinned_task: Default::default(),
-                    peers: None,
+                    node: None,
                     events,
                 };
                 let (handle, bound) =

@@ -99,6 +99,8 @@ from_redb!(
 /// The node's database.
 pub struct Store {
     db: Database,
+    /// The redb file (its size is reported in `/metrics`).
+    path: std::path::PathBuf,
     /// What "now" is for verdicts (a challenge's timeout): the system's, or a test's.
     clock: Clock,
     /// The arrival log's last number as of the last commit, and as of the last durable one:
@@ -125,6 +127,11 @@ impl Store {
         Store::open_with(path, clock, CACHE_BYTES)
     }
 
+    /// Bytes of the store's file on disk.
+    pub fn file_size(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
     /// [`Store::open`] for one bulk write (`spored import` without a running node): a larger
     /// page cache, [`BULK_CACHE_BYTES`], for the few seconds the process lives.
     pub fn open_for_bulk(path: &Path) -> Result<Store, StoreError> {
@@ -149,6 +156,7 @@ impl Store {
         };
         let store = Store {
             db,
+            path: path.to_path_buf(),
             clock,
             written_log: AtomicU64::new(0),
             durable_log: AtomicU64::new(0),

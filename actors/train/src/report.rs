@@ -111,6 +111,11 @@ pub fn summary(o: &Outcome, total_seconds: f64, peak_mb: f64, depth: usize) -> S
     )
 }
 
+/// The training speed a run's summary reports (`tokens_per_second:`).
+pub fn tokens_per_second(output: &str) -> Option<f64> {
+    first_number(output, "tokens_per_second:", false)
+}
+
 /// The reference's parse: first match of each key in the whole output (§g.6).
 pub fn parse_output(output: &str) -> Parsed {
     let val_bpb = first_number(output, "val_bpb:", false).unwrap_or(0.0);

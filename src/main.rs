@@ -66,11 +66,11 @@ fn main() -> ExitCode {
         .with(json_logs.then(|| {
             tracing_subscriber::fmt::layer()
                 .json()
-                .with_writer(std::io::stderr)
+                .with_writer(spore_actors::console::LogWriter)
         }))
         .with((!json_logs).then(|| {
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(spore_actors::console::LogWriter)
                 .with_ansi(colour)
         }))
         .init();

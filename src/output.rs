@@ -21,66 +21,113 @@ impl Table {
         self.rows.push(cells);
     }
 
+    /// Prints the table cut to the terminal's width (none when stdout is not a terminal and
+    /// `COLUMNS` is not set).
     pub fn print(&self) {
-        spore_actors::console::say_raw(format_args!("{}", self.render()));
+        spore_actors::console::say_raw(format_args!("{}", self.render(terminal_width())));
     }
 
-    pub fn render(&self) -> String {
-        let cut = |s: &str, max: usize| -> String {
-            let one_line = clean(s);
-            if one_line.chars().count() <= max {
-                one_line
-            } else {
-                let mut t: String = one_line.chars().take(max.saturating_sub(1)).collect();
-                t.push('…');
-                t
-            }
-        };
+    /// The table as text, each row at most `fit` columns wide when given (wide characters
+    /// count two columns, as a terminal shows them).
+    pub fn render(&self, fit: Option<usize>) -> String {
         let cells: Vec<Vec<String>> = self
             .rows
             .iter()
-            .map(|r| {
-                r.iter()
-                    .zip(&self.widths)
-                    .map(|(c, w)| cut(c, *w))
-                    .collect()
-            })
+            .map(|r| r.iter().map(|c| clean(c)).collect())
             .collect();
-        let widths: Vec<usize> = (0..self.headers.len())
+        let mut widths: Vec<usize> = (0..self.headers.len())
             .map(|i| {
                 cells
                     .iter()
-                    .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
-                    .chain([self.headers[i].len()])
+                    .map(|r| r.get(i).map_or(0, |c| c.width()))
+                    .chain([self.headers[i].width()])
                     .max()
                     .unwrap_or(0)
+                    .min(self.widths[i].max(self.headers[i].width()))
             })
             .collect();
+        if let Some(fit) = fit {
+            // narrow the widest column a step at a time until the row fits (or all are narrow)
+            let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+            while total(&widths) > fit {
+                let (i, widest) = widths
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, w)| **w)
+                    .map(|(i, w)| (i, *w))
+                    .unwrap_or((0, 0));
+                if widest <= 6 {
+                    break;
+                }
+                widths[i] = widest - 1;
+            }
+        }
         let mut out = String::new();
         let mut line = |cols: Vec<&str>| {
             let parts: Vec<String> = cols
                 .iter()
                 .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}", w = *w))
+                .map(|(c, w)| pad(&cut(c, *w), *w))
                 .collect();
             out.push_str(parts.join("  ").trim_end());
             out.push('\n');
         };
         line(self.headers.clone());
-        line(
-            widths
-                .iter()
-                .map(|w| "-".repeat(*w))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str)
-                .collect(),
-        );
+        let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+        line(rules.iter().map(String::as_str).collect());
         for row in &cells {
             line(row.iter().map(String::as_str).collect());
         }
         out
     }
+}
+
+use unicode_width::{UnicodeWidthChar as _, UnicodeWidthStr as _};
+
+/// `text` cut to `max` terminal columns, with `…` where it was cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.width() <= max {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w + 1 > max {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push('…');
+    out
+}
+
+/// `text` padded with spaces to `width` terminal columns.
+fn pad(text: &str, width: usize) -> String {
+    format!("{text}{}", " ".repeat(width.saturating_sub(text.width())))
+}
+
+/// The terminal's width in columns: stdout's window size, else `COLUMNS`, else none.
+pub fn terminal_width() -> Option<usize> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        let mut size = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ fills the winsize it is given.
+        let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+        if ok && size.ws_col > 0 {
+            return Some(size.ws_col as usize);
+        }
+    }
+    std::env::var("COLUMNS")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|c| *c > 0)
 }
 
 pub use spore_actors::console::clean;
@@ -138,6 +185,46 @@ pub mod field {
         match v.get(key) {
             Some(Value::Array(items)) => items,
             _ => &[],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        let mut t = Table::new(&[("CID", 12), ("Node", 8), ("Description", 50)]);
+        t.row(vec![
+            "abc".into(),
+            "n1".into(),
+            "学习率 0.003 → 0.002 (日本語)".into(),
+        ]);
+        t.row(vec![
+            "defghi".into(),
+            "n2".into(),
+            "plain ascii description that is long".into(),
+        ]);
+        t
+    }
+
+    #[test]
+    fn wide_characters_take_two_columns_and_rows_line_up() {
+        let text = table().render(None);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = |line: &str| line[..line.find(['学', 'p']).unwrap()].width();
+        assert_eq!(at(lines[2]), at(lines[3]), "{text}");
+    }
+
+    #[test]
+    fn rows_fit_the_terminal_width() {
+        for fit in [30, 40, 60] {
+            let text = table().render(Some(fit));
+            for line in text.lines() {
+                assert!(line.width() <= fit, "{fit}: {line:?}");
+            }
+            // what did not fit is cut, and says so
+            assert_eq!(text.contains('…'), fit < 48, "{fit}: {text}");
         }
     }
 }

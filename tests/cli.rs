@@ -605,7 +605,10 @@ fn version_and_run_say_plainly_what_they_are() {
     while !node.path().join("spored.sock").exists() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let err = node.fails(&support::LOOPBACK_RUN);
+    // exit status 75: held by another process, nothing wrong with this one (tried again later)
+    let out = node.run(&support::LOOPBACK_RUN);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{err}");
     assert!(err.contains("already running"), "{err}");
     // SIGTERM stops it cleanly
     Command::new("kill")
@@ -659,5 +662,121 @@ fn the_explorer_command_serves_a_data_dir_and_stops_on_sigterm() {
             "explorer ignored SIGTERM"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_config_table_in_the_docs_names_every_key_with_its_default() {
+    let node = Node::new();
+    let dumped: toml::Table = node.ok(&["run", "--dump-config"]).parse().unwrap();
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let section = docs
+        .split("## config.toml")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let mut documented = std::collections::BTreeMap::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let key = cells[0].trim_start_matches("| ").trim_matches('`');
+        let default = cells[1].trim_matches('`');
+        documented.insert(key.to_string(), default.to_string());
+    }
+    let keys: Vec<&String> = dumped.keys().collect();
+    assert_eq!(
+        documented.keys().collect::<Vec<_>>(),
+        {
+            let mut k = keys.clone();
+            k.sort();
+            k
+        },
+        "docs/operations.md's config table and `run --dump-config` name other keys"
+    );
+    for (key, value) in &dumped {
+        if key == "data_dir" {
+            continue; // where this test ran
+        }
+        let doc: toml::Table = format!("v = {}", documented[key])
+            .parse()
+            .unwrap_or_else(|e| panic!("the documented default of {key} is not TOML: {e}"));
+        assert_eq!(&doc["v"], value, "the default of {key}");
+    }
+}
+
+#[test]
+fn the_example_systemd_unit_is_the_documented_one_with_its_hardening() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let unit = std::fs::read_to_string(format!("{root}/config/spored.service")).unwrap();
+    let docs = std::fs::read_to_string(format!("{root}/docs/operations.md")).unwrap();
+    for line in unit
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        assert!(docs.contains(line), "docs/operations.md lacks {line:?}");
+    }
+    for needed in [
+        "Type=notify",
+        "NotifyAccess=all",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "StateDirectory=spored",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "MemoryMax=",
+    ] {
+        assert!(unit.contains(needed), "the unit lacks {needed}");
+    }
+}
+
+#[test]
+fn completions_and_the_man_page_are_generated_and_every_flag_has_help() {
+    let node = Node::new();
+    let bash = node.ok(&["completions", "bash"]);
+    assert!(
+        bash.contains("spored") && bash.contains("--data-dir"),
+        "{bash}"
+    );
+    let man = node.ok(&["man"]);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH spored"),
+        "{man}"
+    );
+    // every subcommand's every option says what it is for
+    let top = node.ok(&["--help"]);
+    let commands: Vec<String> = top
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("Options:")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() > 20, "{top}");
+    for command in commands {
+        let help = node.ok(&[command.as_str(), "--help"]);
+        let mut lines = help.lines().peekable();
+        while let Some(line) = lines.next() {
+            let trimmed = line.trim_start();
+            if !trimmed.starts_with('-') || trimmed.starts_with("-h,") || trimmed.starts_with("-V")
+            {
+                continue;
+            }
+            // help on the same line, or on the next line (long help)
+            let same_line = trimmed.split("  ").filter(|p| !p.trim().is_empty()).count() > 1;
+            let next_line = lines
+                .peek()
+                .is_some_and(|n| n.starts_with("          ") && !n.trim().is_empty());
+            assert!(
+                same_line || next_line,
+                "`spored {command}`: {line:?} has no help"
+            );
+        }
     }
 }

@@ -166,3 +166,81 @@ fn sighup_reloads_peers_and_log_level_and_sigusr2_restarts_with_the_store() {
     let (ok, out, err) = run(dir, &["stop"]);
     assert!(ok && out.starts_with("stopped"), "{err}");
 }
+
+#[test]
+fn the_background_log_is_json_on_request_rotates_by_size_and_log_follow_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("config.toml"),
+        "log_format = \"json\"\nlog_max_mb = 1\nlog_level = \"info\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(dir, &start_args());
+    let _guard = support::StopOnDrop(dir.to_path_buf());
+    assert!(ok, "{err}");
+    let pid = pid_of(dir);
+    // log lines are JSON objects (the lines a person reads, on stdout, stay text)
+    let text = log_text(dir);
+    let event = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON log line in {text}"));
+    let event: serde_json::Value = serde_json::from_str(event).unwrap();
+    assert!(
+        event["level"].is_string() && event["fields"].is_object(),
+        "{event}"
+    );
+
+    // `spored log -f` from before the rotation
+    let mut follow = spored(dir)
+        .args(["log", "-f", "-n", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, followed) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // the log passes its size limit (appended here, as a long-running node would)
+    {
+        use std::io::Write as _;
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("spored.log"))
+            .unwrap();
+        let filler = format!("{}\n", "x".repeat(1023));
+        for _ in 0..1100 {
+            log.write_all(filler.as_bytes()).unwrap();
+        }
+    }
+    support::wait_until("the log to rotate", 20, || {
+        dir.join("spored.log.1").exists()
+    });
+    assert!(std::fs::metadata(dir.join("spored.log.1")).unwrap().len() > 1 << 20);
+    // what the node logs now goes to the new file, and the follower sees it
+    signal(pid, "-HUP");
+    support::wait_until("the reload logged in the new file", 20, || {
+        log_text(dir).contains("config reloaded")
+    });
+    assert!(log_text(dir).len() < 64 * 1024, "the new file starts empty");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = followed
+            .recv_timeout(left)
+            .expect("`spored log -f` went on in the new file");
+        if line.contains("config reloaded") {
+            break;
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+}

@@ -49,14 +49,16 @@ pub struct Release {
     pub steps: Vec<String>,
 }
 
-fn semver(v: &str) -> Option<(u64, u64, u64)> {
-    let mut parts = v.trim_start_matches('v').split('.');
-    let n = |p: Option<&str>| p?.split(['-', '+']).next()?.parse().ok();
-    let t = (n(parts.next())?, n(parts.next())?, n(parts.next())?);
-    parts.next().is_none().then_some(t)
+/// A version as semver orders it: `1.2.0-rc.1` < `1.2.0` < `1.2.1`; build metadata (`+…`) is
+/// not part of the order. A leading `v` is allowed.
+fn semver(v: &str) -> Option<semver::Version> {
+    let mut version = semver::Version::parse(v.trim_start_matches('v')).ok()?;
+    version.build = semver::BuildMetadata::EMPTY;
+    Some(version)
 }
 
-/// Whether `candidate` is a newer MAJOR.MINOR.PATCH than `current`.
+/// Whether `candidate` is a newer version than `current` (semver order: a final release is
+/// newer than its release candidates).
 pub fn is_newer(candidate: &str, current: &str) -> bool {
     match (semver(candidate), semver(current)) {
         (Some(a), Some(b)) => a > b,
@@ -180,7 +182,7 @@ pub fn check_manifest(
     let version = text_of("version")?;
     let (new, current_version) = (
         semver(&version).ok_or_else(|| format!("version {version:?} is not MAJOR.MINOR.PATCH"))?,
-        semver(current).unwrap_or((0, 0, 0)),
+        semver(current).unwrap_or(semver::Version::new(0, 0, 0)),
     );
     let steps = match field("steps") {
         Some(Value::Array(items)) => items
@@ -462,6 +464,16 @@ mod tests {
             assert!(e.contains("unknown"), "{e}");
             String::new()
         })
+    }
+
+    #[test]
+    fn versions_compare_as_semver() {
+        assert!(is_newer("1.2.0", "1.2.0-rc.2"));
+        assert!(is_newer("1.2.0-rc.10", "1.2.0-rc.2"));
+        assert!(!is_newer("1.2.0-rc.1", "1.2.0"));
+        assert!(is_newer("v0.10.0", "0.9.9"));
+        assert!(!is_newer("0.2.0+build.7", "0.2.0"));
+        assert!(!is_newer("1.2", "1.0.0"));
     }
 
     #[test]

@@ -4,8 +4,60 @@
 
 use std::io::Write as _;
 
+/// Whether a progress bar is drawn on stderr's last line now (see
+/// `experiment_runner::ProgressView`): a line printed meanwhile clears it first, so the bar and
+/// the line never share a row; the bar is drawn again at its next update.
+static BAR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says whether a bar is now drawn on stderr.
+pub fn bar_shown(shown: bool) {
+    BAR.store(shown, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Clears a drawn bar's line (it is drawn again at its next update).
+fn clear_bar() {
+    if BAR.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(b"\r\x1b[2K");
+        let _ = err.flush();
+    }
+}
+
+/// The log's writer (`tracing_subscriber`'s `MakeWriter`): stderr, clearing a progress bar
+/// before each event's line.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogWriter;
+
+/// One event's writer: clears the bar before the event's first bytes only.
+pub struct EventWriter {
+    started: bool,
+}
+
+impl std::io::Write for EventWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.started {
+            self.started = true;
+            clear_bar();
+        }
+        std::io::stderr().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = EventWriter;
+
+    fn make_writer(&'a self) -> EventWriter {
+        EventWriter { started: false }
+    }
+}
+
 /// Writes `args` and a newline to stdout; errors are ignored.
 pub fn say(args: std::fmt::Arguments) {
+    clear_bar();
     let mut out = std::io::stdout().lock();
     let _ = out.write_fmt(args).and_then(|()| out.write_all(b"\n"));
     let _ = out.flush();

@@ -355,6 +355,7 @@ impl ProgressView {
             let filled = (fraction * 24.0).round() as usize;
             let bar: String = "#".repeat(filled) + &".".repeat(24 - filled);
             crate::note!("\r\x1b[2K{label} [{bar}] {text}");
+            crate::console::bar_shown(true);
         } else if self
             .last
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
@@ -367,6 +368,7 @@ impl ProgressView {
     /// Ends the bar's line.
     pub fn finish(&mut self) {
         if self.tty {
+            crate::console::bar_shown(false);
             crate::note!("\r\x1b[2K");
         }
         self.last = None;

@@ -323,6 +323,17 @@ fn init(ctx: &Context) -> Result<()> {
     }
     ctx.data_dir.open_store()?;
     let node_id = identity.node_id();
+    if ctx.json {
+        crate::output::print_json(&spore_spec::json::object([
+            ("node_id", Value::Str(node_id)),
+            ("created", Value::Bool(created)),
+            (
+                "data_dir",
+                Value::Str(ctx.data_dir.root.display().to_string()),
+            ),
+        ]));
+        return Ok(());
+    }
     if created {
         println!("Node initialized. ID: {}...", &node_id[..16]);
     }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 
+use spore_spec::json::{object, Value};
+
 use super::Context;
 
 /// How long `start` waits for the node to serve, and `stop` for it to exit.
@@ -90,10 +92,18 @@ pub fn start(ctx: &Context, args: Vec<std::ffi::OsString>) -> Result<()> {
     loop {
         let printed = read_from(&log_path, log_start).unwrap_or_default();
         if let Some(line) = printed.lines().find(|l| l.starts_with("explorer on ")) {
-            spore_actors::say!(
-                "{}",
-                format!("started pid {pid}; {line}; log {}", log_path.display()),
-            );
+            if ctx.json {
+                crate::output::print_json(&object([
+                    ("pid", Value::Int(i64::from(pid))),
+                    ("explorer", Value::Str(line["explorer on ".len()..].into())),
+                    ("log", Value::Str(log_path.display().to_string())),
+                ]));
+            } else {
+                spore_actors::say!(
+                    "{}",
+                    format!("started pid {pid}; {line}; log {}", log_path.display()),
+                );
+            }
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
@@ -139,13 +149,15 @@ pub fn stop(ctx: &Context) -> Result<()> {
     while started.elapsed() < STOP_WAIT {
         if unsafe { libc::kill(pid, 0) } != 0 {
             let _ = std::fs::remove_file(pid_file(ctx));
-            spore_actors::say!(
-                "{}",
-                format!(
-                    "stopped pid {pid} in {:.1} s",
-                    started.elapsed().as_secs_f64()
-                ),
-            );
+            let seconds = started.elapsed().as_secs_f64();
+            if ctx.json {
+                crate::output::print_json(&object([
+                    ("pid", Value::Int(i64::from(pid))),
+                    ("seconds", Value::Float(seconds)),
+                ]));
+            } else {
+                spore_actors::say!("{}", format!("stopped pid {pid} in {seconds:.1} s"));
+            }
             return Ok(());
         }
         // reap it if it is our child (it is not: `start` ran in another process); poll instead

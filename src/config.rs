@@ -231,9 +231,22 @@ pub fn set_key(path: &Path, key: &str, value: impl Into<toml_edit::Value>) -> Re
     edit_toml(
         path,
         0o644,
-        |doc| doc[key] = toml_edit::value(value),
+        |doc| set_keeping_comment(doc, key, value.into()),
         |text| NodeConfig::parse(text).map(drop),
     )
+}
+
+/// Sets `key` to `value`, keeping the comment and spacing around an old value
+/// (`task_id = "…"  # my run` stays commented).
+pub fn set_keeping_comment(
+    doc: &mut toml_edit::DocumentMut,
+    key: &str,
+    mut value: toml_edit::Value,
+) {
+    if let Some(old) = doc.get(key).and_then(toml_edit::Item::as_value) {
+        *value.decor_mut() = old.decor().clone();
+    }
+    doc[key] = toml_edit::Item::Value(value);
 }
 
 /// Applies `change` to the TOML document at `path` (an empty one when missing) and writes it
@@ -257,7 +270,17 @@ pub fn edit_toml(
     let new = doc.to_string();
     // checked before the file is replaced: a change that breaks it is never written
     check(&new).with_context(|| format!("the change would make {} invalid", path.display()))?;
-    crate::data_dir::write_atomically(path, new.as_bytes(), mode)
+    // a link is followed (the file it names is changed, the link stays), and the file keeps a
+    // mode the user made stricter
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mode = match std::fs::metadata(&target) {
+        Ok(meta) => {
+            use std::os::unix::fs::PermissionsExt as _;
+            mode & meta.permissions().mode() & 0o777
+        }
+        Err(_) => mode,
+    };
+    crate::data_dir::write_atomically(&target, new.as_bytes(), mode)
 }
 
 #[cfg(test)]
@@ -291,7 +314,7 @@ mod tests {
     fn setting_a_key_keeps_the_users_comments_and_other_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        let text = "# my node\nport = 7480   # not the default\n\n# pinned below\ntask_id = \"old\"\npeer = [\n  \"10.0.0.1:7470\", # office\n]\n";
+        let text = "# my node\nport = 7480   # not the default\n\n# pinned below\ntask_id = \"old\" # my run\npeer = [\n  \"10.0.0.1:7470\", # office\n]\n";
         std::fs::write(&path, text).unwrap();
         set_key(&path, "task_id", "new").unwrap();
         let after = std::fs::read_to_string(&path).unwrap();
@@ -306,6 +329,21 @@ mod tests {
         // a value the config refuses leaves the file as it was
         assert!(set_key(&path, "resource", 0).is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), after);
+        // a file the user made private stays private; a link stays a link
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        set_key(&link, "task_id", "via-link").unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("task_id = \"via-link\" # my run"));
     }
 
     #[test]

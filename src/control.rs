@@ -71,7 +71,12 @@ fn connect_running(socket: &Path) -> Result<UnixStream> {
     Ok(stream)
 }
 
+/// How long a reply may take: a query of a large store (an export) takes seconds; a node that
+/// does not answer in this long is stuck.
+const REPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 fn exchange(mut stream: UnixStream, first: &Value, lines: &[&[u8]]) -> Result<Value> {
+    stream.set_read_timeout(Some(REPLY_WAIT))?;
     writeln!(stream, "{}", json::to_wire(first))?;
     for line in lines {
         stream.write_all(line)?;

@@ -148,7 +148,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let Some(name) = path.file_name() else {
         bail!("{} has no file name", path.display());
     };
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    // one temp file per writer: two commands saving at once cannot mix their bytes
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -32,7 +32,9 @@ pub fn rotate_when_large(max_bytes: u64) {
         .spawn(move || loop {
             std::thread::sleep(EVERY);
             let big = std::fs::metadata(&path).is_ok_and(|m| m.len() > max_bytes);
-            if big {
+            // only the process whose stderr is that file rotates it (during an update's health
+            // check the old process still runs, its stderr already rotated away or not)
+            if big && stderr_is(&path) {
                 if let Err(e) = rotate(&path) {
                     tracing::warn!(error = %e, path = %path.display(), "cannot rotate the log");
                 }
@@ -40,6 +42,17 @@ pub fn rotate_when_large(max_bytes: u64) {
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "no log rotation");
+    }
+}
+
+/// Whether this process's stderr is the file at `path`.
+fn stderr_is(path: &Path) -> bool {
+    use std::os::unix::io::FromRawFd as _;
+    // SAFETY: fd 2 is borrowed for one fstat and never closed (ManuallyDrop).
+    let stderr = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(2) });
+    match (stderr.metadata(), std::fs::metadata(path)) {
+        (Ok(ours), Ok(file)) => ours.ino() == file.ino() && ours.dev() == file.dev(),
+        _ => false,
     }
 }
 
@@ -62,7 +75,7 @@ pub fn rotate(path: &Path) -> std::io::Result<()> {
 }
 
 /// `path` → `path.1` → `path.2` → `path.3`; the oldest is dropped.
-fn shift(path: &Path) -> std::io::Result<()> {
+pub fn shift(path: &Path) -> std::io::Result<()> {
     let _ = std::fs::remove_file(numbered(path, KEPT));
     for n in (1..KEPT).rev() {
         let _ = std::fs::rename(numbered(path, n), numbered(path, n + 1));

@@ -99,6 +99,10 @@ fn cut(text: &str, max: usize) -> String {
         out.push(c);
         used += w;
     }
+    // sequences (emoji with variation selectors) can be wider than their characters' sum
+    while !out.is_empty() && out.width() + 1 > max {
+        out.pop();
+    }
     out.push('…');
     out
 }
@@ -132,9 +136,12 @@ pub fn terminal_width() -> Option<usize> {
 
 pub use spore_actors::console::clean;
 
-/// First `n` characters of an id.
+/// First `n` characters of an id (ids are hex; any other text is cut at a character boundary).
 pub fn short(id: &str, n: usize) -> &str {
-    &id[..n.min(id.len())]
+    match id.char_indices().nth(n) {
+        Some((end, _)) => &id[..end],
+        None => id,
+    }
 }
 
 /// 50300000 → 50.3M, 1200 → 1.2K.
@@ -214,6 +221,16 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         let at = |line: &str| line[..line.find(['学', 'p']).unwrap()].width();
         assert_eq!(at(lines[2]), at(lines[3]), "{text}");
+    }
+
+    #[test]
+    fn a_cut_cell_never_exceeds_its_column() {
+        for text in ["❤️❤️❤️❤️❤️❤️❤️❤️", "学习率学习率学习率", "abcdefghijklmnop"]
+        {
+            for max in 2..10 {
+                assert!(cut(text, max).width() <= max, "{text:?} at {max}");
+            }
+        }
     }
 
     #[test]

@@ -78,7 +78,9 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 /// `task create --from`: the new task's id.
 fn create_task(dir: &Path, file: &Path) -> String {
     let out = ok(dir, &["task", "create", "--from", file.to_str().unwrap()]);
-    out.trim()
+    out.lines()
+        .next()
+        .unwrap_or_default()
         .strip_prefix("Created task ")
         .unwrap_or_else(|| panic!("{out}"))
         .to_string()

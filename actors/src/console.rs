@@ -99,8 +99,13 @@ pub fn clean(text: &str) -> String {
     while let Some(c) = chars.next() {
         match c {
             '\x1b' => skip_escape(&mut chars),
-            '\n' | '\r' | '\t' => out.push(' '),
-            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {}
+            '\n' | '\r' | '\t' | '\u{2028}' | '\u{2029}' => out.push(' '),
+            // direction marks and overrides, zero-width characters, the byte-order mark
+            '\u{061c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}' => {}
             c if c.is_control() => {}
             c => out.push(c),
         }
@@ -135,5 +140,30 @@ fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
         }
         // a two-character escape (or ESC at the end)
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn escapes_and_controls_never_reach_the_terminal() {
+        let cases = [
+            ("\x1b]0;pwned\x07\x1b[2Jfaster", "faster"),
+            ("a\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\b", "alinkb"),
+            ("red\x1b[31;1mtext\x1b[0m", "redtext"),
+            ("c1\u{9b}31m csi", "c131m csi"),
+            ("line\r\nbreak\u{2028}sep", "line  break sep"),
+            ("rtl\u{202e}txt\u{200b}\u{feff}\u{061c}", "rtltxt"),
+            ("unterminated\x1b]0;title", "unterminated"),
+            ("tail escape\x1b", "tail escape"),
+            ("plain 学习 ✓", "plain 学习 ✓"),
+        ];
+        for (input, want) in cases {
+            let got = clean(input);
+            assert_eq!(got, want, "{input:?}");
+            assert!(!got.chars().any(char::is_control), "{got:?}");
+        }
     }
 }

@@ -90,35 +90,35 @@ pub fn status(ctx: &Context, args: TaskArg) -> Result<()> {
         print_json(&v);
         return Ok(());
     }
-    println!(
+    spore_actors::say!(
         "Task:        {} {}",
         field::s(&v, "task_id"),
         clean(field::s(&v, "name"))
     );
-    println!(
+    spore_actors::say!(
         "Goal:        {} {}",
         field::s(&v, "goal"),
         clean(field::s(&v, "metric"))
     );
-    println!(
+    spore_actors::say!(
         "Experiments: {} (keep {}, discard {}, crash {})",
         field::n(&v, "experiment_count"),
         field::n(&v, "keep_count"),
         field::n(&v, "discard_count"),
         field::n(&v, "crash_count")
     );
-    println!("Frontier:    {}", field::n(&v, "frontier_size"));
+    spore_actors::say!("Frontier:    {}", field::n(&v, "frontier_size"));
     match v.get("best_id").and_then(Value::as_str) {
-        Some(id) => println!(
+        Some(id) => spore_actors::say!(
             "Best:        {} ({})",
             metric_of(&v, "best_val_bpb"),
             short(id, 12)
         ),
-        None => println!("Best:        -"),
+        None => spore_actors::say!("Best:        -"),
     }
     let recent = field::list(&v, "recent");
     if !recent.is_empty() {
-        println!();
+        spore_actors::say!("");
         let mut table = Table::new(&[
             ("CID", 12),
             ("val_bpb", 12),
@@ -157,7 +157,7 @@ pub fn frontier(ctx: &Context, args: FrontierArgs) -> Result<()> {
         return Ok(());
     }
     if records.is_empty() {
-        println!(
+        spore_actors::say!(
             "No frontier yet for task {}.",
             short(field::s(&v, "task_id"), 16)
         );
@@ -188,7 +188,7 @@ pub fn frontier(ctx: &Context, args: FrontierArgs) -> Result<()> {
     table.print();
     let total = field::n(&v, "total") as usize;
     if total > records.len() {
-        println!(
+        spore_actors::say!(
             "… {} more on the frontier (--limit 0 shows all)",
             total - records.len()
         );
@@ -214,7 +214,7 @@ pub fn graph(ctx: &Context, args: GraphArgs) -> Result<()> {
     let task_id = field::s(&v, "task_id");
     let nodes = field::list(&v, "nodes");
     if nodes.is_empty() {
-        println!("Task {} has no records yet.", short(task_id, 16));
+        spore_actors::say!("Task {} has no records yet.", short(task_id, 16));
         return Ok(());
     }
     let mut out = String::new();
@@ -298,27 +298,27 @@ pub fn info(ctx: &Context) -> Result<()> {
         ]));
         return Ok(());
     }
-    println!(
+    spore_actors::say!(
         "Node:        {}",
         node_id
             .as_deref()
             .unwrap_or("- (no identity yet: `spored init`)")
     );
-    println!("Listen:      {}:{}", c.host, c.port);
-    println!("Explorer:    http://{}:{}", c.web_host, c.web_port);
-    println!("Mode:        {}", c.mode.as_str());
-    println!("Data dir:    {}", ctx.data_dir.root.display());
-    println!("Peers:       {} configured, {} known", c.peer.len(), peers);
-    println!("Active task: {}", active.as_deref().unwrap_or("-"));
-    println!("Experiments: {count} ({held} waiting for a parent)");
-    println!("Tasks:       {}", read.task_count()?);
+    spore_actors::say!("Listen:      {}:{}", c.host, c.port);
+    spore_actors::say!("Explorer:    http://{}:{}", c.web_host, c.web_port);
+    spore_actors::say!("Mode:        {}", c.mode.as_str());
+    spore_actors::say!("Data dir:    {}", ctx.data_dir.root.display());
+    spore_actors::say!("Peers:       {} configured, {} known", c.peer.len(), peers);
+    spore_actors::say!("Active task: {}", active.as_deref().unwrap_or("-"));
+    spore_actors::say!("Experiments: {count} ({held} waiting for a parent)");
+    spore_actors::say!("Tasks:       {}", read.task_count()?);
     match best {
-        Some(b) => println!(
+        Some(b) => spore_actors::say!(
             "Best:        {} ({})",
             metric(b.val_bpb.value()),
             short(&b.id, 12)
         ),
-        None => println!("Best:        -"),
+        None => spore_actors::say!("Best:        -"),
     }
     Ok(())
 }
@@ -345,26 +345,26 @@ fn print_running_info(ctx: &Context, reply: &Value) -> Result<()> {
             .to_string()
     };
     let n = |k: &str| reply.get(k).and_then(Value::as_i64).unwrap_or(0);
-    println!("Node:        {} (running)", s("node_id"));
-    println!("Peer id:     {}", s("peer_id"));
+    spore_actors::say!("Node:        {} (running)", s("node_id"));
+    spore_actors::say!("Peer id:     {}", s("peer_id"));
     if let Some(Value::Array(listen)) = reply.get("listen") {
         for addr in listen.iter().filter_map(Value::as_str) {
-            println!("Listen:      {addr}");
+            spore_actors::say!("Listen:      {addr}");
         }
     }
-    println!("Mode:        {}", s("mode"));
-    println!("Data dir:    {}", ctx.data_dir.root.display());
-    println!(
+    spore_actors::say!("Mode:        {}", s("mode"));
+    spore_actors::say!("Data dir:    {}", ctx.data_dir.root.display());
+    spore_actors::say!(
         "Peers:       {} connected (libp2p), {} reference peers",
         n("connected_peers"),
         n("legacy_peers")
     );
-    println!(
+    spore_actors::say!(
         "Experiments: {} ({} waiting for a parent)",
         n("experiment_count"),
         n("held_count")
     );
-    println!("Tasks:       {}", n("task_count"));
-    println!("Artifacts:   {}", n("artifact_count"));
+    spore_actors::say!("Tasks:       {}", n("task_count"));
+    spore_actors::say!("Artifacts:   {}", n("artifact_count"));
     Ok(())
 }

@@ -104,7 +104,8 @@ pub fn set(ctx: &Context, args: SetArgs) -> Result<()> {
         }
         return show(ctx, &path);
     };
-    if api_key.is_empty() {
+    // a local model behind the custom provider may need no key
+    if api_key.is_empty() && provider != "custom" {
         bail!("the API key is empty");
     }
     let Some((_, base, model)) = PROVIDERS.iter().find(|p| p.0 == provider) else {
@@ -129,10 +130,10 @@ pub fn set(ctx: &Context, args: SetArgs) -> Result<()> {
         &path,
         0o600,
         |doc| {
-            doc["provider"] = toml_edit::value(config.provider.as_str());
-            doc["api_key"] = toml_edit::value(config.api_key.as_str());
-            doc["model"] = toml_edit::value(config.model.as_str());
-            doc["base_url"] = toml_edit::value(config.base_url.as_str());
+            crate::config::set_keeping_comment(doc, "provider", config.provider.as_str().into());
+            crate::config::set_keeping_comment(doc, "api_key", config.api_key.as_str().into());
+            crate::config::set_keeping_comment(doc, "model", config.model.as_str().into());
+            crate::config::set_keeping_comment(doc, "base_url", config.base_url.as_str().into());
         },
         |text| {
             toml::from_str::<LlmConfig>(text)
@@ -151,7 +152,7 @@ pub fn set(ctx: &Context, args: SetArgs) -> Result<()> {
         ]));
         return Ok(());
     }
-    println!(
+    spore_actors::say!(
         "LLM set: {} model {} key {} ({})",
         config.provider,
         config.model,
@@ -159,7 +160,7 @@ pub fn set(ctx: &Context, args: SetArgs) -> Result<()> {
         path.display()
     );
     if note.is_some() {
-        println!("The running node proposes with it from its next experiment.");
+        spore_actors::say!("The running node proposes with it from its next experiment.");
     }
     Ok(())
 }
@@ -230,13 +231,13 @@ fn show(ctx: &Context, path: &std::path::Path) -> Result<()> {
     }
     table.print();
     match current {
-        Some(c) => println!(
+        Some(c) => spore_actors::say!(
             "\nCurrent: {} model {} key {}",
             clean(&c.provider),
             clean(&c.model),
             mask(&c.api_key)
         ),
-        None => println!("\nNo LLM configured: `spored set <provider> <api-key>`."),
+        None => spore_actors::say!("\nNo LLM configured: `spored set <provider> <api-key>`."),
     }
     Ok(())
 }

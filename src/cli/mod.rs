@@ -202,13 +202,18 @@ impl Context {
     /// Tells a running node to take its config and LLM settings again (what SIGHUP does).
     /// `None` when no node runs; else `Some(the task it now pins)`.
     pub fn reload_running(&self) -> Result<Option<Option<String>>> {
-        let socket = self.data_dir.socket();
-        if !socket.exists() {
-            return Ok(None);
+        // a node runs when the store is held (as for queries), whether or not its socket is
+        // there yet
+        match Store::open(&self.data_dir.store()) {
+            Ok(_) => return Ok(None),
+            Err(StoreError::InUse { .. }) => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("opening the store in {}", self.data_dir.root.display())
+                })
+            }
         }
-        let Ok(reply) = crate::control::request(&socket, "reload", &[]) else {
-            return Ok(None); // a socket left by a stopped node: its next start reads the files
-        };
+        let reply = crate::control::request_running(&self.data_dir.socket(), "reload", &[])?;
         if let Some(error) = reply.get("error").and_then(Value::as_str) {
             anyhow::bail!("saved, but the running node did not take it: {error}");
         }
@@ -233,9 +238,11 @@ impl Published {
         if self.rejected > 0 {
             anyhow::bail!(
                 "refused: {}",
-                self.problems
-                    .first()
-                    .map_or("no reason given", String::as_str)
+                crate::output::clean(
+                    self.problems
+                        .first()
+                        .map_or("no reason given", String::as_str)
+                )
             );
         }
         Ok(())

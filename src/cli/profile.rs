@@ -79,7 +79,7 @@ fn set(ctx: &Context, args: SetArgs) -> Result<()> {
     if ctx.json {
         print_json(&profile.to_value());
     } else {
-        println!(
+        spore_actors::say!(
             "Profile saved for {} ({}).",
             profile.display_name,
             &profile.node_id[..16]
@@ -105,8 +105,8 @@ fn show(ctx: &Context) -> Result<()> {
         ("avatar_url", &profile.avatar_url),
         ("donation_address", &profile.donation_address),
     ] {
-        println!("{k}: {}", clean(v));
+        spore_actors::say!("{k}: {}", clean(v));
     }
-    println!("timestamp: {}", profile.timestamp);
+    spore_actors::say!("timestamp: {}", profile.timestamp);
     Ok(())
 }

@@ -40,27 +40,43 @@ impl Live {
     pub fn load(config: &NodeConfig, data_dir: &DataDir) -> Result<Live> {
         Ok(Live {
             pinned_task: Setting::new(pinned(config)),
-            llm: Setting::new(llm_settings(data_dir)?),
+            llm: Setting::new(llm_settings(config, data_dir)?),
         })
     }
 
-    /// Takes the settings again; says whether the pinned task changed.
-    pub fn reload(&self, config: &NodeConfig, data_dir: &DataDir) -> Result<bool> {
-        let llm = llm_settings(data_dir)?;
-        let pinned = pinned(config);
-        let changed = self.pinned_task.get() != pinned;
-        self.pinned_task.set(pinned);
-        self.llm.set(llm);
-        Ok(changed)
+    /// What a reload would set: read (and checked) before anything is applied.
+    pub fn read(config: &NodeConfig, data_dir: &DataDir) -> Result<Reloaded> {
+        Ok(Reloaded {
+            pinned_task: pinned(config),
+            llm: llm_settings(config, data_dir)?,
+        })
     }
+
+    /// Applies what [`Live::read`] read; says whether the pinned task changed.
+    pub fn apply(&self, new: Reloaded) -> bool {
+        let changed = self.pinned_task.get() != new.pinned_task;
+        self.pinned_task.set(new.pinned_task);
+        self.llm.set(new.llm);
+        changed
+    }
+}
+
+/// The settings a reload takes, read before any is applied.
+pub struct Reloaded {
+    pinned_task: Option<String>,
+    llm: Option<LlmSettings>,
 }
 
 fn pinned(config: &NodeConfig) -> Option<String> {
     (!config.task_id.is_empty()).then(|| config.task_id.clone())
 }
 
-/// The LLM settings of `spored set`, if any.
-fn llm_settings(data_dir: &DataDir) -> Result<Option<LlmSettings>> {
+/// The LLM settings of `spored set`, if any; only a research node reads them (a relay or a
+/// verify-only node proposes nothing, and a broken `llm.toml` must not keep it from starting).
+fn llm_settings(config: &NodeConfig, data_dir: &DataDir) -> Result<Option<LlmSettings>> {
+    if config.mode != NodeMode::Research {
+        return Ok(None);
+    }
     Ok(super::llm::load(&data_dir.llm())?.map(|c| LlmSettings {
         provider: c.provider,
         api_key: c.api_key,

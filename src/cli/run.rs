@@ -179,6 +179,12 @@ async fn reload(
     let file = crate::config::NodeConfig::load(&ctx.config_path)?;
     let config = with_flags(file, &ctx.data_dir, args)?;
     let (legacy_peers, peers) = split_peers(&config)?;
+    // everything is read and checked before anything is applied: a bad file changes nothing
+    let settings = research::Live::read(&config, &ctx.data_dir)?;
+    if !config.log_level.is_empty() {
+        tracing_subscriber::EnvFilter::try_new(&config.log_level)
+            .map_err(|e| anyhow::anyhow!("invalid log_level {:?}: {e}", config.log_level))?;
+    }
     // the log level first: what the new peers' connections log is logged at the new level
     if !config.log_level.is_empty() {
         if let Some(set) = crate::LOG_FILTER.get() {
@@ -187,7 +193,7 @@ async fn reload(
     }
     registry.legacy.send(SetLegacyPeers(legacy_peers)).await?;
     registry.peers.send(SetPeers(peers)).await?;
-    if live.reload(&config, &ctx.data_dir)? {
+    if live.apply(settings) {
         info!(task = %config.task_id, "pinned task changed: the next experiment is on it");
     }
     info!(log_level = %config.log_level, "config reloaded (peers, log level, pinned task, LLM); other settings take effect at the next restart (SIGUSR2)");
@@ -247,16 +253,23 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
     if !ctx.config_path.exists() {
         config.save(&ctx.config_path)?;
     }
-    let store = match Store::open(&ctx.data_dir.store()) {
-        Ok(store) => Arc::new(store),
-        Err(StoreError::InUse { .. }) => {
-            return Err(super::Busy(format!(
-                "another spored is already running on {} (stop it first)",
-                ctx.data_dir.root.display()
-            ))
-            .into())
+    // a command (`spored status`) may hold the store for a moment: wait that out, not a node
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let store = loop {
+        match Store::open(&ctx.data_dir.store()) {
+            Ok(store) => break Arc::new(store),
+            Err(StoreError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(StoreError::InUse { .. }) => {
+                return Err(super::Busy(format!(
+                    "another spored is already running on {} (stop it first)",
+                    ctx.data_dir.root.display()
+                ))
+                .into())
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     };
     let options = NodeOptions {
         seed: identity.seed(),
@@ -398,7 +411,13 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         };
         // first of all: no experiment cut short by this stop may be published
         registry.stopping.stop();
-        crate::systemd::notify("STOPPING=1");
+        // systemd: a stop is a stop; a restart in place is a reload (the re-executed node says
+        // READY=1); an update says nothing until the new process is healthy (MAINPID=)
+        match again {
+            Restart::No => crate::systemd::notify("STOPPING=1"),
+            Restart::Same => crate::systemd::reloading(),
+            Restart::Into(_) => {}
+        }
         web_handle.stop(true).await;
         node.shutdown().await;
         if let Some(reason) = failed {

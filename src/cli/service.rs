@@ -62,6 +62,14 @@ pub fn start(ctx: &Context, args: Vec<std::ffi::OsString>) -> Result<()> {
         .context("no `start` in the command line")?;
     run_args[at] = "run".into();
     let log_path = log_file(ctx);
+    // a log already past its limit is rotated now, not by the node a few seconds into its start
+    // (this command reads the new node's first lines from where the file ends now)
+    if std::fs::metadata(&log_path)
+        .is_ok_and(|m| m.len() > ctx.config.log_max_mb.saturating_mul(1 << 20))
+    {
+        crate::logs::shift(&log_path)
+            .with_context(|| format!("rotating {}", log_path.display()))?;
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -197,12 +205,18 @@ pub fn log(ctx: &Context, args: LogArgs) -> Result<()> {
     let mut position = file.stream_position()?;
     let mut reader = std::io::BufReader::new(file);
     loop {
-        let mut line = String::new();
-        let n = reader.read_line(&mut line)?;
+        let mut line = Vec::new();
+        let n = reader.read_until(b'\n', &mut line)?;
         if n == 0 {
-            // rotated (`crate::logs`): the rest of the old file was read; go on in the new one
+            // rotated (`crate::logs`): what the old file got meanwhile is read to its end, then
+            // the new one is followed
             if crate::logs::replaced(&path, reader.get_ref(), position) {
                 if let Ok(fresh) = std::fs::File::open(&path) {
+                    let mut rest = Vec::new();
+                    reader.read_to_end(&mut rest)?;
+                    for line in String::from_utf8_lossy(&rest).lines() {
+                        spore_actors::say!("{line}");
+                    }
                     reader = std::io::BufReader::new(fresh);
                     position = 0;
                     continue;
@@ -212,6 +226,7 @@ pub fn log(ctx: &Context, args: LogArgs) -> Result<()> {
             continue;
         }
         position += n as u64;
-        spore_actors::say!("{}", line.trim_end_matches('\n'));
+        let text = String::from_utf8_lossy(&line);
+        spore_actors::say!("{}", text.trim_end_matches('\n'));
     }
 }

@@ -181,14 +181,14 @@ fn created(ctx: &Context, manifest: &TaskManifest) -> Result<()> {
         print_json(&value);
         return Ok(());
     }
-    println!("Created task {}", manifest.task_id);
+    spore_actors::say!("Created task {}", manifest.task_id);
     if runnable {
-        println!(
+        spore_actors::say!(
             "Pinned: this node researches it{}",
             pinned.flatten().unwrap_or_default()
         );
     } else {
-        println!(
+        spore_actors::say!(
             "Not pinned: spored cannot train artifact type {:?} (it trains {:?}; reference nodes \
              train the rest). The task syncs and reference nodes can research it.",
             clean(&manifest.artifact_type),
@@ -324,7 +324,7 @@ fn list(ctx: &Context) -> Result<()> {
         _ => &[],
     };
     if rows.is_empty() {
-        println!("No tasks yet. Create one with `spored task create --name NAME`.");
+        spore_actors::say!("No tasks yet. Create one with `spored task create --name NAME`.");
         return Ok(());
     }
     let mut table = Table::new(&[
@@ -367,7 +367,7 @@ fn show(ctx: &Context, given: &str) -> Result<()> {
             Value::Null => "-".into(),
             other => clean(&spore_spec::json::to_wire(other)),
         };
-        println!("{key}: {text}");
+        spore_actors::say!("{key}: {text}");
     }
     Ok(())
 }
@@ -389,8 +389,18 @@ fn use_task(ctx: &Context, given: Option<&str>) -> Result<()> {
         }
     };
     config::set_key(&ctx.config_path, "task_id", task_id.as_str())?;
-    let note = ctx
-        .reload_running()?
+    let running = ctx.reload_running()?;
+    // `spored run --task T` pins T whatever the file says: say so rather than pretend
+    if let Some(pinned) = &running {
+        if pinned.as_deref().unwrap_or("") != task_id {
+            eprintln!(
+                "warning: saved, but the running node pins {} (its --task flag wins over the config \
+                 file until it restarts without it)",
+                pinned.as_deref().unwrap_or("no task")
+            );
+        }
+    }
+    let note = running
         .map(|t| switch_note(t.as_deref()))
         .unwrap_or_default();
     if ctx.json {
@@ -404,8 +414,8 @@ fn use_task(ctx: &Context, given: Option<&str>) -> Result<()> {
         return Ok(());
     }
     match task_id.as_str() {
-        "" => println!("No task pinned{note}"),
-        id => println!("Active task: {id}{note}"),
+        "" => spore_actors::say!("No task pinned{note}"),
+        id => spore_actors::say!("Active task: {id}{note}"),
     }
     Ok(())
 }

@@ -286,7 +286,7 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     if !report.problems.is_empty() {
         for problem in report.problems.iter().take(20) {
-            eprintln!("rejected: {problem}");
+            eprintln!("rejected: {}", crate::output::clean(problem));
         }
         if report.problems.len() > 20 {
             eprintln!("… and {} more", report.problems.len() - 20);
@@ -375,7 +375,7 @@ fn import_into_running_node(ctx: &Context, args: &ImportArgs) -> Result<()> {
     });
     if !problems.is_empty() {
         for problem in problems.iter().take(20) {
-            eprintln!("rejected: {problem}");
+            eprintln!("rejected: {}", crate::output::clean(problem));
         }
         anyhow::bail!(
             "import of {} refused: {} bad object(s); nothing was sent to the node",
@@ -401,7 +401,7 @@ fn import_into_running_node(ctx: &Context, args: &ImportArgs) -> Result<()> {
     if n("rejected") > 0 {
         if let Some(Value::Array(problems)) = reply.get("problems") {
             for p in problems.iter().filter_map(Value::as_str) {
-                eprintln!("rejected: {p}");
+                eprintln!("rejected: {}", crate::output::clean(p));
             }
         }
         anyhow::bail!("the node refused {} object(s)", n("rejected"));

@@ -85,12 +85,12 @@ pub fn start_update(data_dir: &DataDir, update: UpdateReady) -> Result<()> {
             crate::systemd::notify(&format!("MAINPID={}\nREADY=1", child.id()));
             Ok(())
         }
-        Err(Verdict::NotItsFault(reason)) => {
+        Err(Verdict::NotItsFault(reason)) if deferred_again(&bin_dir, &update.version)? => {
             warn!(version = %update.version, reason, "the update could not start here; running the previous binary, the update is tried again at the next check");
             stop_child(&mut child)?;
             exec_self()
         }
-        Err(Verdict::Failed(reason)) => {
+        Err(Verdict::NotItsFault(reason)) | Err(Verdict::Failed(reason)) => {
             warn!(version = %update.version, reason, "update failed its health check: rolling back to the previous binary");
             stop_child(&mut child)?;
             let refused = bin_dir.join("refused");
@@ -111,9 +111,30 @@ enum Verdict {
     NotItsFault(String),
 }
 
+/// A release that could not start for a reason outside it is tried again, but at most
+/// [`DEFERRALS`] times: one that always exits so would otherwise restart the node for ever.
+/// Records the try in `bin/deferred`; false once the release has had its tries.
+fn deferred_again(bin_dir: &std::path::Path, version: &str) -> Result<bool> {
+    let path = bin_dir.join("deferred");
+    let mut list = std::fs::read_to_string(&path).unwrap_or_default();
+    if list.lines().filter(|v| *v == version).count() >= DEFERRALS {
+        return Ok(false);
+    }
+    list.push_str(&format!("{version}\n"));
+    crate::data_dir::write_atomically(&path, list.as_bytes(), 0o644)?;
+    Ok(true)
+}
+
+/// Tries of a release that could not start for a reason outside it, before it is refused.
+const DEFERRALS: usize = 3;
+
 /// Stops what the update started, if it still runs (SIGTERM, then SIGKILL after 30 s).
 fn stop_child(child: &mut std::process::Child) -> Result<()> {
-    // SAFETY: kill only sends a signal to the child this process started.
+    // a child already reaped: its pid may be another process's by now
+    if child.try_wait()?.is_some() {
+        return Ok(());
+    }
+    // SAFETY: kill only sends a signal to the child this process started and has not reaped.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
@@ -239,5 +260,19 @@ pub fn release(cmd: ReleaseCommand) -> Result<()> {
             spore_actors::say!("{manifest}");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_release_that_cannot_start_here_is_tried_three_times_then_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..super::DEFERRALS {
+            assert!(super::deferred_again(dir.path(), "9.9.0").unwrap());
+        }
+        assert!(!super::deferred_again(dir.path(), "9.9.0").unwrap());
+        // another release has its own tries
+        assert!(super::deferred_again(dir.path(), "9.9.1").unwrap());
     }
 }

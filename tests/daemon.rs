@@ -413,7 +413,8 @@ fn the_readme_tour_works_as_written_against_a_running_node() {
             .is_ok_and(|log| log.contains("experiments done (max reached)"))
     });
     let log = std::fs::read_to_string(dir.join("node.log")).unwrap();
-    assert_eq!(log.matches("pinned task changed").count(), 2, "{log}");
+    assert_eq!(log.matches("pinned task changed").count(), 1, "{log}");
+    assert_eq!(log.matches("task unpinned").count(), 1, "{log}");
     assert!(!log.contains("WARN spore_actors::research"), "{log}");
 }
 

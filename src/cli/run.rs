@@ -194,7 +194,10 @@ async fn reload(
     registry.legacy.send(SetLegacyPeers(legacy_peers)).await?;
     registry.peers.send(SetPeers(peers)).await?;
     if live.apply(settings) {
-        info!(task = %config.task_id, "pinned task changed: the next experiment is on it");
+        match config.task_id.as_str() {
+            "" => info!("task unpinned: the next experiment is on the most active task"),
+            task => info!(task, "pinned task changed: the next experiment is on it"),
+        }
     }
     info!(log_level = %config.log_level, "config reloaded (peers, log level, pinned task, LLM); other settings take effect at the next restart (SIGUSR2)");
     Ok(spore_spec::json::object([

@@ -11,55 +11,15 @@ use serde_json::{json, Value as J};
 use spore_actors::verifier::sign_event;
 use spore_spec::json::Value;
 use spore_spec::wire::Message;
-use spore_spec::{ExperimentRecord, Identity, NodeProfile, Signed as _, Status, TaskManifest};
+use spore_spec::{Identity, NodeProfile, Signed as _, Status};
 use support::browser::{on_path, Browser};
-use support::spored;
+use support::{signed_record as record, signed_task, spored};
 
 mod support;
 
 /// A stored-XSS attempt: markup and a script in attacker-chosen strings.
 const PAYLOAD: &str =
     "<img src=x onerror=\"window.__xss=(window.__xss||0)+1\">\"><script>window.__xss=1</script>";
-
-/// A signed record of `who` in `task`.
-fn record(
-    who: &Identity,
-    task: &str,
-    parent: Option<&ExperimentRecord>,
-    status: Status,
-    val_bpb: f64,
-    description: &str,
-    timestamp: i64,
-) -> ExperimentRecord {
-    let mut r = ExperimentRecord {
-        parent: parent.map(|p| p.id.clone()),
-        depth: parent.map_or(0, |p| p.depth + 1),
-        task_id: task.to_string(),
-        code_cid: "c".repeat(64),
-        dataset_cid: "d".repeat(64),
-        time_budget: 60,
-        val_bpb: spore_spec::Number::Float(val_bpb),
-        peak_vram_mb: spore_spec::Number::Float(512.0),
-        num_steps: 100,
-        num_params: 131_392,
-        status,
-        description: description.to_string(),
-        hypothesis: "seeded by the browser test".into(),
-        agent_model: "builtin".into(),
-        gpu_model: "CPU_TEST".into(),
-        diff: if parent.is_some() {
-            "--- a\n+++ b\n@@ -1 +1 @@\n-lr = 0.003\n+lr = 0.004\n".into()
-        } else {
-            String::new()
-        },
-        node_id: who.node_id(),
-        timestamp,
-        version: 2,
-        ..ExperimentRecord::default()
-    };
-    r.sign_with(who);
-    r
-}
 
 fn write_jsonl(path: &Path, messages: Vec<Message>) {
     let lines: Vec<String> = messages.iter().map(Message::encode_body).collect();
@@ -82,20 +42,7 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
 
     // a task, a small graph, and a profile, with the payload in a description and a name
     let who = Identity::from_seed([42; 32]);
-    let mut task = TaskManifest {
-        name: "browser-task".into(),
-        description: PAYLOAD.into(),
-        task_type: "ml_train".into(),
-        artifact_type: "spore_gpt_config".into(),
-        metric: "val_bpb".into(),
-        goal: "minimize".into(),
-        time_budget: 60,
-        created_by: who.node_id(),
-        timestamp: 1_767_225_600,
-        version: 1,
-        ..Default::default()
-    };
-    task.sign_with(&who);
+    let task = signed_task(&who, "browser-task", PAYLOAD);
     let t = task.task_id.clone();
     let root = record(&who, &t, None, Status::Keep, 2.0, "baseline", 1_767_225_700);
     let hostile = record(

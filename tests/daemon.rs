@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use serde_json::Value as J;
 use spore_spec::wire::Message;
-use spore_spec::{ExperimentRecord, Identity, Signed, Status, TaskManifest};
+use spore_spec::{Identity, Status};
 
 mod support;
 
-use support::{spored, vector_lines, wait_until};
+use support::{signed_record, signed_task, spored, vector_lines, wait_until};
 
 /// A `spored run` whose stdout lines are read as they come; stopped (SIGTERM, then waited
 /// for) when dropped, so a failing test leaves no process behind.
@@ -247,76 +247,24 @@ fn every_command_answers_the_same_with_the_node_running_or_stopped_and_writes_go
     assert_same(&after_writes, &stopped_again, "after the node stopped");
 }
 
-fn record(
-    who: &Identity,
-    task: &str,
-    parent: &ExperimentRecord,
-    description: &str,
-) -> ExperimentRecord {
-    let mut r = ExperimentRecord {
-        parent: Some(parent.id.clone()),
-        depth: parent.depth + 1,
-        task_id: task.to_string(),
-        code_cid: "c".repeat(64),
-        dataset_cid: "d".repeat(64),
-        time_budget: 60,
-        val_bpb: spore_spec::Number::Float(1.5),
-        peak_vram_mb: spore_spec::Number::Float(512.0),
-        num_steps: 100,
-        num_params: 131_392,
-        status: Status::Keep,
-        description: description.to_string(),
-        agent_model: "builtin".into(),
-        gpu_model: "CPU_TEST".into(),
-        node_id: who.node_id(),
-        timestamp: parent.timestamp + 10,
-        version: 2,
-        ..ExperimentRecord::default()
-    };
-    r.sign_with(who);
-    r
-}
-
 #[test]
 fn text_from_peers_prints_as_plain_text() {
     const PAYLOAD: &str = "\x1b]0;pwned\x07\x1b[2Jfaster\u{202e}lr\r\nfake line\u{9b}31m";
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let who = Identity::from_seed([7; 32]);
-    let mut task = TaskManifest {
-        name: format!("evil{PAYLOAD}"),
-        description: PAYLOAD.into(),
-        task_type: "ml_train".into(),
-        artifact_type: "spore_gpt_config".into(),
-        metric: "val_bpb".into(),
-        goal: "minimize".into(),
-        time_budget: 60,
-        created_by: who.node_id(),
-        timestamp: 1_767_225_600,
-        version: 1,
-        ..Default::default()
-    };
-    task.sign_with(&who);
-    let mut root = ExperimentRecord {
-        task_id: task.task_id.clone(),
-        code_cid: "c".repeat(64),
-        dataset_cid: "d".repeat(64),
-        time_budget: 60,
-        val_bpb: spore_spec::Number::Float(2.0),
-        peak_vram_mb: spore_spec::Number::Float(512.0),
-        num_steps: 100,
-        num_params: 131_392,
-        status: Status::Keep,
-        description: "baseline".into(),
-        agent_model: "builtin".into(),
-        gpu_model: "CPU_TEST".into(),
-        node_id: who.node_id(),
-        timestamp: 1_767_225_700,
-        version: 2,
-        ..ExperimentRecord::default()
-    };
-    root.sign_with(&who);
-    let child = record(&who, &task.task_id, &root, PAYLOAD);
+    let task = signed_task(&who, &format!("evil{PAYLOAD}"), PAYLOAD);
+    let t = task.task_id.as_str();
+    let root = signed_record(&who, t, None, Status::Keep, 2.0, "baseline", 1_767_225_700);
+    let child = signed_record(
+        &who,
+        t,
+        Some(&root),
+        Status::Keep,
+        1.5,
+        PAYLOAD,
+        1_767_225_710,
+    );
     let lines: Vec<String> = [
         Message::Task(task.clone()),
         Message::Experiment(root),
@@ -327,7 +275,6 @@ fn text_from_peers_prints_as_plain_text() {
     .collect();
     write_jsonl(&dir.join("evil.jsonl"), &lines);
     ok(dir, &["import", dir.join("evil.jsonl").to_str().unwrap()]);
-    let t = task.task_id.as_str();
     for args in [
         vec!["status", "--task", t],
         vec!["frontier", "--task", t],

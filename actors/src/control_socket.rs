@@ -249,18 +249,7 @@ async fn node_info(registry: &Registry, info: ControlInfo) -> Value {
             Value::Array(listen.iter().map(|a| Value::Str(a.to_string())).collect()),
         ),
     ]);
-    let counts = registry
-        .reads
-        .read(|read| {
-            Ok([
-                ("experiment_count", read.experiment_count()?),
-                ("held_count", read.held_count()?),
-                ("task_count", read.task_count()?),
-                ("control_event_count", read.control_event_count()?),
-                ("artifact_count", read.artifact_count()?),
-            ])
-        })
-        .await;
+    let counts = registry.reads.read(|read| read.object_counts()).await;
     if let Value::Object(members) = &mut info {
         let connected = peers.iter().filter(|p| p.connected).count();
         members.push(("connected_peers".into(), Value::Int(connected as i64)));
@@ -271,8 +260,8 @@ async fn node_info(registry: &Registry, info: ControlInfo) -> Value {
             .unwrap_or(0);
         members.push(("legacy_peers".into(), Value::Int(legacy as i64)));
         if let Ok(counts) = counts {
-            for (name, count) in counts {
-                members.push((name.into(), Value::Int(count as i64)));
+            for (kind, count) in counts {
+                members.push((format!("{kind}_count"), Value::Int(count as i64)));
             }
         }
     }

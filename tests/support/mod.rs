@@ -303,3 +303,66 @@ pub fn follow_live(web: &str) -> std::sync::Arc<std::sync::Mutex<Vec<J>>> {
     });
     seen
 }
+
+/// A signed record of `who` in `task`.
+pub fn signed_record(
+    who: &spore_spec::Identity,
+    task: &str,
+    parent: Option<&spore_spec::ExperimentRecord>,
+    status: spore_spec::Status,
+    val_bpb: f64,
+    description: &str,
+    timestamp: i64,
+) -> spore_spec::ExperimentRecord {
+    let mut r = spore_spec::ExperimentRecord {
+        parent: parent.map(|p| p.id.clone()),
+        depth: parent.map_or(0, |p| p.depth + 1),
+        task_id: task.to_string(),
+        code_cid: "c".repeat(64),
+        dataset_cid: "d".repeat(64),
+        time_budget: 60,
+        val_bpb: spore_spec::Number::Float(val_bpb),
+        peak_vram_mb: spore_spec::Number::Float(512.0),
+        num_steps: 100,
+        num_params: 131_392,
+        status,
+        description: description.to_string(),
+        hypothesis: "seeded by a test".into(),
+        agent_model: "builtin".into(),
+        gpu_model: "CPU_TEST".into(),
+        diff: if parent.is_some() {
+            "--- a\n+++ b\n@@ -1 +1 @@\n-lr = 0.003\n+lr = 0.004\n".into()
+        } else {
+            String::new()
+        },
+        node_id: who.node_id(),
+        timestamp,
+        version: 2,
+        ..Default::default()
+    };
+    spore_spec::Signed::sign_with(&mut r, who);
+    r
+}
+
+/// A signed task manifest of `who` for a GPT task spored trains, named and described as given.
+pub fn signed_task(
+    who: &spore_spec::Identity,
+    name: &str,
+    description: &str,
+) -> spore_spec::TaskManifest {
+    let mut task = spore_spec::TaskManifest {
+        name: name.into(),
+        description: description.into(),
+        task_type: "ml_train".into(),
+        artifact_type: "spore_gpt_config".into(),
+        metric: "val_bpb".into(),
+        goal: "minimize".into(),
+        time_budget: 60,
+        created_by: who.node_id(),
+        timestamp: 1_767_225_600,
+        version: 1,
+        ..Default::default()
+    };
+    spore_spec::Signed::sign_with(&mut task, who);
+    task
+}

@@ -44,14 +44,7 @@ pub async fn metrics(state: web::Data<Explorer>) -> HttpResponse {
     let store = state.store.clone();
     let counts = web::block(move || {
         #[allow(clippy::disallowed_methods)] // on a blocking thread
-        let read = store.read()?;
-        Ok::<_, spore_actors::StoreError>([
-            ("experiment", read.experiment_count()?),
-            ("held", read.held_count()?),
-            ("task", read.task_count()?),
-            ("control_event", read.control_event_count()?),
-            ("artifact", read.artifact_count()?),
-        ])
+        store.read()?.object_counts()
     })
     .await;
     let counts = match counts {

@@ -537,6 +537,18 @@ impl Reader {
         bytes.map(|b| IndexEntry::decode(b.value())).transpose()
     }
 
+    /// How many objects of each kind the store holds (`held`: records waiting for a parent or
+    /// their task's root), as (kind, count).
+    pub fn object_counts(&self) -> Result<[(&'static str, u64); 5], StoreError> {
+        Ok([
+            ("experiment", self.experiment_count()?),
+            ("held", self.held_count()?),
+            ("task", self.task_count()?),
+            ("control_event", self.control_event_count()?),
+            ("artifact", self.artifact_count()?),
+        ])
+    }
+
     pub fn experiment_count(&self) -> Result<u64, StoreError> {
         Ok(self.t.experiments.len()?)
     }

@@ -298,3 +298,132 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
     );
     browser.screenshot("6-verdict");
 }
+
+#[test]
+fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_and_opens_records()
+{
+    let Some(driver) = on_path("chromedriver") else {
+        let required = std::env::var("SPORED_BROWSER_TEST").as_deref() == Ok("required");
+        assert!(
+            !required,
+            "SPORED_BROWSER_TEST=required but no chromedriver on PATH"
+        );
+        eprintln!("skipped: no chromedriver on PATH (apt-get install chromium chromium-driver)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // a 200-record task: keeps that improve now and then, discards, crashes, two hardware classes
+    let who = Identity::from_seed([51; 32]);
+    let other = Identity::from_seed([52; 32]);
+    let task = signed_task(&who, "progress-task", "the progress plot's task");
+    let t = task.task_id.clone();
+    let mut records = vec![record(
+        &who,
+        &t,
+        None,
+        Status::Keep,
+        3.0,
+        "baseline",
+        1_767_225_700,
+    )];
+    let mut best = 0;
+    for i in 1..200usize {
+        let parent = records[best].clone();
+        let at = 1_767_225_700 + 60 * i as i64;
+        let by = if i % 5 == 0 { &other } else { &who };
+        let (status, value) = match i {
+            i if i % 17 == 0 => (Status::Crash, 0.0),
+            i if i % 3 == 0 => (Status::Keep, parent.val_bpb.value() - 0.01),
+            _ => (Status::Discard, parent.val_bpb.value() + 0.05),
+        };
+        let mut r = record(
+            by,
+            &t,
+            Some(&parent),
+            status,
+            value,
+            &format!("step {i}"),
+            at,
+        );
+        if by.node_id() == other.node_id() {
+            r.gpu_model = "RTX_4090".into();
+            r.sign_with(by);
+        } else if i == 7 {
+            // attacker-chosen text in a field the plot shows (tooltip, hardware filter)
+            r.gpu_model = PAYLOAD.into();
+            r.sign_with(by);
+        }
+        if status == Status::Keep {
+            best = records.len();
+        }
+        records.push(r);
+    }
+    let seed = dir.path().join("seed.jsonl");
+    let mut messages = vec![Message::Task(task.clone())];
+    messages.extend(records.iter().cloned().map(Message::Experiment));
+    write_jsonl(&seed, messages);
+    let node = support::start(dir.path(), &[]);
+    let import = spored(dir.path())
+        .args(["import", seed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let (_, stat) = support::http_get(&node.web, &format!("/api/stat?task_id={t}"));
+    let stat: J = serde_json::from_str(&stat).unwrap();
+    let frontier_best = stat["best_val_bpb"].as_f64().unwrap();
+
+    let browser = Browser::start(&driver);
+    browser.goto(&node.web);
+    browser.wait_for(
+        "the task list",
+        "return document.querySelectorAll('#task-select option').length > 1",
+    );
+    browser.js(&format!(
+        "const s = document.querySelector('#task-select'); s.value = '{t}'; \
+         s.dispatchEvent(new Event('change')); return null"
+    ));
+    browser.click("#tabs button[data-tab=progress]");
+    browser.wait_for(
+        "one mark per record",
+        "return document.querySelectorAll('#progress circle.mark').length === 200",
+    );
+    let last = browser.js("return Number(document.querySelector('#progress-best').dataset.last)");
+    assert!(
+        (last.as_f64().unwrap() - frontier_best).abs() < 1e-9,
+        "the best line ends at {last}, the frontier's best is {frontier_best}"
+    );
+    assert_eq!(
+        browser.js("return document.querySelectorAll('#progress circle.mark.crash').length"),
+        json!(records.iter().filter(|r| r.status == Status::Crash).count())
+    );
+    browser.screenshot("7-progress");
+    // a hardware class alone
+    let rtx = records.iter().filter(|r| r.gpu_model == "RTX_4090").count();
+    browser.js("const s = document.querySelector('#progress-gpu'); \
+         s.value = [...s.options].find(o => o.textContent === 'RTX_4090').value; \
+         s.dispatchEvent(new Event('change')); return null");
+    browser.wait_for(
+        "the RTX_4090 records alone",
+        &format!("return document.querySelectorAll('#progress circle.mark').length === {rtx}"),
+    );
+    // a click on a mark opens its record
+    let target = records.iter().find(|r| r.gpu_model == "RTX_4090").unwrap();
+    browser.click(&format!("#progress circle.mark[data-id=\"{}\"]", target.id));
+    browser.wait_for(
+        "the record's detail",
+        &format!(
+            "const h = document.querySelector('#detail-id'); return !!h && h.textContent === '{}'",
+            target.id
+        ),
+    );
+    browser.screenshot("8-progress-filtered");
+    assert_eq!(
+        browser.js("return [typeof window.__xss, document.querySelectorAll('#tab-progress img, #tab-progress script').length]"),
+        json!(["undefined", 0]),
+        "the payload in a hardware class is shown as text, never run"
+    );
+}

@@ -411,6 +411,113 @@ pub async fn graph(state: web::Data<Explorer>, q: web::Query<GraphQuery>) -> Rep
     reply(value)
 }
 
+/// Strings numbered in the order they were first seen (a row names a node by its number).
+#[derive(Default)]
+struct Interned {
+    list: Vec<String>,
+    index: std::collections::HashMap<String, i64>,
+}
+
+impl Interned {
+    fn index(&mut self, key: &str) -> i64 {
+        if let Some(i) = self.index.get(key) {
+            return *i;
+        }
+        let i = self.list.len() as i64;
+        self.list.push(key.to_string());
+        self.index.insert(key.to_string(), i);
+        i
+    }
+
+    fn into_value(self) -> Value {
+        Value::Array(self.list.into_iter().map(Value::Str).collect())
+    }
+}
+
+/// `/api/progress`: the metric of every record of a task over time, for the progress plot, in
+/// one small array per record (oldest first), plus the running best as steps.
+///
+/// `{task_id, goal, metric, nodes: [node_id], gpus: [gpu_model],
+///   rows: [[id, timestamp, value, status, verified, node, gpu]],
+///   best: [[timestamp, value, id]]}`; `status` is 0 keep, 1 discard, 2 crash; `verified` 1 when
+/// reruns confirmed it, -1 when a dispute rejected it, else 0; `node` and `gpu` index `nodes` and
+/// `gpus`. The best steps follow the keep records that are not rejected, as the frontier does.
+pub async fn progress(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> Reply {
+    let q = q.into_inner();
+    let pinned = state.pinned_task.get();
+    let value = read(&state, move |view| {
+        let Some(task) = resolve_task(view, pinned.as_deref(), q.task_id.as_deref())? else {
+            return Ok(object([
+                ("task_id", Value::Null),
+                ("rows", Value::Array(vec![])),
+            ]));
+        };
+        let goal = view.goal(&task)?;
+        let metric = view
+            .read
+            .task(&task)?
+            .map_or("val_bpb".to_string(), |row| row.manifest.metric);
+        let mut ids = view.read.recent_ids(&task, usize::MAX)?;
+        ids.reverse(); // oldest first
+        let mut nodes = Interned::default();
+        let mut gpus = Interned::default();
+        let mut rows = Vec::with_capacity(ids.len());
+        let mut best: Option<f64> = None;
+        let mut steps = Vec::new();
+        for id in ids {
+            let Some(found) = view.find(&id)? else {
+                continue;
+            };
+            let (r, e) = (&found.record, &found.entry);
+            let status = match r.status {
+                spore_spec::Status::Keep => 0,
+                spore_spec::Status::Discard => 1,
+                spore_spec::Status::Crash => 2,
+            };
+            let verified = if e.rejected {
+                -1
+            } else {
+                i64::from(e.verified)
+            };
+            let node = nodes.index(&r.node_id);
+            let gpu = gpus.index(&r.gpu_model);
+            rows.push(Value::Array(vec![
+                Value::Str(id.clone()),
+                Value::Int(r.timestamp),
+                views::finite(Value::Float(e.metric)),
+                Value::Int(status),
+                Value::Int(verified),
+                Value::Int(node),
+                Value::Int(gpu),
+            ]));
+            let counts = status == 0 && !e.rejected && e.metric.is_finite();
+            let better = best.is_none_or(|b| match goal {
+                spore_spec::Goal::Minimize => e.metric < b,
+                spore_spec::Goal::Maximize => e.metric > b,
+            });
+            if counts && better {
+                best = Some(e.metric);
+                steps.push(Value::Array(vec![
+                    Value::Int(r.timestamp),
+                    Value::Float(e.metric),
+                    Value::Str(id),
+                ]));
+            }
+        }
+        Ok(object([
+            ("task_id", Value::Str(task)),
+            ("goal", Value::Str(goal.as_str().into())),
+            ("metric", Value::Str(metric)),
+            ("nodes", nodes.into_value()),
+            ("gpus", gpus.into_value()),
+            ("rows", Value::Array(rows)),
+            ("best", Value::Array(steps)),
+        ]))
+    })
+    .await?;
+    reply(value)
+}
+
 pub async fn frontier(state: web::Data<Explorer>, q: web::Query<FrontierQuery>) -> Reply {
     let q = q.into_inner();
     let limit = clamp(q.limit, 1_000, 100_000);

@@ -489,10 +489,62 @@ fn a_record_with_a_non_finite_metric_is_served_as_json_not_a_500() {
         format!("/api/recent?task_id={task}"),
         format!("/api/graph?task_id={task}"),
         format!("/api/feed?task_id={task}"),
+        format!("/api/progress?task_id={task}"),
         "/api/tasks".to_string(),
     ] {
         server.json(&path);
     }
+    // the NaN record is a mark with no value and no step of the best line
+    let progress = server.json(&format!("/api/progress?task_id={task}"));
+    assert_eq!(progress["rows"][0][0], id.as_str());
+    assert!(progress["rows"][0][2].is_null(), "{progress}");
+    assert_eq!(progress["rows"][0][3], 2, "crash");
+    assert_eq!(progress["best"], serde_json::json!([]));
+}
+
+#[test]
+fn the_progress_route_lists_every_record_oldest_first_with_the_best_as_steps() {
+    let f = fixture();
+    let server = Server::start(f.store.clone(), "n");
+    let tasks = server.json("/api/tasks");
+    let task = tasks[0]["task_id"].as_str().unwrap().to_string();
+    let progress = server.json(&format!("/api/progress?task_id={task}"));
+    let rows = progress["rows"].as_array().unwrap();
+    let count = server.json(&format!("/api/stat?task_id={task}"))["experiment_count"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(rows.len() as u64, count, "one row per record");
+    let times: Vec<i64> = rows.iter().map(|r| r[1].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+    for row in rows {
+        let node = row[5].as_u64().unwrap() as usize;
+        assert!(progress["nodes"][node].is_string(), "{row}");
+        let gpu = row[6].as_u64().unwrap() as usize;
+        assert!(progress["gpus"][gpu].is_string(), "{row}");
+    }
+    // the best steps only ever improve, and end at the frontier's best
+    let best: Vec<f64> = progress["best"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b[1].as_f64().unwrap())
+        .collect();
+    assert!(!best.is_empty());
+    let minimize = progress["goal"] == "minimize";
+    assert!(best
+        .windows(2)
+        .all(|w| if minimize { w[1] < w[0] } else { w[1] > w[0] }));
+    let stat = server.json(&format!("/api/stat?task_id={task}"));
+    assert_eq!(
+        Some(*best.last().unwrap()),
+        stat["best_val_bpb"].as_f64(),
+        "{progress}"
+    );
+    // a task that does not exist
+    let (status, _) = server.get(&format!("/api/progress?task_id={}", "f".repeat(64)));
+    assert_eq!(status, 404);
+    let (status, _) = server.get("/api/progress?task_id=../x");
+    assert_eq!(status, 400);
 }
 
 #[test]

@@ -243,6 +243,114 @@ async function loadGraph(refit) {
   if (refit) fit();
 }
 
+// ---- progress plot ----------------------------------------------------------------------------
+/** The metric of every record over time (one mark each: keep, discard, crash; a ring when
+ *  reruns confirmed it), the running best as a step line, filters by node and hardware, and a
+ *  time range chosen by dragging across the plot (double-click or "all time" resets). Drawn as
+ *  SVG by this code, no library. */
+const STATUS = ["keep", "discard", "crash"];
+/** [min, max] of a list (a loop: spreading 100k values into Math.min would overflow the stack). */
+function span(list) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of list) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  return [lo, hi];
+}
+const plot = { data: null, range: null };
+
+async function loadProgress() {
+  plot.data = await api(`/api/progress?${taskParam()}`);
+  const fill = (sel, list, label) => {
+    const keep = sel.value;
+    sel.replaceChildren(el("option", null, label));
+    sel.firstChild.value = "";
+    list.forEach((name, i) => { const o = el("option", null, name.length > 20 ? short(name) : name); o.value = String(i); sel.appendChild(o); });
+    sel.value = [...sel.options].some((o) => o.value === keep) ? keep : "";
+  };
+  fill($("#progress-node"), plot.data.nodes || [], "every node");
+  fill($("#progress-gpu"), plot.data.gpus || [], "every hardware class");
+  drawProgress();
+}
+
+function drawProgress() {
+  const d = plot.data, box = $("#progress");
+  const marks = $("#progress-marks"), best = $("#progress-best"), axes = $("#progress-axes");
+  marks.replaceChildren(); axes.replaceChildren(); best.setAttribute("d", "");
+  if (!d || !d.rows || !d.rows.length) {
+    $("#progress-info").textContent = "no records yet: a research node's first experiment takes about a minute";
+    return;
+  }
+  const node = $("#progress-node").value, gpu = $("#progress-gpu").value;
+  const rows = d.rows.filter((r) => (node === "" || r[5] === Number(node)) && (gpu === "" || r[6] === Number(gpu)));
+  const W = box.clientWidth || 800, H = box.clientHeight || 360, L = 64, R = 16, T = 12, B = 36;
+  let [t0, t1] = plot.range || span(rows.map((r) => r[1]));
+  if (t1 <= t0) { t0 -= 30; t1 += 30; }
+  const shown = rows.filter((r) => r[1] >= t0 && r[1] <= t1);
+  const values = shown.filter((r) => r[3] !== 2 && typeof r[2] === "number").map((r) => r[2]);
+  let [v0, v1] = values.length ? span(values) : [0, 1];
+  if (v1 <= v0) { v0 -= 0.5; v1 += 0.5; }
+  const pad = (v1 - v0) * 0.06; v0 -= pad; v1 += pad;
+  const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
+  const y = (v) => T + (1 - (v - v0) / (v1 - v0)) * (H - T - B);
+  // axes: five ticks each way
+  for (let i = 0; i <= 4; i++) {
+    const v = v0 + ((v1 - v0) * i) / 4, t = t0 + ((t1 - t0) * i) / 4;
+    axes.appendChild(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
+    const lv = svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }); lv.textContent = v.toFixed(3); axes.appendChild(lv);
+    const lt = svg("text", { x: x(t), y: H - 14, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" });
+    lt.textContent = when(t).slice(5, 16);
+    axes.appendChild(lt);
+  }
+  const name = svg("text", { x: L, y: H - 1 }); name.textContent = `${d.metric} (${d.goal}) over time`; axes.appendChild(name);
+  for (const r of shown) {
+    const [id, t, v, status, verified] = r;
+    const cy = status === 2 || typeof v !== "number" ? H - B + 6 : y(v);
+    const m = svg("circle", { class: `mark ${STATUS[status]}${verified === 1 ? " verified" : ""}${verified === -1 ? " rejected" : ""}`, cx: x(t), cy, r: status === 0 ? 4 : 3 });
+    m.dataset.id = id;
+    const title = svg("title");
+    title.textContent = `${short(id)} ${STATUS[status]} ${typeof v === "number" ? v.toFixed(6) : "-"} · ${when(t)} · ${short(d.nodes[r[5]])} · ${d.gpus[r[6]]}${verified === 1 ? " · verified" : verified === -1 ? " · rejected" : ""}`;
+    m.appendChild(title);
+    m.addEventListener("click", (ev) => { ev.stopPropagation(); select(id); });
+    marks.appendChild(m);
+  }
+  // the running best (the whole task's, whatever the filters), as steps up to the right edge
+  const steps = (d.best || []).filter((b) => b[0] <= t1);
+  if (steps.length) {
+    let path = "";
+    steps.forEach(([t, v], i) => {
+      const px = Math.max(L, x(t));
+      path += i === 0 ? `M${px},${y(v)}` : `H${px}V${y(v)}`;
+    });
+    path += `H${W - R}`;
+    best.setAttribute("d", path);
+    best.dataset.last = String(steps[steps.length - 1][1]);
+  }
+  $("#progress-info").textContent = `${shown.length} of ${d.rows.length} records · best ${steps.length ? num(steps[steps.length - 1][1]) : "-"}`;
+}
+
+function setUpProgress() {
+  const box = $("#progress");
+  let drag = null;
+  const t = (clientX) => {
+    const d = plot.data; if (!d || !d.rows.length) return 0;
+    const b = box.getBoundingClientRect(), W = b.width, L = 64, R = 16;
+    const [t0, t1] = plot.range || span(d.rows.map((r) => r[1]));
+    return t0 + ((clientX - b.left - L) / (W - L - R)) * (t1 - t0);
+  };
+  box.addEventListener("mousedown", (ev) => { drag = { x: ev.clientX }; });
+  window.addEventListener("mouseup", (ev) => {
+    if (!drag) return;
+    const a = drag.x, b = ev.clientX; drag = null;
+    if (Math.abs(a - b) < 8) return;
+    plot.range = [t(Math.min(a, b)), t(Math.max(a, b))];
+    drawProgress();
+  });
+  box.addEventListener("dblclick", () => { plot.range = null; drawProgress(); });
+  $("#progress-reset").addEventListener("click", () => { plot.range = null; drawProgress(); });
+  $("#progress-node").addEventListener("change", drawProgress);
+  $("#progress-gpu").addEventListener("change", drawProgress);
+  window.addEventListener("resize", () => { if (state.tab === "progress") drawProgress(); });
+}
+
 // ---- frontier, nodes, activity ------------------------------------------------------------------
 function verification(r) {
   if (r.verification) return r.verification;
@@ -452,11 +560,13 @@ function showTab(name) {
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
   for (const s of document.querySelectorAll(".tab")) s.hidden = s.id !== `tab-${name}`;
   if (name === "nodes") loadNodes().catch(console.error);
+  if (name === "progress") loadProgress().catch(console.error);
 }
 
 async function refreshAll(refit = true) {
   await Promise.all([loadStat(), loadTasks(), loadFrontier(), loadActivity(), loadGraph(refit)]).catch(console.error);
   if (state.tab === "nodes") loadNodes().catch(console.error);
+  if (state.tab === "progress") loadProgress().catch(console.error);
 }
 
 let pending = null;
@@ -482,6 +592,7 @@ function startLive(lost = false) {
 
 function start() {
   setUpPanZoom();
+  setUpProgress();
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
   $("#task-select").addEventListener("change", (ev) => chooseTask(ev.target.value));
   $("#status-filter").addEventListener("change", (ev) => { state.status = ev.target.value; drawGraph(); });

@@ -427,3 +427,61 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
         "the payload in a hardware class is shown as text, never run"
     );
 }
+
+#[test]
+fn a_record_page_shows_the_loss_curve_of_a_real_training_run() {
+    let Some(driver) = on_path("chromedriver") else {
+        let required = std::env::var("SPORED_BROWSER_TEST").as_deref() == Ok("required");
+        assert!(
+            !required,
+            "SPORED_BROWSER_TEST=required but no chromedriver on PATH"
+        );
+        eprintln!("skipped: no chromedriver on PATH (apt-get install chromium chromium-driver)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // a research node on the default task: one short experiment
+    let mut cmd = spored(dir.path());
+    cmd.args(support::LOOPBACK_RUN)
+        .args(["--time-budget", "3", "--max-experiments", "1"]);
+    let node = support::launch(dir.path(), cmd);
+    support::wait_until("the node's experiment", 120, || {
+        support::info(dir.path())["experiment_count"].as_i64() == Some(2)
+    });
+    let (_, recent) = support::http_get(&node.web, "/api/recent?limit=5");
+    let recent: J = serde_json::from_str(&recent).unwrap();
+    let trained = recent
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["parent"].is_string())
+        .expect("the experiment (the root is the pinned baseline)")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, curve) = support::http_get(&node.web, &format!("/api/experiment/{trained}/curve"));
+    let curve: J = serde_json::from_str(&curve).unwrap();
+    assert_eq!(curve["local"], true);
+    let points = curve["run"].as_array().expect("the run's curve").len();
+    assert!(points >= 2, "{curve}");
+    // the pinned root was not trained here: no curve of it
+    assert!(curve["parent_run"].is_null(), "{curve}");
+
+    let browser = Browser::start(&driver);
+    browser.goto(&node.web);
+    browser.click("#tabs button[data-tab=activity]");
+    browser.click(&format!("#activity li[data-id=\"{trained}\"]"));
+    browser.wait_for(
+        "the loss curve in the record's page",
+        &format!(
+            "const p = document.querySelector('#curve path.curve.run'); \
+             return !!p && p.dataset.points === '{points}'"
+        ),
+    );
+    let said = browser.js("return document.querySelector('#detail').textContent");
+    assert!(
+        said.as_str().unwrap().contains("not synced and not signed"),
+        "the page says the curve is local: {said}"
+    );
+    browser.screenshot("9-loss-curve");
+}

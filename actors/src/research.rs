@@ -495,7 +495,7 @@ impl ResearchLoop {
             .writer
             .local(LocalWrite {
                 artifacts: vec![(root.code_cid.clone(), bytes)],
-                run_outputs: Vec::new(),
+                ..LocalWrite::default()
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -685,6 +685,12 @@ impl ResearchLoop {
             .local(LocalWrite {
                 artifacts: vec![(record.code_cid.clone(), made.bytes.clone())],
                 run_outputs,
+                // the training curve, for the explorer (local: never synced or signed)
+                curves: vec![(
+                    record.id.clone(),
+                    false,
+                    spore_train::report::curve(&result.output),
+                )],
             })
             .await
             .map_err(|e| e.to_string())?;

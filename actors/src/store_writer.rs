@@ -107,6 +107,8 @@ pub struct LocalWrite {
     pub artifacts: Vec<(String, Vec<u8>)>,
     /// (record id, is a rerun, text).
     pub run_outputs: Vec<(String, bool, String)>,
+    /// (record id, is a rerun, training curve: `[step, loss, tokens/s, seconds]`).
+    pub curves: Vec<(String, bool, Vec<[f64; 4]>)>,
 }
 
 enum Work {
@@ -214,7 +216,7 @@ impl StoreWriter {
     ) -> Result<Vec<ArtifactWrite>, WriteError> {
         self.local(LocalWrite {
             artifacts,
-            run_outputs: Vec::new(),
+            ..LocalWrite::default()
         })
         .await
     }
@@ -453,6 +455,9 @@ fn apply(w: &mut crate::Writer<'_>, work: Work) -> Result<Done, StoreError> {
             }
             for (id, rerun, text) in &write.run_outputs {
                 w.put_run_output(id, *rerun, text)?;
+            }
+            for (id, rerun, curve) in &write.curves {
+                w.put_curve(id, *rerun, curve)?;
             }
             Ok(Done::Local(out))
         }

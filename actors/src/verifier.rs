@@ -446,10 +446,12 @@ impl Verifier {
                 }
                 _ => rerun_native(&artifacts, &runner, &dir, &task, &record).await?,
             };
+            let curve = spore_train::report::curve(&output);
             let _ = writer
                 .local(LocalWrite {
                     artifacts: Vec::new(),
                     run_outputs: vec![(record.id.clone(), true, output)],
+                    curves: vec![(record.id.clone(), true, curve)],
                 })
                 .await;
             facts(record, value).await

@@ -518,6 +518,39 @@ pub async fn progress(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> R
     reply(value)
 }
 
+/// `/api/experiment/{cid}/curve`: the training curves this node kept of record `cid` (its own
+/// run, its rerun) and of the record's parent, as `[[step, loss, tokens_per_s, seconds]]`, or
+/// null where it has none. Local data: never synced or signed (`local: true` says so).
+pub async fn curve(state: web::Data<Explorer>, path: web::Path<String>) -> Reply {
+    let id = path.into_inner();
+    check_id("cid", &id)?;
+    let value = read(&state, move |view| {
+        let Some(found) = view.find(&id)? else {
+            return Err(ApiError::not_found("experiment", &id));
+        };
+        let parse = |text: Option<String>| {
+            text.and_then(|t| json::parse(t.as_bytes()).ok())
+                .unwrap_or(Value::Null)
+        };
+        let (run, rerun) = view.read.curves(&id)?;
+        let parent = found.record.parent.clone();
+        let parent_run = match &parent {
+            Some(p) => view.read.curves(p)?.0,
+            None => None,
+        };
+        Ok(object([
+            ("id", Value::Str(id)),
+            ("local", Value::Bool(true)),
+            ("run", parse(run)),
+            ("rerun", parse(rerun)),
+            ("parent_id", parent.map_or(Value::Null, Value::Str)),
+            ("parent_run", parse(parent_run)),
+        ]))
+    })
+    .await?;
+    reply(value)
+}
+
 pub async fn frontier(state: web::Data<Explorer>, q: web::Query<FrontierQuery>) -> Reply {
     let q = q.into_inner();
     let limit = clamp(q.limit, 1_000, 100_000);

@@ -85,6 +85,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/graph", web::get().to(api::graph))
         .route("/api/frontier", web::get().to(api::frontier))
         .route("/api/progress", web::get().to(api::progress))
+        .route("/api/experiment/{cid}/curve", web::get().to(api::curve))
         .route("/api/experiment/{cid}", web::get().to(api::experiment))
         .route(
             "/api/experiment/{cid}/events",

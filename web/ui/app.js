@@ -466,6 +466,7 @@ async function select(id) {
   artifactBox.appendChild(show);
   const lineageList = el("ol");
   for (const a of lineage) lineageList.appendChild(el("li", a.status, null, link(`${short(a.id)} ${num(a.val_bpb)}`, () => select(a.id))));
+  const curveBox = el("div", null, null, el("p", "hint", "loading the training curve…"));
   const childList = el("ul");
   for (const c of kids) childList.appendChild(el("li", c.status, null, link(`${short(c.id)} ${num(c.val_bpb)} ${c.description}`, () => select(c.id))));
   detail.replaceChildren(...[
@@ -485,6 +486,7 @@ async function select(id) {
       ["time", when(r.timestamp)],
       ["artifact", short(r.code_cid)],
     ].filter(Boolean)),
+    el("h3", null, "training curve"), curveBox,
     el("h3", null, "diff"), r.diff ? coloredDiff(r.diff) : el("p", "hint", "no diff (a root, or unchanged)"),
     el("h3", null, "artifact"), artifactBox,
     r.run_output ? el("h3", null, "output of the run (this node)") : null,
@@ -494,6 +496,46 @@ async function select(id) {
     el("h3", null, `lineage (${lineage.length})`), lineageList,
     el("h3", null, `children (${kids.length})`), childList,
   ].filter(Boolean));
+  api(`/api/experiment/${r.id}/curve`).then((c) => drawCurve(curveBox, c)).catch(() =>
+    curveBox.replaceChildren(el("p", "hint", "no training curve here")));
+}
+
+/** A record's loss curve (this node's run), its parent's and this node's rerun of it, one
+ *  chart: loss over step. Curves are this node's own logs, so the chart says so. */
+function drawCurve(box, c) {
+  const series = [
+    ["run", "this run", c.run],
+    ["parent", `parent ${short(c.parent_id)}`, c.parent_run],
+    ["rerun", "this node's rerun", c.rerun],
+  ].filter(([, , pts]) => Array.isArray(pts) && pts.length);
+  if (!series.length) {
+    box.replaceChildren(el("p", "hint", "no training curve here: this node did not train or re-run this record (curves are local logs, never synced)"));
+    return;
+  }
+  const W = 380, H = 180, L = 44, R = 8, T = 8, B = 22;
+  const pts = series.flatMap(([, , p]) => p).filter((p) => typeof p[1] === "number");
+  const [s0, s1] = span(pts.map((p) => p[0]));
+  let [l0, l1] = span(pts.map((p) => p[1]));
+  if (l1 <= l0) { l0 -= 0.5; l1 += 0.5; }
+  const x = (s) => L + ((s - s0) / Math.max(1, s1 - s0)) * (W - L - R);
+  const y = (l) => T + (1 - (l - l0) / (l1 - l0)) * (H - T - B);
+  const chart = svg("svg", { id: "curve", viewBox: `0 0 ${W} ${H}`, width: "100%" });
+  for (let i = 0; i <= 3; i++) {
+    const l = l0 + ((l1 - l0) * i) / 3;
+    chart.appendChild(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(l), y2: y(l) }));
+    const t = svg("text", { x: L - 4, y: y(l) + 3, "text-anchor": "end" }); t.textContent = l.toFixed(2); chart.appendChild(t);
+  }
+  const xs = svg("text", { x: W - R, y: H - 6, "text-anchor": "end" }); xs.textContent = `step (to ${s1})`; chart.appendChild(xs);
+  const legend = el("div", "hint");
+  for (const [cls, label, p] of series) {
+    const d = p.filter((q) => typeof q[1] === "number").map((q, i) => `${i ? "L" : "M"}${x(q[0]).toFixed(1)},${y(q[1]).toFixed(1)}`).join("");
+    const path = svg("path", { class: `curve ${cls}`, d });
+    path.dataset.points = String(p.length);
+    chart.appendChild(path);
+    const last = p[p.length - 1];
+    legend.appendChild(el("span", `legend ${cls}`, `${label}: loss ${num(last[1], 3)} at step ${last[0]}, ${num(last[2] / 1000, 1)}k tok/s  `));
+  }
+  box.replaceChildren(chart, legend, el("p", "hint", "Local data: this node's own training logs, not synced and not signed."));
 }
 
 async function showNode(nodeId) {

@@ -72,7 +72,53 @@ impl Writer<'_> {
     }
 }
 
+impl Writer<'_> {
+    /// Keeps the training curve of this node's run (`rerun = false`) or rerun of record `id`:
+    /// local data for the explorer, never synced or signed. Stored as JSON,
+    /// `[[step, loss, tokens_per_s, seconds], …]`.
+    pub fn put_curve(
+        &mut self,
+        id: &str,
+        rerun: bool,
+        curve: &[[f64; 4]],
+    ) -> Result<(), StoreError> {
+        if curve.is_empty() {
+            return Ok(());
+        }
+        let points: Vec<String> = curve
+            .iter()
+            .map(|p| {
+                let n = |x: f64| {
+                    if x.is_finite() {
+                        format!("{x}")
+                    } else {
+                        "null".into()
+                    }
+                };
+                format!("[{},{},{},{}]", n(p[0]), n(p[1]), n(p[2]), n(p[3]))
+            })
+            .collect();
+        let key = format!("{id}:{}", if rerun { "rerun-curve" } else { "run-curve" });
+        let text = format!("[{}]", points.join(","));
+        self.t.run_outputs.insert(key.as_str(), text.as_bytes())?;
+        Ok(())
+    }
+}
+
 impl Reader {
+    /// The training curves (JSON) of this node's run and rerun of record `id`, when it ran them.
+    pub fn curves(&self, id: &str) -> Result<(Option<String>, Option<String>), StoreError> {
+        let get = |which: &str| -> Result<Option<String>, StoreError> {
+            let key = format!("{id}:{which}");
+            Ok(self
+                .t
+                .run_outputs
+                .get(key.as_str())?
+                .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+        };
+        Ok((get("run-curve")?, get("rerun-curve")?))
+    }
+
     /// What this node's run and rerun of record `id` printed, when it ran them.
     pub fn run_outputs(&self, id: &str) -> Result<(Option<String>, Option<String>), StoreError> {
         let get = |which: &str| -> Result<Option<String>, StoreError> {

@@ -114,7 +114,7 @@ impl Writer<'_> {
             }
             let t = &mut self.t;
             t.open_challenges.remove(id)?;
-            for kind in ["run", "rerun"] {
+            for kind in ["run", "rerun", "run-curve", "rerun-curve"] {
                 t.run_outputs.remove(format!("{id}:{kind}").as_str())?;
             }
             // the credit its confirmation gave its publisher goes back

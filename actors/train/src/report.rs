@@ -111,6 +111,27 @@ pub fn summary(o: &Outcome, total_seconds: f64, peak_mb: f64, depth: usize) -> S
     )
 }
 
+/// Points a stored training curve keeps at most.
+pub const CURVE_POINTS: usize = 300;
+
+/// A run's training curve from its output: `[step, loss, tokens/s, seconds]` of its progress
+/// lines, thinned evenly to at most [`CURVE_POINTS`] (the first and the last kept).
+pub fn curve(output: &str) -> Vec<[f64; 4]> {
+    let all: Vec<[f64; 4]> = output
+        .lines()
+        .filter_map(parse_progress)
+        .filter(|p| p.loss.is_finite())
+        .map(|p| [p.step as f64, p.loss, p.tokens_per_s, p.elapsed])
+        .collect();
+    if all.len() <= CURVE_POINTS {
+        return all;
+    }
+    let last = all.len() - 1;
+    (0..CURVE_POINTS)
+        .map(|i| all[i * last / (CURVE_POINTS - 1)])
+        .collect()
+}
+
 /// The training speed a run's summary reports (`tokens_per_second:`).
 pub fn tokens_per_second(output: &str) -> Option<f64> {
     first_number(output, "tokens_per_second:", false)
@@ -190,6 +211,24 @@ fn last_step(text: &str) -> Option<u64> {
         from += pos + 4;
     }
     found
+}
+
+#[cfg(test)]
+mod curve_tests {
+    use super::*;
+
+    #[test]
+    fn a_curve_is_thinned_to_its_limit_keeping_the_ends() {
+        let output: String = (1..=1000)
+            .map(|s| format!("progress step={s} planned=1000 loss={:.4} tok_s=5000 elapsed={:.1} budget=60\nother line\n", 5.0 - s as f64 / 1000.0, s as f64 * 0.06))
+            .collect();
+        let c = curve(&output);
+        assert_eq!(c.len(), CURVE_POINTS);
+        assert_eq!(c[0][0], 1.0);
+        assert_eq!(c[CURVE_POINTS - 1][0], 1000.0);
+        assert!(c.windows(2).all(|w| w[0][0] < w[1][0]));
+        assert!(curve("no progress here\n").is_empty());
+    }
 }
 
 #[cfg(test)]

@@ -484,4 +484,41 @@ fn a_record_page_shows_the_loss_curve_of_a_real_training_run() {
         "the page says the curve is local: {said}"
     );
     browser.screenshot("9-loss-curve");
+
+    // a comparison URL opened in a fresh page shows that comparison: both records, the config
+    // diff between them, their curves
+    let root = curve["parent_id"].as_str().unwrap().to_string();
+    browser.goto("about:blank");
+    browser.goto(&format!(
+        "{}/#tab=compare&compare={root},{trained}",
+        node.web
+    ));
+    browser.wait_for(
+        "the comparison of both records",
+        &format!(
+            "const ids = [...document.querySelectorAll('#compare-table th[data-id]')].map(t => t.dataset.id);              return ids.join(',') === '{root},{trained}'"
+        ),
+    );
+    browser.wait_for(
+        "the config diff",
+        "return document.querySelectorAll('#compare-diff pre.diff span.add').length > 0",
+    );
+    browser.screenshot("10-compare");
+    // another view, then back: the comparison again, from history
+    browser.click("#tabs button[data-tab=dag]");
+    browser.wait_for("the DAG's URL", "return location.hash.includes('tab=dag')");
+    browser.js("history.back(); return null");
+    browser.wait_for(
+        "the comparison again after back",
+        "return !document.querySelector('#tab-compare').hidden &&          location.hash.includes('tab=compare') &&          document.querySelectorAll('#compare-table th[data-id]').length === 2",
+    );
+    // a record's own URL
+    browser.goto("about:blank");
+    browser.goto(&format!("{}/#tab=dag&record={trained}", node.web));
+    browser.wait_for(
+        "the record from its URL",
+        &format!(
+            "const h = document.querySelector('#detail-id'); return !!h && h.textContent === '{trained}'"
+        ),
+    );
 }

@@ -37,6 +37,8 @@ const state = {
   selected: null,
   view: { x: 40, y: 30, k: 1 },
   tab: "dag",
+  node: null,         // the node whose page the detail panel shows
+  compare: [],        // record ids side by side in the Compare tab
 };
 const taskParam = () => (state.task ? `task_id=${encodeURIComponent(state.task)}` : "");
 
@@ -85,6 +87,146 @@ function chooseTask(id) {
   state.selected = null;
   refreshAll();
   showTab("dag");
+}
+
+// ---- URLs and history -------------------------------------------------------------------------
+/** Every view has a URL (`#tab=…&task=…&record=…&node=…&compare=…`): it is pushed on each
+ *  change, so back and forward walk the views, and a URL opened in a fresh page shows the same
+ *  view. Applying a URL pushes nothing. */
+let restoring = false;
+
+function routeOf() {
+  const p = new URLSearchParams();
+  p.set("tab", state.tab);
+  if (state.task) p.set("task", state.task);
+  if (state.selected) p.set("record", state.selected);
+  else if (state.node) p.set("node", state.node);
+  if (state.compare.length) p.set("compare", state.compare.join(","));
+  const pn = $("#progress-node").value, pg = $("#progress-gpu").value;
+  if (pn) p.set("pnode", pn);
+  if (pg) p.set("pgpu", pg);
+  return `#${p.toString()}`;
+}
+
+function pushRoute() {
+  if (restoring) return;
+  const next = routeOf();
+  if (location.hash !== next) history.pushState(null, "", next);
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+async function applyRoute() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  restoring = true;
+  try {
+    const task = p.get("task") || "";
+    if (task !== state.task && (task === "" || HEX64.test(task))) {
+      state.task = task;
+      $("#task-select").value = task;
+      await refreshAll(true);
+    }
+    state.compare = (p.get("compare") || "").split(",").filter((id) => HEX64.test(id)).slice(0, 8);
+    plot.wantNode = p.get("pnode") || "";
+    plot.wantGpu = p.get("pgpu") || "";
+    const tabs = [...document.querySelectorAll("#tabs button")].map((b) => b.dataset.tab);
+    showTab(tabs.includes(p.get("tab")) ? p.get("tab") : "dag");
+    const record = p.get("record"), node = p.get("node");
+    if (record && HEX64.test(record)) await select(record);
+    else if (node && HEX64.test(node)) await showNode(node);
+  } finally {
+    restoring = false;
+  }
+}
+
+// ---- compare ----------------------------------------------------------------------------------
+/** Records side by side: their metrics, hardware and steps, each one's config or code against
+ *  the first's (a line diff), and their training curves in one chart. The URL holds the
+ *  selection, so a comparison can be shared. */
+function toggleCompare(id) {
+  const i = state.compare.indexOf(id);
+  if (i >= 0) state.compare.splice(i, 1);
+  else state.compare.push(id);
+  $("#compare-count").textContent = state.compare.length ? ` (${state.compare.length})` : "";
+  pushRoute();
+}
+
+/** Lines of `b` against `a`: [" ", line] kept, ["-", line] only in a, ["+", line] only in b. */
+function lineDiff(a, b) {
+  const x = a.split("\n"), y = b.split("\n");
+  if (x.length * y.length > 4e6) return [["!", "too long to compare here"]];
+  const n = x.length, m = y.length;
+  const lcs = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--)
+    lcs[i][j] = x[i] === y[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+  const out = [];
+  let i = 0, j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && x[i] === y[j]) { out.push([" ", x[i]]); i++; j++; }
+    else if (j < m && (i === n || lcs[i][j + 1] >= lcs[i + 1][j])) { out.push(["+", y[j]]); j++; }
+    else { out.push(["-", x[i]]); i++; }
+  }
+  return out;
+}
+
+async function loadCompare() {
+  $("#compare-count").textContent = state.compare.length ? ` (${state.compare.length})` : "";
+  const box = $("#compare");
+  if (!state.compare.length) {
+    box.replaceChildren(el("p", "hint", "Nothing to compare yet: open a record and press \"compare\", then another."));
+    return;
+  }
+  const records = await Promise.all(state.compare.map((id) => api(`/api/experiment/${id}`).catch(() => null)));
+  const shown = records.filter(Boolean);
+  if (!shown.length) {
+    box.replaceChildren(el("p", "hint", "None of these records is held here."));
+    return;
+  }
+  const first = shown[0];
+  const table = el("table", null, null);
+  table.id = "compare-table";
+  const head = el("tr", null, null, el("th", null, ""));
+  for (const r of shown) {
+    const th = el("th", r.status, null, link(short(r.id), () => select(r.id)));
+    th.dataset.id = r.id;
+    const drop = el("button", "drop", "×");
+    drop.title = "remove from the comparison";
+    drop.addEventListener("click", () => { toggleCompare(r.id); loadCompare(); });
+    th.appendChild(drop);
+    head.appendChild(th);
+  }
+  table.appendChild(head);
+  const line = (label, f) => table.appendChild(el("tr", null, null, el("th", null, label), ...shown.map((r) => el("td", null, f(r)))));
+  line("status", (r) => r.status);
+  line(first.metric || "val_bpb", (r) => num(r.val_bpb));
+  line(`vs ${short(first.id)}`, (r) => (typeof r.val_bpb === "number" && typeof first.val_bpb === "number" ? `${r.val_bpb - first.val_bpb <= 0 ? "" : "+"}${(r.val_bpb - first.val_bpb).toFixed(6)}` : "-"));
+  line("verification", (r) => verification(r));
+  line("hardware", (r) => r.gpu_model);
+  line("steps / params", (r) => `${r.num_steps} / ${r.num_params}`);
+  line("budget", (r) => `${r.time_budget} s`);
+  line("publisher", (r) => r.node_display_name || short(r.node_id));
+  line("time", (r) => when(r.timestamp));
+  line("description", (r) => r.description);
+  // code or config, each against the first's
+  const texts = await Promise.all(shown.map((r) => api(`/api/artifact/${r.code_cid}`).then((a) => a.content).catch(() => null)));
+  const diffs = el("div");
+  diffs.id = "compare-diff";
+  for (let k = 1; k < shown.length; k++) {
+    diffs.appendChild(el("h3", null, `${short(shown[k].id)} against ${short(first.id)}`));
+    if (texts[0] == null || texts[k] == null) {
+      diffs.appendChild(el("p", "hint", "an artifact is not held here: no diff"));
+      continue;
+    }
+    const pre = el("pre", "diff");
+    for (const [mark, text] of lineDiff(texts[0], texts[k])) {
+      pre.appendChild(el("span", mark === "+" ? "add" : mark === "-" ? "del" : null, `${mark} ${text}\n`));
+    }
+    diffs.appendChild(pre);
+  }
+  const curves = el("div");
+  const all = await Promise.all(shown.map((r) => api(`/api/experiment/${r.id}/curve`).catch(() => null)));
+  drawCurves(curves, shown.map((r, k) => [`c${k % 4}`, short(r.id), all[k] && (all[k].run || all[k].rerun)]));
+  box.replaceChildren(table, el("h3", null, "training curves"), curves, el("h3", null, "config / code"), diffs);
 }
 
 // ---- the DAG --------------------------------------------------------------------------------
@@ -268,6 +410,11 @@ async function loadProgress() {
   };
   fill($("#progress-node"), plot.data.nodes || [], "every node");
   fill($("#progress-gpu"), plot.data.gpus || [], "every hardware class");
+  // filters a URL named, once their options exist
+  for (const [sel, want] of [["#progress-node", "wantNode"], ["#progress-gpu", "wantGpu"]]) {
+    if (plot[want] && [...$(sel).options].some((o) => o.value === plot[want])) $(sel).value = plot[want];
+    plot[want] = "";
+  }
   drawProgress();
 }
 
@@ -346,8 +493,8 @@ function setUpProgress() {
   });
   box.addEventListener("dblclick", () => { plot.range = null; drawProgress(); });
   $("#progress-reset").addEventListener("click", () => { plot.range = null; drawProgress(); });
-  $("#progress-node").addEventListener("change", drawProgress);
-  $("#progress-gpu").addEventListener("change", drawProgress);
+  $("#progress-node").addEventListener("change", () => { drawProgress(); pushRoute(); });
+  $("#progress-gpu").addEventListener("change", () => { drawProgress(); pushRoute(); });
   window.addEventListener("resize", () => { if (state.tab === "progress") drawProgress(); });
 }
 
@@ -429,6 +576,8 @@ function coloredDiff(diff) {
 
 async function select(id) {
   state.selected = id;
+  state.node = null;
+  pushRoute();
   markPath();
   const detail = $("#detail");
   let r, lineage, kids;
@@ -448,10 +597,15 @@ async function select(id) {
   }
   const head = el("h2", null, r.id);
   head.id = "detail-id";
+  const compare = el("button", "compare", state.compare.includes(r.id) ? "in the comparison" : "compare");
+  compare.addEventListener("click", () => {
+    toggleCompare(r.id);
+    compare.textContent = state.compare.includes(r.id) ? "in the comparison" : "compare";
+  });
   const pills = el("div", null, null,
     el("span", `pill ${r.status}`, r.status),
     r.is_frontier ? el("span", "pill", "frontier") : null,
-    el("span", "pill", verification(r)));
+    el("span", "pill", verification(r)), compare);
   const publisher = link(r.node_display_name || short(r.node_id), () => showNode(r.node_id));
   const artifactBox = el("div");
   const show = el("button", null, "show artifact");
@@ -503,11 +657,16 @@ async function select(id) {
 /** A record's loss curve (this node's run), its parent's and this node's rerun of it, one
  *  chart: loss over step. Curves are this node's own logs, so the chart says so. */
 function drawCurve(box, c) {
-  const series = [
+  drawCurves(box, [
     ["run", "this run", c.run],
     ["parent", `parent ${short(c.parent_id)}`, c.parent_run],
     ["rerun", "this node's rerun", c.rerun],
-  ].filter(([, , pts]) => Array.isArray(pts) && pts.length);
+  ]);
+}
+
+/** Loss over step for each [class, label, points] that has points, in one chart. */
+function drawCurves(box, all) {
+  const series = all.filter(([, , pts]) => Array.isArray(pts) && pts.length);
   if (!series.length) {
     box.replaceChildren(el("p", "hint", "no training curve here: this node did not train or re-run this record (curves are local logs, never synced)"));
     return;
@@ -519,7 +678,8 @@ function drawCurve(box, c) {
   if (l1 <= l0) { l0 -= 0.5; l1 += 0.5; }
   const x = (s) => L + ((s - s0) / Math.max(1, s1 - s0)) * (W - L - R);
   const y = (l) => T + (1 - (l - l0) / (l1 - l0)) * (H - T - B);
-  const chart = svg("svg", { id: "curve", viewBox: `0 0 ${W} ${H}`, width: "100%" });
+  const chart = svg("svg", { class: "curve-chart", viewBox: `0 0 ${W} ${H}`, width: "100%" });
+  if (!box.closest("#compare")) chart.id = "curve";
   for (let i = 0; i <= 3; i++) {
     const l = l0 + ((l1 - l0) * i) / 3;
     chart.appendChild(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(l), y2: y(l) }));
@@ -539,6 +699,9 @@ function drawCurve(box, c) {
 }
 
 async function showNode(nodeId) {
+  state.node = nodeId;
+  state.selected = null;
+  pushRoute();
   const detail = $("#detail");
   let page;
   try {
@@ -603,6 +766,8 @@ function showTab(name) {
   for (const s of document.querySelectorAll(".tab")) s.hidden = s.id !== `tab-${name}`;
   if (name === "nodes") loadNodes().catch(console.error);
   if (name === "progress") loadProgress().catch(console.error);
+  if (name === "compare") loadCompare().catch(console.error);
+  pushRoute();
 }
 
 async function refreshAll(refit = true) {
@@ -646,7 +811,8 @@ function start() {
     if (ev.key === "/" && document.activeElement !== input) { ev.preventDefault(); input.focus(); }
     if (ev.key === "Escape") $("#search-results").hidden = true;
   });
-  refreshAll(true);
+  window.addEventListener("popstate", () => applyRoute().catch(console.error));
+  refreshAll(true).then(() => { if (location.hash.length > 1) applyRoute().catch(console.error); else history.replaceState(null, "", routeOf()); });
   startLive();
   setInterval(() => refreshAll(false), 30000);
 }

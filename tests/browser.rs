@@ -421,6 +421,17 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
         ),
     );
     browser.screenshot("8-progress-filtered");
+    // `?` lists the keyboard shortcuts; a digit picks a tab; the URL follows
+    browser.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: '?'})); return null");
+    browser.wait_for(
+        "the shortcuts",
+        "const h = document.querySelector('#help'); return !h.hidden && h.textContent.includes('search records')",
+    );
+    browser.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'})); document.dispatchEvent(new KeyboardEvent('keydown', {key: '3'})); return null");
+    browser.wait_for(
+        "the frontier tab by its key",
+        "return !document.querySelector('#tab-frontier').hidden && document.querySelector('#help').hidden && location.hash.includes('tab=frontier')",
+    );
     assert_eq!(
         browser.js("return [typeof window.__xss, document.querySelectorAll('#tab-progress img, #tab-progress script').length]"),
         json!(["undefined", 0]),

@@ -400,9 +400,17 @@ fn ctrl_c_during_an_experiment_stops_its_child_and_publishes_nothing() {
     std::fs::create_dir(&dir).unwrap();
     let mut node = Run::start(&dir, &["--time-budget", "60"]);
     let pid = node.child.id();
+    let web = node.line_with("explorer on ", 30)["explorer on ".len()..].to_string();
     // training has started: a progress line of the first experiment (on stderr, the log)
     wait_until("a training progress line", 60, || {
         std::fs::read_to_string(dir.join("node.log")).is_ok_and(|log| log.contains(" step "))
+    });
+    // the explorer's header knows what trains
+    wait_until("the explorer to show the run", 20, || {
+        let (_, body) = support::http_get(&web, "/api/training");
+        let now: J = serde_json::from_str(&body).unwrap();
+        now["training"]["step"].as_i64().unwrap_or(0) >= 1
+            && now["training"]["budget"].as_f64() == Some(60.0)
     });
     let trainers = children_of(pid);
     assert!(!trainers.is_empty(), "no training child under the node");

@@ -384,6 +384,8 @@ impl Default for ProgressView {
 /// The actor: serialises runs (one experiment at a time on this node).
 pub struct ExperimentRunner {
     runner: Runner,
+    /// Where the run training now is told (the explorer's header).
+    metrics: crate::metrics::Metrics,
     lock: Arc<tokio::sync::Mutex<()>>,
     /// bubblewrap, checked on the first sandboxed run (`Err`: why peer code is not run here).
     sandbox: Option<Result<Sandbox, String>>,
@@ -393,9 +395,18 @@ impl ExperimentRunner {
     pub fn new(config: RunnerConfig) -> ExperimentRunner {
         ExperimentRunner {
             runner: Runner::new(config),
+            metrics: crate::metrics::Metrics::default(),
             lock: Arc::new(tokio::sync::Mutex::new(())),
             sandbox: None,
         }
+    }
+}
+
+impl ExperimentRunner {
+    /// Tells `metrics` what trains now.
+    pub fn reporting_to(mut self, metrics: crate::metrics::Metrics) -> ExperimentRunner {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -414,6 +425,7 @@ impl Handler<RunExperiment> for ExperimentRunner {
     fn handle(&mut self, msg: RunExperiment, _: &mut Context<Self>) -> Self::Result {
         let runner = self.runner.clone();
         let lock = self.lock.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             let _guard = lock.lock().await;
             let mut view = ProgressView::new();
@@ -421,11 +433,21 @@ impl Handler<RunExperiment> for ExperimentRunner {
             let label = msg.0.label.clone();
             let result = runner
                 .run(&msg.0, |p| {
+                    metrics.set_training(Some(crate::metrics::Training {
+                        label: label.clone(),
+                        step: p.step,
+                        planned: p.planned,
+                        loss: p.loss,
+                        tokens_per_s: p.tokens_per_s,
+                        elapsed: p.elapsed,
+                        budget: p.budget,
+                    }));
                     if show {
                         view.show(&label, p)
                     }
                 })
                 .await;
+            metrics.set_training(None);
             if show {
                 view.finish();
             }

@@ -25,6 +25,23 @@ struct Inner {
     tokens_per_sec: AtomicU64,
     /// Unix seconds of the last sync page stored from a peer (0: none yet).
     last_sync_page: AtomicI64,
+    /// The run training now, as its last progress line told.
+    training: Mutex<Option<Training>>,
+}
+
+/// What the node is training now (for the explorer's header).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Training {
+    /// What the run is: a proposal's config, `baseline`, a rerun.
+    pub label: String,
+    pub step: u64,
+    /// Steps planned (0: unknown).
+    pub planned: u64,
+    pub loss: f64,
+    pub tokens_per_s: f64,
+    /// Seconds trained, and the budget.
+    pub elapsed: f64,
+    pub budget: f64,
 }
 
 /// A refusal's reason as a label.
@@ -63,6 +80,19 @@ impl Metrics {
     pub fn count_experiment(&self, status: &'static str) {
         let mut map = self.0.experiments.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry(status).or_default() += 1;
+    }
+
+    /// The run training now (`None`: none).
+    pub fn set_training(&self, now: Option<Training>) {
+        *self.0.training.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
+
+    pub fn training(&self) -> Option<Training> {
+        self.0
+            .training
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_verifier_queue(&self, n: usize) {

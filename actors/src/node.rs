@@ -138,8 +138,10 @@ impl NodeBuilder {
         let arbiter = thread.handle();
         let Work { runner, verify } = work;
         let seed = verify.seed;
-        let runner =
-            ExperimentRunner::start_in_arbiter(&arbiter, move |_| ExperimentRunner::new(runner));
+        let metrics = registry.metrics.clone();
+        let runner = ExperimentRunner::start_in_arbiter(&arbiter, move |_| {
+            ExperimentRunner::new(runner).reporting_to(metrics)
+        });
         let challenges = {
             let registry = registry.clone();
             ChallengeArbiter::start_in_arbiter(&arbiter, move |_| {

@@ -165,6 +165,36 @@ pub async fn metrics(state: web::Data<Explorer>) -> HttpResponse {
         .body(out)
 }
 
+/// `/api/training`: what this node trains now, `{training: null}` or `{training: {label, step,
+/// planned, loss, tokens_per_s, elapsed, budget}}` (the explorer's header shows it).
+pub async fn training(state: web::Data<Explorer>) -> HttpResponse {
+    use spore_spec::json::{object, Value};
+    let now = state.node.as_ref().and_then(|n| n.metrics.training());
+    let value = match now {
+        None => Value::Null,
+        Some(t) => object([
+            ("label", Value::Str(t.label)),
+            ("step", Value::Int(t.step as i64)),
+            ("planned", Value::Int(t.planned as i64)),
+            ("loss", finite(t.loss)),
+            ("tokens_per_s", finite(t.tokens_per_s)),
+            ("elapsed", finite(t.elapsed)),
+            ("budget", finite(t.budget)),
+        ]),
+    };
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(spore_spec::json::to_wire(&object([("training", value)])))
+}
+
+fn finite(x: f64) -> spore_spec::json::Value {
+    if x.is_finite() {
+        spore_spec::json::Value::Float(x)
+    } else {
+        spore_spec::json::Value::Null
+    }
+}
+
 /// 200 `ok` when the store answers (and the node is not stopping), else 503 with the reason.
 pub async fn healthz(state: web::Data<Explorer>) -> HttpResponse {
     if state.node.as_ref().is_some_and(|n| n.stopping.is_set()) {

@@ -89,6 +89,63 @@ function chooseTask(id) {
   showTab("dag");
 }
 
+// ---- this node's own activity --------------------------------------------------------------------
+/** What this node trains now, in the header: label, step, loss, time left. Polled while the
+ *  page is visible. */
+const now = { training: null };
+
+async function loadTraining() {
+  if (document.hidden) return;
+  const box = $("#now");
+  try {
+    now.training = (await api("/api/training")).training;
+  } catch {
+    now.training = null;
+  }
+  const t = now.training;
+  if (!t) {
+    box.textContent = "idle";
+    box.className = "now idle";
+    return;
+  }
+  const left = Math.max(0, t.budget - t.elapsed);
+  const steps = t.planned ? `${t.step}/${t.planned}` : `${t.step}`;
+  box.textContent = `training ${t.label}: step ${steps} · loss ${num(t.loss, 3)} · ${num(t.tokens_per_s / 1000, 1)}k tok/s · ${left.toFixed(0)} s left`;
+  box.className = "now busy";
+}
+
+// ---- keyboard ---------------------------------------------------------------------------------
+const KEYS = [
+  ["/", "search records and nodes"],
+  ["1 – 7", "DAG, Progress, Frontier, Tasks, Nodes, Activity, Compare"],
+  ["c", "add the open record to the comparison (again: remove it)"],
+  ["f", "fit the DAG to the window"],
+  ["Esc", "close search and this help"],
+  ["?", "this help"],
+];
+
+function toggleHelp(show) {
+  const help = $("#help");
+  if (!help.firstChild) {
+    const list = el("dl");
+    for (const [k, what] of KEYS) { list.appendChild(el("dt", null, null, el("kbd", null, k))); list.appendChild(el("dd", null, what)); }
+    help.append(el("h2", null, "Keyboard"), list);
+  }
+  help.hidden = show === undefined ? !help.hidden : !show;
+}
+
+function onKey(ev) {
+  const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement && document.activeElement.tagName);
+  if (ev.key === "Escape") { $("#search-results").hidden = true; toggleHelp(false); return; }
+  if (typing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (ev.key === "/") { ev.preventDefault(); $("#search").focus(); return; }
+  if (ev.key === "?") { toggleHelp(); return; }
+  const tabs = [...document.querySelectorAll("#tabs button")].map((b) => b.dataset.tab);
+  if (/^[1-9]$/.test(ev.key) && tabs[Number(ev.key) - 1]) { showTab(tabs[Number(ev.key) - 1]); return; }
+  if (ev.key === "c" && state.selected) { toggleCompare(state.selected); select(state.selected); return; }
+  if (ev.key === "f") fit();
+}
+
 // ---- URLs and history -------------------------------------------------------------------------
 /** Every view has a URL (`#tab=…&task=…&record=…&node=…&compare=…`): it is pushed on each
  *  change, so back and forward walk the views, and a URL opened in a fresh page shows the same
@@ -303,7 +360,11 @@ function drawGraph() {
     node.addEventListener("click", (ev) => { ev.stopPropagation(); select(id); });
     nodesG.appendChild(node);
   }
-  $("#dag-info").textContent = `${g.nodes.size} records shown`;
+  $("#dag-info").textContent = g.nodes.size
+    ? `${g.nodes.size} records shown`
+    : now.training
+      ? `no records yet: this node is training its first experiment (${Math.max(0, Math.round(now.training.budget - now.training.elapsed))} s left)`
+      : "no records yet: a research node's first experiment takes about a minute";
   markPath();
   applyView();
 }
@@ -807,10 +868,10 @@ function start() {
   $("#nodes-activity").addEventListener("change", () => loadNodes().catch(console.error));
   const input = $("#search");
   input.addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(() => search(input.value), 180); });
-  document.addEventListener("keydown", (ev) => {
-    if (ev.key === "/" && document.activeElement !== input) { ev.preventDefault(); input.focus(); }
-    if (ev.key === "Escape") $("#search-results").hidden = true;
-  });
+  document.addEventListener("keydown", onKey);
+  $("#help-button").addEventListener("click", () => toggleHelp());
+  loadTraining();
+  setInterval(loadTraining, 2000);
   window.addEventListener("popstate", () => applyRoute().catch(console.error));
   refreshAll(true).then(() => { if (location.hash.length > 1) applyRoute().catch(console.error); else history.replaceState(null, "", routeOf()); });
   startLive();

@@ -358,9 +358,20 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
         }
         records.push(r);
     }
+    // a stranger's record dated far in the future: kept off the time axis, said so
+    let future = record(
+        &other,
+        &t,
+        Some(&records[0]),
+        Status::Discard,
+        3.5,
+        "from the future",
+        9_999_999_999_999,
+    );
     let seed = dir.path().join("seed.jsonl");
     let mut messages = vec![Message::Task(task.clone())];
     messages.extend(records.iter().cloned().map(Message::Experiment));
+    messages.push(Message::Experiment(future));
     write_jsonl(&seed, messages);
     let node = support::start(dir.path(), &[]);
     let import = spored(dir.path())
@@ -399,6 +410,14 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
     assert_eq!(
         browser.js("return document.querySelectorAll('#progress circle.mark.crash').length"),
         json!(records.iter().filter(|r| r.status == Status::Crash).count())
+    );
+    assert!(
+        browser
+            .js("return document.querySelector('#progress-info').textContent")
+            .as_str()
+            .unwrap()
+            .contains("1 dated in the future, not shown"),
+        "the future record is left off the axis and counted"
     );
     browser.screenshot("7-progress");
     // a hardware class alone

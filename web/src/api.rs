@@ -434,6 +434,9 @@ impl Interned {
     }
 }
 
+/// Most rows `/api/progress` answers (the newest); `truncated` says when a task has more.
+const PROGRESS_ROWS: usize = 200_000;
+
 /// `/api/progress`: the metric of every record of a task over time, for the progress plot, in
 /// one small array per record (oldest first), plus the running best as steps.
 ///
@@ -457,7 +460,10 @@ pub async fn progress(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> R
             .read
             .task(&task)?
             .map_or("val_bpb".to_string(), |row| row.manifest.metric);
-        let mut ids = view.read.recent_ids(&task, usize::MAX)?;
+        // the newest PROGRESS_ROWS records (every one, for any task of this size)
+        let mut ids = view.read.recent_ids(&task, PROGRESS_ROWS + 1)?;
+        let truncated = ids.len() > PROGRESS_ROWS;
+        ids.truncate(PROGRESS_ROWS);
         ids.reverse(); // oldest first
         let mut nodes = Interned::default();
         let mut gpus = Interned::default();
@@ -512,6 +518,7 @@ pub async fn progress(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> R
             ("gpus", gpus.into_value()),
             ("rows", Value::Array(rows)),
             ("best", Value::Array(steps)),
+            ("truncated", Value::Bool(truncated)),
         ]))
     })
     .await?;

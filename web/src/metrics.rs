@@ -174,8 +174,14 @@ pub async fn training(state: web::Data<Explorer>) -> HttpResponse {
         None => Value::Null,
         Some(t) => object([
             ("label", Value::Str(t.label)),
-            ("step", Value::Int(t.step as i64)),
-            ("planned", Value::Int(t.planned as i64)),
+            (
+                "step",
+                Value::Int(i64::try_from(t.step).unwrap_or(i64::MAX)),
+            ),
+            (
+                "planned",
+                Value::Int(i64::try_from(t.planned).unwrap_or(i64::MAX)),
+            ),
             ("loss", finite(t.loss)),
             ("tokens_per_s", finite(t.tokens_per_s)),
             ("elapsed", finite(t.elapsed)),

@@ -21,7 +21,12 @@ function svg(tag, attrs) {
 }
 const short = (id) => (id ? String(id).slice(0, 8) : "-");
 const num = (x, d = 6) => (typeof x === "number" ? x.toFixed(d) : "-");
-const when = (ts) => (ts ? new Date(ts * 1000).toISOString().replace("T", " ").slice(0, 19) : "-");
+/** A record's time (any number a stranger signed: out-of-range ones are shown as the number). */
+const when = (ts) => {
+  if (!ts) return "-";
+  const d = new Date(ts * 1000);
+  return isNaN(d) ? String(ts) : d.toISOString().replace("T", " ").slice(0, 19);
+};
 
 async function api(path) {
   const r = await fetch(path);
@@ -83,6 +88,7 @@ async function loadTasks() {
 
 function chooseTask(id) {
   state.task = id;
+  plot.range = null;
   $("#task-select").value = id;
   state.selected = null;
   refreshAll();
@@ -151,6 +157,7 @@ function onKey(ev) {
  *  change, so back and forward walk the views, and a URL opened in a fresh page shows the same
  *  view. Applying a URL pushes nothing. */
 let restoring = false;
+let routeGen = 0;
 
 function routeOf() {
   const p = new URLSearchParams();
@@ -173,26 +180,41 @@ function pushRoute() {
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
+/** Shows the view a URL names. A newer URL (Back pressed again meanwhile) wins: an older
+ *  restore stops at its next step. */
 async function applyRoute() {
+  const gen = ++routeGen;
   const p = new URLSearchParams(location.hash.slice(1));
+  const stale = () => gen !== routeGen;
   restoring = true;
   try {
     const task = p.get("task") || "";
     if (task !== state.task && (task === "" || HEX64.test(task))) {
       state.task = task;
+      plot.range = null;
       $("#task-select").value = task;
       await refreshAll(true);
+      if (stale()) return;
     }
-    state.compare = (p.get("compare") || "").split(",").filter((id) => HEX64.test(id)).slice(0, 8);
+    state.compare = [...new Set((p.get("compare") || "").split(",").filter((id) => HEX64.test(id)))].slice(0, MAX_COMPARE);
     plot.wantNode = p.get("pnode") || "";
     plot.wantGpu = p.get("pgpu") || "";
+    for (const [sel, want] of [["#progress-node", plot.wantNode], ["#progress-gpu", plot.wantGpu]]) {
+      if ([...$(sel).options].some((o) => o.value === want)) $(sel).value = want;
+    }
     const tabs = [...document.querySelectorAll("#tabs button")].map((b) => b.dataset.tab);
     showTab(tabs.includes(p.get("tab")) ? p.get("tab") : "dag");
     const record = p.get("record"), node = p.get("node");
     if (record && HEX64.test(record)) await select(record);
     else if (node && HEX64.test(node)) await showNode(node);
+    else {
+      // a URL with no record or node: nothing selected
+      state.selected = state.node = null;
+      markPath();
+      $("#detail").replaceChildren(el("p", "hint", "Click an experiment in the DAG or a table to see it here."));
+    }
   } finally {
-    restoring = false;
+    if (!stale()) restoring = false;
   }
 }
 
@@ -200,30 +222,39 @@ async function applyRoute() {
 /** Records side by side: their metrics, hardware and steps, each one's config or code against
  *  the first's (a line diff), and their training curves in one chart. The URL holds the
  *  selection, so a comparison can be shared. */
+const MAX_COMPARE = 8;
+
 function toggleCompare(id) {
   const i = state.compare.indexOf(id);
   if (i >= 0) state.compare.splice(i, 1);
-  else state.compare.push(id);
+  else if (state.compare.length < MAX_COMPARE) state.compare.push(id);
   $("#compare-count").textContent = state.compare.length ? ` (${state.compare.length})` : "";
   pushRoute();
 }
 
 /** Lines of `b` against `a`: [" ", line] kept, ["-", line] only in a, ["+", line] only in b. */
 function lineDiff(a, b) {
-  const x = a.split("\n"), y = b.split("\n");
-  if (x.length * y.length > 4e6) return [["!", "too long to compare here"]];
+  const all = a.split("\n"), other = b.split("\n");
+  // the lines both share at the start and the end need no table
+  let head = 0;
+  while (head < all.length && head < other.length && all[head] === other[head]) head++;
+  let tail = 0;
+  while (tail < all.length - head && tail < other.length - head && all[all.length - 1 - tail] === other[other.length - 1 - tail]) tail++;
+  const x = all.slice(head, all.length - tail), y = other.slice(head, other.length - tail);
   const n = x.length, m = y.length;
-  const lcs = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  // what a peer could make huge is refused, not computed (a table of n×m cells)
+  if (all.length + other.length > 20000 || (n + 1) * (m + 1) > 4e6) return [["!", "too long to compare here"]];
+  const w = m + 1, lcs = new Uint32Array((n + 1) * w);
   for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--)
-    lcs[i][j] = x[i] === y[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
-  const out = [];
+    lcs[i * w + j] = x[i] === y[j] ? lcs[(i + 1) * w + j + 1] + 1 : Math.max(lcs[(i + 1) * w + j], lcs[i * w + j + 1]);
+  const out = all.slice(0, head).map((l) => [" ", l]);
   let i = 0, j = 0;
   while (i < n || j < m) {
     if (i < n && j < m && x[i] === y[j]) { out.push([" ", x[i]]); i++; j++; }
-    else if (j < m && (i === n || lcs[i][j + 1] >= lcs[i + 1][j])) { out.push(["+", y[j]]); j++; }
+    else if (j < m && (i === n || lcs[i * w + j + 1] >= lcs[(i + 1) * w + j])) { out.push(["+", y[j]]); j++; }
     else { out.push(["-", x[i]]); i++; }
   }
-  return out;
+  return out.concat(all.slice(all.length - tail).map((l) => [" ", l]));
 }
 
 async function loadCompare() {
@@ -265,7 +296,7 @@ async function loadCompare() {
   line("time", (r) => when(r.timestamp));
   line("description", (r) => r.description);
   // code or config, each against the first's
-  const texts = await Promise.all(shown.map((r) => api(`/api/artifact/${r.code_cid}`).then((a) => a.content).catch(() => null)));
+  const texts = await Promise.all(shown.map((r) => (HEX64.test(r.code_cid) ? api(`/api/artifact/${r.code_cid}`).then((a) => a.content).catch(() => null) : null)));
   const diffs = el("div");
   diffs.id = "compare-diff";
   for (let k = 1; k < shown.length; k++) {
@@ -282,7 +313,7 @@ async function loadCompare() {
   }
   const curves = el("div");
   const all = await Promise.all(shown.map((r) => api(`/api/experiment/${r.id}/curve`).catch(() => null)));
-  drawCurves(curves, shown.map((r, k) => [`c${k % 4}`, short(r.id), all[k] && (all[k].run || all[k].rerun)]));
+  drawCurves(curves, shown.map((r, k) => [`c${k % 4}`, short(r.id), all[k] && (all[k].run || all[k].rerun)]), false);
   box.replaceChildren(table, el("h3", null, "training curves"), curves, el("h3", null, "config / code"), diffs);
 }
 
@@ -458,24 +489,31 @@ function span(list) {
   for (const v of list) { if (v < lo) lo = v; if (v > hi) hi = v; }
   return [lo, hi];
 }
-const plot = { data: null, range: null };
+const plot = { data: null, range: null, drawn: null, wantNode: null, wantGpu: null, loaded: 0 };
+/** Records dated more than a day ahead of this clock are left off the time axis (one signed
+ *  record from the year 2200 would squeeze every other mark into the left edge). */
+const FUTURE = 86400;
 
-async function loadProgress() {
+async function loadProgress(force = false) {
+  // a busy network sends many events: the plot reloads at most every 10 s unless asked
+  if (!force && Date.now() - plot.loaded < 10000) return;
+  plot.loaded = Date.now();
   plot.data = await api(`/api/progress?${taskParam()}`);
-  const fill = (sel, list, label) => {
-    const keep = sel.value;
+  const fill = (sel, list, label, want, shorten) => {
+    const keep = want != null ? want : sel.value;
     sel.replaceChildren(el("option", null, label));
     sel.firstChild.value = "";
-    list.forEach((name, i) => { const o = el("option", null, name.length > 20 ? short(name) : name); o.value = String(i); sel.appendChild(o); });
-    sel.value = [...sel.options].some((o) => o.value === keep) ? keep : "";
+    for (const name of list) {
+      const o = el("option", null, shorten(name));
+      o.value = name;
+      sel.appendChild(o);
+    }
+    sel.value = list.includes(keep) ? keep : "";
   };
-  fill($("#progress-node"), plot.data.nodes || [], "every node");
-  fill($("#progress-gpu"), plot.data.gpus || [], "every hardware class");
-  // filters a URL named, once their options exist
-  for (const [sel, want] of [["#progress-node", "wantNode"], ["#progress-gpu", "wantGpu"]]) {
-    if (plot[want] && [...$(sel).options].some((o) => o.value === plot[want])) $(sel).value = plot[want];
-    plot[want] = "";
-  }
+  const shortName = (n) => (n.length > 32 ? `${n.slice(0, 31)}…` : n);
+  fill($("#progress-node"), plot.data.nodes || [], "every node", plot.wantNode, short);
+  fill($("#progress-gpu"), plot.data.gpus || [], "every hardware class", plot.wantGpu, shortName);
+  plot.wantNode = plot.wantGpu = null;
   drawProgress();
 }
 
@@ -484,22 +522,32 @@ function drawProgress() {
   const marks = $("#progress-marks"), best = $("#progress-best"), axes = $("#progress-axes");
   marks.replaceChildren(); axes.replaceChildren(); best.setAttribute("d", "");
   if (!d || !d.rows || !d.rows.length) {
-    $("#progress-info").textContent = "no records yet: a research node's first experiment takes about a minute";
+    $("#progress-info").textContent = now.training
+      ? "no records yet: this node is training its first experiment"
+      : "no records yet: a research node's first experiment takes about a minute";
     return;
   }
-  const node = $("#progress-node").value, gpu = $("#progress-gpu").value;
-  const rows = d.rows.filter((r) => (node === "" || r[5] === Number(node)) && (gpu === "" || r[6] === Number(gpu)));
+  const node = d.nodes.indexOf($("#progress-node").value), gpu = d.gpus.indexOf($("#progress-gpu").value);
+  const horizon = Date.now() / 1000 + FUTURE;
+  const rows = d.rows.filter((r) => (node < 0 || r[5] === node) && (gpu < 0 || r[6] === gpu) && r[1] <= horizon);
   const W = box.clientWidth || 800, H = box.clientHeight || 360, L = 64, R = 16, T = 12, B = 36;
   let [t0, t1] = plot.range || span(rows.map((r) => r[1]));
+  if (!isFinite(t0) || !isFinite(t1)) [t0, t1] = [0, 1];
   if (t1 <= t0) { t0 -= 30; t1 += 30; }
+  plot.drawn = [t0, t1, L, R];
   const shown = rows.filter((r) => r[1] >= t0 && r[1] <= t1);
   const values = shown.filter((r) => r[3] !== 2 && typeof r[2] === "number").map((r) => r[2]);
-  let [v0, v1] = values.length ? span(values) : [0, 1];
+  const steps = (d.best || []).filter((b) => b[0] <= t1);
+  // the best line's visible steps count for the scale too
+  const lastBefore = steps.filter((b) => b[0] < t0).pop();
+  const visible = steps.filter((b) => b[0] >= t0);
+  if (lastBefore) visible.unshift(lastBefore);
+  let [v0, v1] = span(values.concat(visible.map((b) => b[1])));
+  if (!isFinite(v0)) [v0, v1] = [0, 1];
   if (v1 <= v0) { v0 -= 0.5; v1 += 0.5; }
   const pad = (v1 - v0) * 0.06; v0 -= pad; v1 += pad;
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const y = (v) => T + (1 - (v - v0) / (v1 - v0)) * (H - T - B);
-  // axes: five ticks each way
   for (let i = 0; i <= 4; i++) {
     const v = v0 + ((v1 - v0) * i) / 4, t = t0 + ((t1 - t0) * i) / 4;
     axes.appendChild(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
@@ -517,32 +565,32 @@ function drawProgress() {
     const title = svg("title");
     title.textContent = `${short(id)} ${STATUS[status]} ${typeof v === "number" ? v.toFixed(6) : "-"} · ${when(t)} · ${short(d.nodes[r[5]])} · ${d.gpus[r[6]]}${verified === 1 ? " · verified" : verified === -1 ? " · rejected" : ""}`;
     m.appendChild(title);
-    m.addEventListener("click", (ev) => { ev.stopPropagation(); select(id); });
     marks.appendChild(m);
   }
   // the running best (the whole task's, whatever the filters), as steps up to the right edge
-  const steps = (d.best || []).filter((b) => b[0] <= t1);
-  if (steps.length) {
+  if (visible.length) {
     let path = "";
-    steps.forEach(([t, v], i) => {
+    visible.forEach(([t, v], i) => {
       const px = Math.max(L, x(t));
       path += i === 0 ? `M${px},${y(v)}` : `H${px}V${y(v)}`;
     });
     path += `H${W - R}`;
     best.setAttribute("d", path);
-    best.dataset.last = String(steps[steps.length - 1][1]);
+    best.dataset.last = String(visible[visible.length - 1][1]);
   }
-  $("#progress-info").textContent = `${shown.length} of ${d.rows.length} records · best ${steps.length ? num(steps[steps.length - 1][1]) : "-"}`;
+  const ahead = d.rows.length - d.rows.filter((r) => r[1] <= horizon).length;
+  $("#progress-info").textContent = `${shown.length} of ${d.rows.length} records · best ${steps.length ? num(steps[steps.length - 1][1]) : "-"}` +
+    (ahead ? ` · ${ahead} dated in the future, not shown` : "");
 }
 
 function setUpProgress() {
   const box = $("#progress");
   let drag = null;
+  // the time under a point, on the axis drawn last
   const t = (clientX) => {
-    const d = plot.data; if (!d || !d.rows.length) return 0;
-    const b = box.getBoundingClientRect(), W = b.width, L = 64, R = 16;
-    const [t0, t1] = plot.range || span(d.rows.map((r) => r[1]));
-    return t0 + ((clientX - b.left - L) / (W - L - R)) * (t1 - t0);
+    if (!plot.drawn) return 0;
+    const [t0, t1, L, R] = plot.drawn, b = box.getBoundingClientRect();
+    return t0 + ((clientX - b.left - L) / (b.width - L - R)) * (t1 - t0);
   };
   box.addEventListener("mousedown", (ev) => { drag = { x: ev.clientX }; });
   window.addEventListener("mouseup", (ev) => {
@@ -552,11 +600,20 @@ function setUpProgress() {
     plot.range = [t(Math.min(a, b)), t(Math.max(a, b))];
     drawProgress();
   });
+  // one listener for every mark
+  $("#progress-marks").addEventListener("click", (ev) => {
+    const id = ev.target && ev.target.dataset && ev.target.dataset.id;
+    if (id) { ev.stopPropagation(); select(id); }
+  });
   box.addEventListener("dblclick", () => { plot.range = null; drawProgress(); });
   $("#progress-reset").addEventListener("click", () => { plot.range = null; drawProgress(); });
   $("#progress-node").addEventListener("change", () => { drawProgress(); pushRoute(); });
   $("#progress-gpu").addEventListener("change", () => { drawProgress(); pushRoute(); });
-  window.addEventListener("resize", () => { if (state.tab === "progress") drawProgress(); });
+  let resized = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resized);
+    resized = setTimeout(() => { if (state.tab === "progress") drawProgress(); }, 150);
+  });
 }
 
 // ---- frontier, nodes, activity ------------------------------------------------------------------
@@ -672,6 +729,7 @@ async function select(id) {
   const show = el("button", null, "show artifact");
   show.addEventListener("click", async () => {
     try {
+      if (!HEX64.test(r.code_cid)) throw new Error("not a content id");
       const a = await api(`/api/artifact/${r.code_cid}`);
       artifactBox.replaceChildren(el("pre", "code", a.content));
     } catch (err) {
@@ -722,11 +780,11 @@ function drawCurve(box, c) {
     ["run", "this run", c.run],
     ["parent", `parent ${short(c.parent_id)}`, c.parent_run],
     ["rerun", "this node's rerun", c.rerun],
-  ]);
+  ], true);
 }
 
 /** Loss over step for each [class, label, points] that has points, in one chart. */
-function drawCurves(box, all) {
+function drawCurves(box, all, isRecordPage) {
   const series = all.filter(([, , pts]) => Array.isArray(pts) && pts.length);
   if (!series.length) {
     box.replaceChildren(el("p", "hint", "no training curve here: this node did not train or re-run this record (curves are local logs, never synced)"));
@@ -740,7 +798,7 @@ function drawCurves(box, all) {
   const x = (s) => L + ((s - s0) / Math.max(1, s1 - s0)) * (W - L - R);
   const y = (l) => T + (1 - (l - l0) / (l1 - l0)) * (H - T - B);
   const chart = svg("svg", { class: "curve-chart", viewBox: `0 0 ${W} ${H}`, width: "100%" });
-  if (!box.closest("#compare")) chart.id = "curve";
+  if (isRecordPage) chart.id = "curve";
   for (let i = 0; i <= 3; i++) {
     const l = l0 + ((l1 - l0) * i) / 3;
     chart.appendChild(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(l), y2: y(l) }));
@@ -826,8 +884,11 @@ function showTab(name) {
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
   for (const s of document.querySelectorAll(".tab")) s.hidden = s.id !== `tab-${name}`;
   if (name === "nodes") loadNodes().catch(console.error);
-  if (name === "progress") loadProgress().catch(console.error);
-  if (name === "compare") loadCompare().catch(console.error);
+  if (name === "progress") loadProgress(true).catch(console.error);
+  if (name === "compare") {
+    $("#compare").replaceChildren(el("p", "hint", "loading…"));
+    loadCompare().catch(console.error);
+  }
   pushRoute();
 }
 

@@ -21,14 +21,11 @@ mod support;
 const PAYLOAD: &str =
     "<img src=x onerror=\"window.__xss=(window.__xss||0)+1\">\"><script>window.__xss=1</script>";
 
-fn write_jsonl(path: &Path, messages: Vec<Message>) {
-    let lines: Vec<String> = messages.iter().map(Message::encode_body).collect();
-    std::fs::write(path, lines.join("\n") + "\n").unwrap();
-}
-
-#[test]
-fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_injected_script() {
-    let Some(driver) = on_path("chromedriver") else {
+/// Chromedriver, or `None` when there is none and the test may skip (it says so); with
+/// `SPORED_BROWSER_TEST=required` (CI) a missing one fails the test.
+fn chromedriver() -> Option<std::path::PathBuf> {
+    let found = on_path("chromedriver");
+    if found.is_none() {
         let required = std::env::var("SPORED_BROWSER_TEST").as_deref() == Ok("required");
         assert!(
             !required,
@@ -36,6 +33,28 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
              (apt-get install chromium chromium-driver)"
         );
         eprintln!("skipped: no chromedriver on PATH (apt-get install chromium chromium-driver)");
+    }
+    found
+}
+
+/// `spored import FILE` into the node running on `dir`, which must accept it.
+fn import(dir: &Path, file: &Path) {
+    let out = spored(dir).arg("import").arg(file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn write_jsonl(path: &Path, messages: Vec<Message>) {
+    let lines: Vec<String> = messages.iter().map(Message::encode_body).collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_injected_script() {
+    let Some(driver) = chromedriver() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -97,15 +116,7 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
     // a real node on loopback
     let node = support::start(dir.path(), &[]);
     let web = node.web.clone();
-    let import = spored(dir.path())
-        .args(["import", seed.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        import.status.success(),
-        "{}",
-        String::from_utf8_lossy(&import.stderr)
-    );
+    import(dir.path(), &seed);
 
     let browser = Browser::start(&driver);
     browser.goto(&web);
@@ -201,11 +212,7 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
     );
     let more = dir.path().join("live.jsonl");
     write_jsonl(&more, vec![Message::Experiment(live.clone())]);
-    let import = spored(dir.path())
-        .args(["import", more.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(import.status.success());
+    import(dir.path(), &more);
     browser.wait_for(
         "the live record in the DAG",
         &format!(
@@ -278,15 +285,7 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
     }
     let verdict = dir.path().join("verdict.jsonl");
     write_jsonl(&verdict, events.into_iter().map(Message::Control).collect());
-    let import = spored(dir.path())
-        .args(["import", verdict.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        import.status.success(),
-        "{}",
-        String::from_utf8_lossy(&import.stderr)
-    );
+    import(dir.path(), &verdict);
     browser.wait_for(
         "the rejected record off the frontier, its parent back on it",
         &format!("return !!{} && !{}", ring(&hostile.id), ring(&live.id)),
@@ -302,13 +301,7 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
 #[test]
 fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_and_opens_records()
 {
-    let Some(driver) = on_path("chromedriver") else {
-        let required = std::env::var("SPORED_BROWSER_TEST").as_deref() == Ok("required");
-        assert!(
-            !required,
-            "SPORED_BROWSER_TEST=required but no chromedriver on PATH"
-        );
-        eprintln!("skipped: no chromedriver on PATH (apt-get install chromium chromium-driver)");
+    let Some(driver) = chromedriver() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -374,15 +367,7 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
     messages.push(Message::Experiment(future));
     write_jsonl(&seed, messages);
     let node = support::start(dir.path(), &[]);
-    let import = spored(dir.path())
-        .args(["import", seed.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        import.status.success(),
-        "{}",
-        String::from_utf8_lossy(&import.stderr)
-    );
+    import(dir.path(), &seed);
     let (_, stat) = support::http_get(&node.web, &format!("/api/stat?task_id={t}"));
     let stat: J = serde_json::from_str(&stat).unwrap();
     let frontier_best = stat["best_val_bpb"].as_f64().unwrap();
@@ -460,13 +445,7 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
 
 #[test]
 fn a_record_page_shows_the_loss_curve_of_a_real_training_run() {
-    let Some(driver) = on_path("chromedriver") else {
-        let required = std::env::var("SPORED_BROWSER_TEST").as_deref() == Ok("required");
-        assert!(
-            !required,
-            "SPORED_BROWSER_TEST=required but no chromedriver on PATH"
-        );
-        eprintln!("skipped: no chromedriver on PATH (apt-get install chromium chromium-driver)");
+    let Some(driver) = chromedriver() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -435,12 +435,7 @@ impl Handler<RunExperiment> for ExperimentRunner {
                 .run(&msg.0, |p| {
                     metrics.set_training(Some(crate::metrics::Training {
                         label: label.clone(),
-                        step: p.step,
-                        planned: p.planned,
-                        loss: p.loss,
-                        tokens_per_s: p.tokens_per_s,
-                        elapsed: p.elapsed,
-                        budget: p.budget,
+                        progress: p.clone(),
                     }));
                     if show {
                         view.show(&label, p)

@@ -29,19 +29,13 @@ struct Inner {
     training: Mutex<Option<Training>>,
 }
 
-/// What the node is training now (for the explorer's header).
+/// What the node is training now (for the explorer's header): the run's label and its last
+/// progress line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Training {
     /// What the run is: a proposal's config, `baseline`, a rerun.
     pub label: String,
-    pub step: u64,
-    /// Steps planned (0: unknown).
-    pub planned: u64,
-    pub loss: f64,
-    pub tokens_per_s: f64,
-    /// Seconds trained, and the budget.
-    pub elapsed: f64,
-    pub budget: f64,
+    pub progress: spore_train::report::ProgressLine,
 }
 
 /// A refusal's reason as a label.

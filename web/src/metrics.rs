@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use spore_actors::legacy::LegacyPeerCount;
+use spore_actors::metrics::Training;
 
 use crate::State as Explorer;
 
@@ -172,8 +173,8 @@ pub async fn training(state: web::Data<Explorer>) -> HttpResponse {
     let now = state.node.as_ref().and_then(|n| n.metrics.training());
     let value = match now {
         None => Value::Null,
-        Some(t) => object([
-            ("label", Value::Str(t.label)),
+        Some(Training { label, progress: t }) => object([
+            ("label", Value::Str(label)),
             (
                 "step",
                 Value::Int(i64::try_from(t.step).unwrap_or(i64::MAX)),

@@ -108,27 +108,24 @@ impl Writer<'_> {
 impl Reader {
     /// The training curves (JSON) of this node's run and rerun of record `id`, when it ran them.
     pub fn curves(&self, id: &str) -> Result<(Option<String>, Option<String>), StoreError> {
-        let get = |which: &str| -> Result<Option<String>, StoreError> {
-            let key = format!("{id}:{which}");
-            Ok(self
-                .t
-                .run_outputs
-                .get(key.as_str())?
-                .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
-        };
-        Ok((get("run-curve")?, get("rerun-curve")?))
+        Ok((
+            self.local_text(id, "run-curve")?,
+            self.local_text(id, "rerun-curve")?,
+        ))
     }
 
     /// What this node's run and rerun of record `id` printed, when it ran them.
     pub fn run_outputs(&self, id: &str) -> Result<(Option<String>, Option<String>), StoreError> {
-        let get = |which: &str| -> Result<Option<String>, StoreError> {
-            let key = format!("{id}:{which}");
-            Ok(self
-                .t
-                .run_outputs
-                .get(key.as_str())?
-                .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
-        };
-        Ok((get("run")?, get("rerun")?))
+        Ok((self.local_text(id, "run")?, self.local_text(id, "rerun")?))
+    }
+
+    /// One of this node's local texts about record `id` (`run`, `rerun`, `run-curve`, …).
+    fn local_text(&self, id: &str, which: &str) -> Result<Option<String>, StoreError> {
+        let key = format!("{id}:{which}");
+        Ok(self
+            .t
+            .run_outputs
+            .get(key.as_str())?
+            .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
     }
 }

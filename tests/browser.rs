@@ -425,6 +425,35 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
         ),
     );
     browser.screenshot("8-progress-filtered");
+    // search goes to a record: the DAG, zoomed in far from it, pans so it is in view
+    browser.click("#tabs button[data-tab=dag]");
+    browser.wait_for(
+        "the DAG of the task",
+        "return document.querySelectorAll('#dag g.node').length > 100",
+    );
+    let far = &records[199].id;
+    browser.js("state.view = { x: 0, y: 0, k: 3 }; applyView(); return null");
+    let in_view = format!(
+        "const n = document.querySelector('#dag g.node[data-id=\"{far}\"] circle.dot').getBoundingClientRect(); \
+         const b = document.querySelector('#dag').getBoundingClientRect(); \
+         return n.left >= b.left && n.right <= b.right && n.top >= b.top && n.bottom <= b.bottom"
+    );
+    assert_eq!(
+        browser.js(&in_view),
+        J::Bool(false),
+        "the record starts out of view"
+    );
+    browser.js(&format!(
+        "const s = document.querySelector('#search'); s.value = '{}'; \
+         s.dispatchEvent(new Event('input')); return null",
+        &far[..12]
+    ));
+    browser.wait_for(
+        "the search result",
+        "return document.querySelectorAll('#search-results div').length > 0",
+    );
+    browser.click("#search-results div");
+    browser.wait_for("the record panned into view", &in_view);
     // `?` lists the keyboard shortcuts; a digit picks a tab; the URL follows
     browser.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: '?'})); return null");
     browser.wait_for(

@@ -422,6 +422,19 @@ function markPath() {
   dag.classList.add("dimmed");
 }
 
+/** Brings record `id` into view in the DAG (centred), when the DAG holds it and it is outside
+ *  the visible part: a search result or a link elsewhere on the page "goes to" the record. */
+function panTo(id) {
+  const g = state.graph, box = $("#dag").getBoundingClientRect();
+  const p = g && g.pos.get(id);
+  if (!p || !box.width) return;
+  const v = state.view, sx = v.x + p.x * DX * v.k, sy = v.y + p.y * DY * v.k;
+  if (sx >= 20 && sx <= box.width - 20 && sy >= 20 && sy <= box.height - 20) return;
+  v.x = box.width / 2 - p.x * DX * v.k;
+  v.y = box.height / 2 - p.y * DY * v.k;
+  applyView();
+}
+
 function applyView() {
   const v = state.view;
   $("#dag-view").setAttribute("transform", `translate(${v.x},${v.y}) scale(${v.k})`);
@@ -697,6 +710,7 @@ async function select(id) {
   state.node = null;
   pushRoute();
   markPath();
+  panTo(id);
   const detail = $("#detail");
   let r, lineage, kids;
   try {

@@ -47,10 +47,13 @@ pub fn rotate_when_large(max_bytes: u64) {
 
 /// Whether this process's stderr is the file at `path`.
 fn stderr_is(path: &Path) -> bool {
-    use std::os::unix::io::FromRawFd as _;
-    // SAFETY: fd 2 is borrowed for one fstat and never closed (ManuallyDrop).
-    let stderr = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(2) });
-    match (stderr.metadata(), std::fs::metadata(path)) {
+    use std::os::fd::AsFd as _;
+    let ours = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata());
+    match (ours, std::fs::metadata(path)) {
         (Ok(ours), Ok(file)) => ours.ino() == file.ino() && ours.dev() == file.dev(),
         _ => false,
     }

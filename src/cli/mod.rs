@@ -149,15 +149,22 @@ impl Context {
     /// from the running node over its control socket, with the same code either way.
     pub fn query(&self, name: &str, args: Vec<(&str, Value)>) -> Result<Value> {
         let request = crate::query::request(name, &self.config.task_id, args);
-        match Store::open(&self.data_dir.store()) {
-            Ok(store) => {
+        match self.store_unless_running()? {
+            Some(store) => {
                 #[allow(clippy::disallowed_methods)] // no node runs: this process owns the store
                 let read = store.read()?;
                 crate::query::answer(&read, &request).map_err(anyhow::Error::msg)
             }
-            Err(StoreError::InUse { .. }) => {
-                crate::control::query_running(&self.data_dir.socket(), request)
-            }
+            None => crate::control::query_running(&self.data_dir.socket(), request),
+        }
+    }
+
+    /// The store, or `None` when a running node holds it (then commands go through the node,
+    /// whether or not its socket is there yet).
+    fn store_unless_running(&self) -> Result<Option<Store>> {
+        match Store::open(&self.data_dir.store()) {
+            Ok(store) => Ok(Some(store)),
+            Err(StoreError::InUse { .. }) => Ok(None),
             Err(e) => Err(e)
                 .with_context(|| format!("opening the store in {}", self.data_dir.root.display())),
         }
@@ -166,8 +173,8 @@ impl Context {
     /// Stores signed objects this command made (frame bodies): into the store when no node
     /// runs, else through the running node, which also publishes them to its peers.
     pub fn publish(&self, bodies: Vec<String>) -> Result<Published> {
-        match Store::open(&self.data_dir.store()) {
-            Ok(store) => {
+        match self.store_unless_running()? {
+            Some(store) => {
                 let out = spore_actors::ingest::ingest(&store, &bodies, None, false)?;
                 let s = out.summary;
                 Ok(Published {
@@ -175,7 +182,7 @@ impl Context {
                     problems: s.problems.iter().map(|p| p.to_string()).collect(),
                 })
             }
-            Err(StoreError::InUse { .. }) => {
+            None => {
                 let lines: Vec<&[u8]> = bodies.iter().map(|b| b.as_bytes()).collect();
                 let reply =
                     crate::control::request_running(&self.data_dir.socket(), "publish", &lines)?;
@@ -192,26 +199,14 @@ impl Context {
                     problems,
                 })
             }
-            Err(e) => Err(e)
-                .with_context(|| format!("opening the store in {}", self.data_dir.root.display())),
         }
     }
-}
 
-impl Context {
     /// Tells a running node to take its config and LLM settings again (what SIGHUP does).
     /// `None` when no node runs; else `Some(the task it now pins)`.
     pub fn reload_running(&self) -> Result<Option<Option<String>>> {
-        // a node runs when the store is held (as for queries), whether or not its socket is
-        // there yet
-        match Store::open(&self.data_dir.store()) {
-            Ok(_) => return Ok(None),
-            Err(StoreError::InUse { .. }) => {}
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!("opening the store in {}", self.data_dir.root.display())
-                })
-            }
+        if self.store_unless_running()?.is_some() {
+            return Ok(None);
         }
         let reply = crate::control::request_running(&self.data_dir.socket(), "reload", &[])?;
         if let Some(error) = reply.get("error").and_then(Value::as_str) {

@@ -181,11 +181,8 @@ async fn reload(
     let (legacy_peers, peers) = split_peers(&config)?;
     // everything is read and checked before anything is applied: a bad file changes nothing
     let settings = research::Live::read(&config, &ctx.data_dir)?;
-    if !config.log_level.is_empty() {
-        tracing_subscriber::EnvFilter::try_new(&config.log_level)
-            .map_err(|e| anyhow::anyhow!("invalid log_level {:?}: {e}", config.log_level))?;
-    }
-    // the log level first: what the new peers' connections log is logged at the new level
+    // the log level first (a bad one is refused before it or anything else changes): what the
+    // new peers' connections log is logged at the new level
     if !config.log_level.is_empty() {
         if let Some(set) = crate::LOG_FILTER.get() {
             set(&config.log_level).map_err(|e| anyhow::anyhow!(e))?;
@@ -257,22 +254,16 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
         config.save(&ctx.config_path)?;
     }
     // a command (`spored status`) may hold the store for a moment: wait that out, not a node
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let store = loop {
-        match Store::open(&ctx.data_dir.store()) {
-            Ok(store) => break Arc::new(store),
-            Err(StoreError::InUse { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
-            Err(StoreError::InUse { .. }) => {
-                return Err(super::Busy(format!(
-                    "another spored is already running on {} (stop it first)",
-                    ctx.data_dir.root.display()
-                ))
-                .into())
-            }
-            Err(e) => return Err(e.into()),
+    let store = match open_when_free(&ctx.data_dir.store(), Duration::from_secs(5)) {
+        Ok(store) => Arc::new(store),
+        Err(StoreError::InUse { .. }) => {
+            return Err(super::Busy(format!(
+                "another spored is already running on {} (stop it first)",
+                ctx.data_dir.root.display()
+            ))
+            .into())
         }
+        Err(e) => return Err(e.into()),
     };
     let options = NodeOptions {
         seed: identity.seed(),
@@ -433,7 +424,9 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
     // binary again) opens the data dir: a thread the runtime left behind may still hold the
     // store for a moment after the node stopped.
     if !matches!(restart, Restart::No) {
-        wait_released(&ctx_paths.store())?;
+        open_when_free(&ctx_paths.store(), Duration::from_secs(30))
+            .map(drop)
+            .context("the stopped node still holds its store after 30 s")?;
     }
     match restart {
         Restart::No => Ok(()),
@@ -442,19 +435,16 @@ pub fn run(ctx: Context, args: RunArgs) -> Result<()> {
     }
 }
 
-/// Returns once no one holds the store at `path` (opening it succeeds), within 30 s.
-fn wait_released(path: &std::path::Path) -> Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+/// Opens the store at `path`, waiting up to `wait` while another holder lets go of it
+/// (`InUse` after that).
+fn open_when_free(path: &std::path::Path, wait: Duration) -> Result<Store, StoreError> {
+    let deadline = std::time::Instant::now() + wait;
     loop {
         match Store::open(path) {
-            Ok(store) => {
-                drop(store);
-                return Ok(());
-            }
             Err(StoreError::InUse { .. }) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(50))
             }
-            Err(e) => return Err(e).context("the stopped node still holds its store after 30 s"),
+            opened => return opened,
         }
     }
 }

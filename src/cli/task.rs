@@ -146,15 +146,28 @@ fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
     created(ctx, &manifest)
 }
 
-/// What a running node that took a new pin does.
-fn switch_note(pinned: Option<&str>) -> String {
-    match pinned {
+/// Pins `task_id` ("": none) in the config file and has a running node take it. `Some(note)`
+/// saying what the running node does, `None` when no node runs.
+fn pin(ctx: &Context, task_id: &str) -> Result<Option<String>> {
+    config::set_key(&ctx.config_path, "task_id", task_id)?;
+    let Some(pinned) = ctx.reload_running()? else {
+        return Ok(None);
+    };
+    // `spored run --task T` pins T whatever the file says: say so rather than pretend
+    if pinned.as_deref().unwrap_or("") != task_id {
+        eprintln!(
+            "warning: saved, but the running node pins {} (its --task flag wins over the config \
+             file until it restarts without it)",
+            pinned.as_deref().unwrap_or("no task")
+        );
+    }
+    Ok(Some(match pinned {
         Some(task) => format!(
             " (the running node switches to {} at its next experiment)",
-            short(task, 16)
+            short(&task, 16)
         ),
         None => " (the running node picks the most active task at its next experiment)".into(),
-    }
+    }))
 }
 
 fn artifact_body(cid: &str, code: Vec<u8>) -> String {
@@ -168,11 +181,10 @@ fn artifact_body(cid: &str, code: Vec<u8>) -> String {
 /// Makes the new task the active one when this node can research it, and says so.
 fn created(ctx: &Context, manifest: &TaskManifest) -> Result<()> {
     let runnable = spore_actors::research::can_research(&manifest.artifact_type);
-    let mut pinned = None;
-    if runnable {
-        config::set_key(&ctx.config_path, "task_id", manifest.task_id.as_str())?;
-        pinned = Some(ctx.reload_running()?.map(|t| switch_note(t.as_deref())));
-    }
+    let note = match runnable {
+        true => pin(ctx, &manifest.task_id)?.unwrap_or_default(),
+        false => String::new(),
+    };
     if ctx.json {
         let mut value = manifest.to_value();
         if let Value::Object(members) = &mut value {
@@ -183,10 +195,7 @@ fn created(ctx: &Context, manifest: &TaskManifest) -> Result<()> {
     }
     spore_actors::say!("Created task {}", manifest.task_id);
     if runnable {
-        spore_actors::say!(
-            "Pinned: this node researches it{}",
-            pinned.flatten().unwrap_or_default()
-        );
+        spore_actors::say!("Pinned: this node researches it{note}");
     } else {
         spore_actors::say!(
             "Not pinned: spored cannot train artifact type {:?} (it trains {:?}; reference nodes \
@@ -388,31 +397,18 @@ fn use_task(ctx: &Context, given: Option<&str>) -> Result<()> {
             field::s(&task, "task_id").to_string()
         }
     };
-    config::set_key(&ctx.config_path, "task_id", task_id.as_str())?;
-    let running = ctx.reload_running()?;
-    // `spored run --task T` pins T whatever the file says: say so rather than pretend
-    if let Some(pinned) = &running {
-        if pinned.as_deref().unwrap_or("") != task_id {
-            eprintln!(
-                "warning: saved, but the running node pins {} (its --task flag wins over the config \
-                 file until it restarts without it)",
-                pinned.as_deref().unwrap_or("no task")
-            );
-        }
-    }
-    let note = running
-        .map(|t| switch_note(t.as_deref()))
-        .unwrap_or_default();
+    let running = pin(ctx, &task_id)?;
     if ctx.json {
         print_json(&object([
             (
                 "task_id",
                 crate::query::opt((!task_id.is_empty()).then_some(task_id.as_str())),
             ),
-            ("running_node", Value::Bool(!note.is_empty())),
+            ("running_node", Value::Bool(running.is_some())),
         ]));
         return Ok(());
     }
+    let note = running.unwrap_or_default();
     match task_id.as_str() {
         "" => spore_actors::say!("No task pinned{note}"),
         id => spore_actors::say!("Active task: {id}{note}"),

@@ -411,6 +411,31 @@ pub async fn graph(state: web::Data<Explorer>, q: web::Query<GraphQuery>) -> Rep
     reply(value)
 }
 
+/// `/api/training`: what this node trains now, `{training: null}` or `{training: {label, step,
+/// planned, loss, tokens_per_s, elapsed, budget}}` (the explorer's header shows it).
+pub async fn training(state: web::Data<Explorer>) -> Reply {
+    let now = state.node.as_ref().and_then(|n| n.metrics.training());
+    let value = match now {
+        None => Value::Null,
+        Some(spore_actors::metrics::Training { label, progress: t }) => object([
+            ("label", Value::Str(label)),
+            (
+                "step",
+                Value::Int(i64::try_from(t.step).unwrap_or(i64::MAX)),
+            ),
+            (
+                "planned",
+                Value::Int(i64::try_from(t.planned).unwrap_or(i64::MAX)),
+            ),
+            ("loss", Value::Float(t.loss)),
+            ("tokens_per_s", Value::Float(t.tokens_per_s)),
+            ("elapsed", Value::Float(t.elapsed)),
+            ("budget", Value::Float(t.budget)),
+        ]),
+    };
+    reply(object([("training", value)]))
+}
+
 /// Strings numbered in the order they were first seen (a row names a node by its number).
 #[derive(Default)]
 struct Interned {
@@ -490,7 +515,7 @@ pub async fn progress(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> R
             rows.push(Value::Array(vec![
                 Value::Str(id.clone()),
                 Value::Int(r.timestamp),
-                views::finite(Value::Float(e.metric)),
+                Value::Float(e.metric),
                 Value::Int(status),
                 Value::Int(verified),
                 Value::Int(node),

@@ -73,7 +73,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/stat", web::get().to(api::stat))
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/healthz", web::get().to(metrics::healthz))
-        .route("/api/training", web::get().to(metrics::training))
+        .route("/api/training", web::get().to(api::training))
         .route("/api/tasks", web::get().to(api::tasks))
         .route("/api/tasks/hot", web::get().to(api::tasks_hot))
         .route("/api/nodes", web::get().to(api::nodes))

@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use spore_actors::legacy::LegacyPeerCount;
-use spore_actors::metrics::Training;
 
 use crate::State as Explorer;
 
@@ -164,42 +163,6 @@ pub async fn metrics(state: web::Data<Explorer>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out)
-}
-
-/// `/api/training`: what this node trains now, `{training: null}` or `{training: {label, step,
-/// planned, loss, tokens_per_s, elapsed, budget}}` (the explorer's header shows it).
-pub async fn training(state: web::Data<Explorer>) -> HttpResponse {
-    use spore_spec::json::{object, Value};
-    let now = state.node.as_ref().and_then(|n| n.metrics.training());
-    let value = match now {
-        None => Value::Null,
-        Some(Training { label, progress: t }) => object([
-            ("label", Value::Str(label)),
-            (
-                "step",
-                Value::Int(i64::try_from(t.step).unwrap_or(i64::MAX)),
-            ),
-            (
-                "planned",
-                Value::Int(i64::try_from(t.planned).unwrap_or(i64::MAX)),
-            ),
-            ("loss", finite(t.loss)),
-            ("tokens_per_s", finite(t.tokens_per_s)),
-            ("elapsed", finite(t.elapsed)),
-            ("budget", finite(t.budget)),
-        ]),
-    };
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(spore_spec::json::to_wire(&object([("training", value)])))
-}
-
-fn finite(x: f64) -> spore_spec::json::Value {
-    if x.is_finite() {
-        spore_spec::json::Value::Float(x)
-    } else {
-        spore_spec::json::Value::Null
-    }
 }
 
 /// 200 `ok` when the store answers (and the node is not stopping), else 503 with the reason.

@@ -47,6 +47,34 @@ fn import(dir: &Path, file: &Path) {
     );
 }
 
+/// Page-side helpers for the DAG's canvas: `shown()` lists the ids laid out (sorted);
+/// `px(id, dx)` is the colour drawn `dx` px right of record `id`'s centre, `[r, g, b, a]`, or
+/// null when it is not drawn; `near(px, status)` says whether a colour is the one the DAG
+/// draws records of `status` (0 keep, 1 discard, 2 crash) or, for 3, the frontier, opaque
+/// (a dimmed record is drawn at a quarter of full opacity).
+const DAG_JS: &str = "
+    const shown = () => dag.layout ? dag.layout.layers.flatMap(l => [...l].map(i => dag.rows[i][0])).sort() : [];
+    const px = (id, dx) => {
+        const p = dagPoint(id); if (!p) return null;
+        const c = document.querySelector('#dag'), b = c.getBoundingClientRect(), d = devicePixelRatio;
+        return [...c.getContext('2d').getImageData(Math.round((p.x + dx - b.left - c.clientLeft) * d), Math.round((p.y - b.top - c.clientTop) * d), 1, 1).data];
+    };
+    const near = (color, status) => {
+        if (!color || !dag.colors) return false;
+        const w = status === 3 ? dag.colors.frontierWord : dag.colors.word[status];
+        const want = [w & 255, (w >>> 8) & 255, (w >>> 16) & 255];
+        return color[3] >= 200 && Math.abs(color[0] - want[0]) + Math.abs(color[1] - want[1]) + Math.abs(color[2] - want[2]) < 60;
+    };
+    const ringAt = (id) => { const r = Math.min(6, Math.max(3, 6 * state.view.k)); return [r + 3, r + 4, r + 5].some(dx => near(px(id, dx), 3)); };
+";
+
+/// Clicks the DAG's canvas where record `id` is drawn.
+fn click_record(browser: &Browser, id: &str) {
+    let p = browser.js(&format!("return dagPoint('{id}')"));
+    assert!(p.is_object(), "record {id} is not drawn");
+    browser.click_at(p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap());
+}
+
 fn write_jsonl(path: &Path, messages: Vec<Message>) {
     let lines: Vec<String> = messages.iter().map(Message::encode_body).collect();
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
@@ -121,16 +149,32 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
     let browser = Browser::start(&driver);
     browser.goto(&web);
 
-    // the DAG: four records, the frontier ring on the better keep
+    // the DAG: the two keeps drawn, the discard and crash leaves collapsed into counts, the
+    // frontier ring on the better keep
+    let mut keeps = vec![root.id.clone(), hostile.id.clone()];
+    keeps.sort();
     browser.wait_for(
         "the DAG",
-        "return document.querySelectorAll('#dag g.node').length === 4",
+        &format!(
+            "{DAG_JS} return JSON.stringify(shown()) === '{}' && near(px('{}', 0), 0) && near(px('{}', 0), 0)",
+            J::from(keeps.clone()),
+            root.id,
+            hostile.id
+        ),
     );
-    let frontier_ring = format!(
-        "return !!document.querySelector('#dag g.node[data-id=\"{}\"] circle.ring')",
-        hostile.id
+    assert_eq!(
+        browser.js(&format!(
+            "{DAG_JS} return [ringAt('{}'), ringAt('{}')]",
+            hostile.id, root.id
+        )),
+        json!([true, false]),
+        "the frontier ring is drawn around the frontier record alone"
     );
-    assert_eq!(browser.js(&frontier_ring), J::Bool(true));
+    assert!(browser
+        .js("return document.querySelector('#dag-info').textContent")
+        .as_str()
+        .unwrap()
+        .contains("2 discard/crash leaves collapsed"));
     browser.screenshot("1-dag");
 
     // the frontier table lists it
@@ -144,9 +188,28 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
     );
     browser.screenshot("2-frontier");
 
-    // click a record in the DAG: its detail, its path to the root highlighted
+    // a click on a count opens the leaves collapsed into it; a click on a record opens it, and
+    // its path to the root is highlighted (the rest dimmed)
     browser.click("#tabs button[data-tab=dag]");
-    browser.click(&format!("#dag g.node[data-id=\"{}\"] circle.dot", crash.id));
+    let r = browser
+        .js("return Math.min(6, Math.max(3, 6 * state.view.k))")
+        .as_f64()
+        .unwrap();
+    for (parent, leaf) in [(&hostile, &crash), (&root, &worse)] {
+        let p = browser.js(&format!("return dagPoint('{}')", parent.id));
+        browser.click_at(
+            p["x"].as_f64().unwrap() - r - 14.0,
+            p["y"].as_f64().unwrap(),
+        );
+        browser.wait_for(
+            "the collapsed leaf drawn",
+            &format!(
+                "{DAG_JS} return near(px('{}', 0), {})",
+                leaf.id, leaf.status as u8
+            ),
+        );
+    }
+    click_record(&browser, &crash.id);
     browser.wait_for(
         "the detail panel",
         &format!(
@@ -154,19 +217,17 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
             crash.id
         ),
     );
-    let path: J = browser.js(
-        "return [...document.querySelectorAll('#dag g.node.path')].map(n => n.dataset.id).sort()",
+    browser.wait_for(
+        "the ancestor path highlighted, the rest dimmed",
+        &format!(
+            "{DAG_JS} return near(px('{}', 0), 0) && near(px('{}', 0), 0) && near(px('{}', 0), 2) && px('{}', 0)[3] > 0 && px('{}', 0)[3] < 128",
+            root.id, hostile.id, crash.id, worse.id, worse.id
+        ),
     );
-    let mut expected = vec![root.id.clone(), hostile.id.clone(), crash.id.clone()];
-    expected.sort();
-    assert_eq!(path, json!(expected), "the ancestor path is highlighted");
     browser.screenshot("3-detail");
 
     // the payload's record and its publisher: shown as text, never run
-    browser.click(&format!(
-        "#dag g.node[data-id=\"{}\"] circle.dot",
-        hostile.id
-    ));
+    click_record(&browser, &hostile.id);
     browser.wait_for(
         "the hostile record's detail",
         &format!(
@@ -215,10 +276,7 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
     import(dir.path(), &more);
     browser.wait_for(
         "the live record in the DAG",
-        &format!(
-            "return !!document.querySelector('#dag g.node[data-id=\"{}\"]')",
-            live.id
-        ),
+        &format!("return !!dagPoint('{}')", live.id),
     );
     browser.click("#tabs button[data-tab=activity]");
     browser.wait_for(
@@ -244,11 +302,10 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
     // find 1.95 instead of its claimed 1.8, and their challenge is decided against it; the page
     // takes it off the frontier (its parent returns) without a reload
     browser.click("#tabs button[data-tab=dag]");
-    let ring =
-        |id: &str| format!("document.querySelector('#dag g.node[data-id=\"{id}\"] circle.ring')");
-    assert_eq!(
-        browser.js(&format!("return !!{}", ring(&live.id))),
-        J::Bool(true)
+    let ring = |id: &str| format!("ringAt('{id}')");
+    browser.wait_for(
+        "the live record on the frontier",
+        &format!("{DAG_JS} return {}", ring(&live.id)),
     );
     let s = |x: &str| Value::Str(x.to_string());
     let about = |extra: Vec<(&'static str, Value)>| {
@@ -288,7 +345,11 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
     import(dir.path(), &verdict);
     browser.wait_for(
         "the rejected record off the frontier, its parent back on it",
-        &format!("return !!{} && !{}", ring(&hostile.id), ring(&live.id)),
+        &format!(
+            "{DAG_JS} return {} && !{}",
+            ring(&hostile.id),
+            ring(&live.id)
+        ),
     );
     assert_eq!(
         browser.js("return window.__marker"),
@@ -383,17 +444,21 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
          s.dispatchEvent(new Event('change')); return null"
     ));
     browser.click("#tabs button[data-tab=progress]");
-    browser.wait_for(
-        "one mark per record",
-        "return document.querySelectorAll('#progress circle.mark').length === 200",
+    // one mark per record, each drawn in its status's colour where the plot says it is
+    let mark_colours = format!(
+        "{DAG_JS} const c = document.querySelector('#progress-canvas'), b = c.getBoundingClientRect(), d = devicePixelRatio; \
+         return plot.marks.ids.length === 200 && plot.marks.ids.every(id => {{ \
+           const p = plotPoint(id), r = plot.data.rows.find(r => r[0] === id); \
+           return near([...c.getContext('2d').getImageData(Math.round((p.x - b.left - c.clientLeft) * d), Math.round((p.y - b.top - c.clientTop) * d), 1, 1).data], r[3]); }})"
     );
+    browser.wait_for("one mark per record", &mark_colours);
     let last = browser.js("return Number(document.querySelector('#progress-best').dataset.last)");
     assert!(
         (last.as_f64().unwrap() - frontier_best).abs() < 1e-9,
         "the best line ends at {last}, the frontier's best is {frontier_best}"
     );
     assert_eq!(
-        browser.js("return document.querySelectorAll('#progress circle.mark.crash').length"),
+        browser.js("return plot.marks.ids.filter(id => plot.data.rows.find(r => r[0] === id)[3] === 2).length"),
         json!(records.iter().filter(|r| r.status == Status::Crash).count())
     );
     assert!(
@@ -412,11 +477,12 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
          s.dispatchEvent(new Event('change')); return null");
     browser.wait_for(
         "the RTX_4090 records alone",
-        &format!("return document.querySelectorAll('#progress circle.mark').length === {rtx}"),
+        &format!("return plot.marks.ids.length === {rtx}"),
     );
     // a click on a mark opens its record
     let target = records.iter().find(|r| r.gpu_model == "RTX_4090").unwrap();
-    browser.click(&format!("#progress circle.mark[data-id=\"{}\"]", target.id));
+    let p = browser.js(&format!("return plotPoint('{}')", target.id));
+    browser.click_at(p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap());
     browser.wait_for(
         "the record's detail",
         &format!(
@@ -429,14 +495,14 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
     browser.click("#tabs button[data-tab=dag]");
     browser.wait_for(
         "the DAG of the task",
-        "return document.querySelectorAll('#dag g.node').length > 100",
+        "return !!dag.rows && dag.rows.length === 201",
     );
     let far = &records[199].id;
     browser.js("state.view = { x: 0, y: 0, k: 3 }; applyView(); return null");
     let in_view = format!(
-        "const n = document.querySelector('#dag g.node[data-id=\"{far}\"] circle.dot').getBoundingClientRect(); \
-         const b = document.querySelector('#dag').getBoundingClientRect(); \
-         return n.left >= b.left && n.right <= b.right && n.top >= b.top && n.bottom <= b.bottom"
+        "{DAG_JS} const p = dagPoint('{far}'), b = document.querySelector('#dag').getBoundingClientRect(); \
+         return !!p && p.x >= b.left && p.x <= b.right && p.y >= b.top && p.y <= b.bottom && near(px('{far}', 0), {})",
+        records[199].status as u8
     );
     assert_eq!(
         browser.js(&in_view),

@@ -128,6 +128,22 @@ impl Browser {
         self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
+    /// A real mouse click at page point (`x`, `y`) (a pointer action, as a user's click).
+    pub fn click_at(&self, x: f64, y: f64) {
+        let (x, y) = (x.round() as i64, y.round() as i64);
+        self.call(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "pointer", "id": "mouse",
+                "parameters": {"pointerType": "mouse"},
+                "actions": [
+                    {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y},
+                    {"type": "pointerDown", "button": 0},
+                    {"type": "pointerUp", "button": 0}]}]})),
+        );
+        self.call("DELETE", "/actions", None);
+    }
+
     /// Polls `script` until it returns true (10 s at most).
     pub fn wait_for(&self, what: &str, script: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);

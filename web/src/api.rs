@@ -462,14 +462,15 @@ impl Interned {
 /// Most rows `/api/progress` answers (the newest); `truncated` says when a task has more.
 const PROGRESS_ROWS: usize = 200_000;
 
-/// `/api/progress`: the metric of every record of a task over time, for the progress plot, in
-/// one small array per record (oldest first), plus the running best as steps.
+/// `/api/progress`: every record of a task in one small array each (oldest first), for the
+/// progress plot and the DAG, plus the running best as steps.
 ///
 /// `{task_id, goal, metric, nodes: [node_id], gpus: [gpu_model],
-///   rows: [[id, timestamp, value, status, verified, node, gpu]],
+///   rows: [[id, timestamp, value, status, verified, node, gpu, parent, frontier]],
 ///   best: [[timestamp, value, id]]}`; `status` is 0 keep, 1 discard, 2 crash; `verified` 1 when
 /// reruns confirmed it, -1 when a dispute rejected it, else 0; `node` and `gpu` index `nodes` and
-/// `gpus`. The best steps follow the keep records that are not rejected, as the frontier does.
+/// `gpus`; `parent` is the row index of the record's parent, -1 for a root or a parent not in
+/// `rows`; `frontier` is 1 for a frontier record. The best steps follow the keep records that are not rejected, as the frontier does.
 pub async fn progress(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> Reply {
     let q = q.into_inner();
     let pinned = state.pinned_task.get();
@@ -495,6 +496,8 @@ pub async fn progress(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> R
         let mut rows = Vec::with_capacity(ids.len());
         let mut best: Option<f64> = None;
         let mut steps = Vec::new();
+        let mut parents = Vec::with_capacity(ids.len());
+        let mut row_of = std::collections::HashMap::with_capacity(ids.len());
         for id in ids {
             let Some(found) = view.find(&id)? else {
                 continue;
@@ -512,7 +515,9 @@ pub async fn progress(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> R
             };
             let node = nodes.index(&r.node_id);
             let gpu = gpus.index(&r.gpu_model);
-            rows.push(Value::Array(vec![
+            row_of.insert(id.clone(), rows.len() as i64);
+            parents.push(r.parent.clone());
+            rows.push(vec![
                 Value::Str(id.clone()),
                 Value::Int(r.timestamp),
                 Value::Float(e.metric),
@@ -520,7 +525,9 @@ pub async fn progress(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> R
                 Value::Int(verified),
                 Value::Int(node),
                 Value::Int(gpu),
-            ]));
+                Value::Int(-1),
+                Value::Int(i64::from(e.is_frontier(goal))),
+            ]);
             let counts = status == 0 && !e.rejected && e.metric.is_finite();
             let better = best.is_none_or(|b| match goal {
                 spore_spec::Goal::Minimize => e.metric < b,
@@ -535,6 +542,14 @@ pub async fn progress(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> R
                 ]));
             }
         }
+        // parents as row indexes, once every row has one (a peer's clock may date a child
+        // before its parent)
+        for (row, parent) in rows.iter_mut().zip(parents) {
+            if let Some(&index) = parent.and_then(|p| row_of.get(&p)) {
+                row[7] = Value::Int(index);
+            }
+        }
+        let rows = rows.into_iter().map(Value::Array).collect();
         Ok(object([
             ("task_id", Value::Str(task)),
             ("goal", Value::Str(goal.as_str().into())),

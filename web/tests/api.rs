@@ -522,6 +522,30 @@ fn the_progress_route_lists_every_record_oldest_first_with_the_best_as_steps() {
         let gpu = row[6].as_u64().unwrap() as usize;
         assert!(progress["gpus"][gpu].is_string(), "{row}");
     }
+    // parents as row indexes and frontier flags, the same as the full DAG and the frontier say
+    let graph = server.json(&format!("/api/graph?task_id={task}"));
+    let parent_of: std::collections::HashMap<&str, &str> = graph["edge"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["target"].as_str().unwrap(), e["source"].as_str().unwrap()))
+        .collect();
+    let frontier = server.json(&format!("/api/frontier?task_id={task}&limit=1000"));
+    let on_frontier: std::collections::HashSet<&str> = frontier
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(!on_frontier.is_empty() && !parent_of.is_empty());
+    for row in rows {
+        let id = row[0].as_str().unwrap();
+        let parent = row[7].as_i64().unwrap();
+        let expected = parent_of.get(id).copied();
+        let got = (parent >= 0).then(|| rows[parent as usize][0].as_str().unwrap());
+        assert_eq!(got, expected, "{row}");
+        assert_eq!(row[8] == 1, on_frontier.contains(id), "{row}");
+    }
     // the best steps only ever improve, and end at the frontier's best
     let best: Vec<f64> = progress["best"]
         .as_array()

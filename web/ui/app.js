@@ -38,7 +38,6 @@ async function api(path) {
 const state = {
   task: "",          // "" = the node's active task
   status: "all",
-  graph: null,        // {nodes: Map id → record, parent, children, pos}
   selected: null,
   view: { x: 40, y: 30, k: 1 },
   tab: "dag",
@@ -318,142 +317,293 @@ async function loadCompare() {
 }
 
 // ---- the DAG --------------------------------------------------------------------------------
-/** Layered layout: y from depth, x from a depth-first walk (leaves take the next column,
- *  a parent sits above the middle of its children), computed here, no library. */
-function layout(records, edges) {
-  const nodes = new Map(records.map((r) => [r.id, r]));
-  const parent = new Map();
-  const children = new Map();
-  for (const e of edges) {
-    if (!nodes.has(e.source) || !nodes.has(e.target)) continue;
-    parent.set(e.target, e.source);
-    if (!children.has(e.source)) children.set(e.source, []);
-    children.get(e.source).push(e.target);
+/** The task's DAG, drawn on a canvas from the same compact rows as the progress plot
+ *  (`/api/progress`: `[id, t, value, status, verified, node, gpu, parent, frontier]`).
+ *
+ *  Layout: one layer per generation (y = depth); each layer's records sit under their parents,
+ *  pushed apart where they would overlap, so the width follows the widest generation, not the
+ *  leaf count. Discard and crash records without children are collapsed into a count on their
+ *  parent (click it to show them). The lineage of the frontier is drawn as the "frontier path",
+ *  the best record's own path stronger. Levels of detail: labels and counts when there is room,
+ *  plain dots when zoomed out, single pixels (written straight into the canvas's image) past
+ *  that; only what is in view is drawn. Written here, no library. */
+const DX = 70, DY = 60;
+const dag = { rows: null, layout: null, expanded: new Set(), frame: 0, colors: null, image: null };
+
+function buildDag() {
+  const d = plot.data, rows = (d && d.rows) || [];
+  const n = rows.length, kids = new Array(n), roots = [], index = new Map();
+  for (let i = 0; i < n; i++) {
+    index.set(rows[i][0], i);
+    const p = rows[i][7];
+    if (p >= 0 && p < n && p !== i) (kids[p] || (kids[p] = [])).push(i);
+    else roots.push(i);
   }
-  for (const list of children.values()) {
-    list.sort((a, b) => nodes.get(a).timestamp - nodes.get(b).timestamp || (a < b ? -1 : 1));
+  // a leaf discard/crash is collapsed into its parent's count, unless its parent is expanded,
+  // it is the selected record, or the status filter asks for discards or crashes
+  const collapsing = state.status === "all" || state.status === "keep";
+  const hidden = new Uint8Array(n), counts = new Map();
+  for (let i = 0; i < n; i++) {
+    const p = rows[i][7];
+    if (!collapsing || rows[i][3] === 0 || kids[i] || p < 0 || p >= n || p === i) continue;
+    if (dag.expanded.has(rows[p][0]) || rows[i][0] === state.selected) continue;
+    hidden[i] = 1;
+    const c = counts.get(p) || [0, 0];
+    c[rows[i][3] - 1] += 1;
+    counts.set(p, c);
   }
-  const roots = records.filter((r) => !parent.has(r.id)).map((r) => r.id);
-  const pos = new Map();
-  let column = 0;
-  const level = new Map();
-  for (const root of roots) {
-    // iterative post-order walk (a lineage can be thousands deep)
-    const stack = [[root, 0, false]];
-    while (stack.length) {
-      const [id, lvl, done] = stack.pop();
-      const kids = children.get(id) || [];
-      if (!done) {
-        level.set(id, lvl);
-        stack.push([id, lvl, true]);
-        for (let i = kids.length - 1; i >= 0; i--) stack.push([kids[i], lvl + 1, false]);
-        continue;
-      }
-      const x = kids.length ? (pos.get(kids[0]).x + pos.get(kids[kids.length - 1]).x) / 2 : column++;
-      pos.set(id, { x, y: lvl });
+  // layers, top down: a layer is its parents' visible children in their parents' order
+  const x = new Float64Array(n).fill(NaN), depth = new Int32Array(n).fill(-1);
+  const layers = [];
+  let layer = roots.filter((i) => !hidden[i]);
+  let want = layer.map((_, j) => j * 1.5);
+  while (layer.length) {
+    // push apart left to right, then shift the layer back by the mean displacement
+    const at = new Float64Array(layer.length);
+    let drift = 0;
+    for (let j = 0; j < layer.length; j++) {
+      at[j] = j ? Math.max(want[j], at[j - 1] + 1) : want[j];
+      drift += at[j] - want[j];
     }
-    column += 1;
+    drift /= layer.length;
+    for (let j = 0; j < layer.length; j++) { x[layer[j]] = at[j] - drift; depth[layer[j]] = layers.length; }
+    layers.push(Int32Array.from(layer));
+    const next = [], nextWant = [];
+    for (const p of layer) {
+      const ks = (kids[p] || []).filter((k) => !hidden[k] && depth[k] < 0);
+      ks.forEach((k, j) => { next.push(k); nextWant.push(x[p] + j - (ks.length - 1) / 2); });
+    }
+    layer = next; want = nextWant;
   }
-  return { nodes, parent, children, pos };
+  // the frontier's lineage, and the best record's path
+  const lineage = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    if (rows[i][8] !== 1) continue;
+    for (let j = i; j >= 0 && !lineage[j]; j = rows[j][7]) lineage[j] = 1;
+  }
+  const bestSteps = (d && d.best) || [];
+  const best = bestSteps.length ? index.get(bestSteps[bestSteps.length - 1][2]) : undefined;
+  if (best !== undefined) for (let j = best; j >= 0 && lineage[j] !== 2; j = rows[j][7]) lineage[j] = 2;
+  let minX = Infinity, maxX = -Infinity;
+  for (const l of layers) if (l.length) { minX = Math.min(minX, x[l[0]]); maxX = Math.max(maxX, x[l[l.length - 1]]); }
+  dag.rows = rows;
+  dag.layout = { index, kids, hidden, counts, x, depth, layers, lineage, best, minX, maxX, shown: layers.reduce((s, l) => s + l.length, 0) };
 }
 
-const DX = 70, DY = 60;
+/** The row of record `id` and whether it is drawn (a collapsed leaf is not). */
+function dagRow(id) {
+  const L = dag.layout, i = L && L.index.get(id);
+  return i === undefined || !L.x || isNaN(L.x[i]) ? undefined : i;
+}
+
+/** Theme colours as RGBA words for the pixel level of detail (read from the CSS variables). */
+function dagColors() {
+  const css = getComputedStyle(document.documentElement);
+  const pick = (name, fallback) => (css.getPropertyValue(name).trim() || fallback);
+  const c = {
+    status: [pick("--keep", "#4ade80"), pick("--discard", "#f87171"), pick("--crash", "#fbbf24")],
+    edge: pick("--edge", "#4b5563"), path: pick("--edge-path", "#e5e7eb"), ring: pick("--ring", "#fff"),
+    frontier: pick("--frontier", "#60a5fa"), muted: pick("--muted", "#9ca3af"), bg: pick("--plot", "#0b0d12"),
+  };
+  const probe = document.createElement("canvas").getContext("2d", { willReadFrequently: true });
+  c.word = c.status.map((color) => {
+    probe.clearRect(0, 0, 1, 1); probe.fillStyle = color; probe.fillRect(0, 0, 1, 1);
+    const [r, g, b, a] = probe.getImageData(0, 0, 1, 1).data;
+    return ((a << 24) | (b << 16) | (g << 8) | r) >>> 0; // little-endian RGBA
+  });
+  c.frontierWord = (() => {
+    probe.clearRect(0, 0, 1, 1); probe.fillStyle = c.frontier; probe.fillRect(0, 0, 1, 1);
+    const [r, g, b, a] = probe.getImageData(0, 0, 1, 1).data;
+    return ((a << 24) | (b << 16) | (g << 8) | r) >>> 0;
+  })();
+  return c;
+}
+
+/** First index in sorted layer `l` whose x is ≥ `value`. */
+function lowerBound(l, x, value) {
+  let lo = 0, hi = l.length;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (x[l[mid]] < value) lo = mid + 1; else hi = mid; }
+  return lo;
+}
+
+/** Draws the DAG as the view shows it now; returns what it drew (for the info line and tests). */
+function drawDag() {
+  const canvas = $("#dag"), L = dag.layout, rows = dag.rows;
+  const W = canvas.clientWidth, H = canvas.clientHeight, dpr = window.devicePixelRatio || 1;
+  if (!W || !H) return null;
+  if (canvas.width !== Math.round(W * dpr) || canvas.height !== Math.round(H * dpr)) {
+    canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr); dag.image = null;
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  if (!L || !L.shown) return { drawn: 0, level: "empty" };
+  const c = dag.colors || (dag.colors = dagColors());
+  const v = state.view, sx = DX * v.k, sy = DY * v.k;
+  const X = (i) => v.x + L.x[i] * sx, Y = (i) => v.y + L.depth[i] * sy;
+  const first = Math.max(0, Math.floor(-v.y / sy) - 1), last = Math.min(L.layers.length - 1, Math.ceil((H - v.y) / sy) + 1);
+  const lo = (-v.x - 60) / sx, hi = (W - v.x + 60) / sx;
+  const filter = state.status === "all" ? -1 : STATUS.indexOf(state.status);
+  const show = (i) => filter < 0 || rows[i][3] === filter;
+  // the records in view, layer by layer
+  const inView = [];
+  for (let y = first; y <= last; y++) {
+    const l = L.layers[y];
+    for (let j = lowerBound(l, L.x, lo); j < l.length && L.x[l[j]] <= hi; j++) if (show(l[j])) inView.push(l[j]);
+  }
+  const level = sx >= 40 ? "labels" : sx >= 6 && inView.length <= 20000 ? "dots" : "pixels";
+  // the selected record's path to its root
+  const onPath = new Set();
+  for (let j = state.selected ? L.index.get(state.selected) : undefined; j !== undefined && j >= 0 && !onPath.has(j); j = rows[j][7]) onPath.add(j);
+  const dim = onPath.size > 0;
+  // edges: parent → child for children in view (and one layer below, whose edges enter it)
+  const edges = new Path2D(), frontierEdges = new Path2D(), bestEdges = new Path2D(), pathEdges = new Path2D();
+  const edgeLayers = Math.min(L.layers.length - 1, last + 1);
+  for (let y = Math.max(1, first); y <= edgeLayers; y++) {
+    for (const i of L.layers[y]) {
+      const p = rows[i][7];
+      const ax = X(p), ay = Y(p), bx = X(i), by = Y(i);
+      if ((ax < -60 && bx < -60) || (ax > W + 60 && bx > W + 60) || !show(i)) continue;
+      const kind = onPath.has(i) ? pathEdges : L.lineage[i] === 2 ? bestEdges : L.lineage[i] ? frontierEdges : edges;
+      if (level === "pixels" && kind === edges) continue;
+      kind.moveTo(ax, ay);
+      if (level === "labels") kind.bezierCurveTo(ax, ay + sy / 2, bx, by - sy / 2, bx, by);
+      else kind.lineTo(bx, by);
+    }
+  }
+  if (level === "pixels") {
+    // one pixel block per record, straight into the image (100k records in a few ms)
+    const w = canvas.width, h = canvas.height;
+    if (!dag.image) dag.image = ctx.createImageData(w, h);
+    const words = new Uint32Array(dag.image.data.buffer);
+    words.fill(0);
+    const size = dpr >= 2 ? 3 : 2;
+    for (const i of inView) {
+      const px = Math.round(X(i) * dpr), py = Math.round(Y(i) * dpr);
+      if (px < 0 || py < 0 || px + size > w || py + size > h) continue;
+      const word = rows[i][8] === 1 ? c.frontierWord : c.word[rows[i][3]];
+      for (let dy = 0; dy < size; dy++) words.fill(word, (py + dy) * w + px, (py + dy) * w + px + size);
+    }
+    ctx.putImageData(dag.image, 0, 0);
+  }
+  ctx.lineCap = "round";
+  const stroke = (path, color, width, alpha = 1) => { ctx.globalAlpha = alpha; ctx.strokeStyle = color; ctx.lineWidth = width; ctx.stroke(path); };
+  stroke(edges, c.edge, 1.2, dim ? 0.25 : 1);
+  stroke(frontierEdges, c.frontier, 1.6, dim ? 0.35 : 0.8);
+  stroke(bestEdges, c.frontier, 3, dim ? 0.4 : 1);
+  stroke(pathEdges, c.path, 2.5);
+  ctx.globalAlpha = 1;
+  if (level !== "pixels") {
+    const r = level === "labels" ? Math.min(6, Math.max(3, 6 * v.k)) : Math.max(1.5, Math.min(4, sx / 4));
+    const fills = [new Path2D(), new Path2D(), new Path2D()], faded = [new Path2D(), new Path2D(), new Path2D()];
+    const rings = new Path2D();
+    for (const i of inView) {
+      const target = dim && !onPath.has(i) ? faded : fills, px = X(i), py = Y(i);
+      target[rows[i][3]].moveTo(px + r, py);
+      target[rows[i][3]].arc(px, py, r, 0, 2 * Math.PI);
+      if (rows[i][8] === 1) { rings.moveTo(px + r + 4, py); rings.arc(px, py, r + 4, 0, 2 * Math.PI); }
+    }
+    for (let s = 0; s < 3; s++) {
+      ctx.fillStyle = c.status[s];
+      ctx.globalAlpha = 0.25; ctx.fill(faded[s]);
+      ctx.globalAlpha = 1; ctx.fill(fills[s]);
+    }
+    stroke(rings, c.frontier, 2);
+    if (level === "labels") {
+      ctx.font = "10px system-ui, sans-serif";
+      ctx.textBaseline = "middle";
+      for (const i of inView) {
+        ctx.globalAlpha = dim && !onPath.has(i) ? 0.35 : 1;
+        ctx.fillStyle = c.muted;
+        ctx.fillText(short(rows[i][0]), X(i) + 16, Y(i));
+        const n = L.counts.get(i);
+        if (n) { ctx.textAlign = "right"; ctx.fillText(countLabel(n), X(i) - r - 5, Y(i)); ctx.textAlign = "left"; }
+      }
+      ctx.globalAlpha = 1;
+    }
+  }
+  const sel = state.selected ? dagRow(state.selected) : undefined;
+  if (sel !== undefined) {
+    ctx.beginPath(); ctx.arc(X(sel), Y(sel), 13, 0, 2 * Math.PI);
+    ctx.strokeStyle = c.ring; ctx.lineWidth = 2.5; ctx.stroke();
+  }
+  return { drawn: inView.length, level };
+}
+
+/** "+3 · 1✕": the discard and crash leaves collapsed into a record. */
+function countLabel([discards, crashes]) {
+  return [discards ? `+${discards}` : "", crashes ? `${crashes}✕` : ""].filter(Boolean).join(" · ");
+}
+
+/** Redraws at the next frame (pan, zoom and hover ask many times per frame; one draw). */
+function applyView() {
+  if (dag.frame) return;
+  dag.frame = requestAnimationFrame(() => { dag.frame = 0; const r = drawDag(); if (r) dag.last = r; });
+}
 
 function drawGraph() {
-  const g = state.graph;
-  const edgesG = $("#dag-edges"), nodesG = $("#dag-nodes");
-  edgesG.replaceChildren();
-  nodesG.replaceChildren();
-  if (!g) return;
-  for (const [child, par] of g.parent) {
-    const a = g.pos.get(par), b = g.pos.get(child);
-    const path = svg("path", {
-      class: "edge",
-      d: `M${a.x * DX},${a.y * DY} C${a.x * DX},${(a.y + 0.5) * DY} ${b.x * DX},${(b.y - 0.5) * DY} ${b.x * DX},${b.y * DY}`,
-    });
-    path.dataset.child = child;
-    edgesG.appendChild(path);
-  }
-  for (const [id, r] of g.nodes) {
-    const p = g.pos.get(id);
-    const node = svg("g", { class: `node ${r.status}`, transform: `translate(${p.x * DX},${p.y * DY})` });
-    node.dataset.id = id;
-    if (state.status !== "all" && r.status !== state.status) node.setAttribute("visibility", "hidden");
-    if (r.is_frontier) node.appendChild(svg("circle", { class: "ring", r: 10 }));
-    const dot = svg("circle", { class: "dot", r: 6 });
-    const title = svg("title");
-    title.textContent = `${short(id)} ${r.status} ${num(r.val_bpb)} ${r.description || ""}`;
-    dot.appendChild(title);
-    node.appendChild(dot);
-    const label = svg("text", { x: 9, y: 3 });
-    label.textContent = short(id);
-    node.appendChild(label);
-    node.addEventListener("click", (ev) => { ev.stopPropagation(); select(id); });
-    nodesG.appendChild(node);
-  }
-  $("#dag-info").textContent = g.nodes.size
-    ? `${g.nodes.size} records shown`
+  buildDag();
+  const L = dag.layout, hiddenCount = L.hidden.reduce((s, h) => s + h, 0);
+  $("#dag-info").textContent = dag.rows.length
+    ? `${L.shown} of ${dag.rows.length} records shown · ${L.layers.length} generations` +
+      (hiddenCount ? ` · ${hiddenCount} discard/crash leaves collapsed into counts (click a count to open it)` : "") +
+      (plot.data && plot.data.truncated ? " · the newest 200,000 only" : "")
     : now.training
       ? `no records yet: this node is training its first experiment (${Math.max(0, Math.round(now.training.budget - now.training.elapsed))} s left)`
       : "no records yet: a research node's first experiment takes about a minute";
-  markPath();
   applyView();
 }
 
-/** Highlights the selected record's path to its root; dims the rest. */
+/** The selected record changed: show its path (opening its parent's collapsed leaves if it
+ *  is one of them). */
 function markPath() {
-  const g = state.graph;
-  const dag = $("#dag");
-  document.querySelectorAll("#dag .path").forEach((e) => e.classList.remove("path"));
-  document.querySelectorAll("#dag circle.sel").forEach((e) => e.remove());
-  if (!g || !state.selected || !g.nodes.has(state.selected)) {
-    dag.classList.remove("dimmed");
-    return;
-  }
-  const onPath = new Set();
-  for (let id = state.selected; id; id = g.parent.get(id)) onPath.add(id);
-  for (const n of document.querySelectorAll("#dag g.node")) {
-    if (onPath.has(n.dataset.id)) n.classList.add("path");
-    if (n.dataset.id === state.selected) n.appendChild(svg("circle", { class: "sel", r: 13 }));
-  }
-  for (const e of document.querySelectorAll("#dag .edge")) {
-    if (onPath.has(e.dataset.child) && onPath.has(g.parent.get(e.dataset.child))) e.classList.add("path");
-  }
-  dag.classList.add("dimmed");
+  if (state.selected && dag.layout && dag.layout.index.has(state.selected) && dagRow(state.selected) === undefined) buildDag();
+  applyView();
+}
+
+/** Where record `id` is drawn, in page coordinates, or null (tests and "go to" use it). */
+function dagPoint(id) {
+  const i = dagRow(id);
+  if (i === undefined) return null;
+  const e = $("#dag"), b = e.getBoundingClientRect(), v = state.view, L = dag.layout;
+  return { x: b.left + e.clientLeft + v.x + L.x[i] * DX * v.k, y: b.top + e.clientTop + v.y + L.depth[i] * DY * v.k };
 }
 
 /** Brings record `id` into view in the DAG (centred), when the DAG holds it and it is outside
  *  the visible part: a search result or a link elsewhere on the page "goes to" the record. */
 function panTo(id) {
-  const g = state.graph, box = $("#dag").getBoundingClientRect();
-  const p = g && g.pos.get(id);
-  if (!p || !box.width) return;
-  const v = state.view, sx = v.x + p.x * DX * v.k, sy = v.y + p.y * DY * v.k;
-  if (sx >= 20 && sx <= box.width - 20 && sy >= 20 && sy <= box.height - 20) return;
-  v.x = box.width / 2 - p.x * DX * v.k;
-  v.y = box.height / 2 - p.y * DY * v.k;
+  if (dag.layout && dag.layout.index.has(id) && dagRow(id) === undefined) buildDag();
+  const i = dagRow(id), box = $("#dag").getBoundingClientRect();
+  if (i === undefined || !box.width) return;
+  const L = dag.layout, v = state.view;
+  if (DX * v.k < 6) v.k = 6 / DX * 4; // from the pixel level, zoom in to where records are dots
+  const sx = v.x + L.x[i] * DX * v.k, sy = v.y + L.depth[i] * DY * v.k;
+  if (sx >= 20 && sx <= box.width - 20 && sy >= 20 && sy <= box.height - 20) { applyView(); return; }
+  v.x = box.width / 2 - L.x[i] * DX * v.k;
+  v.y = box.height / 2 - L.depth[i] * DY * v.k;
   applyView();
 }
 
-function applyView() {
-  const v = state.view;
-  $("#dag-view").setAttribute("transform", `translate(${v.x},${v.y}) scale(${v.k})`);
+/** The zoom that shows the whole DAG. */
+function fitZoom() {
+  const L = dag.layout, box = $("#dag").getBoundingClientRect();
+  if (!L || !L.shown) return 1;
+  return Math.min(2, (box.width - 80) / ((L.maxX - L.minX + 1) * DX), (box.height - 60) / (L.layers.length * DY));
 }
 
 function fit() {
-  const g = state.graph;
-  if (!g || !g.pos.size) return;
-  let maxX = 0, maxY = 0;
-  for (const p of g.pos.values()) { maxX = Math.max(maxX, p.x); maxY = Math.max(maxY, p.y); }
-  const box = $("#dag").getBoundingClientRect();
-  const k = Math.min(2, Math.max(0.1, Math.min((box.width - 80) / ((maxX + 1) * DX), (box.height - 60) / ((maxY + 1) * DY))));
-  state.view = { x: 40, y: 30, k };
+  const L = dag.layout;
+  if (!L || !L.shown) return;
+  const k = fitZoom(), width = $("#dag").clientWidth;
+  // centred across, from the top
+  state.view = { x: Math.max(40, (width - (L.maxX - L.minX) * DX * k) / 2) - L.minX * DX * k, y: 30, k };
   applyView();
 }
 
 function zoom(factor, cx, cy) {
   const v = state.view;
-  const k = Math.min(5, Math.max(0.1, v.k * factor));
+  const k = Math.min(5, Math.max(Math.min(0.1, fitZoom() / 2), v.k * factor));
   // keep the point under the cursor where it is
   v.x = cx - ((cx - v.x) * k) / v.k;
   v.y = cy - ((cy - v.y) * k) / v.k;
@@ -461,33 +611,99 @@ function zoom(factor, cx, cy) {
   applyView();
 }
 
+/** What is under a point of the canvas: a record, or a record's collapsed count. */
+function dagHit(cx, cy) {
+  const L = dag.layout, v = state.view;
+  if (!L || !L.shown) return null;
+  const sx = DX * v.k, sy = DY * v.k, r = Math.max(8, Math.min(14, sx / 3));
+  const y = Math.round((cy - v.y) / sy), l = L.layers[y];
+  if (!l) return null;
+  const j = lowerBound(l, L.x, (cx - v.x) / sx);
+  let found = null;
+  for (const k of [j - 1, j, j + 1]) {
+    const i = l[k];
+    if (i === undefined) continue;
+    const dx = cx - (v.x + L.x[i] * sx), dy = cy - (v.y + y * sy), d = Math.hypot(dx, dy);
+    if (d <= r && (!found || d < found.d)) found = { row: i, d };
+    // a count sits left of its record (drawn where there is room for labels)
+    else if (!found && sx >= 40 && L.counts.has(i) && dx <= -r && dx >= -r - 44 && Math.abs(dy) <= 8) found = { row: i, count: true, d: r };
+  }
+  return found;
+}
+
 function setUpPanZoom() {
-  const dag = $("#dag");
-  dag.addEventListener("wheel", (ev) => {
+  const dag_ = $("#dag"), tip = $("#dag-tip");
+  dag_.addEventListener("wheel", (ev) => {
     ev.preventDefault();
-    const box = dag.getBoundingClientRect();
+    const box = dag_.getBoundingClientRect();
     zoom(ev.deltaY < 0 ? 1.15 : 1 / 1.15, ev.clientX - box.left, ev.clientY - box.top);
   }, { passive: false });
   let drag = null;
-  dag.addEventListener("mousedown", (ev) => { drag = { x: ev.clientX, y: ev.clientY, vx: state.view.x, vy: state.view.y }; });
+  dag_.addEventListener("mousedown", (ev) => { drag = { x: ev.clientX, y: ev.clientY, vx: state.view.x, vy: state.view.y, moved: false }; });
   window.addEventListener("mousemove", (ev) => {
-    if (!drag) return;
-    state.view.x = drag.vx + ev.clientX - drag.x;
-    state.view.y = drag.vy + ev.clientY - drag.y;
-    applyView();
+    if (drag) {
+      if (Math.abs(ev.clientX - drag.x) + Math.abs(ev.clientY - drag.y) > 4) drag.moved = true;
+      state.view.x = drag.vx + ev.clientX - drag.x;
+      state.view.y = drag.vy + ev.clientY - drag.y;
+      tip.hidden = true;
+      applyView();
+      return;
+    }
+    if (ev.target !== dag_) { tip.hidden = true; return; }
+    const box = dag_.getBoundingClientRect(), hit = dagHit(...local(ev, dag_));
+    dag_.style.cursor = hit ? "pointer" : "grab";
+    if (!hit) { tip.hidden = true; return; }
+    const row = dag.rows[hit.row], d = plot.data, n = dag.layout.counts.get(hit.row);
+    tip.textContent = hit.count
+      ? `${countLabel(n)}: ${n[0]} discarded and ${n[1]} crashed experiments from ${short(row[0])}; click to show them`
+      : `${short(row[0])} ${STATUS[row[3]]} ${typeof row[2] === "number" ? row[2].toFixed(6) : "-"} · ${when(row[1])} · node ${short(d.nodes[row[5]])} · ${d.gpus[row[6]]}` +
+        `${row[4] === 1 ? " · verified" : row[4] === -1 ? " · rejected" : ""}${row[8] === 1 ? " · frontier" : ""}${n ? ` · ${countLabel(n)} collapsed` : ""}`;
+    tip.style.left = `${ev.clientX - box.left + 14}px`;
+    tip.style.top = `${ev.clientY - box.top + 14}px`;
+    tip.hidden = false;
   });
-  window.addEventListener("mouseup", () => { drag = null; });
-  const center = () => { const b = dag.getBoundingClientRect(); return [b.width / 2, b.height / 2]; };
+  window.addEventListener("mouseup", () => { setTimeout(() => { drag = null; }, 0); });
+  dag_.addEventListener("click", (ev) => {
+    if (drag && drag.moved) return;
+    const hit = dagHit(...local(ev, dag_));
+    if (!hit) return;
+    const id = dag.rows[hit.row][0];
+    if (hit.count) {
+      if (dag.expanded.has(id)) dag.expanded.delete(id); else dag.expanded.add(id);
+      drawGraph();
+    } else select(id);
+  });
+  dag_.addEventListener("mouseleave", () => { tip.hidden = true; });
+  const center = () => { const b = dag_.getBoundingClientRect(); return [b.width / 2, b.height / 2]; };
   $("#zoom-in").addEventListener("click", () => zoom(1.3, ...center()));
   $("#zoom-out").addEventListener("click", () => zoom(1 / 1.3, ...center()));
   $("#zoom-fit").addEventListener("click", fit);
+  let resized = null;
+  window.addEventListener("resize", () => { clearTimeout(resized); resized = setTimeout(applyView, 100); });
+  matchMedia("(prefers-color-scheme: light)").addEventListener("change", () => { dag.colors = null; applyView(); });
 }
 
-async function loadGraph(refit) {
-  const g = await api(`/api/graph?shape=dag&${taskParam()}`);
-  state.graph = layout(g.node, g.edge);
+/** Loads the task's records (for the DAG and the plot), then draws. A busy network sends many
+ *  events: a large task reloads at most every 10 s (0.5 ms per record), but the last event is
+ *  always followed by a load. */
+async function loadRecords(force = false) {
+  const gap = Math.min(10000, ((plot.data && plot.data.rows && plot.data.rows.length) || 0) * 0.5);
+  const wait = plot.loaded + gap - Date.now();
+  if (!force && wait > 0) {
+    if (!plot.again) plot.again = setTimeout(() => { plot.again = null; loadRecords(true).catch(console.error); }, wait);
+    return;
+  }
+  plot.loaded = Date.now();
+  const task = state.task;
+  const data = await api(`/api/progress?${taskParam()}`);
+  if (task !== state.task) return; // a newer task was chosen meanwhile
+  const changedTask = !plot.data || plot.data.task_id !== data.task_id;
+  plot.data = data;
+  if (changedTask) dag.expanded.clear();
   drawGraph();
-  if (refit) fit();
+  if (changedTask || force === "fit") fit();
+  fillProgressFilters();
+  if (state.tab === "progress") drawProgress();
 }
 
 // ---- progress plot ----------------------------------------------------------------------------
@@ -507,11 +723,9 @@ const plot = { data: null, range: null, drawn: null, wantNode: null, wantGpu: nu
  *  record from the year 2200 would squeeze every other mark into the left edge). */
 const FUTURE = 86400;
 
-async function loadProgress(force = false) {
-  // a busy network sends many events: the plot reloads at most every 10 s unless asked
-  if (!force && Date.now() - plot.loaded < 10000) return;
-  plot.loaded = Date.now();
-  plot.data = await api(`/api/progress?${taskParam()}`);
+/** The plot's node and hardware filters, from the loaded rows (a choice from the URL wins). */
+function fillProgressFilters() {
+  if (!plot.data) return;
   const fill = (sel, list, label, want, shorten) => {
     const keep = want != null ? want : sel.value;
     sel.replaceChildren(el("option", null, label));
@@ -527,13 +741,48 @@ async function loadProgress(force = false) {
   fill($("#progress-node"), plot.data.nodes || [], "every node", plot.wantNode, short);
   fill($("#progress-gpu"), plot.data.gpus || [], "every hardware class", plot.wantGpu, shortName);
   plot.wantNode = plot.wantGpu = null;
-  drawProgress();
 }
 
+/** One block of pixels per point, written straight into a canvas's image: how the DAG and the
+ *  plot draw tens of thousands of records within a frame. `points` yields [x, y, word] in CSS
+ *  pixels; words are little-endian RGBA. */
+function drawPixels(canvas, image, points, size) {
+  const ctx = canvas.getContext("2d"), w = canvas.width, h = canvas.height, dpr = window.devicePixelRatio || 1;
+  if (!image || image.width !== w || image.height !== h) image = ctx.createImageData(w, h);
+  const words = new Uint32Array(image.data.buffer);
+  words.fill(0);
+  const n = Math.max(1, Math.round(size * dpr));
+  for (const [x, y, word] of points) {
+    const px = Math.round(x * dpr - n / 2), py = Math.round(y * dpr - n / 2);
+    if (px < 0 || py < 0 || px + n > w || py + n > h) continue;
+    for (let dy = 0; dy < n; dy++) words.fill(word, (py + dy) * w + px, (py + dy) * w + px + n);
+  }
+  ctx.putImageData(image, 0, 0);
+  return image;
+}
+
+/** Sizes a canvas's backing store to its CSS box (times the pixel ratio) and clears it. */
+function prepare(canvas) {
+  const W = canvas.clientWidth, H = canvas.clientHeight, dpr = window.devicePixelRatio || 1;
+  if (canvas.width !== Math.round(W * dpr) || canvas.height !== Math.round(H * dpr)) {
+    canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  return { ctx, W, H };
+}
+
+/** Draws the plot: axes and the best line as SVG, the marks on the canvas over it (arcs up to
+ *  5,000 marks, pixel blocks past that). `plot.marks` keeps where each mark went, for hover,
+ *  clicks and tests. */
 function drawProgress() {
-  const d = plot.data, box = $("#progress");
-  const marks = $("#progress-marks"), best = $("#progress-best"), axes = $("#progress-axes");
-  marks.replaceChildren(); axes.replaceChildren(); best.setAttribute("d", "");
+  const d = plot.data, box = $("#progress"), canvas = $("#progress-canvas");
+  const best = $("#progress-best"), axes = $("#progress-axes");
+  axes.replaceChildren(); best.setAttribute("d", "");
+  const { ctx } = prepare(canvas);
+  plot.marks = { ids: [], x: [], y: [] };
   if (!d || !d.rows || !d.rows.length) {
     $("#progress-info").textContent = now.training
       ? "no records yet: this node is training its first experiment"
@@ -570,15 +819,27 @@ function drawProgress() {
     axes.appendChild(lt);
   }
   const name = svg("text", { x: L, y: H - 1 }); name.textContent = `${d.metric} (${d.goal}) over time`; axes.appendChild(name);
+  const c = dag.colors || (dag.colors = dagColors());
+  const marks = plot.marks;
   for (const r of shown) {
-    const [id, t, v, status, verified] = r;
-    const cy = status === 2 || typeof v !== "number" ? H - B + 6 : y(v);
-    const m = svg("circle", { class: `mark ${STATUS[status]}${verified === 1 ? " verified" : ""}${verified === -1 ? " rejected" : ""}`, cx: x(t), cy, r: status === 0 ? 4 : 3 });
-    m.dataset.id = id;
-    const title = svg("title");
-    title.textContent = `${short(id)} ${STATUS[status]} ${typeof v === "number" ? v.toFixed(6) : "-"} · ${when(t)} · ${short(d.nodes[r[5]])} · ${d.gpus[r[6]]}${verified === 1 ? " · verified" : verified === -1 ? " · rejected" : ""}`;
-    m.appendChild(title);
-    marks.appendChild(m);
+    marks.ids.push(r[0]);
+    marks.x.push(x(r[1]));
+    marks.y.push(r[3] === 2 || typeof r[2] !== "number" ? H - B + 6 : y(r[2]));
+  }
+  if (shown.length > 5000) {
+    plot.image = drawPixels(canvas, plot.image, shown.map((r, i) => [marks.x[i], marks.y[i], c.word[r[3]]]), 3);
+  } else {
+    const fills = [new Path2D(), new Path2D(), new Path2D()], rings = new Path2D(), rejected = new Path2D();
+    shown.forEach((r, i) => {
+      const rad = r[3] === 0 ? 4 : 3, px = marks.x[i], py = marks.y[i];
+      const path = r[4] === -1 ? rejected : fills[r[3]];
+      path.moveTo(px + rad, py); path.arc(px, py, rad, 0, 2 * Math.PI);
+      if (r[4] === 1) { rings.moveTo(px + rad + 1.5, py); rings.arc(px, py, rad + 1.5, 0, 2 * Math.PI); }
+    });
+    c.status.forEach((color, s) => { ctx.fillStyle = color; ctx.globalAlpha = s === 1 ? 0.7 : 1; ctx.fill(fills[s]); });
+    ctx.globalAlpha = 1;
+    ctx.lineWidth = 1.5; ctx.strokeStyle = c.ring; ctx.stroke(rings);
+    ctx.strokeStyle = c.status[1]; ctx.stroke(rejected);
   }
   // the running best (the whole task's, whatever the filters), as steps up to the right edge
   if (visible.length) {
@@ -596,8 +857,34 @@ function drawProgress() {
     (ahead ? ` · ${ahead} dated in the future, not shown` : "");
 }
 
+/** A pointer event's point inside element `e`'s content box (inside its border). */
+function local(ev, e) {
+  const b = e.getBoundingClientRect();
+  return [ev.clientX - b.left - (e.clientLeft || 0), ev.clientY - b.top - (e.clientTop || 0)];
+}
+
+/** The mark nearest a point of the plot (within 6 px), as its index in `plot.marks`. */
+function plotHit(cx, cy) {
+  const m = plot.marks;
+  let found = -1, best = 36;
+  if (!m) return -1;
+  for (let i = 0; i < m.ids.length; i++) {
+    const dx = m.x[i] - cx, dy = m.y[i] - cy, d2 = dx * dx + dy * dy;
+    if (d2 <= best) { best = d2; found = i; }
+  }
+  return found;
+}
+
+/** Where record `id`'s mark is drawn, in page coordinates, or null. */
+function plotPoint(id) {
+  const m = plot.marks, i = m ? m.ids.indexOf(id) : -1;
+  if (i < 0) return null;
+  const e = $("#progress"), b = e.getBoundingClientRect();
+  return { x: b.left + (e.clientLeft || 0) + m.x[i], y: b.top + (e.clientTop || 0) + m.y[i] };
+}
+
 function setUpProgress() {
-  const box = $("#progress");
+  const box = $("#progress"), tip = $("#progress-tip");
   let drag = null;
   // the time under a point, on the axis drawn last
   const t = (clientX) => {
@@ -613,11 +900,31 @@ function setUpProgress() {
     plot.range = [t(Math.min(a, b)), t(Math.max(a, b))];
     drawProgress();
   });
-  // one listener for every mark
-  $("#progress-marks").addEventListener("click", (ev) => {
-    const id = ev.target && ev.target.dataset && ev.target.dataset.id;
-    if (id) { ev.stopPropagation(); select(id); }
+  // the wheel zooms time around the pointer
+  box.addEventListener("wheel", (ev) => {
+    if (!plot.drawn) return;
+    ev.preventDefault();
+    const [t0, t1] = plot.drawn, at = t(ev.clientX), f = ev.deltaY < 0 ? 1 / 1.25 : 1.25;
+    plot.range = [at - (at - t0) * f, at + (t1 - at) * f];
+    drawProgress();
+  }, { passive: false });
+  const hitAt = (ev) => plotHit(...local(ev, box));
+  box.addEventListener("click", (ev) => {
+    const i = hitAt(ev);
+    if (i >= 0) { ev.stopPropagation(); select(plot.marks.ids[i]); }
   });
+  box.addEventListener("mousemove", (ev) => {
+    const i = hitAt(ev);
+    box.style.cursor = i >= 0 ? "pointer" : "crosshair";
+    if (i < 0) { tip.hidden = true; return; }
+    const d = plot.data, r = d.rows.find((row) => row[0] === plot.marks.ids[i]);
+    tip.textContent = `${short(r[0])} ${STATUS[r[3]]} ${typeof r[2] === "number" ? r[2].toFixed(6) : "-"} · ${when(r[1])} · node ${short(d.nodes[r[5]])} · ${d.gpus[r[6]]}${r[4] === 1 ? " · verified" : r[4] === -1 ? " · rejected" : ""}`;
+    const b = box.getBoundingClientRect();
+    tip.style.left = `${ev.clientX - b.left + 14}px`;
+    tip.style.top = `${ev.clientY - b.top + 14}px`;
+    tip.hidden = false;
+  });
+  box.addEventListener("mouseleave", () => { tip.hidden = true; });
   box.addEventListener("dblclick", () => { plot.range = null; drawProgress(); });
   $("#progress-reset").addEventListener("click", () => { plot.range = null; drawProgress(); });
   $("#progress-node").addEventListener("change", () => { drawProgress(); pushRoute(); });
@@ -898,7 +1205,8 @@ function showTab(name) {
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
   for (const s of document.querySelectorAll(".tab")) s.hidden = s.id !== `tab-${name}`;
   if (name === "nodes") loadNodes().catch(console.error);
-  if (name === "progress") loadProgress(true).catch(console.error);
+  if (name === "progress") drawProgress();
+  if (name === "dag") applyView();
   if (name === "compare") {
     $("#compare").replaceChildren(el("p", "hint", "loading…"));
     loadCompare().catch(console.error);
@@ -907,9 +1215,8 @@ function showTab(name) {
 }
 
 async function refreshAll(refit = true) {
-  await Promise.all([loadStat(), loadTasks(), loadFrontier(), loadActivity(), loadGraph(refit)]).catch(console.error);
+  await Promise.all([loadStat(), loadTasks(), loadFrontier(), loadActivity(), loadRecords(refit ? "fit" : false)]).catch(console.error);
   if (state.tab === "nodes") loadNodes().catch(console.error);
-  if (state.tab === "progress") loadProgress().catch(console.error);
 }
 
 let pending = null;

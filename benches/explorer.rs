@@ -27,7 +27,7 @@ fn get(host: &str, path: &str) -> Vec<u8> {
     let mut s = std::net::TcpStream::connect(host).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -72,6 +72,7 @@ fn routes(task_id: &str) -> Vec<String> {
         "/api/stat".to_string(),
         format!("/api/recent?task_id={task_id}"),
         format!("/api/nodes?task_id={task_id}"),
+        format!("/api/progress?task_id={task_id}"),
     ]
 }
 
@@ -102,7 +103,9 @@ fn reference(n: usize, requests: usize) {
         started.elapsed().as_secs_f64()
     );
     let mut routes = routes(&task_id);
-    routes.retain(|r| !r.contains("shape=dag") && !r.starts_with("/api/nodes"));
+    routes.retain(|r| {
+        !r.contains("shape=dag") && !r.starts_with("/api/nodes") && !r.starts_with("/api/progress")
+    });
     measure(&host, &routes, &task_id, requests);
 }
 

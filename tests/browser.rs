@@ -446,13 +446,13 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
     browser.click("#tabs button[data-tab=progress]");
     // one mark per record, each drawn in its status's colour where the plot says it is
     let mark_colours = format!(
-        "{DAG_JS} const c = document.querySelector('#progress-canvas'), b = c.getBoundingClientRect(), d = devicePixelRatio; \
+        "{DAG_JS} const c = document.querySelector('#progress'), b = c.getBoundingClientRect(), d = devicePixelRatio; \
          return plot.marks.ids.length === 200 && plot.marks.ids.every(id => {{ \
            const p = plotPoint(id), r = plot.data.rows.find(r => r[0] === id); \
            return near([...c.getContext('2d').getImageData(Math.round((p.x - b.left - c.clientLeft) * d), Math.round((p.y - b.top - c.clientTop) * d), 1, 1).data], r[3]); }})"
     );
     browser.wait_for("one mark per record", &mark_colours);
-    let last = browser.js("return Number(document.querySelector('#progress-best').dataset.last)");
+    let last = browser.js("return plot.best");
     assert!(
         (last.as_f64().unwrap() - frontier_best).abs() < 1e-9,
         "the best line ends at {last}, the frontier's best is {frontier_best}"

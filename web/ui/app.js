@@ -402,20 +402,12 @@ function dagColors() {
   const pick = (name, fallback) => (css.getPropertyValue(name).trim() || fallback);
   const c = {
     status: [pick("--keep", "#4ade80"), pick("--discard", "#f87171"), pick("--crash", "#fbbf24")],
-    edge: pick("--edge", "#4b5563"), path: pick("--edge-path", "#e5e7eb"), ring: pick("--ring", "#fff"),
+    edge: pick("--edge", "#4b5563"), grid: pick("--grid", "#1f2530"), path: pick("--edge-path", "#e5e7eb"), ring: pick("--ring", "#fff"),
     frontier: pick("--frontier", "#60a5fa"), muted: pick("--muted", "#9ca3af"), bg: pick("--plot", "#0b0d12"),
   };
-  const probe = document.createElement("canvas").getContext("2d", { willReadFrequently: true });
-  c.word = c.status.map((color) => {
-    probe.clearRect(0, 0, 1, 1); probe.fillStyle = color; probe.fillRect(0, 0, 1, 1);
-    const [r, g, b, a] = probe.getImageData(0, 0, 1, 1).data;
-    return ((a << 24) | (b << 16) | (g << 8) | r) >>> 0; // little-endian RGBA
-  });
-  c.frontierWord = (() => {
-    probe.clearRect(0, 0, 1, 1); probe.fillStyle = c.frontier; probe.fillRect(0, 0, 1, 1);
-    const [r, g, b, a] = probe.getImageData(0, 0, 1, 1).data;
-    return ((a << 24) | (b << 16) | (g << 8) | r) >>> 0;
-  })();
+  c.word = c.status.map(colorWord);
+  c.frontierWord = colorWord(c.frontier);
+  c.pathWord = colorWord(c.path);
   return c;
 }
 
@@ -457,35 +449,32 @@ function drawDag() {
   const onPath = new Set();
   for (let j = state.selected ? L.index.get(state.selected) : undefined; j !== undefined && j >= 0 && !onPath.has(j); j = rows[j][7]) onPath.add(j);
   const dim = onPath.size > 0;
+  if (level === "pixels") {
+    // records as pixel blocks, the frontier's lineage and the selected path as pixel lines
+    const px = new Pixels(canvas, dag.image);
+    for (let y = Math.max(1, first); y <= Math.min(L.layers.length - 1, last + 1); y++) {
+      for (const i of L.layers[y]) {
+        if (!L.lineage[i] && !onPath.has(i)) continue;
+        const p = rows[i][7];
+        px.line(X(p), Y(p), X(i), Y(i), onPath.has(i) ? c.pathWord : c.frontierWord);
+      }
+    }
+    for (const i of inView) px.block(X(i), Y(i), 2, rows[i][8] === 1 ? c.frontierWord : c.word[rows[i][3]]);
+    dag.image = px.show();
+  }
   // edges: parent → child for children in view (and one layer below, whose edges enter it)
   const edges = new Path2D(), frontierEdges = new Path2D(), bestEdges = new Path2D(), pathEdges = new Path2D();
-  const edgeLayers = Math.min(L.layers.length - 1, last + 1);
+  const edgeLayers = level === "pixels" ? -1 : Math.min(L.layers.length - 1, last + 1);
   for (let y = Math.max(1, first); y <= edgeLayers; y++) {
     for (const i of L.layers[y]) {
       const p = rows[i][7];
       const ax = X(p), ay = Y(p), bx = X(i), by = Y(i);
       if ((ax < -60 && bx < -60) || (ax > W + 60 && bx > W + 60) || !show(i)) continue;
       const kind = onPath.has(i) ? pathEdges : L.lineage[i] === 2 ? bestEdges : L.lineage[i] ? frontierEdges : edges;
-      if (level === "pixels" && kind === edges) continue;
       kind.moveTo(ax, ay);
       if (level === "labels") kind.bezierCurveTo(ax, ay + sy / 2, bx, by - sy / 2, bx, by);
       else kind.lineTo(bx, by);
     }
-  }
-  if (level === "pixels") {
-    // one pixel block per record, straight into the image (100k records in a few ms)
-    const w = canvas.width, h = canvas.height;
-    if (!dag.image) dag.image = ctx.createImageData(w, h);
-    const words = new Uint32Array(dag.image.data.buffer);
-    words.fill(0);
-    const size = dpr >= 2 ? 3 : 2;
-    for (const i of inView) {
-      const px = Math.round(X(i) * dpr), py = Math.round(Y(i) * dpr);
-      if (px < 0 || py < 0 || px + size > w || py + size > h) continue;
-      const word = rows[i][8] === 1 ? c.frontierWord : c.word[rows[i][3]];
-      for (let dy = 0; dy < size; dy++) words.fill(word, (py + dy) * w + px, (py + dy) * w + px + size);
-    }
-    ctx.putImageData(dag.image, 0, 0);
   }
   ctx.lineCap = "round";
   const stroke = (path, color, width, alpha = 1) => { ctx.globalAlpha = alpha; ctx.strokeStyle = color; ctx.lineWidth = width; ctx.stroke(path); };
@@ -539,7 +528,13 @@ function countLabel([discards, crashes]) {
 /** Redraws at the next frame (pan, zoom and hover ask many times per frame; one draw). */
 function applyView() {
   if (dag.frame) return;
-  dag.frame = requestAnimationFrame(() => { dag.frame = 0; const r = drawDag(); if (r) dag.last = r; });
+  dag.frame = requestAnimationFrame(() => {
+    dag.frame = 0;
+    const r = drawDag();
+    if (r) dag.last = r;
+    // for the benchmark (and anyone's devtools): when the first records were drawn
+    if (r && r.drawn && !performance.getEntriesByName("dag-first-paint").length) performance.mark("dag-first-paint");
+  });
 }
 
 function drawGraph() {
@@ -697,10 +692,12 @@ async function loadRecords(force = false) {
   const task = state.task;
   const data = await api(`/api/progress?${taskParam()}`);
   if (task !== state.task) return; // a newer task was chosen meanwhile
+  if (!performance.getEntriesByName("records-loaded").length) performance.mark("records-loaded");
   const changedTask = !plot.data || plot.data.task_id !== data.task_id;
   plot.data = data;
   if (changedTask) dag.expanded.clear();
   drawGraph();
+  if (!performance.getEntriesByName("dag-laid-out").length) performance.mark("dag-laid-out");
   if (changedTask || force === "fit") fit();
   fillProgressFilters();
   if (state.tab === "progress") drawProgress();
@@ -743,22 +740,52 @@ function fillProgressFilters() {
   plot.wantNode = plot.wantGpu = null;
 }
 
-/** One block of pixels per point, written straight into a canvas's image: how the DAG and the
- *  plot draw tens of thousands of records within a frame. `points` yields [x, y, word] in CSS
- *  pixels; words are little-endian RGBA. */
-function drawPixels(canvas, image, points, size) {
-  const ctx = canvas.getContext("2d"), w = canvas.width, h = canvas.height, dpr = window.devicePixelRatio || 1;
-  if (!image || image.width !== w || image.height !== h) image = ctx.createImageData(w, h);
-  const words = new Uint32Array(image.data.buffer);
-  words.fill(0);
-  const n = Math.max(1, Math.round(size * dpr));
-  for (const [x, y, word] of points) {
-    const px = Math.round(x * dpr - n / 2), py = Math.round(y * dpr - n / 2);
-    if (px < 0 || py < 0 || px + n > w || py + n > h) continue;
-    for (let dy = 0; dy < n; dy++) words.fill(word, (py + dy) * w + px, (py + dy) * w + px + n);
+/** A canvas's pixels as one array of RGBA words (little-endian), written directly: how the DAG
+ *  and the plot draw tens of thousands of records within a frame, where vector paths would be
+ *  rasterised (slowly, on a CPU) after the script returns. `show()` puts them on the canvas. */
+class Pixels {
+  constructor(canvas, old) {
+    this.ctx = canvas.getContext("2d");
+    this.w = canvas.width; this.h = canvas.height; this.dpr = window.devicePixelRatio || 1;
+    this.image = old && old.width === this.w && old.height === this.h ? old : this.ctx.createImageData(this.w, this.h);
+    this.words = new Uint32Array(this.image.data.buffer);
+    this.words.fill(0);
   }
-  ctx.putImageData(image, 0, 0);
-  return image;
+  /** A square of `size` CSS px centred on (x, y). */
+  block(x, y, size, word) {
+    const n = Math.max(1, Math.round(size * this.dpr)), w = this.w, words = this.words;
+    const px = Math.round(x * this.dpr - n / 2), py = Math.round(y * this.dpr - n / 2);
+    if (px < 0 || py < 0 || px + n > w || py + n > this.h) return;
+    for (let dy = 0, at = py * w + px; dy < n; dy++, at += w) for (let dx = 0; dx < n; dx++) words[at + dx] = word;
+  }
+  /** A one-pixel line from (x0, y0) to (x1, y1), clipped to the canvas. */
+  line(x0, y0, x1, y1, word) {
+    const d = this.dpr, w = this.w, h = this.h;
+    let ax = x0 * d, ay = y0 * d, bx = x1 * d, by = y1 * d;
+    // Liang–Barsky clipping
+    let t0 = 0, t1 = 1;
+    const dx = bx - ax, dy = by - ay;
+    for (const [p, q] of [[-dx, ax], [dx, w - 1 - ax], [-dy, ay], [dy, h - 1 - ay]]) {
+      if (p === 0) { if (q < 0) return; continue; }
+      const r = q / p;
+      if (p < 0) { if (r > t1) return; if (r > t0) t0 = r; } else { if (r < t0) return; if (r < t1) t1 = r; }
+    }
+    const sx = ax + t0 * dx, sy = ay + t0 * dy, ex = ax + t1 * dx, ey = ay + t1 * dy;
+    const steps = Math.max(1, Math.ceil(Math.max(Math.abs(ex - sx), Math.abs(ey - sy))));
+    for (let k = 0; k <= steps; k++) {
+      const px = Math.round(sx + ((ex - sx) * k) / steps), py = Math.round(sy + ((ey - sy) * k) / steps);
+      if (px >= 0 && py >= 0 && px < w && py < h) this.words[py * w + px] = word;
+    }
+  }
+  show() { this.ctx.putImageData(this.image, 0, 0); return this.image; }
+}
+
+/** `color` (any CSS colour) as an RGBA word for `Pixels`. */
+function colorWord(color) {
+  const probe = colorWord.probe || (colorWord.probe = document.createElement("canvas").getContext("2d", { willReadFrequently: true }));
+  probe.clearRect(0, 0, 1, 1); probe.fillStyle = color; probe.fillRect(0, 0, 1, 1);
+  const [r, g, b, a] = probe.getImageData(0, 0, 1, 1).data;
+  return ((a << 24) | (b << 16) | (g << 8) | r) >>> 0;
 }
 
 /** Sizes a canvas's backing store to its CSS box (times the pixel ratio) and clears it. */
@@ -778,11 +805,10 @@ function prepare(canvas) {
  *  5,000 marks, pixel blocks past that). `plot.marks` keeps where each mark went, for hover,
  *  clicks and tests. */
 function drawProgress() {
-  const d = plot.data, box = $("#progress"), canvas = $("#progress-canvas");
-  const best = $("#progress-best"), axes = $("#progress-axes");
-  axes.replaceChildren(); best.setAttribute("d", "");
+  const d = plot.data, box = $("#progress"), canvas = box;
   const { ctx } = prepare(canvas);
-  plot.marks = { ids: [], x: [], y: [] };
+  plot.best = null;
+  plot.marks = { ids: [], x: new Float32Array(0), y: new Float32Array(0) };
   if (!d || !d.rows || !d.rows.length) {
     $("#progress-info").textContent = now.training
       ? "no records yet: this node is training its first experiment"
@@ -791,44 +817,80 @@ function drawProgress() {
   }
   const node = d.nodes.indexOf($("#progress-node").value), gpu = d.gpus.indexOf($("#progress-gpu").value);
   const horizon = Date.now() / 1000 + FUTURE;
-  const rows = d.rows.filter((r) => (node < 0 || r[5] === node) && (gpu < 0 || r[6] === gpu) && r[1] <= horizon);
-  const W = box.clientWidth || 800, H = box.clientHeight || 360, L = 64, R = 16, T = 12, B = 36;
-  let [t0, t1] = plot.range || span(rows.map((r) => r[1]));
+  const all = d.rows, W = box.clientWidth || 800, H = box.clientHeight || 360, L = 64, R = 16, T = 12, B = 36;
+  // plain loops, no intermediate arrays: 100k rows are redrawn every frame while zooming
+  const wanted = (r) => (node < 0 || r[5] === node) && (gpu < 0 || r[6] === gpu) && r[1] <= horizon;
+  let t0, t1, ahead = 0;
+  if (plot.range) [t0, t1] = plot.range;
+  else {
+    t0 = Infinity; t1 = -Infinity;
+    for (const r of all) if (wanted(r)) { if (r[1] < t0) t0 = r[1]; if (r[1] > t1) t1 = r[1]; }
+  }
+  for (const r of all) if (r[1] > horizon) ahead++;
   if (!isFinite(t0) || !isFinite(t1)) [t0, t1] = [0, 1];
   if (t1 <= t0) { t0 -= 30; t1 += 30; }
   plot.drawn = [t0, t1, L, R];
-  const shown = rows.filter((r) => r[1] >= t0 && r[1] <= t1);
-  const values = shown.filter((r) => r[3] !== 2 && typeof r[2] === "number").map((r) => r[2]);
+  const shown = [];
+  let v0 = Infinity, v1 = -Infinity;
+  for (const r of all) {
+    if (r[1] < t0 || r[1] > t1 || !wanted(r)) continue;
+    shown.push(r);
+    if (r[3] !== 2 && typeof r[2] === "number") { if (r[2] < v0) v0 = r[2]; if (r[2] > v1) v1 = r[2]; }
+  }
   const steps = (d.best || []).filter((b) => b[0] <= t1);
   // the best line's visible steps count for the scale too
   const lastBefore = steps.filter((b) => b[0] < t0).pop();
   const visible = steps.filter((b) => b[0] >= t0);
   if (lastBefore) visible.unshift(lastBefore);
-  let [v0, v1] = span(values.concat(visible.map((b) => b[1])));
+  for (const b of visible) { if (b[1] < v0) v0 = b[1]; if (b[1] > v1) v1 = b[1]; }
   if (!isFinite(v0)) [v0, v1] = [0, 1];
   if (v1 <= v0) { v0 -= 0.5; v1 += 0.5; }
   const pad = (v1 - v0) * 0.06; v0 -= pad; v1 += pad;
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const y = (v) => T + (1 - (v - v0) / (v1 - v0)) * (H - T - B);
-  for (let i = 0; i <= 4; i++) {
-    const v = v0 + ((v1 - v0) * i) / 4, t = t0 + ((t1 - t0) * i) / 4;
-    axes.appendChild(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
-    const lv = svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }); lv.textContent = v.toFixed(3); axes.appendChild(lv);
-    const lt = svg("text", { x: x(t), y: H - 14, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" });
-    lt.textContent = when(t).slice(5, 16);
-    axes.appendChild(lt);
-  }
-  const name = svg("text", { x: L, y: H - 1 }); name.textContent = `${d.metric} (${d.goal}) over time`; axes.appendChild(name);
   const c = dag.colors || (dag.colors = dagColors());
-  const marks = plot.marks;
-  for (const r of shown) {
-    marks.ids.push(r[0]);
-    marks.x.push(x(r[1]));
-    marks.y.push(r[3] === 2 || typeof r[2] !== "number" ? H - B + 6 : y(r[2]));
-  }
+  const marks = plot.marks = { ids: new Array(shown.length), x: new Float32Array(shown.length), y: new Float32Array(shown.length) };
+  shown.forEach((r, i) => {
+    marks.ids[i] = r[0];
+    marks.x[i] = x(r[1]);
+    marks.y[i] = r[3] === 2 || typeof r[2] !== "number" ? H - B + 6 : y(r[2]);
+  });
+  // many marks: pixel blocks first (they replace the whole image), the axes over them
   if (shown.length > 5000) {
-    plot.image = drawPixels(canvas, plot.image, shown.map((r, i) => [marks.x[i], marks.y[i], c.word[r[3]]]), 3);
-  } else {
+    const px = new Pixels(canvas, plot.image);
+    shown.forEach((r, i) => px.block(marks.x[i], marks.y[i], 3, c.word[r[3]]));
+    plot.image = px.show();
+  }
+  // axes and grid (drawn on the canvas too: an SVG redrawn under a canvas costs ~30 ms a frame)
+  ctx.font = "10px system-ui, sans-serif";
+  ctx.fillStyle = c.muted;
+  ctx.strokeStyle = c.grid;
+  ctx.lineWidth = 1;
+  const grid = new Path2D();
+  for (let i = 0; i <= 4; i++) {
+    const v = v0 + ((v1 - v0) * i) / 4, t = t0 + ((t1 - t0) * i) / 4, gy = Math.round(y(v)) + 0.5;
+    grid.moveTo(L, gy); grid.lineTo(W - R, gy);
+    ctx.textAlign = "end"; ctx.fillText(v.toFixed(3), L - 6, y(v) + 4);
+    ctx.textAlign = i === 0 ? "start" : i === 4 ? "end" : "center";
+    ctx.fillText(when(t).slice(5, 16), x(t), H - 14);
+  }
+  ctx.stroke(grid);
+  ctx.textAlign = "start";
+  ctx.fillText(`${d.metric} (${d.goal}) over time`, L, H - 1);
+  // the running best (the whole task's, whatever the filters), as steps up to the right edge
+  if (visible.length) {
+    const line = new Path2D();
+    visible.forEach(([t, v], i) => {
+      const px = Math.max(L, x(t));
+      if (i === 0) line.moveTo(px, y(v));
+      else { line.lineTo(px, y(visible[i - 1][1])); line.lineTo(px, y(v)); }
+    });
+    line.lineTo(W - R, y(visible[visible.length - 1][1]));
+    ctx.strokeStyle = c.frontier; ctx.lineWidth = 2; ctx.stroke(line);
+    plot.best = visible[visible.length - 1][1];
+  }
+  // few marks: circles, over the best line
+  if (shown.length <= 5000) {
     const fills = [new Path2D(), new Path2D(), new Path2D()], rings = new Path2D(), rejected = new Path2D();
     shown.forEach((r, i) => {
       const rad = r[3] === 0 ? 4 : 3, px = marks.x[i], py = marks.y[i];
@@ -836,23 +898,10 @@ function drawProgress() {
       path.moveTo(px + rad, py); path.arc(px, py, rad, 0, 2 * Math.PI);
       if (r[4] === 1) { rings.moveTo(px + rad + 1.5, py); rings.arc(px, py, rad + 1.5, 0, 2 * Math.PI); }
     });
-    c.status.forEach((color, s) => { ctx.fillStyle = color; ctx.globalAlpha = s === 1 ? 0.7 : 1; ctx.fill(fills[s]); });
-    ctx.globalAlpha = 1;
+    c.status.forEach((color, s) => { ctx.fillStyle = color; ctx.fill(fills[s]); });
     ctx.lineWidth = 1.5; ctx.strokeStyle = c.ring; ctx.stroke(rings);
     ctx.strokeStyle = c.status[1]; ctx.stroke(rejected);
   }
-  // the running best (the whole task's, whatever the filters), as steps up to the right edge
-  if (visible.length) {
-    let path = "";
-    visible.forEach(([t, v], i) => {
-      const px = Math.max(L, x(t));
-      path += i === 0 ? `M${px},${y(v)}` : `H${px}V${y(v)}`;
-    });
-    path += `H${W - R}`;
-    best.setAttribute("d", path);
-    best.dataset.last = String(visible[visible.length - 1][1]);
-  }
-  const ahead = d.rows.length - d.rows.filter((r) => r[1] <= horizon).length;
   $("#progress-info").textContent = `${shown.length} of ${d.rows.length} records · best ${steps.length ? num(steps[steps.length - 1][1]) : "-"}` +
     (ahead ? ` · ${ahead} dated in the future, not shown` : "");
 }

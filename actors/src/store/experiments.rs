@@ -531,6 +531,26 @@ impl Reader {
         Ok(table.get(id)?.map(|b| b.value().to_vec()))
     }
 
+    /// Who published record `id` and on what hardware, `(node_id, gpu_model)`, read without
+    /// parsing the whole record (the progress route asks this of every record of a task).
+    pub fn publisher(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Publisher {
+            node_id: String,
+            gpu_model: String,
+        }
+        let table = &self.t.experiments;
+        let Some(bytes) = table.get(id)? else {
+            return Ok(None);
+        };
+        let found: Publisher =
+            serde_json::from_slice(bytes.value()).map_err(|e| StoreError::Corrupt {
+                table: "experiments_v1",
+                what: e.to_string(),
+            })?;
+        Ok(Some((found.node_id, found.gpu_model)))
+    }
+
     pub fn index_entry(&self, id: &str) -> Result<Option<IndexEntry>, StoreError> {
         let table = &self.t.index;
         let bytes = table.get(id)?;

@@ -71,6 +71,15 @@ fn frames(browser: &Browser, frames: usize, step: &str, draw: &str) -> (f64, f64
     )
 }
 
+/// A screenshot in `target/tmp/browser/dashboard-NAME.png`, after the next frame is drawn.
+fn shot(browser: &Browser, name: &str) {
+    measure(
+        browser,
+        "requestAnimationFrame(() => requestAnimationFrame(() => { window.__bench = true; }))",
+    );
+    browser.screenshot(&format!("dashboard-{name}"));
+}
+
 fn main() {
     let Some(driver) = on_path("chromedriver") else {
         eprintln!("skipped: no chromedriver on PATH (apt-get install chromium chromium-driver)");
@@ -151,6 +160,7 @@ fn main() {
         );
         // the whole DAG in view: pan across and zoom in and out around the centre
         browser.js("fit(); return null");
+        shot(&browser, &format!("{n}-dag-whole"));
         let whole = frames(
             &browser,
             count,
@@ -170,6 +180,7 @@ fn main() {
             "drawDag()",
         );
         let zoomed_level = browser.js("return drawDag().level");
+        shot(&browser, &format!("{n}-dag-zoomed"));
         // the progress plot: its tab opened (the rows are loaded), then zoomed on time
         let plot_paint = measure(
             &browser,
@@ -186,6 +197,7 @@ fn main() {
             "drawProgress()",
         );
         let marks = browser.js("return plot.marks.ids.length");
+        shot(&browser, &format!("{n}-progress"));
         println!(
             "| {n} | {loaded:.0} ms | {laid_out:.0} ms | **{painted:.0} ms** | {:.1} fps ({:.1}/{:.1}) | {:.1} fps ({:.1}/{:.1}) | {plot_paint:.0} ms | {:.1} fps ({:.1}/{:.1}) |",
             whole.0, whole.1, whole.2, zoomed.0, zoomed.1, zoomed.2, plot.0, plot.1, plot.2

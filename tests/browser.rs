@@ -141,13 +141,31 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
         ],
     );
 
-    // a real node on loopback
+    // a real node on loopback, and a page open on it before it holds anything: each view
+    // says why it is empty
     let node = support::start(dir.path(), &[]);
     let web = node.web.clone();
-    import(dir.path(), &seed);
-
     let browser = Browser::start(&driver);
     browser.goto(&web);
+    browser.wait_for(
+        "the empty DAG's explanation",
+        "return document.querySelector('#dag-info').textContent.startsWith('no records yet: ')",
+    );
+    for (tab, says) in [
+        ("frontier", "No frontier yet"),
+        ("tasks", "No tasks yet"),
+        ("activity", "Nothing has happened"),
+        ("progress", "no records yet"),
+    ] {
+        browser.click(&format!("#tabs button[data-tab={tab}]"));
+        browser.wait_for(
+            &format!("the empty {tab} view"),
+            &format!("return document.querySelector('#tab-{tab}').textContent.includes('{says}')"),
+        );
+    }
+    browser.click("#tabs button[data-tab=dag]");
+    // then the records arrive (live: the page is not reloaded)
+    import(dir.path(), &seed);
 
     // the DAG: the two keeps drawn, the discard and crash leaves collapsed into counts, the
     // frontier ring on the better keep
@@ -497,6 +515,21 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
         "the DAG of the task",
         "return !!dag.rows && dag.rows.length === 201",
     );
+    // too many generations to read at once: the DAG opens on the best record, drawn with its
+    // frontier ring; `f` shows the whole, `b` goes back to the best
+    let best_id = browser.js("return plot.data.best[plot.data.best.length - 1][2]");
+    let best_id = best_id.as_str().unwrap().to_string();
+    let best_in_view = format!(
+        "{DAG_JS} const p = dagPoint('{best_id}'), b = document.querySelector('#dag').getBoundingClientRect(); \
+         return !!p && p.x > b.left && p.x < b.right && p.y > b.top && p.y < b.bottom && ringAt('{best_id}')"
+    );
+    browser.wait_for("the best record in view", &best_in_view);
+    let k = |b: &Browser| b.js("return state.view.k").as_f64().unwrap();
+    let focused = k(&browser);
+    browser.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'f'})); return null");
+    assert!(k(&browser) < focused, "f zooms out to the whole DAG");
+    browser.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'b'})); return null");
+    browser.wait_for("the best record in view again", &best_in_view);
     let far = &records[199].id;
     browser.js("state.view = { x: 0, y: 0, k: 3 }; applyView(); return null");
     let in_view = format!(

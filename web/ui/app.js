@@ -62,6 +62,18 @@ async function loadStat() {
   item("node", short(s.node_id));
 }
 
+/** An empty table says why it is empty, in one row across its columns. */
+function emptyRow(body, text) {
+  const td = el("td", "hint", text);
+  td.colSpan = body.parentElement.querySelectorAll("thead th").length || 1;
+  body.replaceChildren(el("tr", "empty", null, td));
+}
+
+/** What the node is doing while a view has nothing yet. */
+const firstRun = () => (now.training
+  ? `this node is training its first experiment (${Math.max(0, Math.round(now.training.budget - now.training.elapsed))} s left)`
+  : "a research node's first experiment takes about a minute");
+
 async function loadTasks() {
   const tasks = await api("/api/tasks");
   const select = $("#task-select");
@@ -82,6 +94,7 @@ async function loadTasks() {
     tr.addEventListener("click", () => chooseTask(t.task_id));
     body.appendChild(tr);
   }
+  if (!tasks.length) emptyRow(body, "No tasks yet: a research node creates the built-in default task on its first start; `spored task create` makes another.");
   select.value = keep;
 }
 
@@ -124,7 +137,8 @@ const KEYS = [
   ["/", "search records and nodes"],
   ["1 – 7", "DAG, Progress, Frontier, Tasks, Nodes, Activity, Compare"],
   ["c", "add the open record to the comparison (again: remove it)"],
-  ["f", "fit the DAG to the window"],
+  ["f", "fit the whole DAG to the window"],
+  ["b", "go to the best record in the DAG"],
   ["Esc", "close search and this help"],
   ["?", "this help"],
 ];
@@ -148,7 +162,8 @@ function onKey(ev) {
   const tabs = [...document.querySelectorAll("#tabs button")].map((b) => b.dataset.tab);
   if (/^[1-9]$/.test(ev.key) && tabs[Number(ev.key) - 1]) { showTab(tabs[Number(ev.key) - 1]); return; }
   if (ev.key === "c" && state.selected) { toggleCompare(state.selected); select(state.selected); return; }
-  if (ev.key === "f") fit();
+  if (ev.key === "f") { showTab("dag"); fit(); }
+  if (ev.key === "b") { showTab("dag"); focusBest(); }
 }
 
 // ---- URLs and history -------------------------------------------------------------------------
@@ -541,12 +556,10 @@ function drawGraph() {
   buildDag();
   const L = dag.layout, hiddenCount = L.hidden.reduce((s, h) => s + h, 0);
   $("#dag-info").textContent = dag.rows.length
-    ? `${L.shown} of ${dag.rows.length} records shown · ${L.layers.length} generations` +
+    ? `${L.shown} of ${dag.rows.length} records shown · ${L.layers.length} generations (f: all, b: the best)` +
       (hiddenCount ? ` · ${hiddenCount} discard/crash leaves collapsed into counts (click a count to open it)` : "") +
       (plot.data && plot.data.truncated ? " · the newest 200,000 only" : "")
-    : now.training
-      ? `no records yet: this node is training its first experiment (${Math.max(0, Math.round(now.training.budget - now.training.elapsed))} s left)`
-      : "no records yet: a research node's first experiment takes about a minute";
+    : `no records yet: ${firstRun()}`;
   applyView();
 }
 
@@ -585,6 +598,25 @@ function fitZoom() {
   const L = dag.layout, box = $("#dag").getBoundingClientRect();
   if (!L || !L.shown) return 1;
   return Math.min(2, (box.width - 80) / ((L.maxX - L.minX + 1) * DX), (box.height - 60) / (L.layers.length * DY));
+}
+
+/** The view a task opens with: the whole DAG where it can be read (records at least ~15 px
+ *  apart), else the best record and its recent ancestors (`f` then shows the whole). */
+function overview() {
+  if (!$("#dag").clientWidth) { dag.pendingOverview = true; return; } // the DAG tab is hidden
+  dag.pendingOverview = false;
+  if (fitZoom() >= 0.25 || !dag.layout || dag.layout.best === undefined) fit();
+  else focusBest();
+}
+
+/** Centres the best record, lower in the view (its ancestors above it), at a readable zoom. */
+function focusBest() {
+  const L = dag.layout, canvas = $("#dag");
+  const i = L && L.best !== undefined ? L.best : undefined;
+  if (i === undefined || isNaN(L.x[i])) { fit(); return; }
+  const k = 0.8;
+  state.view = { x: canvas.clientWidth / 2 - L.x[i] * DX * k, y: canvas.clientHeight * 0.75 - L.depth[i] * DY * k, k };
+  applyView();
 }
 
 function fit() {
@@ -673,6 +705,7 @@ function setUpPanZoom() {
   $("#zoom-in").addEventListener("click", () => zoom(1.3, ...center()));
   $("#zoom-out").addEventListener("click", () => zoom(1 / 1.3, ...center()));
   $("#zoom-fit").addEventListener("click", fit);
+  $("#zoom-best").addEventListener("click", focusBest);
   let resized = null;
   window.addEventListener("resize", () => { clearTimeout(resized); resized = setTimeout(applyView, 100); });
   matchMedia("(prefers-color-scheme: light)").addEventListener("change", () => { dag.colors = null; applyView(); });
@@ -698,7 +731,7 @@ async function loadRecords(force = false) {
   if (changedTask) dag.expanded.clear();
   drawGraph();
   if (!performance.getEntriesByName("dag-laid-out").length) performance.mark("dag-laid-out");
-  if (changedTask || force === "fit") fit();
+  if (changedTask || force === "fit") overview();
   fillProgressFilters();
   if (state.tab === "progress") drawProgress();
 }
@@ -810,9 +843,7 @@ function drawProgress() {
   plot.best = null;
   plot.marks = { ids: [], x: new Float32Array(0), y: new Float32Array(0) };
   if (!d || !d.rows || !d.rows.length) {
-    $("#progress-info").textContent = now.training
-      ? "no records yet: this node is training its first experiment"
-      : "no records yet: a research node's first experiment takes about a minute";
+    $("#progress-info").textContent = `no records yet: ${firstRun()}`;
     return;
   }
   const node = d.nodes.indexOf($("#progress-node").value), gpu = d.gpus.indexOf($("#progress-gpu").value);
@@ -1003,6 +1034,7 @@ async function loadFrontier() {
     tr.addEventListener("click", () => select(r.id));
     body.appendChild(tr);
   }
+  if (!rows.length) emptyRow(body, `No frontier yet: the task's best keep records appear here; ${firstRun()}.`);
 }
 
 async function loadNodes() {
@@ -1019,6 +1051,7 @@ async function loadNodes() {
     tr.addEventListener("click", () => showNode(n.node_id));
     body.appendChild(tr);
   }
+  if (!rows.length) emptyRow(body, "No node has published a record in this task yet (or none matches the activity filter).");
 }
 
 function activityItem(e) {
@@ -1034,6 +1067,7 @@ async function loadActivity() {
   const events = await api(`/api/feed?limit=50&${taskParam()}`);
   const list = $("#activity");
   list.replaceChildren(...events.map(activityItem));
+  if (!events.length) list.replaceChildren(el("li", "hint empty", `Nothing has happened in this task yet: records, verifications and challenges appear here as they arrive; ${firstRun()}.`));
 }
 
 // ---- detail panel ---------------------------------------------------------------------------
@@ -1255,7 +1289,7 @@ function showTab(name) {
   for (const s of document.querySelectorAll(".tab")) s.hidden = s.id !== `tab-${name}`;
   if (name === "nodes") loadNodes().catch(console.error);
   if (name === "progress") drawProgress();
-  if (name === "dag") applyView();
+  if (name === "dag") { if (dag.pendingOverview) overview(); applyView(); }
   if (name === "compare") {
     $("#compare").replaceChildren(el("p", "hint", "loading…"));
     loadCompare().catch(console.error);

@@ -459,7 +459,7 @@ function drawDag() {
     const l = L.layers[y];
     for (let j = lowerBound(l, L.x, lo); j < l.length && L.x[l[j]] <= hi; j++) if (show(l[j])) inView.push(l[j]);
   }
-  const level = sx >= 40 ? "labels" : sx >= 6 && inView.length <= 20000 ? "dots" : "pixels";
+  const level = sx >= 40 && inView.length <= 3000 ? "labels" : sx >= 6 && inView.length <= 5000 ? "dots" : "pixels";
   // the selected record's path to its root
   const onPath = new Set();
   for (let j = state.selected ? L.index.get(state.selected) : undefined; j !== undefined && j >= 0 && !onPath.has(j); j = rows[j][7]) onPath.add(j);
@@ -910,11 +910,16 @@ function drawProgress() {
   ctx.fillText(`${d.metric} (${d.goal}) over time`, L, H - 1);
   // the running best (the whole task's, whatever the filters), as steps up to the right edge
   if (visible.length) {
+    // one horizontal and one vertical segment per pixel column at most (a task of 100k
+    // records has ~20k steps, and stroking each costs ~20 ms a frame)
     const line = new Path2D();
+    let column = -1;
     visible.forEach(([t, v], i) => {
-      const px = Math.max(L, x(t));
+      const px = Math.round(Math.max(L, x(t)));
       if (i === 0) line.moveTo(px, y(v));
-      else { line.lineTo(px, y(visible[i - 1][1])); line.lineTo(px, y(v)); }
+      else if (px !== column) { line.lineTo(px, y(visible[i - 1][1])); line.lineTo(px, y(v)); }
+      else line.lineTo(px, y(v));
+      column = px;
     });
     line.lineTo(W - R, y(visible[visible.length - 1][1]));
     ctx.strokeStyle = c.frontier; ctx.lineWidth = 2; ctx.stroke(line);

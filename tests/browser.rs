@@ -68,13 +68,6 @@ const DAG_JS: &str = "
     const ringAt = (id) => { const r = Math.min(6, Math.max(3, 6 * state.view.k)); return [r + 3, r + 4, r + 5].some(dx => near(px(id, dx), 3)); };
 ";
 
-/// Clicks the DAG's canvas where record `id` is drawn.
-fn click_record(browser: &Browser, id: &str) {
-    let p = browser.js(&format!("return dagPoint('{id}')"));
-    assert!(p.is_object(), "record {id} is not drawn");
-    browser.click_at(p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap());
-}
-
 fn write_jsonl(path: &Path, messages: Vec<Message>) {
     let lines: Vec<String> = messages.iter().map(Message::encode_body).collect();
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
@@ -209,16 +202,8 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
     // a click on a count opens the leaves collapsed into it; a click on a record opens it, and
     // its path to the root is highlighted (the rest dimmed)
     browser.click("#tabs button[data-tab=dag]");
-    let r = browser
-        .js("return Math.min(6, Math.max(3, 6 * state.view.k))")
-        .as_f64()
-        .unwrap();
     for (parent, leaf) in [(&hostile, &crash), (&root, &worse)] {
-        let p = browser.js(&format!("return dagPoint('{}')", parent.id));
-        browser.click_at(
-            p["x"].as_f64().unwrap() - r - 14.0,
-            p["y"].as_f64().unwrap(),
-        );
+        browser.click_dag_count(&parent.id);
         browser.wait_for(
             "the collapsed leaf drawn",
             &format!(
@@ -227,7 +212,7 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
             ),
         );
     }
-    click_record(&browser, &crash.id);
+    browser.click_dag_record(&crash.id);
     browser.wait_for(
         "the detail panel",
         &format!(
@@ -245,7 +230,7 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
     browser.screenshot("3-detail");
 
     // the payload's record and its publisher: shown as text, never run
-    click_record(&browser, &hostile.id);
+    browser.click_dag_record(&hostile.id);
     browser.wait_for(
         "the hostile record's detail",
         &format!(
@@ -465,7 +450,7 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
     // one mark per record, each drawn in its status's colour where the plot says it is
     let mark_colours = format!(
         "{DAG_JS} const c = document.querySelector('#progress'), b = c.getBoundingClientRect(), d = devicePixelRatio; \
-         return plot.marks.ids.length === 200 && plot.marks.ids.every(id => {{ \
+         return !!plot.marks && plot.marks.ids.length === 200 && plot.marks.ids.every(id => {{ \
            const p = plotPoint(id), r = plot.data.rows.find(r => r[0] === id); \
            return near([...c.getContext('2d').getImageData(Math.round((p.x - b.left - c.clientLeft) * d), Math.round((p.y - b.top - c.clientTop) * d), 1, 1).data], r[3]); }})"
     );
@@ -509,50 +494,99 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
         ),
     );
     browser.screenshot("8-progress-filtered");
-    // search goes to a record: the DAG, zoomed in far from it, pans so it is in view
+    // the DAG of the task
     browser.click("#tabs button[data-tab=dag]");
     browser.wait_for(
         "the DAG of the task",
         "return !!dag.rows && dag.rows.length === 201",
     );
-    // too many generations to read at once: the DAG opens on the best record, drawn with its
-    // frontier ring; `f` shows the whole, `b` goes back to the best
+    // the record opened on the plot (while the DAG was hidden) is in view; `f` shows the whole
+    // DAG, too deep to read at once; `b` goes to the best record, drawn with its frontier ring
+    let in_view = |id: &str, ring: bool| {
+        format!(
+            "{DAG_JS} const p = dagPoint('{id}'), b = document.querySelector('#dag').getBoundingClientRect(); \
+             return !!p && p.x > b.left && p.x < b.right && p.y > b.top && p.y < b.bottom && (!{ring} || ringAt('{id}'))"
+        )
+    };
+    browser.wait_for("the opened record in view", &in_view(&target.id, false));
     let best_id = browser.js("return plot.data.best[plot.data.best.length - 1][2]");
     let best_id = best_id.as_str().unwrap().to_string();
-    let best_in_view = format!(
-        "{DAG_JS} const p = dagPoint('{best_id}'), b = document.querySelector('#dag').getBoundingClientRect(); \
-         return !!p && p.x > b.left && p.x < b.right && p.y > b.top && p.y < b.bottom && ringAt('{best_id}')"
-    );
-    browser.wait_for("the best record in view", &best_in_view);
-    let k = |b: &Browser| b.js("return state.view.k").as_f64().unwrap();
-    let focused = k(&browser);
-    browser.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'f'})); return null");
-    assert!(k(&browser) < focused, "f zooms out to the whole DAG");
-    browser.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'b'})); return null");
-    browser.wait_for("the best record in view again", &best_in_view);
-    let far = &records[199].id;
-    browser.js("state.view = { x: 0, y: 0, k: 3 }; applyView(); return null");
-    let in_view = format!(
-        "{DAG_JS} const p = dagPoint('{far}'), b = document.querySelector('#dag').getBoundingClientRect(); \
-         return !!p && p.x >= b.left && p.x <= b.right && p.y >= b.top && p.y <= b.bottom && near(px('{far}', 0), {})",
-        records[199].status as u8
-    );
     assert_eq!(
-        browser.js(&in_view),
+        browser.js(&in_view(&best_id, true)),
         J::Bool(false),
-        "the record starts out of view"
+        "the best is elsewhere"
     );
-    browser.js(&format!(
-        "const s = document.querySelector('#search'); s.value = '{}'; \
-         s.dispatchEvent(new Event('input')); return null",
-        &far[..12]
-    ));
+    browser.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'f'})); return null");
     browser.wait_for(
-        "the search result",
-        "return document.querySelectorAll('#search-results div').length > 0",
+        "the whole DAG",
+        "const L = dag.layout, b = document.querySelector('#dag').getBoundingClientRect(), v = state.view; \
+         return b.top + v.y + (L.layers.length - 1) * DY * v.k <= b.bottom && b.left + v.x + L.minX * DX * v.k >= b.left \
+                && b.left + v.x + L.maxX * DX * v.k <= b.right && dag.last.level !== 'labels'",
     );
-    browser.click("#search-results div");
-    browser.wait_for("the record panned into view", &in_view);
+    browser.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'b'})); return null");
+    browser.wait_for("the best record in view", &in_view(&best_id, true));
+    // search goes to a record: zoomed in far from them, a drawn keep and a discard folded into
+    // its parent's count are each panned into view (the folded one drawn on its own)
+    let in_view = |i: usize| {
+        format!(
+            "{DAG_JS} const p = dagPoint('{}'), b = document.querySelector('#dag').getBoundingClientRect(); \
+             return !!p && p.x >= b.left && p.x <= b.right && p.y >= b.top && p.y <= b.bottom && near(px('{}', 0), {})",
+            records[i].id,
+            records[i].id,
+            records[i].status as u8
+        )
+    };
+    assert_eq!(records[198].status, Status::Keep);
+    assert_eq!(records[199].status, Status::Discard);
+    for (i, drawn) in [(198, true), (199, false)] {
+        browser.js("state.view = { x: 0, y: 0, k: 3 }; applyView(); return null");
+        assert_eq!(
+            browser.js(&format!("return !!dagPoint('{}')", records[i].id)),
+            J::Bool(drawn),
+            "record {i} drawn before it is searched: {drawn}"
+        );
+        browser.wait_for("a frame", "return dag.frame === 0");
+        assert_eq!(
+            browser.js(&in_view(i)),
+            J::Bool(false),
+            "record {i} starts out of view"
+        );
+        browser.js(&format!(
+            "const s = document.querySelector('#search'); s.value = '{}'; \
+             s.dispatchEvent(new Event('input')); return null",
+            &records[i].id[..12]
+        ));
+        browser.wait_for(
+            "the search result",
+            &format!(
+                "const d = document.querySelector('#search-results div'); return !!d && !document.querySelector('#search-results').hidden && d.textContent.includes('{}')",
+                &records[i].id[..8]
+            ),
+        );
+        browser.click("#search-results div");
+        browser.wait_for("the record panned into view", &in_view(i));
+    }
+    // a hover on the payload's mark shows its hardware as text, cut short, after what this node
+    // knows of the record
+    browser.click("#tabs button[data-tab=progress]");
+    browser.js("const s = document.querySelector('#progress-gpu'); s.value = ''; s.dispatchEvent(new Event('change')); return null");
+    let payload = &records[7];
+    let p = browser.js(&format!("return plotPoint('{}')", payload.id));
+    browser.move_to(p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap());
+    browser.wait_for(
+        "the payload's tooltip",
+        "const t = document.querySelector('#progress-tip'); return !t.hidden && t.textContent.includes('hardware')",
+    );
+    let tip = browser.js("const t = document.querySelector('#progress-tip'); return [t.textContent, t.children.length]");
+    let text = tip[0].as_str().unwrap();
+    assert!(text.contains(&PAYLOAD[..40]), "{text}");
+    assert!(!text.contains(PAYLOAD), "peer text is cut short: {text}");
+    assert!(
+        text.find("unverified").unwrap() < text.find("hardware").unwrap(),
+        "{text}"
+    );
+    assert_eq!(tip[1], 0, "the tooltip holds text only");
+    browser.click("#tabs button[data-tab=dag]");
     // `?` lists the keyboard shortcuts; a digit picks a tab; the URL follows
     browser.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: '?'})); return null");
     browser.wait_for(
@@ -568,6 +602,31 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
         browser.js("return [typeof window.__xss, document.querySelectorAll('#tab-progress img, #tab-progress script').length]"),
         json!(["undefined", 0]),
         "the payload in a hardware class is shown as text, never run"
+    );
+    // on a HiDPI screen (2 device pixels per CSS pixel) every mark is still drawn where the plot
+    // says, the whole DAG draws where records are, and a click on a mark opens it
+    drop(browser);
+    let hidpi = Browser::start_with(&driver, &["--force-device-scale-factor=2"]);
+    hidpi.goto(&format!("{}/#tab=progress&task={t}", node.web));
+    hidpi.wait_for("one mark per record, HiDPI", &mark_colours);
+    assert_eq!(hidpi.js("return devicePixelRatio"), json!(2));
+    hidpi.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'f'})); return null");
+    hidpi.wait_for(
+        "the whole DAG drawn where its records are, HiDPI",
+        &format!(
+            "{DAG_JS} return !!dag.last && dag.last.level !== 'labels' && ['{}', '{}'].every(id => {{ const c = px(id, 0); return !!c && c[3] > 200; }})",
+            records[0].id, best_id
+        ),
+    );
+    hidpi.click("#tabs button[data-tab=progress]");
+    let p = hidpi.js(&format!("return plotPoint('{}')", records[3].id));
+    hidpi.click_at(p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap());
+    hidpi.wait_for(
+        "the record's detail, HiDPI",
+        &format!(
+            "const h = document.querySelector('#detail-id'); return !!h && h.textContent === '{}'",
+            records[3].id
+        ),
     );
 }
 

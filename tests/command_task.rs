@@ -402,11 +402,7 @@ fn the_example_task_is_researched_by_an_llm_and_verified_by_a_second_node() {
     browser.goto(&a.web);
     browser.click("#tabs button[data-tab=dag]");
     let child_id = child["id"].as_str().unwrap();
-    browser.wait_for(
-        "the edit in the DAG",
-        &format!("return !!document.querySelector('#dag g.node[data-id=\"{child_id}\"]')"),
-    );
-    browser.click(&format!("#dag g.node[data-id=\"{child_id}\"] circle.dot"));
+    browser.click_dag_record(child_id);
     browser.wait_for(
         "the edit's detail",
         &format!(

@@ -60,6 +60,11 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
     pub fn start(driver: &Path) -> Browser {
+        Browser::start_with(driver, &[])
+    }
+
+    /// A session with more Chromium flags (`--force-device-scale-factor=2`: a HiDPI screen).
+    pub fn start_with(driver: &Path, flags: &[&str]) -> Browser {
         let port = free_port();
         let child = Command::new(driver)
             .arg(format!("--port={port}"))
@@ -73,12 +78,19 @@ impl Browser {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1500,950",
+        ];
+        args.extend_from_slice(flags);
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium(),
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1500,950"]
+                "args": args
             }
         }}});
         let answer = http(port, "POST", "/session", Some(&caps));
@@ -142,6 +154,52 @@ impl Browser {
                     {"type": "pointerUp", "button": 0}]}]})),
         );
         self.call("DELETE", "/actions", None);
+    }
+
+    /// Moves the mouse to page point (`x`, `y`) (a hover).
+    pub fn move_to(&self, x: f64, y: f64) {
+        let (x, y) = (x.round() as i64, y.round() as i64);
+        self.call(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "pointer", "id": "mouse",
+                "parameters": {"pointerType": "mouse"},
+                "actions": [{"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y}]}]})),
+        );
+    }
+
+    /// Clicks the count of folded leaves drawn by record `parent` in the explorer's DAG (which
+    /// shows them, or folds them again).
+    pub fn click_dag_count(&self, parent: &str) {
+        let at = self.js(&format!(
+            "const i = dag.layout.index.get('{parent}'), b = (dag.boxes || []).find(b => b.row === i); \
+             if (!b) return null; \
+             const c = document.querySelector('#dag'), r = c.getBoundingClientRect(); \
+             return [r.left + c.clientLeft + (b.x0 + b.x1) / 2, r.top + c.clientTop + (b.y0 + b.y1) / 2]"
+        ));
+        assert!(at.is_array(), "no count drawn by {parent}");
+        self.click_at(at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+    }
+
+    /// Clicks record `id` in the explorer's DAG as a user would: when it is folded into its
+    /// parent's count, the count first.
+    pub fn click_dag_record(&self, id: &str) {
+        self.wait_for(
+            "the record in the DAG",
+            &format!("return !!dag.layout && dag.layout.index.has('{id}') && !!dag.last"),
+        );
+        if self.js(&format!("return dagPoint('{id}')")).is_null() {
+            let parent = self.js(&format!(
+                "return dag.rows[dag.rows[dag.layout.index.get('{id}')][7]][0]"
+            ));
+            self.click_dag_count(parent.as_str().expect("a folded record has a parent"));
+            self.wait_for(
+                "the folded record drawn",
+                &format!("return !!dagPoint('{id}')"),
+            );
+        }
+        let p = self.js(&format!("return dagPoint('{id}')"));
+        self.click_at(p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap());
     }
 
     /// Polls `script` until it returns true (10 s at most).

@@ -498,13 +498,21 @@ pub async fn progress(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> R
         by_id.sort_unstable_by(|&a, &b| ids[a].cmp(&ids[b]));
         let mut found = Vec::new();
         found.resize_with(ids.len(), || None);
+        // an unreadable record is left out (and said once), not the whole task's view
+        let mut unreadable = None;
+        let mut left_out = 0;
         for &i in &by_id {
-            if let (Some(e), Some(p)) = (
-                view.read.index_entry(&ids[i])?,
-                view.read.publisher(&ids[i])?,
-            ) {
-                found[i] = Some((e, p));
+            match (view.read.index_entry(&ids[i]), view.read.publisher(&ids[i])) {
+                (Ok(Some(e)), Ok(Some(p))) => found[i] = Some((e, p)),
+                (Ok(_), Ok(_)) => {}
+                (Err(e), _) | (_, Err(e)) => {
+                    left_out += 1;
+                    unreadable.get_or_insert((ids[i].clone(), e));
+                }
             }
+        }
+        if let Some((id, error)) = unreadable {
+            tracing::warn!(%id, %error, left_out, "explorer: unreadable records left out of /api/progress");
         }
         // a row's index by id (rows are the ids that were found, in time order)
         let mut row = vec![-1i64; ids.len()];

@@ -354,39 +354,54 @@ function buildDag() {
     if (p >= 0 && p < n && p !== i) (kids[p] || (kids[p] = [])).push(i);
     else roots.push(i);
   }
-  // a leaf discard/crash is collapsed into its parent's count, unless its parent is expanded,
-  // it is the selected record, or the status filter asks for discards or crashes
-  const collapsing = state.status === "all" || state.status === "keep";
-  const hidden = new Uint8Array(n), counts = new Map();
+  // a leaf discard/crash is folded into its parent's count, unless the parent is opened (its
+  // leaves are then counted in `opened`, to fold them again), it is the selected record, or the
+  // status filter asks for discards or crashes
+  const folding = state.status === "all" || state.status === "keep";
+  const hidden = new Uint8Array(n), counts = new Map(), opened = new Map();
   for (let i = 0; i < n; i++) {
     const p = rows[i][7];
-    if (!collapsing || rows[i][3] === 0 || kids[i] || p < 0 || p >= n || p === i) continue;
-    if (dag.expanded.has(rows[p][0]) || rows[i][0] === state.selected) continue;
-    hidden[i] = 1;
-    const c = counts.get(p) || [0, 0];
+    if (!folding || rows[i][3] === 0 || kids[i] || p < 0 || p >= n || p === i) continue;
+    const open = dag.expanded.has(rows[p][0]);
+    if (!open && rows[i][0] === state.selected) continue;
+    if (!open) hidden[i] = 1;
+    const into = open ? opened : counts, c = into.get(p) || [0, 0];
     c[rows[i][3] - 1] += 1;
-    counts.set(p, c);
+    into.set(p, c);
   }
-  // layers, top down: a layer is its parents' visible children in their parents' order
-  const x = new Float64Array(n).fill(NaN), depth = new Int32Array(n).fill(-1);
-  const layers = [];
-  let layer = roots.filter((i) => !hidden[i]);
-  let want = layer.map((_, j) => j * 1.5);
+  // generations, breadth first from the roots
+  const depth = new Int32Array(n).fill(-1), order = [];
+  for (const r of roots) if (!hidden[r]) { depth[r] = 0; order.push(r); }
+  for (let k = 0; k < order.length; k++) {
+    const p = order[k];
+    for (const c of kids[p] || []) if (!hidden[c] && depth[c] < 0) { depth[c] = depth[p] + 1; order.push(c); }
+  }
+  // how many records hang below each one: the child carrying the most goes straight under its
+  // parent (so a long lineage stays vertical instead of drifting one way), the others alternate
+  // left and right of it
+  const size = new Float64Array(n);
+  for (let k = order.length - 1; k >= 0; k--) {
+    const i = order[k], p = rows[i][7];
+    size[i] += 1;
+    if (p >= 0 && p < n && depth[p] === depth[i] - 1) size[p] += size[i];
+  }
+  const x = new Float64Array(n).fill(NaN), layers = [];
+  let layer = order.filter((i) => depth[i] === 0), want = layer.map((_, j) => j * 1.5);
   while (layer.length) {
-    // push apart left to right, then shift the layer back by the mean displacement
-    const at = new Float64Array(layer.length);
+    // in order of where each would like to be; pushed apart left to right, then the layer is
+    // shifted back by the mean displacement
+    const byWant = layer.map((_, j) => j).sort((a, b) => want[a] - want[b] || a - b);
+    const sorted = byWant.map((j) => layer[j]), at = new Float64Array(sorted.length);
     let drift = 0;
-    for (let j = 0; j < layer.length; j++) {
-      at[j] = j ? Math.max(want[j], at[j - 1] + 1) : want[j];
-      drift += at[j] - want[j];
-    }
-    drift /= layer.length;
-    for (let j = 0; j < layer.length; j++) { x[layer[j]] = at[j] - drift; depth[layer[j]] = layers.length; }
-    layers.push(Int32Array.from(layer));
+    byWant.forEach((j, k) => { at[k] = k ? Math.max(want[j], at[k - 1] + 1) : want[j]; drift += at[k] - want[j]; });
+    drift /= sorted.length;
+    sorted.forEach((i, k) => { x[i] = at[k] - drift; });
+    layers.push(Int32Array.from(sorted));
     const next = [], nextWant = [];
-    for (const p of layer) {
-      const ks = (kids[p] || []).filter((k) => !hidden[k] && depth[k] < 0);
-      ks.forEach((k, j) => { next.push(k); nextWant.push(x[p] + j - (ks.length - 1) / 2); });
+    for (const p of sorted) {
+      const ks = (kids[p] || []).filter((c) => depth[c] === depth[p] + 1);
+      ks.sort((a, b) => size[b] - size[a] || a - b);
+      ks.forEach((c, j) => { next.push(c); nextWant.push(x[p] + (j % 2 ? -(j + 1) / 2 : j / 2)); });
     }
     layer = next; want = nextWant;
   }
@@ -394,15 +409,27 @@ function buildDag() {
   const lineage = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
     if (rows[i][8] !== 1) continue;
-    for (let j = i; j >= 0 && !lineage[j]; j = rows[j][7]) lineage[j] = 1;
+    for (let j = i; j >= 0 && j < n && !lineage[j]; j = rows[j][7]) lineage[j] = 1;
   }
   const bestSteps = (d && d.best) || [];
   const best = bestSteps.length ? index.get(bestSteps[bestSteps.length - 1][2]) : undefined;
-  if (best !== undefined) for (let j = best; j >= 0 && lineage[j] !== 2; j = rows[j][7]) lineage[j] = 2;
+  if (best !== undefined) for (let j = best; j >= 0 && j < n && lineage[j] !== 2; j = rows[j][7]) lineage[j] = 2;
   let minX = Infinity, maxX = -Infinity;
   for (const l of layers) if (l.length) { minX = Math.min(minX, x[l[0]]); maxX = Math.max(maxX, x[l[l.length - 1]]); }
   dag.rows = rows;
-  dag.layout = { index, kids, hidden, counts, x, depth, layers, lineage, best, minX, maxX, shown: layers.reduce((s, l) => s + l.length, 0) };
+  dag.path = null;
+  dag.layout = { index, kids, hidden, counts, opened, x, depth, layers, lineage, best, minX, maxX, shown: order.length };
+}
+
+/** The selected record's path to its root, as a flag per row (computed once per selection). */
+function selectedPath() {
+  const L = dag.layout, rows = dag.rows;
+  if (dag.path && dag.path.of === state.selected) return dag.path;
+  const on = new Uint8Array(rows.length);
+  let count = 0;
+  for (let j = state.selected ? L.index.get(state.selected) : undefined; j !== undefined && j >= 0 && j < rows.length && !on[j]; j = rows[j][7]) { on[j] = 1; count++; }
+  dag.path = { of: state.selected, on, count };
+  return dag.path;
 }
 
 /** The row of record `id` and whether it is drawn (a collapsed leaf is not). */
@@ -460,10 +487,10 @@ function drawDag() {
     for (let j = lowerBound(l, L.x, lo); j < l.length && L.x[l[j]] <= hi; j++) if (show(l[j])) inView.push(l[j]);
   }
   const level = sx >= 40 && inView.length <= 3000 ? "labels" : sx >= 6 && inView.length <= 5000 ? "dots" : "pixels";
+  const boxes = dag.boxes = [];
   // the selected record's path to its root
-  const onPath = new Set();
-  for (let j = state.selected ? L.index.get(state.selected) : undefined; j !== undefined && j >= 0 && !onPath.has(j); j = rows[j][7]) onPath.add(j);
-  const dim = onPath.size > 0;
+  const path = selectedPath(), onPath = { has: (i) => path.on[i] === 1 };
+  const dim = path.count > 0;
   if (level === "pixels") {
     // records as pixel blocks, the frontier's lineage and the selected path as pixel lines
     const px = new Pixels(canvas, dag.image);
@@ -515,24 +542,40 @@ function drawDag() {
     }
     stroke(rings, c.frontier, 2);
     if (level === "labels") {
+      // the short id right of each record; above it, its folded leaves' count ("+3 · 1✕"), or
+      // "fold 4" for leaves opened: a click on either toggles (their boxes are kept for hits)
       ctx.font = "10px system-ui, sans-serif";
       ctx.textBaseline = "middle";
       for (const i of inView) {
         ctx.globalAlpha = dim && !onPath.has(i) ? 0.35 : 1;
         ctx.fillStyle = c.muted;
-        ctx.fillText(short(rows[i][0]), X(i) + 16, Y(i));
-        const n = L.counts.get(i);
-        if (n) { ctx.textAlign = "right"; ctx.fillText(countLabel(n), X(i) - r - 5, Y(i)); ctx.textAlign = "left"; }
+        ctx.fillText(short(rows[i][0]), X(i) + 16, Y(i) + 2);
+        const folded = L.counts.get(i), open = L.opened.get(i);
+        const text = folded ? countLabel(folded) : open ? `fold ${open[0] + open[1]}` : null;
+        if (!text) continue;
+        const bx = X(i) + 16, by = Y(i) - 10, width = ctx.measureText(text).width;
+        ctx.fillStyle = c.frontier;
+        ctx.fillText(text, bx, by);
+        boxes.push({ row: i, x0: bx - 3, x1: bx + width + 3, y0: by - 7, y1: by + 6 });
       }
       ctx.globalAlpha = 1;
     }
   }
   const sel = state.selected ? dagRow(state.selected) : undefined;
-  if (sel !== undefined) {
+  if (sel !== undefined && show(sel)) {
     ctx.beginPath(); ctx.arc(X(sel), Y(sel), 13, 0, 2 * Math.PI);
     ctx.strokeStyle = c.ring; ctx.lineWidth = 2.5; ctx.stroke();
   }
   return { drawn: inView.length, level };
+}
+
+/** A record's tooltip: what this node knows of it first (status, metric, verification,
+ *  frontier), then what its publisher says (time, node, hardware: peer text, cut short). */
+function recordTip(row) {
+  const d = plot.data, cut = (text) => { const t = String(text); return t.length > 48 ? `${t.slice(0, 47)}…` : t; };
+  const trust = [STATUS[row[3]], typeof row[2] === "number" ? row[2].toFixed(6) : "-",
+    row[4] === 1 ? "verified" : row[4] === -1 ? "rejected" : "unverified", row[8] === 1 ? "frontier" : ""].filter(Boolean).join(" ");
+  return `${short(row[0])} ${trust} · ${when(row[1])} · node ${short(d.nodes[row[5]])} · hardware "${cut(d.gpus[row[6]])}"`;
 }
 
 /** "+3 · 1✕": the discard and crash leaves collapsed into a record. */
@@ -583,7 +626,8 @@ function dagPoint(id) {
 function panTo(id) {
   if (dag.layout && dag.layout.index.has(id) && dagRow(id) === undefined) buildDag();
   const i = dagRow(id), box = $("#dag").getBoundingClientRect();
-  if (i === undefined || !box.width) return;
+  if (!box.width) { dag.pendingPan = id; return; } // the DAG tab is hidden: when it is shown
+  if (i === undefined) return;
   const L = dag.layout, v = state.view;
   if (DX * v.k < 6) v.k = 6 / DX * 4; // from the pixel level, zoom in to where records are dots
   const sx = v.x + L.x[i] * DX * v.k, sy = v.y + L.depth[i] * DY * v.k;
@@ -597,7 +641,7 @@ function panTo(id) {
 function fitZoom() {
   const L = dag.layout, box = $("#dag").getBoundingClientRect();
   if (!L || !L.shown) return 1;
-  return Math.min(2, (box.width - 80) / ((L.maxX - L.minX + 1) * DX), (box.height - 60) / (L.layers.length * DY));
+  return Math.max(1e-4, Math.min(2, (box.width - 80) / ((L.maxX - L.minX + 1) * DX), (box.height - 60) / (L.layers.length * DY)));
 }
 
 /** The view a task opens with: the whole DAG where it can be read (records at least ~15 px
@@ -638,22 +682,27 @@ function zoom(factor, cx, cy) {
   applyView();
 }
 
-/** What is under a point of the canvas: a record, or a record's collapsed count. */
+/** What is under a point of the canvas: a drawn record (the nearest within reach; records the
+ *  status filter hides are not), or a record's count of folded leaves. */
 function dagHit(cx, cy) {
-  const L = dag.layout, v = state.view;
+  const L = dag.layout, v = state.view, rows = dag.rows;
   if (!L || !L.shown) return null;
-  const sx = DX * v.k, sy = DY * v.k, r = Math.max(8, Math.min(14, sx / 3));
+  for (const b of dag.boxes || []) if (cx >= b.x0 && cx <= b.x1 && cy >= b.y0 && cy <= b.y1) return { row: b.row, count: true };
+  const sx = DX * v.k, sy = DY * v.k, reach = Math.max(8, Math.min(12, sx / 3));
   const y = Math.round((cy - v.y) / sy), l = L.layers[y];
-  if (!l) return null;
+  if (!l || Math.abs(v.y + y * sy - cy) > reach) return null;
+  const filter = state.status === "all" ? -1 : STATUS.indexOf(state.status);
   const j = lowerBound(l, L.x, (cx - v.x) / sx);
   let found = null;
-  for (const k of [j - 1, j, j + 1]) {
-    const i = l[k];
-    if (i === undefined) continue;
-    const dx = cx - (v.x + L.x[i] * sx), dy = cy - (v.y + y * sy), d = Math.hypot(dx, dy);
-    if (d <= r && (!found || d < found.d)) found = { row: i, d };
-    // a count sits left of its record (drawn where there is room for labels)
-    else if (!found && sx >= 40 && L.counts.has(i) && dx <= -r && dx >= -r - 44 && Math.abs(dy) <= 8) found = { row: i, count: true, d: r };
+  // outwards from the pointer on both sides, while records are within reach across
+  for (const [start, step] of [[j, 1], [j - 1, -1]]) {
+    for (let k = start; k >= 0 && k < l.length; k += step) {
+      const i = l[k], dx = v.x + L.x[i] * sx - cx;
+      if (Math.abs(dx) > reach) break;
+      if (filter >= 0 && rows[i][3] !== filter) continue;
+      const d = Math.hypot(dx, v.y + y * sy - cy);
+      if (d <= reach && (!found || d < found.d)) found = { row: i, d };
+    }
   }
   return found;
 }
@@ -662,8 +711,7 @@ function setUpPanZoom() {
   const dag_ = $("#dag"), tip = $("#dag-tip");
   dag_.addEventListener("wheel", (ev) => {
     ev.preventDefault();
-    const box = dag_.getBoundingClientRect();
-    zoom(ev.deltaY < 0 ? 1.15 : 1 / 1.15, ev.clientX - box.left, ev.clientY - box.top);
+    zoom(ev.deltaY < 0 ? 1.15 : 1 / 1.15, ...local(ev, dag_));
   }, { passive: false });
   let drag = null;
   dag_.addEventListener("mousedown", (ev) => { drag = { x: ev.clientX, y: ev.clientY, vx: state.view.x, vy: state.view.y, moved: false }; });
@@ -680,11 +728,12 @@ function setUpPanZoom() {
     const box = dag_.getBoundingClientRect(), hit = dagHit(...local(ev, dag_));
     dag_.style.cursor = hit ? "pointer" : "grab";
     if (!hit) { tip.hidden = true; return; }
-    const row = dag.rows[hit.row], d = plot.data, n = dag.layout.counts.get(hit.row);
-    tip.textContent = hit.count
-      ? `${countLabel(n)}: ${n[0]} discarded and ${n[1]} crashed experiments from ${short(row[0])}; click to show them`
-      : `${short(row[0])} ${STATUS[row[3]]} ${typeof row[2] === "number" ? row[2].toFixed(6) : "-"} · ${when(row[1])} · node ${short(d.nodes[row[5]])} · ${d.gpus[row[6]]}` +
-        `${row[4] === 1 ? " · verified" : row[4] === -1 ? " · rejected" : ""}${row[8] === 1 ? " · frontier" : ""}${n ? ` · ${countLabel(n)} collapsed` : ""}`;
+    const row = dag.rows[hit.row], n = dag.layout.counts.get(hit.row), open = dag.layout.opened.get(hit.row);
+    tip.textContent = !hit.count
+      ? recordTip(row) + (n ? ` · ${countLabel(n)} folded` : "")
+      : n
+        ? `${n[0]} discarded and ${n[1]} crashed experiments from ${short(row[0])} without children; click to show them`
+        : `click to fold the ${open[0] + open[1]} discarded and crashed experiments from ${short(row[0])} again`;
     tip.style.left = `${ev.clientX - box.left + 14}px`;
     tip.style.top = `${ev.clientY - box.top + 14}px`;
     tip.hidden = false;
@@ -708,23 +757,36 @@ function setUpPanZoom() {
   $("#zoom-best").addEventListener("click", focusBest);
   let resized = null;
   window.addEventListener("resize", () => { clearTimeout(resized); resized = setTimeout(applyView, 100); });
-  matchMedia("(prefers-color-scheme: light)").addEventListener("change", () => { dag.colors = null; applyView(); });
+  matchMedia("(prefers-color-scheme: light)").addEventListener("change", () => {
+    dag.colors = null;
+    applyView();
+    if (state.tab === "progress") drawProgress();
+  });
 }
 
 /** Loads the task's records (for the DAG and the plot), then draws. A busy network sends many
- *  events: a large task reloads at most every 10 s (0.5 ms per record), but the last event is
- *  always followed by a load. */
+ *  events: one load at a time, a large task at most every 10 s (0.5 ms per record, and at least
+ *  twice as long as the last load took), and an event during a load or the pause is followed by
+ *  one more load. A newer load (a task chosen meanwhile) wins over one still under way.
+ *  `force`: load now; "fit": and open on the task's overview. */
 async function loadRecords(force = false) {
-  const gap = Math.min(10000, ((plot.data && plot.data.rows && plot.data.rows.length) || 0) * 0.5);
-  const wait = plot.loaded + gap - Date.now();
-  if (!force && wait > 0) {
-    if (!plot.again) plot.again = setTimeout(() => { plot.again = null; loadRecords(true).catch(console.error); }, wait);
-    return;
+  if (!force) {
+    const rows = (plot.data && plot.data.rows && plot.data.rows.length) || 0;
+    const wait = plot.loaded + Math.min(10000, Math.max(rows * 0.5, 2 * (plot.took || 0))) - Date.now();
+    if (plot.loading || wait > 0) {
+      if (!plot.again) plot.again = setTimeout(() => { plot.again = null; loadRecords().catch(console.error); }, Math.max(wait, 200));
+      return;
+    }
   }
-  plot.loaded = Date.now();
-  const task = state.task;
-  const data = await api(`/api/progress?${taskParam()}`);
-  if (task !== state.task) return; // a newer task was chosen meanwhile
+  const seq = plot.seq = (plot.seq || 0) + 1, started = Date.now();
+  plot.loading = true;
+  let data;
+  try {
+    data = await api(`/api/progress?${taskParam()}`);
+  } finally {
+    if (seq === plot.seq) { plot.loading = false; plot.loaded = Date.now(); plot.took = plot.loaded - started; }
+  }
+  if (seq !== plot.seq) return; // a newer load was started meanwhile
   if (!performance.getEntriesByName("records-loaded").length) performance.mark("records-loaded");
   const changedTask = !plot.data || plot.data.task_id !== data.task_id;
   plot.data = data;
@@ -756,14 +818,19 @@ const FUTURE = 86400;
 /** The plot's node and hardware filters, from the loaded rows (a choice from the URL wins). */
 function fillProgressFilters() {
   if (!plot.data) return;
-  const fill = (sel, list, label, want, shorten) => {
-    const keep = want != null ? want : sel.value;
-    sel.replaceChildren(el("option", null, label));
-    sel.firstChild.value = "";
-    for (const name of list) {
-      const o = el("option", null, shorten(name));
-      o.value = name;
-      sel.appendChild(o);
+  // rebuilt only when the lists change (an open list is not closed by every reload), and at
+  // most 1,000 names each (a task whose records come from 100k keys stays usable)
+  const fill = (sel, all, label, want, shorten) => {
+    const keep = want != null ? want : sel.value, list = all.slice(0, 1000), key = list.join("\n");
+    if (sel.listKey !== key) {
+      sel.listKey = key;
+      sel.replaceChildren(el("option", null, label));
+      sel.firstChild.value = "";
+      for (const name of list) {
+        const o = el("option", null, shorten(name));
+        o.value = name;
+        sel.appendChild(o);
+      }
     }
     sel.value = list.includes(keep) ? keep : "";
   };
@@ -841,7 +908,7 @@ function drawProgress() {
   const d = plot.data, box = $("#progress"), canvas = box;
   const { ctx } = prepare(canvas);
   plot.best = null;
-  plot.marks = { ids: [], x: new Float32Array(0), y: new Float32Array(0) };
+  plot.marks = { ids: [], rows: new Int32Array(0), x: new Float32Array(0), y: new Float32Array(0) };
   if (!d || !d.rows || !d.rows.length) {
     $("#progress-info").textContent = `no records yet: ${firstRun()}`;
     return;
@@ -861,11 +928,13 @@ function drawProgress() {
   if (!isFinite(t0) || !isFinite(t1)) [t0, t1] = [0, 1];
   if (t1 <= t0) { t0 -= 30; t1 += 30; }
   plot.drawn = [t0, t1, L, R];
-  const shown = [];
+  const shown = [], at = [];
   let v0 = Infinity, v1 = -Infinity;
-  for (const r of all) {
+  for (let k = 0; k < all.length; k++) {
+    const r = all[k];
     if (r[1] < t0 || r[1] > t1 || !wanted(r)) continue;
     shown.push(r);
+    at.push(k);
     if (r[3] !== 2 && typeof r[2] === "number") { if (r[2] < v0) v0 = r[2]; if (r[2] > v1) v1 = r[2]; }
   }
   const steps = (d.best || []).filter((b) => b[0] <= t1);
@@ -880,7 +949,7 @@ function drawProgress() {
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const y = (v) => T + (1 - (v - v0) / (v1 - v0)) * (H - T - B);
   const c = dag.colors || (dag.colors = dagColors());
-  const marks = plot.marks = { ids: new Array(shown.length), x: new Float32Array(shown.length), y: new Float32Array(shown.length) };
+  const marks = plot.marks = { ids: new Array(shown.length), rows: Int32Array.from(at), x: new Float32Array(shown.length), y: new Float32Array(shown.length) };
   shown.forEach((r, i) => {
     marks.ids[i] = r[0];
     marks.x[i] = x(r[1]);
@@ -913,15 +982,16 @@ function drawProgress() {
     // one horizontal and one vertical segment per pixel column at most (a task of 100k
     // records has ~20k steps, and stroking each costs ~20 ms a frame)
     const line = new Path2D();
-    let column = -1;
-    visible.forEach(([t, v], i) => {
+    let column = Math.round(Math.max(L, x(visible[0][0]))), level = y(visible[0][1]);
+    line.moveTo(column, level);
+    for (const [t, v] of visible.slice(1)) {
       const px = Math.round(Math.max(L, x(t)));
-      if (i === 0) line.moveTo(px, y(v));
-      else if (px !== column) { line.lineTo(px, y(visible[i - 1][1])); line.lineTo(px, y(v)); }
-      else line.lineTo(px, y(v));
-      column = px;
-    });
-    line.lineTo(W - R, y(visible[visible.length - 1][1]));
+      // the best only moves one way: within a column, only its last level matters
+      if (px !== column) { line.lineTo(column, level); line.lineTo(px, level); column = px; }
+      level = y(v);
+    }
+    line.lineTo(column, level);
+    line.lineTo(W - R, level);
     ctx.strokeStyle = c.frontier; ctx.lineWidth = 2; ctx.stroke(line);
     plot.best = visible[visible.length - 1][1];
   }
@@ -974,14 +1044,16 @@ function setUpProgress() {
   // the time under a point, on the axis drawn last
   const t = (clientX) => {
     if (!plot.drawn) return 0;
-    const [t0, t1, L, R] = plot.drawn, b = box.getBoundingClientRect();
-    return t0 + ((clientX - b.left - L) / (b.width - L - R)) * (t1 - t0);
+    const [t0, t1, L, R] = plot.drawn, [x] = local({ clientX, clientY: 0 }, box);
+    return t0 + ((x - L) / (box.clientWidth - L - R)) * (t1 - t0);
   };
-  box.addEventListener("mousedown", (ev) => { drag = { x: ev.clientX }; });
+  let dragged = false;
+  box.addEventListener("mousedown", (ev) => { drag = { x: ev.clientX }; dragged = false; });
   window.addEventListener("mouseup", (ev) => {
     if (!drag) return;
     const a = drag.x, b = ev.clientX; drag = null;
     if (Math.abs(a - b) < 8) return;
+    dragged = true; // the click that follows a drag opens nothing
     plot.range = [t(Math.min(a, b)), t(Math.max(a, b))];
     drawProgress();
   });
@@ -995,6 +1067,7 @@ function setUpProgress() {
   }, { passive: false });
   const hitAt = (ev) => plotHit(...local(ev, box));
   box.addEventListener("click", (ev) => {
+    if (dragged) { dragged = false; return; }
     const i = hitAt(ev);
     if (i >= 0) { ev.stopPropagation(); select(plot.marks.ids[i]); }
   });
@@ -1002,8 +1075,7 @@ function setUpProgress() {
     const i = hitAt(ev);
     box.style.cursor = i >= 0 ? "pointer" : "crosshair";
     if (i < 0) { tip.hidden = true; return; }
-    const d = plot.data, r = d.rows.find((row) => row[0] === plot.marks.ids[i]);
-    tip.textContent = `${short(r[0])} ${STATUS[r[3]]} ${typeof r[2] === "number" ? r[2].toFixed(6) : "-"} · ${when(r[1])} · node ${short(d.nodes[r[5]])} · ${d.gpus[r[6]]}${r[4] === 1 ? " · verified" : r[4] === -1 ? " · rejected" : ""}`;
+    tip.textContent = recordTip(plot.data.rows[plot.marks.rows[i]]);
     const b = box.getBoundingClientRect();
     tip.style.left = `${ev.clientX - b.left + 14}px`;
     tip.style.top = `${ev.clientY - b.top + 14}px`;
@@ -1294,7 +1366,11 @@ function showTab(name) {
   for (const s of document.querySelectorAll(".tab")) s.hidden = s.id !== `tab-${name}`;
   if (name === "nodes") loadNodes().catch(console.error);
   if (name === "progress") drawProgress();
-  if (name === "dag") { if (dag.pendingOverview) overview(); applyView(); }
+  if (name === "dag") {
+    if (dag.pendingOverview) overview();
+    if (dag.pendingPan) { const id = dag.pendingPan; dag.pendingPan = null; if (id === state.selected) panTo(id); }
+    applyView();
+  }
   if (name === "compare") {
     $("#compare").replaceChildren(el("p", "hint", "loading…"));
     loadCompare().catch(console.error);

@@ -543,12 +543,15 @@ impl Reader {
         let Some(bytes) = table.get(id)? else {
             return Ok(None);
         };
-        let found: Publisher =
-            serde_json::from_slice(bytes.value()).map_err(|e| StoreError::Corrupt {
-                table: "experiments_v1",
-                what: e.to_string(),
-            })?;
-        Ok(Some((found.node_id, found.gpu_model)))
+        match serde_json::from_slice::<Publisher>(bytes.value()) {
+            Ok(found) => Ok(Some((found.node_id, found.gpu_model))),
+            // what serde_json refuses and the store's own reader takes (a `NaN` token, a
+            // repeated key): read the whole record
+            Err(_) => {
+                let record = parse_record(bytes.value())?;
+                Ok(Some((record.node_id, record.gpu_model)))
+            }
+        }
     }
 
     pub fn index_entry(&self, id: &str) -> Result<Option<IndexEntry>, StoreError> {

@@ -185,7 +185,7 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
         .js("return document.querySelector('#dag-info').textContent")
         .as_str()
         .unwrap()
-        .contains("2 discard/crash leaves collapsed"));
+        .contains("2 discard/crash leaves folded"));
     browser.screenshot("1-dag");
 
     // the frontier table lists it

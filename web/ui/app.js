@@ -335,10 +335,10 @@ async function loadCompare() {
 /** The task's DAG, drawn on a canvas from the same compact rows as the progress plot
  *  (`/api/progress`: `[id, t, value, status, verified, node, gpu, parent, frontier]`).
  *
- *  Layout: one layer per generation (y = depth); each layer's records sit under their parents,
- *  pushed apart where they would overlap, so the width follows the widest generation, not the
- *  leaf count. Discard and crash records without children are collapsed into a count on their
- *  parent (click it to show them). The lineage of the frontier is drawn as the "frontier path",
+ *  Layout: one layer per generation (y = depth); each layer's records sit under their parents
+ *  (the heaviest child straight below), pushed apart where they would overlap, so the width
+ *  follows the widest generation, not the leaf count. Discard and crash records without children
+ *  are folded into a count on their parent (click it to show them, "fold" to fold them again). The lineage of the frontier is drawn as the "frontier path",
  *  the best record's own path stronger. Levels of detail: labels and counts when there is room,
  *  plain dots when zoomed out, single pixels (written straight into the canvas's image) past
  *  that; only what is in view is drawn. Written here, no library. */
@@ -432,7 +432,7 @@ function selectedPath() {
   return dag.path;
 }
 
-/** The row of record `id` and whether it is drawn (a collapsed leaf is not). */
+/** The row of record `id` and whether it is drawn (a folded leaf is not). */
 function dagRow(id) {
   const L = dag.layout, i = L && L.index.get(id);
   return i === undefined || !L.x || isNaN(L.x[i]) ? undefined : i;
@@ -578,7 +578,7 @@ function recordTip(row) {
   return `${short(row[0])} ${trust} · ${when(row[1])} · node ${short(d.nodes[row[5]])} · hardware "${cut(d.gpus[row[6]])}"`;
 }
 
-/** "+3 · 1✕": the discard and crash leaves collapsed into a record. */
+/** "+3 · 1✕": the discard and crash leaves folded into a record. */
 function countLabel([discards, crashes]) {
   return [discards ? `+${discards}` : "", crashes ? `${crashes}✕` : ""].filter(Boolean).join(" · ");
 }
@@ -600,14 +600,14 @@ function drawGraph() {
   const L = dag.layout, hiddenCount = L.hidden.reduce((s, h) => s + h, 0);
   $("#dag-info").textContent = dag.rows.length
     ? `${L.shown} of ${dag.rows.length} records shown · ${L.layers.length} generations (f: all, b: the best)` +
-      (hiddenCount ? ` · ${hiddenCount} discard/crash leaves collapsed into counts (click a count to open it)` : "") +
+      (hiddenCount ? ` · ${hiddenCount} discard/crash leaves folded into counts (click a count to open it)` : "") +
       (plot.data && plot.data.truncated ? " · the newest 200,000 only" : "")
     : `no records yet: ${firstRun()}`;
   applyView();
 }
 
-/** The selected record changed: show its path (opening its parent's collapsed leaves if it
- *  is one of them). */
+/** The selected record changed: show its path (and the record itself if it is a folded
+ *  leaf). */
 function markPath() {
   if (state.selected && dag.layout && dag.layout.index.has(state.selected) && dagRow(state.selected) === undefined) buildDag();
   applyView();

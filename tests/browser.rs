@@ -199,18 +199,26 @@ fn the_explorer_ui_shows_the_dag_frontier_and_details_updates_live_and_runs_no_i
     );
     browser.screenshot("2-frontier");
 
-    // a click on a count opens the leaves collapsed into it; a click on a record opens it, and
-    // its path to the root is highlighted (the rest dimmed)
+    // a click on a count shows the leaves folded into it, and "fold" folds them again; a click
+    // on a record opens it, and its path to the root is highlighted (the rest dimmed)
     browser.click("#tabs button[data-tab=dag]");
+    let drawn = |leaf: &spore_spec::ExperimentRecord| {
+        format!(
+            "{DAG_JS} return near(px('{}', 0), {})",
+            leaf.id, leaf.status as u8
+        )
+    };
+    browser.click_dag_count(&hostile.id);
+    browser.wait_for("the folded leaf drawn", &drawn(&crash));
+    browser.wait_for("'fold 1' drawn", "return (dag.boxes || []).length === 2");
+    browser.click_dag_count(&hostile.id);
+    browser.wait_for(
+        "the leaf folded again",
+        &format!("return !dagPoint('{}')", crash.id),
+    );
     for (parent, leaf) in [(&hostile, &crash), (&root, &worse)] {
         browser.click_dag_count(&parent.id);
-        browser.wait_for(
-            "the collapsed leaf drawn",
-            &format!(
-                "{DAG_JS} return near(px('{}', 0), {})",
-                leaf.id, leaf.status as u8
-            ),
-        );
+        browser.wait_for("the folded leaf drawn", &drawn(leaf));
     }
     browser.click_dag_record(&crash.id);
     browser.wait_for(

@@ -9,8 +9,6 @@
 //! first frame with records drawn, the `/api/progress` load and the layout included); a frame
 //! rate is frames shown per second while every frame moves the view and redraws.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as J;
@@ -19,15 +17,6 @@ mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 use support::browser::{on_path, Browser};
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs `script` (which must end by setting `window.__bench`) and waits for its result.
 fn measure(browser: &Browser, script: &str) -> J {
@@ -100,38 +89,8 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|");
     for n in sizes {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("node");
-        let (manifest, lines) = common::generate(n);
-        let file = tmp.path().join("records.jsonl");
-        std::fs::write(&file, format!("{manifest}\n{}\n", lines.join("\n"))).unwrap();
-        drop(lines);
-        let out = common::spored(&dir)
-            .arg("import")
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut child = common::spored(&dir)
-            .args(["explorer", "--web-port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let _explorer = Running(child);
-        let url = line
-            .trim()
-            .strip_prefix("explorer on ")
-            .unwrap()
-            .to_string();
+        let explorer = common::Explorer::over_generated(n);
+        let url = format!("http://{}", explorer.host);
 
         let browser = Browser::start(&driver);
         browser.goto(&url);

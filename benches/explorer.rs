@@ -6,21 +6,12 @@
 //!     cargo bench --bench explorer -- [--records 100000] [--requests 200]
 //!                                     [--reference [--reference-requests 20]]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read as _, Write as _};
+use std::process::Command;
 use std::time::Instant;
 
 mod common;
-use common::{free_port, pynode, spored, Reference};
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{free_port, pynode, Reference};
 
 /// The whole response to `GET path` (it must be a 200).
 fn get(host: &str, path: &str) -> Vec<u8> {
@@ -112,44 +103,12 @@ fn reference(n: usize, requests: usize) {
 fn main() {
     let n = common::arg("--records", 100_000);
     let requests = common::arg("--requests", 200);
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("node");
-    let (manifest, lines) = common::generate(n);
-    let task_id = serde_json::from_str::<serde_json::Value>(&manifest).unwrap()["payload"]
-        ["task_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let file = tmp.path().join("records.jsonl");
-    std::fs::write(&file, format!("{manifest}\n{}\n", lines.join("\n"))).unwrap();
-    drop(lines);
-    let out = spored(&dir).arg("import").arg(&file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let mut child = spored(&dir)
-        .args(["explorer", "--web-port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _node = Running(child);
-    let host = line
-        .trim()
-        .strip_prefix("explorer on http://")
-        .unwrap()
-        .to_string();
+    let explorer = common::Explorer::over_generated(n);
+    let (host, task_id) = (explorer.host.clone(), explorer.task_id.clone());
 
     println!("spored: {n} records, one task; {requests} requests per route, one connection each");
     measure(&host, &routes(&task_id), &task_id, requests);
-    drop(_node);
+    drop(explorer);
     if std::env::args().any(|a| a == "--reference") {
         reference(n, common::arg("--reference-requests", 20));
     }

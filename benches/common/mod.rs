@@ -169,6 +169,67 @@ pub fn spored(dir: &std::path::Path) -> std::process::Command {
     cmd
 }
 
+/// `spored explorer` over a fresh data dir holding `n` generated records of one task (imported);
+/// stopped, and its data dir removed, when dropped.
+pub struct Explorer {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`
+    pub host: String,
+    pub task_id: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Explorer {
+    pub fn over_generated(n: usize) -> Explorer {
+        use std::io::BufRead as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("node");
+        let (manifest, lines) = generate(n);
+        let task_id = serde_json::from_str::<serde_json::Value>(&manifest).unwrap()["payload"]
+            ["task_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let file = tmp.path().join("records.jsonl");
+        std::fs::write(&file, format!("{manifest}\n{}\n", lines.join("\n"))).unwrap();
+        drop(lines);
+        let out = spored(&dir).arg("import").arg(&file).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut child = spored(&dir)
+            .args(["explorer", "--web-port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let host = line
+            .trim()
+            .strip_prefix("explorer on http://")
+            .unwrap_or_else(|| panic!("the explorer said {line:?}"))
+            .to_string();
+        Explorer {
+            child,
+            host,
+            task_id,
+            _dir: tmp,
+        }
+    }
+}
+
+impl Drop for Explorer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `../shared/interop/pynode.sh`: runs a real sporemesh 0.6.0 node (its `setup.sh` first).
 pub fn pynode() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/interop/pynode.sh")

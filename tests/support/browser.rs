@@ -142,30 +142,32 @@ impl Browser {
 
     /// A real mouse click at page point (`x`, `y`) (a pointer action, as a user's click).
     pub fn click_at(&self, x: f64, y: f64) {
-        let (x, y) = (x.round() as i64, y.round() as i64);
-        self.call(
-            "POST",
-            "/actions",
-            Some(json!({"actions": [{"type": "pointer", "id": "mouse",
-                "parameters": {"pointerType": "mouse"},
-                "actions": [
-                    {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y},
-                    {"type": "pointerDown", "button": 0},
-                    {"type": "pointerUp", "button": 0}]}]})),
-        );
-        self.call("DELETE", "/actions", None);
+        self.pointer(x, y, true);
     }
 
     /// Moves the mouse to page point (`x`, `y`) (a hover).
     pub fn move_to(&self, x: f64, y: f64) {
+        self.pointer(x, y, false);
+    }
+
+    fn pointer(&self, x: f64, y: f64, click: bool) {
         let (x, y) = (x.round() as i64, y.round() as i64);
+        let mut actions = vec![
+            json!({"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y}),
+        ];
+        if click {
+            actions.push(json!({"type": "pointerDown", "button": 0}));
+            actions.push(json!({"type": "pointerUp", "button": 0}));
+        }
         self.call(
             "POST",
             "/actions",
             Some(json!({"actions": [{"type": "pointer", "id": "mouse",
-                "parameters": {"pointerType": "mouse"},
-                "actions": [{"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y}]}]})),
+                "parameters": {"pointerType": "mouse"}, "actions": actions}]})),
         );
+        if click {
+            self.call("DELETE", "/actions", None);
+        }
     }
 
     /// Clicks the count of folded leaves drawn by record `parent` in the explorer's DAG (which

@@ -542,7 +542,7 @@ function drawDag() {
     }
     stroke(rings, c.frontier, 2);
     if (level === "labels") {
-      // the short id right of each record; above it, its folded leaves' count ("+3 · 1✕"), or
+      // the short id right of each record; above it, its folded leaves' count ("+3 discarded"), or
       // "fold 4" for leaves opened: a click on either toggles (their boxes are kept for hits)
       ctx.font = "10px system-ui, sans-serif";
       ctx.textBaseline = "middle";
@@ -578,9 +578,9 @@ function recordTip(row) {
   return `${short(row[0])} ${trust} · ${when(row[1])} · node ${short(d.nodes[row[5]])} · hardware "${cut(d.gpus[row[6]])}"`;
 }
 
-/** "+3 · 1✕": the discard and crash leaves folded into a record. */
+/** "+3 discarded · 1 crashed": the leaves folded into a record. */
 function countLabel([discards, crashes]) {
-  return [discards ? `+${discards}` : "", crashes ? `${crashes}✕` : ""].filter(Boolean).join(" · ");
+  return `+${[discards ? `${discards} discarded` : "", crashes ? `${crashes} crashed` : ""].filter(Boolean).join(" · ")}`;
 }
 
 /** Redraws at the next frame (pan, zoom and hover ask many times per frame; one draw). */

@@ -1,9 +1,10 @@
 //! Hardware classes (reference §f.1) and rerun tolerances (§f.2).
 //!
-//! [`reference_gpu_model`] is the reference's `normalize_gpu_model`, byte for byte.
-//! [`gpu_model`] is what spored records: the same, except that real device names that contain
-//! `H100` or `A100` (e.g. "NVIDIA H100 80GB HBM3") land in those classes, which the reference
-//! misses because it only checks the prefix.
+//! [`reference_gpu_model`] is the reference's `normalize_gpu_model`, byte for byte, and what a
+//! spored GPU node writes into `gpu_model`: a spored record and a reference record made on the
+//! same card must be one class, or neither node's reruns could verify the other's. (So a real
+//! "NVIDIA H100 80GB HBM3" is the class `NVIDIA_H100_80GB_HBM3`, as in the reference, whose
+//! H100 class only takes names that start with "H100".)
 
 /// The reference's `normalize_gpu_model`.
 pub fn reference_gpu_model(name: &str) -> String {
@@ -59,17 +60,6 @@ fn card_number(norm: &str, prefix: &str) -> Option<String> {
         from += pos + 1;
     }
     None
-}
-
-/// The class spored writes into `gpu_model`.
-pub fn gpu_model(name: &str) -> String {
-    let norm = reference_gpu_model(name);
-    for class in ["H100", "A100"] {
-        if norm.contains(class) {
-            return class.into();
-        }
-    }
-    norm
 }
 
 /// The class a CPU-trained record carries: the architecture, since SIMD paths differ by it.

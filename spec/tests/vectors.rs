@@ -174,8 +174,8 @@ fn random_doubles_print_like_cpython() {
 }
 
 #[test]
-fn gpu_classes_match_the_reference_and_ours_fix_real_device_names() {
-    use spore_spec::hardware::{gpu_model, reference_gpu_model, tolerance, verification_class};
+fn gpu_classes_match_the_reference() {
+    use spore_spec::hardware::{reference_gpu_model, tolerance, verification_class};
     let v = load("gpu_classes.json");
     for row in v["rows"].as_array().unwrap() {
         let input = row["input"].as_str().unwrap_or("");
@@ -184,13 +184,11 @@ fn gpu_classes_match_the_reference_and_ours_fix_real_device_names() {
         let class = verification_class(input);
         assert_eq!(class, row["gpu_verification_class"].as_str().unwrap());
         assert_eq!(tolerance(&class), row["tolerance"].as_f64().unwrap());
-        let ours = gpu_model(input);
-        if want.contains("H100") {
-            assert_eq!(ours, "H100", "{input}");
-        } else if want.contains("A100") {
-            assert_eq!(ours, "A100", "{input}");
-        } else {
-            assert_eq!(ours, want);
-        }
     }
+    // what nvidia-smi names a real H100 lands where the reference (torch's device name, the
+    // same string) puts it, so both nodes' records of one card are one class
+    assert_eq!(
+        reference_gpu_model("NVIDIA H100 80GB HBM3"),
+        "NVIDIA_H100_80GB_HBM3"
+    );
 }

@@ -75,7 +75,7 @@ pub fn detect(device: &str) -> Hardware {
     }
     match gpu_name() {
         Some(name) => Hardware {
-            class: spore_spec::hardware::gpu_model(&name),
+            class: spore_spec::hardware::reference_gpu_model(&name),
             cuda_version: cuda_driver_version().unwrap_or_else(|| "unknown".into()),
             backend: "cuda",
         },

@@ -23,6 +23,7 @@ fn runner(dir: &Path, program: &Path, grace: Option<Duration>) -> Runner {
         eval_tokens: Some(2048),
         show_progress: false,
         grace,
+        kernel_cache: None,
     })
 }
 

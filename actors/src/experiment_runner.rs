@@ -37,6 +37,9 @@ pub struct RunnerConfig {
     pub show_progress: bool,
     /// Time after the budget before the child is killed (None: [`grace`]'s rule).
     pub grace: Option<Duration>,
+    /// Where GPU children keep compiled kernels and autotune results (`spored train
+    /// --kernel-cache`); None: the GPU backend's default.
+    pub kernel_cache: Option<PathBuf>,
 }
 
 impl RunnerConfig {
@@ -175,6 +178,9 @@ impl Runner {
         }
         if let Some(steps) = req.steps {
             cmd.arg("--steps").arg(steps.to_string());
+        }
+        if let Some(dir) = &c.kernel_cache {
+            cmd.arg("--kernel-cache").arg(dir);
         }
         if let Some(corpus) = &req.corpus {
             cmd.arg("--corpus").arg(corpus);

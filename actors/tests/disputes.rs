@@ -53,6 +53,7 @@ async fn start_verifier(
             eval_tokens: None,
             show_progress: false,
             grace: None,
+            kernel_cache: None,
         },
         verify: VerifyOptions {
             seed: [seed; 32],

@@ -103,6 +103,8 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32], live: &Live
         eval_tokens: None,
         show_progress: true,
         grace: None,
+        // compiled GPU kernels and autotune results stay with the node (issue #22)
+        kernel_cache: Some(data_dir.root.join("gpu-kernels")),
     };
     let hardware = spore_train::child::detect(&runner.device);
     info!(

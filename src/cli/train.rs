@@ -37,6 +37,10 @@ pub struct TrainArgs {
     /// forward pass (the rest follows in chunks: less memory, the same total batch)
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub resource: u8,
+    /// Keep the GPU backend's compiled kernels and autotune results here (the node passes its
+    /// data dir's `gpu-kernels`)
+    #[arg(long, value_name = "DIR")]
+    pub kernel_cache: Option<PathBuf>,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -50,6 +54,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         memory_limit_mb: args.memory_limit_mb,
         device: args.device,
         resource: args.resource,
+        kernel_cache: args.kernel_cache,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

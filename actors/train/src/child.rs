@@ -34,6 +34,10 @@ pub struct ChildArgs {
     /// Share of the machine (1–100): scales the rows of one forward pass
     /// ([`TrainOptions::rows_for_resource`]).
     pub resource: u8,
+    /// Where the GPU backend keeps compiled kernels and autotune results (the node passes
+    /// `<data dir>/gpu-kernels`); None: the backend's own default (beside a Cargo.toml, or the
+    /// user's cache directory).
+    pub kernel_cache: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,19 @@ pub fn detect(device: &str) -> Hardware {
         },
         None => cpu,
     }
+}
+
+/// Points CubeCL (burn's GPU backend) at `dir` for its compiled kernels and its autotune
+/// results, so a node's next experiment (and its next start) finds them warm. Must run before the
+/// first GPU call: CubeCL reads its configuration once.
+#[cfg(feature = "cuda")]
+fn kernel_cache_in(dir: &Path) {
+    use cubecl_runtime::config::cache::CacheConfig;
+    use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig as _};
+    let mut config = CubeClRuntimeConfig::default();
+    config.autotune.cache = CacheConfig::File(dir.join("autotune"));
+    config.compilation.cache = Some(CacheConfig::File(dir.join("compiled")));
+    CubeClRuntimeConfig::set(config);
 }
 
 /// The first GPU's name from `nvidia-smi`, if a driver and a GPU are present.
@@ -204,6 +221,9 @@ pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
     let outcome = match hardware.backend {
         #[cfg(feature = "cuda")]
         "cuda" => {
+            if let Some(dir) = &args.kernel_cache {
+                kernel_cache_in(dir);
+            }
             type B = burn::backend::Autodiff<burn_cuda::Cuda>;
             let device = burn_cuda::CudaDevice::default();
             train::train::<B>(&config, &data, &options, &device, &mut progress)?

@@ -17,6 +17,7 @@ use burn::tensor::ops::{AttentionModuleOptions, FloatTensor};
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
+use super::simd::multiversion;
 use super::{axpy, contiguous, dot, exp, from, fused, into, slice, tensor};
 
 /// `softmax(q·kᵀ/√hd + causal mask) · v` per head, [batch, time, d_model] in and out.
@@ -108,6 +109,7 @@ fn gather(x: &[f32], s: &Dims, b: usize, h: usize, rows: &mut [f32], cols: &mut 
     }
 }
 
+multiversion! {
 /// Forward pass: the output and, when `keep` (for the backward pass), the probabilities.
 fn forward(
     q: &FlexTensor,
@@ -157,7 +159,9 @@ fn forward(
     let probs = keep.then(|| tensor(probs, &[s.batch, n_head, t, t]));
     (y, probs)
 }
+}
 
+multiversion! {
 /// Backward pass: the gradients of q, k and v for the output's gradient `dy`.
 fn backward(
     q: &FlexTensor,
@@ -218,6 +222,7 @@ fn backward(
     }
     let dims = [s.batch, t, s.d];
     [tensor(dq, &dims), tensor(dk, &dims), tensor(dv, &dims)]
+}
 }
 
 /// q, k, v (contiguous), the probabilities and the head count, for the backward pass.

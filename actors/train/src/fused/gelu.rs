@@ -12,6 +12,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
+use super::simd::multiversion;
 use super::{contiguous, exp, from, fused, into, slice, tensor};
 
 /// GELU of every element.
@@ -57,6 +58,7 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1/√(2π).
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
+multiversion! {
 fn forward(x: &FlexTensor) -> FlexTensor {
     let x = contiguous(x);
     let dims = x.layout().shape().to_vec();
@@ -67,7 +69,9 @@ fn forward(x: &FlexTensor) -> FlexTensor {
         .collect();
     tensor(y, &dims)
 }
+}
 
+multiversion! {
 /// `dy · (Φ(x) + x·φ(x))`.
 fn backward(x: &FlexTensor, dy: &FlexTensor) -> FlexTensor {
     let dy = contiguous(dy);
@@ -83,6 +87,7 @@ fn backward(x: &FlexTensor, dy: &FlexTensor) -> FlexTensor {
         })
         .collect();
     tensor(dx, &dims)
+}
 }
 
 #[cfg(test)]

@@ -4,14 +4,15 @@
 //! burn's own ops.
 //!
 //! burn has no specialisation, so the CPU path is picked by the backend's type id: the model stays
-//! generic and nothing else needs to know. (Compiling the kernels a second time for AVX2, picked
-//! at run time, was tried: no measurable gain at these sizes.)
+//! generic and nothing else needs to know. Each kernel is compiled for AVX-512, AVX2 and the
+//! baseline, picked at run time ([`simd`]).
 
 pub mod attention;
 pub mod gelu;
 pub mod nll;
 pub mod rms;
 pub mod rope;
+pub mod simd;
 
 use std::any::Any;
 

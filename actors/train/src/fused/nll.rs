@@ -11,6 +11,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use burn_flex::FlexTensor;
 
+use super::simd::multiversion;
 use super::{contiguous, exp, from, fused, into, slice, tensor};
 
 /// Negative log-likelihood in nats of `targets` [rows] under `logits` [rows, vocab]: [rows].
@@ -43,6 +44,7 @@ fn ids<B: Backend>(targets: Tensor<B, 1, Int>) -> Vec<usize> {
         .collect()
 }
 
+multiversion! {
 /// The nll of each row and, when `keep`, the softmax probabilities (for the backward pass).
 fn forward(logits: &FlexTensor, targets: &[usize], keep: bool) -> (FlexTensor, Option<FlexTensor>) {
     let logits = contiguous(logits);
@@ -72,7 +74,9 @@ fn forward(logits: &FlexTensor, targets: &[usize], keep: bool) -> (FlexTensor, O
     let probs = keep.then(|| tensor(probs, &[rows, vocab]));
     (tensor(nll, &[rows]), probs)
 }
+}
 
+multiversion! {
 /// `dnll · (softmax − one_hot(target))` for each row, from the kept probabilities and targets.
 fn backward(state: &(FlexTensor, Vec<usize>), dnll: &FlexTensor) -> FlexTensor {
     let (probs, targets) = state;
@@ -92,6 +96,7 @@ fn backward(state: &(FlexTensor, Vec<usize>), dnll: &FlexTensor) -> FlexTensor {
         }
     }
     tensor(dlogits, &[rows, vocab])
+}
 }
 
 #[cfg(test)]

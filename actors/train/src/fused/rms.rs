@@ -13,6 +13,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
+use super::simd::multiversion;
 use super::{contiguous, from, fused, into, slice, tensor};
 
 /// `norm` applied to `x` [.., .., d].
@@ -29,6 +30,7 @@ pub fn rms_norm<B: Backend>(norm: &RmsNorm<B>, x: Tensor<B, 3>) -> Tensor<B, 3> 
     norm.forward(x)
 }
 
+multiversion! {
 /// The output and 1/rms of each row; `x` and `gamma` contiguous.
 fn forward(x: &FlexTensor, gamma: &FlexTensor, eps: f32) -> (FlexTensor, Vec<f32>) {
     let dims = x.layout().shape().to_vec();
@@ -45,7 +47,9 @@ fn forward(x: &FlexTensor, gamma: &FlexTensor, eps: f32) -> (FlexTensor, Vec<f32
     }
     (tensor(y, &dims), inv)
 }
+}
 
+multiversion! {
 /// The gradients of x and γ.
 fn backward(x: &FlexTensor, gamma: &FlexTensor, inv: &[f32], dy: &FlexTensor) -> [FlexTensor; 2] {
     let dy = contiguous(dy);
@@ -74,6 +78,7 @@ fn backward(x: &FlexTensor, gamma: &FlexTensor, inv: &[f32], dy: &FlexTensor) ->
         }
     }
     [tensor(dx, &dims), tensor(dgamma, &[d])]
+}
 }
 
 /// x and γ (contiguous) and 1/rms of each row, for the backward pass.

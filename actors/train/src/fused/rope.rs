@@ -13,6 +13,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
+use super::simd::multiversion;
 use super::{contiguous, from, fused, into, slice, tensor};
 
 /// RoPE of `x` [batch, time, d] with tables [1, ≥ time × d] cut to `time × d`.
@@ -76,6 +77,7 @@ struct Tables {
     n_head: usize,
 }
 
+multiversion! {
 /// Forward (`x · cos + swap(x) · sin`) or, with `transposed`, backward
 /// (`x · cos + swap(x · sin)`) over `x` [batch, time, d].
 fn apply(x: &FlexTensor, tables: &Tables, transposed: bool) -> FlexTensor {
@@ -107,6 +109,7 @@ fn apply(x: &FlexTensor, tables: &Tables, transposed: bool) -> FlexTensor {
         }
     }
     tensor(out, &dims)
+}
 }
 
 #[cfg(test)]

@@ -418,7 +418,7 @@ function buildDag() {
   for (const l of layers) if (l.length) { minX = Math.min(minX, x[l[0]]); maxX = Math.max(maxX, x[l[l.length - 1]]); }
   dag.rows = rows;
   dag.path = null;
-  dag.layout = { index, kids, hidden, counts, opened, x, depth, layers, lineage, best, minX, maxX, shown: order.length };
+  dag.layout = { index, hidden, counts, opened, x, depth, layers, lineage, best, minX, maxX, shown: order.length };
 }
 
 /** The selected record's path to its root, as a flag per row (computed once per selection). */
@@ -445,7 +445,7 @@ function dagColors() {
   const c = {
     status: [pick("--keep", "#4ade80"), pick("--discard", "#f87171"), pick("--crash", "#fbbf24")],
     edge: pick("--edge", "#4b5563"), grid: pick("--grid", "#1f2530"), path: pick("--edge-path", "#e5e7eb"), ring: pick("--ring", "#fff"),
-    frontier: pick("--frontier", "#60a5fa"), muted: pick("--muted", "#9ca3af"), bg: pick("--plot", "#0b0d12"),
+    frontier: pick("--frontier", "#60a5fa"), muted: pick("--muted", "#9ca3af"),
   };
   c.word = c.status.map(colorWord);
   c.frontierWord = colorWord(c.frontier);
@@ -463,15 +463,8 @@ function lowerBound(l, x, value) {
 /** Draws the DAG as the view shows it now; returns what it drew (for the info line and tests). */
 function drawDag() {
   const canvas = $("#dag"), L = dag.layout, rows = dag.rows;
-  const W = canvas.clientWidth, H = canvas.clientHeight, dpr = window.devicePixelRatio || 1;
+  const { ctx, W, H } = prepare(canvas);
   if (!W || !H) return null;
-  if (canvas.width !== Math.round(W * dpr) || canvas.height !== Math.round(H * dpr)) {
-    canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr); dag.image = null;
-  }
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(1, 0, 0, 1, 0, 0);
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   if (!L || !L.shown) return { drawn: 0, level: "empty" };
   const c = dag.colors || (dag.colors = dagColors());
   const v = state.view, sx = DX * v.k, sy = DY * v.k;
@@ -489,16 +482,16 @@ function drawDag() {
   const level = sx >= 40 && inView.length <= 3000 ? "labels" : sx >= 6 && inView.length <= 5000 ? "dots" : "pixels";
   const boxes = dag.boxes = [];
   // the selected record's path to its root
-  const path = selectedPath(), onPath = { has: (i) => path.on[i] === 1 };
+  const path = selectedPath(), onPath = (i) => path.on[i] === 1;
   const dim = path.count > 0;
   if (level === "pixels") {
     // records as pixel blocks, the frontier's lineage and the selected path as pixel lines
     const px = new Pixels(canvas, dag.image);
     for (let y = Math.max(1, first); y <= Math.min(L.layers.length - 1, last + 1); y++) {
       for (const i of L.layers[y]) {
-        if (!L.lineage[i] && !onPath.has(i)) continue;
+        if (!L.lineage[i] && !onPath(i)) continue;
         const p = rows[i][7];
-        px.line(X(p), Y(p), X(i), Y(i), onPath.has(i) ? c.pathWord : c.frontierWord);
+        px.line(X(p), Y(p), X(i), Y(i), onPath(i) ? c.pathWord : c.frontierWord);
       }
     }
     for (const i of inView) px.block(X(i), Y(i), 2, rows[i][8] === 1 ? c.frontierWord : c.word[rows[i][3]]);
@@ -512,7 +505,7 @@ function drawDag() {
       const p = rows[i][7];
       const ax = X(p), ay = Y(p), bx = X(i), by = Y(i);
       if ((ax < -60 && bx < -60) || (ax > W + 60 && bx > W + 60) || !show(i)) continue;
-      const kind = onPath.has(i) ? pathEdges : L.lineage[i] === 2 ? bestEdges : L.lineage[i] ? frontierEdges : edges;
+      const kind = onPath(i) ? pathEdges : L.lineage[i] === 2 ? bestEdges : L.lineage[i] ? frontierEdges : edges;
       kind.moveTo(ax, ay);
       if (level === "labels") kind.bezierCurveTo(ax, ay + sy / 2, bx, by - sy / 2, bx, by);
       else kind.lineTo(bx, by);
@@ -530,7 +523,7 @@ function drawDag() {
     const fills = [new Path2D(), new Path2D(), new Path2D()], faded = [new Path2D(), new Path2D(), new Path2D()];
     const rings = new Path2D();
     for (const i of inView) {
-      const target = dim && !onPath.has(i) ? faded : fills, px = X(i), py = Y(i);
+      const target = dim && !onPath(i) ? faded : fills, px = X(i), py = Y(i);
       target[rows[i][3]].moveTo(px + r, py);
       target[rows[i][3]].arc(px, py, r, 0, 2 * Math.PI);
       if (rows[i][8] === 1) { rings.moveTo(px + r + 4, py); rings.arc(px, py, r + 4, 0, 2 * Math.PI); }
@@ -547,7 +540,7 @@ function drawDag() {
       ctx.font = "10px system-ui, sans-serif";
       ctx.textBaseline = "middle";
       for (const i of inView) {
-        ctx.globalAlpha = dim && !onPath.has(i) ? 0.35 : 1;
+        ctx.globalAlpha = dim && !onPath(i) ? 0.35 : 1;
         ctx.fillStyle = c.muted;
         ctx.fillText(short(rows[i][0]), X(i) + 16, Y(i) + 2);
         const folded = L.counts.get(i), open = L.opened.get(i);
@@ -725,7 +718,7 @@ function setUpPanZoom() {
       return;
     }
     if (ev.target !== dag_) { tip.hidden = true; return; }
-    const box = dag_.getBoundingClientRect(), hit = dagHit(...local(ev, dag_));
+    const hit = dagHit(...local(ev, dag_));
     dag_.style.cursor = hit ? "pointer" : "grab";
     if (!hit) { tip.hidden = true; return; }
     const row = dag.rows[hit.row], n = dag.layout.counts.get(hit.row), open = dag.layout.opened.get(hit.row);
@@ -734,9 +727,7 @@ function setUpPanZoom() {
       : n
         ? `${n[0]} discarded and ${n[1]} crashed experiments from ${short(row[0])} without children; click to show them`
         : `click to fold the ${open[0] + open[1]} discarded and crashed experiments from ${short(row[0])} again`;
-    tip.style.left = `${ev.clientX - box.left + 14}px`;
-    tip.style.top = `${ev.clientY - box.top + 14}px`;
-    tip.hidden = false;
+    showTip(tip, dag_, ev);
   });
   window.addEventListener("mouseup", () => { setTimeout(() => { drag = null; }, 0); });
   dag_.addEventListener("click", (ev) => {
@@ -905,7 +896,7 @@ function prepare(canvas) {
  *  5,000 marks, pixel blocks past that). `plot.marks` keeps where each mark went, for hover,
  *  clicks and tests. */
 function drawProgress() {
-  const d = plot.data, box = $("#progress"), canvas = box;
+  const d = plot.data, canvas = $("#progress");
   const { ctx } = prepare(canvas);
   plot.best = null;
   plot.marks = { ids: [], rows: new Int32Array(0), x: new Float32Array(0), y: new Float32Array(0) };
@@ -915,7 +906,7 @@ function drawProgress() {
   }
   const node = d.nodes.indexOf($("#progress-node").value), gpu = d.gpus.indexOf($("#progress-gpu").value);
   const horizon = Date.now() / 1000 + FUTURE;
-  const all = d.rows, W = box.clientWidth || 800, H = box.clientHeight || 360, L = 64, R = 16, T = 12, B = 36;
+  const all = d.rows, W = canvas.clientWidth || 800, H = canvas.clientHeight || 360, L = 64, R = 16, T = 12, B = 36;
   // plain loops, no intermediate arrays: 100k rows are redrawn every frame while zooming
   const wanted = (r) => (node < 0 || r[5] === node) && (gpu < 0 || r[6] === gpu) && r[1] <= horizon;
   let t0, t1, ahead = 0;
@@ -924,7 +915,6 @@ function drawProgress() {
     t0 = Infinity; t1 = -Infinity;
     for (const r of all) if (wanted(r)) { if (r[1] < t0) t0 = r[1]; if (r[1] > t1) t1 = r[1]; }
   }
-  for (const r of all) if (r[1] > horizon) ahead++;
   if (!isFinite(t0) || !isFinite(t1)) [t0, t1] = [0, 1];
   if (t1 <= t0) { t0 -= 30; t1 += 30; }
   plot.drawn = [t0, t1, L, R];
@@ -932,6 +922,7 @@ function drawProgress() {
   let v0 = Infinity, v1 = -Infinity;
   for (let k = 0; k < all.length; k++) {
     const r = all[k];
+    if (r[1] > horizon) ahead++;
     if (r[1] < t0 || r[1] > t1 || !wanted(r)) continue;
     shown.push(r);
     at.push(k);
@@ -1012,6 +1003,14 @@ function drawProgress() {
     (ahead ? ` · ${ahead} dated in the future, not shown` : "");
 }
 
+/** Shows tooltip `tip` (already filled) beside the pointer over element `e`. */
+function showTip(tip, e, ev) {
+  const [x, y] = local(ev, e);
+  tip.style.left = `${x + 14}px`;
+  tip.style.top = `${y + 14}px`;
+  tip.hidden = false;
+}
+
 /** A pointer event's point inside element `e`'s content box (inside its border). */
 function local(ev, e) {
   const b = e.getBoundingClientRect();
@@ -1076,10 +1075,7 @@ function setUpProgress() {
     box.style.cursor = i >= 0 ? "pointer" : "crosshair";
     if (i < 0) { tip.hidden = true; return; }
     tip.textContent = recordTip(plot.data.rows[plot.marks.rows[i]]);
-    const b = box.getBoundingClientRect();
-    tip.style.left = `${ev.clientX - b.left + 14}px`;
-    tip.style.top = `${ev.clientY - b.top + 14}px`;
-    tip.hidden = false;
+    showTip(tip, box, ev);
   });
   box.addEventListener("mouseleave", () => { tip.hidden = true; });
   box.addEventListener("dblclick", () => { plot.range = null; drawProgress(); });

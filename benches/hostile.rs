@@ -32,7 +32,7 @@ use spore_spec::wire::Message;
 use spore_spec::{ControlEvent, ExperimentRecord, Identity, Number, Signed, Status};
 
 mod common;
-use common::{arg, cpu_seconds, generate, spored, start_relay, wait_for_records};
+use common::{arg, cpu_seconds, start_relay, wait_for_records};
 
 fn frame(body: &[u8]) -> Vec<u8> {
     let mut f = (body.len() as u32).to_be_bytes().to_vec();
@@ -255,21 +255,15 @@ fn main() {
     let between = arg("--seconds-between", 2) as u64;
     let tmp = tempfile::tempdir().unwrap();
     let da = tmp.path().join("a");
-    let (manifest, lines) = generate(n);
-    let task_id = serde_json::from_str::<serde_json::Value>(&manifest).unwrap()["payload"]
-        ["task_id"]
+    let (task_id, file) = common::import_generated(n, &da, tmp.path());
+    // the file's first line is the task, the second the first record
+    let records = std::fs::read_to_string(&file).unwrap();
+    let first = records.lines().nth(1).unwrap();
+    let first_id = serde_json::from_str::<serde_json::Value>(first).unwrap()["payload"]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let first_id = serde_json::from_str::<serde_json::Value>(&lines[0]).unwrap()["payload"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let file = tmp.path().join("records.jsonl");
-    std::fs::write(&file, format!("{manifest}\n{}\n", lines.join("\n"))).unwrap();
-    drop(lines);
-    let out = spored(&da).arg("import").arg(&file).output().unwrap();
-    assert!(out.status.success());
+    drop(records);
     let a = start_relay(&da, None, Stdio::null());
     let legacy: SocketAddr = a.legacy.parse().unwrap();
     std::thread::sleep(Duration::from_secs(1));

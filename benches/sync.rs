@@ -35,16 +35,7 @@ fn main() {
     let n = common::arg("--records", 100_000);
     let tmp = tempfile::tempdir().unwrap();
     let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
-    let (manifest, lines) = common::generate(n);
-    let file = tmp.path().join("records.jsonl");
-    std::fs::write(&file, format!("{manifest}\n{}\n", lines.join("\n"))).unwrap();
-    drop(lines);
-    let out = spored(&da).arg("import").arg(&file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, file) = common::import_generated(n, &da, tmp.path());
 
     let a = start_relay(&da, None, log("a"));
     std::thread::sleep(Duration::from_secs(1));

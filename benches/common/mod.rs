@@ -169,6 +169,31 @@ pub fn spored(dir: &std::path::Path) -> std::process::Command {
     cmd
 }
 
+/// Imports `n` generated records of one task (and the task) into the data dir `dir`, through a
+/// JSONL file written in `scratch`; returns the task's id and that file.
+pub fn import_generated(
+    n: usize,
+    dir: &std::path::Path,
+    scratch: &std::path::Path,
+) -> (String, std::path::PathBuf) {
+    let (manifest, lines) = generate(n);
+    let task_id = serde_json::from_str::<serde_json::Value>(&manifest).unwrap()["payload"]
+        ["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = scratch.join("records.jsonl");
+    std::fs::write(&file, format!("{manifest}\n{}\n", lines.join("\n"))).unwrap();
+    drop(lines);
+    let out = spored(dir).arg("import").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (task_id, file)
+}
+
 /// `spored explorer` over a fresh data dir holding `n` generated records of one task (imported);
 /// stopped, and its data dir removed, when dropped.
 pub struct Explorer {
@@ -184,21 +209,7 @@ impl Explorer {
         use std::io::BufRead as _;
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("node");
-        let (manifest, lines) = generate(n);
-        let task_id = serde_json::from_str::<serde_json::Value>(&manifest).unwrap()["payload"]
-            ["task_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let file = tmp.path().join("records.jsonl");
-        std::fs::write(&file, format!("{manifest}\n{}\n", lines.join("\n"))).unwrap();
-        drop(lines);
-        let out = spored(&dir).arg("import").arg(&file).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (task_id, _) = import_generated(n, &dir, tmp.path());
         let mut child = spored(&dir)
             .args(["explorer", "--web-port", "0"])
             .stdout(std::process::Stdio::piped())

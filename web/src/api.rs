@@ -470,7 +470,8 @@ const PROGRESS_ROWS: usize = 200_000;
 ///   best: [[timestamp, value, id]]}`; `status` is 0 keep, 1 discard, 2 crash; `verified` 1 when
 /// reruns confirmed it, -1 when a dispute rejected it, else 0; `node` and `gpu` index `nodes` and
 /// `gpus`; `parent` is the row index of the record's parent, -1 for a root or a parent not in
-/// `rows`; `frontier` is 1 for a frontier record. The best steps follow the keep records that are not rejected, as the frontier does.
+/// `rows`; `frontier` is 1 for a frontier record. The best steps follow the keep records that
+/// are not rejected, as the frontier does.
 pub async fn progress(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> Reply {
     let q = q.into_inner();
     let pinned = state.pinned_task.get();
@@ -490,10 +491,11 @@ pub async fn progress(state: web::Data<Explorer>, q: web::Query<TaskQuery>) -> R
         let mut ids = view.read.recent_ids(&task, PROGRESS_ROWS + 1)?;
         let truncated = ids.len() > PROGRESS_ROWS;
         ids.truncate(PROGRESS_ROWS);
-        ids.reverse(); // oldest first
-                       // Looked up in id order (B-tree pages in sequence: ~4× faster than in time order at
-                       // 100k records), then put back in time order. Only the index entry and the publisher
-                       // are read, not the whole record.
+        // oldest first
+        ids.reverse();
+        // Looked up in id order (B-tree pages in sequence: ~4× faster than in time order at 100k
+        // records), then put back in time order. Only the index entry and the publisher are
+        // read, not the whole record.
         let mut by_id: Vec<usize> = (0..ids.len()).collect();
         by_id.sort_unstable_by(|&a, &b| ids[a].cmp(&ids[b]));
         let mut found = Vec::new();
@@ -594,7 +596,7 @@ pub async fn curve(state: web::Data<Explorer>, path: web::Path<String>) -> Reply
     let id = path.into_inner();
     check_id("cid", &id)?;
     let value = read(&state, move |view| {
-        let Some(found) = view.find(&id)? else {
+        let Some(entry) = view.read.index_entry(&id)? else {
             return Err(ApiError::not_found("experiment", &id));
         };
         let parse = |text: Option<String>| {
@@ -602,7 +604,7 @@ pub async fn curve(state: web::Data<Explorer>, path: web::Path<String>) -> Reply
                 .unwrap_or(Value::Null)
         };
         let (run, rerun) = view.read.curves(&id)?;
-        let parent = found.record.parent.clone();
+        let parent = entry.parent;
         let parent_run = match &parent {
             Some(p) => view.read.curves(p)?.0,
             None => None,

@@ -85,21 +85,21 @@ impl Writer<'_> {
         if curve.is_empty() {
             return Ok(());
         }
-        let points: Vec<String> = curve
+        use spore_spec::json::{to_wire, Value};
+        // plain JSON: a non-finite number (a diverged loss) is null
+        let number = |x: f64| {
+            if x.is_finite() {
+                Value::Float(x)
+            } else {
+                Value::Null
+            }
+        };
+        let points = curve
             .iter()
-            .map(|p| {
-                let n = |x: f64| {
-                    if x.is_finite() {
-                        format!("{x}")
-                    } else {
-                        "null".into()
-                    }
-                };
-                format!("[{},{},{},{}]", n(p[0]), n(p[1]), n(p[2]), n(p[3]))
-            })
+            .map(|p| Value::Array(p.iter().map(|&x| number(x)).collect()))
             .collect();
         let key = format!("{id}:{}", if rerun { "rerun-curve" } else { "run-curve" });
-        let text = format!("[{}]", points.join(","));
+        let text = to_wire(&Value::Array(points));
         self.t.run_outputs.insert(key.as_str(), text.as_bytes())?;
         Ok(())
     }

@@ -24,6 +24,7 @@ fn runner(dir: &Path, program: &Path, grace: Option<Duration>) -> Runner {
         show_progress: false,
         grace,
         kernel_cache: None,
+        slots: Vec::new(),
     })
 }
 

@@ -1,9 +1,11 @@
-//! ExperimentRunner: one experiment at a time, each in its own child process (`spored train`).
+//! ExperimentRunner: experiments in child processes (`spored train`), one per slot at a time: a
+//! slot is a GPU (each child pinned to its own), or the CPU when the node has no GPU.
 //!
-//! The runner writes the config artifact to a file, starts the child with a thread budget from
-//! `resource`, reads its progress lines and its summary, measures the child's peak memory, and
-//! kills it when it runs past budget + grace. Whatever happens, the caller gets a [`RunResult`]:
-//! a crash, an OOM kill or a hang becomes `success = false` with the reason in `error`.
+//! The runner writes the config artifact to a file, starts the child on a free slot with a
+//! thread budget from `resource`, reads its stage and progress lines and its summary, measures
+//! the child's peak memory, and kills it when it runs past budget + grace. Whatever happens, the
+//! caller gets a [`RunResult`]: a crash, an OOM kill or a hang becomes `success = false` with the
+//! reason in `error`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use spore_train::report::{self, Parsed, ProgressLine};
+use spore_train::report::{self, Event, Parsed};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -29,7 +31,8 @@ pub struct RunnerConfig {
     pub resource: u8,
     /// Configs estimated to need more training memory than this are refused (MiB).
     pub memory_limit_mb: u64,
-    /// `auto`, `cpu` or `cuda`.
+    /// `auto`, `cpu` or `cuda`: what [`slots`] made the slots of (each child runs on its slot's
+    /// device).
     pub device: String,
     /// Validation tokens (None: the default task's).
     pub eval_tokens: Option<usize>,
@@ -40,12 +43,133 @@ pub struct RunnerConfig {
     /// Where GPU children keep compiled kernels and autotune results (`spored train
     /// --kernel-cache`); None: the GPU backend's default.
     pub kernel_cache: Option<PathBuf>,
+    /// Where experiments run, one at a time on each ([`slots`]); empty: the CPU.
+    pub slots: Vec<Slot>,
 }
 
 impl RunnerConfig {
+    /// Threads each child may use: this node's share of the cores, split between its slots.
     pub fn threads(&self) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores * self.resource as usize).div_ceil(100).max(1)
+        let slots = self.slots.len().max(1);
+        (cores * self.resource as usize)
+            .div_ceil(100 * slots)
+            .max(1)
+    }
+
+    /// The slots experiments run on (the CPU when none are configured).
+    pub fn slots(&self) -> Vec<Slot> {
+        match self.slots.is_empty() {
+            true => vec![Slot::Cpu],
+            false => self.slots.clone(),
+        }
+    }
+}
+
+/// Where one experiment runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Slot {
+    /// The CPU (a node without a usable GPU): one experiment at a time.
+    Cpu,
+    /// One GPU, by `nvidia-smi` index: its child sees that GPU alone.
+    Gpu(u32),
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Slot::Cpu => f.write_str("cpu"),
+            Slot::Gpu(i) => write!(f, "gpu {i}"),
+        }
+    }
+}
+
+/// The slots of a node whose children run on `device` (`auto`, `cpu`, `cuda`), from the GPUs
+/// it can see (`CUDA_VISIBLE_DEVICES` already applied, see `spore_train::child::visible_gpus`):
+/// one per GPU of the first GPU's model, so every record this node makes is of one hardware
+/// class (its verifier's tolerance and its reruns' class are that one). Other models are left
+/// out; the second element says which, for the log. No GPU, or `cpu`: the CPU alone.
+pub fn slots(
+    device: &str,
+    gpus: &[spore_train::child::Gpu],
+) -> (Vec<Slot>, Vec<spore_train::child::Gpu>) {
+    let Some(first) = gpus.first().filter(|_| device != "cpu") else {
+        return (vec![Slot::Cpu], Vec::new());
+    };
+    let (same, other): (Vec<_>, Vec<_>) = gpus.iter().cloned().partition(|g| g.name == first.name);
+    (same.iter().map(|g| Slot::Gpu(g.index)).collect(), other)
+}
+
+/// Free slots, handed out one per run: a run waits for one (first come, first served) and gives
+/// it back when it ends, however it ends.
+#[derive(Debug)]
+pub struct SlotPool {
+    free: std::sync::Mutex<Vec<Slot>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    len: usize,
+}
+
+/// A slot held by one run; dropping it frees the slot.
+#[derive(Debug)]
+pub struct SlotGuard {
+    pool: Arc<SlotPool>,
+    slot: Slot,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl SlotPool {
+    pub fn new(slots: Vec<Slot>) -> Arc<SlotPool> {
+        let len = slots.len();
+        Arc::new(SlotPool {
+            free: std::sync::Mutex::new(slots),
+            permits: Arc::new(tokio::sync::Semaphore::new(len)),
+            len,
+        })
+    }
+
+    /// How many runs can go at once.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Waits for a free slot (the lowest-numbered one free).
+    pub async fn take(self: &Arc<SlotPool>) -> SlotGuard {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the pool's semaphore is never closed");
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        // a permit is held, so a slot is free: the permits count the free slots
+        free.sort_unstable_by(|a, b| b.cmp(a));
+        let slot = free.pop().expect("a permit stands for a free slot");
+        SlotGuard {
+            pool: self.clone(),
+            slot,
+            _permit: permit,
+        }
+    }
+}
+
+impl SlotGuard {
+    pub fn slot(&self) -> Slot {
+        self.slot
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        // the slot goes back before the permit (dropped after this): the next taker finds it
+        self.pool
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.slot);
     }
 }
 
@@ -116,14 +240,22 @@ impl Runner {
         &self.config
     }
 
-    /// Runs `req` to the end (or the kill); `on_progress` sees each progress line.
-    pub async fn run(
+    /// Runs `req` on the first slot, to the end (or the kill); `on_event` sees each stage and
+    /// progress line.
+    pub async fn run(&self, req: &RunRequest, on_event: impl FnMut(&Event)) -> RunResult {
+        let slot = self.config.slots()[0];
+        self.run_on(slot, req, on_event).await
+    }
+
+    /// Runs `req` on `slot` (which the caller holds).
+    pub async fn run_on(
         &self,
+        slot: Slot,
         req: &RunRequest,
-        mut on_progress: impl FnMut(&ProgressLine),
+        mut on_event: impl FnMut(&Event),
     ) -> RunResult {
         let started = Instant::now();
-        let mut result = match self.run_inner(req, &mut on_progress).await {
+        let mut result = match self.run_inner(slot, req, &mut on_event).await {
             Ok(r) => r,
             Err(error) => RunResult {
                 error,
@@ -136,13 +268,19 @@ impl Runner {
 
     async fn run_inner(
         &self,
+        slot: Slot,
         req: &RunRequest,
-        on_progress: &mut impl FnMut(&ProgressLine),
+        on_event: &mut impl FnMut(&Event),
     ) -> Result<RunResult, String> {
         let c = &self.config;
         std::fs::create_dir_all(&c.work_dir)
             .map_err(|e| format!("cannot create {}: {e}", c.work_dir.display()))?;
-        let config_path = c.work_dir.join(format!("run-{}.toml", std::process::id()));
+        // one file per slot: runs on different slots go at the same time
+        let name = match slot {
+            Slot::Cpu => format!("run-{}.toml", std::process::id()),
+            Slot::Gpu(i) => format!("run-{}-gpu{i}.toml", std::process::id()),
+        };
+        let config_path = c.work_dir.join(name);
         std::fs::write(&config_path, &req.config_bytes)
             .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
         let mut cmd = Command::new(&c.program);
@@ -154,7 +292,10 @@ impl Runner {
             .arg("--memory-limit-mb")
             .arg(c.memory_limit_mb.to_string())
             .arg("--device")
-            .arg(&c.device)
+            .arg(match slot {
+                Slot::Cpu => "cpu",
+                Slot::Gpu(_) => "cuda",
+            })
             .arg("--resource")
             .arg(c.resource.clamp(1, 100).to_string())
             .env("RAYON_NUM_THREADS", c.threads().to_string())
@@ -175,6 +316,12 @@ impl Runner {
                 }
                 Ok(())
             });
+        }
+        if let Slot::Gpu(i) = slot {
+            // the child sees its GPU alone (and names it for the record)
+            cmd.arg("--gpu")
+                .arg(i.to_string())
+                .env("CUDA_VISIBLE_DEVICES", i.to_string());
         }
         if let Some(steps) = req.steps {
             cmd.arg("--steps").arg(steps.to_string());
@@ -228,8 +375,8 @@ impl Runner {
         let mut lines = BufReader::new(stdout).lines();
         let read_all = async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(p) = report::parse_progress(&line) {
-                    on_progress(&p);
+                if let Some(event) = report::parse_event(&line) {
+                    on_event(&event);
                 }
                 output.push_str(&line);
                 output.push('\n');
@@ -323,21 +470,51 @@ fn failure_reason(
     (why, detail)
 }
 
-/// A progress display: a bar on a terminal, a plain line every 10 s otherwise.
+/// A progress display: a bar on a terminal, a plain line every 10 s otherwise (and always when
+/// several runs share the terminal: one bar cannot show them).
 pub struct ProgressView {
     tty: bool,
     last: Option<Instant>,
+    /// The stage last shown (each is shown once).
+    stage: u64,
 }
 
 impl ProgressView {
     pub fn new() -> ProgressView {
+        ProgressView::shared(false)
+    }
+
+    /// A display for one of several runs at once (`shared`): plain lines only.
+    pub fn shared(shared: bool) -> ProgressView {
         ProgressView {
-            tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            tty: !shared && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             last: None,
+            stage: 0,
         }
     }
 
-    pub fn show(&mut self, label: &str, p: &ProgressLine) {
+    pub fn show_event(&mut self, label: &str, event: &Event) {
+        match event {
+            Event::Progress(p) => self.show(label, p),
+            Event::Stage(s) => self.show_stage(label, s),
+        }
+    }
+
+    /// A stage of the run's start: said once each (on a GPU they can take minutes).
+    pub fn show_stage(&mut self, label: &str, s: &report::StageLine) {
+        if s.stage <= self.stage {
+            return;
+        }
+        self.stage = s.stage;
+        if self.tty {
+            crate::note!("\r\x1b[2K{label}: {}", s.describe());
+            crate::console::bar_shown(true);
+        } else if s.gpu {
+            crate::note!("{label}: {}\n", s.describe());
+        }
+    }
+
+    pub fn show(&mut self, label: &str, p: &report::ProgressLine) {
         let left = (p.budget - p.elapsed).max(0.0);
         let fraction = if p.planned > 0 {
             p.step as f64 / p.planned as f64
@@ -378,6 +555,7 @@ impl ProgressView {
             crate::note!("\r\x1b[2K");
         }
         self.last = None;
+        self.stage = 0;
     }
 }
 
@@ -387,12 +565,12 @@ impl Default for ProgressView {
     }
 }
 
-/// The actor: serialises runs (one experiment at a time on this node).
+/// The actor: runs experiments on its slots, one at a time on each.
 pub struct ExperimentRunner {
     runner: Runner,
-    /// Where the run training now is told (the explorer's header).
+    /// Where the runs training now are told (the explorer's header).
     metrics: crate::metrics::Metrics,
-    lock: Arc<tokio::sync::Mutex<()>>,
+    slots: Arc<SlotPool>,
     /// bubblewrap, checked on the first sandboxed run (`Err`: why peer code is not run here).
     sandbox: Option<Result<Sandbox, String>>,
 }
@@ -400,15 +578,13 @@ pub struct ExperimentRunner {
 impl ExperimentRunner {
     pub fn new(config: RunnerConfig) -> ExperimentRunner {
         ExperimentRunner {
+            slots: SlotPool::new(config.slots()),
             runner: Runner::new(config),
             metrics: crate::metrics::Metrics::default(),
-            lock: Arc::new(tokio::sync::Mutex::new(())),
             sandbox: None,
         }
     }
-}
 
-impl ExperimentRunner {
     /// Tells `metrics` what trains now.
     pub fn reporting_to(mut self, metrics: crate::metrics::Metrics) -> ExperimentRunner {
         self.metrics = metrics;
@@ -420,7 +596,7 @@ impl Actor for ExperimentRunner {
     type Context = Context<Self>;
 }
 
-/// Run one experiment; waits for any run in progress to finish first.
+/// Run one experiment on the next free slot (waiting for one).
 #[derive(Message)]
 #[rtype(result = "RunResult")]
 pub struct RunExperiment(pub RunRequest);
@@ -430,30 +606,65 @@ impl Handler<RunExperiment> for ExperimentRunner {
 
     fn handle(&mut self, msg: RunExperiment, _: &mut Context<Self>) -> Self::Result {
         let runner = self.runner.clone();
-        let lock = self.lock.clone();
+        let slots = self.slots.clone();
         let metrics = self.metrics.clone();
         Box::pin(async move {
-            let _guard = lock.lock().await;
-            let mut view = ProgressView::new();
+            let held = slots.take().await;
+            let slot = held.slot();
+            let shared = slots.len() > 1;
+            let mut view = ProgressView::shared(shared);
             let show = runner.config().show_progress;
-            let label = msg.0.label.clone();
+            let label = match shared {
+                true => format!("{slot}: {}", msg.0.label),
+                false => msg.0.label.clone(),
+            };
+            let mut said = 0;
             let result = runner
-                .run(&msg.0, |p| {
-                    metrics.set_training(Some(crate::metrics::Training {
-                        label: label.clone(),
-                        progress: p.clone(),
-                    }));
+                .run_on(slot, &msg.0, |event| {
+                    metrics.set_training(slot, Some(training(&label, slot, event)));
+                    if let Event::Stage(s) = event {
+                        // the log says it too, once a stage: on a GPU a stage can take minutes
+                        if s.gpu && s.stage > said {
+                            said = s.stage;
+                            tracing::info!(%slot, stage = s.stage, of = s.of, "{}", s.describe());
+                        }
+                    }
                     if show {
-                        view.show(&label, p)
+                        view.show_event(&label, event)
                     }
                 })
                 .await;
-            metrics.set_training(None);
+            metrics.set_training(slot, None);
             if show {
                 view.finish();
             }
+            drop(held);
             result
         })
+    }
+}
+
+/// What the explorer's header shows of a run on `slot`, from its last line.
+fn training(label: &str, slot: Slot, event: &Event) -> crate::metrics::Training {
+    let (progress, preparing) = match event {
+        Event::Progress(p) => (p.clone(), None),
+        Event::Stage(s) => (
+            report::ProgressLine {
+                step: 0,
+                planned: 0,
+                loss: f64::NAN,
+                tokens_per_s: 0.0,
+                elapsed: 0.0,
+                budget: s.budget,
+            },
+            Some(s.clone()),
+        ),
+    };
+    crate::metrics::Training {
+        label: label.to_string(),
+        device: slot.to_string(),
+        progress,
+        preparing,
     }
 }
 
@@ -471,11 +682,12 @@ impl Handler<RunSandboxed> for ExperimentRunner {
 
     fn handle(&mut self, msg: RunSandboxed, _: &mut Context<Self>) -> Self::Result {
         let sandbox = self.sandbox.get_or_insert_with(Sandbox::detect).clone();
-        let lock = self.lock.clone();
+        let slots = self.slots.clone();
         let show = self.runner.config().show_progress;
         Box::pin(async move {
             let sandbox = sandbox?;
-            let _guard = lock.lock().await;
+            // a slot like any run: the machine's share for experiments is the same
+            let _slot = slots.take().await;
             if show {
                 crate::note!("{}: running in the sandbox\n", msg.label);
             }
@@ -483,5 +695,83 @@ impl Handler<RunSandboxed> for ExperimentRunner {
                 .await
                 .map_err(|e| format!("the sandboxed run was lost: {e}"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spore_train::child::parse_gpus;
+
+    const SMI: &str = "0, GPU-a, NVIDIA H100 80GB HBM3\n1, GPU-b, NVIDIA H100 80GB HBM3\n\
+                       2, GPU-c, NVIDIA A100-SXM4-40GB\n3, GPU-d, NVIDIA H100 80GB HBM3\n";
+
+    #[test]
+    fn a_node_gets_one_slot_per_gpu_of_one_model() {
+        let all = parse_gpus(SMI);
+        let (chosen, left_out) = slots("auto", &all);
+        assert_eq!(chosen, [Slot::Gpu(0), Slot::Gpu(1), Slot::Gpu(3)]);
+        assert_eq!(left_out.len(), 1);
+        assert_eq!(left_out[0].index, 2);
+        // CUDA_VISIBLE_DEVICES=2,0 puts the A100 first: the A100 alone
+        let visible = spore_train::child::visible_gpus(&all, Some("2,0"));
+        assert_eq!(slots_of(&visible), [Slot::Gpu(2)]);
+        // no GPU, or `--device cpu`: the CPU
+        assert_eq!(slots_of(&[]), [Slot::Cpu]);
+        assert_eq!(slots("cpu", &all).0, [Slot::Cpu]);
+    }
+
+    fn slots_of(gpus: &[spore_train::child::Gpu]) -> Vec<Slot> {
+        slots("auto", gpus).0
+    }
+
+    #[test]
+    fn each_slot_gets_its_share_of_the_threads() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut config = RunnerConfig {
+            program: "/bin/false".into(),
+            work_dir: "/nonexistent".into(),
+            resource: 100,
+            memory_limit_mb: 1,
+            device: "auto".into(),
+            eval_tokens: None,
+            show_progress: false,
+            grace: None,
+            kernel_cache: None,
+            slots: Vec::new(),
+        };
+        assert_eq!(config.slots(), [Slot::Cpu]);
+        assert_eq!(config.threads(), cores);
+        config.slots = (0..cores as u32 * 2).map(Slot::Gpu).collect();
+        // never zero, however many GPUs share the cores
+        assert_eq!(config.threads(), 1);
+        config.slots = vec![Slot::Gpu(0), Slot::Gpu(1)];
+        assert_eq!(config.threads(), cores.div_ceil(2));
+    }
+
+    #[actix_rt::test]
+    async fn slots_are_handed_out_once_and_waited_for_in_turn() {
+        let pool = SlotPool::new(vec![Slot::Gpu(1), Slot::Gpu(0)]);
+        let a = pool.take().await;
+        let b = pool.take().await;
+        // the lowest free slot first, each once
+        assert_eq!((a.slot(), b.slot()), (Slot::Gpu(0), Slot::Gpu(1)));
+        // a third run waits for a slot...
+        let third = pool.take();
+        tokio::pin!(third);
+        let waited = tokio::time::timeout(Duration::from_millis(50), &mut third).await;
+        assert!(waited.is_err(), "a third run started with two slots busy");
+        // ...and gets the one given back
+        drop(b);
+        let c = tokio::time::timeout(Duration::from_secs(5), &mut third)
+            .await
+            .expect("the freed slot is handed on");
+        assert_eq!(c.slot(), Slot::Gpu(1));
+        // a run given up while waiting (the node stopping) takes no slot with it
+        let given_up = tokio::time::timeout(Duration::from_millis(20), pool.take()).await;
+        assert!(given_up.is_err());
+        drop((a, c));
+        let (x, y) = (pool.take().await, pool.take().await);
+        assert_eq!((x.slot(), y.slot()), (Slot::Gpu(0), Slot::Gpu(1)));
     }
 }

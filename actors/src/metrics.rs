@@ -25,17 +25,21 @@ struct Inner {
     tokens_per_sec: AtomicU64,
     /// Unix seconds of the last sync page stored from a peer (0: none yet).
     last_sync_page: AtomicI64,
-    /// The run training now, as its last progress line told.
-    training: Mutex<Option<Training>>,
+    /// The runs training now, by slot, as their last stage or progress line told.
+    training: Mutex<std::collections::BTreeMap<crate::experiment_runner::Slot, Training>>,
 }
 
-/// What the node is training now (for the explorer's header): the run's label and its last
-/// progress line.
+/// What the node is training now on one slot (for the explorer's header): the run's label and
+/// its last progress line, or the stage of its start it is in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Training {
     /// What the run is: a proposal's config, `baseline`, a rerun.
     pub label: String,
+    /// Where it runs: `cpu`, `gpu 0`, …
+    pub device: String,
     pub progress: spore_train::report::ProgressLine,
+    /// Before its first step: the stage of its start (on a GPU, kernels being prepared).
+    pub preparing: Option<spore_train::report::StageLine>,
 }
 
 /// A refusal's reason as a label.
@@ -76,17 +80,19 @@ impl Metrics {
         *map.entry(status).or_default() += 1;
     }
 
-    /// The run training now (`None`: none).
-    pub fn set_training(&self, now: Option<Training>) {
-        *self.0.training.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    /// The run training now on `slot` (`None`: none).
+    pub fn set_training(&self, slot: crate::experiment_runner::Slot, now: Option<Training>) {
+        let mut map = self.0.training.lock().unwrap_or_else(|e| e.into_inner());
+        match now {
+            Some(t) => map.insert(slot, t),
+            None => map.remove(&slot),
+        };
     }
 
-    pub fn training(&self) -> Option<Training> {
-        self.0
-            .training
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// The runs training now, in slot order.
+    pub fn training(&self) -> Vec<Training> {
+        let map = self.0.training.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().cloned().collect()
     }
 
     pub fn set_verifier_queue(&self, n: usize) {

@@ -63,6 +63,8 @@ pub struct ResearchOptions {
     pub llm: Setting<Option<LlmSettings>>,
     /// Where `spored prepare` stores corpora (`<dataset_cid>.txt`).
     pub datasets_dir: std::path::PathBuf,
+    /// Experiments run at once: one per runner slot (a node with several GPUs runs one on each).
+    pub parallel: usize,
     /// How command tasks' code runs.
     pub sandbox: command_task::SandboxOptions,
 }
@@ -110,6 +112,35 @@ impl Made {
             metric: task.metric.clone(),
             ..Made::default()
         }
+    }
+}
+
+/// A config one worker runs now (in [`ResearchLoop::in_flight`] until dropped).
+struct InFlight {
+    set: Arc<std::sync::Mutex<HashSet<String>>>,
+    cid: String,
+}
+
+impl InFlight {
+    /// Claims `cid` for this worker; None: another worker runs it now.
+    fn claim(set: &Arc<std::sync::Mutex<HashSet<String>>>, cid: &str) -> Option<InFlight> {
+        let fresh = set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cid.to_string());
+        fresh.then(|| InFlight {
+            set: set.clone(),
+            cid: cid.to_string(),
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.cid);
     }
 }
 
@@ -171,6 +202,13 @@ pub struct ResearchLoop {
     /// Whether the user was told that a shorter budget than the task's competes with records
     /// trained for the task's.
     budget_noted: Arc<std::sync::atomic::AtomicBool>,
+    /// Which of the loop's workers this is (one per slot, see `ResearchOptions::parallel`).
+    /// Only worker 0 runs a task's baseline: a task has one root.
+    worker: usize,
+    /// Configs being run by the workers now: never proposed twice at once.
+    in_flight: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Experiments begun or done (for `max_experiments`), over all workers.
+    begun: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ResearchLoop {
@@ -185,6 +223,18 @@ impl ResearchLoop {
             options,
             missing_artifact: Arc::default(),
             budget_noted: Default::default(),
+            worker: 0,
+            in_flight: Arc::default(),
+            begun: Arc::default(),
+        }
+    }
+
+    /// Worker `worker` of this loop: its own wait for artifacts, everything else shared.
+    fn worker(&self, worker: usize) -> ResearchLoop {
+        ResearchLoop {
+            worker,
+            missing_artifact: Arc::default(),
+            ..self.clone()
         }
     }
 
@@ -215,18 +265,42 @@ impl ResearchLoop {
             );
             actix_rt::time::sleep(self.options.initial_sync_wait).await;
         }
-        let mut done = 0u64;
+        let workers = self.options.parallel.max(1);
+        if workers > 1 {
+            info!("research: {workers} experiments at a time, one per GPU");
+        }
+        // each worker draws its own parents and proposals
+        let seeds: Vec<u64> = (0..workers).map(|_| rng.next_u64()).collect();
+        futures::future::join_all(seeds.into_iter().enumerate().map(|(i, seed)| {
+            let worker = self.worker(i);
+            async move {
+                worker
+                    .experiments_of_worker(identity, &mut SplitMix64::new(seed))
+                    .await
+            }
+        }))
+        .await;
+        info!(
+            "research: {} experiments done (max reached); still serving the mesh",
+            self.begun.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+
+    /// One worker's experiments, one after another, until `max_experiments` have begun.
+    async fn experiments_of_worker(&self, identity: &Identity, rng: &mut SplitMix64) {
+        use std::sync::atomic::Ordering;
         let mut discard_streak = 0usize;
         let mut last_error: Option<String> = None;
         loop {
-            if self.options.max_experiments.is_some_and(|m| done >= m) {
-                info!("research: {done} experiments done (max reached); still serving the mesh");
+            // taken before the experiment, given back when none was made
+            let number = self.begun.fetch_add(1, Ordering::Relaxed);
+            if self.options.max_experiments.is_some_and(|m| number >= m) {
+                self.begun.fetch_sub(1, Ordering::Relaxed);
                 return;
             }
             match self.iteration(identity, rng, discard_streak).await {
                 Ok(Some(status)) => {
                     last_error = None;
-                    done += 1;
                     discard_streak = if status == Status::Keep {
                         0
                     } else {
@@ -234,6 +308,7 @@ impl ResearchLoop {
                     };
                 }
                 Ok(None) => {
+                    self.begun.fetch_sub(1, Ordering::Relaxed);
                     let missing = self
                         .missing_artifact
                         .lock()
@@ -242,11 +317,13 @@ impl ResearchLoop {
                     match missing {
                         // waiting for an artifact from peers: go on when one is stored
                         Some(mut events) => artifact_stored(&mut events, ARTIFACT_PATIENCE).await,
-                        // waiting for something no event announces (an LLM to be configured)
+                        // waiting for something no event announces (an LLM to be configured,
+                        // another worker's baseline)
                         None => actix_rt::time::sleep(Duration::from_secs(5)).await,
                     }
                 }
                 Err(e) => {
+                    self.begun.fetch_sub(1, Ordering::Relaxed);
                     // said once: the same reason again (nothing changed yet) is not repeated
                     if last_error.as_deref() != Some(e.as_str()) {
                         warn!("research: {e}; trying again every 10 s (said once)");
@@ -344,6 +421,8 @@ impl ResearchLoop {
                     .await?
                     .ok_or("the default task's pinned root is not on its frontier")?
             }
+            // one root: another worker's baseline is awaited
+            None if self.worker > 0 => return Ok(None),
             // only the creator's root counts (`lineage::TaskRoot`): a baseline run here would
             // be refused
             None if task.created_by != identity.node_id() => {
@@ -411,6 +490,10 @@ impl ResearchLoop {
             )
             .ok_or("the search found no untried config near this parent")?,
         };
+        // another worker may have proposed the same config a moment ago
+        let Some(_running) = InFlight::claim(&self.in_flight, &proposal.cid) else {
+            return Ok(None);
+        };
         let result = self
             .run_experiment(&task, &proposal, budget, &format!("{}", proposal.config))
             .await?;
@@ -470,6 +553,13 @@ impl ResearchLoop {
         rng: &mut SplitMix64,
     ) -> Result<Option<Choice>, String> {
         let (task, mut draws) = (task.clone(), rng.clone());
+        let running: Vec<String> = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         let (choice, draws) = self
             .registry
             .reads
@@ -480,7 +570,11 @@ impl ResearchLoop {
             .await
             .map_err(|e| e.to_string())?;
         *rng = draws;
-        choice
+        // what the other workers run now counts as tried
+        Ok(choice?.map(|mut c| {
+            c.tried.extend(running);
+            c
+        }))
     }
 
     /// Stores the default task's pinned root and its artifact (the built-in baseline).

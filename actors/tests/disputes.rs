@@ -54,6 +54,7 @@ async fn start_verifier(
             show_progress: false,
             grace: None,
             kernel_cache: None,
+            slots: Vec::new(),
         },
         verify: VerifyOptions {
             seed: [seed; 32],

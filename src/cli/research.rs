@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use spore_actors::experiment_runner::RunnerConfig;
+use spore_actors::experiment_runner::{RunnerConfig, Slot};
 use spore_actors::llm::LlmSettings;
 use spore_actors::node::{Mode, Work};
 use spore_actors::research::ResearchOptions;
@@ -105,11 +105,30 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32], live: &Live
         grace: None,
         // compiled GPU kernels and autotune results stay with the node (issue #22)
         kernel_cache: Some(data_dir.root.join("gpu-kernels")),
+        slots: Vec::new(),
     };
-    let hardware = spore_train::child::detect(&runner.device);
+    // one experiment per GPU this build can drive and the process may see
+    let gpus = match spore_train::child::detect(&runner.device).backend {
+        "cuda" => spore_train::child::visible_gpus(
+            &spore_train::child::gpus(),
+            std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
+        ),
+        _ => Vec::new(),
+    };
+    let (slots, left_out) = spore_actors::experiment_runner::slots(&runner.device, &gpus);
+    for gpu in left_out {
+        tracing::warn!(gpu = gpu.index, model = %gpu.name, "GPU left out: a node runs on GPUs of one model (its records' class); choose them with CUDA_VISIBLE_DEVICES");
+    }
+    // the class of the GPUs it runs on (the first visible one's), or the CPU's
+    let hardware = match slots[0] {
+        Slot::Gpu(index) => spore_train::child::detect_on("cuda", Some(index)),
+        Slot::Cpu => spore_train::child::detect("cpu"),
+    };
+    let runner = RunnerConfig { slots, ..runner };
     info!(
         hardware = %hardware.class,
         backend = hardware.backend,
+        slots = %runner.slots().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
         threads = runner.threads(),
         mode = config.mode.as_str(),
         "experiment runner"
@@ -153,6 +172,7 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32], live: &Live
         llm: live.llm.clone(),
         datasets_dir: data_dir.datasets(),
         sandbox: config.sandbox(&data_dir.root),
+        parallel: work.runner.slots().len(),
     };
     Ok(Mode::Research(work, Box::new(research)))
 }

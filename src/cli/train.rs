@@ -41,6 +41,9 @@ pub struct TrainArgs {
     /// data dir's `gpu-kernels`)
     #[arg(long, value_name = "DIR")]
     pub kernel_cache: Option<PathBuf>,
+    /// Train on this GPU (`nvidia-smi`'s index; default: the first visible one)
+    #[arg(long, value_name = "INDEX")]
+    pub gpu: Option<u32>,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -55,6 +58,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         device: args.device,
         resource: args.resource,
         kernel_cache: args.kernel_cache,
+        gpu: args.gpu,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -411,29 +411,48 @@ pub async fn graph(state: web::Data<Explorer>, q: web::Query<GraphQuery>) -> Rep
     reply(value)
 }
 
-/// `/api/training`: what this node trains now, `{training: null}` or `{training: {label, step,
-/// planned, loss, tokens_per_s, elapsed, budget}}` (the explorer's header shows it).
+/// `/api/training`: what this node trains now: `runs`, one per busy slot (a GPU, or the CPU),
+/// each `{label, device, preparing, step, planned, loss, tokens_per_s, elapsed, budget}`, and
+/// `training`, the first of them or null. `preparing` is null once the run trains, before that
+/// `{stage, of, what, gpu, elapsed, text}` (on a GPU: kernels being compiled), with `step` 0.
 pub async fn training(state: web::Data<Explorer>) -> Reply {
-    let now = state.node.as_ref().and_then(|n| n.metrics.training());
-    let value = match now {
+    let runs: Vec<Value> = state
+        .node
+        .as_ref()
+        .map(|n| n.metrics.training())
+        .unwrap_or_default()
+        .into_iter()
+        .map(run_value)
+        .collect();
+    let first = runs.first().cloned().unwrap_or(Value::Null);
+    reply(object([("training", first), ("runs", Value::Array(runs))]))
+}
+
+fn run_value(run: spore_actors::metrics::Training) -> Value {
+    let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    let t = run.progress;
+    let preparing = match run.preparing {
         None => Value::Null,
-        Some(spore_actors::metrics::Training { label, progress: t }) => object([
-            ("label", Value::Str(label)),
-            (
-                "step",
-                Value::Int(i64::try_from(t.step).unwrap_or(i64::MAX)),
-            ),
-            (
-                "planned",
-                Value::Int(i64::try_from(t.planned).unwrap_or(i64::MAX)),
-            ),
-            ("loss", Value::Float(t.loss)),
-            ("tokens_per_s", Value::Float(t.tokens_per_s)),
-            ("elapsed", Value::Float(t.elapsed)),
-            ("budget", Value::Float(t.budget)),
+        Some(s) => object([
+            ("text", Value::Str(s.describe())),
+            ("stage", int(s.stage)),
+            ("of", int(s.of)),
+            ("what", Value::Str(s.what)),
+            ("gpu", Value::Bool(s.gpu)),
+            ("elapsed", Value::Float(s.elapsed)),
         ]),
     };
-    reply(object([("training", value)]))
+    object([
+        ("label", Value::Str(run.label)),
+        ("device", Value::Str(run.device)),
+        ("preparing", preparing),
+        ("step", int(t.step)),
+        ("planned", int(t.planned)),
+        ("loss", Value::Float(t.loss)),
+        ("tokens_per_s", Value::Float(t.tokens_per_s)),
+        ("elapsed", Value::Float(t.elapsed)),
+        ("budget", Value::Float(t.budget)),
+    ])
 }
 
 /// Strings numbered in the order they were first seen (a row names a node by its number).

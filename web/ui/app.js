@@ -70,9 +70,12 @@ function emptyRow(body, text) {
 }
 
 /** What the node is doing while a view has nothing yet. */
-const firstRun = () => (now.training
-  ? `this node is training its first experiment (${Math.max(0, Math.round(now.training.budget - now.training.elapsed))} s left)`
-  : "a research node's first experiment takes about a minute");
+const firstRun = () => {
+  const t = now.training;
+  if (!t) return "a research node's first experiment takes about a minute";
+  if (t.preparing) return `this node is ${t.preparing.text.replace(/^starting/, "starting its first experiment")}`;
+  return `this node is training its first experiment (${Math.max(0, Math.round(t.budget - t.elapsed))} s left)`;
+};
 
 async function loadTasks() {
   const tasks = await api("/api/tasks");
@@ -108,28 +111,38 @@ function chooseTask(id) {
 }
 
 // ---- this node's own activity --------------------------------------------------------------------
-/** What this node trains now, in the header: label, step, loss, time left. Polled while the
- *  page is visible. */
-const now = { training: null };
+/** What this node trains now, in the header: one line per busy slot (a GPU, or the CPU) with
+ *  its label and either the stage of its start (on a GPU: kernels being prepared) or its step,
+ *  loss and time left. Polled while the page is visible. */
+const now = { training: null, runs: [] };
+
+function runText(t, several) {
+  const where = several ? `${t.device}: ` : "";
+  if (t.preparing) return `${where}${t.label}: ${t.preparing.text}`;
+  const left = Math.max(0, t.budget - t.elapsed);
+  const steps = t.planned ? `${t.step}/${t.planned}` : `${t.step}`;
+  return `${where}training ${t.label}: step ${steps} · loss ${num(t.loss, 3)} · ${num(t.tokens_per_s / 1000, 1)}k tok/s · ${left.toFixed(0)} s left`;
+}
 
 async function loadTraining() {
   if (document.hidden) return;
   const box = $("#now");
   try {
-    now.training = (await api("/api/training")).training;
+    const got = await api("/api/training");
+    now.training = got.training;
+    now.runs = got.runs || (got.training ? [got.training] : []);
   } catch {
     now.training = null;
+    now.runs = [];
   }
-  const t = now.training;
-  if (!t) {
+  if (!now.runs.length) {
     box.textContent = "idle";
     box.className = "now idle";
     return;
   }
-  const left = Math.max(0, t.budget - t.elapsed);
-  const steps = t.planned ? `${t.step}/${t.planned}` : `${t.step}`;
-  box.textContent = `training ${t.label}: step ${steps} · loss ${num(t.loss, 3)} · ${num(t.tokens_per_s / 1000, 1)}k tok/s · ${left.toFixed(0)} s left`;
-  box.className = "now busy";
+  const several = now.runs.length > 1;
+  box.textContent = now.runs.map((t) => runText(t, several)).join("\n");
+  box.className = now.runs.some((t) => t.preparing) ? "now busy preparing" : "now busy";
 }
 
 // ---- keyboard ---------------------------------------------------------------------------------

@@ -32,6 +32,10 @@ impl ResearchLoop {
         let evaluator = Evaluator::parse(&evaluator)
             .map_err(|e| format!("task {}'s evaluator cannot be used: {e}", task.task_id))?;
         let Some(choice) = self.choose(task, rng).await? else {
+            // one root: another worker's baseline is awaited
+            if self.worker > 0 {
+                return Ok(None);
+            }
             let Some(base) = self.artifact(&task.base_code_cid).await? else {
                 info!(cid = %task.base_code_cid, "research: fetching the task's base file first");
                 return Ok(None);

@@ -4,7 +4,7 @@
 //! matches the arguments of `../shared/anchors/torch_tiny_gpt.py`, so both train the same model
 //! on the same corpus in the same run (see docs/benchmarks.md).
 
-use spore_train::train::{train, TrainOptions};
+use spore_train::train::{train, Event, TrainOptions};
 use spore_train::{Dataset, RunConfig};
 use std::time::{Duration, Instant};
 
@@ -47,10 +47,12 @@ fn main() {
     let mut first_loss = None;
     let mut timed_from = None;
     let started = Instant::now();
-    let outcome = train::<B>(&config, &data, &options, &device, |p| {
-        first_loss.get_or_insert(p.loss);
-        if p.step == 10 {
-            timed_from = Some(Instant::now());
+    let outcome = train::<B>(&config, &data, &options, &device, |event| {
+        if let Event::Step(p) = event {
+            first_loss.get_or_insert(p.loss);
+            if p.step == 10 {
+                timed_from = Some(Instant::now());
+            }
         }
     })
     .expect("training runs");

@@ -38,6 +38,9 @@ pub struct ChildArgs {
     /// `<data dir>/gpu-kernels`); None: the backend's own default (beside a Cargo.toml, or the
     /// user's cache directory).
     pub kernel_cache: Option<PathBuf>,
+    /// Train on this GPU (its `nvidia-smi` index). The node's runner also sets
+    /// `CUDA_VISIBLE_DEVICES` to it, so the child sees that one GPU alone. None: the first.
+    pub gpu: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +70,13 @@ pub struct Hardware {
     pub backend: &'static str,
 }
 
-/// The hardware a child started with `device` would use.
+/// The hardware a child started with `device` would use (on the first GPU).
 pub fn detect(device: &str) -> Hardware {
+    detect_on(device, None)
+}
+
+/// The hardware a child started with `device` and `--gpu gpu` would use.
+pub fn detect_on(device: &str, gpu: Option<u32>) -> Hardware {
     let cpu = Hardware {
         class: spore_spec::hardware::cpu_class(),
         cuda_version: "cpu".into(),
@@ -77,7 +85,7 @@ pub fn detect(device: &str) -> Hardware {
     if device == "cpu" || !cfg!(feature = "cuda") {
         return cpu;
     }
-    match gpu_name() {
+    match gpu_name(gpu) {
         Some(name) => Hardware {
             class: spore_spec::hardware::reference_gpu_model(&name),
             cuda_version: cuda_driver_version().unwrap_or_else(|| "unknown".into()),
@@ -85,6 +93,21 @@ pub fn detect(device: &str) -> Hardware {
         },
         None => cpu,
     }
+}
+
+/// The CUDA device number of GPU `gpu` (an `nvidia-smi` index; None: the first visible one):
+/// its place among the GPUs `CUDA_VISIBLE_DEVICES` (`visible`) leaves to this process.
+pub fn cuda_ordinal(gpu: Option<u32>, all: &[Gpu], visible: Option<&str>) -> Result<usize, String> {
+    let Some(gpu) = gpu else { return Ok(0) };
+    visible_gpus(all, visible)
+        .iter()
+        .position(|g| g.index == gpu)
+        .ok_or_else(|| match visible {
+            Some(v) => {
+                format!("GPU {gpu} is not visible to this process (CUDA_VISIBLE_DEVICES={v})")
+            }
+            None => format!("there is no GPU {gpu} (nvidia-smi lists {})", all.len()),
+        })
 }
 
 /// Points CubeCL (burn's GPU backend) at `dir` for its compiled kernels and its autotune
@@ -100,20 +123,79 @@ fn kernel_cache_in(dir: &Path) {
     CubeClRuntimeConfig::set(config);
 }
 
-/// The first GPU's name from `nvidia-smi`, if a driver and a GPU are present.
-fn gpu_name() -> Option<String> {
+/// GPU `index`'s name from `nvidia-smi` (None: the first GPU), if a driver and the GPU are
+/// present.
+fn gpu_name(index: Option<u32>) -> Option<String> {
+    let gpus = gpus();
+    let gpu = match index {
+        Some(i) => gpus.into_iter().find(|g| g.index == i),
+        None => gpus.into_iter().next(),
+    }?;
+    Some(gpu.name)
+}
+
+/// One GPU as `nvidia-smi` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gpu {
+    /// `nvidia-smi`'s index (PCI order; what `CUDA_VISIBLE_DEVICES` names by number).
+    pub index: u32,
+    pub uuid: String,
+    pub name: String,
+}
+
+/// The GPUs `nvidia-smi` lists (empty: no driver, no GPU). All of them: `CUDA_VISIBLE_DEVICES`
+/// does not apply to `nvidia-smi` (see [`visible_gpus`]).
+pub fn gpus() -> Vec<Gpu> {
     let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=name", "--format=csv,noheader"])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
+        .args(["--query-gpu=index,uuid,name", "--format=csv,noheader"])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => parse_gpus(&String::from_utf8_lossy(&out.stdout)),
+        _ => Vec::new(),
     }
-    let text = String::from_utf8_lossy(&out.stdout);
+}
+
+/// `nvidia-smi --query-gpu=index,uuid,name --format=csv,noheader` output, one GPU per line;
+/// lines that do not parse are skipped.
+pub fn parse_gpus(text: &str) -> Vec<Gpu> {
     text.lines()
-        .next()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ',').map(str::trim);
+            let index = parts.next()?.parse().ok()?;
+            let uuid = parts.next()?.to_string();
+            let name = parts.next()?.to_string();
+            (!name.is_empty()).then_some(Gpu { index, uuid, name })
+        })
+        .collect()
+}
+
+/// The GPUs of `all` that `CUDA_VISIBLE_DEVICES` (`visible`) leaves to this process, in its
+/// order: indices or UUIDs (`GPU-…`, a unique prefix is enough), comma-separated; the list ends
+/// at the first entry that names no GPU, as CUDA reads it. Unset: all of them.
+pub fn visible_gpus(all: &[Gpu], visible: Option<&str>) -> Vec<Gpu> {
+    let Some(visible) = visible else {
+        return all.to_vec();
+    };
+    let mut chosen: Vec<Gpu> = Vec::new();
+    for entry in visible.split(',').map(str::trim) {
+        let found = match entry.parse::<u32>() {
+            Ok(i) => all.iter().find(|g| g.index == i),
+            Err(_) if entry.starts_with("GPU-") || entry.starts_with("MIG-") => {
+                let mut matching = all.iter().filter(|g| g.uuid.starts_with(entry));
+                match (matching.next(), matching.next()) {
+                    (Some(g), None) => Some(g),
+                    _ => None,
+                }
+            }
+            Err(_) => None,
+        };
+        match found {
+            Some(g) if !chosen.contains(g) => chosen.push(g.clone()),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    chosen
 }
 
 fn cuda_driver_version() -> Option<String> {
@@ -164,6 +246,24 @@ pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
         source,
     })?;
     let config = RunConfig::from_bytes(&bytes)?;
+    let hardware = detect_on(&args.device, args.gpu);
+    let gpu = hardware.backend == "cuda";
+    // What the run does before its first optimiser step, told as it begins: on a GPU with a
+    // cold kernel cache that is minutes, and the node says so (`report::StageLine`).
+    let of = 1 + train::STAGES.len() as u64;
+    let stage = |out: &mut dyn Write, index: u64, what: &str| {
+        let line = report::stage_line(&report::StageLine {
+            stage: index + 1,
+            of,
+            gpu,
+            budget: args.budget_s,
+            elapsed: started.elapsed().as_secs_f64(),
+            what: what.into(),
+        });
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    stage(out, 0, "reading the corpus");
     let read = |p: &PathBuf| {
         std::fs::read(p).map_err(|source| ChildError::Io {
             path: p.display().to_string(),
@@ -184,7 +284,6 @@ pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
     };
     drop(corpus);
     config.check_runnable(data.vocab_size(), args.memory_limit_mb << 20)?;
-    let hardware = detect(&args.device);
     if config.train.precision == Precision::Bf16 && hardware.backend != "cuda" {
         return Err(ChildError::Device(format!(
             "train.precision = \"bf16\" needs a CUDA device; this run has {} ({})",
@@ -211,11 +310,14 @@ pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
         hardware.class
     );
     let mut last_line = Instant::now() - Duration::from_secs(10);
-    let mut progress = |p: &train::Progress| {
-        if last_line.elapsed() >= Duration::from_millis(500) {
-            last_line = Instant::now();
-            let _ = writeln!(out, "{}", report::progress_line(p));
-            let _ = out.flush();
+    let mut progress = |event: train::Event| match event {
+        train::Event::Stage { index, what } => stage(out, index as u64 + 1, what),
+        train::Event::Step(p) => {
+            if last_line.elapsed() >= Duration::from_millis(500) {
+                last_line = Instant::now();
+                let _ = writeln!(out, "{}", report::progress_line(p));
+                let _ = out.flush();
+            }
         }
     };
     let outcome = match hardware.backend {
@@ -225,7 +327,10 @@ pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
                 kernel_cache_in(dir);
             }
             type B = burn::backend::Autodiff<burn_cuda::Cuda>;
-            let device = burn_cuda::CudaDevice::default();
+            let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+            let index =
+                cuda_ordinal(args.gpu, &gpus(), visible.as_deref()).map_err(ChildError::Device)?;
+            let device = burn_cuda::CudaDevice { index };
             train::train::<B>(&config, &data, &options, &device, &mut progress)?
         }
         _ => {
@@ -246,4 +351,55 @@ pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
     );
     let _ = out.flush();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMI: &str = "0, GPU-6f1c2a8e-0000-1111-2222-333344445555, NVIDIA H100 80GB HBM3\n\
+                       1, GPU-9a0b1c2d-0000-1111-2222-333344445555, NVIDIA H100 80GB HBM3\n\
+                       2, GPU-9a0b77aa-0000-1111-2222-333344445555, NVIDIA A100-SXM4-40GB\n\
+                       not a gpu line\n";
+
+    #[test]
+    fn nvidia_smi_lists_parse_and_bad_lines_are_skipped() {
+        let gpus = parse_gpus(SMI);
+        assert_eq!(gpus.len(), 3);
+        assert_eq!(gpus[2].index, 2);
+        assert_eq!(gpus[2].name, "NVIDIA A100-SXM4-40GB");
+        assert!(parse_gpus("").is_empty());
+        assert!(parse_gpus("No devices were found").is_empty());
+    }
+
+    #[test]
+    fn cuda_visible_devices_is_read_as_cuda_reads_it() {
+        let all = parse_gpus(SMI);
+        let indices = |v: Option<&str>| -> Vec<u32> {
+            visible_gpus(&all, v).iter().map(|g| g.index).collect()
+        };
+        assert_eq!(indices(None), [0, 1, 2]);
+        assert_eq!(indices(Some("2,0")), [2, 0]);
+        assert_eq!(indices(Some("")), Vec::<u32>::new());
+        assert_eq!(indices(Some("-1")), Vec::<u32>::new());
+        // the list ends at the first entry that names no GPU
+        assert_eq!(indices(Some("1,7,0")), [1]);
+        // a unique UUID prefix names a GPU; an ambiguous one ends the list
+        assert_eq!(indices(Some("GPU-6f1c")), [0]);
+        assert_eq!(indices(Some("0,GPU-9a0b")), [0]);
+        assert_eq!(indices(Some("GPU-9a0b77")), [2]);
+    }
+
+    #[test]
+    fn a_pinned_gpu_is_found_among_the_visible_ones() {
+        let all = parse_gpus(SMI);
+        // the runner pins a child with CUDA_VISIBLE_DEVICES=N and --gpu N: CUDA's device 0
+        assert_eq!(cuda_ordinal(Some(2), &all, Some("2")), Ok(0));
+        assert_eq!(cuda_ordinal(Some(1), &all, None), Ok(1));
+        assert_eq!(cuda_ordinal(Some(0), &all, Some("2,0")), Ok(1));
+        assert_eq!(cuda_ordinal(None, &all, Some("2")), Ok(0));
+        let hidden = cuda_ordinal(Some(1), &all, Some("2")).unwrap_err();
+        assert!(hidden.contains("not visible"), "{hidden}");
+        assert!(cuda_ordinal(Some(5), &all, None).is_err());
+    }
 }

@@ -54,6 +54,87 @@ pub fn progress_line(p: &Progress) -> String {
     )
 }
 
+/// A stage of a run's start, as the child prints it: `preparing stage=2 of=4 gpu=1 budget=300.0
+/// elapsed=1.2 what=building the model` (`what` last: it holds spaces). `elapsed` counts from the
+/// child's start; `gpu=1` when the stage compiles GPU kernels.
+pub fn stage_line(stage: &StageLine) -> String {
+    format!(
+        "preparing stage={} of={} gpu={} budget={:.1} elapsed={:.1} what={}",
+        stage.stage,
+        stage.of,
+        u8::from(stage.gpu),
+        stage.budget,
+        stage.elapsed,
+        stage.what
+    )
+}
+
+/// A parsed stage line (see [`stage_line`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StageLine {
+    /// 1-based.
+    pub stage: u64,
+    pub of: u64,
+    pub gpu: bool,
+    pub budget: f64,
+    pub elapsed: f64,
+    pub what: String,
+}
+
+impl StageLine {
+    /// How the log, the terminal and the explorer say it: "preparing GPU kernels (2/4: building
+    /// the model, 12 s)" on a GPU, "starting (…)" on a CPU (whose kernels are compiled in).
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}/{}: {}, {:.0} s)",
+            if self.gpu {
+                "preparing GPU kernels"
+            } else {
+                "starting"
+            },
+            self.stage,
+            self.of,
+            self.what,
+            self.elapsed
+        )
+    }
+}
+
+pub fn parse_stage(line: &str) -> Option<StageLine> {
+    let rest = line.strip_prefix("preparing ")?;
+    let (fields, what) = rest.split_once(" what=")?;
+    let mut s = StageLine {
+        what: what.trim().chars().take(200).collect(),
+        ..StageLine::default()
+    };
+    for part in fields.split_whitespace() {
+        let (k, v) = part.split_once('=')?;
+        match k {
+            "stage" => s.stage = v.parse().ok()?,
+            "of" => s.of = v.parse().ok()?,
+            "gpu" => s.gpu = v == "1",
+            "budget" => s.budget = v.parse().ok()?,
+            "elapsed" => s.elapsed = v.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(s)
+}
+
+/// A line of a child's output the runner acts on while it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Stage(StageLine),
+    Progress(ProgressLine),
+}
+
+/// The event a line of a child's output tells, if any.
+pub fn parse_event(line: &str) -> Option<Event> {
+    parse_progress(line)
+        .map(Event::Progress)
+        .or_else(|| parse_stage(line).map(Event::Stage))
+}
+
 /// A parsed progress line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProgressLine {
@@ -250,6 +331,35 @@ mod tests {
         assert_eq!((parsed.step, parsed.planned), (12, 300));
         assert!((parsed.loss - 2.5).abs() < 1e-9);
         assert!(parse_progress("step 5").is_none());
+    }
+
+    #[test]
+    fn stage_lines_round_trip_and_say_what_a_gpu_does() {
+        let s = StageLine {
+            stage: 3,
+            of: 4,
+            gpu: true,
+            budget: 300.0,
+            elapsed: 41.26,
+            what: "the first forward and backward pass".into(),
+        };
+        let line = stage_line(&s);
+        assert_eq!(
+            parse_event(&line),
+            Some(Event::Stage(StageLine {
+                elapsed: 41.3,
+                ..s.clone()
+            }))
+        );
+        assert_eq!(
+            s.describe(),
+            "preparing GPU kernels (3/4: the first forward and backward pass, 41 s)"
+        );
+        let cpu = StageLine { gpu: false, ..s };
+        assert!(cpu.describe().starts_with("starting (3/4"));
+        // a line that only looks like one is nothing
+        assert_eq!(parse_event("preparing stage=x of=4 what=y"), None);
+        assert_eq!(parse_event("preparing the data"), None);
     }
 
     #[test]

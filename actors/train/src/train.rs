@@ -68,6 +68,34 @@ pub struct Progress {
     pub budget: Duration,
 }
 
+/// What a run tells while it trains: a stage of its start (before the first optimiser step, on
+/// a GPU the minutes of kernel compilation and autotuning), then every step.
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    /// Stage `index` of [`STAGES`] begins.
+    Stage {
+        index: usize,
+        what: &'static str,
+    },
+    Step(&'a Progress),
+}
+
+impl Event<'_> {
+    fn stage(index: usize) -> Event<'static> {
+        Event::Stage {
+            index,
+            what: STAGES[index],
+        }
+    }
+}
+
+/// The stages of a run's start, in order ([`Event::Stage`]).
+pub const STAGES: [&str; 3] = [
+    "building the model",
+    "the first forward and backward pass",
+    "the first optimizer step",
+];
+
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub val_bpb: f64,
@@ -93,9 +121,10 @@ pub fn train<B: AutodiffBackend>(
     data: &Dataset,
     options: &TrainOptions,
     device: &B::Device,
-    mut on_progress: impl FnMut(&Progress),
+    mut on_event: impl FnMut(Event),
 ) -> Result<Outcome, TrainError> {
     let t = &config.train;
+    on_event(Event::stage(0));
     B::seed(device, t.seed);
     // burn initialises parameters lazily, on first use, from the seeded RNG: every clone of a
     // fresh model would draw its own weights (the shards' copies and the optimiser's model got
@@ -149,6 +178,9 @@ pub fn train<B: AutodiffBackend>(
             _ => 0.0,
         };
         let lr = config.lr_at(step, progress);
+        if step == 0 {
+            on_event(Event::stage(1));
+        }
         let mut accumulator = GradientsAccumulator::<Gpt<B>>::new();
         let mut loss_sum = 0.0;
         for _ in 0..t.grad_accum {
@@ -166,6 +198,9 @@ pub fn train<B: AutodiffBackend>(
                 step,
                 loss: loss_value,
             });
+        }
+        if step == 0 {
+            on_event(Event::stage(2));
         }
         let mut grads = accumulator.grads();
         if let Some(muon) = muon.as_mut() {
@@ -187,7 +222,7 @@ pub fn train<B: AutodiffBackend>(
             planned = Some(step + (left.max(0.0) / per_step.max(1e-9)).floor() as usize);
         }
         let timed = elapsed(&clock);
-        on_progress(&Progress {
+        on_event(Event::Step(&Progress {
             step,
             planned,
             loss: loss_value,
@@ -195,7 +230,7 @@ pub fn train<B: AutodiffBackend>(
                 / timed.as_secs_f64().max(1e-9),
             elapsed: timed,
             budget: options.budget,
-        });
+        }));
     }
     // Throughput over the timed steps (all but the first).
     let train_seconds = elapsed(&clock).as_secs_f64();

@@ -364,6 +364,53 @@ fn tasks_are_created_listed_shown_and_pinned() {
 }
 
 #[test]
+fn warmup_prepares_the_task_the_node_would_research() {
+    let node = Node::new();
+    // this machine has no GPU the build drives: said plainly, not an error
+    let out = node.ok(&["warmup"]);
+    assert!(out.starts_with("No GPU kernels to prepare: "), "{out}");
+    // the same preparing run on the CPU: the default task, its start's stages in order
+    let out = node.ok(&["warmup", "--device", "cpu"]);
+    let default_task = "019864f258ca2c6380c381d74e681c38f0d8e8dccef80fdba32f81467f21ffbe";
+    assert!(
+        out.starts_with(&format!("Preparing task {default_task} (kjv-gpt-cpu)")),
+        "{out}"
+    );
+    let stages: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("starting ("))
+        .collect();
+    assert_eq!(stages.len(), 4, "{out}");
+    for (i, stage) in stages.iter().enumerate() {
+        assert!(stage.starts_with(&format!("{}/4: ", i + 1)), "{out}");
+    }
+    assert!(stages[0].contains("reading the corpus"), "{out}");
+    assert!(
+        out.contains(&format!("Ready: task {default_task} starts on this CPU")),
+        "{out}"
+    );
+    // a pinned task of the user's own is the one prepared
+    let created = node.ok(&["task", "create", "--name", "mine", "--time-budget", "30"]);
+    let task_id = created
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("Created task ")
+        .unwrap();
+    let got = node.json(&["warmup", "--device", "cpu"]);
+    assert_eq!(got["task_id"], task_id, "{got}");
+    // one named on the command line, by prefix
+    let got = node.json(&["warmup", "--device", "cpu", "--task", &default_task[..12]]);
+    assert_eq!(got["task_id"], default_task, "{got}");
+    let err = node.fails(&["warmup", "--device", "cpu", "--task", "ffffffff"]);
+    assert!(
+        err.contains("ffffffff") && err.contains("not known"),
+        "{err}"
+    );
+    assert!(node.fails(&["warmup", "--device", "tpu"]).contains("tpu"));
+}
+
+#[test]
 fn import_then_status_frontier_graph_and_export_round_trip() {
     let node = Node::new();
     let file = vector_jsonl(node.dir.path());

@@ -614,9 +614,11 @@ impl Handler<RunExperiment> for ExperimentRunner {
             let shared = slots.len() > 1;
             let mut view = ProgressView::shared(shared);
             let show = runner.config().show_progress;
-            let label = match shared {
-                true => format!("{slot}: {}", msg.0.label),
-                false => msg.0.label.clone(),
+            let label = msg.0.label.clone();
+            // the terminal names the GPU when several share it
+            let shown = match shared {
+                true => format!("{slot}: {label}"),
+                false => label.clone(),
             };
             let mut said = 0;
             let result = runner
@@ -630,7 +632,7 @@ impl Handler<RunExperiment> for ExperimentRunner {
                         }
                     }
                     if show {
-                        view.show_event(&label, event)
+                        view.show_event(&shown, event)
                     }
                 })
                 .await;

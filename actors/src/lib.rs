@@ -59,3 +59,4 @@ pub mod sync_session;
 pub mod task_registry;
 pub mod verdict;
 pub mod verifier;
+pub mod warmup;

@@ -65,6 +65,9 @@ pub struct ResearchOptions {
     pub datasets_dir: std::path::PathBuf,
     /// Experiments run at once: one per runner slot (a node with several GPUs runs one on each).
     pub parallel: usize,
+    /// The GPU kernel cache to prepare before the first experiment (`crate::warmup`); None: no
+    /// GPU, nothing to prepare.
+    pub kernel_cache: Option<std::path::PathBuf>,
     /// How command tasks' code runs.
     pub sandbox: command_task::SandboxOptions,
 }
@@ -265,6 +268,7 @@ impl ResearchLoop {
             );
             actix_rt::time::sleep(self.options.initial_sync_wait).await;
         }
+        self.warm_up(&identity.node_id()).await;
         let workers = self.options.parallel.max(1);
         if workers > 1 {
             info!("research: {workers} experiments at a time, one per GPU");
@@ -283,6 +287,64 @@ impl ResearchLoop {
         info!(
             "research: {} experiments done (max reached); still serving the mesh",
             self.begun.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+
+    /// Prepares the GPU kernels of the task's baseline before the first experiment, once per
+    /// kernel cache (`crate::warmup`). A failure is said and left: the first experiment then
+    /// prepares its own.
+    async fn warm_up(&self, me: &str) {
+        let Some(cache) = self.options.kernel_cache.clone() else {
+            return;
+        };
+        let (pinned, me, dir) = (
+            self.options.pinned_task.get(),
+            me.to_string(),
+            self.options.datasets_dir.clone(),
+        );
+        let target = self
+            .registry
+            .reads
+            .read(move |read| Ok(crate::warmup::target(read, pinned.as_deref(), &me, &dir)))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        let target = match target {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(e) => return debug!("research: no GPU kernels prepared first ({e})"),
+        };
+        let key = target.key(&self.options.gpu_model);
+        let task = short(&target.task.task_id).to_string();
+        if crate::warmup::prepared(&cache, &key) {
+            return info!(task = %task, cache = %cache.display(), "GPU kernels for the task's baseline are prepared already");
+        }
+        let request = match target.request(&self.options.datasets_dir) {
+            Ok(r) => r,
+            Err(e) => return debug!("research: no GPU kernels prepared first ({e})"),
+        };
+        info!(task = %task, cache = %cache.display(), "preparing GPU kernels for the task's baseline before the first experiment");
+        let result = match self.runner.send(RunExperiment(request)).await {
+            Ok(r) => r,
+            Err(e) => return warn!("research: preparing GPU kernels: the runner is gone ({e})"),
+        };
+        if !result.success {
+            return warn!(
+                "research: preparing GPU kernels failed ({}); each experiment prepares its own",
+                result.failure_text()
+            );
+        }
+        let what = format!(
+            "task {} baseline, {}",
+            target.task.task_id, self.options.gpu_model
+        );
+        if let Err(e) = crate::warmup::mark(&cache, &key, &what) {
+            warn!(cache = %cache.display(), "research: cannot note the prepared kernels ({e})");
+        }
+        info!(
+            task = %task,
+            seconds = result.wall.as_secs(),
+            "GPU kernels prepared"
         );
     }
 
@@ -963,7 +1025,7 @@ pub fn can_research(artifact_type: &str) -> bool {
 }
 
 /// What the research loop works on.
-enum TaskChoice {
+pub(crate) enum TaskChoice {
     Known(Box<TaskManifest>),
     /// The built-in default task; `stored`: its manifest is in the store already.
     Default {
@@ -973,19 +1035,27 @@ enum TaskChoice {
 
 /// The task to research: the pinned one, else the most active one (`active`) if this node can
 /// run it, else the built-in default task.
-fn task_to_research(
+pub(crate) fn task_to_research(
     read: &crate::Reader,
     pinned: Option<&str>,
     active: Option<&str>,
     me: &str,
 ) -> Result<TaskChoice, String> {
     if let Some(pinned) = pinned {
-        let id = read
-            .resolve_task(pinned)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("the pinned task {pinned} is not known yet"))?;
+        let resolved = read.resolve_task(pinned).map_err(|e| e.to_string())?;
+        // the default task is known to every node, stored or not
+        let default = default_task::TASK_ID;
+        let id = match resolved {
+            Some(id) => id,
+            None if pinned.len() >= 4 && default.starts_with(pinned) => default.to_string(),
+            None => return Err(format!("the pinned task {pinned} is not known yet")),
+        };
         let row = read.task(&id).map_err(|e| e.to_string())?;
-        let row = row.ok_or_else(|| format!("task {id} has no manifest yet"))?;
+        let row = match row {
+            Some(row) => row,
+            None if id == default => return Ok(TaskChoice::Default { stored: false }),
+            None => return Err(format!("task {id} has no manifest yet")),
+        };
         if !can_research(&row.manifest.artifact_type) {
             return Err(format!(
                 "the pinned task {id} uses artifact type {}, which spored cannot train (it \

@@ -13,6 +13,7 @@ mod train;
 mod transfer;
 mod update;
 mod verify;
+mod warmup;
 
 use std::path::PathBuf;
 
@@ -91,6 +92,9 @@ pub enum Command {
     Prepare(prepare::PrepareArgs),
     /// Train one config artifact in this process and print its metrics (what the runner starts)
     Train(train::TrainArgs),
+    /// Prepare the GPU kernels of the task this node would research (a node on a GPU also does
+    /// it when it starts)
+    Warmup(warmup::WarmupArgs),
     /// Release keys and signed update manifests (for operators)
     #[command(subcommand)]
     Release(update::ReleaseCommand),
@@ -310,6 +314,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => transfer::export(&ctx, args),
         Command::Import(args) => transfer::import(&ctx, args),
         Command::Prepare(args) => prepare::run(&ctx, args),
+        Command::Warmup(args) => warmup::run(&ctx, args),
         Command::Train(_) | Command::Release(_) | Command::Completions { .. } | Command::Man => {
             unreachable!("handled before the context is built")
         }

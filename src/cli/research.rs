@@ -88,34 +88,25 @@ fn llm_settings(config: &NodeConfig, data_dir: &DataDir) -> Result<Option<LlmSet
     }))
 }
 
-/// What this node's config asks it to do besides serving the mesh (relay mode is not asked
-/// here: it runs nothing).
-pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32], live: &Live) -> Result<Mode> {
+/// The runner a node on `data_dir` starts its children with, on children of `device` (`auto`:
+/// the GPUs when this build drives them): its slots, and the hardware class of its records.
+pub fn runner(
+    config: &NodeConfig,
+    data_dir: &DataDir,
+    device: &str,
+) -> Result<(RunnerConfig, spore_train::child::Hardware)> {
     let program = std::env::current_exe().context("cannot find the spored executable")?;
     // Half of this node's share of memory: the estimate is rough and the node needs room too.
     let memory_limit = total_memory() / 100 * config.resource as u64 / 2;
-    let runner = RunnerConfig {
-        program,
-        work_dir: data_dir.root.join("runs"),
-        resource: config.resource,
-        memory_limit_mb: memory_limit >> 20,
-        device: "auto".into(),
-        eval_tokens: None,
-        show_progress: true,
-        grace: None,
-        // compiled GPU kernels and autotune results stay with the node (issue #22)
-        kernel_cache: Some(data_dir.root.join("gpu-kernels")),
-        slots: Vec::new(),
-    };
     // one experiment per GPU this build can drive and the process may see
-    let gpus = match spore_train::child::detect(&runner.device).backend {
+    let gpus = match spore_train::child::detect(device).backend {
         "cuda" => spore_train::child::visible_gpus(
             &spore_train::child::gpus(),
             std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
         ),
         _ => Vec::new(),
     };
-    let (slots, left_out) = spore_actors::experiment_runner::slots(&runner.device, &gpus);
+    let (slots, left_out) = spore_actors::experiment_runner::slots(device, &gpus);
     for gpu in left_out {
         tracing::warn!(gpu = gpu.index, model = %gpu.name, "GPU left out: a node runs on GPUs of one model (its records' class); choose them with CUDA_VISIBLE_DEVICES");
     }
@@ -124,7 +115,26 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32], live: &Live
         Slot::Gpu(index) => spore_train::child::detect_on("cuda", Some(index)),
         Slot::Cpu => spore_train::child::detect("cpu"),
     };
-    let runner = RunnerConfig { slots, ..runner };
+    let runner = RunnerConfig {
+        program,
+        work_dir: data_dir.root.join("runs"),
+        resource: config.resource,
+        memory_limit_mb: memory_limit >> 20,
+        device: device.into(),
+        eval_tokens: None,
+        show_progress: true,
+        grace: None,
+        // compiled GPU kernels and autotune results stay with the node (issue #22)
+        kernel_cache: Some(data_dir.root.join("gpu-kernels")),
+        slots,
+    };
+    Ok((runner, hardware))
+}
+
+/// What this node's config asks it to do besides serving the mesh (relay mode is not asked
+/// here: it runs nothing).
+pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32], live: &Live) -> Result<Mode> {
+    let (runner, hardware) = runner(config, data_dir, "auto")?;
     info!(
         hardware = %hardware.class,
         backend = hardware.backend,
@@ -163,7 +173,7 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32], live: &Live
         max_experiments: (config.max_experiments > 0).then_some(config.max_experiments),
         gpu_model: hardware.class,
         cuda_version: hardware.cuda_version,
-        memory_limit,
+        memory_limit: work.runner.memory_limit_mb << 20,
         initial_sync_wait: if config.peer.is_empty() {
             Duration::ZERO
         } else {
@@ -173,6 +183,10 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32], live: &Live
         datasets_dir: data_dir.datasets(),
         sandbox: config.sandbox(&data_dir.root),
         parallel: work.runner.slots().len(),
+        kernel_cache: match work.runner.slots()[0] {
+            Slot::Gpu(_) => work.runner.kernel_cache.clone(),
+            Slot::Cpu => None,
+        },
     };
     Ok(Mode::Research(work, Box::new(research)))
 }

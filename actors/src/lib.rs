@@ -37,6 +37,7 @@ pub use clock::unix_now;
 pub mod default_task;
 pub mod experiment_runner;
 pub mod gossip_router;
+pub mod gpu_corpus;
 pub mod ingest;
 pub mod legacy;
 pub mod messages;

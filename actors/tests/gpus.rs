@@ -21,10 +21,12 @@ use spore_actors::research::ResearchOptions;
 use spore_actors::setting::Setting;
 use spore_actors::verifier::VerifyOptions;
 use spore_actors::Store;
-use spore_spec::Identity;
+use spore_spec::wire::Message;
+use spore_spec::{Identity, Signed as _, TaskManifest};
 
 /// `spored train` as the runner sees it: a stage line, progress, the summary. It logs
-/// `start <--gpu> <CUDA_VISIBLE_DEVICES> <--device> <--steps> <ns>` and `end <--gpu> <ns>`.
+/// `start <--gpu> <CUDA_VISIBLE_DEVICES> <--device> <--steps> <config sha256> <ns>` and
+/// `end <--gpu> <ns>`.
 fn fake_train(log: &std::path::Path) -> String {
     format!(
         r#"#!/bin/sh
@@ -34,7 +36,8 @@ while [ $# -gt 0 ]; do
     --steps) steps="$2"; shift;; esac
   shift
 done
-echo "start $gpu ${{CUDA_VISIBLE_DEVICES:-unset}} $device $steps $(date +%s%N)" >> {log}
+sha=$(sha256sum "$config" | cut -c1-64)
+echo "start $gpu ${{CUDA_VISIBLE_DEVICES:-unset}} $device $steps $sha $(date +%s%N)" >> {log}
 echo "preparing stage=1 of=4 gpu=1 budget=1.0 elapsed=0.0 what=reading the corpus"
 sleep 1
 echo "progress step=1 planned=2 loss=3.0 tok_s=10 elapsed=0.5 budget=1.0"
@@ -48,10 +51,25 @@ printf -- "---\nval_bpb:          2.5\nnum_steps:        2\nnum_parameters:   10
 /// A research node on the default task with GPU slots 0 and 1, its store in `dir/db`, its
 /// children [`fake_train`], and its kernel cache in `dir/gpu-kernels`.
 fn start_node(dir: &Path, db: &str, max_experiments: u64) -> (Node, Arc<Store>) {
+    start_node_on(dir, db, max_experiments, None)
+}
+
+/// [`start_node`] researching task `pinned`.
+fn start_node_on(
+    dir: &Path,
+    db: &str,
+    max_experiments: u64,
+    pinned: Option<TaskManifest>,
+) -> (Node, Arc<Store>) {
     let program = dir.join("train.sh");
     std::fs::write(&program, fake_train(&dir.join("children.log"))).unwrap();
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
     let store = Arc::new(Store::open(&dir.join(db).join("spored.redb")).unwrap());
+    if let Some(task) = &pinned {
+        let body = Message::Task(task.clone()).encode_body();
+        let stored = spore_actors::ingest::ingest(&store, &[body], None, false).unwrap();
+        assert_eq!(stored.summary.accepted, 1, "{:?}", stored.summary.problems);
+    }
     let work = Work {
         runner: RunnerConfig {
             program,
@@ -76,7 +94,7 @@ fn start_node(dir: &Path, db: &str, max_experiments: u64) -> (Node, Arc<Store>) 
     };
     let research = ResearchOptions {
         seed: SEED,
-        pinned_task: Setting::new(None),
+        pinned_task: Setting::new(pinned.map(|t| t.task_id)),
         time_budget: Some(Duration::from_secs(1)),
         max_experiments: Some(max_experiments),
         gpu_model: CLASS.into(),
@@ -87,7 +105,14 @@ fn start_node(dir: &Path, db: &str, max_experiments: u64) -> (Node, Arc<Store>) 
         datasets_dir: dir.join("datasets"),
         sandbox: Default::default(),
         parallel: 2,
-        kernel_cache: Some(dir.join("gpu-kernels")),
+        kernel_cache: Some(spore_actors::warmup::Cache {
+            dir: dir.join("gpu-kernels"),
+            on: spore_actors::warmup::Hardware {
+                gpu_class: CLASS.into(),
+                cuda_version: "12.8".into(),
+                resource: 100,
+            },
+        }),
     };
     let node = Node::builder(store.clone(), loopback_options(41, Vec::new()))
         .mode(Mode::Research(work, Box::new(research)))
@@ -132,7 +157,7 @@ fn a_node_with_two_gpus_prepares_once_then_runs_one_experiment_on_each_at_once()
             most_at_once = most_at_once.max(now.len());
             preparing_seen |= now
                 .iter()
-                .any(|t| t.label == "preparing GPU kernels" && t.preparing.is_some());
+                .any(|t| t.label == spore_actors::warmup::LABEL && t.preparing.is_some());
             devices.extend(now.into_iter().map(|t| t.device));
             actix_rt::time::sleep(Duration::from_millis(25)).await;
         }
@@ -236,5 +261,55 @@ fn a_node_with_two_gpus_prepares_once_then_runs_one_experiment_on_each_at_once()
             1,
             "the kernels were prepared again: {text}"
         );
+    });
+}
+
+#[test]
+fn a_task_without_a_root_gets_one_root_however_many_gpus_start_on_it() {
+    actix_rt::System::new().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Identity::from_seed(SEED);
+        // a task of this node's own, with no root yet: its baseline runs here, once
+        let mut task = spore_actors::default_task::manifest();
+        task.name = "mine".into();
+        task.created_by = me.node_id();
+        task.sign_with(&me);
+        let (node, store) = start_node_on(dir.path(), "db", 3, Some(task.clone()));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let records = || {
+            let read = store.read().unwrap();
+            read.task_record_ids(&task.task_id)
+                .unwrap()
+                .iter()
+                .map(|id| read.experiment(id).unwrap().unwrap())
+                .collect::<Vec<_>>()
+        };
+        while records().len() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "3 experiments not published in 60 s"
+            );
+            actix_rt::time::sleep(Duration::from_millis(25)).await;
+        }
+        actix_rt::time::sleep(Duration::from_millis(1500)).await;
+        let all = records();
+        node.shutdown().await;
+        assert_eq!(all.len(), 3, "max_experiments = 3");
+        let roots: Vec<_> = all.iter().filter(|r| r.parent.is_none()).collect();
+        assert_eq!(roots.len(), 1, "{} roots", roots.len());
+        assert_eq!(roots[0].agent_model, "baseline");
+        for child in all.iter().filter(|r| r.parent.is_some()) {
+            assert_eq!(child.parent.as_deref(), Some(roots[0].id.as_str()));
+        }
+        // and one baseline run for it: the other GPU waited instead of training a second root
+        // (which the store would refuse, a whole budget wasted)
+        let text = std::fs::read_to_string(dir.path().join("children.log")).unwrap();
+        let baselines = text
+            .lines()
+            .filter(|l| l.starts_with("start"))
+            .filter(|l| l.split(' ').nth(4) == Some("budget"))
+            .filter(|l| l.split(' ').nth(5) == Some(roots[0].code_cid.as_str()))
+            .count();
+        assert_eq!(baselines, 1, "{text}");
     });
 }

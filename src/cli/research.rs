@@ -11,6 +11,7 @@ use spore_actors::node::{Mode, Work};
 use spore_actors::research::ResearchOptions;
 use spore_actors::setting::Setting;
 use spore_actors::verifier::VerifyOptions;
+use spore_actors::warmup;
 use tracing::info;
 
 use crate::config::{NodeConfig, NodeMode};
@@ -99,11 +100,19 @@ pub fn runner(
     // Half of this node's share of memory: the estimate is rough and the node needs room too.
     let memory_limit = total_memory() / 100 * config.resource as u64 / 2;
     // one experiment per GPU this build can drive and the process may see
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
     let gpus = match spore_train::child::detect(device).backend {
-        "cuda" => spore_train::child::visible_gpus(
-            &spore_train::child::gpus(),
-            std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
-        ),
+        "cuda" => {
+            let gpus =
+                spore_train::child::visible_gpus(&spore_train::child::gpus(), visible.as_deref());
+            if gpus.is_empty() {
+                tracing::warn!(
+                    cuda_visible_devices = visible.as_deref().unwrap_or(""),
+                    "CUDA_VISIBLE_DEVICES names no GPU nvidia-smi lists (indices or GPU-… UUIDs; MIG instances are not supported): experiments run on the CPU"
+                );
+            }
+            gpus
+        }
         _ => Vec::new(),
     };
     let (slots, left_out) = spore_actors::experiment_runner::slots(device, &gpus);
@@ -171,8 +180,8 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32], live: &Live
         pinned_task: live.pinned_task.clone(),
         time_budget: (config.time_budget > 0).then(|| Duration::from_secs(config.time_budget)),
         max_experiments: (config.max_experiments > 0).then_some(config.max_experiments),
-        gpu_model: hardware.class,
-        cuda_version: hardware.cuda_version,
+        gpu_model: hardware.class.clone(),
+        cuda_version: hardware.cuda_version.clone(),
         memory_limit: work.runner.memory_limit_mb << 20,
         initial_sync_wait: if config.peer.is_empty() {
             Duration::ZERO
@@ -184,7 +193,14 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32], live: &Live
         sandbox: config.sandbox(&data_dir.root),
         parallel: work.runner.slots().len(),
         kernel_cache: match work.runner.slots()[0] {
-            Slot::Gpu(_) => work.runner.kernel_cache.clone(),
+            Slot::Gpu(_) => work.runner.kernel_cache.clone().map(|dir| warmup::Cache {
+                dir,
+                on: warmup::Hardware {
+                    gpu_class: hardware.class.clone(),
+                    cuda_version: hardware.cuda_version.clone(),
+                    resource: work.runner.resource,
+                },
+            }),
             Slot::Cpu => None,
         },
     };

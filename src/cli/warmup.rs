@@ -67,7 +67,8 @@ pub fn run(ctx: &Context, args: WarmupArgs) -> Result<()> {
         warmup::target(&read, pinned.as_deref(), &me, &ctx.data_dir.datasets())
             .map_err(anyhow::Error::msg)?
     };
-    drop(store);
+    // the store stays open (locked) until the kernels are noted: a node started meanwhile
+    // would prepare the same kernels on the same GPU
     let Some(target) = target else {
         return say(
             ctx,
@@ -81,7 +82,11 @@ pub fn run(ctx: &Context, args: WarmupArgs) -> Result<()> {
         .kernel_cache
         .clone()
         .context("the runner keeps no kernel cache")?;
-    let key = target.key(&hardware.class);
+    let key = target.key(&warmup::Hardware {
+        gpu_class: hardware.class.clone(),
+        cuda_version: hardware.cuda_version.clone(),
+        resource: runner.resource,
+    });
     let gpu = matches!(slot, Slot::Gpu(_));
     if gpu && !args.force && warmup::prepared(&cache, &key) {
         return say(
@@ -129,6 +134,7 @@ pub fn run(ctx: &Context, args: WarmupArgs) -> Result<()> {
         warmup::mark(&cache, &key, &what)
             .with_context(|| format!("noting the prepared kernels in {}", cache.display()))?;
     }
+    drop(store);
     let text = match gpu {
         true => format!(
             "Ready: the GPU kernels of task {} are prepared ({seconds:.0} s), in {}.",

@@ -8,7 +8,7 @@ use spore_train::report::Parsed;
 use spore_train::rng::SplitMix64;
 use tracing::{info, warn};
 
-use super::{decide, Made, ResearchLoop};
+use super::{decide, InFlight, Made, ResearchLoop};
 use crate::command_task::{self, Evaluator};
 use crate::experiment_runner::{RunResult, RunSandboxed};
 use crate::llm::{self, CodePrompt};
@@ -94,6 +94,11 @@ impl ResearchLoop {
                 actix_rt::time::sleep(Duration::from_secs(30)).await;
                 return Ok(None);
             }
+        };
+        // another worker may run the same code now
+        let cid = spore_spec::crypto::sha256_hex(&proposal.code);
+        let Some(_running) = InFlight::claim(&self.in_flight, &cid) else {
+            return Ok(None);
         };
         let made = Made {
             diff: spore_train::diff::unified(

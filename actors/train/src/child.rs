@@ -248,6 +248,19 @@ pub fn run(args: &ChildArgs, out: &mut dyn Write) -> Result<(), ChildError> {
     let config = RunConfig::from_bytes(&bytes)?;
     let hardware = detect_on(&args.device, args.gpu);
     let gpu = hardware.backend == "cuda";
+    // asked for a GPU: never train on the CPU instead (the record would name the GPU's class)
+    if (args.device == "cuda" || args.gpu.is_some()) && !gpu {
+        return Err(ChildError::Device(
+            match (cfg!(feature = "cuda"), args.gpu) {
+                (false, _) => {
+                    "a CUDA device was asked for; this spored is built without the `cuda` feature"
+                        .into()
+                }
+                (true, Some(i)) => format!("GPU {i} was asked for; nvidia-smi does not list it"),
+                (true, None) => "a CUDA device was asked for; nvidia-smi lists no GPU".into(),
+            },
+        ));
+    }
     // What the run does before its first optimiser step, told as it begins: on a GPU with a
     // cold kernel cache that is minutes, and the node says so (`report::StageLine`).
     let of = 1 + train::STAGES.len() as u64;

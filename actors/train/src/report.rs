@@ -104,7 +104,12 @@ pub fn parse_stage(line: &str) -> Option<StageLine> {
     let rest = line.strip_prefix("preparing ")?;
     let (fields, what) = rest.split_once(" what=")?;
     let mut s = StageLine {
-        what: what.trim().chars().take(200).collect(),
+        what: what
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect(),
         ..StageLine::default()
     };
     for part in fields.split_whitespace() {
@@ -360,6 +365,10 @@ mod tests {
         // a line that only looks like one is nothing
         assert_eq!(parse_event("preparing stage=x of=4 what=y"), None);
         assert_eq!(parse_event("preparing the data"), None);
+        // control characters (a terminal's escapes) never reach the log or the header
+        let odd = parse_stage("preparing stage=1 of=4 gpu=0 budget=1 elapsed=0 what=a\x1b[2Jb\rc")
+            .unwrap();
+        assert_eq!(odd.what, "a[2Jbc");
     }
 
     #[test]

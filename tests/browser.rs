@@ -639,6 +639,44 @@ fn the_progress_plot_marks_every_record_its_best_line_ends_at_the_frontier_best_
 }
 
 #[test]
+fn the_header_shows_what_the_node_trains_now_and_a_gpu_run_preparing_its_kernels() {
+    let Some(driver) = chromedriver() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // a research node training its first experiment of the default task (60 s)
+    let mut cmd = spored(dir.path());
+    cmd.args(support::LOOPBACK_RUN)
+        .args(["--max-experiments", "1"]);
+    let node = support::launch(dir.path(), cmd);
+    let browser = Browser::start(&driver);
+    browser.goto(&node.web);
+    browser.wait_for(
+        "the header's training line",
+        "const t = document.querySelector('#now').textContent; \
+         return /^training 2L d64 .*: step \\d+\\/\\d+ · loss [0-9.]+ · [0-9.]+k tok\\/s · \\d+ s left$/.test(t)",
+    );
+    // how the header says a GPU run's start and two GPUs' runs: the page's own code, given the
+    // rows `/api/training` sends (this machine has no GPU)
+    let said = browser.js(
+        "const prep = {label: 'the task\\'s baseline', device: 'gpu 0', preparing: {text: \
+         'preparing GPU kernels (3/4: the first forward and backward pass, 41 s)'}}; \
+         const busy = {label: 'x', device: 'gpu 1', preparing: null, step: 5, planned: 9, \
+         loss: 1.5, tokens_per_s: 2000, elapsed: 10, budget: 300}; \
+         return [runText(prep, false), runText(busy, true)]",
+    );
+    assert_eq!(
+        said[0],
+        "the task's baseline: preparing GPU kernels (3/4: the first forward and backward pass, 41 s)"
+    );
+    assert_eq!(
+        said[1],
+        "gpu 1: training x: step 5/9 · loss 1.500 · 2.0k tok/s · 290 s left"
+    );
+    browser.screenshot("11-header-training");
+}
+
+#[test]
 fn a_record_page_shows_the_loss_curve_of_a_real_training_run() {
     let Some(driver) = chromedriver() else {
         return;

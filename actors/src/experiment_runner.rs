@@ -617,6 +617,7 @@ impl Handler<RunExperiment> for ExperimentRunner {
         Box::pin(async move {
             let held = slots.take().await;
             let slot = held.slot();
+            let device = slot.to_string();
             let shared = slots.len() > 1;
             let mut view = ProgressView::shared(shared);
             let show = runner.config().show_progress;
@@ -629,7 +630,7 @@ impl Handler<RunExperiment> for ExperimentRunner {
             let mut said = 0;
             let result = runner
                 .run_on(slot, &msg.0, |event| {
-                    metrics.set_training(slot, Some(training(&label, slot, event)));
+                    metrics.set_training(&device, Some(training(&label, &device, event)));
                     if let Event::Stage(s) = event {
                         // the log says it too, once a stage: on a GPU a stage can take minutes
                         if s.gpu && s.stage > said {
@@ -642,7 +643,7 @@ impl Handler<RunExperiment> for ExperimentRunner {
                     }
                 })
                 .await;
-            metrics.set_training(slot, None);
+            metrics.set_training(&device, None);
             if show {
                 view.finish();
             }
@@ -652,8 +653,8 @@ impl Handler<RunExperiment> for ExperimentRunner {
     }
 }
 
-/// What the explorer's header shows of a run on `slot`, from its last line.
-fn training(label: &str, slot: Slot, event: &Event) -> crate::metrics::Training {
+/// What the explorer's header shows of a run on `device`, from its last line.
+fn training(label: &str, device: &str, event: &Event) -> crate::metrics::Training {
     let (progress, preparing) = match event {
         Event::Progress(p) => (p.clone(), None),
         Event::Stage(s) => (
@@ -670,7 +671,7 @@ fn training(label: &str, slot: Slot, event: &Event) -> crate::metrics::Training 
     };
     crate::metrics::Training {
         label: label.to_string(),
-        device: slot.to_string(),
+        device: device.to_string(),
         progress,
         preparing,
     }

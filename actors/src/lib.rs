@@ -57,6 +57,7 @@ pub mod setting;
 pub mod store_writer;
 pub mod supervision;
 pub mod sync_session;
+pub mod task_data;
 pub mod task_registry;
 pub mod verdict;
 pub mod verifier;

@@ -25,8 +25,9 @@ struct Inner {
     tokens_per_sec: AtomicU64,
     /// Unix seconds of the last sync page stored from a peer (0: none yet).
     last_sync_page: AtomicI64,
-    /// The runs training now, by slot, as their last stage or progress line told.
-    training: Mutex<std::collections::BTreeMap<crate::experiment_runner::Slot, Training>>,
+    /// The runs training now, by device (`Training::device`), as their last stage or progress
+    /// line told.
+    training: Mutex<std::collections::BTreeMap<String, Training>>,
 }
 
 /// What the node is training now on one slot (for the explorer's header): the run's label and
@@ -80,16 +81,16 @@ impl Metrics {
         *map.entry(status).or_default() += 1;
     }
 
-    /// The run training now on `slot` (`None`: none).
-    pub fn set_training(&self, slot: crate::experiment_runner::Slot, now: Option<Training>) {
+    /// The run training now on `device` (`None`: none).
+    pub fn set_training(&self, device: &str, now: Option<Training>) {
         let mut map = self.0.training.lock().unwrap_or_else(|e| e.into_inner());
         match now {
-            Some(t) => map.insert(slot, t),
-            None => map.remove(&slot),
+            Some(t) => map.insert(device.to_string(), t),
+            None => map.remove(device),
         };
     }
 
-    /// The runs training now, in slot order.
+    /// The runs training now, by device name.
     pub fn training(&self) -> Vec<Training> {
         let map = self.0.training.lock().unwrap_or_else(|e| e.into_inner());
         map.values().cloned().collect()

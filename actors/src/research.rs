@@ -16,8 +16,6 @@ use actix::prelude::*;
 use spore_spec::wire::Message;
 use spore_spec::{ExperimentRecord, Goal, Identity, Number, Signed, Status, TaskManifest};
 use spore_train::config::ARTIFACT_TYPE;
-use spore_train::data::{KJV_SHA256, PREPARE_SPEC};
-use spore_train::prepare::Preparation;
 use spore_train::proposer::{self, Proposal};
 use spore_train::report;
 use spore_train::rng::SplitMix64;
@@ -32,6 +30,7 @@ use crate::llm::{self, LlmSettings, PromptContext};
 use crate::registry::Registry;
 use crate::setting::Setting;
 use crate::store_writer::{ArtifactWrite, LocalWrite, NodeEvent};
+use crate::task_data::{builtin_baseline, task_data, TaskData};
 use crate::task_registry::GetActiveTask;
 
 mod command;
@@ -353,7 +352,10 @@ impl ResearchLoop {
         let target = self
             .registry
             .reads
-            .read(move |read| Ok(crate::warmup::target(read, pinned.as_deref(), &me, &dir)))
+            .read(move |read| {
+                Ok(task_now(read, pinned.as_deref(), &me)
+                    .and_then(|task| crate::warmup::target(read, task, &dir)))
+            })
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r);
@@ -989,78 +991,6 @@ fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
 }
 
-/// Where a task's training data is on this node.
-pub struct TaskData {
-    pub corpus: Option<std::path::PathBuf>,
-    pub prepare: Option<std::path::PathBuf>,
-}
-
-/// The corpus a task trains on (the built-in one, or one `spored prepare` stored here) and
-/// its preparation (byte-level tokens, or a BPE document `spored prepare --bpe` stored here).
-pub fn task_data(dir: &std::path::Path, task: &TaskManifest) -> Result<TaskData, String> {
-    // these name files here: only an exact 64-hex cid may (a stranger's manifest could say
-    // `../../x`)
-    for (what, cid) in [
-        ("prepare_cid", &task.prepare_cid),
-        ("dataset_cid", &task.dataset_cid),
-    ] {
-        if !spore_spec::crypto::is_lower_hex(cid, 64) {
-            return Err(format!(
-                "task {} has a {what} that is not a 64-hex cid: {}",
-                task.task_id,
-                crate::refusal::Capped(cid)
-            ));
-        }
-    }
-    let prepare = if task.prepare_cid == spore_spec::crypto::sha256_hex(PREPARE_SPEC.as_bytes()) {
-        None
-    } else {
-        let path = dir.join(format!("{}.prepare", task.prepare_cid));
-        if !path.exists() {
-            return Err(format!(
-                "task {} uses a data preparation this node does not have (prepare_cid {}; \
-                 spored prepare --bpe … makes one)",
-                task.task_id, task.prepare_cid
-            ));
-        }
-        Some(path)
-    };
-    if task.dataset_cid == KJV_SHA256 {
-        return Ok(TaskData {
-            corpus: None,
-            prepare,
-        });
-    }
-    let path = dir.join(format!("{}.txt", task.dataset_cid));
-    if path.exists() {
-        Ok(TaskData {
-            corpus: Some(path),
-            prepare,
-        })
-    } else {
-        let how = match task.dataset_cid == crate::gpu_corpus::CORPUS_SHA256 {
-            true => "spored prepare --gpu-corpus",
-            false => "spored prepare --text …",
-        };
-        Err(format!(
-            "task {} trains on dataset {}, which is not on this node ({how})",
-            task.task_id, task.dataset_cid
-        ))
-    }
-}
-
-/// The built-in baseline sized for the task's vocabulary: a task made by `spored prepare`
-/// names it as `base_code_cid` without storing it anywhere.
-pub fn builtin_baseline(dir: &std::path::Path, task: &TaskManifest) -> Result<Vec<u8>, String> {
-    let mut config = default_task::baseline();
-    if let Some(path) = task_data(dir, task)?.prepare {
-        let document = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let preparation = Preparation::from_document(document).map_err(|e| e.to_string())?;
-        config.model.vocab_size = preparation.vocab_size();
-    }
-    Ok(config.to_bytes())
-}
-
 /// The longest the research loop waits for an artifact it asked peers for before it looks
 /// again (it asks again then).
 const ARTIFACT_PATIENCE: Duration = Duration::from_secs(60);
@@ -1096,7 +1026,7 @@ pub fn can_research(artifact_type: &str) -> bool {
 }
 
 /// What the research loop works on.
-pub(crate) enum TaskChoice {
+enum TaskChoice {
     Known(Box<TaskManifest>),
     /// The built-in default task; `stored`: its manifest is in the store already.
     Default {
@@ -1106,7 +1036,7 @@ pub(crate) enum TaskChoice {
 
 /// The task to research: the pinned one, else the most active one (`active`) if this node can
 /// run it, else the built-in default task.
-pub(crate) fn task_to_research(
+fn task_to_research(
     read: &crate::Reader,
     pinned: Option<&str>,
     active: Option<&str>,
@@ -1167,6 +1097,22 @@ pub(crate) fn task_to_research(
         .map_err(|e| e.to_string())?
         .is_some();
     Ok(TaskChoice::Default { stored })
+}
+
+/// The task a research node would work on now, read from the store: the pinned one, else the
+/// most active it can train, else the default task (whose manifest every node knows).
+pub fn task_now(
+    read: &crate::Reader,
+    pinned: Option<&str>,
+    me: &str,
+) -> Result<TaskManifest, String> {
+    let active = read.active_task(None).map_err(|e| e.to_string())?;
+    Ok(
+        match task_to_research(read, pinned, active.as_deref(), me)? {
+            TaskChoice::Known(manifest) => *manifest,
+            TaskChoice::Default { .. } => default_task::manifest(),
+        },
+    )
 }
 
 /// The first 8 characters of an id, for messages.
@@ -1292,33 +1238,6 @@ mod tests {
         assert!(InFlight::claim(&set, "def").is_some());
         drop(first);
         assert!(InFlight::claim(&set, "abc").is_some(), "not given back");
-    }
-
-    #[test]
-    fn a_manifests_cids_name_files_only_as_64_hex() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("secret.txt"), "not a dataset").unwrap();
-        let task = TaskManifest {
-            task_id: "t".into(),
-            prepare_cid: spore_spec::crypto::sha256_hex(PREPARE_SPEC.as_bytes()),
-            dataset_cid: "../datasets/secret".into(),
-            ..TaskManifest::default()
-        };
-        let err = task_data(dir.path(), &task).err().unwrap();
-        assert!(
-            err.contains("dataset_cid that is not a 64-hex cid"),
-            "{err}"
-        );
-        let task = TaskManifest {
-            prepare_cid: "../../identity/private_key".into(),
-            dataset_cid: KJV_SHA256.into(),
-            ..task
-        };
-        let err = task_data(dir.path(), &task).err().unwrap();
-        assert!(
-            err.contains("prepare_cid that is not a 64-hex cid"),
-            "{err}"
-        );
     }
 
     #[test]

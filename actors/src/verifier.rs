@@ -24,9 +24,9 @@ use crate::command_task::{self, Evaluator, SandboxOptions};
 use crate::experiment_runner::{ExperimentRunner, RunExperiment, RunRequest, RunSandboxed};
 use crate::reads::Reads;
 use crate::registry::Registry;
-use crate::research::{builtin_baseline, task_data};
 use crate::store::{claim_of, LogKind};
 use crate::store_writer::{wake_ups, LocalWrite, Look, NodeEvent, StoreWriter, Wake};
+use crate::task_data::{builtin_baseline, task_data};
 use crate::verdict;
 
 #[derive(Clone, Debug)]

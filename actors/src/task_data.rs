@@ -32,19 +32,7 @@ pub fn task_data(dir: &std::path::Path, task: &TaskManifest) -> Result<TaskData,
             ));
         }
     }
-    let prepare = if task.prepare_cid == spore_spec::crypto::sha256_hex(PREPARE_SPEC.as_bytes()) {
-        None
-    } else {
-        let path = dir.join(format!("{}.prepare", task.prepare_cid));
-        if !path.exists() {
-            return Err(format!(
-                "task {} uses a data preparation this node does not have (prepare_cid {}; \
-                 spored prepare --bpe … makes one)",
-                task.task_id, task.prepare_cid
-            ));
-        }
-        Some(path)
-    };
+    let prepare = preparation(dir, task)?;
     if task.dataset_cid == KJV_SHA256 {
         return Ok(TaskData {
             corpus: None,
@@ -69,11 +57,39 @@ pub fn task_data(dir: &std::path::Path, task: &TaskManifest) -> Result<TaskData,
     }
 }
 
+/// The preparation document a task names, when it is not byte-level tokens (checked to be on
+/// this node); its corpus is not looked at.
+fn preparation(
+    dir: &std::path::Path,
+    task: &TaskManifest,
+) -> Result<Option<std::path::PathBuf>, String> {
+    if task.prepare_cid == spore_spec::crypto::sha256_hex(PREPARE_SPEC.as_bytes()) {
+        return Ok(None);
+    }
+    if !spore_spec::crypto::is_lower_hex(&task.prepare_cid, 64) {
+        return Err(format!(
+            "task {} has a prepare_cid that is not a 64-hex cid: {}",
+            task.task_id,
+            crate::refusal::Capped(&task.prepare_cid)
+        ));
+    }
+    let path = dir.join(format!("{}.prepare", task.prepare_cid));
+    if !path.exists() {
+        return Err(format!(
+            "task {} uses a data preparation this node does not have (prepare_cid {}; \
+             spored prepare --bpe … makes one)",
+            task.task_id, task.prepare_cid
+        ));
+    }
+    Ok(Some(path))
+}
+
 /// The built-in baseline sized for the task's vocabulary: a task made by `spored prepare`
 /// names it as `base_code_cid` without storing it anywhere.
 pub fn builtin_baseline(dir: &std::path::Path, task: &TaskManifest) -> Result<Vec<u8>, String> {
     let mut config = default_task::baseline();
-    if let Some(path) = task_data(dir, task)?.prepare {
+    // sized by the preparation alone: the corpus may still be on its way
+    if let Some(path) = preparation(dir, task)? {
         let document = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let preparation = Preparation::from_document(document).map_err(|e| e.to_string())?;
         config.model.vocab_size = preparation.vocab_size();

@@ -614,6 +614,8 @@ async fn rerun_native(
         Some(config) => config,
         None => artifacts.wait(&record.code_cid, "config artifact").await?,
     };
+    // a task on the GPU corpus: made here first if this node does not have it yet
+    crate::gpu_corpus::ensure_for(&task.dataset_cid, dir, || false).await?;
     let data = task_data(dir, task)?;
     // steps bound the run; twice the task's budget leaves a slower machine room
     let budget = rerun_budget(task, 2);

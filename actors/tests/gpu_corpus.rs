@@ -20,7 +20,7 @@ fn the_corpus_is_built_from_its_pinned_files_into_its_pinned_bytes() {
         }
     }
     let mut said = Vec::new();
-    let made = gpu_corpus::ensure(dir.path(), &mut |s| said.push(s.to_string()));
+    let made = gpu_corpus::ensure(dir.path(), &mut |s| said.push(s.to_string()), &|| false);
     let path = match made {
         Ok(path) => path,
         Err(e @ CorpusError::Download { .. })
@@ -50,7 +50,8 @@ fn the_corpus_is_built_from_its_pinned_files_into_its_pinned_bytes() {
     );
     assert!(said.last().unwrap().contains("is ready"), "{said:?}");
     // made once: the next call finds it
-    let again = gpu_corpus::ensure(dir.path(), &mut |s| panic!("said {s} again")).unwrap();
+    let again =
+        gpu_corpus::ensure(dir.path(), &mut |s| panic!("said {s} again"), &|| false).unwrap();
     assert_eq!(again, path);
 }
 

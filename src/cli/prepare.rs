@@ -47,11 +47,15 @@ pub fn run(ctx: &Context, args: PrepareArgs) -> Result<()> {
     let mut bytes = Vec::new();
     if args.gpu_corpus {
         let json = ctx.json;
-        let path = spore_actors::gpu_corpus::ensure(&ctx.data_dir.datasets(), &mut |s| {
-            if !json {
-                eprintln!("{s}");
-            }
-        })?;
+        let path = spore_actors::gpu_corpus::ensure(
+            &ctx.data_dir.datasets(),
+            &mut |s| {
+                if !json {
+                    eprintln!("{s}");
+                }
+            },
+            &|| false,
+        )?;
         bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     }
     for path in &args.text {

@@ -61,13 +61,25 @@ pub fn run(ctx: &Context, args: WarmupArgs) -> Result<()> {
         .task
         .clone()
         .or_else(|| (!ctx.config.task_id.is_empty()).then(|| ctx.config.task_id.clone()));
-    let target = {
-        #[allow(clippy::disallowed_methods)] // no node runs: this process owns the store
-        let read = store.read()?;
-        spore_actors::research::task_now(&read, pinned.as_deref(), &me)
-            .and_then(|task| warmup::target(&read, task, &ctx.data_dir.datasets()))
-            .map_err(anyhow::Error::msg)?
-    };
+    #[allow(clippy::disallowed_methods)] // no node runs: this process owns the store
+    let read = store.read()?;
+    let task = spore_actors::research::task_now(&read, pinned.as_deref(), &me)
+        .map_err(anyhow::Error::msg)?;
+    if task.dataset_cid == spore_actors::gpu_corpus::CORPUS_SHA256 {
+        let json = ctx.json;
+        spore_actors::gpu_corpus::ensure(
+            &ctx.data_dir.datasets(),
+            &mut |s| {
+                if !json {
+                    println!("  {s}");
+                }
+            },
+            &|| false,
+        )?;
+    }
+    let target =
+        warmup::target(&read, task, &ctx.data_dir.datasets()).map_err(anyhow::Error::msg)?;
+    drop(read);
     // the store stays open (locked) until the kernels are noted: a node started meanwhile
     // would prepare the same kernels on the same GPU
     let Some(target) = target else {
@@ -83,11 +95,12 @@ pub fn run(ctx: &Context, args: WarmupArgs) -> Result<()> {
         .kernel_cache
         .clone()
         .context("the runner keeps no kernel cache")?;
-    let key = target.key(&warmup::Hardware {
+    let on = warmup::Hardware {
         gpu_class: hardware.class.clone(),
         cuda_version: hardware.cuda_version.clone(),
         resource: runner.resource,
-    });
+    };
+    let key = target.key(&on);
     let gpu = matches!(slot, Slot::Gpu(_));
     if gpu && !args.force && warmup::prepared(&cache, &key) {
         return say(
@@ -131,7 +144,7 @@ pub fn run(ctx: &Context, args: WarmupArgs) -> Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     if gpu {
-        let what = format!("task {} baseline, {}", task.task_id, hardware.class);
+        let what = format!("task {} baseline, {:?}", task.task_id, on);
         warmup::mark(&cache, &key, &what)
             .with_context(|| format!("noting the prepared kernels in {}", cache.display()))?;
     }

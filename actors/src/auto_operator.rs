@@ -289,6 +289,7 @@ pub fn fetch(text: &str, limit: u64) -> Result<Vec<u8>, String> {
     let origin = url.origin();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(300)))
+        .tls_config(crate::tls::config())
         .max_redirects(0)
         .http_status_as_error(false)
         .build()

@@ -228,11 +228,7 @@ pub fn ensure(
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_global(Some(Duration::from_secs(600)))
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(system_roots())
-                .build(),
-        )
+        .tls_config(crate::tls::config())
         .build()
         .into();
     let corpus = assemble(SOURCES, &mut |source| {
@@ -313,35 +309,6 @@ fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), CorpusError> {
         return Err(io(path)(e));
     }
     Ok(())
-}
-
-/// The machine's trusted certificates (`SSL_CERT_FILE`, else Debian's, Fedora's or Alpine's
-/// bundle), so a registry mirror or a proxy the machine trusts works; the built-in web PKI
-/// roots when none is found.
-fn system_roots() -> ureq::tls::RootCerts {
-    let files = std::env::var("SSL_CERT_FILE").into_iter().chain(
-        [
-            "/etc/ssl/certs/ca-certificates.crt",
-            "/etc/pki/tls/certs/ca-bundle.crt",
-            "/etc/ssl/cert.pem",
-        ]
-        .map(String::from),
-    );
-    for file in files {
-        let Ok(pem) = std::fs::read(&file) else {
-            continue;
-        };
-        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if !certs.is_empty() {
-            return ureq::tls::RootCerts::new_with_certs(&certs);
-        }
-    }
-    ureq::tls::RootCerts::WebPki
 }
 
 fn download(agent: &ureq::Agent, source: &Source) -> Result<Vec<u8>, CorpusError> {

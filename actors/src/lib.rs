@@ -59,6 +59,7 @@ pub mod supervision;
 pub mod sync_session;
 pub mod task_data;
 pub mod task_registry;
+pub mod tls;
 pub mod verdict;
 pub mod verifier;
 pub mod warmup;

@@ -56,6 +56,7 @@ impl LlmSettings {
         let base = self.base_url.trim_end_matches('/');
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(self.timeout))
+            .tls_config(crate::tls::config())
             .http_status_as_error(false)
             .build()
             .new_agent();

@@ -477,8 +477,6 @@ fn failure_reason(
 pub struct ProgressView {
     tty: bool,
     last: Option<Instant>,
-    /// The stage last shown (each is shown once).
-    stage: u64,
 }
 
 impl ProgressView {
@@ -491,7 +489,6 @@ impl ProgressView {
         ProgressView {
             tty: !shared && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             last: None,
-            stage: 0,
         }
     }
 
@@ -502,12 +499,8 @@ impl ProgressView {
         }
     }
 
-    /// A stage of the run's start: said once each (on a GPU they can take minutes).
+    /// A stage of the run's start (the child tells each once; on a GPU one can take minutes).
     pub fn show_stage(&mut self, label: &str, s: &report::StageLine) {
-        if s.stage <= self.stage {
-            return;
-        }
-        self.stage = s.stage;
         if self.tty {
             crate::note!("\r\x1b[2K{label}: {}", s.describe());
             crate::console::bar_shown(true);
@@ -557,7 +550,6 @@ impl ProgressView {
             crate::note!("\r\x1b[2K");
         }
         self.last = None;
-        self.stage = 0;
     }
 }
 
@@ -627,16 +619,12 @@ impl Handler<RunExperiment> for ExperimentRunner {
                 true => format!("{slot}: {label}"),
                 false => label.clone(),
             };
-            let mut said = 0;
             let result = runner
                 .run_on(slot, &msg.0, |event| {
                     metrics.set_training(&device, Some(training(&label, &device, event)));
-                    if let Event::Stage(s) = event {
-                        // the log says it too, once a stage: on a GPU a stage can take minutes
-                        if s.gpu && s.stage > said {
-                            said = s.stage;
-                            tracing::info!(%slot, stage = s.stage, of = s.of, "{}", s.describe());
-                        }
+                    // the log says each stage too: on a GPU one can take minutes
+                    if let Event::Stage(s @ report::StageLine { gpu: true, .. }) = event {
+                        tracing::info!(%slot, stage = s.stage, of = s.of, "{}", s.describe());
                     }
                     if show {
                         view.show_event(&shown, event)

@@ -346,25 +346,13 @@ impl ResearchLoop {
             me.to_string(),
             self.options.datasets_dir.clone(),
         );
-        let task = self
-            .registry
-            .reads
-            .read(move |read| Ok(task_now(read, pinned.as_deref(), &me)))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r);
-        // the task's corpus first, when it is the GPU corpus (the baseline runs on it)
-        let task = match task {
-            Ok(task) => task,
-            Err(e) => return debug!("research: no GPU kernels prepared first ({e})"),
-        };
-        if let Err(e) = self.fetch_corpus(&task).await {
-            return warn!("research: no GPU kernels prepared first ({e})");
-        }
         let target = self
             .registry
             .reads
-            .read(move |read| Ok(crate::warmup::target(read, task, &dir)))
+            .read(move |read| {
+                Ok(task_now(read, pinned.as_deref(), &me)
+                    .and_then(|task| crate::warmup::target(read, task, &dir)))
+            })
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r);
@@ -377,6 +365,10 @@ impl ResearchLoop {
         let (task, dir) = (short(&target.task.task_id).to_string(), &cache.dir);
         if crate::warmup::prepared(dir, &key) {
             return info!(task = %task, cache = %dir.display(), "GPU kernels for the task's baseline are prepared already");
+        }
+        // the task's corpus, when it is the GPU corpus and not here yet (the baseline runs on it)
+        if let Err(e) = self.fetch_corpus(&target.task).await {
+            return warn!("research: no GPU kernels prepared first ({e})");
         }
         let request = match target.request(&self.options.datasets_dir) {
             Ok(r) => r,

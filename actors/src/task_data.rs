@@ -18,21 +18,8 @@ pub struct TaskData {
 /// The corpus a task trains on (the built-in one, or one `spored prepare` stored here) and
 /// its preparation (byte-level tokens, or a BPE document `spored prepare --bpe` stored here).
 pub fn task_data(dir: &std::path::Path, task: &TaskManifest) -> Result<TaskData, String> {
-    // these name files here: only an exact 64-hex cid may (a stranger's manifest could say
-    // `../../x`)
-    for (what, cid) in [
-        ("prepare_cid", &task.prepare_cid),
-        ("dataset_cid", &task.dataset_cid),
-    ] {
-        if !spore_spec::crypto::is_lower_hex(cid, 64) {
-            return Err(format!(
-                "task {} has a {what} that is not a 64-hex cid: {}",
-                task.task_id,
-                crate::refusal::Capped(cid)
-            ));
-        }
-    }
     let prepare = preparation(dir, task)?;
+    names_a_file(task, "dataset_cid", &task.dataset_cid)?;
     if task.dataset_cid == KJV_SHA256 {
         return Ok(TaskData {
             corpus: None,
@@ -57,6 +44,19 @@ pub fn task_data(dir: &std::path::Path, task: &TaskManifest) -> Result<TaskData,
     }
 }
 
+/// Whether a task's cid may name a file here: only an exact 64-hex cid may (a stranger's
+/// manifest could say `../../x`).
+fn names_a_file(task: &TaskManifest, what: &str, cid: &str) -> Result<(), String> {
+    match spore_spec::crypto::is_lower_hex(cid, 64) {
+        true => Ok(()),
+        false => Err(format!(
+            "task {} has a {what} that is not a 64-hex cid: {}",
+            task.task_id,
+            crate::refusal::Capped(cid)
+        )),
+    }
+}
+
 /// The preparation document a task names, when it is not byte-level tokens (checked to be on
 /// this node); its corpus is not looked at.
 fn preparation(
@@ -66,13 +66,7 @@ fn preparation(
     if task.prepare_cid == spore_spec::crypto::sha256_hex(PREPARE_SPEC.as_bytes()) {
         return Ok(None);
     }
-    if !spore_spec::crypto::is_lower_hex(&task.prepare_cid, 64) {
-        return Err(format!(
-            "task {} has a prepare_cid that is not a 64-hex cid: {}",
-            task.task_id,
-            crate::refusal::Capped(&task.prepare_cid)
-        ));
-    }
+    names_a_file(task, "prepare_cid", &task.prepare_cid)?;
     let path = dir.join(format!("{}.prepare", task.prepare_cid));
     if !path.exists() {
         return Err(format!(

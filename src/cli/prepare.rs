@@ -46,16 +46,7 @@ pub struct PrepareArgs {
 pub fn run(ctx: &Context, args: PrepareArgs) -> Result<()> {
     let mut bytes = Vec::new();
     if args.gpu_corpus {
-        let json = ctx.json;
-        let path = spore_actors::gpu_corpus::ensure(
-            &ctx.data_dir.datasets(),
-            &mut |s| {
-                if !json {
-                    eprintln!("{s}");
-                }
-            },
-            &|| false,
-        )?;
+        let path = gpu_corpus(ctx)?;
         bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     }
     for path in &args.text {
@@ -125,6 +116,22 @@ pub fn run(ctx: &Context, args: PrepareArgs) -> Result<()> {
         if args.gpu_corpus { 300 } else { 60 }
     );
     Ok(())
+}
+
+/// The GPU corpus in this data dir, made first when it is not there (what it does is said on
+/// stderr, unless `--json`).
+pub fn gpu_corpus(ctx: &Context) -> Result<PathBuf> {
+    let json = ctx.json;
+    let say = &mut |s: &str| {
+        if !json {
+            eprintln!("{s}");
+        }
+    };
+    Ok(spore_actors::gpu_corpus::ensure(
+        &ctx.data_dir.datasets(),
+        say,
+        &|| false,
+    )?)
 }
 
 /// Appends every value of the string column `column` of a Parquet file to `out`, each followed

@@ -12,6 +12,7 @@ use spore_actors::research::ResearchOptions;
 use spore_actors::setting::Setting;
 use spore_actors::verifier::VerifyOptions;
 use spore_actors::warmup;
+use spore_train::child::Hardware;
 use tracing::info;
 
 use crate::config::{NodeConfig, NodeMode};
@@ -95,7 +96,7 @@ pub fn runner(
     config: &NodeConfig,
     data_dir: &DataDir,
     device: &str,
-) -> Result<(RunnerConfig, spore_train::child::Hardware)> {
+) -> Result<(RunnerConfig, Hardware)> {
     let program = std::env::current_exe().context("cannot find the spored executable")?;
     // Half of this node's share of memory: the estimate is rough and the node needs room too.
     let memory_limit = total_memory() / 100 * config.resource as u64 / 2;
@@ -138,6 +139,15 @@ pub fn runner(
         slots,
     };
     Ok((runner, hardware))
+}
+
+/// What the GPU kernels of `runner`'s children on `hardware` are prepared for (`warmup`).
+pub fn kernels_for(hardware: &Hardware, runner: &RunnerConfig) -> warmup::Hardware {
+    warmup::Hardware {
+        gpu_class: hardware.class.clone(),
+        cuda_version: hardware.cuda_version.clone(),
+        resource: runner.resource,
+    }
 }
 
 /// What this node's config asks it to do besides serving the mesh (relay mode is not asked
@@ -195,11 +205,7 @@ pub fn mode(config: &NodeConfig, data_dir: &DataDir, seed: [u8; 32], live: &Live
         kernel_cache: match work.runner.slots()[0] {
             Slot::Gpu(_) => work.runner.kernel_cache.clone().map(|dir| warmup::Cache {
                 dir,
-                on: warmup::Hardware {
-                    gpu_class: hardware.class.clone(),
-                    cuda_version: hardware.cuda_version.clone(),
-                    resource: work.runner.resource,
-                },
+                on: kernels_for(&hardware, &work.runner),
             }),
             Slot::Cpu => None,
         },

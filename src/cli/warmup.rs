@@ -63,22 +63,9 @@ pub fn run(ctx: &Context, args: WarmupArgs) -> Result<()> {
         .or_else(|| (!ctx.config.task_id.is_empty()).then(|| ctx.config.task_id.clone()));
     #[allow(clippy::disallowed_methods)] // no node runs: this process owns the store
     let read = store.read()?;
-    let task = spore_actors::research::task_now(&read, pinned.as_deref(), &me)
+    let target = spore_actors::research::task_now(&read, pinned.as_deref(), &me)
+        .and_then(|task| warmup::target(&read, task, &ctx.data_dir.datasets()))
         .map_err(anyhow::Error::msg)?;
-    if task.dataset_cid == spore_actors::gpu_corpus::CORPUS_SHA256 {
-        let json = ctx.json;
-        spore_actors::gpu_corpus::ensure(
-            &ctx.data_dir.datasets(),
-            &mut |s| {
-                if !json {
-                    println!("  {s}");
-                }
-            },
-            &|| false,
-        )?;
-    }
-    let target =
-        warmup::target(&read, task, &ctx.data_dir.datasets()).map_err(anyhow::Error::msg)?;
     drop(read);
     // the store stays open (locked) until the kernels are noted: a node started meanwhile
     // would prepare the same kernels on the same GPU
@@ -95,11 +82,7 @@ pub fn run(ctx: &Context, args: WarmupArgs) -> Result<()> {
         .kernel_cache
         .clone()
         .context("the runner keeps no kernel cache")?;
-    let on = warmup::Hardware {
-        gpu_class: hardware.class.clone(),
-        cuda_version: hardware.cuda_version.clone(),
-        resource: runner.resource,
-    };
+    let on = super::research::kernels_for(&hardware, &runner);
     let key = target.key(&on);
     let gpu = matches!(slot, Slot::Gpu(_));
     if gpu && !args.force && warmup::prepared(&cache, &key) {
@@ -115,6 +98,10 @@ pub fn run(ctx: &Context, args: WarmupArgs) -> Result<()> {
             ),
             Some(&target),
         );
+    }
+    // the task's corpus, when it is the GPU corpus and not here yet (the baseline runs on it)
+    if task.dataset_cid == spore_actors::gpu_corpus::CORPUS_SHA256 {
+        super::prepare::gpu_corpus(ctx)?;
     }
     let request = target
         .request(&ctx.data_dir.datasets())
